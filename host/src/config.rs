@@ -1,0 +1,240 @@
+//! Configuration: command line, then `MAGPIE_*` environment variables (clap reads both),
+//! then the optional `magpie.toml`. CONTRACT.md §1 and §4.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Parser, Debug)]
+#[command(name = "magpie", version, about = "Contact management and website tracking server")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(CommonArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add(UserAddArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UserAddArgs {
+    #[arg(long)]
+    pub username: String,
+    #[arg(long, value_enum, default_value = "user")]
+    pub role: RoleArg,
+    /// Read the password from the first line of standard input.
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    #[arg(long, default_value = "")]
+    pub email: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum RoleArg {
+    Admin,
+    User,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// Directory for the database, uploads, exports and plugins.
+    #[arg(long, env = "MAGPIE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`; default `sqlite://<data-dir>/magpie.db`.
+    #[arg(long, env = "MAGPIE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Path of the TOML configuration file.
+    #[arg(long, env = "MAGPIE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "MAGPIE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Everything the server needs to know, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub file: FileConfig,
+}
+
+/// `magpie.toml`. Unknown keys are errors: a typo must not silently do nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub tracking: TrackingConfig,
+    pub contacts: ContactsConfig,
+    pub smtp: Option<SmtpConfig>,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    pub track_private_ip_ranges: bool,
+    pub cors_allowed_origins: Vec<String>,
+    pub identify_by_tracking_url: bool,
+    pub anonymize_ip: bool,
+    pub do_not_track_ips: Vec<String>,
+    pub honor_do_not_track: bool,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            track_private_ip_ranges: false,
+            cors_allowed_origins: Vec::new(),
+            identify_by_tracking_url: false,
+            anonymize_ip: false,
+            do_not_track_ips: Vec::new(),
+            honor_do_not_track: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UniqueIdentifierOperator {
+    #[default]
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactsConfig {
+    pub unique_identifier_operator: UniqueIdentifierOperator,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Most items a batch request may carry (Mautic's `api_batch_max_limit`).
+    pub batch_limit: usize,
+    /// Largest request body accepted by the JSON API, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { batch_limit: 200, max_body_bytes: 4 * 1024 * 1024 }
+    }
+}
+
+impl Config {
+    pub fn resolve(listen: Option<SocketAddr>, common: &CommonArgs) -> anyhow::Result<Config> {
+        let data_dir = common.data_dir.clone().unwrap_or_else(|| PathBuf::from("./magpie-data"));
+        let database_url = common
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("magpie.db").display()));
+        let file = match &common.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(Config {
+            listen: listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            data_dir,
+            database_url,
+            file,
+        })
+    }
+
+    /// A configuration for tests and tools: everything default under `data_dir`.
+    pub fn for_data_dir(data_dir: &Path, database_url: Option<String>) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("valid"),
+            data_dir: data_dir.to_path_buf(),
+            database_url: database_url
+                .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("magpie.db").display())),
+            file: FileConfig::default(),
+        }
+    }
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        FileConfig::parse(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
+        let config: FileConfig = toml::from_str(text)?;
+        if config.api.batch_limit == 0 {
+            anyhow::bail!("api.batch_limit must be at least 1");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let config = FileConfig::parse(
+            r#"
+            [tracking]
+            track_private_ip_ranges = false
+            cors_allowed_origins = []
+            identify_by_tracking_url = false
+            anonymize_ip = false
+
+            [contacts]
+            unique_identifier_operator = "or"
+
+            [smtp]
+            url = "smtp://127.0.0.1:2525"
+            from = "magpie@example.com"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.contacts.unique_identifier_operator, UniqueIdentifierOperator::Or);
+        assert_eq!(config.smtp.unwrap().from, "magpie@example.com");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(FileConfig::parse("[tracking]\ntrack_private = true").is_err());
+        assert!(FileConfig::parse("[contacts]\nunique_identifier_operator = \"xor\"").is_err());
+        assert!(FileConfig::parse("[nope]").is_err());
+        assert!(FileConfig::parse("").is_ok());
+    }
+}

@@ -1,0 +1,243 @@
+//! Creating, editing and deleting contact fields: validation of the definition, then the
+//! row and its column change in one transaction.
+
+use serde_json::{Map, Value as Json};
+
+use super::fields::{self, FieldDef, FieldSet, FieldType, Storage, SEARCH_TEXT_COLUMNS};
+use super::input::{Problems, flag};
+use super::values;
+use crate::error::{AppError, AppResult};
+use crate::store::{self, Store};
+use crate::time::now_ms;
+
+const KEYS: [&str; 15] = [
+    "label", "alias", "type", "group", "order", "defaultValue", "isPublished", "isRequired", "isVisible", "isShortVisible",
+    "isListable", "isPubliclyUpdatable", "isUniqueIdentifier", "isIndex", "properties",
+];
+/// Keys Mautic clients send back from a GET that are not editable; accepted and ignored.
+const IGNORED: [&str; 9] = ["id", "object", "isFixed", "dateAdded", "dateModified", "createdBy", "modifiedBy", "isUniqueIdentifer", "createdByUser"];
+
+fn text(v: &Json, key: &str, max: usize, problems: &mut Problems) -> Option<String> {
+    match v {
+        Json::String(s) if s.chars().any(char::is_control) => {
+            problems.add(key, "must not contain control characters");
+            None
+        }
+        Json::String(s) if s.trim().chars().count() > max => {
+            problems.add(key, format!("must be at most {max} characters"));
+            None
+        }
+        Json::String(s) => Some(s.trim().to_owned()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Null => None,
+        _ => {
+            problems.add(key, "must be a string");
+            None
+        }
+    }
+}
+
+/// Applies a Mautic field body to `def` (a fresh default for creation).
+fn apply_body(def: &mut FieldDef, body: &Map<String, Json>, creating: bool, existing: &FieldSet) -> AppResult<()> {
+    let mut problems = Problems::default();
+    let unknown: Vec<&String> = body.keys().filter(|k| !KEYS.contains(&k.as_str()) && !IGNORED.contains(&k.as_str())).collect();
+    for k in &unknown {
+        problems.add(k, "is not a field property");
+    }
+    problems.into_result()?;
+    let mut problems = Problems::default();
+    if let Some(v) = body.get("label") {
+        match text(v, "label", 191, &mut problems) {
+            Some(l) if !l.is_empty() => def.label = l,
+            Some(_) | None => problems.add("label", "is required"),
+        }
+    } else if creating {
+        problems.add("label", "is required");
+    }
+    if let Some(v) = body.get("type") {
+        let t = v.as_str().and_then(FieldType::parse);
+        match t {
+            Some(t) if creating => def.field_type = t,
+            Some(t) if t == def.field_type => {}
+            Some(t) if t.kind() == def.field_type.kind() && def.storage() == Storage::Column && !def.is_fixed => def.field_type = t,
+            Some(_) => problems.add("type", "cannot change to a type stored differently; create a new field instead"),
+            None => problems.add("type", format!("must be one of: {}", FieldType::ALL.map(|t| t.as_str()).join(", "))),
+        }
+    }
+    if let Some(v) = body.get("alias") {
+        let alias = text(v, "alias", 100, &mut problems).unwrap_or_default();
+        if creating {
+            if !alias.is_empty() {
+                match fields::validate_alias(&alias) {
+                    Ok(()) if existing.get(&alias).is_some() => problems.add("alias", format!("'{alias}' is already used by another field")),
+                    Ok(()) => def.alias = alias,
+                    Err(m) => problems.add("alias", m),
+                }
+            }
+        } else if !alias.is_empty() && alias != def.alias {
+            problems.add("alias", "cannot be changed");
+        }
+    }
+    if creating && def.alias.is_empty() && !def.label.is_empty() {
+        let base = fields::alias_from_label(&def.label);
+        let base = if fields::validate_alias(&base).is_ok() { base } else { format!("f_{base}").chars().take(fields::MAX_ALIAS_LEN).collect() };
+        let mut candidate = base.clone();
+        let mut n = 1;
+        while existing.get(&candidate).is_some() || fields::validate_alias(&candidate).is_err() {
+            candidate = format!("{}{n}", &base[..base.len().min(fields::MAX_ALIAS_LEN - 4)]);
+            n += 1;
+            if n > 999 {
+                problems.add("alias", "could not derive a free alias from the label; give one");
+                break;
+            }
+        }
+        def.alias = candidate;
+    }
+    if let Some(v) = body.get("group") {
+        match text(v, "group", 32, &mut problems) {
+            Some(g) if !g.is_empty() && g.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') => def.group = g,
+            Some(g) if g.is_empty() => def.group = "core".into(),
+            _ => problems.add("group", "must be core, social, personal, professional or a custom name of lowercase letters, digits and _"),
+        }
+    }
+    if let Some(v) = body.get("order") {
+        match v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
+            Some(o) if (0..=100_000).contains(&o) => def.order = o,
+            _ => problems.add("order", "must be a whole number from 0 to 100000"),
+        }
+    }
+    let flags: [(&str, &mut bool); 8] = [
+        ("isPublished", &mut def.is_published),
+        ("isRequired", &mut def.is_required),
+        ("isVisible", &mut def.is_visible),
+        ("isShortVisible", &mut def.is_short_visible),
+        ("isListable", &mut def.is_listable),
+        ("isPubliclyUpdatable", &mut def.is_publicly_updatable),
+        ("isUniqueIdentifier", &mut def.is_unique_identifier),
+        ("isIndex", &mut def.is_index),
+    ];
+    for (key, slot) in flags {
+        if let Some(v) = body.get(key) {
+            match flag(v) {
+                Some(b) => *slot = b,
+                None => problems.add(key, "must be true or false"),
+            }
+        }
+    }
+    if let Some(v) = body.get("properties").filter(|_| true) {
+        match fields::normalize_properties(def.field_type, Some(v)) {
+            Ok(p) => def.properties = p,
+            Err(AppError::Validation { details, .. }) => {
+                for m in details.get("properties").and_then(Json::as_array).into_iter().flatten() {
+                    problems.add("properties", m.as_str().unwrap_or("invalid"));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    } else if creating || body.contains_key("type") {
+        match fields::normalize_properties(def.field_type, Some(&Json::Object(def.properties.clone()))) {
+            Ok(p) => def.properties = p,
+            Err(_) => problems.add("properties", "are required for this type (e.g. a list of options)"),
+        }
+    }
+    if def.is_unique_identifier && (def.storage() != Storage::Column || matches!(def.field_type, FieldType::Textarea | FieldType::Boolean | FieldType::Multiselect)) {
+        problems.add("isUniqueIdentifier", "this field cannot be a unique identifier");
+    }
+    if def.is_fixed && !def.is_published {
+        problems.add("isPublished", "default fields cannot be unpublished");
+    }
+    if let Some(v) = body.get("defaultValue") {
+        match v {
+            Json::Null => def.default_value = None,
+            _ if values::is_blank(v) => def.default_value = None,
+            _ => match values::normalize(def, v) {
+                Ok(Some(value)) => def.default_value = value.to_text(),
+                Ok(None) => def.default_value = None,
+                Err(m) => problems.add("defaultValue", m),
+            },
+        }
+    }
+    problems.into_result()
+}
+
+fn blank_def() -> FieldDef {
+    let now = now_ms();
+    FieldDef {
+        id: 0,
+        alias: String::new(),
+        label: String::new(),
+        field_type: FieldType::Text,
+        group: "core".into(),
+        order: 0,
+        default_value: None,
+        is_required: false,
+        is_unique_identifier: false,
+        is_publicly_updatable: false,
+        is_short_visible: false,
+        is_listable: true,
+        is_visible: true,
+        is_index: false,
+        is_fixed: false,
+        is_published: true,
+        properties: Map::new(),
+        date_added: now,
+        date_modified: now,
+    }
+}
+
+fn body_map(body: &Json) -> AppResult<&Map<String, Json>> {
+    body.as_object().ok_or_else(|| AppError::bad_request("the body must be a JSON object describing the field"))
+}
+
+pub async fn create(store: &Store, registry: &super::registry::FieldRegistry, body: &Json) -> AppResult<FieldDef> {
+    let body = body_map(body)?;
+    let mut tx = store.begin().await?;
+    let existing = FieldSet::new(store::fields::list(&mut tx).await?);
+    let mut def = blank_def();
+    def.order = store::fields::max_order(&mut tx).await? + 1;
+    apply_body(&mut def, body, true, &existing)?;
+    if existing.len() >= 500 {
+        return Err(AppError::invalid("alias", "at most 500 fields"));
+    }
+    def.id = store::fields::create(&mut tx, &def).await?;
+    tx.commit().await?;
+    registry.invalidate();
+    Ok(def)
+}
+
+pub async fn update(store: &Store, registry: &super::registry::FieldRegistry, id: i64, body: &Json) -> AppResult<FieldDef> {
+    let body = body_map(body)?;
+    let mut tx = store.begin().await?;
+    let existing = FieldSet::new(store::fields::list(&mut tx).await?);
+    let before = existing.by_id(id).cloned().ok_or_else(AppError::not_found)?;
+    let mut after = before.clone();
+    apply_body(&mut after, body, false, &existing)?;
+    after.date_modified = now_ms();
+    store::fields::update(&mut tx, &before, &after).await?;
+    tx.commit().await?;
+    registry.invalidate();
+    Ok(after)
+}
+
+/// Sets the order of fields: ids in their new order.
+pub async fn reorder(store: &Store, registry: &super::registry::FieldRegistry, ids: &[i64]) -> AppResult<()> {
+    let mut tx = store.begin().await?;
+    let order: Vec<(i64, i64)> = ids.iter().enumerate().map(|(i, id)| (*id, i as i64 + 1)).collect();
+    store::fields::reorder(&mut tx, &order).await?;
+    tx.commit().await?;
+    registry.invalidate();
+    Ok(())
+}
+
+pub async fn delete(store: &Store, registry: &super::registry::FieldRegistry, id: i64) -> AppResult<FieldDef> {
+    let mut tx = store.begin().await?;
+    let existing = FieldSet::new(store::fields::list(&mut tx).await?);
+    let def = existing.by_id(id).cloned().ok_or_else(AppError::not_found)?;
+    if def.is_fixed || SEARCH_TEXT_COLUMNS.contains(&def.alias.as_str()) {
+        return Err(AppError::Forbidden(format!("'{}' is a default field and cannot be deleted", def.alias)));
+    }
+    store::fields::delete(&mut tx, &def).await?;
+    tx.commit().await?;
+    registry.invalidate();
+    Ok(def)
+}

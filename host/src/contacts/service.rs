@@ -1,0 +1,596 @@
+//! The one write path for contacts. The API (single and batch), the admin, imports,
+//! tracking and forms all come through `save`, so validation, duplicate matching,
+//! identification and the timeline events they imply happen the same way everywhere.
+//!
+//! A call takes many items and costs a few statements: inputs are validated first,
+//! candidates for duplicate matching are fetched in one query per identifier field,
+//! items are applied in memory in order (a later item sees an earlier one's contact),
+//! then everything is written with multi-row statements inside the caller's
+//! transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Value as Json, json};
+
+use super::fields::{FieldDef, FieldSet, FieldType, Storage};
+use super::input::{ContactInput, DncInput, Problems, TagChanges, UtmInput};
+use super::{Contact, is_identifying, values};
+use crate::config::UniqueIdentifierOperator;
+use crate::error::{AppError, AppResult};
+use crate::store::{self, Exec, Store, Tx, Value};
+use crate::timeline::{NewEvent, keys};
+
+/// Who or what is writing; recorded with the events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Api,
+    Admin,
+    Import,
+    Tracking,
+    Form,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Admin => "admin",
+            Source::Import => "import",
+            Source::Tracking => "tracking",
+            Source::Form => "form",
+        }
+    }
+}
+
+pub struct SaveContext<'a> {
+    pub fields: &'a FieldSet,
+    pub operator: UniqueIdentifierOperator,
+    /// The user writing, if any.
+    pub actor: Option<i64>,
+    pub source: Source,
+    pub now: i64,
+}
+
+/// What an item asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Create, or update the contact matching the unique identifiers (Mautic's `new`).
+    Upsert,
+    /// Always create (the admin after seeing the duplicate warning).
+    Create,
+    /// Change the given fields of an existing contact.
+    Patch(i64),
+    /// Replace: fields not sent are cleared; creates a new contact when the id is unknown.
+    Put(i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Saved {
+    pub id: i64,
+    pub created: bool,
+}
+
+/// Saves items in their own transaction. The outer error is a database failure (nothing
+/// was written); inner errors are per item (that item wrote nothing).
+pub async fn save(store: &Store, ctx: &SaveContext<'_>, items: Vec<(Target, ContactInput)>) -> AppResult<Vec<AppResult<Saved>>> {
+    let mut tx = store.begin().await?;
+    let results = save_in(&mut tx, ctx, items).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// A validated item.
+struct Prepared<'f> {
+    target: Target,
+    sets: Vec<(&'f FieldDef, Option<Value>)>,
+    overwrite_blank: bool,
+    owner: Option<Option<i64>>,
+    stage: Option<Option<i64>>,
+    tags: TagChanges,
+    ip: Option<String>,
+    dnc: Vec<DncInput>,
+    utm: Vec<UtmInput>,
+}
+
+/// A contact being written: where it started and where it is now.
+struct Work {
+    original: Option<Contact>,
+    state: Contact,
+    events: Vec<NewEvent>,
+    ips: Vec<String>,
+    dnc: Vec<DncInput>,
+    utm: Vec<UtmInput>,
+}
+
+impl Work {
+    fn is_new(&self) -> bool {
+        self.original.is_none()
+    }
+}
+
+/// Case-folded text of a value, as identifiers are compared.
+fn fold(v: &Value) -> Option<String> {
+    v.to_text().map(|s| s.to_lowercase()).filter(|s| !s.is_empty())
+}
+
+fn identifier_probe(fields: &FieldSet, sets: &[(&FieldDef, Option<Value>)]) -> Vec<(String, String)> {
+    sets.iter()
+        .filter(|(f, v)| f.is_unique_identifier && v.is_some())
+        .filter_map(|(f, v)| Some((f.alias.clone(), fold(v.as_ref()?)?)))
+        .filter(|(alias, _)| fields.get(alias).is_some())
+        .collect()
+}
+
+/// The AND/OR rule: does a contact with these values match the probe?
+fn matches(op: UniqueIdentifierOperator, probe: &[(String, String)], contact: &Contact) -> bool {
+    if probe.is_empty() {
+        return false;
+    }
+    let eq = |(alias, want): &(String, String)| contact.value(alias).and_then(fold).is_some_and(|have| &have == want);
+    match op {
+        UniqueIdentifierOperator::And => probe.iter().all(eq),
+        UniqueIdentifierOperator::Or => probe.iter().any(eq),
+    }
+}
+
+/// Validates one input against the fields.
+fn prepare<'f>(fields: &'f FieldSet, target: Target, input: ContactInput) -> AppResult<Prepared<'f>> {
+    let mut problems = Problems::default();
+    let mut sets = Vec::with_capacity(input.values.len());
+    for (alias, raw) in &input.values {
+        let Some(field) = fields.get(alias) else {
+            problems.add(alias, "is not a contact field");
+            continue;
+        };
+        match values::normalize(field, raw) {
+            Ok(v) => sets.push((field, v)),
+            Err(m) => problems.add(alias, m),
+        }
+    }
+    problems.into_result()?;
+    let overwrite_blank = input.overwrite_with_blank || matches!(target, Target::Put(_));
+    Ok(Prepared {
+        target,
+        sets,
+        overwrite_blank,
+        owner: input.owner,
+        stage: input.stage,
+        tags: input.tags,
+        ip: input.ip_address,
+        dnc: input.dnc,
+        utm: input.utm,
+    })
+}
+
+/// Saves items inside `tx`. See `save`.
+pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, ContactInput)>) -> AppResult<Vec<AppResult<Saved>>> {
+    let fields = ctx.fields;
+    let mut results: Vec<Option<AppResult<Saved>>> = (0..items.len()).map(|_| None).collect();
+
+    // 1. Validate.
+    let mut prepared: Vec<(usize, Prepared)> = Vec::with_capacity(items.len());
+    for (i, (target, input)) in items.into_iter().enumerate() {
+        match prepare(fields, target, input) {
+            Ok(p) => prepared.push((i, p)),
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+
+    // 2. Owners and stages must exist.
+    let owner_ids: Vec<i64> = prepared.iter().filter_map(|(_, p)| p.owner.flatten()).collect();
+    let stage_ids: Vec<i64> = prepared.iter().filter_map(|(_, p)| p.stage.flatten()).collect();
+    let known_owners = store::users::existing_ids(tx, &owner_ids).await?;
+    let known_stages = store::stages::existing_ids(tx, &stage_ids).await?;
+    prepared.retain(|(i, p)| {
+        let mut problems = Problems::default();
+        if let Some(Some(o)) = p.owner {
+            if !known_owners.contains(&o) {
+                problems.add("owner", format!("there is no user with id {o}"));
+            }
+        }
+        if let Some(Some(s)) = p.stage {
+            if !known_stages.contains(&s) {
+                problems.add("stage", format!("there is no stage with id {s}"));
+            }
+        }
+        match problems.into_result() {
+            Ok(()) => true,
+            Err(e) => {
+                results[*i] = Some(Err(e));
+                false
+            }
+        }
+    });
+
+    // 3. Fetch what the items refer to: ids, and duplicate candidates.
+    let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut lock_keys: Vec<String> = Vec::new();
+    for (_, p) in prepared.iter().filter(|(_, p)| p.target == Target::Upsert) {
+        for (alias, key) in identifier_probe(fields, &p.sets) {
+            lock_keys.push(format!("{alias}\u{0}{key}"));
+            probes.entry(alias).or_default().push(Value::Text(key));
+        }
+    }
+    // Concurrent writers on PostgreSQL must not both miss and both insert the same email.
+    store::locks::identifier_locks(tx, &mut lock_keys).await?;
+    let candidates = store::contacts::find_by_identifiers(tx, fields, &probes).await?;
+    let mut wanted: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
+    wanted.extend(prepared.iter().filter_map(|(_, p)| match p.target {
+        Target::Patch(id) | Target::Put(id) => Some(id),
+        _ => None,
+    }));
+    wanted.sort_unstable();
+    wanted.dedup();
+    let loaded = store::contacts::load(tx, fields, &wanted).await?;
+
+    let mut work: Vec<Work> = loaded
+        .into_iter()
+        .map(|c| Work { original: Some(c.clone()), state: c, events: Vec::new(), ips: Vec::new(), dnc: Vec::new(), utm: Vec::new() })
+        .collect();
+    let mut by_id: HashMap<i64, usize> = work.iter().enumerate().map(|(i, w)| (w.state.id, i)).collect();
+    // Which item created which new record.
+    let mut created_by: HashMap<usize, usize> = HashMap::new();
+    let mut item_work: Vec<(usize, usize)> = Vec::new();
+
+    // 4. Apply items in order.
+    for (i, p) in prepared {
+        let existing = match p.target {
+            Target::Patch(id) => match by_id.get(&id) {
+                Some(w) => Some(*w),
+                None => {
+                    results[i] = Some(Err(AppError::not_found()));
+                    continue;
+                }
+            },
+            Target::Put(id) => by_id.get(&id).copied(),
+            Target::Create => None,
+            Target::Upsert => {
+                let probe = identifier_probe(fields, &p.sets);
+                // The newest matching contact wins (new records are newest), as in Mautic.
+                work.iter()
+                    .enumerate()
+                    .filter(|(_, w)| matches(ctx.operator, &probe, &w.state))
+                    .max_by_key(|(idx, w)| if w.is_new() { (1, *idx as i64) } else { (0, w.state.id) })
+                    .map(|(idx, _)| idx)
+            }
+        };
+        let is_create = existing.is_none();
+        let mut candidate = match existing {
+            Some(w) => work[w].state.clone(),
+            None => Contact { date_added: ctx.now, date_modified: ctx.now, created_by: ctx.actor, ..Contact::default() },
+        };
+        let mut events = Vec::new();
+        match apply(ctx, &p, &mut candidate, is_create, &mut events) {
+            Ok(()) => {}
+            Err(e) => {
+                results[i] = Some(Err(e));
+                continue;
+            }
+        }
+        let w = match existing {
+            Some(w) => w,
+            None => {
+                work.push(Work { original: None, state: Contact::default(), events: Vec::new(), ips: Vec::new(), dnc: Vec::new(), utm: Vec::new() });
+                created_by.insert(work.len() - 1, i);
+                work.len() - 1
+            }
+        };
+        let record = &mut work[w];
+        record.state = candidate;
+        record.events.extend(events);
+        record.ips.extend(p.ip);
+        record.dnc.extend(p.dnc);
+        record.utm.extend(p.utm);
+        if record.state.id != 0 {
+            by_id.insert(record.state.id, w);
+        }
+        item_work.push((i, w));
+    }
+
+    // 5. Write.
+    let new_idx: Vec<usize> = (0..work.len()).filter(|w| work[*w].is_new()).collect();
+    let rows: Vec<store::contacts::NewContact> = new_idx
+        .iter()
+        .map(|w| {
+            let s = &work[*w].state;
+            store::contacts::NewContact {
+                date_added: s.date_added,
+                date_identified: s.date_identified,
+                last_active: s.last_active,
+                created_by: s.created_by,
+                owner_id: s.owner_id,
+                stage_id: s.stage_id,
+                points: s.points,
+                preferred_profile_image: s.preferred_profile_image.clone(),
+                values: s.values.clone(),
+            }
+        })
+        .collect();
+    let ids = store::contacts::insert(tx, fields, &rows).await?;
+    for (w, id) in new_idx.iter().zip(ids) {
+        work[*w].state.id = id;
+    }
+    for w in &work {
+        if let Some(original) = &w.original {
+            let sets = changed_columns(fields, original, &w.state, ctx);
+            store::contacts::update(tx, w.state.id, sets).await?;
+        }
+    }
+    write_tags(tx, &mut work, ctx.now).await?;
+    let mut events = Vec::new();
+    for w in &mut work {
+        let id = w.state.id;
+        for ip in std::mem::take(&mut w.ips) {
+            if store::contacts::touch_ip(tx, id, &ip, ctx.now).await? {
+                events.push(NewEvent::new(id, keys::IP_ADDED, ctx.now, json!({ "ip": ip })));
+            }
+        }
+        for d in std::mem::take(&mut w.dnc) {
+            store::contacts::upsert_dnc(tx, id, &d.channel, d.channel_id, d.reason, &d.comments, ctx.now).await?;
+            events.push(NewEvent::new(id, keys::DNC, ctx.now, json!({
+                "channel": d.channel, "reason": d.reason, "comments": d.comments,
+            })));
+        }
+        for u in std::mem::take(&mut w.utm) {
+            let (values, query) = utm_values(&u);
+            let utm_id = store::contacts::insert_utm(tx, id, ctx.now, values, &query).await?;
+            events.push(NewEvent::new(id, keys::UTM, ctx.now, utm_json(&u)).ref_id(utm_id));
+        }
+        for mut e in std::mem::take(&mut w.events) {
+            e.contact_id = id;
+            events.push(e);
+        }
+    }
+    for e in &mut events {
+        e.source.get_or_insert_with(|| ctx.source.as_str().to_owned());
+    }
+    store::events::insert(tx, &events).await?;
+
+    for (i, w) in item_work {
+        let created = created_by.get(&w) == Some(&i);
+        results[i] = Some(Ok(Saved { id: work[w].state.id, created }));
+    }
+    Ok(results.into_iter().map(|r| r.expect("every item has a result")).collect())
+}
+
+/// Applies a validated item to a contact (in memory), with the events it implies.
+fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bool, events: &mut Vec<NewEvent>) -> AppResult<()> {
+    let fields = ctx.fields;
+    let points_before = c.points;
+    let stage_before = c.stage_id;
+    let mut problems = Problems::default();
+    let sent: HashSet<&str> = p.sets.iter().map(|(f, _)| f.alias.as_str()).collect();
+
+    for (field, value) in &p.sets {
+        match value {
+            Some(v) => set_value(c, field, v.clone()),
+            None if p.overwrite_blank => {
+                if field.is_required {
+                    problems.add(&field.alias, "is required");
+                }
+                set_value(c, field, values::null_for(field));
+            }
+            None => {}
+        }
+    }
+    if let Target::Put(_) = p.target {
+        // Replace: every field not sent is cleared.
+        for field in fields.iter().filter(|f| f.storage() == Storage::Column && !sent.contains(f.alias.as_str())) {
+            set_value(c, field, values::null_for(field));
+        }
+    }
+    if is_create {
+        for field in fields.iter().filter(|f| !sent.contains(f.alias.as_str())) {
+            let Some(default) = field.default_value.as_deref().filter(|d| !d.trim().is_empty()) else { continue };
+            if identifying_field(field) || c.field_value(field).to_text().is_some() {
+                continue;
+            }
+            if let Ok(Some(v)) = values::normalize(field, &Json::String(default.to_owned())) {
+                set_value(c, field, v);
+            }
+        }
+    }
+    if is_create || matches!(p.target, Target::Put(_)) {
+        for field in fields.iter().filter(|f| f.is_required && f.storage() == Storage::Column) {
+            if c.value(&field.alias).and_then(Value::to_text).is_none_or(|s| s.is_empty()) {
+                problems.add(&field.alias, "is required");
+            }
+        }
+    }
+    problems.into_result()?;
+
+    if let Some(owner) = p.owner {
+        c.owner_id = owner;
+    }
+    if let Some(stage) = p.stage {
+        c.stage_id = stage;
+    }
+    for tag in &p.tags.add {
+        if !c.tags.contains(tag) {
+            c.tags.push(tag.clone());
+        }
+    }
+    c.tags.retain(|t| !p.tags.remove.contains(t));
+
+    let source = ctx.source.as_str();
+    if is_create {
+        events.push(NewEvent::new(0, keys::CREATED, ctx.now, json!({ "source": source })));
+        if ctx.source == Source::Api {
+            events.push(NewEvent::new(0, keys::API_ADDED, ctx.now, json!({ "user": ctx.actor })));
+        }
+    }
+    if c.date_identified.is_none() && is_identifying(fields, &c.values) {
+        c.date_identified = Some(ctx.now);
+        events.push(NewEvent::new(0, keys::IDENTIFIED, ctx.now, json!({ "source": source })));
+    }
+    if c.points != points_before {
+        events.push(NewEvent::new(0, keys::POINTS, ctx.now, json!({
+            "delta": c.points - points_before, "points": c.points, "action": source,
+        })));
+    }
+    if c.stage_id != stage_before {
+        events.push(NewEvent::new(0, keys::STAGE, ctx.now, json!({ "from": stage_before, "to": c.stage_id })));
+    }
+    c.modified_by = ctx.actor.or(c.modified_by);
+    Ok(())
+}
+
+/// Fields a default value never fills (Mautic: defaults must not identify anyone).
+fn identifying_field(f: &FieldDef) -> bool {
+    f.is_unique_identifier
+        || ["firstname", "lastname", "email", "company"].contains(&f.alias.as_str())
+        || f.group == "social"
+        || f.field_type == FieldType::Email
+}
+
+fn set_value(c: &mut Contact, field: &FieldDef, v: Value) {
+    match field.storage() {
+        Storage::Points => c.points = v.as_i64().unwrap_or(0),
+        Storage::Timestamp => c.last_active = v.as_i64(),
+        Storage::Column => {
+            c.values.insert(field.alias.clone(), v);
+        }
+    }
+}
+
+/// The columns that differ between the stored and the new state.
+fn changed_columns(fields: &FieldSet, before: &Contact, after: &Contact, ctx: &SaveContext<'_>) -> Vec<(String, Value)> {
+    let mut sets = Vec::new();
+    for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
+        let a = before.values.get(&f.alias).cloned().unwrap_or(Value::Null(f.kind()));
+        let b = after.values.get(&f.alias).cloned().unwrap_or(Value::Null(f.kind()));
+        if a != b && !(a.is_null() && b.is_null()) {
+            sets.push((store::fields::column(&f.alias), b));
+        }
+    }
+    let system: [(&str, Value, Value); 5] = [
+        ("points", Value::Int(before.points), Value::Int(after.points)),
+        ("last_active", Value::from(before.last_active), Value::from(after.last_active)),
+        ("owner_id", Value::from(before.owner_id), Value::from(after.owner_id)),
+        ("stage_id", Value::from(before.stage_id), Value::from(after.stage_id)),
+        ("date_identified", Value::from(before.date_identified), Value::from(after.date_identified)),
+    ];
+    for (col, a, b) in system {
+        if a != b {
+            sets.push((col.to_owned(), b));
+        }
+    }
+    let tags_changed = before.tags != after.tags;
+    if !sets.is_empty() || tags_changed {
+        sets.push(("date_modified".to_owned(), Value::Int(ctx.now)));
+        if let Some(actor) = ctx.actor {
+            sets.push(("modified_by".to_owned(), Value::Int(actor)));
+        }
+    }
+    sets
+}
+
+/// Links and unlinks tags for every record, with a `lead.tags` event per contact changed.
+async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
+    let mut changes: Vec<(usize, Vec<String>, Vec<String>)> = Vec::new();
+    for (i, w) in work.iter().enumerate() {
+        let before: &[String] = w.original.as_ref().map_or(&[], |o| &o.tags);
+        let added: Vec<String> = w.state.tags.iter().filter(|t| !before.contains(t)).cloned().collect();
+        let removed: Vec<String> = before.iter().filter(|t| !w.state.tags.contains(t)).cloned().collect();
+        if !added.is_empty() || !removed.is_empty() {
+            changes.push((i, added, removed));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = changes.iter().flat_map(|(_, a, _)| a.iter().cloned()).collect();
+    names.sort();
+    names.dedup();
+    let ids = store::contacts::ensure_tags(tx, &names).await?;
+    let mut removed_names: Vec<String> = changes.iter().flat_map(|(_, _, r)| r.iter().cloned()).collect();
+    removed_names.sort();
+    removed_names.dedup();
+    let removed_ids = store::contacts::tag_ids(tx, &removed_names).await?;
+    let mut link = Vec::new();
+    let mut unlink = Vec::new();
+    for (i, added, removed) in &changes {
+        let contact = work[*i].state.id;
+        link.extend(added.iter().filter_map(|t| ids.get(t)).map(|t| (contact, *t)));
+        unlink.extend(removed.iter().filter_map(|t| removed_ids.get(t)).map(|t| (contact, *t)));
+        work[*i].events.push(NewEvent::new(contact, keys::TAGS, now, json!({ "added": added, "removed": removed })));
+    }
+    store::contacts::link_tags(tx, &link).await?;
+    store::contacts::unlink_tags(tx, &unlink).await?;
+    Ok(())
+}
+
+fn utm_values(u: &UtmInput) -> ([Option<String>; 9], String) {
+    (
+        [
+            u.utm_campaign.clone(),
+            u.utm_content.clone(),
+            u.utm_medium.clone(),
+            u.utm_source.clone(),
+            u.utm_term.clone(),
+            u.url.clone(),
+            u.referer.clone(),
+            u.remote_host.clone(),
+            u.user_agent.clone(),
+        ],
+        Json::Object(u.query.clone()).to_string(),
+    )
+}
+
+fn utm_json(u: &UtmInput) -> Json {
+    json!({
+        "utm_campaign": u.utm_campaign, "utm_content": u.utm_content, "utm_medium": u.utm_medium,
+        "utm_source": u.utm_source, "utm_term": u.utm_term, "url": u.url, "referer": u.referer,
+    })
+}
+
+/// Adds or subtracts points (the API's points/plus and points/minus).
+pub async fn change_points(store: &Store, id: i64, delta: i64, action: &str, now: i64) -> AppResult<i64> {
+    let mut tx = store.begin().await?;
+    let Some(total) = store::contacts::add_points(&mut tx, id, delta, now).await? else {
+        return Err(AppError::NotFound("Contact not found.".into()));
+    };
+    store::events::insert(
+        &mut tx,
+        &[NewEvent::new(id, keys::POINTS, now, json!({ "delta": delta, "points": total, "action": action })).source("api")],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(total)
+}
+
+/// Deletes contacts; returns how many existed.
+pub async fn delete(store: &Store, ids: &[i64]) -> AppResult<u64> {
+    let mut tx = store.begin().await?;
+    let n = store::contacts::delete(&mut tx, ids).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Duplicate detection for one set of values, for the admin form's warning: contacts
+/// (other than `except`) matching by unique identifiers with the configured operator.
+pub async fn find_duplicates(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    operator: UniqueIdentifierOperator,
+    values: &[(String, Json)],
+    except: Option<i64>,
+) -> AppResult<Vec<Contact>> {
+    let mut sets = Vec::new();
+    for (alias, raw) in values {
+        if let Some(f) = fields.get(alias) {
+            if let Ok(Some(v)) = values::normalize(f, raw) {
+                sets.push((f, Some(v)));
+            }
+        }
+    }
+    let probe = identifier_probe(fields, &sets);
+    let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
+    for (alias, key) in &probe {
+        probes.entry(alias.clone()).or_default().push(Value::Text(key.clone()));
+    }
+    let candidates = store::contacts::find_by_identifiers(db, fields, &probes).await?;
+    let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).filter(|id| Some(*id) != except).collect();
+    let contacts = store::contacts::load(db, fields, &ids).await?;
+    Ok(contacts.into_iter().filter(|c| matches(operator, &probe, c)).collect())
+}

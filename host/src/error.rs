@@ -1,0 +1,101 @@
+//! One error type for the whole server. It renders as Mautic's error body,
+//! `{"errors":[{"code":400,"message":"…","details":{…}}]}`; 500s are logged with their
+//! cause and answered with a generic message so internals never leak.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authorization required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// 422 with per-field messages: `{"email": ["…"]}`.
+    #[error("{message}")]
+    Validation { message: String, details: Value },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        AppError::BadRequest(message.into())
+    }
+    pub fn not_found() -> Self {
+        AppError::NotFound("Item was not found.".into())
+    }
+    /// A 422 about one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        AppError::Validation {
+            message: format!("{field}: {message}"),
+            details: json!({ field: [message] }),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body entry Mautic clients read.
+    pub fn to_json(&self) -> Value {
+        let code = self.status().as_u16();
+        let (message, details) = match self {
+            AppError::Validation { message, details } => (message.clone(), details.clone()),
+            AppError::Internal(_) => ("Something went wrong on our side; it has been logged.".to_owned(), json!({})),
+            AppError::Unauthorized => (
+                "API authorization denied: send HTTP Basic credentials of a Magpie user.".to_owned(),
+                json!({}),
+            ),
+            other => (other.to_string(), json!({})),
+        };
+        json!({ "code": code, "message": message, "details": details, "type": null })
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "internal error");
+        }
+        let status = self.status();
+        let body = json!({ "errors": [self.to_json()] });
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"Magpie\""));
+        }
+        response
+    }
+}

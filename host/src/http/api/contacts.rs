@@ -1,0 +1,523 @@
+//! `/api/contacts…`: Mautic's contacts API.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{Map, Value, json};
+
+use super::contact_json::{Extras, contact_json};
+use crate::contacts::Contact;
+use crate::contacts::fields::FieldSet;
+use crate::contacts::input::{ContactInput, DNC_MANUAL, DncInput, parse_dnc, parse_utm};
+use crate::contacts::search;
+use crate::contacts::service::{self, SaveContext, Saved, Source, Target};
+use crate::error::{AppError, AppResult};
+use crate::http::auth::CurrentUser;
+use crate::http::extract::{ApiBody, PhpQuery, id};
+use crate::state::SharedState;
+use crate::store::contact_search::{Dir, ListError, ListQuery, WhereFilter, WhereValue};
+use crate::store::{self, Conn};
+use crate::time::now_ms;
+use crate::timeline::{self, types};
+
+
+/// Default and largest page size of the list.
+const DEFAULT_LIMIT: i64 = 30;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// Renders contacts (already loaded) with everything their JSON needs.
+async fn render(db: &mut Conn, fields: &FieldSet, contacts: &[Contact], minimal: bool) -> AppResult<Vec<Value>> {
+    let extras = Extras::load(db, contacts, minimal).await?;
+    Ok(contacts.iter().map(|c| contact_json(fields, &extras, c, minimal)).collect())
+}
+
+async fn load_one(state: &SharedState, contact_id: i64) -> AppResult<(Conn, std::sync::Arc<FieldSet>, Contact)> {
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let contact = store::contacts::load(&mut db, &fields, &[contact_id]).await?.pop().ok_or_else(AppError::not_found)?;
+    Ok((db, fields, contact))
+}
+
+async fn one_json(state: &SharedState, contact_id: i64) -> AppResult<Value> {
+    let (mut db, fields, contact) = load_one(state, contact_id).await?;
+    Ok(render(&mut db, &fields, std::slice::from_ref(&contact), false).await?.remove(0))
+}
+
+fn parse_where(q: &PhpQuery) -> AppResult<Vec<WhereFilter>> {
+    let Some(w) = q.0.get("where") else { return Ok(Vec::new()) };
+    let items: Vec<&Value> = match w {
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(o) => o.values().collect(),
+        _ => return Err(AppError::bad_request("where must be a list like where[0][col]=…&where[0][expr]=…")),
+    };
+    if items.len() > 50 {
+        return Err(AppError::bad_request("at most 50 where filters"));
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let o = item.as_object().ok_or_else(|| AppError::bad_request("each where filter needs col, expr and val"))?;
+            let col = o.get("col").or_else(|| o.get("column")).and_then(Value::as_str).ok_or_else(|| AppError::bad_request("where: missing col"))?;
+            let expr = o.get("expr").and_then(Value::as_str).ok_or_else(|| AppError::bad_request("where: missing expr"))?;
+            let val = match o.get("val").or_else(|| o.get("value")) {
+                None => WhereValue::None,
+                Some(Value::String(s)) => WhereValue::One(s.clone()),
+                Some(Value::Array(a)) => WhereValue::Many(a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+                Some(other) => WhereValue::One(other.to_string()),
+            };
+            Ok(WhereFilter { col: col.to_owned(), expr: expr.to_owned(), val })
+        })
+        .collect()
+}
+
+/// `GET /api/contacts`
+pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, q: PhpQuery) -> AppResult<Response> {
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let search_text = q.str("search").unwrap_or("");
+    let expr = search::parse(search_text, &fields).map_err(|m| AppError::bad_request(format!("invalid search: {m}")))?;
+    let start = q.int("start", 0)?;
+    let limit = match q.int("limit", DEFAULT_LIMIT)? {
+        // Mautic reads 0 as "no limit"; at millions of contacts that must still be bounded.
+        0 => Some(MAX_LIMIT),
+        n if n > MAX_LIMIT => return Err(AppError::bad_request(format!("limit must be at most {MAX_LIMIT}"))),
+        n => Some(n),
+    };
+    let order_by = q.str("orderBy").filter(|s| !s.is_empty());
+    let dir = match q.str("orderByDir").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") => if order_by.is_some() { Dir::Asc } else { Dir::Desc },
+        Some("asc") => Dir::Asc,
+        Some("desc") => Dir::Desc,
+        Some(other) => return Err(AppError::bad_request(format!("orderByDir must be asc or desc, not '{other}'"))),
+    };
+    let wheres = parse_where(&q)?;
+    let minimal = q.flag("minimal");
+    let query = ListQuery { search: expr.as_ref(), wheres: &wheres, order_by, dir, offset: start, limit, me: Some(me.id) };
+    let (contacts, total) = match store::contact_search::list(&mut db, &fields, &query).await {
+        Ok(r) => r,
+        Err(ListError::BadQuery(m)) => return Err(AppError::bad_request(m)),
+        Err(ListError::Db(e)) => return Err(e.into()),
+    };
+    let rendered = render(&mut db, &fields, &contacts, minimal).await?;
+    let mut map = Map::new();
+    for (c, j) in contacts.iter().zip(rendered) {
+        map.insert(c.id.to_string(), j);
+    }
+    // Mautic sends the total as a string.
+    Ok(Json(json!({ "total": total.to_string(), "contacts": map })).into_response())
+}
+
+/// `GET /api/contacts/{id}`
+pub async fn get(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+    Ok(Json(json!({ "contact": one_json(&state, id(&contact_id)?).await? })))
+}
+
+async fn save(state: &SharedState, me: &crate::users::User, items: Vec<(Target, ContactInput)>) -> AppResult<Vec<AppResult<Saved>>> {
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let operator = state.operator(&mut db).await?;
+    drop(db);
+    let ctx = SaveContext { fields: &fields, operator, actor: Some(me.id), source: Source::Api, now: now_ms() };
+    service::save(&state.store, &ctx, items).await
+}
+
+async fn parse_input(state: &SharedState, body: &Value) -> AppResult<ContactInput> {
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    ContactInput::from_json(body, &fields)
+}
+
+fn saved_response(saved: Saved, contact: Value) -> Response {
+    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
+    let mut r = (status, Json(json!({ "contact": contact }))).into_response();
+    if saved.created {
+        if let Ok(v) = HeaderValue::from_str(&format!("/api/contacts/{}", saved.id)) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    r
+}
+
+/// `POST /api/contacts/new`: creates, or updates the contact matching the unique identifiers.
+pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
+    let input = parse_input(&state, &body).await?;
+    let saved = save(&state, &me, vec![(Target::Upsert, input)]).await?.remove(0)?;
+    Ok(saved_response(saved, one_json(&state, saved.id).await?))
+}
+
+/// `PATCH /api/contacts/{id}/edit`
+pub async fn patch(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
+    let contact_id = id(&contact_id)?;
+    let input = parse_input(&state, &body).await?;
+    let saved = save(&state, &me, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
+    Ok(saved_response(saved, one_json(&state, saved.id).await?))
+}
+
+/// `PUT /api/contacts/{id}/edit`: replaces; creates when the id is unknown.
+pub async fn put(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
+    let contact_id = contact_id.parse::<i64>().map_err(|_| AppError::not_found())?;
+    let input = parse_input(&state, &body).await?;
+    let saved = save(&state, &me, vec![(Target::Put(contact_id), input)]).await?.remove(0)?;
+    Ok(saved_response(saved, one_json(&state, saved.id).await?))
+}
+
+/// `DELETE /api/contacts/{id}/delete`: answers with the contact as it was, id null.
+pub async fn delete(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+    let contact_id = id(&contact_id)?;
+    let mut contact = one_json(&state, contact_id).await?;
+    if service::delete(&state.store, &[contact_id]).await? == 0 {
+        return Err(AppError::not_found());
+    }
+    contact["id"] = Value::Null;
+    Ok(Json(json!({ "contact": contact })))
+}
+
+fn batch_items(state: &SharedState, body: &Value) -> AppResult<Vec<Value>> {
+    let items: Vec<Value> = match body {
+        Value::Array(a) => a.clone(),
+        // Form-encoded lists arrive keyed "0", "1", …
+        Value::Object(o) if o.keys().all(|k| k.parse::<usize>().is_ok()) && !o.is_empty() => o.values().cloned().collect(),
+        _ => return Err(AppError::bad_request("a batch body must be a JSON array of contacts")),
+    };
+    let max = state.config.file.api.batch_limit;
+    if items.len() > max {
+        return Err(AppError::bad_request(format!("A max of {max} entities are supported at a time.")));
+    }
+    if items.is_empty() {
+        return Err(AppError::bad_request("the batch is empty"));
+    }
+    Ok(items)
+}
+
+/// Runs a batch and answers `{"contacts": […], "statusCodes": […], "errors": {index: …}}`.
+async fn run_batch(state: &SharedState, me: &crate::users::User, items: Vec<Result<(Target, ContactInput), AppError>>, status: StatusCode) -> AppResult<Response> {
+    let mut slots: Vec<Option<AppResult<Saved>>> = Vec::with_capacity(items.len());
+    let mut to_save = Vec::new();
+    let mut positions = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Ok(t) => {
+                positions.push(i);
+                to_save.push(t);
+                slots.push(None);
+            }
+            Err(e) => slots.push(Some(Err(e))),
+        }
+    }
+    let results = save(state, me, to_save).await?;
+    for (pos, r) in positions.into_iter().zip(results) {
+        slots[pos] = Some(r);
+    }
+    let ids: Vec<i64> = slots.iter().filter_map(|s| s.as_ref().and_then(|r| r.as_ref().ok()).map(|s| s.id)).collect();
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let contacts = store::contacts::load(&mut db, &fields, &ids).await?;
+    let rendered: HashMap<i64, Value> = render(&mut db, &fields, &contacts, false).await?.into_iter().zip(&contacts).map(|(j, c)| (c.id, j)).collect();
+    let mut out = Map::new();
+    let mut codes = Vec::new();
+    let mut errors = Map::new();
+    for (i, slot) in slots.into_iter().enumerate() {
+        match slot.expect("every slot filled") {
+            Ok(saved) => {
+                out.insert(i.to_string(), rendered.get(&saved.id).cloned().unwrap_or(Value::Null));
+                codes.push(json!(if saved.created { 201 } else { 200 }));
+            }
+            Err(e) => {
+                codes.push(json!(e.status().as_u16()));
+                errors.insert(i.to_string(), e.to_json());
+            }
+        }
+    }
+    // A list when every item succeeded (Mautic's array), else keyed by index.
+    let contacts_json = if errors.is_empty() { Value::Array(out.into_iter().map(|(_, v)| v).collect()) } else { Value::Object(out) };
+    let mut body = json!({ "contacts": contacts_json, "statusCodes": codes });
+    if !errors.is_empty() {
+        body["errors"] = Value::Object(errors);
+    }
+    Ok((status, Json(body)).into_response())
+}
+
+/// `POST /api/contacts/batch/new`
+pub async fn batch_new(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
+    let raw = batch_items(&state, &body)?;
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    drop(db);
+    let items = raw.iter().map(|b| ContactInput::from_json(b, &fields).map(|i| (Target::Upsert, i))).collect();
+    run_batch(&state, &me, items, StatusCode::CREATED).await
+}
+
+/// `PATCH|PUT /api/contacts/batch/edit`: every item carries its `id`.
+pub async fn batch_edit(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, method: axum::http::Method, ApiBody(body): ApiBody) -> AppResult<Response> {
+    let raw = batch_items(&state, &body)?;
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    drop(db);
+    let put = method == axum::http::Method::PUT;
+    let items = raw
+        .into_iter()
+        .map(|mut b| {
+            let contact_id = b.as_object_mut().and_then(|o| o.remove("id")).ok_or_else(|| AppError::bad_request("each item needs an id"))?;
+            let contact_id = contact_id
+                .as_i64()
+                .or_else(|| contact_id.as_str().and_then(|s| s.parse().ok()))
+                .filter(|i| *i > 0)
+                .ok_or_else(|| AppError::bad_request("id must be a positive number"))?;
+            let input = ContactInput::from_json(&b, &fields)?;
+            Ok((if put { Target::Put(contact_id) } else { Target::Patch(contact_id) }, input))
+        })
+        .collect();
+    run_batch(&state, &me, items, StatusCode::OK).await
+}
+
+/// `DELETE /api/contacts/batch/delete?ids=1,2,3`: answers with the contacts deleted.
+pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let ids: Vec<i64> = match q.0.get("ids") {
+        Some(Value::String(s)) => s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>(),
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().unwrap_or("").trim().parse::<i64>()).collect(),
+        _ => return Err(AppError::bad_request("ids is required, e.g. ?ids=1,2,3")),
+    }
+    .map_err(|_| AppError::bad_request("ids must be numbers separated by commas"))?;
+    let max = state.config.file.api.batch_limit;
+    if ids.is_empty() || ids.len() > max {
+        return Err(AppError::bad_request(format!("give 1 to {max} ids")));
+    }
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let contacts = store::contacts::load(&mut db, &fields, &ids).await?;
+    let rendered = render(&mut db, &fields, &contacts, false).await?;
+    drop(db);
+    let found: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+    service::delete(&state.store, &found).await?;
+    Ok(Json(json!({ "contacts": rendered })))
+}
+
+/// `GET /api/contacts/list/fields`: published fields keyed by id.
+pub async fn list_fields(State(state): State<SharedState>) -> AppResult<Json<Value>> {
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let mut out = Map::new();
+    for f in fields.iter().filter(|f| f.is_published) {
+        out.insert(
+            f.id.to_string(),
+            json!({ "id": f.id, "label": f.label, "alias": f.alias, "type": f.field_type.as_str(), "group": f.group,
+                    "order": f.order, "object": "lead", "properties": Value::Object(f.properties.clone()) }),
+        );
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /api/contacts/list/owners`
+pub async fn list_owners(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let mut db = state.store.read().await?;
+    let filter = q.str("filter").unwrap_or("").to_lowercase();
+    let start = q.int("start", 0)? as usize;
+    let limit = q.int("limit", 100)? as usize;
+    let users: Vec<Value> = store::users::list(&mut db)
+        .await?
+        .into_iter()
+        .filter(|u| u.is_active)
+        .filter(|u| filter.is_empty() || u.full_name().to_lowercase().contains(&filter) || u.username.to_lowercase().contains(&filter))
+        .skip(start)
+        .take(limit.max(1))
+        .map(|u| json!({ "id": u.id, "firstName": u.first_name, "lastName": u.last_name }))
+        .collect();
+    Ok(Json(Value::Array(users)))
+}
+
+/// `GET /api/contacts/{id}/notes`
+pub async fn notes(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let contact_id = id(&contact_id)?;
+    let mut db = state.store.read().await?;
+    if !store::contacts::exists(&mut db, contact_id).await? {
+        return Err(AppError::NotFound("Contact not found.".into()));
+    }
+    let query = store::notes::NoteQuery {
+        contact_id: Some(contact_id),
+        search: q.str("search"),
+        note_type: None,
+        offset: q.int("start", 0)?,
+        limit: q.int("limit", 30)?.clamp(1, MAX_LIMIT),
+        ascending: q.str("orderByDir").is_some_and(|d| d.eq_ignore_ascii_case("asc")),
+    };
+    let (notes, total) = store::notes::list(&mut db, &query).await?;
+    Ok(Json(json!({ "total": total, "notes": notes.iter().map(super::notes::note_json).collect::<Vec<_>>() })))
+}
+
+/// Sub-resources that other areas fill later: answer in Mautic's shape, empty.
+pub async fn devices(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+    require_contact(&state, &contact_id).await?;
+    Ok(Json(json!({ "total": 0, "devices": [] })))
+}
+
+pub async fn companies(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+    require_contact(&state, &contact_id).await?;
+    Ok(Json(json!({ "total": 0, "companies": [] })))
+}
+
+pub async fn campaigns(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+    require_contact(&state, &contact_id).await?;
+    Ok(Json(json!({ "total": 0, "campaigns": {} })))
+}
+
+pub async fn segments(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+    require_contact(&state, &contact_id).await?;
+    Ok(Json(json!({ "total": 0, "lists": {} })))
+}
+
+async fn require_contact(state: &SharedState, contact_id: &str) -> AppResult<i64> {
+    let contact_id = id(contact_id)?;
+    let mut db = state.store.read().await?;
+    if !store::contacts::exists(&mut db, contact_id).await? {
+        return Err(AppError::not_found());
+    }
+    Ok(contact_id)
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).filter(|s| !s.is_empty()).collect(),
+        Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(Value::Object(o)) => o.values().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `GET /api/contacts/{id}/activity`: the timeline in Mautic's shape.
+pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let filters = q.0.get("filters").and_then(Value::as_object).cloned().unwrap_or_default();
+    let search = filters.get("search").and_then(Value::as_str).unwrap_or("").to_owned();
+    let include = string_list(filters.get("includeEvents"));
+    let exclude = string_list(filters.get("excludeEvents"));
+    let parse_date = |key: &str| -> AppResult<Option<i64>> {
+        match filters.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => crate::time::parse_datetime(s)
+                .map(|t| Some(t.timestamp_millis()))
+                .ok_or_else(|| AppError::bad_request(format!("filters[{key}] must be a date"))),
+        }
+    };
+    let filter = store::events::EventFilter {
+        include: include.clone(),
+        exclude: exclude.clone(),
+        search: Some(search.clone()).filter(|s| !s.is_empty()),
+        from: parse_date("dateFrom")?,
+        to: parse_date("dateTo")?,
+    };
+    let page = q.int("page", 1)?.max(1);
+    let limit = q.int("limit", 25)?.clamp(1, 500);
+    let mut db = state.store.read().await?;
+    let (events, total) = store::events::page(&mut db, contact_id, &filter, (page - 1) * limit, limit).await?;
+    let counts = store::events::type_counts(&mut db, contact_id).await?;
+    let mut type_map = Map::new();
+    for t in types::BUILT_IN {
+        type_map.insert(t.key.to_owned(), json!(t.label));
+    }
+    for key in counts.keys() {
+        type_map.entry(key.clone()).or_insert_with(|| json!(types::label(key)));
+    }
+    let events: Vec<Value> = events.iter().map(event_json).collect();
+    Ok(Json(json!({
+        "events": events,
+        "filters": { "search": search, "includeEvents": include, "excludeEvents": exclude },
+        "order": ["timestamp", "DESC"],
+        "types": type_map,
+        "total": total,
+        "page": page,
+        "limit": limit,
+        "maxPages": ((total + limit - 1) / limit).max(1),
+    })))
+}
+
+pub fn event_json(e: &timeline::Event) -> Value {
+    json!({
+        "event": e.event_type,
+        "eventId": format!("{}{}", e.event_type, e.id),
+        "eventLabel": types::label(&e.event_type),
+        "eventType": types::label(&e.event_type),
+        "timestamp": crate::time::iso(e.occurred_at),
+        "contactId": e.contact_id,
+        "icon": types::icon(&e.event_type),
+        "source": e.source,
+        "extra": e.properties,
+        "details": e.properties,
+    })
+}
+
+/// `POST /api/contacts/{id}/dnc/{channel}/add`
+pub async fn dnc_add(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((contact_id, channel)): Path<(String, String)>, body: Option<ApiBody>) -> AppResult<Json<Value>> {
+    let contact_id = id(&contact_id)?;
+    let body = body.map(|b| b.0).unwrap_or(json!({}));
+    let mut o = body.as_object().cloned().unwrap_or_default();
+    if let Some(cid) = o.remove("channelId") {
+        o.insert("channel_id".into(), cid);
+    }
+    o.insert("channel".into(), json!(channel));
+    if o.get("reason").is_none() {
+        o.insert("reason".into(), json!(DNC_MANUAL));
+    }
+    let dnc: Vec<DncInput> = parse_dnc(&Value::Object(o)).map_err(|m| AppError::bad_request(format!("invalid do-not-contact: {m}")))?;
+    let input = ContactInput { dnc, ..ContactInput::default() };
+    save(&state, &me, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
+    Ok(Json(json!({ "contact": one_json(&state, contact_id).await? })))
+}
+
+/// `POST /api/contacts/{id}/dnc/{channel}/remove`
+pub async fn dnc_remove(State(state): State<SharedState>, Path((contact_id, channel)): Path<(String, String)>) -> AppResult<Json<Value>> {
+    let contact_id = id(&contact_id)?;
+    require_contact(&state, &contact_id.to_string()).await?;
+    let mut tx = state.store.begin().await?;
+    let found = store::contacts::remove_dnc(&mut tx, contact_id, &channel).await?;
+    if found {
+        store::events::insert(
+            &mut tx,
+            &[timeline::NewEvent::new(contact_id, timeline::keys::DNC, now_ms(), json!({ "channel": channel, "removed": true })).source("api")],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(json!({ "recordFound": found, "contact": one_json(&state, contact_id).await? })))
+}
+
+/// `POST /api/contacts/{id}/utm/add`
+pub async fn utm_add(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+    let contact_id = id(&contact_id)?;
+    let mut o = body.as_object().cloned().ok_or_else(|| AppError::bad_request("the body must be an object of utm_* values"))?;
+    // Mautic's names for these two.
+    if let Some(v) = o.remove("useragent") {
+        o.insert("user_agent".into(), v);
+    }
+    if let Some(v) = o.remove("remotehost") {
+        o.insert("remote_host".into(), v);
+    }
+    let last_active = o.remove("lastActive");
+    let utm = parse_utm(&Value::Object(o)).map_err(|m| AppError::Validation { message: format!("utmtags: {m}"), details: json!({ "utmtags": [m] }) })?;
+    let mut input = ContactInput { utm, ..ContactInput::default() };
+    if let Some(v) = last_active {
+        input.values.push(("last_active".into(), v));
+    }
+    save(&state, &me, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
+    Ok(Json(json!({ "contact": one_json(&state, contact_id).await? })))
+}
+
+/// `POST /api/contacts/{id}/points/{plus|minus}/{delta}`
+pub async fn points(State(state): State<SharedState>, Path((contact_id, op, delta)): Path<(String, String, String)>) -> AppResult<Json<Value>> {
+    let contact_id = id(&contact_id)?;
+    let delta: i64 = delta.parse().ok().filter(|d: &i64| *d >= 0 && *d <= 1_000_000_000).ok_or_else(|| AppError::bad_request("the delta must be a whole number from 0 to 1000000000"))?;
+    let delta = match op.as_str() {
+        "plus" => delta,
+        "minus" => -delta,
+        _ => return Err(AppError::bad_request("Invalid operator: use plus or minus")),
+    };
+    service::change_points(&state.store, contact_id, delta, if delta >= 0 { "add (+)" } else { "subtract (-)" }, now_ms()).await?;
+    Ok(Json(json!({ "success": 1 })))
+}
+
+/// For other modules: a contact's JSON by id.
+pub async fn contact_by_id(state: &SharedState, contact_id: i64) -> AppResult<Value> {
+    one_json(state, contact_id).await
+}

@@ -1,0 +1,80 @@
+//! `/api/fields/contact…`: field definitions. Changing them is for admins.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{Map, Value, json};
+
+use crate::contacts::field_service;
+use crate::error::{AppError, AppResult};
+use crate::http::auth::CurrentUser;
+use crate::http::extract::{ApiBody, PhpQuery, id};
+use crate::state::SharedState;
+
+fn check_object(object: &str) -> AppResult<()> {
+    match object {
+        "contact" | "lead" => Ok(()),
+        "company" => Err(AppError::NotFound("company fields are not available yet".into())),
+        _ => Err(AppError::not_found()),
+    }
+}
+
+fn require_admin(user: &crate::users::User) -> AppResult<()> {
+    if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("You do not have access to the requested area/action.".into())) }
+}
+
+/// `GET /api/fields/contact`
+pub async fn list(State(state): State<SharedState>, Path(object): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+    check_object(&object)?;
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let search = q.str("search").unwrap_or("").to_lowercase();
+    let start = q.int("start", 0)? as usize;
+    let limit = q.int("limit", 0)? as usize;
+    let matching: Vec<_> = fields
+        .iter()
+        .filter(|f| search.is_empty() || f.alias.contains(&search) || f.label.to_lowercase().contains(&search))
+        .collect();
+    let mut out = Map::new();
+    for f in matching.iter().skip(start).take(if limit == 0 { usize::MAX } else { limit }) {
+        out.insert(f.id.to_string(), f.to_json());
+    }
+    Ok(Json(json!({ "total": matching.len(), "fields": out })))
+}
+
+/// `GET /api/fields/contact/{id}`
+pub async fn get(State(state): State<SharedState>, Path((object, field_id)): Path<(String, String)>) -> AppResult<Json<Value>> {
+    check_object(&object)?;
+    let field_id = id(&field_id)?;
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let f = fields.by_id(field_id).ok_or_else(AppError::not_found)?;
+    Ok(Json(json!({ "field": f.to_json() })))
+}
+
+/// `POST /api/fields/contact/new`
+pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(object): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
+    check_object(&object)?;
+    require_admin(&me)?;
+    let def = field_service::create(&state.store, &state.fields, &body).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "field": def.to_json() }))).into_response())
+}
+
+/// `PATCH|PUT /api/fields/contact/{id}/edit`
+pub async fn edit(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((object, field_id)): Path<(String, String)>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+    check_object(&object)?;
+    require_admin(&me)?;
+    let def = field_service::update(&state.store, &state.fields, id(&field_id)?, &body).await?;
+    Ok(Json(json!({ "field": def.to_json() })))
+}
+
+/// `DELETE /api/fields/contact/{id}/delete`: answers with the field as it was, id null.
+pub async fn delete(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((object, field_id)): Path<(String, String)>) -> AppResult<Json<Value>> {
+    check_object(&object)?;
+    require_admin(&me)?;
+    let def = field_service::delete(&state.store, &state.fields, id(&field_id)?).await?;
+    let mut j = def.to_json();
+    j["id"] = Value::Null;
+    Ok(Json(json!({ "field": j })))
+}

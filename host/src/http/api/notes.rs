@@ -1,0 +1,80 @@
+//! `/api/notes…`: notes on contacts; each note also shows in the contact's timeline.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{Value, json};
+
+use crate::contacts::notes::{self as note_service, NoteInput};
+use crate::error::{AppError, AppResult};
+use crate::http::auth::CurrentUser;
+use crate::http::extract::{ApiBody, PhpQuery, id};
+use crate::state::SharedState;
+use crate::store::{self, notes::Note};
+
+pub fn note_json(n: &Note) -> Value {
+    json!({
+        "id": n.id,
+        "text": n.text,
+        "type": n.note_type,
+        "dateTime": crate::time::iso_opt(n.date_time),
+        "dateAdded": crate::time::iso(n.date_added),
+        "dateModified": crate::time::iso(n.date_modified),
+        "createdBy": n.created_by,
+        "lead": { "id": n.contact_id },
+    })
+}
+
+/// `GET /api/notes`
+pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let mut db = state.store.read().await?;
+    let search = q.str("search").unwrap_or("");
+    // Mautic's one search command for notes: type:general|email|call|meeting.
+    let (note_type, text) = match search.trim().strip_prefix("type:") {
+        Some(rest) => {
+            let (t, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            (Some(note_service::parse_type(t)?), tail.trim())
+        }
+        None => (None, search.trim()),
+    };
+    let query = store::notes::NoteQuery {
+        contact_id: None,
+        search: Some(text),
+        note_type,
+        offset: q.int("start", 0)?,
+        limit: q.int("limit", 30)?.clamp(1, 1000),
+        ascending: q.str("orderByDir").is_some_and(|d| d.eq_ignore_ascii_case("asc")),
+    };
+    let (notes, total) = store::notes::list(&mut db, &query).await?;
+    Ok(Json(json!({ "total": total, "notes": notes.iter().map(note_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/notes/{id}`
+pub async fn get(State(state): State<SharedState>, Path(note_id): Path<String>) -> AppResult<Json<Value>> {
+    let mut db = state.store.read().await?;
+    let note = store::notes::get(&mut db, id(&note_id)?).await?.ok_or_else(AppError::not_found)?;
+    Ok(Json(json!({ "note": note_json(&note) })))
+}
+
+/// `POST /api/notes/new`
+pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
+    let input = NoteInput::from_json(&body, true)?;
+    let note = note_service::create(&state.store, &input, Some(me.id)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "note": note_json(&note) }))).into_response())
+}
+
+/// `PATCH|PUT /api/notes/{id}/edit`
+pub async fn edit(State(state): State<SharedState>, Path(note_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+    let input = NoteInput::from_json(&body, false)?;
+    let note = note_service::update(&state.store, id(&note_id)?, &input).await?;
+    Ok(Json(json!({ "note": note_json(&note) })))
+}
+
+/// `DELETE /api/notes/{id}/delete`
+pub async fn delete(State(state): State<SharedState>, Path(note_id): Path<String>) -> AppResult<Json<Value>> {
+    let note = note_service::delete(&state.store, id(&note_id)?).await?;
+    let mut j = note_json(&note);
+    j["id"] = Value::Null;
+    Ok(Json(json!({ "note": j })))
+}

@@ -1,0 +1,51 @@
+//! `/api/tags`: the tag list, and creating a tag.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+use crate::contacts::input::normalize_tag;
+use crate::error::{AppError, AppResult};
+use crate::http::extract::{ApiBody, PhpQuery};
+use crate::state::SharedState;
+use crate::store;
+
+fn tag_json(t: &store::tags::Tag) -> Value {
+    json!({ "id": t.id, "tag": t.tag, "description": null })
+}
+
+/// `GET /api/tags`
+pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let mut db = state.store.read().await?;
+    let limit = match q.int("limit", 100)? {
+        0 => 1000,
+        n => n.min(1000),
+    };
+    let (tags, total) = store::tags::list(&mut db, q.str("search"), q.int("start", 0)?, limit).await?;
+    let mut out = Map::new();
+    for t in &tags {
+        out.insert(t.id.to_string(), tag_json(t));
+    }
+    Ok(Json(json!({ "total": total, "tags": out })))
+}
+
+/// `POST /api/tags/new`: 201 for a new tag, 200 with the existing one when the name exists.
+pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) -> AppResult<Response> {
+    let name = body.get("tag").and_then(Value::as_str).ok_or_else(|| AppError::invalid("tag", "is required"))?;
+    let name = normalize_tag(name.trim()).map_err(|m| AppError::invalid("tag", m))?;
+    if name.is_empty() {
+        return Err(AppError::invalid("tag", "is required"));
+    }
+    if let Some(k) = body.as_object().and_then(|o| o.keys().find(|k| !["tag", "description"].contains(&k.as_str()))) {
+        return Err(AppError::invalid(k, "is not a tag property"));
+    }
+    let mut tx = state.store.begin().await?;
+    if let Some(t) = store::tags::by_name(&mut tx, &name).await? {
+        return Ok((StatusCode::OK, Json(json!({ "tag": tag_json(&t) }))).into_response());
+    }
+    let id = store::tags::insert(&mut tx, &name).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "tag": { "id": id, "tag": name, "description": null } }))).into_response())
+}

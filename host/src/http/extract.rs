@@ -1,0 +1,110 @@
+//! Request extractors that answer bad input with Mautic-shaped errors: bodies (JSON or
+//! form-encoded, size-capped), PHP-style query strings, and numeric path ids.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde_json::{Map, Value as Json};
+
+use crate::error::AppError;
+use crate::state::SharedState;
+
+/// A request body as JSON: `application/json`, or `application/x-www-form-urlencoded`
+/// with PHP-style keys (what Mautic's PHP client sends).
+pub struct ApiBody(pub Json);
+
+impl FromRequest<SharedState> for ApiBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let limit = state.config.file.api.max_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes")))?;
+        match content_type.as_deref() {
+            Some("application/json") | None => {
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Err(AppError::bad_request("the request body is empty; send a JSON object"));
+                }
+                serde_json::from_slice(&bytes).map(ApiBody).map_err(|e| AppError::bad_request(format!("malformed JSON: {e}")))
+            }
+            Some(ct) if ct.ends_with("+json") => {
+                serde_json::from_slice(&bytes).map(ApiBody).map_err(|e| AppError::bad_request(format!("malformed JSON: {e}")))
+            }
+            Some("application/x-www-form-urlencoded") => {
+                let text = std::str::from_utf8(&bytes).map_err(|_| AppError::bad_request("the form body is not valid UTF-8"))?;
+                let map = super::php_query::parse(text).map_err(AppError::bad_request)?;
+                Ok(ApiBody(Json::Object(map)))
+            }
+            Some(other) => Err(AppError::UnsupportedMediaType(format!(
+                "unsupported content type '{other}'; send application/json or application/x-www-form-urlencoded"
+            ))),
+        }
+    }
+}
+
+/// An optional body: absent (empty) is `None`, anything present must parse.
+impl axum::extract::OptionalFromRequest<SharedState> for ApiBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Option<Self>, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let limit = state.config.file.api.max_body_bytes;
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        <ApiBody as FromRequest<SharedState>>::from_request(req, state).await.map(Some)
+    }
+}
+
+/// The query string as nested JSON (`where[0][col]=…`).
+pub struct PhpQuery(pub Map<String, Json>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PhpQuery {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        super::php_query::parse(q).map(PhpQuery).map_err(AppError::bad_request)
+    }
+}
+
+impl PhpQuery {
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Json::as_str)
+    }
+
+    /// A non-negative integer parameter; absent or empty gives `default`.
+    pub fn int(&self, key: &str, default: i64) -> Result<i64, AppError> {
+        match self.0.get(key) {
+            None => Ok(default),
+            Some(Json::String(s)) if s.trim().is_empty() => Ok(default),
+            Some(Json::String(s)) => s
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| AppError::bad_request(format!("{key} must be a non-negative whole number"))),
+            Some(_) => Err(AppError::bad_request(format!("{key} must be a number"))),
+        }
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        self.0.get(key).and_then(crate::contacts::input::flag).unwrap_or(false)
+    }
+}
+
+/// A numeric id from the path; anything else is "not found".
+pub fn id(s: &str) -> Result<i64, AppError> {
+    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(AppError::not_found)
+}

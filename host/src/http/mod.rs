@@ -1,0 +1,54 @@
+//! HTTP: the only module that speaks axum. Routers per area, extractors, auth, logging.
+
+pub mod api;
+pub mod auth;
+pub mod extract;
+pub mod php_query;
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::state::SharedState;
+
+/// The whole application. Tests call this without a socket.
+pub fn app(state: SharedState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api", api::router(state.clone()))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// 200 once migrations ran (they ran before the listener opened) and the database answers.
+async fn healthz(State(state): State<SharedState>) -> Response {
+    match state.store.read().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// One log line per request: method, path (never the query: it may carry personal data
+/// or credentials), status and latency.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, latency_ms = format!("{ms:.2}"), "request");
+    } else {
+        tracing::info!(%method, %path, status, latency_ms = format!("{ms:.2}"), "request");
+    }
+    response
+}

@@ -1,0 +1,14 @@
+//! Magpie: contact management and website tracking. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod contacts;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod time;
+pub mod timeline;
+pub mod users;
+
+pub use http::app;

@@ -1,0 +1,68 @@
+//! The `magpie` binary: parse the command line, then serve or run a one-off command.
+
+use std::io::BufRead;
+
+use clap::Parser;
+use magpie::config::{Cli, Command, Config, RoleArg, UserCommand};
+use magpie::{server, store, users};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(common)) => {
+            let config = Config::resolve(None, &common)?;
+            let state = server::prepare(config).await?;
+            state.store.close().await;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::User(UserCommand::Add(args))) => {
+            users::check_username(&args.username).map_err(anyhow::Error::msg)?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            users::check_new_password(password).map_err(anyhow::Error::msg)?;
+            let config = Config::resolve(None, &args.common)?;
+            let state = server::prepare(config).await?;
+            let mut tx = state.store.begin().await?;
+            if store::users::by_username(&mut tx, &args.username).await?.is_some() {
+                anyhow::bail!("user '{}' already exists", args.username);
+            }
+            let hash = users::hash_password(password)?;
+            let role = match args.role {
+                RoleArg::Admin => users::Role::Admin,
+                RoleArg::User => users::Role::User,
+            };
+            let new = store::users::NewUser { username: &args.username, email: &args.email, first_name: "", last_name: "", role, password_hash: &hash };
+            store::users::insert(&mut tx, &new, magpie::time::now_ms()).await?;
+            tx.commit().await?;
+            state.store.close().await;
+            println!("created user '{}' ({})", args.username, role.as_str());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: magpie::config::ServeArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(args.listen, &args.common)?;
+    server::serve(config, server::shutdown_signal()).await
+}

@@ -1,0 +1,127 @@
+//! Start-up and shutdown: open the database, migrate, seed, bootstrap the first admin,
+//! serve until told to stop, then drain and close.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::state::{AppState, SharedState};
+use crate::store::{self, Store};
+use crate::time::now_ms;
+use crate::users::{self, Role};
+
+/// Opens and migrates the database and makes sure the defaults exist.
+pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let store = Store::connect(&config.database_url).await?;
+    store::migrate::run(&store).await?;
+    let mut tx = store.begin().await?;
+    store::fields::seed_defaults(&mut tx, now_ms()).await?;
+    tx.commit().await?;
+    bootstrap_admin(&store).await?;
+    Ok(Arc::new(AppState::new(config, store)))
+}
+
+/// First start with no users: create `admin` with `MAGPIE_ADMIN_PASSWORD` or a random
+/// password printed once.
+async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
+    let mut tx = store.begin().await?;
+    if store::users::count(&mut tx).await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match std::env::var("MAGPIE_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (users::random_password(), true),
+    };
+    let hash = users::hash_password(&password)?;
+    let user = store::users::NewUser {
+        username: "admin",
+        email: "",
+        first_name: "Admin",
+        last_name: "",
+        role: Role::Admin,
+        password_hash: &hash,
+    };
+    store::users::insert(&mut tx, &user, now_ms()).await?;
+    tx.commit().await?;
+    if generated {
+        // Printed once, on purpose: the operator has no other way to learn it.
+        tracing::warn!("created user 'admin' with password {password} — change it after logging in");
+    } else {
+        tracing::info!("created user 'admin' with the password from MAGPIE_ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
+/// A server running in this process (tests and `serve`).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: SharedState,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, waits for in-flight requests, closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await??;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Binds `config.listen` and serves in the background.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let listen = config.listen;
+    let state = prepare(config).await?;
+    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let app = crate::http::app(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(Running { addr, state, stop, task })
+}
+
+/// `magpie serve`: runs until SIGTERM or SIGINT, then shuts down cleanly.
+pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    tracing::info!(addr = %running.addr, backend = ?running.state.store.backend(), "magpie is listening");
+    signal.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

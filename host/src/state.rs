@@ -1,0 +1,41 @@
+//! What every request shares.
+
+use std::sync::Arc;
+
+use crate::config::{Config, UniqueIdentifierOperator};
+use crate::contacts::fields::FieldSet;
+use crate::contacts::registry::FieldRegistry;
+use crate::error::AppResult;
+use crate::store::{self, Exec, Store};
+use crate::users::CredentialCache;
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub fields: FieldRegistry,
+    pub credentials: CredentialCache,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Settings key of the unique-identifier operator chosen in the admin (overrides the file).
+pub const OPERATOR_SETTING: &str = "contacts.unique_identifier_operator";
+
+impl AppState {
+    pub fn new(config: Config, store: Store) -> AppState {
+        AppState { config, store, fields: FieldRegistry::default(), credentials: CredentialCache::default() }
+    }
+
+    pub async fn fields(&self, db: &mut impl Exec) -> AppResult<Arc<FieldSet>> {
+        Ok(self.fields.current(db).await?)
+    }
+
+    /// The AND/OR rule for unique identifiers: the admin's setting, else the config file.
+    pub async fn operator(&self, db: &mut impl Exec) -> AppResult<UniqueIdentifierOperator> {
+        Ok(match store::settings::get(db, OPERATOR_SETTING).await?.as_deref() {
+            Some("or") => UniqueIdentifierOperator::Or,
+            Some("and") => UniqueIdentifierOperator::And,
+            _ => self.config.file.contacts.unique_identifier_operator,
+        })
+    }
+}

@@ -1,0 +1,509 @@
+//! Turns a parsed search (and Mautic `where` filters) into SQL, and runs the list query.
+//!
+//! Index strategy, the same on both backends:
+//! - prefix matches on a field become a range on its `lower()` index
+//!   (`lower(col) >= 'ada' AND lower(col) < 'ada' || U+10FFFF`), which an index answers
+//!   whatever the pattern (LIKE with a bound parameter would not be);
+//! - contains and wildcard matches on the free-text columns first narrow candidates with
+//!   the trigram index (SQLite FTS5 `trigram`, PostgreSQL `pg_trgm`), then check exactly;
+//! - everything else is a plain predicate.
+
+use super::db::{Backend, Exec, Kind, Params, Value};
+use super::fields::{column, search_expr};
+use crate::contacts::Contact;
+use crate::contacts::fields::{FieldSet, SEARCH_TEXT_COLUMNS, Storage};
+use crate::contacts::search::{Compare, Cond, Expr, Match};
+
+/// A Mautic `where[]` filter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WhereFilter {
+    pub col: String,
+    pub expr: String,
+    pub val: WhereValue,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum WhereValue {
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Asc,
+    Desc,
+}
+
+pub struct ListQuery<'a> {
+    pub search: Option<&'a Expr>,
+    pub wheres: &'a [WhereFilter],
+    pub order_by: Option<&'a str>,
+    pub dir: Dir,
+    pub offset: i64,
+    /// `None`: no limit.
+    pub limit: Option<i64>,
+    /// The user asking (for `is:mine`).
+    pub me: Option<i64>,
+}
+
+/// SQL for one column that can be filtered or sorted: its expression and kind.
+struct Col {
+    sql: String,
+    kind: Kind,
+    /// Stored as milliseconds (compare with parsed date-times).
+    timestamp: bool,
+}
+
+/// Maps an API column name (field alias, snake or camel system name) to SQL.
+fn resolve_column(fields: &FieldSet, name: &str) -> Option<Col> {
+    let name = name.strip_prefix("l.").unwrap_or(name);
+    let system = |sql: &str, timestamp: bool| Some(Col { sql: format!("c.{sql}"), kind: Kind::Int, timestamp });
+    match name {
+        "id" => return system("id", false),
+        "date_added" | "dateAdded" => return system("date_added", true),
+        "date_modified" | "dateModified" => return system("date_modified", true),
+        "date_identified" | "dateIdentified" => return system("date_identified", true),
+        "last_active" | "lastActive" => return system("last_active", true),
+        "owner_id" | "owner" => return system("owner_id", false),
+        "stage_id" | "stage" => return system("stage_id", false),
+        "points" => return system("points", false),
+        _ => {}
+    }
+    let f = fields.get(name)?;
+    match f.storage() {
+        Storage::Column => Some(Col { sql: format!("c.{}", column(&f.alias)), kind: f.kind(), timestamp: false }),
+        Storage::Points => system("points", false),
+        Storage::Timestamp => system("last_active", true),
+    }
+}
+
+struct Compiler<'a> {
+    backend: Backend,
+    fields: &'a FieldSet,
+    me: Option<i64>,
+    p: Params,
+}
+
+/// Lower-cases like the database's `lower()` does on each backend: SQLite folds ASCII
+/// only, so folding more here would miss rows.
+fn fold(backend: Backend, s: &str) -> String {
+    match backend {
+        Backend::Sqlite => s.to_ascii_lowercase(),
+        Backend::Postgres => s.to_lowercase(),
+    }
+}
+
+/// Escapes LIKE metacharacters except the user's `%` wildcards.
+fn like_escape_keep_percent(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('_', "\\_")
+}
+
+fn like_escape_all(s: &str) -> String {
+    like_escape_keep_percent(s).replace('%', "\\%")
+}
+
+impl Compiler<'_> {
+    fn expr(&mut self, e: &Expr) -> Result<String, String> {
+        Ok(match e {
+            Expr::And(items) => {
+                let parts: Result<Vec<_>, _> = items.iter().map(|i| self.expr(i)).collect();
+                format!("({})", parts?.join(" AND "))
+            }
+            Expr::Or(items) => {
+                let parts: Result<Vec<_>, _> = items.iter().map(|i| self.expr(i)).collect();
+                format!("({})", parts?.join(" OR "))
+            }
+            // NULL-safe: "not matching" includes rows where the column is empty.
+            Expr::Not(inner) => format!("(NOT (({}) IS TRUE))", self.expr(inner)?),
+            Expr::Cond(c) => self.cond(c)?,
+        })
+    }
+
+    /// A text match on an SQL expression that is already case-folded.
+    fn text_match(&mut self, folded_expr: &str, m: &Match) -> String {
+        match m {
+            Match::Prefix(v) => {
+                let lo = fold(self.backend, v);
+                let hi = format!("{lo}\u{10FFFF}");
+                format!("({folded_expr} >= {} AND {folded_expr} < {})", self.p.push(lo), self.p.push(hi))
+            }
+            Match::Exact(v) => format!("{folded_expr} = {}", self.p.push(fold(self.backend, v))),
+            Match::Like(v) => {
+                let pattern = like_escape_keep_percent(&fold(self.backend, v));
+                format!("{folded_expr} LIKE {} ESCAPE '\\'", self.p.push(pattern))
+            }
+            Match::Contains(v) => {
+                let pattern = format!("%{}%", like_escape_all(&fold(self.backend, v)));
+                format!("{folded_expr} LIKE {} ESCAPE '\\'", self.p.push(pattern))
+            }
+        }
+    }
+
+    /// A trigram-index prefilter for a substring every match must contain, or `None`
+    /// when the literal is too short for trigrams to help.
+    fn trigram_prefilter(&mut self, literal: &str) -> Option<String> {
+        let literal = fold(self.backend, literal);
+        if literal.chars().count() < 3 {
+            return None;
+        }
+        let pattern = format!("%{}%", like_escape_all(&literal));
+        Some(match self.backend {
+            Backend::Sqlite => {
+                // FTS5's trigram LIKE takes no ESCAPE clause; `_` and `%` inside the literal
+                // only widen the candidates, and the exact check that follows narrows them.
+                let pattern = format!("%{literal}%");
+                format!("c.id IN (SELECT rowid FROM contacts_fts WHERE text LIKE {})", self.p.push(pattern))
+            }
+            Backend::Postgres => format!("c.search_text LIKE {} ESCAPE '\\'", self.p.push(pattern)),
+        })
+    }
+
+    /// The longest run of literal text in a match, for the prefilter.
+    fn literal_of(m: &Match) -> &str {
+        match m {
+            Match::Prefix(v) | Match::Exact(v) | Match::Contains(v) => v,
+            Match::Like(v) => v.split('%').max_by_key(|s| s.chars().count()).unwrap_or(""),
+        }
+    }
+
+    fn cond(&mut self, c: &Cond) -> Result<String, String> {
+        let b = self.backend;
+        Ok(match c {
+            Cond::Text(m) => {
+                let exact = match m {
+                    Match::Exact(_) => {
+                        let parts: Vec<String> = SEARCH_TEXT_COLUMNS
+                            .iter()
+                            .map(|col| self.text_match(&search_expr(b, &format!("c.{}", column(col)), Kind::Text), m))
+                            .collect();
+                        format!("({})", parts.join(" OR "))
+                    }
+                    _ => {
+                        let text = match b {
+                            Backend::Sqlite => free_text_sqlite(),
+                            Backend::Postgres => "c.search_text".to_owned(),
+                        };
+                        self.text_match(&text, m)
+                    }
+                };
+                match self.trigram_prefilter(Self::literal_of(m)) {
+                    Some(pre) => format!("({pre} AND {exact})"),
+                    None => exact,
+                }
+            }
+            Cond::Field { alias, m } => {
+                let f = self.fields.get(alias).ok_or_else(|| format!("unknown field '{alias}'"))?;
+                let expr = search_expr(b, &format!("c.{}", column(&f.alias)), f.kind());
+                let exact = self.text_match(&expr, m);
+                let needs_trigram = matches!(m, Match::Like(_) | Match::Contains(_));
+                if needs_trigram && SEARCH_TEXT_COLUMNS.contains(&f.alias.as_str()) {
+                    match self.trigram_prefilter(Self::literal_of(m)) {
+                        Some(pre) => format!("({pre} AND {exact})"),
+                        None => exact,
+                    }
+                } else {
+                    exact
+                }
+            }
+            Cond::Number { alias, op, value } => {
+                let col = resolve_column(self.fields, alias).ok_or_else(|| format!("unknown field '{alias}'"))?;
+                let v = if col.kind == Kind::Float { Value::Float(*value) } else { Value::Int(*value as i64) };
+                let op = match op {
+                    Compare::Eq => "=",
+                    Compare::Lt => "<",
+                    Compare::Lte => "<=",
+                    Compare::Gt => ">",
+                    Compare::Gte => ">=",
+                };
+                format!("{} {op} {}", col.sql, self.p.push(v))
+            }
+            Cond::Name(m) => {
+                let first = self.text_match(&search_expr(b, "c.firstname", Kind::Text), m);
+                let last = self.text_match(&search_expr(b, "c.lastname", Kind::Text), m);
+                let full_expr = match b {
+                    Backend::Sqlite => "lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, ''))".to_owned(),
+                    Backend::Postgres => "(lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, '')) COLLATE \"C\")".to_owned(),
+                };
+                let literal = Self::literal_of(m);
+                if literal.contains(' ') {
+                    let full = self.text_match(&full_expr, m);
+                    match self.trigram_prefilter(literal) {
+                        Some(pre) => format!("({first} OR {last} OR ({pre} AND {full}))"),
+                        None => format!("({first} OR {last} OR {full})"),
+                    }
+                } else {
+                    format!("({first} OR {last})")
+                }
+            }
+            Cond::Owner(m) => {
+                let name = self.text_match(&search_expr(b, "u.username", Kind::Text), m);
+                let first = self.text_match(&search_expr(b, "u.first_name", Kind::Text), m);
+                let last = self.text_match(&search_expr(b, "u.last_name", Kind::Text), m);
+                format!("c.owner_id IN (SELECT u.id FROM users u WHERE {name} OR {first} OR {last})")
+            }
+            Cond::Tag(m) => {
+                let t = self.text_match(&search_expr(b, "t.tag", Kind::Text), m);
+                format!("c.id IN (SELECT ct.contact_id FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t})")
+            }
+            Cond::Stage(m) => {
+                let s = self.text_match(&search_expr(b, "s.name", Kind::Text), m);
+                format!("c.stage_id IN (SELECT s.id FROM stages s WHERE {s})")
+            }
+            Cond::Ip(m) => {
+                let ip = self.text_match("i.ip", m);
+                format!("c.id IN (SELECT i.contact_id FROM contact_ips i WHERE {ip})")
+            }
+            Cond::Ids(ids) => {
+                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
+                format!("c.id IN ({})", list.join(", "))
+            }
+            Cond::Anonymous => "c.date_identified IS NULL".to_owned(),
+            Cond::Unowned => "c.owner_id IS NULL".to_owned(),
+            Cond::Mine => match self.me {
+                Some(me) => format!("c.owner_id = {}", self.p.push(me)),
+                None => "1 = 0".to_owned(),
+            },
+            // Segments do not exist yet: no contact is in one.
+            Cond::Segment(_) | Cond::Common(_) => "1 = 0".to_owned(),
+        })
+    }
+
+    fn where_filter(&mut self, w: &WhereFilter) -> Result<String, String> {
+        let col = resolve_column(self.fields, &w.col).ok_or_else(|| format!("where: unknown column '{}'", w.col))?;
+        let text = col.kind == Kind::Text;
+        let folded = if text { search_expr(self.backend, &col.sql, Kind::Text) } else { col.sql.clone() };
+        let value = |s: &str, c: &mut Self| -> Result<String, String> {
+            let v = if col.timestamp {
+                Value::Int(crate::time::parse_datetime(s).ok_or_else(|| format!("where: '{}' is not a date", w.col))?.timestamp_millis())
+            } else {
+                match col.kind {
+                    Kind::Text => Value::Text(fold(c.backend, s)),
+                    Kind::Int => Value::Int(s.trim().parse().map_err(|_| format!("where: {} takes a whole number", w.col))?),
+                    Kind::Float => Value::Float(s.trim().parse().map_err(|_| format!("where: {} takes a number", w.col))?),
+                }
+            };
+            Ok(c.p.push(v))
+        };
+        let one = |c: &mut Self| -> Result<String, String> {
+            match &w.val {
+                WhereValue::One(s) => value(s, c),
+                WhereValue::Many(v) if v.len() == 1 => value(&v[0], c),
+                _ => Err(format!("where: {} needs one value", w.expr)),
+            }
+        };
+        let many = |c: &mut Self| -> Result<Vec<String>, String> {
+            let items: Vec<String> = match &w.val {
+                WhereValue::One(s) => s.split(',').map(|x| x.trim().trim_matches('"').to_owned()).collect(),
+                WhereValue::Many(v) => v.clone(),
+                WhereValue::None => Vec::new(),
+            };
+            if items.is_empty() || items.len() > 1000 {
+                return Err(format!("where: {} needs 1 to 1000 values", w.expr));
+            }
+            items.iter().map(|s| value(s, c)).collect()
+        };
+        Ok(match w.expr.as_str() {
+            "eq" => format!("{folded} = {}", one(self)?),
+            "neq" => format!("({folded} <> {} OR {} IS NULL)", one(self)?, col.sql),
+            "lt" => format!("{folded} < {}", one(self)?),
+            "lte" => format!("{folded} <= {}", one(self)?),
+            "gt" => format!("{folded} > {}", one(self)?),
+            "gte" => format!("{folded} >= {}", one(self)?),
+            "like" | "notLike" if !text => return Err(format!("where: {} works on text columns only", w.expr)),
+            "like" => format!("{folded} LIKE {}", one(self)?),
+            "notLike" => format!("({folded} NOT LIKE {} OR {} IS NULL)", one(self)?, col.sql),
+            "isNull" => format!("{} IS NULL", col.sql),
+            "isNotNull" => format!("{} IS NOT NULL", col.sql),
+            "isEmpty" if text => format!("({} IS NULL OR {} = '')", col.sql, col.sql),
+            "isNotEmpty" if text => format!("({} IS NOT NULL AND {} <> '')", col.sql, col.sql),
+            "isEmpty" => format!("{} IS NULL", col.sql),
+            "isNotEmpty" => format!("{} IS NOT NULL", col.sql),
+            "in" => format!("{folded} IN ({})", many(self)?.join(", ")),
+            "notIn" => format!("({folded} NOT IN ({}) OR {} IS NULL)", many(self)?.join(", "), col.sql),
+            "between" | "notBetween" => {
+                let v = many(self)?;
+                if v.len() != 2 {
+                    return Err(format!("where: {} needs two values", w.expr));
+                }
+                let cond = format!("{folded} BETWEEN {} AND {}", v[0], v[1]);
+                if w.expr == "between" { cond } else { format!("NOT ({cond})") }
+            }
+            other => {
+                return Err(format!(
+                    "where: unknown expression '{other}' (use eq, neq, lt, lte, gt, gte, like, notLike, isNull, isNotNull, isEmpty, isNotEmpty, in, notIn, between, notBetween)"
+                ));
+            }
+        })
+    }
+}
+
+/// The free-text string of a contact, for exact checks after the SQLite FTS prefilter
+/// (mirrors the FTS trigger and PostgreSQL's generated `search_text`).
+fn free_text_sqlite() -> String {
+    "lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, '') || char(10) || coalesce(c.email, '') || char(10) || \
+     coalesce(c.company, '') || char(10) || coalesce(c.city, '') || char(10) || coalesce(c.state, '') || char(10) || \
+     coalesce(c.zipcode, '') || char(10) || coalesce(c.country, ''))"
+        .to_owned()
+}
+
+/// Builds the WHERE clause; errors are messages for a 400.
+fn where_clause(backend: Backend, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(String, Params), String> {
+    let mut c = Compiler { backend, fields, me: q.me, p: Params::default() };
+    let mut conds = Vec::new();
+    if !q.search.is_some_and(Expr::mentions_anonymous) {
+        conds.push("c.date_identified IS NOT NULL".to_owned());
+    }
+    if let Some(e) = q.search {
+        conds.push(c.expr(e)?);
+    }
+    for w in q.wheres {
+        conds.push(c.where_filter(w)?);
+    }
+    let sql = if conds.is_empty() { "1 = 1".to_owned() } else { conds.join(" AND ") };
+    Ok((sql, c.p))
+}
+
+/// The ORDER BY clause; unknown columns are an error.
+fn order_clause(fields: &FieldSet, q: &ListQuery<'_>) -> Result<String, String> {
+    let dir = match q.dir {
+        Dir::Asc => "ASC",
+        Dir::Desc => "DESC",
+    };
+    let nulls = match q.dir {
+        Dir::Asc => "NULLS FIRST",
+        Dir::Desc => "NULLS LAST",
+    };
+    let col = match q.order_by {
+        None => "c.last_active".to_owned(),
+        Some(name) => resolve_column(fields, name).ok_or_else(|| format!("cannot order by '{name}'"))?.sql,
+    };
+    if col == "c.id" {
+        return Ok(format!("c.id {dir}"));
+    }
+    Ok(format!("{col} {dir} {nulls}, c.id {dir}"))
+}
+
+pub enum ListError {
+    BadQuery(String),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ListError {
+    fn from(e: sqlx::Error) -> Self {
+        ListError::Db(e)
+    }
+}
+
+/// Counts and fetches one page of contacts.
+pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(Vec<Contact>, i64), ListError> {
+    let backend = db.backend();
+    let (cond, params) = where_clause(backend, fields, q).map_err(ListError::BadQuery)?;
+    let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
+    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values.clone()).await?.unwrap_or(0);
+    let mut p = params;
+    let mut sql = format!("SELECT {} FROM contacts c WHERE {cond} ORDER BY {order}", super::contacts::select_list(fields, "c."));
+    if let Some(limit) = q.limit {
+        sql.push_str(&format!(" LIMIT {}", p.push(limit)));
+        sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
+    } else if q.offset > 0 {
+        let no_limit = match backend {
+            Backend::Sqlite => " LIMIT -1",
+            Backend::Postgres => " LIMIT ALL",
+        };
+        sql.push_str(no_limit);
+        sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
+    }
+    let rows = db.fetch_all(&sql, p.values).await?;
+    let mut contacts: Vec<Contact> = rows.iter().map(|r| super::contacts::from_row(fields, r)).collect();
+    let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+    let mut tags = super::contacts::tags_of(db, &ids).await?;
+    for c in &mut contacts {
+        c.tags = tags.remove(&c.id).unwrap_or_default();
+    }
+    Ok((contacts, total))
+}
+
+/// Only the ids matching a query (for batch actions and exports), in list order.
+pub async fn ids(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<Vec<i64>, ListError> {
+    let backend = db.backend();
+    let (cond, mut p) = where_clause(backend, fields, q).map_err(ListError::BadQuery)?;
+    let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
+    let mut sql = format!("SELECT c.id FROM contacts c WHERE {cond} ORDER BY {order}");
+    if let Some(limit) = q.limit {
+        sql.push_str(&format!(" LIMIT {} OFFSET {}", p.push(limit), p.push(q.offset)));
+    }
+    Ok(db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contacts::search::parse;
+
+    fn sql(backend: Backend, q: &str) -> Result<String, String> {
+        let fields = FieldSet::defaults_for_tests();
+        let e = parse(q, &fields)?;
+        let lq = ListQuery { search: e.as_ref(), wheres: &[], order_by: None, dir: Dir::Desc, offset: 0, limit: Some(30), me: Some(1) };
+        where_clause(backend, &fields, &lq).map(|(s, _)| s)
+    }
+
+    #[test]
+    fn hides_anonymous_unless_asked() {
+        assert!(sql(Backend::Sqlite, "smith").unwrap().contains("date_identified IS NOT NULL"));
+        assert!(!sql(Backend::Sqlite, "is:anonymous").unwrap().contains("date_identified IS NOT NULL"));
+    }
+
+    #[test]
+    fn prefix_is_an_index_range_and_values_are_parameters() {
+        for b in [Backend::Sqlite, Backend::Postgres] {
+            let s = sql(b, "email:o'brien@").unwrap();
+            assert!(s.contains(">= $1") && s.contains("< $2"), "{s}");
+            assert!(!s.contains("brien"), "values must be bound, not inlined: {s}");
+        }
+        assert!(sql(Backend::Postgres, "email:a").unwrap().contains("COLLATE \"C\""));
+    }
+
+    #[test]
+    fn free_text_uses_the_trigram_index() {
+        assert!(sql(Backend::Sqlite, "smith").unwrap().contains("contacts_fts"));
+        assert!(sql(Backend::Postgres, "smith").unwrap().contains("search_text LIKE"));
+        assert!(sql(Backend::Sqlite, "email:%@example.org").unwrap().contains("contacts_fts"));
+        // too short for trigrams: no prefilter
+        assert!(!sql(Backend::Sqlite, "ab").unwrap().contains("contacts_fts"));
+    }
+
+    #[test]
+    fn negation_is_null_safe() {
+        assert!(sql(Backend::Sqlite, "!tag:vip").unwrap().contains("IS TRUE"));
+    }
+
+    #[test]
+    fn where_filters() {
+        let fields = FieldSet::defaults_for_tests();
+        let w = |col: &str, expr: &str, val: WhereValue| WhereFilter { col: col.into(), expr: expr.into(), val };
+        let ok = [
+            w("email", "eq", WhereValue::One("a@b.co".into())),
+            w("dateAdded", "gt", WhereValue::One("2024-01-01".into())),
+            w("points", "in", WhereValue::One("1,2,3".into())),
+            w("city", "isNull", WhereValue::None),
+            w("points", "between", WhereValue::Many(vec!["1".into(), "5".into()])),
+        ];
+        for f in ok {
+            let lq = ListQuery { search: None, wheres: std::slice::from_ref(&f), order_by: None, dir: Dir::Desc, offset: 0, limit: None, me: None };
+            assert!(where_clause(Backend::Sqlite, &fields, &lq).is_ok(), "{f:?}");
+        }
+        let bad = [
+            w("nope", "eq", WhereValue::One("x".into())),
+            w("email", "regex", WhereValue::One("x".into())),
+            w("points", "eq", WhereValue::One("many".into())),
+            w("points", "like", WhereValue::One("1".into())),
+            w("dateAdded", "gt", WhereValue::One("someday".into())),
+            w("points", "between", WhereValue::One("1".into())),
+        ];
+        for f in bad {
+            let lq = ListQuery { search: None, wheres: std::slice::from_ref(&f), order_by: None, dir: Dir::Desc, offset: 0, limit: None, me: None };
+            assert!(where_clause(Backend::Sqlite, &fields, &lq).is_err(), "{f:?}");
+        }
+    }
+}

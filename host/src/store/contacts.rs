@@ -1,0 +1,451 @@
+//! Contact rows and what hangs off them: tags, IP addresses, do-not-contact records and
+//! UTM tags. Batch-shaped: every function takes many contacts so a batch request costs a
+//! handful of statements, not hundreds.
+
+use std::collections::HashMap;
+
+use super::db::{DbResult, Exec, Kind, Params, Row, Value};
+use super::fields::{column, search_expr};
+use crate::contacts::Contact;
+use crate::contacts::fields::{FieldSet, Storage};
+use crate::params;
+
+/// Largest number of bound parameters per statement (SQLite allows 32766).
+const MAX_PARAMS: usize = 30_000;
+
+pub const SYSTEM_COLUMNS: &str = "id, date_added, date_modified, date_identified, last_active, created_by, modified_by, \
+    owner_id, stage_id, points, preferred_profile_image";
+
+/// `SELECT` list for whole contacts: system columns then every field column. Built from
+/// the field set so a cached statement never outlives a schema change.
+pub fn select_list(fields: &FieldSet, prefix: &str) -> String {
+    let mut cols: Vec<String> = SYSTEM_COLUMNS.split(", ").map(|c| format!("{prefix}{c}")).collect();
+    for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
+        cols.push(format!("{prefix}{}", column(&f.alias)));
+    }
+    cols.join(", ")
+}
+
+pub fn from_row(fields: &FieldSet, r: &Row) -> Contact {
+    let mut values = HashMap::new();
+    for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
+        let v = r.get(&f.alias).clone();
+        // SQLite hands back what was stored; keep numbers numbers.
+        let v = match (f.kind(), v) {
+            (Kind::Float, Value::Int(i)) => Value::Float(i as f64),
+            (_, v) => v,
+        };
+        values.insert(f.alias.clone(), v);
+    }
+    Contact {
+        id: r.i64("id"),
+        date_added: r.i64("date_added"),
+        date_modified: r.i64("date_modified"),
+        date_identified: r.opt_i64("date_identified"),
+        last_active: r.opt_i64("last_active"),
+        created_by: r.opt_i64("created_by"),
+        modified_by: r.opt_i64("modified_by"),
+        owner_id: r.opt_i64("owner_id"),
+        stage_id: r.opt_i64("stage_id"),
+        points: r.i64("points"),
+        preferred_profile_image: r.opt_text("preferred_profile_image"),
+        values,
+        tags: Vec::new(),
+    }
+}
+
+fn placeholders(p: &mut Params, values: impl IntoIterator<Item = Value>) -> String {
+    values.into_iter().map(|v| p.push(v)).collect::<Vec<_>>().join(", ")
+}
+
+/// Loads contacts (with their tags) by id, in the order of `ids`; unknown ids are skipped.
+pub async fn load(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> DbResult<Vec<Contact>> {
+    let mut out: HashMap<i64, Contact> = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
+        let sql = format!("SELECT {} FROM contacts WHERE id IN ({list})", select_list(fields, ""));
+        for row in db.fetch_all(&sql, p.values).await? {
+            let c = from_row(fields, &row);
+            out.insert(c.id, c);
+        }
+    }
+    let found: Vec<i64> = out.keys().copied().collect();
+    for (id, tags) in tags_of(db, &found).await? {
+        if let Some(c) = out.get_mut(&id) {
+            c.tags = tags;
+        }
+    }
+    Ok(ids.iter().filter_map(|id| out.remove(id)).collect())
+}
+
+pub async fn exists(db: &mut impl Exec, id: i64) -> DbResult<bool> {
+    Ok(db.fetch_optional("SELECT id FROM contacts WHERE id = $1", params![id]).await?.is_some())
+}
+
+/// Tag names per contact, sorted by name.
+pub async fn tags_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Vec<String>>> {
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
+        let sql = format!(
+            "SELECT ct.contact_id, t.tag FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
+             WHERE ct.contact_id IN ({list}) ORDER BY t.tag"
+        );
+        for row in db.fetch_all(&sql, p.values).await? {
+            out.entry(row.i64("contact_id")).or_default().push(row.text("tag"));
+        }
+    }
+    Ok(out)
+}
+
+/// Contacts whose unique-identifier columns equal any of the probed values
+/// (case-insensitively for text). Returns each candidate's id and its identifier values,
+/// lower-cased, so the caller can apply the AND/OR rule.
+pub async fn find_by_identifiers(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    probes: &HashMap<String, Vec<Value>>,
+) -> DbResult<Vec<(i64, HashMap<String, Value>)>> {
+    let backend = db.backend();
+    let ui: Vec<_> = fields.unique_identifiers().filter(|f| f.storage() == Storage::Column).collect();
+    let select: Vec<String> = ui
+        .iter()
+        .map(|f| format!("{} AS {}", search_expr(backend, &column(&f.alias), f.kind()), column(&f.alias)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for f in &ui {
+        let Some(values) = probes.get(&f.alias) else { continue };
+        for chunk in values.chunks(500) {
+            let mut p = Params::default();
+            // The database folds both sides, so they fold alike.
+            let list: Vec<String> = chunk.iter().map(|v| format!("lower({})", p.push(v.clone()))).collect();
+            let list = list.join(", ");
+            let sql = format!(
+                "SELECT id, {} FROM contacts WHERE {} IN ({list})",
+                select.join(", "),
+                search_expr(backend, &column(&f.alias), f.kind())
+            );
+            for row in db.fetch_all(&sql, p.values).await? {
+                let id = row.i64("id");
+                if seen.insert(id) {
+                    let vals = ui.iter().map(|f| (f.alias.clone(), row.get(&f.alias).clone())).collect();
+                    out.push((id, vals));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A new contact row: system values plus field columns.
+pub struct NewContact {
+    pub date_added: i64,
+    pub date_identified: Option<i64>,
+    pub last_active: Option<i64>,
+    pub created_by: Option<i64>,
+    pub owner_id: Option<i64>,
+    pub stage_id: Option<i64>,
+    pub points: i64,
+    pub preferred_profile_image: Option<String>,
+    pub values: HashMap<String, Value>,
+}
+
+/// Inserts contacts with multi-row statements; returns their ids in input order.
+pub async fn insert(db: &mut impl Exec, fields: &FieldSet, rows: &[NewContact]) -> DbResult<Vec<i64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Columns: the union of the field columns any row sets.
+    let field_cols: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.storage() == Storage::Column && rows.iter().any(|r| r.values.get(&f.alias).is_some_and(|v| !v.is_null())))
+        .map(|f| f.alias.as_str())
+        .collect();
+    let system = ["date_added", "date_modified", "date_identified", "last_active", "created_by", "modified_by", "owner_id", "stage_id", "points", "preferred_profile_image"];
+    let ncols = system.len() + field_cols.len();
+    let per_statement = (MAX_PARAMS / ncols).clamp(1, 500);
+    let col_list: Vec<String> = system.iter().map(|c| c.to_string()).chain(field_cols.iter().map(|a| column(a))).collect();
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(per_statement) {
+        let mut p = Params::default();
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            let mut vals = vec![
+                Value::Int(r.date_added),
+                Value::Int(r.date_added),
+                Value::from(r.date_identified),
+                Value::from(r.last_active),
+                Value::from(r.created_by),
+                Value::from(r.created_by),
+                Value::from(r.owner_id),
+                Value::from(r.stage_id),
+                Value::Int(r.points),
+                Value::from(r.preferred_profile_image.clone()),
+            ];
+            for alias in &field_cols {
+                let kind = fields.get(alias).map_or(Kind::Text, |f| f.kind());
+                vals.push(r.values.get(*alias).cloned().unwrap_or(Value::Null(kind)));
+            }
+            tuples.push(format!("({})", placeholders(&mut p, vals)));
+        }
+        let sql = format!("INSERT INTO contacts ({}) VALUES {} RETURNING id", col_list.join(", "), tuples.join(", "));
+        let mut got: Vec<i64> = db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect();
+        // Ids are assigned in VALUES order on both backends; RETURNING's order is not promised.
+        got.sort_unstable();
+        ids.extend(got);
+    }
+    Ok(ids)
+}
+
+/// Sets columns of one contact. `sets` holds raw column names (quoted for fields).
+pub async fn update(db: &mut impl Exec, id: i64, sets: Vec<(String, Value)>) -> DbResult<()> {
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let mut p = Params::default();
+    let assignments: Vec<String> = sets.into_iter().map(|(col, v)| format!("{col} = {}", p.push(v))).collect();
+    let id_ph = p.push(id);
+    let sql = format!("UPDATE contacts SET {} WHERE id = {id_ph}", assignments.join(", "));
+    db.execute(&sql, p.values).await.map(drop)
+}
+
+/// Deletes contacts (and, by cascade, everything that hangs off them).
+pub async fn delete(db: &mut impl Exec, ids: &[i64]) -> DbResult<u64> {
+    let mut n = 0;
+    for chunk in ids.chunks(1000) {
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
+        n += db.execute(&format!("DELETE FROM contacts WHERE id IN ({list})"), p.values).await?;
+    }
+    Ok(n)
+}
+
+/// Tag ids by name; missing tags are created.
+pub async fn ensure_tags(db: &mut impl Exec, names: &[String]) -> DbResult<HashMap<String, i64>> {
+    let mut out = tag_ids(db, names).await?;
+    let missing: Vec<&String> = names.iter().filter(|n| !out.contains_key(*n)).collect();
+    if !missing.is_empty() {
+        let conflict = "ON CONFLICT (tag) DO NOTHING";
+        for chunk in missing.chunks(500) {
+            let mut p = Params::default();
+            let tuples: Vec<String> = chunk.iter().map(|n| format!("({})", p.push(n.as_str()))).collect();
+            db.execute(&format!("INSERT INTO tags (tag) VALUES {} {conflict}", tuples.join(", ")), p.values).await?;
+        }
+        let missing: Vec<String> = missing.into_iter().cloned().collect();
+        out.extend(tag_ids(db, &missing).await?);
+    }
+    Ok(out)
+}
+
+pub async fn tag_ids(db: &mut impl Exec, names: &[String]) -> DbResult<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for chunk in names.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|n| Value::Text(n.clone())));
+        for row in db.fetch_all(&format!("SELECT id, tag FROM tags WHERE tag IN ({list})"), p.values).await? {
+            out.insert(row.text("tag"), row.i64("id"));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn link_tags(db: &mut impl Exec, pairs: &[(i64, i64)]) -> DbResult<()> {
+    for chunk in pairs.chunks(1000) {
+        let mut p = Params::default();
+        let tuples: Vec<String> =
+            chunk.iter().map(|(c, t)| format!("({}, {})", p.push(*c), p.push(*t))).collect();
+        let sql = format!(
+            "INSERT INTO contact_tags (contact_id, tag_id) VALUES {} ON CONFLICT DO NOTHING",
+            tuples.join(", ")
+        );
+        db.execute(&sql, p.values).await?;
+    }
+    Ok(())
+}
+
+pub async fn unlink_tags(db: &mut impl Exec, pairs: &[(i64, i64)]) -> DbResult<()> {
+    for (contact, tag) in pairs {
+        db.execute("DELETE FROM contact_tags WHERE contact_id = $1 AND tag_id = $2", params![*contact, *tag]).await?;
+    }
+    Ok(())
+}
+
+/// Records that a contact was seen from an IP; true when the address is new for it.
+pub async fn touch_ip(db: &mut impl Exec, contact_id: i64, ip: &str, now: i64) -> DbResult<bool> {
+    let updated = db
+        .execute("UPDATE contact_ips SET last_seen = $1 WHERE contact_id = $2 AND ip = $3", params![now, contact_id, ip])
+        .await?;
+    if updated > 0 {
+        return Ok(false);
+    }
+    db.execute(
+        "INSERT INTO contact_ips (contact_id, ip, first_seen, last_seen) VALUES ($1, $2, $3, $3) ON CONFLICT DO NOTHING",
+        params![contact_id, ip, now],
+    )
+    .await?;
+    Ok(true)
+}
+
+pub struct IpRow {
+    pub ip: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+pub async fn ips_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Vec<IpRow>>> {
+    let mut out: HashMap<i64, Vec<IpRow>> = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
+        let sql = format!(
+            "SELECT contact_id, ip, first_seen, last_seen FROM contact_ips WHERE contact_id IN ({list}) ORDER BY last_seen DESC"
+        );
+        for r in db.fetch_all(&sql, p.values).await? {
+            out.entry(r.i64("contact_id")).or_default().push(IpRow {
+                ip: r.text("ip"),
+                first_seen: r.i64("first_seen"),
+                last_seen: r.i64("last_seen"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub struct DncRow {
+    pub id: i64,
+    pub contact_id: i64,
+    pub channel: String,
+    pub channel_id: Option<i64>,
+    pub reason: i64,
+    pub comments: String,
+    pub date_added: i64,
+}
+
+pub async fn dnc_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Vec<DncRow>>> {
+    let mut out: HashMap<i64, Vec<DncRow>> = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
+        let sql = format!(
+            "SELECT id, contact_id, channel, channel_id, reason, comments, date_added FROM contact_dnc
+             WHERE contact_id IN ({list}) ORDER BY id"
+        );
+        for r in db.fetch_all(&sql, p.values).await? {
+            out.entry(r.i64("contact_id")).or_default().push(DncRow {
+                id: r.i64("id"),
+                contact_id: r.i64("contact_id"),
+                channel: r.text("channel"),
+                channel_id: r.opt_i64("channel_id"),
+                reason: r.i64("reason"),
+                comments: r.text("comments"),
+                date_added: r.i64("date_added"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Adds or updates the contact's do-not-contact record for a channel. Returns the previous
+/// reason, if there was a record.
+pub async fn upsert_dnc(
+    db: &mut impl Exec,
+    contact_id: i64,
+    channel: &str,
+    channel_id: Option<i64>,
+    reason: i64,
+    comments: &str,
+    now: i64,
+) -> DbResult<Option<i64>> {
+    let before = db
+        .fetch_optional("SELECT reason FROM contact_dnc WHERE contact_id = $1 AND channel = $2", params![contact_id, channel])
+        .await?
+        .map(|r| r.i64("reason"));
+    db.execute(
+        "INSERT INTO contact_dnc (contact_id, channel, channel_id, reason, comments, date_added) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (contact_id, channel) DO UPDATE SET reason = excluded.reason, comments = excluded.comments,
+             channel_id = excluded.channel_id",
+        params![contact_id, channel, channel_id, reason, comments, now],
+    )
+    .await?;
+    Ok(before)
+}
+
+pub async fn remove_dnc(db: &mut impl Exec, contact_id: i64, channel: &str) -> DbResult<bool> {
+    Ok(db.execute("DELETE FROM contact_dnc WHERE contact_id = $1 AND channel = $2", params![contact_id, channel]).await? > 0)
+}
+
+pub struct UtmRow {
+    pub id: i64,
+    pub contact_id: i64,
+    pub date_added: i64,
+    pub fields: [(&'static str, Option<String>); 9],
+    pub query: String,
+}
+
+pub const UTM_COLUMNS: [&str; 9] =
+    ["utm_campaign", "utm_content", "utm_medium", "utm_source", "utm_term", "url", "referer", "remote_host", "user_agent"];
+
+pub async fn insert_utm(db: &mut impl Exec, contact_id: i64, now: i64, values: [Option<String>; 9], query: &str) -> DbResult<i64> {
+    let mut p = Params::default();
+    let mut phs = vec![p.push(contact_id), p.push(now)];
+    for v in values {
+        phs.push(p.push(v));
+    }
+    phs.push(p.push(query));
+    let sql = format!(
+        "INSERT INTO contact_utm_tags (contact_id, date_added, {}, query) VALUES ({}) RETURNING id",
+        UTM_COLUMNS.join(", "),
+        phs.join(", ")
+    );
+    Ok(db.fetch_i64(&sql, p.values).await?.unwrap_or_default())
+}
+
+pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Vec<UtmRow>>> {
+    let mut out: HashMap<i64, Vec<UtmRow>> = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
+        let sql = format!(
+            "SELECT id, contact_id, date_added, {}, query FROM contact_utm_tags WHERE contact_id IN ({list}) ORDER BY id",
+            UTM_COLUMNS.join(", ")
+        );
+        for r in db.fetch_all(&sql, p.values).await? {
+            let fields = UTM_COLUMNS.map(|c| (c, r.opt_text(c)));
+            out.entry(r.i64("contact_id")).or_default().push(UtmRow {
+                id: r.i64("id"),
+                contact_id: r.i64("contact_id"),
+                date_added: r.i64("date_added"),
+                fields,
+                query: r.text("query"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Adds `delta` to a contact's points; returns the new total.
+pub async fn add_points(db: &mut impl Exec, id: i64, delta: i64, now: i64) -> DbResult<Option<i64>> {
+    db.fetch_i64(
+        "UPDATE contacts SET points = points + $1, date_modified = $2 WHERE id = $3 RETURNING points",
+        params![delta, now, id],
+    )
+    .await
+}

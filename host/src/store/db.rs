@@ -1,0 +1,514 @@
+//! The thin portable layer over sqlx: one `Store` for SQLite or PostgreSQL, values and
+//! rows that look the same on both, and an `Exec` trait so every query function in
+//! `store/` is written once.
+//!
+//! Statements use `$1, $2 …` placeholders, which both drivers bind by number. Where the
+//! dialects differ (upserts, case-insensitive matching, DDL) the query functions ask
+//! `Exec::backend()` and pick the text.
+
+use std::future::Future;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{
+    Arguments, AssertSqlSafe, Column, Postgres, Row as _, Sqlite, Transaction, TypeInfo, ValueRef,
+};
+
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The SQL type of a value; PostgreSQL needs it even for NULLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Float,
+    Text,
+}
+
+/// A bound parameter or a decoded column. Booleans are integers 0/1 and timestamps are
+/// integer milliseconds on both backends, so these four cases are all the schema uses.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null(Kind),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null(_))
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Float(f) => Some(*f as i64),
+            Value::Text(s) => s.parse().ok(),
+            Value::Null(_) => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Text(s) => s.parse().ok(),
+            Value::Null(_) => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// Text of any non-null value (numbers formatted).
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            Value::Text(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Null(_) => None,
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Value::Null(Kind::Int), Value::Int)
+    }
+}
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Value::Null(Kind::Text), Value::Text)
+    }
+}
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Value::Null(Kind::Text), |s| Value::Text(s.to_owned()))
+    }
+}
+
+/// Builds a parameter list: `params![a, b, c]`.
+#[macro_export]
+macro_rules! params {
+    ($($v:expr),* $(,)?) => { vec![$($crate::store::Value::from($v)),*] };
+}
+
+/// A decoded row: column names shared by all rows of a result.
+#[derive(Clone, Debug)]
+pub struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+    pub fn get(&self, column: &str) -> &Value {
+        static NULL: Value = Value::Null(Kind::Text);
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .map_or(&NULL, |i| &self.values[i])
+    }
+    pub fn at(&self, index: usize) -> &Value {
+        &self.values[index]
+    }
+    pub fn i64(&self, column: &str) -> i64 {
+        self.get(column).as_i64().unwrap_or(0)
+    }
+    pub fn opt_i64(&self, column: &str) -> Option<i64> {
+        self.get(column).as_i64()
+    }
+    pub fn bool(&self, column: &str) -> bool {
+        self.i64(column) != 0
+    }
+    pub fn text(&self, column: &str) -> String {
+        self.get(column).to_text().unwrap_or_default()
+    }
+    pub fn opt_text(&self, column: &str) -> Option<String> {
+        self.get(column).to_text()
+    }
+}
+
+/// Runs statements on a connection or inside a transaction, on either backend.
+pub trait Exec: Send {
+    fn backend(&self) -> Backend;
+    fn execute(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<u64>> + Send;
+    fn fetch_all(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Vec<Row>>> + Send;
+    /// Runs several statements without parameters (DDL, migrations).
+    fn execute_script(&mut self, sql: &str) -> impl Future<Output = DbResult<()>> + Send;
+
+    fn fetch_optional(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Option<Row>>> + Send {
+        async move { Ok(self.fetch_all(sql, params).await?.into_iter().next()) }
+    }
+    /// The first column of the first row as an integer (COUNT, RETURNING id …).
+    fn fetch_i64(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Option<i64>>> + Send {
+        async move {
+            Ok(self
+                .fetch_all(sql, params)
+                .await?
+                .first()
+                .and_then(|r| r.values.first().and_then(Value::as_i64)))
+        }
+    }
+}
+
+enum Pools {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// The database: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    pools: Arc<Pools>,
+}
+
+impl Store {
+    /// Opens `sqlite://path` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        let pools = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Pools::Postgres(pool)
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(parent) = Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)?;
+                }
+            }
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit that was acknowledged survives a power cut, not only a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .statement_cache_capacity(256)
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory")
+                .pragma("mmap_size", "268435456");
+            // One writer: SQLite serialises writers anyway, and queueing them in the pool
+            // instead of in busy-wait loops keeps latency flat. Readers run in parallel (WAL).
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(8)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.read_only(true))
+                .await?;
+            Pools::Sqlite { read, write }
+        } else {
+            anyhow::bail!("unsupported database URL (expected sqlite://… or postgres://…)");
+        };
+        Ok(Store { pools: Arc::new(pools) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &*self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A connection for reading. On SQLite it cannot write.
+    pub async fn read(&self) -> DbResult<Conn> {
+        Ok(Conn(match &*self.pools {
+            Pools::Sqlite { read, .. } => ConnInner::Sqlite(read.acquire().await?),
+            Pools::Postgres(pool) => ConnInner::Postgres(pool.acquire().await?),
+        }))
+    }
+
+    /// A connection that may write outside a transaction (DDL that cannot run in one).
+    pub async fn write_conn(&self) -> DbResult<Conn> {
+        Ok(Conn(match &*self.pools {
+            Pools::Sqlite { write, .. } => ConnInner::Sqlite(write.acquire().await?),
+            Pools::Postgres(pool) => ConnInner::Postgres(pool.acquire().await?),
+        }))
+    }
+
+    /// Starts a write transaction. Nothing is visible to others until `commit`; dropping
+    /// it rolls back.
+    pub async fn begin(&self) -> DbResult<Tx> {
+        Ok(Tx(match &*self.pools {
+            Pools::Sqlite { write, .. } => TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Pools::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
+        }))
+    }
+
+    pub async fn close(&self) {
+        match &*self.pools {
+            Pools::Sqlite { read, write } => {
+                read.close().await;
+                // A final checkpoint keeps the WAL file from outliving the process.
+                if let Ok(mut conn) = write.acquire().await {
+                    let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;
+                }
+                write.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+enum ConnInner {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// A pooled connection.
+pub struct Conn(ConnInner);
+
+enum TxInner {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A write transaction.
+pub struct Tx(TxInner);
+
+impl Tx {
+    pub async fn commit(self) -> DbResult<()> {
+        match self.0 {
+            TxInner::Sqlite(tx) => tx.commit().await,
+            TxInner::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+fn sqlite_args(params: Vec<Value>) -> DbResult<SqliteArguments> {
+    let mut args = SqliteArguments::default();
+    for p in params {
+        let r = match p {
+            Value::Null(_) => args.add(None::<i64>),
+            Value::Int(i) => args.add(i),
+            Value::Float(f) => args.add(f),
+            Value::Text(s) => args.add(s),
+        };
+        r.map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
+}
+
+fn pg_args(params: Vec<Value>) -> DbResult<PgArguments> {
+    let mut args = PgArguments::default();
+    for p in params {
+        let r = match p {
+            Value::Null(Kind::Int) => args.add(None::<i64>),
+            Value::Null(Kind::Float) => args.add(None::<f64>),
+            Value::Null(Kind::Text) => args.add(None::<String>),
+            Value::Int(i) => args.add(i),
+            Value::Float(f) => args.add(f),
+            Value::Text(s) => args.add(s),
+        };
+        r.map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
+}
+
+fn decode_sqlite(rows: Vec<SqliteRow>) -> DbResult<Vec<Row>> {
+    let Some(first) = rows.first() else { return Ok(Vec::new()) };
+    let columns: Arc<[String]> = first.columns().iter().map(|c| c.name().to_owned()).collect();
+    rows.iter()
+        .map(|row| {
+            let mut values = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                let raw = row.try_get_raw(i)?;
+                let value = if raw.is_null() {
+                    Value::Null(Kind::Text)
+                } else {
+                    let type_name = raw.type_info().name().to_owned();
+                    match type_name.as_str() {
+                        "INTEGER" | "BOOLEAN" | "INT8" | "BIGINT" => Value::Int(row.try_get_unchecked(i)?),
+                        "REAL" | "DOUBLE" | "FLOAT" => Value::Float(row.try_get_unchecked(i)?),
+                        "BLOB" => {
+                            let bytes: Vec<u8> = row.try_get_unchecked(i)?;
+                            Value::Text(String::from_utf8_lossy(&bytes).into_owned())
+                        }
+                        _ => Value::Text(row.try_get_unchecked(i)?),
+                    }
+                };
+                values.push(value);
+            }
+            Ok(Row { columns: columns.clone(), values })
+        })
+        .collect()
+}
+
+fn decode_pg(rows: Vec<PgRow>) -> DbResult<Vec<Row>> {
+    let Some(first) = rows.first() else { return Ok(Vec::new()) };
+    let columns: Arc<[String]> = first.columns().iter().map(|c| c.name().to_owned()).collect();
+    let types: Vec<String> = first.columns().iter().map(|c| c.type_info().name().to_owned()).collect();
+    rows.iter()
+        .map(|row| {
+            let mut values = Vec::with_capacity(columns.len());
+            for (i, ty) in types.iter().enumerate() {
+                let value = match ty.as_str() {
+                    "INT8" => row.try_get::<Option<i64>, _>(i)?.map_or(Value::Null(Kind::Int), Value::Int),
+                    "INT4" => row
+                        .try_get::<Option<i32>, _>(i)?
+                        .map_or(Value::Null(Kind::Int), |v| Value::Int(v.into())),
+                    "INT2" => row
+                        .try_get::<Option<i16>, _>(i)?
+                        .map_or(Value::Null(Kind::Int), |v| Value::Int(v.into())),
+                    "BOOL" => row
+                        .try_get::<Option<bool>, _>(i)?
+                        .map_or(Value::Null(Kind::Int), |v| Value::Int(v.into())),
+                    "FLOAT8" => row.try_get::<Option<f64>, _>(i)?.map_or(Value::Null(Kind::Float), Value::Float),
+                    "FLOAT4" => row
+                        .try_get::<Option<f32>, _>(i)?
+                        .map_or(Value::Null(Kind::Float), |v| Value::Float(v.into())),
+                    "VOID" => Value::Null(Kind::Text),
+                    _ => row.try_get::<Option<String>, _>(i)?.map_or(Value::Null(Kind::Text), Value::Text),
+                };
+                values.push(value);
+            }
+            Ok(Row { columns: columns.clone(), values })
+        })
+        .collect()
+}
+
+async fn sqlite_execute(conn: &mut sqlx::SqliteConnection, sql: &str, params: Vec<Value>) -> DbResult<u64> {
+    let args = sqlite_args(params)?;
+    Ok(sqlx::query_with(AssertSqlSafe(sql), args).execute(conn).await?.rows_affected())
+}
+async fn sqlite_fetch(conn: &mut sqlx::SqliteConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+    let args = sqlite_args(params)?;
+    decode_sqlite(sqlx::query_with(AssertSqlSafe(sql), args).fetch_all(conn).await?)
+}
+async fn pg_execute(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>) -> DbResult<u64> {
+    let args = pg_args(params)?;
+    Ok(sqlx::query_with(AssertSqlSafe(sql), args).execute(conn).await?.rows_affected())
+}
+async fn pg_fetch(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+    let args = pg_args(params)?;
+    decode_pg(sqlx::query_with(AssertSqlSafe(sql), args).fetch_all(conn).await?)
+}
+
+impl Exec for Conn {
+    fn backend(&self) -> Backend {
+        match self.0 {
+            ConnInner::Sqlite(_) => Backend::Sqlite,
+            ConnInner::Postgres(_) => Backend::Postgres,
+        }
+    }
+    async fn execute(&mut self, sql: &str, params: Vec<Value>) -> DbResult<u64> {
+        match &mut self.0 {
+            ConnInner::Sqlite(c) => sqlite_execute(c, sql, params).await,
+            ConnInner::Postgres(c) => pg_execute(c, sql, params).await,
+        }
+    }
+    async fn fetch_all(&mut self, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+        match &mut self.0 {
+            ConnInner::Sqlite(c) => sqlite_fetch(c, sql, params).await,
+            ConnInner::Postgres(c) => pg_fetch(c, sql, params).await,
+        }
+    }
+    async fn execute_script(&mut self, sql: &str) -> DbResult<()> {
+        match &mut self.0 {
+            ConnInner::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
+            ConnInner::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
+        }
+    }
+}
+
+impl Exec for Tx {
+    fn backend(&self) -> Backend {
+        match self.0 {
+            TxInner::Sqlite(_) => Backend::Sqlite,
+            TxInner::Postgres(_) => Backend::Postgres,
+        }
+    }
+    async fn execute(&mut self, sql: &str, params: Vec<Value>) -> DbResult<u64> {
+        match &mut self.0 {
+            TxInner::Sqlite(c) => sqlite_execute(c, sql, params).await,
+            TxInner::Postgres(c) => pg_execute(c, sql, params).await,
+        }
+    }
+    async fn fetch_all(&mut self, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+        match &mut self.0 {
+            TxInner::Sqlite(c) => sqlite_fetch(c, sql, params).await,
+            TxInner::Postgres(c) => pg_fetch(c, sql, params).await,
+        }
+    }
+    async fn execute_script(&mut self, sql: &str) -> DbResult<()> {
+        match &mut self.0 {
+            TxInner::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
+            TxInner::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
+        }
+    }
+}
+
+/// `$n` placeholders for a statement being built: `ph.next()` hands out `$1, $2 …` and
+/// collects the values.
+#[derive(Default)]
+pub struct Params {
+    pub values: Vec<Value>,
+}
+
+impl Params {
+    pub fn push(&mut self, v: impl Into<Value>) -> String {
+        self.values.push(v.into());
+        format!("${}", self.values.len())
+    }
+}

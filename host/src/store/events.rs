@@ -1,0 +1,151 @@
+//! Timeline events: one generic table, read newest first per contact.
+
+use std::collections::HashMap;
+
+use serde_json::Value as Json;
+
+use super::db::{DbResult, Exec, Params};
+use crate::params;
+use crate::timeline::{Event, NewEvent};
+
+/// Inserts events with multi-row statements.
+pub async fn insert(db: &mut impl Exec, events: &[NewEvent]) -> DbResult<()> {
+    for chunk in events.chunks(1000) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let tuples: Vec<String> = chunk
+            .iter()
+            .map(|e| {
+                format!(
+                    "({}, {}, {}, {}, {}, {})",
+                    p.push(e.contact_id),
+                    p.push(e.event_type.as_str()),
+                    p.push(e.source.clone()),
+                    p.push(e.occurred_at),
+                    p.push(e.ref_id),
+                    p.push(e.properties.to_string())
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES {}",
+            tuples.join(", ")
+        );
+        db.execute(&sql, p.values).await?;
+    }
+    Ok(())
+}
+
+/// Which events of a contact to read.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Case-insensitive text that must appear in the event type or its properties.
+    pub search: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+fn where_clause(p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
+    let mut conds = vec![format!("contact_id = {}", p.push(contact_id))];
+    if !f.include.is_empty() {
+        let list: Vec<String> = f.include.iter().map(|t| p.push(t.as_str())).collect();
+        conds.push(format!("event_type IN ({})", list.join(", ")));
+    }
+    if !f.exclude.is_empty() {
+        let list: Vec<String> = f.exclude.iter().map(|t| p.push(t.as_str())).collect();
+        conds.push(format!("event_type NOT IN ({})", list.join(", ")));
+    }
+    if let Some(s) = f.search.as_deref().filter(|s| !s.is_empty()) {
+        let pattern = format!("%{}%", escape_like(&s.to_lowercase()));
+        let ph = p.push(pattern);
+        conds.push(format!("(lower(properties) LIKE {ph} ESCAPE '\\' OR lower(event_type) LIKE {ph} ESCAPE '\\')"));
+    }
+    if let Some(from) = f.from {
+        conds.push(format!("occurred_at >= {}", p.push(from)));
+    }
+    if let Some(to) = f.to {
+        conds.push(format!("occurred_at <= {}", p.push(to)));
+    }
+    conds.join(" AND ")
+}
+
+/// Escapes LIKE metacharacters so user text matches literally.
+pub fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+fn from_row(r: &super::db::Row) -> Event {
+    Event {
+        id: r.i64("id"),
+        contact_id: r.i64("contact_id"),
+        event_type: r.text("event_type"),
+        source: r.opt_text("source"),
+        occurred_at: r.i64("occurred_at"),
+        ref_id: r.opt_i64("ref_id"),
+        properties: serde_json::from_str(&r.text("properties")).unwrap_or(Json::Null),
+    }
+}
+
+/// A page of a contact's events, newest first, and the total matching.
+pub async fn page(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: i64, limit: i64) -> DbResult<(Vec<Event>, i64)> {
+    let mut p = Params::default();
+    let cond = where_clause(&mut p, contact_id, f);
+    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"), p.values.clone()).await?.unwrap_or(0);
+    let lim = p.push(limit);
+    let off = p.push(offset);
+    let sql = format!(
+        "SELECT id, contact_id, event_type, source, occurred_at, ref_id, properties FROM contact_events
+         WHERE {cond} ORDER BY occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}"
+    );
+    let rows = db.fetch_all(&sql, p.values).await?;
+    Ok((rows.iter().map(from_row).collect(), total))
+}
+
+/// Event counts per type for a contact (for the filter list).
+pub async fn type_counts(db: &mut impl Exec, contact_id: i64) -> DbResult<HashMap<String, i64>> {
+    let rows = db
+        .fetch_all(
+            "SELECT event_type, COUNT(*) AS n FROM contact_events WHERE contact_id = $1 GROUP BY event_type",
+            params![contact_id],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.text("event_type"), r.i64("n"))).collect())
+}
+
+/// Events per UTC month bucket since `since` (for the engagement chart): (month start ms, count).
+pub async fn timestamps_since(db: &mut impl Exec, contact_id: i64, since: i64) -> DbResult<Vec<(i64, String, Json)>> {
+    let rows = db
+        .fetch_all(
+            "SELECT occurred_at, event_type, properties FROM contact_events WHERE contact_id = $1 AND occurred_at >= $2",
+            params![contact_id, since],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.i64("occurred_at"), r.text("event_type"), serde_json::from_str(&r.text("properties")).unwrap_or(Json::Null)))
+        .collect())
+}
+
+/// Rewrites the properties of the events that describe a row (an edited note).
+pub async fn update_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &str, ref_id: i64, occurred_at: i64, properties: &Json) -> DbResult<()> {
+    db.execute(
+        "UPDATE contact_events SET properties = $1, occurred_at = $2 WHERE contact_id = $3 AND event_type = $4 AND ref_id = $5",
+        params![properties.to_string(), occurred_at, contact_id, event_type, ref_id],
+    )
+    .await
+    .map(drop)
+}
+
+/// Removes the events that describe a row (a deleted note).
+pub async fn delete_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &str, ref_id: i64) -> DbResult<()> {
+    db.execute(
+        "DELETE FROM contact_events WHERE contact_id = $1 AND event_type = $2 AND ref_id = $3",
+        params![contact_id, event_type, ref_id],
+    )
+    .await
+    .map(drop)
+}

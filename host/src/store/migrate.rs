@@ -1,0 +1,75 @@
+//! Embedded migrations: `migrations/sqlite` and `migrations/postgres` share numbering;
+//! each is applied once, in its own transaction, and recorded in `magpie_migrations`.
+
+use super::db::{Backend, Exec, Store};
+use crate::params;
+use crate::time::now_ms;
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+macro_rules! migration {
+    ($version:expr, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../../../migrations/sqlite/", $name, ".sql")),
+            postgres: include_str!(concat!("../../../migrations/postgres/", $name, ".sql")),
+        }
+    };
+}
+
+const MIGRATIONS: &[Migration] = &[migration!(1, "0001_init")];
+
+/// Applies every migration not yet recorded. Safe to run from several processes at once
+/// on PostgreSQL (an advisory lock serialises them).
+pub async fn run(store: &Store) -> anyhow::Result<()> {
+    if store.backend() == Backend::Sqlite {
+        // One process owns a SQLite file; its single writer connection serialises us.
+        return apply(store, Backend::Sqlite).await;
+    }
+    let mut lock = store.write_conn().await?;
+    lock.execute("SELECT pg_advisory_lock(7011969)", vec![]).await?;
+    let result = apply(store, Backend::Postgres).await;
+    lock.execute("SELECT pg_advisory_unlock(7011969)", vec![]).await?;
+    result
+}
+
+async fn apply(store: &Store, backend: Backend) -> anyhow::Result<()> {
+    let mut tx = store.begin().await?;
+    tx.execute_script(
+        "CREATE TABLE IF NOT EXISTS magpie_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    tx.commit().await?;
+    for m in MIGRATIONS {
+        let mut tx = store.begin().await?;
+        let done = tx
+            .fetch_optional("SELECT version FROM magpie_migrations WHERE version = $1", params![m.version])
+            .await?
+            .is_some();
+        if done {
+            continue;
+        }
+        let sql = match backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        tx.execute_script(sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration {} failed: {e}", m.name))?;
+        tx.execute(
+            "INSERT INTO magpie_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            params![m.version, m.name, now_ms()],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(migration = m.name, "applied migration");
+    }
+    Ok(())
+}

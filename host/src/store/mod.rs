@@ -1,0 +1,18 @@
+//! Storage. The only place that writes SQL: `db` is the portable layer over sqlx, each
+//! other file owns the statements for one part of the schema.
+
+mod db;
+pub mod migrate;
+
+pub mod contact_search;
+pub mod contacts;
+pub mod events;
+pub mod fields;
+pub mod locks;
+pub mod notes;
+pub mod settings;
+pub mod stages;
+pub mod tags;
+pub mod users;
+
+pub use db::{Backend, Conn, DbResult, Exec, Kind, Params, Row, Store, Tx, Value};

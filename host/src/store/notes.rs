@@ -1,0 +1,92 @@
+//! Notes on contacts.
+
+use super::db::{DbResult, Exec, Params, Row};
+use crate::params;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub id: i64,
+    pub contact_id: i64,
+    pub text: String,
+    pub note_type: String,
+    pub date_time: Option<i64>,
+    pub created_by: Option<i64>,
+    pub date_added: i64,
+    pub date_modified: i64,
+}
+
+const COLUMNS: &str = "id, contact_id, text, type, date_time, created_by, date_added, date_modified";
+
+fn from_row(r: &Row) -> Note {
+    Note {
+        id: r.i64("id"),
+        contact_id: r.i64("contact_id"),
+        text: r.text("text"),
+        note_type: r.text("type"),
+        date_time: r.opt_i64("date_time"),
+        created_by: r.opt_i64("created_by"),
+        date_added: r.i64("date_added"),
+        date_modified: r.i64("date_modified"),
+    }
+}
+
+pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<Note>> {
+    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM contact_notes WHERE id = $1"), params![id]).await?.as_ref().map(from_row))
+}
+
+pub struct NoteQuery<'a> {
+    pub contact_id: Option<i64>,
+    pub search: Option<&'a str>,
+    pub note_type: Option<&'a str>,
+    pub offset: i64,
+    pub limit: i64,
+    pub ascending: bool,
+}
+
+pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>, i64)> {
+    let mut p = Params::default();
+    let mut conds = vec!["1 = 1".to_owned()];
+    if let Some(c) = q.contact_id {
+        conds.push(format!("contact_id = {}", p.push(c)));
+    }
+    if let Some(s) = q.search.filter(|s| !s.is_empty()) {
+        conds.push(format!("lower(text) LIKE {} ESCAPE '\\'", p.push(format!("%{}%", super::events::escape_like(&s.to_lowercase())))));
+    }
+    if let Some(t) = q.note_type {
+        conds.push(format!("type = {}", p.push(t)));
+    }
+    let cond = conds.join(" AND ");
+    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_notes WHERE {cond}"), p.values.clone()).await?.unwrap_or(0);
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM contact_notes WHERE {cond} ORDER BY date_added {dir}, id {dir} LIMIT {} OFFSET {}",
+        p.push(q.limit),
+        p.push(q.offset)
+    );
+    let rows = db.fetch_all(&sql, p.values).await?;
+    Ok((rows.iter().map(from_row).collect(), total))
+}
+
+pub async fn insert(db: &mut impl Exec, contact_id: i64, text: &str, note_type: &str, date_time: Option<i64>, created_by: Option<i64>, now: i64) -> DbResult<i64> {
+    Ok(db
+        .fetch_i64(
+            "INSERT INTO contact_notes (contact_id, text, type, date_time, created_by, date_added, date_modified)
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+            params![contact_id, text, note_type, date_time, created_by, now],
+        )
+        .await?
+        .unwrap_or_default())
+}
+
+pub async fn update(db: &mut impl Exec, id: i64, text: &str, note_type: &str, date_time: Option<i64>, now: i64) -> DbResult<()> {
+    db.execute(
+        "UPDATE contact_notes SET text = $1, type = $2, date_time = $3, date_modified = $4 WHERE id = $5",
+        params![text, note_type, date_time, now, id],
+    )
+    .await
+    .map(drop)
+}
+
+pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
+    db.execute("DELETE FROM contact_notes WHERE id = $1", params![id]).await.map(drop)
+}

@@ -1,0 +1,65 @@
+//! Stages (a contact is in at most one).
+
+use std::collections::HashSet;
+
+use super::db::{DbResult, Exec, Params, Value};
+
+pub struct StageRow {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub weight: i64,
+    pub is_published: bool,
+    pub date_added: i64,
+}
+
+pub async fn existing_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashSet<i64>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut p = Params::default();
+    let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
+    let rows = db.fetch_all(&format!("SELECT id FROM stages WHERE id IN ({})", list.join(", ")), p.values).await?;
+    Ok(rows.iter().map(|r| r.i64("id")).collect())
+}
+
+pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<StageRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut p = Params::default();
+    let list: Vec<String> = ids.iter().map(|i| p.push(Value::Int(*i))).collect();
+    let sql = format!(
+        "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE id IN ({})",
+        list.join(", ")
+    );
+    Ok(db.fetch_all(&sql, p.values).await?.iter().map(from_row).collect())
+}
+
+pub async fn list(db: &mut impl Exec) -> DbResult<Vec<StageRow>> {
+    let rows = db
+        .fetch_all("SELECT id, name, description, weight, is_published, date_added FROM stages ORDER BY weight, name", vec![])
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub async fn create(db: &mut impl Exec, name: &str, description: &str, weight: i64, now: i64) -> DbResult<i64> {
+    Ok(db
+        .fetch_i64(
+            "INSERT INTO stages (name, description, weight, date_added) VALUES ($1, $2, $3, $4) RETURNING id",
+            crate::params![name, description, weight, now],
+        )
+        .await?
+        .unwrap_or_default())
+}
+
+fn from_row(r: &super::db::Row) -> StageRow {
+    StageRow {
+        id: r.i64("id"),
+        name: r.text("name"),
+        description: r.text("description"),
+        weight: r.i64("weight"),
+        is_published: r.bool("is_published"),
+        date_added: r.i64("date_added"),
+    }
+}

@@ -1,0 +1,94 @@
+//! Time in Magpie: UTC milliseconds since the epoch in storage, ISO 8601 with offset
+//! (`2024-05-01T12:00:00+00:00`, as Mautic) on the API.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// `2024-05-01T12:00:00+00:00`
+pub fn iso(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
+        .unwrap_or_default()
+}
+
+pub fn iso_opt(ms: Option<i64>) -> serde_json::Value {
+    ms.map_or(serde_json::Value::Null, |ms| serde_json::Value::String(iso(ms)))
+}
+
+/// `2024-05-01 12:00:00` — the storage and display form of datetime fields.
+pub fn sql_datetime(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Parses the date-time forms API clients send: RFC 3339 (`2024-05-01T12:00:00Z`,
+/// with offset or fraction), `2024-05-01 12:00:00`, `2024-05-01 12:00`,
+/// `2024-05-01T12:00`, or a bare date (midnight UTC). Values without an offset are UTC.
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%:z") {
+        return Some(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Some(Utc.from_utc_datetime(&t));
+        }
+    }
+    parse_date(s).map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
+}
+
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    if s.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+pub fn parse_time(s: &str) -> Option<NaiveTime> {
+    let s = s.trim();
+    NaiveTime::parse_from_str(s, "%H:%M:%S")
+        .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_client_date_times() {
+        let cases = [
+            ("2024-05-01T12:00:00+00:00", Some("2024-05-01 12:00:00")),
+            ("2024-05-01T14:00:00+02:00", Some("2024-05-01 12:00:00")),
+            ("2024-05-01T12:00:00Z", Some("2024-05-01 12:00:00")),
+            ("2024-05-01T12:00:00.123Z", Some("2024-05-01 12:00:00")),
+            ("2024-05-01 12:00:00", Some("2024-05-01 12:00:00")),
+            ("2024-05-01 12:00", Some("2024-05-01 12:00:00")),
+            ("2024-05-01", Some("2024-05-01 00:00:00")),
+            ("2024-02-30", None),
+            ("2024-05-01 25:00:00", None),
+            ("yesterday", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            let got = parse_datetime(input).map(|t| sql_datetime(t.timestamp_millis()));
+            assert_eq!(got.as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn formats_iso_with_offset() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(iso(1_714_564_800_000), "2024-05-01T12:00:00+00:00");
+    }
+}
