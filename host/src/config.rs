@@ -84,6 +84,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub file: FileConfig,
+    /// Password for the `admin` user created on first start (`MAGPIE_ADMIN_PASSWORD`).
+    pub admin_password: Option<String>,
 }
 
 /// `magpie.toml`. Unknown keys are errors: a typo must not silently do nothing.
@@ -172,6 +174,7 @@ impl Config {
             data_dir,
             database_url,
             file,
+            admin_password: std::env::var("MAGPIE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
         })
     }
 
@@ -183,6 +186,7 @@ impl Config {
             database_url: database_url
                 .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("magpie.db").display())),
             file: FileConfig::default(),
+            admin_password: None,
         }
     }
 }

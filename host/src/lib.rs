@@ -1,5 +1,6 @@
 //! Magpie: contact management and website tracking. See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod config;
 pub mod contacts;
 pub mod error;

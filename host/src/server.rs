@@ -22,20 +22,20 @@ pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
     let mut tx = store.begin().await?;
     store::fields::seed_defaults(&mut tx, now_ms()).await?;
     tx.commit().await?;
-    bootstrap_admin(&store).await?;
+    bootstrap_admin(&store, config.admin_password.as_deref()).await?;
     Ok(Arc::new(AppState::new(config, store)))
 }
 
 /// First start with no users: create `admin` with `MAGPIE_ADMIN_PASSWORD` or a random
 /// password printed once.
-async fn bootstrap_admin(store: &Store) -> anyhow::Result<()> {
+async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Result<()> {
     let mut tx = store.begin().await?;
     if store::users::count(&mut tx).await? > 0 {
         return Ok(());
     }
-    let (password, generated) = match std::env::var("MAGPIE_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
-        _ => (users::random_password(), true),
+    let (password, generated) = match password {
+        Some(p) => (p.to_owned(), false),
+        None => (users::random_password(), true),
     };
     let hash = users::hash_password(&password)?;
     let user = store::users::NewUser {

@@ -23,10 +23,7 @@ impl FromRequest<SharedState> for ApiBody {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        let limit = state.config.file.api.max_body_bytes;
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes")))?;
+        let bytes = read_body(req.into_body(), state.config.file.api.max_body_bytes).await?;
         match content_type.as_deref() {
             Some("application/json") | None => {
                 if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -49,16 +46,40 @@ impl FromRequest<SharedState> for ApiBody {
     }
 }
 
+/// How much of an oversized body is read and thrown away so the client, still sending,
+/// receives the 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads a body up to `limit` bytes; more is a 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, AppError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| AppError::bad_request("the request body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > limit + DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes")));
+    }
+    Ok(buf.into())
+}
+
 /// An optional body: absent (empty) is `None`, anything present must parse.
 impl axum::extract::OptionalFromRequest<SharedState> for ApiBody {
     type Rejection = AppError;
 
     async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Option<Self>, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let limit = state.config.file.api.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes")))?;
+        let bytes = read_body(body, state.config.file.api.max_body_bytes).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }

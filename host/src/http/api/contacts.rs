@@ -14,6 +14,7 @@ use crate::contacts::fields::FieldSet;
 use crate::contacts::input::{ContactInput, DNC_MANUAL, DncInput, parse_dnc, parse_utm};
 use crate::contacts::search;
 use crate::contacts::service::{self, SaveContext, Saved, Source, Target};
+use super::openapi::ErrorBody;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -74,6 +75,7 @@ fn parse_where(q: &PhpQuery) -> AppResult<Vec<WhereFilter>> {
 }
 
 /// `GET /api/contacts`
+#[utoipa::path(get, path = "/api/contacts", tag = "contacts", summary = "List and search contacts", params(("search" = Option<String>, Query, description = "Search grammar: free text, email:, name:, company:, owner:, tag:, stage:, ip:, ids:, is:anonymous|unowned|mine, segment:, common:, <alias>:; % wildcard, + exact, ! not, quotes, OR/AND, parentheses"), ("start" = Option<i64>, Query, description = "Offset"), ("limit" = Option<i64>, Query, description = "Page size, default 30, at most 1000"), ("orderBy" = Option<String>, Query, description = "Field alias or id, dateAdded, dateModified, lastActive, points"), ("orderByDir" = Option<String>, Query, description = "asc or desc"), ("minimal" = Option<bool>, Query, description = "Only id, points and fields"), ("where[0][col]" = Option<String>, Query, description = "Mautic where filters: col, expr (eq, neq, lt, lte, gt, gte, like, notLike, isNull, isNotNull, isEmpty, isNotEmpty, in, notIn, between, notBetween), val")), responses((status = 200, description = "{\"total\": \"N\", \"contacts\": {id: Contact}}"), (status = 400, description = "Malformed search", body = ErrorBody)))]
 pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, q: PhpQuery) -> AppResult<Response> {
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
@@ -111,6 +113,7 @@ pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): 
 }
 
 /// `GET /api/contacts/{id}`
+#[utoipa::path(get, path = "/api/contacts/{id}", tag = "contacts", summary = "Get a contact", params(("id" = i64, Path)), responses((status = 200, description = "{\"contact\": Contact}"), (status = 404, body = ErrorBody)))]
 pub async fn get(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     Ok(Json(json!({ "contact": one_json(&state, id(&contact_id)?).await? })))
 }
@@ -142,6 +145,7 @@ fn saved_response(saved: Saved, contact: Value) -> Response {
 }
 
 /// `POST /api/contacts/new`: creates, or updates the contact matching the unique identifiers.
+#[utoipa::path(post, path = "/api/contacts/new", tag = "contacts", summary = "Create a contact, or update the one matching the unique identifiers", request_body(content = Object, description = "Field aliases plus ipAddress, lastActive, owner, points, stage, tags, doNotContact, utmtags, overwriteWithBlank"), responses((status = 201, description = "Created; Location header"), (status = 200, description = "Matched an existing contact and updated it"), (status = 422, body = ErrorBody)))]
 pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let input = parse_input(&state, &body).await?;
     let saved = save(&state, &me, vec![(Target::Upsert, input)]).await?.remove(0)?;
@@ -149,6 +153,7 @@ pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me))
 }
 
 /// `PATCH /api/contacts/{id}/edit`
+#[utoipa::path(patch, path = "/api/contacts/{id}/edit", tag = "contacts", summary = "Change some fields of a contact", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn patch(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let contact_id = id(&contact_id)?;
     let input = parse_input(&state, &body).await?;
@@ -157,6 +162,7 @@ pub async fn patch(State(state): State<SharedState>, Extension(CurrentUser(me)):
 }
 
 /// `PUT /api/contacts/{id}/edit`: replaces; creates when the id is unknown.
+#[utoipa::path(put, path = "/api/contacts/{id}/edit", tag = "contacts", summary = "Replace a contact (fields not sent are cleared); creates when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
 pub async fn put(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let contact_id = contact_id.parse::<i64>().map_err(|_| AppError::not_found())?;
     let input = parse_input(&state, &body).await?;
@@ -165,6 +171,7 @@ pub async fn put(State(state): State<SharedState>, Extension(CurrentUser(me)): E
 }
 
 /// `DELETE /api/contacts/{id}/delete`: answers with the contact as it was, id null.
+#[utoipa::path(delete, path = "/api/contacts/{id}/delete", tag = "contacts", summary = "Delete a contact", params(("id" = i64, Path)), responses((status = 200, description = "The deleted contact, id null"), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     let mut contact = one_json(&state, contact_id).await?;
@@ -241,6 +248,7 @@ async fn run_batch(state: &SharedState, me: &crate::users::User, items: Vec<Resu
 }
 
 /// `POST /api/contacts/batch/new`
+#[utoipa::path(post, path = "/api/contacts/batch/new", tag = "contacts", summary = "Create or update many contacts (at most api.batch_limit)", request_body(content = Vec<Object>), responses((status = 201, description = "{contacts, statusCodes, errors}"), (status = 400, body = ErrorBody)))]
 pub async fn batch_new(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let raw = batch_items(&state, &body)?;
     let mut db = state.store.read().await?;
@@ -251,6 +259,7 @@ pub async fn batch_new(State(state): State<SharedState>, Extension(CurrentUser(m
 }
 
 /// `PATCH|PUT /api/contacts/batch/edit`: every item carries its `id`.
+#[utoipa::path(patch, path = "/api/contacts/batch/edit", tag = "contacts", summary = "Edit many contacts; each item carries its id (PUT replaces)", request_body(content = Vec<Object>), responses((status = 200, description = "{contacts, statusCodes, errors}")))]
 pub async fn batch_edit(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, method: axum::http::Method, ApiBody(body): ApiBody) -> AppResult<Response> {
     let raw = batch_items(&state, &body)?;
     let mut db = state.store.read().await?;
@@ -274,6 +283,7 @@ pub async fn batch_edit(State(state): State<SharedState>, Extension(CurrentUser(
 }
 
 /// `DELETE /api/contacts/batch/delete?ids=1,2,3`: answers with the contacts deleted.
+#[utoipa::path(delete, path = "/api/contacts/batch/delete", tag = "contacts", summary = "Delete many contacts", params(("ids" = String, Query, description = "Comma-separated ids")), responses((status = 200)))]
 pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let ids: Vec<i64> = match q.0.get("ids") {
         Some(Value::String(s)) => s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>(),
@@ -296,6 +306,7 @@ pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppR
 }
 
 /// `GET /api/contacts/list/fields`: published fields keyed by id.
+#[utoipa::path(get, path = "/api/contacts/list/fields", tag = "contacts", summary = "Published contact fields keyed by id", responses((status = 200)))]
 pub async fn list_fields(State(state): State<SharedState>) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
@@ -311,6 +322,7 @@ pub async fn list_fields(State(state): State<SharedState>) -> AppResult<Json<Val
 }
 
 /// `GET /api/contacts/list/owners`
+#[utoipa::path(get, path = "/api/contacts/list/owners", tag = "contacts", summary = "Users that can own contacts", responses((status = 200)))]
 pub async fn list_owners(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let filter = q.str("filter").unwrap_or("").to_lowercase();
@@ -329,6 +341,7 @@ pub async fn list_owners(State(state): State<SharedState>, q: PhpQuery) -> AppRe
 }
 
 /// `GET /api/contacts/{id}/notes`
+#[utoipa::path(get, path = "/api/contacts/{id}/notes", tag = "contacts", summary = "Notes of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn notes(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     let mut db = state.store.read().await?;
@@ -348,21 +361,25 @@ pub async fn notes(State(state): State<SharedState>, Path(contact_id): Path<Stri
 }
 
 /// Sub-resources that other areas fill later: answer in Mautic's shape, empty.
+#[utoipa::path(get, path = "/api/contacts/{id}/devices", tag = "contacts", summary = "Tracked devices of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn devices(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
     Ok(Json(json!({ "total": 0, "devices": [] })))
 }
 
+#[utoipa::path(get, path = "/api/contacts/{id}/companies", tag = "contacts", summary = "Companies of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn companies(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
     Ok(Json(json!({ "total": 0, "companies": [] })))
 }
 
+#[utoipa::path(get, path = "/api/contacts/{id}/campaigns", tag = "contacts", summary = "Campaigns of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn campaigns(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
     Ok(Json(json!({ "total": 0, "campaigns": {} })))
 }
 
+#[utoipa::path(get, path = "/api/contacts/{id}/segments", tag = "contacts", summary = "Segments of a contact (key lists)", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn segments(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
     Ok(Json(json!({ "total": 0, "lists": {} })))
@@ -387,6 +404,7 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 }
 
 /// `GET /api/contacts/{id}/activity`: the timeline in Mautic's shape.
+#[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
 pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
     let filters = q.0.get("filters").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -449,6 +467,7 @@ pub fn event_json(e: &timeline::Event) -> Value {
 }
 
 /// `POST /api/contacts/{id}/dnc/{channel}/add`
+#[utoipa::path(post, path = "/api/contacts/{id}/dnc/{channel}/add", tag = "contacts", summary = "Mark a contact do-not-contact on a channel", params(("id" = i64, Path), ("channel" = String, Path)), request_body(content = Object, description = "reason (1 unsubscribed, 2 bounced, 3 manual), comments, channelId"), responses((status = 200)))]
 pub async fn dnc_add(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((contact_id, channel)): Path<(String, String)>, body: Option<ApiBody>) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     let body = body.map(|b| b.0).unwrap_or(json!({}));
@@ -467,6 +486,7 @@ pub async fn dnc_add(State(state): State<SharedState>, Extension(CurrentUser(me)
 }
 
 /// `POST /api/contacts/{id}/dnc/{channel}/remove`
+#[utoipa::path(post, path = "/api/contacts/{id}/dnc/{channel}/remove", tag = "contacts", summary = "Remove a do-not-contact record", params(("id" = i64, Path), ("channel" = String, Path)), responses((status = 200, description = "{recordFound, contact}")))]
 pub async fn dnc_remove(State(state): State<SharedState>, Path((contact_id, channel)): Path<(String, String)>) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     require_contact(&state, &contact_id.to_string()).await?;
@@ -484,6 +504,7 @@ pub async fn dnc_remove(State(state): State<SharedState>, Path((contact_id, chan
 }
 
 /// `POST /api/contacts/{id}/utm/add`
+#[utoipa::path(post, path = "/api/contacts/{id}/utm/add", tag = "contacts", summary = "Record UTM tags", params(("id" = i64, Path)), request_body = Object, responses((status = 200)))]
 pub async fn utm_add(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     let mut o = body.as_object().cloned().ok_or_else(|| AppError::bad_request("the body must be an object of utm_* values"))?;
@@ -505,6 +526,7 @@ pub async fn utm_add(State(state): State<SharedState>, Extension(CurrentUser(me)
 }
 
 /// `POST /api/contacts/{id}/points/{plus|minus}/{delta}`
+#[utoipa::path(post, path = "/api/contacts/{id}/points/{op}/{delta}", tag = "contacts", summary = "Add (plus) or subtract (minus) points", params(("id" = i64, Path), ("op" = String, Path, description = "plus or minus"), ("delta" = i64, Path)), responses((status = 200, description = "{\"success\": 1}")))]
 pub async fn points(State(state): State<SharedState>, Path((contact_id, op, delta)): Path<(String, String, String)>) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     let delta: i64 = delta.parse().ok().filter(|d: &i64| *d >= 0 && *d <= 1_000_000_000).ok_or_else(|| AppError::bad_request("the delta must be a whole number from 0 to 1000000000"))?;

@@ -7,6 +7,7 @@ use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
 use crate::contacts::field_service;
+use super::openapi::ErrorBody;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -25,6 +26,7 @@ fn require_admin(user: &crate::users::User) -> AppResult<()> {
 }
 
 /// `GET /api/fields/contact`
+#[utoipa::path(get, path = "/api/fields/{object}", tag = "fields", summary = "List contact fields", params(("object" = String, Path, description = "contact")), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, Path(object): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
     check_object(&object)?;
     let mut db = state.store.read().await?;
@@ -44,6 +46,7 @@ pub async fn list(State(state): State<SharedState>, Path(object): Path<String>, 
 }
 
 /// `GET /api/fields/contact/{id}`
+#[utoipa::path(get, path = "/api/fields/{object}/{id}", tag = "fields", summary = "Get a field", params(("object" = String, Path), ("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
 pub async fn get(State(state): State<SharedState>, Path((object, field_id)): Path<(String, String)>) -> AppResult<Json<Value>> {
     check_object(&object)?;
     let field_id = id(&field_id)?;
@@ -54,6 +57,7 @@ pub async fn get(State(state): State<SharedState>, Path((object, field_id)): Pat
 }
 
 /// `POST /api/fields/contact/new`
+#[utoipa::path(post, path = "/api/fields/{object}/new", tag = "fields", summary = "Create a field (a new column); admins only", params(("object" = String, Path)), request_body = Object, responses((status = 201), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(object): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
     check_object(&object)?;
     require_admin(&me)?;
@@ -62,6 +66,7 @@ pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me))
 }
 
 /// `PATCH|PUT /api/fields/contact/{id}/edit`
+#[utoipa::path(patch, path = "/api/fields/{object}/{id}/edit", tag = "fields", summary = "Edit a field; alias and storage type are fixed", params(("object" = String, Path), ("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 422, body = ErrorBody)))]
 pub async fn edit(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((object, field_id)): Path<(String, String)>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
     check_object(&object)?;
     require_admin(&me)?;
@@ -70,6 +75,7 @@ pub async fn edit(State(state): State<SharedState>, Extension(CurrentUser(me)): 
 }
 
 /// `DELETE /api/fields/contact/{id}/delete`: answers with the field as it was, id null.
+#[utoipa::path(delete, path = "/api/fields/{object}/{id}/delete", tag = "fields", summary = "Delete a field and its column", params(("object" = String, Path), ("id" = i64, Path)), responses((status = 200), (status = 403, body = ErrorBody)))]
 pub async fn delete(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((object, field_id)): Path<(String, String)>) -> AppResult<Json<Value>> {
     check_object(&object)?;
     require_admin(&me)?;

@@ -7,6 +7,7 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use crate::contacts::notes::{self as note_service, NoteInput};
+use super::openapi::ErrorBody;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -27,6 +28,7 @@ pub fn note_json(n: &Note) -> Value {
 }
 
 /// `GET /api/notes`
+#[utoipa::path(get, path = "/api/notes", tag = "notes", summary = "List notes", responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let search = q.str("search").unwrap_or("");
@@ -51,6 +53,7 @@ pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Js
 }
 
 /// `GET /api/notes/{id}`
+#[utoipa::path(get, path = "/api/notes/{id}", tag = "notes", summary = "Get a note", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
 pub async fn get(State(state): State<SharedState>, Path(note_id): Path<String>) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let note = store::notes::get(&mut db, id(&note_id)?).await?.ok_or_else(AppError::not_found)?;
@@ -58,6 +61,7 @@ pub async fn get(State(state): State<SharedState>, Path(note_id): Path<String>) 
 }
 
 /// `POST /api/notes/new`
+#[utoipa::path(post, path = "/api/notes/new", tag = "notes", summary = "Create a note: lead, text, type (general, email, call, meeting), dateTime", request_body = Object, responses((status = 201), (status = 422, body = ErrorBody)))]
 pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let input = NoteInput::from_json(&body, true)?;
     let note = note_service::create(&state.store, &input, Some(me.id)).await?;
@@ -65,6 +69,7 @@ pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me))
 }
 
 /// `PATCH|PUT /api/notes/{id}/edit`
+#[utoipa::path(patch, path = "/api/notes/{id}/edit", tag = "notes", summary = "Edit a note", params(("id" = i64, Path)), request_body = Object, responses((status = 200)))]
 pub async fn edit(State(state): State<SharedState>, Path(note_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
     let input = NoteInput::from_json(&body, false)?;
     let note = note_service::update(&state.store, id(&note_id)?, &input).await?;
@@ -72,6 +77,7 @@ pub async fn edit(State(state): State<SharedState>, Path(note_id): Path<String>,
 }
 
 /// `DELETE /api/notes/{id}/delete`
+#[utoipa::path(delete, path = "/api/notes/{id}/delete", tag = "notes", summary = "Delete a note", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn delete(State(state): State<SharedState>, Path(note_id): Path<String>) -> AppResult<Json<Value>> {
     let note = note_service::delete(&state.store, id(&note_id)?).await?;
     let mut j = note_json(&note);

@@ -1,10 +1,78 @@
 //! `/api/openapi.json`, generated from the handlers' annotations.
 
 use axum::Json;
-use utoipa::OpenApi;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Mautic's error body.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<ErrorItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorItem {
+    pub code: u16,
+    pub message: String,
+    /// Per-field messages for 422s: `{"email": ["must be a valid email address"]}`.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+struct BasicAuth;
+
+impl Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("basic", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()));
+    }
+}
 
 #[derive(OpenApi)]
-#[openapi(info(title = "Magpie API", description = "Mautic-compatible contacts API. HTTP Basic auth with a Magpie user."))]
+#[openapi(
+    paths(
+        super::contacts::list,
+        super::contacts::get,
+        super::contacts::create,
+        super::contacts::patch,
+        super::contacts::put,
+        super::contacts::delete,
+        super::contacts::batch_new,
+        super::contacts::batch_edit,
+        super::contacts::batch_delete,
+        super::contacts::list_fields,
+        super::contacts::list_owners,
+        super::contacts::notes,
+        super::contacts::devices,
+        super::contacts::companies,
+        super::contacts::campaigns,
+        super::contacts::segments,
+        super::contacts::activity,
+        super::contacts::dnc_add,
+        super::contacts::dnc_remove,
+        super::contacts::utm_add,
+        super::contacts::points,
+        super::fields::list,
+        super::fields::get,
+        super::fields::create,
+        super::fields::edit,
+        super::fields::delete,
+        super::notes::list,
+        super::notes::get,
+        super::notes::create,
+        super::notes::edit,
+        super::notes::delete,
+        super::tags::list,
+        super::tags::create,
+        super::stages::list,
+        super::stages::create,
+        super::stages::change_contact
+    ),
+    components(schemas(ErrorBody, ErrorItem)),
+    modifiers(&BasicAuth),
+    security(("basic" = [])),
+    info(title = "Magpie API", description = "Mautic-compatible contacts API. HTTP Basic auth with a Magpie user."))]
 pub struct ApiDoc;
 
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {

@@ -21,6 +21,7 @@ fn stage_json(s: &store::stages::StageRow) -> Value {
 }
 
 /// `GET /api/stages`
+#[utoipa::path(get, path = "/api/stages", tag = "stages", summary = "List stages", responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let stages = store::stages::list(&mut db).await?;
@@ -32,6 +33,7 @@ pub async fn list(State(state): State<SharedState>) -> AppResult<Json<Value>> {
 }
 
 /// `POST /api/stages/new`
+#[utoipa::path(post, path = "/api/stages/new", tag = "stages", summary = "Create a stage", request_body = Object, responses((status = 201)))]
 pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let o = body.as_object().ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
     if let Some(k) = o.keys().find(|k| !["name", "description", "weight", "isPublished"].contains(&k.as_str())) {
@@ -58,6 +60,7 @@ pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) ->
 }
 
 /// `POST /api/stages/{id}/contact/{contactId}/add` and `/remove`.
+#[utoipa::path(post, path = "/api/stages/{id}/contact/{contact_id}/{action}", tag = "stages", summary = "Put a contact into a stage (add) or take it out (remove)", params(("id" = i64, Path), ("contact_id" = i64, Path), ("action" = String, Path)), responses((status = 200)))]
 pub async fn change_contact(
     State(state): State<SharedState>,
     Extension(CurrentUser(me)): Extension<CurrentUser>,

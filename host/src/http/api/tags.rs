@@ -17,6 +17,7 @@ fn tag_json(t: &store::tags::Tag) -> Value {
 }
 
 /// `GET /api/tags`
+#[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags", responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let limit = match q.int("limit", 100)? {
@@ -32,6 +33,7 @@ pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Js
 }
 
 /// `POST /api/tags/new`: 201 for a new tag, 200 with the existing one when the name exists.
+#[utoipa::path(post, path = "/api/tags/new", tag = "tags", summary = "Create a tag (200 with the existing one when the name exists)", request_body = Object, responses((status = 201), (status = 200)))]
 pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let name = body.get("tag").and_then(Value::as_str).ok_or_else(|| AppError::invalid("tag", "is required"))?;
     let name = normalize_tag(name.trim()).map_err(|m| AppError::invalid("tag", m))?;

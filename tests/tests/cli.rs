@@ -1,0 +1,160 @@
+//! The `magpie` binary as an operator uses it: flags, environment, `migrate`,
+//! `user add`, the first-start admin, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use magpie_tests::magpie_binary;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn magpie() -> Command {
+    let mut c = Command::new(magpie_binary!());
+    c.env_remove("MAGPIE_ADMIN_PASSWORD").env("RUST_LOG", "info").env("NO_COLOR", "1");
+    c
+}
+
+/// Starts `magpie serve`, collecting its log lines, and waits for /healthz.
+fn serve(data_dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = magpie();
+    cmd.arg("serve").env("MAGPIE_DATA_DIR", data_dir).env("MAGPIE_LISTEN", format!("127.0.0.1:{port}")).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn magpie");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    loop {
+        if http_status(port, "/healthz", None) == Some(200) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not become healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, rx)
+}
+
+/// A minimal blocking HTTP/1.1 GET; returns the status.
+fn http_status(port: u16, path: &str, basic: Option<&str>) -> Option<u16> {
+    use base64::Engine;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = basic.map(|b| format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(b))).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < within, "process did not exit in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn first_start_prints_a_random_admin_password_that_works_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, logs) = serve(dir.path(), port, &[]);
+    let mut password = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while password.is_none() && Instant::now() < deadline {
+        if let Ok(line) = logs.recv_timeout(Duration::from_millis(200)) {
+            if let Some(rest) = line.split("with password ").nth(1) {
+                password = rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+    }
+    let password = password.expect("the random admin password is printed once");
+    assert_eq!(password.len(), 20);
+    assert_eq!(http_status(port, "/api/contacts", Some(&format!("admin:{password}"))), Some(200));
+    assert_eq!(http_status(port, "/api/contacts", Some("admin:wrong")), Some(401));
+    assert!(dir.path().join("magpie.db").exists(), "default database under the data dir");
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
+    let rest: Vec<String> = logs.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "logs: {rest:?}");
+    assert!(!rest.iter().any(|l| l.contains(&password)), "the password is printed only once");
+
+    // Second start: no new admin, no password printed.
+    let (mut child, logs) = serve(dir.path(), port, &[]);
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    assert!(!logs.try_iter().any(|l| l.contains("with password")));
+}
+
+#[test]
+fn migrate_and_user_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = magpie().args(["migrate", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("magpie.db").exists());
+
+    let add = |name: &str, password: &str, role: &str| {
+        let mut child = magpie()
+            .args(["user", "add", "--username", name, "--role", role, "--password-stdin", "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = add("bob", "bob-password-1", "user");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = add("bob", "another-password", "user");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = add("carol", "short", "admin");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+    let out = add("bad name", "long-enough-pw", "admin");
+    assert!(!out.status.success());
+
+    let port = free_port();
+    let (mut child, logs) = serve(dir.path(), port, &[("MAGPIE_ADMIN_PASSWORD", "ignored-now")]);
+    assert_eq!(http_status(port, "/api/contacts", Some("bob:bob-password-1")), Some(200));
+    assert_eq!(http_status(port, "/api/contacts", Some("bob:wrong")), Some(401));
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(!lines.iter().any(|l| l.contains("bob-password-1")), "no secrets in logs");
+    assert!(lines.iter().any(|l| l.contains("request") && l.contains("status=200") && l.contains("latency_ms")), "one line per request: {lines:?}");
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("magpie.toml");
+    std::fs::write(&config, "[tracking]\ntrack_private = true\n").unwrap();
+    let out = magpie().arg("migrate").arg("--data-dir").arg(dir.path()).arg("--config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid config file") && err.contains("track_private"), "{err}");
+    let out = magpie().arg("migrate").arg("--database-url").arg("mysql://nope").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+}

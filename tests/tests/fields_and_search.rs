@@ -1,0 +1,265 @@
+//! Custom fields (real columns) and the search grammar, end to end on both databases.
+
+use magpie_tests::{Backend, TestServer, both_backends, json};
+
+both_backends!(
+    custom_field_lifecycle,
+    field_definitions_are_validated,
+    custom_unique_identifier_with_and_or,
+    search_grammar,
+    where_filters_ordering_and_paging,
+    search_is_never_an_injection,
+);
+
+fn ids(list: &serde_json::Value) -> Vec<i64> {
+    list["contacts"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect()
+}
+
+async fn custom_field_lifecycle(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let r = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Shoe size", "type": "number", "group": "personal", "isShortVisible": true, "properties": {"scale": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let field_id = r.body["field"]["id"].as_i64().unwrap();
+    assert_eq!(r.body["field"]["alias"], "shoe_size");
+    let r = s
+        .post("/api/fields/contact/new", json!({"label": "Colour", "alias": "colour", "type": "multiselect", "properties": {"list": "red|green|blue"}, "isIndex": true}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let id = s.create_contact(json!({"email": "f@example.org", "shoe_size": "42.25", "colour": ["green", "red"]})).await;
+    let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
+    assert_eq!(c["contact"]["fields"]["personal"]["shoe_size"]["value"], 42.3);
+    assert_eq!(c["contact"]["fields"]["all"]["colour"], "green|red");
+    let r = s.post("/api/contacts/new", json!({"email": "g@example.org", "colour": ["purple"]})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+
+    let found = s.get("/api/contacts?search=shoe_size:%3E40").await.expect(200);
+    assert_eq!(ids(&found), vec![id]);
+    assert_eq!(s.get("/api/contacts?search=shoe_size:%3C40").await.expect(200)["total"], "0");
+    let found = s.get("/api/contacts?search=colour:%25red%25").await.expect(200);
+    assert_eq!(ids(&found), vec![id]);
+
+    // Editing cannot change alias or storage type; label and flags can change.
+    let r = s.patch(&format!("/api/fields/contact/{field_id}/edit"), json!({"alias": "other"})).await;
+    assert_eq!(r.status, 422);
+    let r = s.patch(&format!("/api/fields/contact/{field_id}/edit"), json!({"type": "text"})).await;
+    assert_eq!(r.status, 422);
+    let r = s.patch(&format!("/api/fields/contact/{field_id}/edit"), json!({"label": "Shoe size (EU)", "isRequired": true})).await.expect(200);
+    assert_eq!(r["field"]["label"], "Shoe size (EU)");
+    // Now required: a new contact without it is refused.
+    let r = s.post("/api/contacts/new", json!({"email": "h@example.org"})).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body["errors"][0]["details"]["shoe_size"].is_array(), "{}", r.text);
+
+    let listed = s.get("/api/fields/contact").await.expect(200);
+    assert_eq!(listed["total"], 30);
+    assert_eq!(s.get(&format!("/api/fields/contact/{field_id}")).await.expect(200)["field"]["alias"], "shoe_size");
+
+    let r = s.delete(&format!("/api/fields/contact/{field_id}/delete")).await.expect(200);
+    assert_eq!(r["field"]["id"], json!(null));
+    let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
+    assert!(c["contact"]["fields"]["all"].get("shoe_size").is_none(), "the column is gone");
+    assert_eq!(s.get("/api/contacts?search=shoe_size:1").await.status, 400);
+    // Default fields cannot be deleted.
+    assert_eq!(s.delete("/api/fields/contact/6/delete").await.status, 403);
+    s.stop().await;
+}
+
+async fn field_definitions_are_validated(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bad = [
+        json!({"type": "text"}),
+        json!({"label": "X", "alias": "Bad-Alias"}),
+        json!({"label": "X", "alias": "id"}),
+        json!({"label": "X", "alias": "email"}),
+        json!({"label": "X", "alias": "x\"; DROP TABLE contacts; --"}),
+        json!({"label": "X", "type": "spreadsheet"}),
+        json!({"label": "X", "type": "select"}),
+        json!({"label": "X", "type": "select", "properties": {"list": ["a", "a"]}}),
+        json!({"label": "X", "type": "number", "defaultValue": "many"}),
+        json!({"label": "X", "type": "boolean", "isUniqueIdentifier": true}),
+        json!({"label": "X", "colour": "red"}),
+        json!({"label": "X", "group": "Not A Group!"}),
+    ];
+    for body in bad {
+        let r = s.post("/api/fields/contact/new", body.clone()).await;
+        assert_eq!(r.status, 422, "{body}: {}", r.text);
+    }
+    assert_eq!(s.get("/api/fields/contact").await.expect(200)["total"], 28, "nothing was created");
+    assert_eq!(s.get("/api/fields/company").await.status, 404);
+    // A plain user may read fields but not change them.
+    let user = create_user(&s, "reader").await;
+    let r = s.send(s.client.post(s.url("/api/fields/contact/new")).basic_auth(&user, Some("reader-password")).json(&json!({"label": "Y"}))).await;
+    assert_eq!(r.status, 403);
+    let r = s.send(s.client.get(s.url("/api/fields/contact")).basic_auth(&user, Some("reader-password"))).await;
+    assert_eq!(r.status, 200);
+    s.stop().await;
+}
+
+async fn create_user(s: &TestServer, name: &str) -> String {
+    let hash = magpie::users::hash_password(&format!("{name}-password")).unwrap();
+    let mut tx = s.state().store.begin().await.unwrap();
+    let new = magpie::store::users::NewUser { username: name, email: "", first_name: name, last_name: "", role: magpie::users::Role::User, password_hash: &hash };
+    magpie::store::users::insert(&mut tx, &new, 0).await.unwrap();
+    tx.commit().await.unwrap();
+    name.to_owned()
+}
+
+async fn custom_unique_identifier_with_and_or(backend: Backend) {
+    for (operator, expect_same) in [("and", false), ("or", true)] {
+        let s = TestServer::start_with(backend, &format!("[contacts]\nunique_identifier_operator = \"{operator}\"")).await;
+        let r = s.post("/api/fields/contact/new", json!({"label": "Customer number", "alias": "customer_no", "isUniqueIdentifier": true})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let first = s.create_contact(json!({"email": "u@example.org", "customer_no": "C-1"})).await;
+        // Same email, different customer number: one of two identifiers matches.
+        let r = s.post("/api/contacts/new", json!({"email": "u@example.org", "customer_no": "C-2"})).await;
+        let second = r.body["contact"]["id"].as_i64().unwrap();
+        assert_eq!(first == second, expect_same, "operator {operator}: {}", r.text);
+        // Both identifiers match: always the same contact.
+        let r = s.post("/api/contacts/new", json!({"email": "U@example.org", "customer_no": "c-1"})).await;
+        assert_eq!(r.status, 200, "{operator}: {}", r.text);
+        s.stop().await;
+    }
+}
+
+async fn seed(s: &TestServer) -> Vec<i64> {
+    let people = [
+        json!({"firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.org", "city": "London", "tags": ["vip"], "points": 50, "lastActive": "2024-05-01 10:00:00", "owner": 1}),
+        json!({"firstname": "Alan", "lastname": "Turing", "email": "alan@example.com", "city": "Manchester", "tags": ["vip", "gold"], "points": 30, "lastActive": "2024-05-03 10:00:00"}),
+        json!({"firstname": "Grace", "lastname": "Hopper", "email": "grace@navy.example.org", "city": "New York", "company": "US Navy", "points": 40, "lastActive": "2024-05-02 10:00:00"}),
+        json!({"firstname": "John", "lastname": "Smith", "email": "john.smith@example.net", "city": "Londonderry", "points": 1, "ipAddress": "192.0.2.7"}),
+        json!({"firstname": "Jane", "lastname": "Smithson", "email": "jane_s@example.org", "zipcode": "SW1A 1AA"}),
+        json!({"city": "Paris", "points": 3}),
+    ];
+    let mut out = Vec::new();
+    for p in people {
+        out.push(s.create_contact(p).await);
+    }
+    out
+}
+
+async fn search_grammar(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let id = seed(&s).await;
+    let (ada, alan, grace, john, jane, anon) = (id[0], id[1], id[2], id[3], id[4], id[5]);
+    let cases: Vec<(&str, Vec<i64>)> = vec![
+        ("", vec![ada, alan, grace, john, jane]),
+        ("smith", vec![john, jane]),
+        ("SMITH", vec![john, jane]),
+        ("+smith", vec![john]),
+        ("\"john smith\"", vec![john]),
+        ("london", vec![ada, john]),
+        ("email:ada@", vec![ada]),
+        ("email:A", vec![ada, alan]),
+        ("email:%@example.org", vec![ada, jane]),
+        ("email:%example.org", vec![ada, grace, jane]),
+        ("email:+ada@example.org", vec![ada]),
+        ("email:jane_", vec![jane]),
+        ("name:gr", vec![grace]),
+        ("name:\"alan tur\"", vec![alan]),
+        ("company:us", vec![grace]),
+        ("tag:vip", vec![ada, alan]),
+        ("tag:go", vec![alan]),
+        ("!tag:vip", vec![grace, john, jane]),
+        ("tag:vip !tag:gold", vec![ada]),
+        ("tag:vip OR city:new", vec![ada, alan, grace]),
+        ("(city:london OR city:man) tag:vip", vec![ada, alan]),
+        ("owner:admin", vec![ada]),
+        ("is:mine", vec![ada]),
+        ("is:unowned", vec![alan, grace, john, jane]),
+        ("ip:192.0", vec![john]),
+        ("ids:1,3", vec![ada, grace]),
+        ("is:anonymous", vec![anon]),
+        ("is:anonymous OR tag:gold", vec![alan, anon]),
+        ("points:>=40", vec![ada, grace]),
+        ("zipcode:sw1a", vec![jane]),
+        ("segment:any", vec![]),
+        ("common:a+b", vec![]),
+        ("nobody-matches-this", vec![]),
+    ];
+    for (query, want) in cases {
+        let r = s.get(&format!("/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}", urlencode(query))).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.text);
+        assert_eq!(ids(&r.body), want, "search {query:?}");
+    }
+    // Default order: most recently active first.
+    let r = s.get("/api/contacts?search=tag:vip%20OR%20company:us").await.expect(200);
+    assert_eq!(ids(&r), vec![alan, grace, ada]);
+    for bad in ["(smith", "\"open", "bogus:x", "is:robot", "ids:x", "smith OR"] {
+        let r = s.get(&format!("/api/contacts?search={}", urlencode(bad))).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert!(r.error_message().starts_with("invalid search"), "{}", r.text);
+    }
+    s.stop().await;
+}
+
+async fn where_filters_ordering_and_paging(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let id = seed(&s).await;
+    let (ada, alan, grace, john, jane) = (id[0], id[1], id[2], id[3], id[4]);
+    let r = s.get("/api/contacts?where[0][col]=email&where[0][expr]=eq&where[0][val]=ADA@example.org").await.expect(200);
+    assert_eq!(ids(&r), vec![ada]);
+    let r = s.get("/api/contacts?where[0][col]=points&where[0][expr]=gte&where[0][val]=30&where[1][col]=city&where[1][expr]=neq&where[1][val]=London&orderBy=points&orderByDir=desc").await.expect(200);
+    assert_eq!(ids(&r), vec![grace, alan]);
+    let r = s.get(&format!("/api/contacts?where[0][col]=id&where[0][expr]=in&where[0][val]={john},{jane}&orderBy=id")).await.expect(200);
+    assert_eq!(ids(&r), vec![john, jane]);
+    let r = s.get("/api/contacts?where[0][col]=company&where[0][expr]=isNull&orderBy=id").await.expect(200);
+    assert_eq!(ids(&r), vec![ada, alan, john, jane]);
+    let r = s.get("/api/contacts?search=example&where[0][col]=lastActive&where[0][expr]=gt&where[0][val]=2024-05-01%2012:00:00&orderBy=lastActive").await.expect(200);
+    assert_eq!(ids(&r), vec![grace, alan]);
+    assert_eq!(s.get("/api/contacts?where[0][col]=nope&where[0][expr]=eq&where[0][val]=1").await.status, 400);
+    assert_eq!(s.get("/api/contacts?where[0][col]=email&where[0][expr]=matches&where[0][val]=1").await.status, 400);
+
+    // Paging: total is the whole count, the page is a slice, order is stable.
+    let p1 = s.get("/api/contacts?orderBy=email&orderByDir=asc&limit=2&start=0").await.expect(200);
+    let p2 = s.get("/api/contacts?orderBy=email&orderByDir=asc&limit=2&start=2").await.expect(200);
+    assert_eq!(p1["total"], "5");
+    assert_eq!(ids(&p1), vec![ada, alan]);
+    assert_eq!(ids(&p2), vec![grace, jane]);
+    let keys: Vec<&String> = p1["contacts"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, vec![&ada.to_string(), &alan.to_string()], "the object keeps the order");
+    assert_eq!(s.get("/api/contacts?orderBy=nope").await.status, 400);
+    assert_eq!(s.get("/api/contacts?orderByDir=sideways").await.status, 400);
+    assert_eq!(s.get("/api/contacts?limit=5000").await.status, 400);
+    assert_eq!(s.get("/api/contacts?start=-1").await.status, 400);
+    let minimal = s.get("/api/contacts?minimal=1&limit=1").await.expect(200);
+    let first = minimal["contacts"].as_object().unwrap().values().next().unwrap();
+    assert!(first.get("tags").is_none() && first.get("fields").is_some());
+    s.stop().await;
+}
+
+async fn search_is_never_an_injection(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    seed(&s).await;
+    for hostile in [
+        "'; DROP TABLE contacts; --",
+        "email:' OR '1'='1",
+        "\" OR 1=1 --",
+        "name:%' UNION SELECT password_hash FROM users --",
+        "tag:\\",
+        "city:%%%_%",
+        "\u{202e}evil",
+    ] {
+        let r = s.get(&format!("/api/contacts?search={}", urlencode(hostile))).await;
+        assert!(r.status == 200 || r.status == 400, "{hostile}: {}", r.text);
+        if r.status == 200 {
+            assert!(r.body["total"].as_str().unwrap().parse::<i64>().unwrap() <= 5);
+        }
+    }
+    assert_eq!(s.get("/api/contacts").await.expect(200)["total"], "5", "still all there");
+    s.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
