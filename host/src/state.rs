@@ -14,6 +14,8 @@ pub struct AppState {
     pub store: Store,
     pub fields: FieldRegistry,
     pub credentials: CredentialCache,
+    /// Timeline event types and their rendering (built-in, extended by plugins).
+    pub events: crate::timeline::types::Catalogue,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -23,7 +25,7 @@ pub const OPERATOR_SETTING: &str = "contacts.unique_identifier_operator";
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> AppState {
-        AppState { config, store, fields: FieldRegistry::default(), credentials: CredentialCache::default() }
+        AppState { config, store, fields: FieldRegistry::default(), credentials: CredentialCache::default(), events: Default::default() }
     }
 
     pub async fn fields(&self, db: &mut impl Exec) -> AppResult<Arc<FieldSet>> {

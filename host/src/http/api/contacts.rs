@@ -431,14 +431,15 @@ pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<S
     let mut db = state.store.read().await?;
     let (events, total) = store::events::page(&mut db, contact_id, &filter, (page - 1) * limit, limit).await?;
     let counts = store::events::type_counts(&mut db, contact_id).await?;
+    let catalogue = &state.events;
     let mut type_map = Map::new();
-    for t in types::BUILT_IN {
-        type_map.insert(t.key.to_owned(), json!(t.label));
+    for t in catalogue.types() {
+        type_map.insert(t.key.clone(), json!(t.label));
     }
     for key in counts.keys() {
-        type_map.entry(key.clone()).or_insert_with(|| json!(types::label(key)));
+        type_map.entry(key.clone()).or_insert_with(|| json!(catalogue.label(key)));
     }
-    let events: Vec<Value> = events.iter().map(event_json).collect();
+    let events: Vec<Value> = events.iter().map(|e| event_json(catalogue, e)).collect();
     Ok(Json(json!({
         "events": events,
         "filters": { "search": search, "includeEvents": include, "excludeEvents": exclude },
@@ -451,15 +452,16 @@ pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<S
     })))
 }
 
-pub fn event_json(e: &timeline::Event) -> Value {
+pub fn event_json(catalogue: &types::Catalogue, e: &timeline::Event) -> Value {
+    let label = catalogue.label(&e.event_type);
     json!({
         "event": e.event_type,
         "eventId": format!("{}{}", e.event_type, e.id),
-        "eventLabel": types::label(&e.event_type),
-        "eventType": types::label(&e.event_type),
+        "eventLabel": label,
+        "eventType": label,
         "timestamp": crate::time::iso(e.occurred_at),
         "contactId": e.contact_id,
-        "icon": types::icon(&e.event_type),
+        "icon": catalogue.icon(&e.event_type),
         "source": e.source,
         "extra": e.properties,
         "details": e.properties,
