@@ -9,6 +9,7 @@ pub mod contacts;
 pub mod events;
 pub mod fields;
 pub mod locks;
+pub mod merge;
 pub mod notes;
 pub mod settings;
 pub mod stages;

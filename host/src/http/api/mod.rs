@@ -38,6 +38,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/contacts/{id}/dnc/{channel}/remove", post(contacts::dnc_remove))
         .route("/contacts/{id}/utm/add", post(contacts::utm_add))
         .route("/contacts/{id}/points/{op}/{delta}", post(contacts::points))
+        .route("/contacts/{id}/merge/{other_id}", post(contacts::merge))
         .route("/fields/{object}", get(fields::list))
         .route("/fields/{object}/new", post(fields::create))
         .route("/fields/{object}/{id}", get(fields::get))

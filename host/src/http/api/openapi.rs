@@ -53,6 +53,7 @@ impl Modify for BasicAuth {
         super::contacts::dnc_remove,
         super::contacts::utm_add,
         super::contacts::points,
+        super::contacts::merge,
         super::fields::list,
         super::fields::get,
         super::fields::create,
