@@ -16,6 +16,10 @@ pub struct AppState {
     pub credentials: CredentialCache,
     /// Timeline event types and their rendering (built-in, extended by plugins).
     pub events: crate::timeline::types::Catalogue,
+    /// The tracking write path (group commit of hits).
+    pub tracker: crate::tracking::Tracker,
+    /// Key of the signed click-through tokens, shared by every process through the database.
+    pub tracking_secret: Vec<u8>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -24,8 +28,16 @@ pub type SharedState = Arc<AppState>;
 pub const OPERATOR_SETTING: &str = "contacts.unique_identifier_operator";
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> AppState {
-        AppState { config, store, fields: FieldRegistry::default(), credentials: CredentialCache::default(), events: Default::default() }
+    pub fn new(config: Config, store: Store, tracking_secret: Vec<u8>) -> AppState {
+        AppState {
+            config,
+            store,
+            fields: FieldRegistry::default(),
+            credentials: CredentialCache::default(),
+            events: Default::default(),
+            tracker: Default::default(),
+            tracking_secret,
+        }
     }
 
     pub async fn fields(&self, db: &mut impl Exec) -> AppResult<Arc<FieldSet>> {

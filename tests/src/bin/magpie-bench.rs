@@ -174,9 +174,11 @@ async fn main() {
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-                    // Read the body: the server rendered it, the client must take it.
-                    let _ = r.bytes().await;
+                    assert_eq!(r.status(), 201);
+                    let answer: Value = r.json().await.unwrap();
+                    if let Some(errors) = answer.get("errors") {
+                        panic!("seeding: items refused: {errors}");
+                    }
                     if b % 500 == 0 {
                         eprintln!("  … batch {b}/{batches}");
                     }

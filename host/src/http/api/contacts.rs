@@ -416,19 +416,62 @@ pub async fn notes(State(state): State<SharedState>, Path(contact_id): Path<Stri
     Ok(Json(json!({ "total": total, "notes": notes.iter().map(super::notes::note_json).collect::<Vec<_>>() })))
 }
 
-/// Sub-resources that other areas fill later: answer in Mautic's shape, empty.
 #[utoipa::path(get, path = "/api/contacts/{id}/devices", tag = "contacts", summary = "Tracked devices of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn devices(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
-    require_contact(&state, &contact_id).await?;
-    Ok(Json(json!({ "total": 0, "devices": [] })))
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let mut db = state.store.read().await?;
+    let devices: Vec<Value> = store::tracking::devices_of(&mut db, contact_id)
+        .await?
+        .into_iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "trackingId": d.tracking_id,
+                "device": d.device_type,
+                "deviceOsName": d.os,
+                "deviceBrand": "",
+                "deviceModel": "",
+                "clientInfo": { "name": d.browser, "userAgent": d.user_agent },
+                "dateAdded": crate::time::iso(d.date_added),
+                "lastSeen": crate::time::iso(d.last_seen),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "total": devices.len(), "devices": devices })))
 }
 
 #[utoipa::path(get, path = "/api/contacts/{id}/companies", tag = "contacts", summary = "Companies of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn companies(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
-    require_contact(&state, &contact_id).await?;
-    Ok(Json(json!({ "total": 0, "companies": [] })))
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let mut db = state.store.read().await?;
+    let rows: Vec<Value> = store::companies::of_contact(&mut db, contact_id)
+        .await?
+        .into_iter()
+        .map(|(c, linked, primary)| {
+            let mut row = Map::new();
+            row.insert("company_id".into(), json!(c.id));
+            row.insert("date_associated".into(), json!(crate::time::sql_datetime(linked)));
+            row.insert("is_primary".into(), json!(if primary { "1" } else { "0" }));
+            row.insert("id".into(), json!(c.id));
+            for (alias, column, _, _) in crate::companies::FIELDS {
+                row.insert(alias.into(), c.get(column).and_then(|v| v.to_text()).map_or(Value::Null, Value::String));
+            }
+            Value::Object(row)
+        })
+        .collect();
+    Ok(Json(json!({ "total": rows.len(), "companies": rows })))
 }
 
+#[utoipa::path(get, path = "/api/contacts/{id}/tracking-token", tag = "contacts", summary = "A signed click-through token (ct) naming this contact, for links in emails", params(("id" = i64, Path), ("days" = Option<i64>, Query, description = "Validity, default 30, at most 365")), responses((status = 200, description = "{token, expires, parameter}")))]
+pub async fn tracking_token(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let days = q.int("days", 30)?.clamp(1, 365);
+    let expires = now_ms() / 1000 + days * 86_400;
+    let token = crate::tracking::token::issue(&state.tracking_secret, contact_id, expires);
+    Ok(Json(json!({ "token": token, "expires": crate::time::iso(expires * 1000), "parameter": "ct" })))
+}
+
+/// Sub-resources that later areas fill: answered in Mautic's shape, empty for now.
 #[utoipa::path(get, path = "/api/contacts/{id}/campaigns", tag = "contacts", summary = "Campaigns of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn campaigns(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
