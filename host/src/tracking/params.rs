@@ -75,7 +75,10 @@ pub fn parse(raw: Vec<(String, String)>) -> HitParams {
     // Later duplicates do not override earlier ones; names are case-insensitive.
     let mut map: Vec<(String, String)> = Vec::new();
     for (k, v) in raw {
-        let key = clean(&k, MAX_NAME).to_ascii_lowercase();
+        if k.len() > MAX_NAME || k.chars().any(char::is_control) {
+            continue;
+        }
+        let key = k.trim().to_ascii_lowercase();
         let key = key.trim_end_matches("[]").to_owned();
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             continue;
