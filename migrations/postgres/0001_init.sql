@@ -174,9 +174,29 @@ CREATE INDEX tags_lower ON tags ((lower(tag) COLLATE "C"));
 CREATE TABLE contact_tags (
     contact_id BIGINT NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
     tag_id     BIGINT NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+    -- whether the contact is known, kept by triggers: a tag's known contacts are counted
+    -- from the index alone
+    known      BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (contact_id, tag_id)
 );
-CREATE INDEX contact_tags_tag ON contact_tags (tag_id, contact_id);
+CREATE INDEX contact_tags_tag ON contact_tags (tag_id, known, contact_id);
+
+CREATE FUNCTION contact_tags_known() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.known := coalesce((SELECT (date_identified IS NOT NULL)::int FROM contacts WHERE id = NEW.contact_id), 0);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER contact_tags_known BEFORE INSERT OR UPDATE OF contact_id ON contact_tags
+    FOR EACH ROW EXECUTE FUNCTION contact_tags_known();
+
+CREATE FUNCTION contacts_known_tags() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE contact_tags SET known = (NEW.date_identified IS NOT NULL)::int WHERE contact_id = NEW.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER contacts_known_tags AFTER UPDATE OF date_identified ON contacts
+    FOR EACH ROW WHEN ((OLD.date_identified IS NULL) <> (NEW.date_identified IS NULL))
+    EXECUTE FUNCTION contacts_known_tags();
 
 -- The timeline: every event of every kind, properties as JSON text.
 CREATE TABLE contact_events (

@@ -170,9 +170,27 @@ CREATE INDEX tags_lower ON tags (lower(tag));
 CREATE TABLE contact_tags (
     contact_id INTEGER NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
     tag_id     INTEGER NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+    -- whether the contact is known, kept by triggers: a tag's known contacts are counted
+    -- from the index alone
+    known      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (contact_id, tag_id)
 ) WITHOUT ROWID;
-CREATE INDEX contact_tags_tag ON contact_tags (tag_id, contact_id);
+CREATE INDEX contact_tags_tag ON contact_tags (tag_id, known, contact_id);
+
+CREATE TRIGGER contact_tags_known_insert AFTER INSERT ON contact_tags BEGIN
+    UPDATE contact_tags SET known = coalesce((SELECT date_identified IS NOT NULL FROM contacts WHERE id = new.contact_id), 0)
+    WHERE contact_id = new.contact_id AND tag_id = new.tag_id;
+END;
+
+CREATE TRIGGER contact_tags_known_move AFTER UPDATE OF contact_id ON contact_tags BEGIN
+    UPDATE contact_tags SET known = coalesce((SELECT date_identified IS NOT NULL FROM contacts WHERE id = new.contact_id), 0)
+    WHERE contact_id = new.contact_id AND tag_id = new.tag_id;
+END;
+
+CREATE TRIGGER contacts_known_tags AFTER UPDATE OF date_identified ON contacts
+WHEN (old.date_identified IS NULL) <> (new.date_identified IS NULL) BEGIN
+    UPDATE contact_tags SET known = (new.date_identified IS NOT NULL) WHERE contact_id = new.id;
+END;
 
 -- The timeline: every event of every kind, properties as JSON text.
 CREATE TABLE contact_events (

@@ -120,6 +120,8 @@ impl Compiler<'_> {
                 let parts: Result<Vec<_>, _> = items.iter().map(|i| self.expr(i)).collect();
                 format!("({})", parts?.join(" OR "))
             }
+            // Known contacts only: "not anonymous" holds for every row.
+            Expr::Not(inner) if !self.anonymous && **inner == Expr::Cond(Cond::Anonymous) => "1 = 1".to_owned(),
             // NULL-safe: "not matching" includes rows where the column is empty.
             Expr::Not(inner) => format!("(NOT (({}) IS TRUE))", self.expr(inner)?),
             Expr::Cond(c) => self.cond(c)?,
@@ -273,7 +275,10 @@ impl Compiler<'_> {
                 format!("c.owner_id IN (SELECT u.id FROM users u WHERE {name} OR {first} OR {last})")
             }
             Cond::Tag(m) => {
-                let t = self.text_match(&search_expr(b, "t.tag", Kind::Text), m);
+                let mut t = self.text_match(&search_expr(b, "t.tag", Kind::Text), m);
+                if !self.anonymous {
+                    t.push_str(" AND ct.known = 1");
+                }
                 if self.probe {
                     format!("EXISTS (SELECT 1 FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = c.id AND {t})")
                 } else {
@@ -291,6 +296,15 @@ impl Compiler<'_> {
                 } else {
                     format!("c.id IN (SELECT i.contact_id FROM contact_ips i WHERE {ip})")
                 }
+            }
+            Cond::OwnerIds(ids) | Cond::StageIds(ids) if ids.is_empty() => "1 = 0".to_owned(),
+            Cond::OwnerIds(ids) => {
+                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
+                format!("c.owner_id IN ({})", list.join(", "))
+            }
+            Cond::StageIds(ids) => {
+                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
+                format!("c.stage_id IN ({})", list.join(", "))
             }
             Cond::Ids(ids) => {
                 let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
@@ -442,16 +456,65 @@ impl From<sqlx::Error> for ListError {
     }
 }
 
-/// The total for a query: the trigger-kept counters when nothing filters, else a count.
+/// Resolves lookups on small tables (owners, stages) to ids, so the big query uses the
+/// contacts' own indexes.
+async fn resolve(db: &mut impl Exec, e: &Expr) -> Result<Expr, sqlx::Error> {
+    Ok(match e {
+        Expr::And(items) => Expr::And(Box::pin(resolve_all(db, items)).await?),
+        Expr::Or(items) => Expr::Or(Box::pin(resolve_all(db, items)).await?),
+        Expr::Not(inner) => Expr::Not(Box::new(Box::pin(resolve(db, inner)).await?)),
+        Expr::Cond(Cond::Owner(m)) => {
+            let backend = db.backend();
+            let mut c = Compiler { backend, fields: &FieldSet::default(), me: None, p: Params::default(), anonymous: true, probe: false };
+            let name = c.text_match(&search_expr(backend, "u.username", Kind::Text), m);
+            let first = c.text_match(&search_expr(backend, "u.first_name", Kind::Text), m);
+            let last = c.text_match(&search_expr(backend, "u.last_name", Kind::Text), m);
+            let sql = format!("SELECT u.id FROM users u WHERE {name} OR {first} OR {last}");
+            Expr::Cond(Cond::OwnerIds(db.fetch_all(&sql, c.p.values).await?.iter().map(|r| r.i64("id")).collect()))
+        }
+        Expr::Cond(Cond::Stage(m)) => {
+            let backend = db.backend();
+            let mut c = Compiler { backend, fields: &FieldSet::default(), me: None, p: Params::default(), anonymous: true, probe: false };
+            let s = c.text_match(&search_expr(backend, "s.name", Kind::Text), m);
+            let sql = format!("SELECT s.id FROM stages s WHERE {s}");
+            Expr::Cond(Cond::StageIds(db.fetch_all(&sql, c.p.values).await?.iter().map(|r| r.i64("id")).collect()))
+        }
+        other => other.clone(),
+    })
+}
+
+async fn resolve_all(db: &mut impl Exec, items: &[Expr]) -> Result<Vec<Expr>, sqlx::Error> {
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        out.push(Box::pin(resolve(db, i)).await?);
+    }
+    Ok(out)
+}
+
+/// The total for a query: the trigger-kept counters when nothing filters, an index-only
+/// count for a lone free-text or tag condition, else a plain count.
 async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(i64, i64), ListError> {
     let (known, anonymous) = super::contacts::counts(db).await?;
-    let only_anonymous = q.wheres.is_empty() && q.search == Some(&Expr::Cond(Cond::Anonymous));
-    let base = if q.search.is_some_and(Expr::mentions_anonymous) { known + anonymous } else { known };
-    if q.wheres.is_empty() && q.search.is_none() {
-        return Ok((known, base));
-    }
-    if only_anonymous {
-        return Ok((anonymous, base));
+    let mentions_anonymous = q.search.is_some_and(Expr::mentions_anonymous);
+    let base = if mentions_anonymous { known + anonymous } else { known };
+    if q.wheres.is_empty() {
+        match q.search {
+            None => return Ok((known, base)),
+            Some(Expr::Cond(Cond::Anonymous)) => return Ok((anonymous, base)),
+            // The trigram table holds exactly the known contacts.
+            Some(Expr::Cond(Cond::Text(Match::Contains(v)))) if db.backend() == Backend::Sqlite && v.chars().count() >= 3 => {
+                let phrase = format!("\"{}\"", fold(Backend::Sqlite, v).replace('"', "\"\""));
+                let n = db.fetch_i64("SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH $1", vec![Value::Text(phrase)]).await?.unwrap_or(0);
+                return Ok((n, base));
+            }
+            Some(Expr::Cond(Cond::Tag(m))) => {
+                let mut c = Compiler { backend: db.backend(), fields, me: q.me, p: Params::default(), anonymous: false, probe: false };
+                let t = c.text_match(&search_expr(db.backend(), "t.tag", Kind::Text), m);
+                let sql = format!("SELECT COUNT(DISTINCT ct.contact_id) FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t} AND ct.known = 1");
+                return Ok((db.fetch_i64(&sql, c.p.values).await?.unwrap_or(0), base));
+            }
+            _ => {}
+        }
     }
     let (cond, params) = where_clause(db.backend(), fields, q, false).map_err(ListError::BadQuery)?;
     let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values).await?.unwrap_or(0);
@@ -465,6 +528,11 @@ const MAX_WALK: i64 = 20_000;
 /// Counts and fetches one page of contacts.
 pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(Vec<Contact>, i64), ListError> {
     let backend = db.backend();
+    let resolved = match q.search {
+        Some(e) => Some(resolve(db, e).await?),
+        None => None,
+    };
+    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
     let (total, base) = count(db, fields, q).await?;
     let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
     let wanted = q.offset + q.limit.unwrap_or(total);
@@ -505,6 +573,11 @@ pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> R
 /// Only the ids matching a query (for batch actions and exports), in list order.
 pub async fn ids(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<Vec<i64>, ListError> {
     let backend = db.backend();
+    let resolved = match q.search {
+        Some(e) => Some(resolve(db, e).await?),
+        None => None,
+    };
+    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
     let (cond, mut p) = where_clause(backend, fields, q, false).map_err(ListError::BadQuery)?;
     let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
     let mut sql = format!("SELECT c.id FROM contacts c WHERE {cond} ORDER BY {order}");
