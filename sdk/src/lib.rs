@@ -235,28 +235,28 @@ macro_rules! export_plugin {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __MagpiePluginExport = $crate::event_types::Export<$ty>;
-            $crate::__export_event_types_world!(__MagpiePluginExport with_types_in $crate::bindings::event_types);
+            $crate::bindings::event_types::__export_event_types_world!(__MagpiePluginExport with_types_in $crate::bindings::event_types);
         };
     };
     ($ty:ty : BatchAction) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __MagpiePluginExport = $crate::batch_action::Export<$ty>;
-            $crate::__export_batch_action_world!(__MagpiePluginExport with_types_in $crate::bindings::batch_action);
+            $crate::bindings::batch_action::__export_batch_action_world!(__MagpiePluginExport with_types_in $crate::bindings::batch_action);
         };
     };
     ($ty:ty : Integration) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __MagpiePluginExport = $crate::integration::Export<$ty>;
-            $crate::__export_integration_world!(__MagpiePluginExport with_types_in $crate::bindings::integration);
+            $crate::bindings::integration::__export_integration_world!(__MagpiePluginExport with_types_in $crate::bindings::integration);
         };
     };
     ($ty:ty : TrackingForwarder) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __MagpiePluginExport = $crate::tracking_forwarder::Export<$ty>;
-            $crate::__export_tracking_forwarder_world!(__MagpiePluginExport with_types_in $crate::bindings::tracking_forwarder);
+            $crate::bindings::tracking_forwarder::__export_tracking_forwarder_world!(__MagpiePluginExport with_types_in $crate::bindings::tracking_forwarder);
         };
     };
 }
