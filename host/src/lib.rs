@@ -5,6 +5,7 @@ pub mod config;
 pub mod contacts;
 pub mod error;
 pub mod http;
+pub mod plugins;
 pub mod server;
 pub mod state;
 pub mod store;

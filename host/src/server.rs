@@ -23,7 +23,9 @@ pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
     store::fields::seed_defaults(&mut tx, now_ms()).await?;
     tx.commit().await?;
     bootstrap_admin(&store, config.admin_password.as_deref()).await?;
-    Ok(Arc::new(AppState::new(config, store)))
+    let state = Arc::new(AppState::new(config, store)?);
+    state.plugins.start(&state).await?;
+    Ok(state)
 }
 
 /// First start with no users: create `admin` with `MAGPIE_ADMIN_PASSWORD` or a random
@@ -70,6 +72,9 @@ impl Running {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.task.await??;
+        if let Err(e) = self.state.plugins.flush_stats().await {
+            tracing::warn!(error = %e, "cannot save plugin statistics");
+        }
         self.state.store.close().await;
         Ok(())
     }
@@ -83,6 +88,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let app = crate::http::app(state.clone());
+    // Plugin call statistics are counted in memory and written every few seconds.
+    let flusher = {
+        let state = Arc::downgrade(&state);
+        let mut stopped = stop.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+                let Some(state) = state.upgrade() else { break };
+                if let Err(e) = state.plugins.flush_stats().await {
+                    tracing::warn!(error = %e, "cannot save plugin statistics");
+                }
+            }
+        })
+    };
+    drop(flusher);
     let task = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::SharedState;
@@ -21,6 +21,9 @@ pub fn app(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api", api::router(state.clone()))
+        // Plugins' webhooks: public, authenticated by each plugin's secret.
+        .route("/plugins/{name}/hook", post(api::plugins::hook))
+        .route("/plugins/{name}/hook/{*rest}", post(api::plugins::hook))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

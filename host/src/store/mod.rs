@@ -10,6 +10,7 @@ pub mod events;
 pub mod fields;
 pub mod locks;
 pub mod notes;
+pub mod plugins;
 pub mod settings;
 pub mod stages;
 pub mod tags;
