@@ -19,6 +19,16 @@ impl Error {
     pub fn failed(message: impl Into<String>) -> Error {
         Error::Failed(message.into())
     }
+    /// The kind, as a word: `invalid-input`, `not-found`, `denied`, `unavailable`, `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "invalid-input",
+            Error::NotFound(_) => "not-found",
+            Error::Denied(_) => "denied",
+            Error::Unavailable(_) => "unavailable",
+            Error::Failed(_) => "failed",
+        }
+    }
     /// The message without the kind.
     pub fn message(&self) -> &str {
         match self {

@@ -114,6 +114,9 @@ impl Runtime {
         if !bytes.starts_with(b"\0asm") {
             return Err("not a WebAssembly file".into());
         }
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err("a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 with magpie-sdk".into());
+        }
         let sha256 = hex::encode(Sha256::digest(bytes));
         let (component, from_cache) = self.component(bytes, &sha256)?;
         let kind = detect_kind(&self.engine, &component)?;

@@ -66,9 +66,10 @@ fn valid_setting_key(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// `[a-z0-9_.-]+` with at least one dot, at most 100 characters.
+/// `[a-z0-9_.-]+`, starting with a letter, at most 100 characters (`video.view`,
+/// `segment_membership`).
 pub fn valid_event_key(s: &str) -> bool {
-    s.len() <= 100 && s.contains('.') && !s.starts_with('.') && !s.ends_with('.') && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
+    !s.is_empty() && s.len() <= 100 && s.starts_with(|c: char| c.is_ascii_lowercase()) && !s.starts_with('.') && !s.ends_with('.') && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `fa-…` icon classes only: they end up in a class attribute.
@@ -163,7 +164,7 @@ pub fn validate(info: types::PluginInfo, kind: Kind, event_types: Vec<timeline::
     let mut types_out: Vec<EventType> = Vec::new();
     for t in event_types {
         if !valid_event_key(&t.key) {
-            warnings.push(format!("event type `{}` dropped: keys are [a-z0-9_.-]+ with a dot", clip(&t.key, 80)));
+            warnings.push(format!("event type `{}` dropped: keys are [a-z][a-z0-9_.-]*", clip(&t.key, 80)));
             continue;
         }
         if types_out.iter().any(|x| x.key == t.key) {
@@ -199,7 +200,7 @@ mod tests {
         for (v, ok) in [("1.2.3", true), ("0.1.0-beta.1", true), ("1.2.3+build", true), ("1.2", false), ("v1.2.3", false), ("1.x.3", false), ("", false)] {
             assert_eq!(valid_version(v), ok, "{v}");
         }
-        for (k, ok) in [("video.view", true), ("lead.source.created", true), ("campaign_membership.change", true), ("nodot", false), ("Bad Key!", false), (".a", false), ("a.", false)] {
+        for (k, ok) in [("video.view", true), ("lead.source.created", true), ("campaign_membership.change", true), ("sms_reply", true), ("Bad Key!", false), (".a", false), ("a.", false), ("1.a", false), ("", false)] {
             assert_eq!(valid_event_key(k), ok, "{k}");
         }
         for (i, ok) in [("fa-play", true), ("fa-x\" onclick=\"x", false), ("glyphicon", false), ("fa-", true)] {

@@ -439,12 +439,18 @@ impl Plugins {
             plugin: p.name().to_owned(),
             granted: settings.granted,
             config: p.config_values(),
-            own_types: p.manifest.event_types.iter().map(|t| t.key.clone()).collect(),
+            own_types: self.provided_types(p),
             state: if with_host { self.state.get().cloned() } else { None },
             runtime: if with_host { tokio::runtime::Handle::try_current().ok() } else { None },
             deadline: Instant::now() + limits.call_timeout,
             limits,
         }
+    }
+
+    /// The event types a plugin actually provides: declared, and not taken by another.
+    fn provided_types(&self, p: &Plugin) -> Vec<String> {
+        let Some(state) = self.state.get().and_then(Weak::upgrade) else { return Vec::new() };
+        p.manifest.event_types.iter().filter(|t| state.events.provider(&t.key).as_deref() == Some(p.name())).map(|t| t.key.clone()).collect()
     }
 
     fn enabled(&self, name: &str) -> Result<Arc<Plugin>, CallError> {
@@ -582,7 +588,7 @@ impl Plugins {
         if !p.settings().granted.contains(&Capability::RecordEvents) {
             return Err(IngestError::Denied(format!("the plugin `{plugin}` lacks the `record-events` capability")));
         }
-        let own: Vec<String> = p.manifest.event_types.iter().map(|t| t.key.clone()).collect();
+        let own = self.provided_types(&p);
         let source = format!("plugin:{plugin}");
         let mut skipped = Vec::new();
         let mut events = Vec::new();

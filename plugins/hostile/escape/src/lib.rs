@@ -6,7 +6,14 @@ use magpie_sdk::prelude::*;
 
 struct Escape;
 
-fn outcome<T: std::fmt::Debug, E: std::fmt::Display>(r: std::result::Result<T, E>) -> String {
+fn outcome<T: std::fmt::Debug>(r: Result<T>) -> String {
+    match r {
+        Ok(v) => format!("ok: {v:?}"),
+        Err(e) => format!("err: {}: {}", e.kind(), e.message()),
+    }
+}
+
+fn io<T: std::fmt::Debug>(r: std::io::Result<T>) -> String {
     match r {
         Ok(v) => format!("ok: {v:?}"),
         Err(e) => format!("err: {e}"),
@@ -41,10 +48,10 @@ impl EventTypes for Escape {
                 let read = std::fs::read_to_string("/etc/passwd").map(|s| s.len());
                 let list = std::fs::read_dir("/").map(|d| d.count());
                 let write = std::fs::write("/tmp/magpie-escape", b"x");
-                format!("read {} list {} write {}", outcome(read), outcome(list), outcome(write))
+                format!("read {} list {} write {}", io(read), io(list), io(write))
             }
             "env" => format!("vars {} args {}", std::env::vars().count(), std::env::args().count()),
-            "socket" => outcome(std::net::TcpStream::connect(request.query("addr").unwrap_or("127.0.0.1:80")).map(|_| ())),
+            "socket" => io(std::net::TcpStream::connect(request.query("addr").unwrap_or("127.0.0.1:80")).map(|_| ())),
             other => format!("unknown attempt {other}"),
         };
         Ok(IngestResult::events(vec![]).message(message))
