@@ -197,7 +197,7 @@ async fn capabilities_are_checked(backend: Backend) {
 }
 
 async fn hostile_plugins_are_stopped_while_the_server_serves(backend: Backend) {
-    let s = TestServer::start_with(backend, "[plugins]\ncall_timeout_ms = 1500\nmax_consecutive_failures = 100\nmemory_limit_mb = 32\n").await;
+    let s = TestServer::start_with(backend, "[plugins]\ncall_timeout_ms = 3000\nmax_consecutive_failures = 100\nmemory_limit_mb = 32\n").await;
     s.upload_plugin(test_plugin("hostile_crash")).await.expect(201);
     let secret = s.plugin_secret("hostile-crash").await;
     let id = s.create_contact(json!({"email": "busy@example.org"})).await;
@@ -211,9 +211,9 @@ async fn hostile_plugins_are_stopped_while_the_server_serves(backend: Backend) {
             tokio::spawn(async move { client.post(url).header("x-magpie-secret", secret).json(&json!({})).send().await.unwrap().status().as_u16() })
         })
         .collect();
-    for _ in 0..10 {
+    for _ in 0..5 {
         s.get(&format!("/api/contacts/{id}")).await.expect(200);
-        s.get("/healthz").await;
+        assert_eq!(s.get("/healthz").await.status, 200);
         s.get(&format!("/api/contacts/{id}/activity")).await.expect(200);
     }
     assert!(looping.iter().any(|h| !h.is_finished()), "other requests were served while the plugin looped");
