@@ -195,3 +195,53 @@ impl FakeHost {
 fn origin_matches(pattern: &str, url: &str) -> bool {
     url.strip_prefix(pattern).is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with(':'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host;
+    use serde_json::json;
+
+    #[test]
+    fn the_fake_host_answers_like_the_real_one() {
+        let mut fake = FakeHost::new();
+        let id = fake.add_contact("ada@example.org");
+        fake.config_set("greeting", "hello");
+        fake.on_http(|r| Ok(HttpResponse { status: 200, headers: vec![], body: r.url.clone().into_bytes() }));
+        let _guard = fake.install();
+
+        assert_eq!(host::config::get("greeting").as_deref(), Some("hello"));
+        assert!(host::config::require("missing").is_err());
+        assert_eq!(host::find_contact(&ContactRef::Email("ADA@example.org".into())).unwrap(), Some(id));
+        host::change_tags(id, &["vip".into()], &[]).unwrap();
+        host::update_fields(id, &[Field::text("firstname", "Ada")]).unwrap();
+        let c = host::get_contact(id).unwrap().unwrap();
+        assert_eq!(c.tags, vec!["vip"]);
+        assert_eq!(c.display_name(), "Ada");
+        host::record_event(&NewEvent::new(id, "demo.thing", json!({"a": 1}))).unwrap();
+        assert!(host::record_event(&NewEvent { properties: "{oops".into(), ..NewEvent::new(id, "demo.thing", json!({})) }).is_err());
+        host::storage::set_json("k", &json!({"n": 1})).unwrap();
+        assert_eq!(host::storage::get_json("k").unwrap(), Some(json!({"n": 1})));
+        assert_eq!(host::storage::keys("", None, 10).unwrap(), vec!["k"]);
+        assert_eq!(host::http::get("https://api.example.com/x").unwrap().text(), "https://api.example.com/x");
+        host::info("done");
+        with_host(|h| {
+            assert_eq!(h.events.len(), 1);
+            assert_eq!(h.requests.len(), 1);
+            assert_eq!(h.logs, vec![(LogLevel::Info, "done".to_owned())]);
+        });
+    }
+
+    #[test]
+    fn capabilities_can_be_withheld() {
+        let mut fake = FakeHost::new();
+        let id = fake.add_contact("ada@example.org");
+        fake.granted = Some(vec![Capability::ReadContacts, Capability::Http("https://api.example.com".into())]);
+        let _guard = fake.install();
+        assert!(host::get_contact(id).unwrap().is_some());
+        assert!(matches!(host::change_tags(id, &["x".into()], &[]), Err(Error::Denied(_))));
+        assert!(matches!(host::record_event(&NewEvent::new(id, "a.b", json!({}))), Err(Error::Denied(_))));
+        assert!(matches!(host::http::get("https://evil.example.com/"), Err(Error::Denied(_))));
+        assert!(matches!(host::http::get("https://api.example.com/v1"), Err(Error::Unavailable(_))), "granted, but no responder");
+    }
+}

@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(r.events.len(), 2);
         assert_eq!(r.events[0].contact, ContactRef::Email("a@example.org".into()));
         assert_eq!(r.events[1].contact, ContactRef::DeviceId("abc".into()));
-        let p: Json = serde_json::from_str(&r.events[0].properties).unwrap();
+        let p: Json = magpie_sdk::serde_json::from_str(&r.events[0].properties).unwrap();
         assert_eq!(p, json!({"url": "https://v.example/1", "seconds": 95, "percentage": 75.0, "referrer": "https://example.org/"}));
     }
 
