@@ -319,6 +319,10 @@ impl Plugins {
         let path = self.dir.join(format!("{}.wasm", manifest.name));
         let tmp = self.dir.join(format!(".{}.wasm.tmp", manifest.name));
         std::fs::write(&tmp, &bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        // The statistics of the plugin being replaced reach the row the new one reads.
+        if let Err(e) = self.flush_stats().await {
+            tracing::warn!(error = %e, "cannot save plugin statistics");
+        }
         let plugin = match self.load(bytes, Origin::Directory(path.clone())).await {
             Ok(p) => p,
             Err(e) => {
