@@ -168,7 +168,18 @@ async fn capabilities_are_checked(backend: Backend) {
     assert!(attempt(format!("fields?id={id}")).await.starts_with("err: denied"), "read does not grant write");
     // Storage needs no capability; configuration is empty.
     assert_eq!(attempt("storage".into()).await, "ok: Some(\"v\")");
-    assert_eq!(attempt("config".into()).await, "ok: []");
+    assert_eq!(attempt("config".into()).await, "ok: greeting=hi;mode=a", "the schema's defaults");
+
+    // Configuration: checked against the schema; secrets masked, kept when sent back masked.
+    let r = s.put("/api/plugins/hostile-escape/config", json!({"values": {"greeting": "hello", "token": "s3cret", "mode": "b"}})).await.expect(200);
+    assert_eq!(r["plugin"]["config"]["values"], json!({"greeting": "hello", "token": "********", "mode": "b"}));
+    assert_eq!(attempt("config".into()).await, "ok: greeting=hello;token=s3cret;mode=b");
+    s.put("/api/plugins/hostile-escape/config", json!({"values": {"greeting": "hey", "token": "********", "mode": "b"}})).await.expect(200);
+    assert_eq!(attempt("config".into()).await, "ok: greeting=hey;token=s3cret;mode=b");
+    for bad in [json!({"values": {"mode": "c"}}), json!({"values": {"nope": "x"}}), json!({"values": {"greeting": ["x"]}}), json!({})] {
+        assert_eq!(s.put("/api/plugins/hostile-escape/config", bad.clone()).await.status, 422, "{bad}");
+    }
+    assert!(!s.get("/api/plugins").await.text.contains("s3cret"), "secrets never leave the server");
     let bad = s.put("/api/plugins/hostile-escape/capabilities", json!({"granted": ["root"]})).await;
     assert_eq!(bad.status, 422);
 

@@ -26,6 +26,9 @@ impl EventTypes for Escape {
             .title("Escape (test)")
             .capability(Capability::ReadContacts)
             .capability(Capability::Http("http://127.0.0.1:*".into()))
+            .setting(Setting::text("greeting", "Greeting").default_value("hi"))
+            .setting(Setting::secret("token", "API token"))
+            .setting(Setting::select("mode", "Mode", &["a", "b"]).required().default_value("a"))
     }
     fn event_types() -> Vec<EventType> {
         vec![EventType::new("escape.attempt", "Escape attempt", "fa-unlock", "Escape")]
@@ -43,7 +46,7 @@ impl EventTypes for Escape {
                 let set = host::storage::set("k", "v");
                 outcome(set.and_then(|_| host::storage::get("k")))
             }
-            "config" => format!("ok: {:?}", host::config::all()),
+            "config" => format!("ok: {}", host::config::all().iter().map(|p| format!("{}={}", p.name, p.value)).collect::<Vec<_>>().join(";")),
             "files" => {
                 let read = std::fs::read_to_string("/etc/passwd").map(|s| s.len());
                 let list = std::fs::read_dir("/").map(|d| d.count());
