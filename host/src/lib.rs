@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod error;
 pub mod forms;
 pub mod http;
+pub mod plugins;
 pub mod server;
 pub mod state;
 pub mod store;

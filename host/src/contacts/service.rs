@@ -28,6 +28,8 @@ pub enum Source {
     Import,
     Tracking,
     Form,
+    /// A plugin's host call.
+    Plugin,
 }
 
 impl Source {
@@ -38,6 +40,7 @@ impl Source {
             Source::Import => "import",
             Source::Tracking => "tracking",
             Source::Form => "form",
+            Source::Plugin => "plugin",
         }
     }
 }

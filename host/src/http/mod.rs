@@ -28,6 +28,9 @@ pub fn app(state: SharedState) -> Router {
         .route("/mtc", get(tracking::current).options(tracking::preflight))
         .route("/form/submit", post(forms::submit))
         .nest("/api", api::router(state.clone()))
+        // Plugins' webhooks: public, authenticated by each plugin's secret.
+        .route("/plugins/{name}/hook", post(api::plugins::hook))
+        .route("/plugins/{name}/hook/{*rest}", post(api::plugins::hook))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

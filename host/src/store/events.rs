@@ -184,3 +184,14 @@ pub async fn delete_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &st
     .await
     .map(drop)
 }
+
+/// Inserts one event and answers its id.
+pub async fn insert_returning_id(db: &mut impl Exec, e: &NewEvent) -> DbResult<i64> {
+    db.fetch_i64(
+        "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        params![e.contact_id, e.event_type.as_str(), e.source.clone(), e.occurred_at, e.ref_id, e.properties.to_string()],
+    )
+    .await
+    .map(|id| id.unwrap_or(0))
+}

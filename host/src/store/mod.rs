@@ -13,6 +13,7 @@ pub mod forms;
 pub mod locks;
 pub mod merge;
 pub mod notes;
+pub mod plugins;
 pub mod settings;
 pub mod stages;
 pub mod tags;

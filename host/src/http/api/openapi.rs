@@ -80,7 +80,17 @@ impl Modify for BasicAuth {
         super::tags::create,
         super::stages::list,
         super::stages::create,
-        super::stages::change_contact
+        super::stages::change_contact,
+        super::plugins::list,
+        super::plugins::get,
+        super::plugins::enable,
+        super::plugins::capabilities,
+        super::plugins::config,
+        super::plugins::secret,
+        super::plugins::rotate,
+        super::plugins::upload,
+        super::plugins::remove,
+        super::plugins::hook
     ),
     components(schemas(ErrorBody, ErrorItem)),
     modifiers(&BasicAuth),
