@@ -11,5 +11,6 @@ pub mod store;
 pub mod time;
 pub mod timeline;
 pub mod users;
+pub mod web;
 
 pub use http::app;

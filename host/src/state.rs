@@ -16,6 +16,8 @@ pub struct AppState {
     pub credentials: CredentialCache,
     /// Timeline event types and their rendering (built-in, extended by plugins).
     pub events: crate::timeline::types::Catalogue,
+    /// The web admin's in-memory helpers (login throttling); safe to lose.
+    pub web: crate::web::WebState,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -25,7 +27,7 @@ pub const OPERATOR_SETTING: &str = "contacts.unique_identifier_operator";
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> AppState {
-        AppState { config, store, fields: FieldRegistry::default(), credentials: CredentialCache::default(), events: Default::default() }
+        AppState { config, store, fields: FieldRegistry::default(), credentials: CredentialCache::default(), events: Default::default(), web: Default::default() }
     }
 
     pub async fn fields(&self, db: &mut impl Exec) -> AppResult<Arc<FieldSet>> {

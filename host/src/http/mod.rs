@@ -1,4 +1,5 @@
-//! HTTP: the only module that speaks axum. Routers per area, extractors, auth, logging.
+//! HTTP: with `web/` (the admin's pages), the only modules that speak axum. Routers per
+//! area, extractors, auth, logging.
 
 pub mod api;
 pub mod auth;
@@ -21,6 +22,7 @@ pub fn app(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api", api::router(state.clone()))
+        .merge(crate::web::router(state.clone()))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -23,7 +23,7 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[Migration] = &[migration!(1, "0001_init")];
+const MIGRATIONS: &[Migration] = &[migration!(1, "0001_init"), migration!(2, "0002_admin")];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once
 /// on PostgreSQL (an advisory lock serialises them).

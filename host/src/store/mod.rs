@@ -10,6 +10,7 @@ pub mod events;
 pub mod fields;
 pub mod locks;
 pub mod notes;
+pub mod sessions;
 pub mod settings;
 pub mod stages;
 pub mod tags;
