@@ -201,10 +201,12 @@ async fn csrf_of(req: Request) -> Result<(Option<String>, Request), WebError> {
             .ok()
             .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "_csrf").map(|(_, v)| v))
     } else if mime == "multipart/form-data" {
-        let probe = Request::builder()
+        let mut probe = Request::builder()
             .header(header::CONTENT_TYPE, &content_type)
             .body(Body::from(bytes.clone()))
             .map_err(|e| WebError::Internal(e.into()))?;
+        // The same body limit as the handler's (set by the router's DefaultBodyLimit).
+        *probe.extensions_mut() = parts.extensions.clone();
         let mut token = None;
         if let Ok(mut multipart) = Multipart::from_request(probe, &()).await {
             while let Ok(Some(field)) = multipart.next_field().await {
