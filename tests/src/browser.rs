@@ -68,7 +68,7 @@ impl Browser {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--no-first-run", "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync",
-                    "--disable-extensions", "--window-size=1366,900", "--lang=en-US",
+                    "--disable-extensions", "--window-size=1366,1100", "--lang=en-US",
                     // Nothing leaves this machine: every name but localhost fails to resolve.
                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost, EXCLUDE 127.0.0.1",
                     format!("--user-data-dir={}", profile.path().display()),
@@ -201,6 +201,7 @@ impl Browser {
 
     /// Saves a PNG screenshot as `<screenshot_dir>/<name>.png`; returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let _ = self.client.execute("window.scrollTo(0, 0)", vec![]).await;
         let png = self.client.screenshot().await.expect("screenshot");
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("screenshot dir");

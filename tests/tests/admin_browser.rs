@@ -246,7 +246,10 @@ async fn daily_workflow(backend: Backend) {
     b.click("dialog[open] button[type=submit].btn-primary").await;
     b.wait_text("Note saved.").await;
     assert!(b.text("#notes-list").await.contains("Called twice"));
+    b.goto(&format!("/contacts/{grace}")).await;
+    b.click("#timeline li.event summary").await;
     b.screenshot(&format!("{}-contact-page", prefix(backend))).await;
+    b.click("#tab-notes").await;
     b.click("#notes-list form[data-confirm] button").await;
     b.click("#confirm-dialog [data-confirm-ok]").await;
     b.wait_text("Note deleted.").await;
