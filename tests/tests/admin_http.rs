@@ -18,6 +18,8 @@ both_backends!(
     uploads_are_checked,
     settings_pages,
     chart_counts_events_per_month,
+    anonymous_visitors_show_by_ip,
+    duplicate_warnings_before_saving,
 );
 
 fn client() -> reqwest::Client {
@@ -461,5 +463,51 @@ async fn chart_counts_events_per_month(backend: Backend) {
     assert!(body.contains(&format!("{}: 1 engagements, -2 points", label(last_month))));
     assert!(!body.contains(&label(long_ago)) || label(long_ago) == label(this_month), "older than 6 months is not shown");
     assert!(body.contains("7 engagements and 5 points in the last 6 months"), "the event of 400 days ago is not counted");
+    s.stop().await;
+}
+
+async fn anonymous_visitors_show_by_ip(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let web = Web::login(&s, "admin", ADMIN_PASSWORD).await;
+    let id = s.create_contact(json!({"ipAddress": "192.0.2.7", "city": "Paris"})).await;
+    s.create_contact(json!({"firstname": "Known", "email": "known@example.org"})).await;
+    let list = web.get("/contacts").await.body;
+    assert!(list.contains("Known") && !list.contains("192.0.2.7"), "anonymous visitors are hidden unless asked for");
+    let list = web.get("/contacts?q=is%3Aanonymous").await.body;
+    assert!(list.contains("Visitor 192.0.2.7") && !list.contains("Known"), "{list}");
+    let page = web.get(&format!("/contacts/{id}")).await.body;
+    assert!(page.contains("<title>192.0.2.7 · Magpie</title>"), "{page}");
+    assert!(page.contains("anonymous visitor"));
+    s.stop().await;
+}
+
+async fn duplicate_warnings_before_saving(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let web = Web::login(&s, "admin", ADMIN_PASSWORD).await;
+    let ada = s.create_contact(json!({"firstname": "Ada", "email": "ada@example.org"})).await;
+    let other = s.create_contact(json!({"firstname": "Other", "email": "other@example.org"})).await;
+    let count = || async { s.get("/api/contacts").await.expect(200)["total"].as_str().unwrap().to_owned() };
+    // Quick add: warned, nothing saved; confirmed, created.
+    let r = web.post("/contacts/quick-add", &[("firstname", "Ada2"), ("email", "ADA@example.org")]).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("already exists") && r.body.contains(&format!("href=\"/contacts/{ada}\"")), "{}", r.body);
+    assert_eq!(count().await, "2");
+    let r = web.post("/contacts/quick-add", &[("firstname", "Ada2"), ("email", "ADA@example.org"), ("_confirm", "1")]).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(count().await, "3");
+    // Editing a contact to another's email: warned, nothing changed.
+    let r = web.multipart(&format!("/contacts/{other}/edit"), &[("firstname", "Other"), ("email", "ada@example.org"), ("_image", "gravatar")], None, true).await;
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("Possible duplicate"));
+    assert_eq!(s.get(&format!("/api/contacts/{other}")).await.expect(200)["contact"]["fields"]["all"]["email"], "other@example.org");
+    // With the OR operator, a match on any identifier is enough; with AND, all must match.
+    s.post("/api/fields/contact/new", json!({"label": "Customer number", "alias": "customer_no", "type": "text", "isUniqueIdentifier": true})).await.expect(201);
+    let form = [("firstname", "New"), ("email", "ada@example.org"), ("customer_no", "C-1"), ("_image", "gravatar")];
+    let r = web.multipart("/contacts/new", &form, None, true).await;
+    assert_eq!(r.status, 303, "AND: the customer number differs, no duplicate");
+    assert_eq!(web.post("/settings/contacts", &[("operator", "or")]).await.status, 303);
+    let form = [("firstname", "Newer"), ("email", "ada@example.org"), ("customer_no", "C-2"), ("_image", "gravatar")];
+    let r = web.multipart("/contacts/new", &form, None, true).await;
+    assert_eq!(r.status, 409, "OR: the email alone matches");
     s.stop().await;
 }
