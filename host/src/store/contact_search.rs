@@ -397,11 +397,23 @@ impl From<sqlx::Error> for ListError {
 
 /// Counts and fetches one page of contacts.
 pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(Vec<Contact>, i64), ListError> {
+    let total = count(db, fields, q).await?;
+    let contacts = page(db, fields, q).await?;
+    Ok((contacts, total))
+}
+
+/// How many contacts match (ignores order, offset and limit).
+pub async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<i64, ListError> {
+    let (cond, params) = where_clause(db.backend(), fields, q).map_err(ListError::BadQuery)?;
+    Ok(db.fetch_i64(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values).await?.unwrap_or(0))
+}
+
+/// One page of contacts, without the total (for callers that know it another way,
+/// like the admin's unfiltered list and its trigger-kept totals).
+pub async fn page(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<Vec<Contact>, ListError> {
     let backend = db.backend();
-    let (cond, params) = where_clause(backend, fields, q).map_err(ListError::BadQuery)?;
+    let (cond, mut p) = where_clause(backend, fields, q).map_err(ListError::BadQuery)?;
     let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values.clone()).await?.unwrap_or(0);
-    let mut p = params;
     let mut sql = format!("SELECT {} FROM contacts c WHERE {cond} ORDER BY {order}", super::contacts::select_list(fields, "c."));
     if let Some(limit) = q.limit {
         sql.push_str(&format!(" LIMIT {}", p.push(limit)));
@@ -421,7 +433,7 @@ pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> R
     for c in &mut contacts {
         c.tags = tags.remove(&c.id).unwrap_or_default();
     }
-    Ok((contacts, total))
+    Ok(contacts)
 }
 
 /// Only the ids matching a query (for batch actions and exports), in list order.

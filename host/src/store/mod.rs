@@ -4,6 +4,7 @@
 mod db;
 pub mod migrate;
 
+pub mod contact_counts;
 pub mod contact_search;
 pub mod contacts;
 pub mod events;
