@@ -51,6 +51,7 @@ async fn daily_workflow(backend: Backend) {
     b.click("#save-field").await;
     b.wait_path("/settings/fields").await;
     assert!(b.exists("#fields-table tr[data-alias=shoe_size]").await);
+    b.screenshot(&format!("{}-settings-fields", prefix(backend))).await;
 
     // Quick add: a validation error stays in the modal, then success shows the contact.
     b.goto("/contacts").await;
@@ -99,6 +100,8 @@ async fn daily_workflow(backend: Backend) {
     assert!(b.find("#f-shoe_size").await.is_displayed().await.unwrap());
     b.fill("#f-shoe_size", "42").await;
     b.fill("#f-tags", "vip, beta").await;
+    b.click("#tab-core").await;
+    b.screenshot(&format!("{}-contact-form", prefix(backend))).await;
     b.click("#save-contact").await;
     b.wait_text("Grace Hopper was created.").await;
     let grace: i64 = b.path().await.trim_start_matches("/contacts/").parse().expect("on the contact page");

@@ -384,25 +384,25 @@ pub async fn delete(State(state): State<SharedState>, Extension(session): Extens
 }
 
 /// Reads a note form: type, text, and the date-time for calls and meetings.
-fn note_input(form: &FormData, contact_id: i64) -> Result<NoteInput, (NoteForm, String)> {
+fn note_input(form: &FormData, contact_id: i64) -> Result<NoteInput, Box<NoteForm>> {
     let raw_type = form.str("type");
     let text = form.str("text");
     let date_time = form.str("date_time");
-    let keep = |error: String| NoteForm { note_type: raw_type.clone(), text: text.clone(), date_time: date_time.clone(), error: Some(error.clone()), editing: None };
-    let note_type = notes::parse_type(&raw_type).map_err(|_| (keep("Choose a note type.".into()), String::new()))?;
+    let keep = |error: String| Box::new(NoteForm { note_type: raw_type.clone(), text: text.clone(), date_time: date_time.clone(), error: Some(error.clone()), editing: None });
+    let note_type = notes::parse_type(&raw_type).map_err(|_| keep("Choose a note type.".into()))?;
     if text.trim().is_empty() {
-        return Err((keep("Write the note's text.".into()), String::new()));
+        return Err(keep("Write the note's text.".into()));
     }
     if text.chars().count() > notes::MAX_TEXT {
-        return Err((keep(format!("A note can have at most {} characters.", notes::MAX_TEXT)), String::new()));
+        return Err(keep(format!("A note can have at most {} characters.", notes::MAX_TEXT)));
     }
     if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err((keep("The text must not contain control characters.".into()), String::new()));
+        return Err(keep("The text must not contain control characters.".into()));
     }
     let dt = if matches!(note_type, "call" | "meeting") && !date_time.trim().is_empty() {
         match crate::time::parse_datetime(&date_time) {
             Some(t) => Some(t.timestamp_millis()),
-            None => return Err((keep("The date and time is not valid.".into()), String::new())),
+            None => return Err(keep("The date and time is not valid.".into())),
         }
     } else {
         None
@@ -421,7 +421,7 @@ pub async fn note_create(State(state): State<SharedState>, Extension(session): E
     let form = FormData(form);
     let input = match note_input(&form, id) {
         Ok(i) => i,
-        Err((nf, _)) => return note_error(&state, &session, id, nf).await,
+        Err(nf) => return note_error(&state, &session, id, *nf).await,
     };
     match notes::create(&state.store, &input, Some(session.user.id)).await {
         Ok(_) => {}
@@ -453,9 +453,9 @@ pub async fn note_update(
     let form = FormData(form);
     let mut input = match note_input(&form, id) {
         Ok(i) => i,
-        Err((mut nf, _)) => {
+        Err(mut nf) => {
             nf.editing = Some(note);
-            return note_error(&state, &session, id, nf).await;
+            return note_error(&state, &session, id, *nf).await;
         }
     };
     input.contact_id = None;

@@ -20,10 +20,36 @@ use magpie::store::contacts::NewContact;
 use magpie::timeline::NewEvent;
 use magpie_tests::{ADMIN_PASSWORD, Backend, TestServer, json};
 
-const FIRST: &[&str] = &["Ada", "Alan", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Edsger", "Frances", "John", "Mary", "Dennis", "Radia", "Tim", "Anita", "Donald"];
-const LAST: &[&str] = &["Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Dijkstra", "Allen", "McCarthy", "Jackson", "Ritchie", "Perlman", "Berners", "Borg", "Knuth"];
+/// Syllables for names: 900 first names and 27,000 last names, so that prefixes are as
+/// selective as in real data (a uniform handful of names would make every prefix match
+/// a tenth of the table).
+const SYL: &[&str] = &[
+    "ka", "lo", "mi", "ra", "te", "no", "su", "vi", "da", "re", "an", "el", "is", "or", "un", "ba", "co", "fe", "gi", "ha", "jo",
+    "ki", "le", "ma", "ne", "pa", "qu", "ri", "sa", "to",
+];
 const CITIES: &[&str] = &["Berlin", "Paris", "London", "Lyon", "Madrid", "Oslo", "Vienna", "Prague", "Lisbon", "Dublin"];
 const COUNTRIES: &[&str] = &["Germany", "France", "United Kingdom", "France", "Spain", "Norway", "Austria", "Czechia", "Portugal", "Ireland"];
+
+/// A deterministic scramble of `i` (so names do not follow ids).
+fn mix(i: u64) -> u64 {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 29)
+}
+
+fn capitalize(s: String) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+fn name_of(i: usize) -> (String, String) {
+    let h = mix(i as u64) as usize;
+    let n = SYL.len();
+    let first = format!("{}{}", SYL[h % n], SYL[(h / n) % n]);
+    let last = format!("{}{}{}", SYL[(h / n / n) % n], SYL[(h / n / n / n) % n], SYL[(h / n / n / n / n) % n]);
+    (capitalize(first), capitalize(last))
+}
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -49,12 +75,11 @@ async fn seed_contacts(s: &TestServer, n: usize) {
         let end = (done + batch).min(n);
         let rows: Vec<NewContact> = (done..end)
             .map(|i| {
-                let first = FIRST[i % FIRST.len()];
-                let last = LAST[(i / FIRST.len()) % LAST.len()];
+                let (first, last) = name_of(i);
                 let mut values = HashMap::new();
-                values.insert("firstname".to_owned(), Value::Text(first.to_owned()));
-                values.insert("lastname".to_owned(), Value::Text(format!("{last}{}", i % 997)));
-                values.insert("email".to_owned(), Value::Text(format!("{}.{}{i}@example{}.org", first.to_lowercase(), last.to_lowercase(), i % 100)));
+                values.insert("email".to_owned(), Value::Text(format!("{}.{}{}@example{}.org", first.to_lowercase(), last.to_lowercase(), i % 1000, i % 50)));
+                values.insert("firstname".to_owned(), Value::Text(first));
+                values.insert("lastname".to_owned(), Value::Text(last));
                 values.insert("city".to_owned(), Value::Text(CITIES[i % CITIES.len()].to_owned()));
                 values.insert("country".to_owned(), Value::Text(COUNTRIES[i % COUNTRIES.len()].to_owned()));
                 NewContact {
@@ -181,8 +206,9 @@ async fn main() {
     let (http, session) = login(&s).await;
     let pages: Vec<(String, String)> = vec![
         ("list, first page (25, by last active)".into(), "/contacts".into()),
-        ("list, prefix search `email:mar`".into(), "/contacts?q=email%3Amar".into()),
-        ("list, prefix search `name:grace`".into(), "/contacts?q=name%3Agrace".into()),
+        ("list, prefix search `email:kalo.mi` (~40 matches)".into(), "/contacts?q=email%3Akalo.mi".into()),
+        ("list, prefix search `name:kalo` (~1,100 matches)".into(), "/contacts?q=name%3Akalo".into()),
+        ("list, free text `lomira` (trigram, contains)".into(), "/contacts?q=lomira".into()),
         ("list, by points, page 2 of 100".into(), "/contacts?sort=points&dir=desc&limit=100&page=2".into()),
         (format!("contact page, {events} events"), format!("/contacts/{busy}")),
         ("contact page, history filtered by text".into(), format!("/contacts/{busy}?eq=Product+4999")),
