@@ -75,3 +75,14 @@ CREATE TRIGGER contact_counts_delete AFTER DELETE ON contacts
 CREATE TRIGGER contact_counts_update AFTER UPDATE OF date_identified ON contacts
     FOR EACH ROW WHEN ((OLD.date_identified IS NULL) <> (NEW.date_identified IS NULL))
     EXECUTE FUNCTION contact_counts_update();
+
+-- The contact list orders by `last_active DESC NULLS LAST, id DESC` (and the reverse).
+-- PostgreSQL's DESC indexes keep NULLs first, so the first page of a million contacts
+-- sorted them all (~0.6 s); these match the order, so a page is an index range.
+-- (SQLite's DESC indexes already keep NULLs last: nothing to do there.)
+DROP INDEX IF EXISTS contacts_known_active;
+CREATE INDEX contacts_known_active ON contacts (last_active DESC NULLS LAST, id DESC) WHERE date_identified IS NOT NULL;
+DROP INDEX IF EXISTS contacts_active;
+CREATE INDEX contacts_active ON contacts (last_active DESC NULLS LAST, id DESC);
+DROP INDEX IF EXISTS contacts_points;
+CREATE INDEX contacts_points ON contacts (points DESC NULLS LAST, id DESC);

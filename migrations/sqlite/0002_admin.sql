@@ -42,3 +42,6 @@ WHEN (old.date_identified IS NULL) <> (new.date_identified IS NULL) BEGIN
     UPDATE contact_counts SET n = n - 1 WHERE shard = 0 AND known = (old.date_identified IS NOT NULL);
     UPDATE contact_counts SET n = n + 1 WHERE shard = 0 AND known = (new.date_identified IS NOT NULL);
 END;
+
+-- (PostgreSQL rebuilds its last-active and points indexes here with NULLS LAST to match
+-- the list's order; SQLite's DESC indexes already keep NULLs last.)

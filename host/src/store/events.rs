@@ -92,9 +92,22 @@ fn from_row(r: &super::db::Row) -> Event {
 
 /// A page of a contact's events, newest first, and the total matching.
 pub async fn page(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: i64, limit: i64) -> DbResult<(Vec<Event>, i64)> {
+    let total = count(db, contact_id, f).await?;
+    Ok((rows(db, contact_id, f, offset, limit).await?, total))
+}
+
+/// How many of a contact's events match.
+pub async fn count(db: &mut impl Exec, contact_id: i64, f: &EventFilter) -> DbResult<i64> {
     let mut p = Params::default();
     let cond = where_clause(&mut p, contact_id, f);
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"), p.values.clone()).await?.unwrap_or(0);
+    Ok(db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"), p.values).await?.unwrap_or(0))
+}
+
+/// A page of a contact's events, newest first, without the total (callers that know it
+/// from `type_counts`, like the contact page when the history is not searched).
+pub async fn rows(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: i64, limit: i64) -> DbResult<Vec<Event>> {
+    let mut p = Params::default();
+    let cond = where_clause(&mut p, contact_id, f);
     let lim = p.push(limit);
     let off = p.push(offset);
     let sql = format!(
@@ -102,7 +115,7 @@ pub async fn page(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: 
          WHERE {cond} ORDER BY occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}"
     );
     let rows = db.fetch_all(&sql, p.values).await?;
-    Ok((rows.iter().map(from_row).collect(), total))
+    Ok(rows.iter().map(from_row).collect())
 }
 
 /// Event counts per type for a contact (for the filter list).

@@ -211,33 +211,9 @@ fn about_groups(fields: &FieldSet, c: &Contact) -> Vec<InfoGroup> {
         .collect()
 }
 
-async fn build(state: &SharedState, db: &mut Conn, session: &Session, id: i64, query: Option<&str>, note_form: NoteForm) -> WebResult<ContactPage> {
-    let fields = state.fields(db).await?;
-    let c = store::contacts::load(db, &fields, &[id]).await?.pop().ok_or(WebError::NotFound)?;
+async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&str>, note_form: NoteForm) -> WebResult<ContactPage> {
     let now = now_ms();
     let hp = HistoryParams::parse(query);
-
-    let mut user_ids: Vec<i64> = c.owner_id.into_iter().collect();
-    let (note_rows, _) = store::notes::list(
-        db,
-        &store::notes::NoteQuery { contact_id: Some(id), search: None, note_type: None, offset: 0, limit: 200, ascending: false },
-    )
-    .await?;
-    user_ids.extend(note_rows.iter().filter_map(|n| n.created_by));
-    let users: HashMap<i64, String> = store::users::by_ids(db, &user_ids).await?.into_iter().map(|u| (u.id, u.full_name())).collect();
-    let stage = match c.stage_id {
-        Some(s) => store::stages::by_ids(db, &[s]).await?.pop().map(|s| s.name).unwrap_or_default(),
-        None => String::new(),
-    };
-    let mut ips: Vec<store::contacts::IpRow> = store::contacts::ips_of(db, &[id]).await?.remove(&id).unwrap_or_default();
-    ips.sort_by_key(|r| std::cmp::Reverse(r.last_seen));
-
-    // The chart: one aggregate query over the last six months.
-    let (bounds, labels) = chart::month_bounds(now);
-    let totals = store::events::monthly_totals(db, id, &bounds).await?;
-    let chart = chart::build(&totals, &labels);
-
-    // The history.
     let filter = EventFilter {
         include: hp.include.clone(),
         exclude: hp.exclude.clone(),
@@ -245,8 +221,60 @@ async fn build(state: &SharedState, db: &mut Conn, session: &Session, id: i64, q
         from: None,
         to: None,
     };
-    let (events, total) = store::events::page(db, id, &filter, (hp.page - 1) * EVENTS_PER_PAGE, EVENTS_PER_PAGE).await?;
-    let counts = store::events::type_counts(db, id).await?;
+    let (bounds, labels) = chart::month_bounds(now);
+
+    // The independent reads run at once, each on its own pooled connection: the page
+    // costs the slowest of them, not their sum.
+    let contact_part = async {
+        let mut db: Conn = state.store.read().await?;
+        let fields = state.fields(&mut db).await?;
+        let c = store::contacts::load(&mut db, &fields, &[id]).await?.pop().ok_or(WebError::NotFound)?;
+        let (note_rows, _) = store::notes::list(
+            &mut db,
+            &store::notes::NoteQuery { contact_id: Some(id), search: None, note_type: None, offset: 0, limit: 200, ascending: false },
+        )
+        .await?;
+        let mut user_ids: Vec<i64> = c.owner_id.into_iter().collect();
+        user_ids.extend(note_rows.iter().filter_map(|n| n.created_by));
+        let users: HashMap<i64, String> = store::users::by_ids(&mut db, &user_ids).await?.into_iter().map(|u| (u.id, u.full_name())).collect();
+        let stage = match c.stage_id {
+            Some(s) => store::stages::by_ids(&mut db, &[s]).await?.pop().map(|s| s.name).unwrap_or_default(),
+            None => String::new(),
+        };
+        let mut ips: Vec<store::contacts::IpRow> = store::contacts::ips_of(&mut db, &[id]).await?.remove(&id).unwrap_or_default();
+        ips.sort_by_key(|r| std::cmp::Reverse(r.last_seen));
+        Ok::<_, WebError>((fields, c, note_rows, users, stage, ips))
+    };
+    // The chart: one aggregate query per series over the last six months.
+    let chart_part = async {
+        let mut db = state.store.read().await?;
+        Ok::<_, WebError>(store::events::monthly_totals(&mut db, id, &bounds).await?)
+    };
+    let counts_part = async {
+        let mut db = state.store.read().await?;
+        Ok::<_, WebError>(store::events::type_counts(&mut db, id).await?)
+    };
+    // The history's page; its total is counted only when a text search makes the type
+    // counts useless for it.
+    let history_part = async {
+        let mut db = state.store.read().await?;
+        let rows = store::events::rows(&mut db, id, &filter, (hp.page - 1) * EVENTS_PER_PAGE, EVENTS_PER_PAGE).await?;
+        let total = match filter.search {
+            Some(_) => Some(store::events::count(&mut db, id, &filter).await?),
+            None => None,
+        };
+        Ok::<_, WebError>((rows, total))
+    };
+    let ((fields, c, note_rows, users, stage, ips), totals, counts, (events, counted)) =
+        tokio::try_join!(contact_part, chart_part, counts_part, history_part)?;
+    let chart = chart::build(&totals, &labels);
+    let total = counted.unwrap_or_else(|| {
+        counts
+            .iter()
+            .filter(|(k, _)| (filter.include.is_empty() || filter.include.contains(k)) && !filter.exclude.contains(k))
+            .map(|(_, n)| n)
+            .sum()
+    });
     let catalogue = &state.events;
     let mut type_options: Vec<TypeOption> = catalogue
         .types()
@@ -362,8 +390,7 @@ async fn build(state: &SharedState, db: &mut Conn, session: &Session, id: i64, q
 
 pub async fn page(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, RawQuery(query): RawQuery) -> WebResult<Response> {
     let id = id_of(&id)?;
-    let mut db = state.store.read().await?;
-    let p = build(&state, &mut db, &session, id, query.as_deref(), NoteForm { note_type: "general".into(), ..NoteForm::default() }).await?;
+    let p = build(&state, &session, id, query.as_deref(), NoteForm { note_type: "general".into(), ..NoteForm::default() }).await?;
     Ok(render_status(StatusCode::OK, &p))
 }
 
@@ -411,8 +438,7 @@ fn note_input(form: &FormData, contact_id: i64) -> Result<NoteInput, Box<NoteFor
 }
 
 async fn note_error(state: &SharedState, session: &Session, id: i64, form: NoteForm) -> WebResult<Response> {
-    let mut db = state.store.read().await?;
-    let p = build(state, &mut db, session, id, Some("tab=notes"), form).await?;
+    let p = build(state, session, id, Some("tab=notes"), form).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }
 

@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! cargo run --release -p magpie-tests --bin bench-admin -- [--contacts N] [--events M]
-//!     [--requests R] [--backend sqlite|postgres]
+//!     [--requests R] [--backend sqlite|postgres] [--keep]
 //! ```
 //! PostgreSQL needs `MAGPIE_TEST_DATABASE_URL` (as the tests do).
 
@@ -203,6 +203,15 @@ async fn main() {
         use magpie::store::Exec;
         c.execute_script("VACUUM ANALYZE").await.unwrap();
     }
+    {
+        // The contact page's queries, directly, so a failure names its query.
+        let mut db = s.state().store.read().await.unwrap();
+        let now = magpie::time::now_ms();
+        let bounds: Vec<i64> = (0..=6).map(|i| now - (6 - i) * 30 * 86_400_000).collect();
+        magpie::store::events::monthly_totals(&mut db, busy, &bounds).await.expect("monthly totals");
+        magpie::store::events::page(&mut db, busy, &Default::default(), 0, 25).await.expect("events page");
+        magpie::store::events::type_counts(&mut db, busy).await.expect("type counts");
+    }
     let (http, session) = login(&s).await;
     let pages: Vec<(String, String)> = vec![
         ("list, first page (25, by last active)".into(), "/contacts".into()),
@@ -219,6 +228,10 @@ async fn main() {
     for (name, path) in &pages {
         let (p50, p95, max, size) = measure(&http, &session, &s.url(path), requests).await;
         println!("| {name} | {p50:.1} | {p95:.1} | {max:.1} | {size} |");
+    }
+    if std::env::args().any(|a| a == "--keep") {
+        eprintln!("kept the database: {}", s.database_url);
+        std::process::exit(0);
     }
     s.stop().await;
 }
