@@ -221,16 +221,17 @@ async fn submit(state: SharedState, session: Session, id: Option<i64>, form: For
         }
     }
     let ctx = Ctx { contact };
-    let rerender = |fs: FormState, duplicates: Vec<(i64, String)>, general: Option<String>| (fs, duplicates, general);
-    let failed = if let Err(AppError::Validation { details, .. }) = problems.into_result() {
+    const CORRECT: &str = "Please correct the highlighted fields.";
+    // Either saved (and redirected), or the form comes back with errors or the duplicate
+    // warning, keeping what was typed.
+    let (duplicates, general) = if let Err(AppError::Validation { details, .. }) = problems.into_result() {
         fs.add_errors(&details);
-        Some(rerender(fs, Vec::new(), Some("Please correct the highlighted fields.".into())))
+        (Vec::new(), Some(CORRECT.to_owned()))
     } else {
         let probe = forms::identifier_values(&fields, &input);
         let found = service::find_duplicates(&mut db, &fields, operator, &probe, id).await?;
         if !found.is_empty() && !form.checked("_confirm") {
-            let dups = found.iter().take(5).map(|c| (c.id, display::clip(&c.display_name(), 80))).collect();
-            Some(rerender(fs, dups, None))
+            (found.iter().take(5).map(|c| (c.id, display::clip(&c.display_name(), 80))).collect(), None)
         } else {
             let target = match id {
                 Some(id) => Target::Patch(id),
@@ -249,14 +250,13 @@ async fn submit(state: SharedState, session: Session, id: Option<i64>, form: For
                 }
                 Err(AppError::Validation { details, .. }) => {
                     fs.add_errors(&details);
-                    Some(rerender(fs, Vec::new(), Some("Please correct the highlighted fields.".into())))
+                    (Vec::new(), Some(CORRECT.to_owned()))
                 }
                 Err(AppError::NotFound(_)) => return Err(WebError::NotFound),
                 Err(e) => return Err(e.into()),
             }
         }
     };
-    let (fs, duplicates, general) = failed.expect("failure path");
     let status = if duplicates.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::CONFLICT };
     let p = page(&state, &mut db, &session, &fields, &ctx, &fs, Some(&form), duplicates, general).await?;
     Ok(render_status(status, &p))
