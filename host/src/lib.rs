@@ -1,15 +1,18 @@
 //! Magpie: contact management and website tracking. See ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod companies;
 pub mod config;
 pub mod contacts;
 pub mod error;
+pub mod forms;
 pub mod http;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod time;
 pub mod timeline;
+pub mod tracking;
 pub mod users;
 pub mod web;
 

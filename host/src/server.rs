@@ -23,7 +23,25 @@ pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
     store::fields::seed_defaults(&mut tx, now_ms()).await?;
     tx.commit().await?;
     bootstrap_admin(&store, config.admin_password.as_deref()).await?;
-    Ok(Arc::new(AppState::new(config, store)))
+    let secret = tracking_secret(&store).await?;
+    Ok(Arc::new(AppState::new(config, store, secret)))
+}
+
+/// The key for signed tracking tokens: created once, kept in the database so every
+/// process (and every restart) agrees on it.
+async fn tracking_secret(store: &Store) -> anyhow::Result<Vec<u8>> {
+    use rand::RngCore;
+    const KEY: &str = "tracking.secret";
+    let mut tx = store.begin().await?;
+    if store::settings::get(&mut tx, KEY).await?.is_none() {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        store::settings::insert_if_missing(&mut tx, KEY, &hex).await?;
+    }
+    let hex = store::settings::get(&mut tx, KEY).await?.unwrap_or_default();
+    tx.commit().await?;
+    Ok(hex.into_bytes())
 }
 
 /// First start with no users: create `admin` with `MAGPIE_ADMIN_PASSWORD` or a random
@@ -63,13 +81,20 @@ pub struct Running {
     pub state: SharedState,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_writers: tokio::sync::watch::Sender<bool>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, waits for in-flight requests, closes the database.
+    /// Stops accepting, waits for in-flight requests, flushes the background writers,
+    /// closes the database.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.task.await??;
+        let _ = self.stop_writers.send(true);
+        for w in self.writers {
+            let _ = w.await;
+        }
         self.state.store.close().await;
         Ok(())
     }
@@ -82,6 +107,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let (stop_writers, writers_stopped) = tokio::sync::watch::channel(false);
+    let writers = vec![crate::tracking::Tracker::spawn_writer(state.clone(), writers_stopped)];
     let app = crate::http::app(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -90,7 +117,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, state, stop, task })
+    Ok(Running { addr, state, stop, task, stop_writers, writers })
 }
 
 /// `magpie serve`: runs until SIGTERM or SIGINT, then shuts down cleanly.

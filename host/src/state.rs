@@ -18,6 +18,10 @@ pub struct AppState {
     pub events: crate::timeline::types::Catalogue,
     /// The web admin's in-memory helpers (login throttling); safe to lose.
     pub web: crate::web::WebState,
+    /// The tracking write path (group commit of hits).
+    pub tracker: crate::tracking::Tracker,
+    /// Key of the signed click-through tokens, shared by every process through the database.
+    pub tracking_secret: Vec<u8>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -26,8 +30,17 @@ pub type SharedState = Arc<AppState>;
 pub const OPERATOR_SETTING: &str = "contacts.unique_identifier_operator";
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> AppState {
-        AppState { config, store, fields: FieldRegistry::default(), credentials: CredentialCache::default(), events: Default::default(), web: Default::default() }
+    pub fn new(config: Config, store: Store, tracking_secret: Vec<u8>) -> AppState {
+        AppState {
+            config,
+            store,
+            fields: FieldRegistry::default(),
+            credentials: CredentialCache::default(),
+            events: Default::default(),
+            tracker: Default::default(),
+            tracking_secret,
+            web: Default::default(),
+        }
     }
 
     pub async fn fields(&self, db: &mut impl Exec) -> AppResult<Arc<FieldSet>> {

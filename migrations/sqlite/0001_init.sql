@@ -71,6 +71,9 @@ CREATE TABLE contacts (
     company          TEXT,
     position         TEXT,
     email            TEXT,
+    -- the email lower-cased and reversed, kept by the write path: suffix searches
+    -- (`email:%@example.org`) become index ranges
+    email_rev        TEXT,
     mobile           TEXT,
     phone            TEXT,
     fax              TEXT,
@@ -93,24 +96,50 @@ CREATE TABLE contacts (
     twitter          TEXT
 );
 
--- The default list: known contacts, most recently active first.
+-- The default list: known contacts, most recently active first. Most search indexes are
+-- partial on known contacts: anonymous visitors have no name, email or company by
+-- definition, and the list hides them unless asked for.
 CREATE INDEX contacts_known_active ON contacts (last_active DESC, id DESC) WHERE date_identified IS NOT NULL;
 CREATE INDEX contacts_active ON contacts (last_active DESC, id DESC);
 CREATE INDEX contacts_date_added ON contacts (date_added);
-CREATE INDEX contacts_owner ON contacts (owner_id);
+CREATE INDEX contacts_owner ON contacts (owner_id, last_active DESC, id DESC) WHERE date_identified IS NOT NULL;
 CREATE INDEX contacts_stage ON contacts (stage_id);
 CREATE INDEX contacts_points ON contacts (points);
 -- Case-insensitive prefix search and unique-identifier matching.
-CREATE INDEX contacts_f_email ON contacts (lower(email));
-CREATE INDEX contacts_f_firstname ON contacts (lower(firstname));
-CREATE INDEX contacts_f_lastname ON contacts (lower(lastname));
-CREATE INDEX contacts_f_company ON contacts (lower(company));
+CREATE INDEX contacts_f_email ON contacts (lower(email)) WHERE date_identified IS NOT NULL;
+CREATE INDEX contacts_f_firstname ON contacts (lower(firstname)) WHERE date_identified IS NOT NULL;
+CREATE INDEX contacts_f_lastname ON contacts (lower(lastname)) WHERE date_identified IS NOT NULL;
+CREATE INDEX contacts_f_company ON contacts (lower(company)) WHERE date_identified IS NOT NULL;
+CREATE INDEX contacts_email_rev ON contacts (email_rev) WHERE date_identified IS NOT NULL;
 
--- Free-text search: a trigram index over name, email, company and location, kept in
--- step with `contacts` by triggers so no code path can forget it.
+-- How many contacts are known and anonymous, kept by triggers: the unfiltered list's
+-- total without counting a million rows.
+CREATE TABLE contact_counts (
+    kind TEXT PRIMARY KEY,
+    n    INTEGER NOT NULL
+);
+INSERT INTO contact_counts (kind, n) VALUES ('known', 0), ('anonymous', 0);
+
+CREATE TRIGGER contacts_count_insert AFTER INSERT ON contacts BEGIN
+    UPDATE contact_counts SET n = n + 1 WHERE kind = CASE WHEN new.date_identified IS NULL THEN 'anonymous' ELSE 'known' END;
+END;
+
+CREATE TRIGGER contacts_count_delete AFTER DELETE ON contacts BEGIN
+    UPDATE contact_counts SET n = n - 1 WHERE kind = CASE WHEN old.date_identified IS NULL THEN 'anonymous' ELSE 'known' END;
+END;
+
+CREATE TRIGGER contacts_count_identify AFTER UPDATE OF date_identified ON contacts
+WHEN (old.date_identified IS NULL) <> (new.date_identified IS NULL) BEGIN
+    UPDATE contact_counts SET n = n + (CASE WHEN new.date_identified IS NULL THEN -1 ELSE 1 END) WHERE kind = 'known';
+    UPDATE contact_counts SET n = n + (CASE WHEN new.date_identified IS NULL THEN 1 ELSE -1 END) WHERE kind = 'anonymous';
+END;
+
+-- Free-text search: a trigram index over the name, email, company and location of known
+-- contacts (anonymous ones are searched without it), kept in step by triggers so no code
+-- path can forget it.
 CREATE VIRTUAL TABLE contacts_fts USING fts5 (text, tokenize = 'trigram');
 
-CREATE TRIGGER contacts_fts_insert AFTER INSERT ON contacts BEGIN
+CREATE TRIGGER contacts_fts_insert AFTER INSERT ON contacts WHEN new.date_identified IS NOT NULL BEGIN
     INSERT INTO contacts_fts (rowid, text) VALUES (new.id,
         coalesce(new.firstname, '') || ' ' || coalesce(new.lastname, '') || char(10) ||
         coalesce(new.email, '') || char(10) || coalesce(new.company, '') || char(10) ||
@@ -118,13 +147,14 @@ CREATE TRIGGER contacts_fts_insert AFTER INSERT ON contacts BEGIN
         coalesce(new.zipcode, '') || char(10) || coalesce(new.country, ''));
 END;
 
-CREATE TRIGGER contacts_fts_update AFTER UPDATE OF firstname, lastname, email, company, city, state, zipcode, country ON contacts BEGIN
-    UPDATE contacts_fts SET text =
+CREATE TRIGGER contacts_fts_update AFTER UPDATE OF firstname, lastname, email, company, city, state, zipcode, country, date_identified ON contacts BEGIN
+    DELETE FROM contacts_fts WHERE rowid = old.id;
+    INSERT INTO contacts_fts (rowid, text) SELECT new.id,
         coalesce(new.firstname, '') || ' ' || coalesce(new.lastname, '') || char(10) ||
         coalesce(new.email, '') || char(10) || coalesce(new.company, '') || char(10) ||
         coalesce(new.city, '') || char(10) || coalesce(new.state, '') || char(10) ||
         coalesce(new.zipcode, '') || char(10) || coalesce(new.country, '')
-    WHERE rowid = new.id;
+    WHERE new.date_identified IS NOT NULL;
 END;
 
 CREATE TRIGGER contacts_fts_delete AFTER DELETE ON contacts BEGIN
@@ -140,9 +170,27 @@ CREATE INDEX tags_lower ON tags (lower(tag));
 CREATE TABLE contact_tags (
     contact_id INTEGER NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
     tag_id     INTEGER NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+    -- whether the contact is known, kept by triggers: a tag's known contacts are counted
+    -- from the index alone
+    known      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (contact_id, tag_id)
 ) WITHOUT ROWID;
-CREATE INDEX contact_tags_tag ON contact_tags (tag_id, contact_id);
+CREATE INDEX contact_tags_tag ON contact_tags (tag_id, known, contact_id);
+
+CREATE TRIGGER contact_tags_known_insert AFTER INSERT ON contact_tags BEGIN
+    UPDATE contact_tags SET known = coalesce((SELECT date_identified IS NOT NULL FROM contacts WHERE id = new.contact_id), 0)
+    WHERE contact_id = new.contact_id AND tag_id = new.tag_id;
+END;
+
+CREATE TRIGGER contact_tags_known_move AFTER UPDATE OF contact_id ON contact_tags BEGIN
+    UPDATE contact_tags SET known = coalesce((SELECT date_identified IS NOT NULL FROM contacts WHERE id = new.contact_id), 0)
+    WHERE contact_id = new.contact_id AND tag_id = new.tag_id;
+END;
+
+CREATE TRIGGER contacts_known_tags AFTER UPDATE OF date_identified ON contacts
+WHEN (old.date_identified IS NULL) <> (new.date_identified IS NULL) BEGIN
+    UPDATE contact_tags SET known = (new.date_identified IS NOT NULL) WHERE contact_id = new.id;
+END;
 
 -- The timeline: every event of every kind, properties as JSON text.
 CREATE TABLE contact_events (

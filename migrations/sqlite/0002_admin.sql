@@ -15,33 +15,6 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user ON sessions (user_id);
 CREATE INDEX sessions_expires ON sessions (expires_at);
 
--- Exact totals of known and anonymous contacts, so the unfiltered contact list shows
--- its total without counting a million rows on every page view. Kept by triggers, so no
--- code path can forget them. PostgreSQL spreads each total over 16 shards (by id) so
--- concurrent writers rarely wait on the same row; SQLite has one writer and uses shard 0.
-CREATE TABLE contact_counts (
-    known INTEGER NOT NULL,
-    shard INTEGER NOT NULL,
-    n     INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (known, shard)
-);
-INSERT INTO contact_counts (known, shard, n) VALUES
-    (0, 0, (SELECT COUNT(*) FROM contacts WHERE date_identified IS NULL)),
-    (1, 0, (SELECT COUNT(*) FROM contacts WHERE date_identified IS NOT NULL));
 
-CREATE TRIGGER contact_counts_insert AFTER INSERT ON contacts BEGIN
-    UPDATE contact_counts SET n = n + 1 WHERE shard = 0 AND known = (new.date_identified IS NOT NULL);
-END;
-
-CREATE TRIGGER contact_counts_delete AFTER DELETE ON contacts BEGIN
-    UPDATE contact_counts SET n = n - 1 WHERE shard = 0 AND known = (old.date_identified IS NOT NULL);
-END;
-
-CREATE TRIGGER contact_counts_update AFTER UPDATE OF date_identified ON contacts
-WHEN (old.date_identified IS NULL) <> (new.date_identified IS NULL) BEGIN
-    UPDATE contact_counts SET n = n - 1 WHERE shard = 0 AND known = (old.date_identified IS NOT NULL);
-    UPDATE contact_counts SET n = n + 1 WHERE shard = 0 AND known = (new.date_identified IS NOT NULL);
-END;
-
--- (PostgreSQL rebuilds its last-active and points indexes here with NULLS LAST to match
--- the list's order; SQLite's DESC indexes already keep NULLs last.)
+-- (PostgreSQL rebuilds its points index here to match the list's `DESC NULLS LAST`
+-- order; SQLite reads its `(points)` index backwards for it.)

@@ -12,6 +12,7 @@ both_backends!(
     anonymous_until_identified,
     form_encoded_bodies_like_the_php_client,
     sub_resources_and_lists,
+    totals_follow_identification_deletes_and_merges,
 );
 
 async fn count(s: &TestServer) -> i64 {
@@ -290,5 +291,32 @@ async fn sub_resources_and_lists(backend: Backend) {
     assert!(api["openapi"].as_str().unwrap().starts_with("3."));
     assert!(api["paths"]["/api/contacts"].is_object(), "the contacts list is documented");
     assert_eq!(s.get("/api/nope").await.status, 404);
+    s.stop().await;
+}
+
+async fn totals_follow_identification_deletes_and_merges(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let total = |q: &'static str| {
+        let s = &s;
+        async move { s.get(&format!("/api/contacts?search={q}")).await.expect(200)["total"].as_str().unwrap().parse::<i64>().unwrap() }
+    };
+    let anon = s.create_contact(json!({"city": "Oslo", "tags": ["t"]})).await;
+    let known = s.create_contact(json!({"email": "k@example.org", "tags": ["t"]})).await;
+    assert_eq!((total("").await, total("is:anonymous").await), (1, 1));
+    assert_eq!(total("tag:t").await, 1, "the anonymous contact's tag is not counted");
+    assert_eq!(total("is:anonymous%20tag:t").await, 1);
+    assert_eq!(total("osl").await, 0, "free text hides anonymous visitors");
+    assert_eq!(total("is:anonymous%20osl").await, 1, "and finds them when asked");
+    s.patch(&format!("/api/contacts/{anon}/edit"), json!({"firstname": "Ola"})).await.expect(200);
+    assert_eq!((total("").await, total("is:anonymous").await), (2, 0), "identification moves the contact between the totals");
+    assert_eq!(total("tag:t").await, 2);
+    assert_eq!(total("osl").await, 1);
+    let other = s.create_contact(json!({"city": "Bergen", "tags": ["u"]})).await;
+    s.post(&format!("/api/contacts/{known}/merge/{other}"), json!({})).await.expect(200);
+    assert_eq!((total("").await, total("is:anonymous").await), (2, 0));
+    assert_eq!(total("tag:u").await, 1, "a merged-in tag belongs to a known contact now");
+    s.delete(&format!("/api/contacts/{known}/delete")).await.expect(200);
+    assert_eq!((total("").await, total("is:anonymous").await), (1, 0));
+    assert_eq!(total("tag:t").await, 1);
     s.stop().await;
 }

@@ -4,6 +4,7 @@
 pub mod field_service;
 pub mod fields;
 pub mod input;
+pub mod merge;
 pub mod notes;
 pub mod registry;
 pub mod search;

@@ -63,6 +63,10 @@ pub enum Cond {
     Mine,
     Segment(Match),
     Common(Vec<String>),
+    /// `owner:` resolved to user ids (the store resolves lookups on small tables first).
+    OwnerIds(Vec<i64>),
+    /// `stage:` resolved to stage ids.
+    StageIds(Vec<i64>),
 }
 
 impl Expr {

@@ -122,6 +122,17 @@ fn identifier_probe(fields: &FieldSet, sets: &[(&FieldDef, Option<Value>)]) -> V
         .collect()
 }
 
+fn index_identifiers(fields: &FieldSet, index: &mut HashMap<(String, String), Vec<usize>>, at: usize, c: &Contact) {
+    for f in fields.unique_identifiers() {
+        if let Some(v) = c.value(&f.alias).and_then(fold) {
+            let slot = index.entry((f.alias.clone(), v)).or_default();
+            if !slot.contains(&at) {
+                slot.push(at);
+            }
+        }
+    }
+}
+
 /// The AND/OR rule: does a contact with these values match the probe?
 fn matches(op: UniqueIdentifierOperator, probe: &[(String, String)], contact: &Contact) -> bool {
     if probe.is_empty() {
@@ -230,6 +241,11 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
         .map(|c| Work { original: Some(c.clone()), state: c, events: Vec::new(), ips: Vec::new(), dnc: Vec::new(), utm: Vec::new() })
         .collect();
     let mut by_id: HashMap<i64, usize> = work.iter().enumerate().map(|(i, w)| (w.state.id, i)).collect();
+    // (alias, folded value) → records having it, so matching a batch is not quadratic.
+    let mut ident_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, w) in work.iter().enumerate() {
+        index_identifiers(fields, &mut ident_index, i, &w.state);
+    }
     // Which item created which new record.
     let mut created_by: HashMap<usize, usize> = HashMap::new();
     let mut item_work: Vec<(usize, usize)> = Vec::new();
@@ -248,12 +264,15 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
             Target::Create => None,
             Target::Upsert => {
                 let probe = identifier_probe(fields, &p.sets);
-                // The newest matching contact wins (new records are newest), as in Mautic.
-                work.iter()
-                    .enumerate()
-                    .filter(|(_, w)| matches(ctx.operator, &probe, &w.state))
-                    .max_by_key(|(idx, w)| if w.is_new() { (1, *idx as i64) } else { (0, w.state.id) })
-                    .map(|(idx, _)| idx)
+                // Candidates from the identifier index, then the exact AND/OR rule; the
+                // newest matching contact wins (new records are newest), as in Mautic.
+                let mut candidates: Vec<usize> = probe.iter().filter_map(|key| ident_index.get(key)).flatten().copied().collect();
+                candidates.sort_unstable();
+                candidates.dedup();
+                candidates
+                    .into_iter()
+                    .filter(|idx| matches(ctx.operator, &probe, &work[*idx].state))
+                    .max_by_key(|idx| if work[*idx].is_new() { (1, *idx as i64) } else { (0, work[*idx].state.id) })
             }
         };
         let is_create = existing.is_none();
@@ -277,6 +296,7 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
                 work.len() - 1
             }
         };
+        index_identifiers(fields, &mut ident_index, w, &candidate);
         let record = &mut work[w];
         record.state = candidate;
         record.events.extend(events);
@@ -419,7 +439,8 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
 
     let source = ctx.source.as_str();
     if is_create {
-        events.push(NewEvent::new(0, keys::CREATED, ctx.now, json!({ "source": source })));
+        // A new contact's first points and tags are part of its creation, not changes.
+        events.push(NewEvent::new(0, keys::CREATED, ctx.now, json!({ "source": source, "points": c.points, "tags": c.tags })));
         if ctx.source == Source::Api {
             events.push(NewEvent::new(0, keys::API_ADDED, ctx.now, json!({ "user": ctx.actor })));
         }
@@ -428,7 +449,7 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
         c.date_identified = Some(ctx.now);
         events.push(NewEvent::new(0, keys::IDENTIFIED, ctx.now, json!({ "source": source })));
     }
-    if c.points != points_before {
+    if c.points != points_before && !is_create {
         events.push(NewEvent::new(0, keys::POINTS, ctx.now, json!({
             "delta": c.points - points_before, "points": c.points, "action": source,
         })));
@@ -523,7 +544,9 @@ async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
         let contact = work[*i].state.id;
         link.extend(added.iter().filter_map(|t| ids.get(t)).map(|t| (contact, *t)));
         unlink.extend(removed.iter().filter_map(|t| removed_ids.get(t)).map(|t| (contact, *t)));
-        work[*i].events.push(NewEvent::new(contact, keys::TAGS, now, json!({ "added": added, "removed": removed })));
+        if work[*i].original.is_some() {
+            work[*i].events.push(NewEvent::new(contact, keys::TAGS, now, json!({ "added": added, "removed": removed })));
+        }
     }
     store::contacts::link_tags(tx, &link).await?;
     store::contacts::unlink_tags(tx, &unlink).await?;

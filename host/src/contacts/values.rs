@@ -292,10 +292,19 @@ struct Lists {
 
 static LISTS: LazyLock<Lists> = LazyLock::new(|| {
     let mut countries = HashMap::new();
+    let mut by_code = HashMap::new();
     for line in COUNTRIES_TSV.lines() {
         if let Some((code, name)) = line.split_once('\t') {
             countries.insert(code.to_lowercase(), name);
             countries.insert(name.to_lowercase(), name);
+            by_code.insert(code, name);
+        }
+    }
+    for line in COUNTRY_ALIASES_TSV.lines() {
+        if let Some((alias, code)) = line.split_once('\t') {
+            if let Some(name) = by_code.get(code) {
+                countries.entry(alias.to_lowercase()).or_insert(*name);
+            }
         }
     }
     let timezones = TIMEZONES_TXT.lines().map(|tz| (tz.to_lowercase(), tz)).collect();
@@ -303,6 +312,8 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
 });
 
 const COUNTRIES_TSV: &str = include_str!("data/countries.tsv");
+/// Other names people use for countries (older ISO names, "USA", "UK" …).
+const COUNTRY_ALIASES_TSV: &str = include_str!("data/country_aliases.tsv");
 const TIMEZONES_TXT: &str = include_str!("data/timezones.txt");
 
 /// Country names (ISO 3166 English short names), for the admin's drop-downs.
@@ -438,6 +449,10 @@ mod tests {
             (Country, json!("france"), json!({}), t("France")),
             (Country, json!("DE"), json!({}), t("Germany")),
             (Country, json!("Atlantis"), json!({}), Err(())),
+            (Country, json!("United Kingdom"), json!({}), t("United Kingdom")),
+            (Country, json!("uk"), json!({}), t("United Kingdom")),
+            (Country, json!("USA"), json!({}), t("United States")),
+            (Country, json!("Korea (South)"), json!({}), t("South Korea")),
             (Timezone, json!("europe/paris"), json!({}), t("Europe/Paris")),
             (Timezone, json!("Mars/Olympus"), json!({}), Err(())),
             (Locale, json!("en-us"), json!({}), t("en_US")),

@@ -4,7 +4,9 @@
 pub mod api;
 pub mod auth;
 pub mod extract;
+pub mod forms;
 pub mod php_query;
+pub mod tracking;
 
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::SharedState;
@@ -21,6 +23,11 @@ use crate::state::SharedState;
 pub fn app(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/mtc.js", get(tracking::script))
+        .route("/mtc/event", get(tracking::event).post(tracking::event).options(tracking::preflight))
+        .route("/mtracking.gif", get(tracking::pixel).options(tracking::preflight))
+        .route("/mtc", get(tracking::current).options(tracking::preflight))
+        .route("/form/submit", post(forms::submit))
         .nest("/api", api::router(state.clone()))
         .merge(crate::web::router(state.clone()))
         .layer(middleware::from_fn(log_request))

@@ -83,6 +83,12 @@ struct Compiler<'a> {
     fields: &'a FieldSet,
     me: Option<i64>,
     p: Params,
+    /// The query may match anonymous visitors: the known-only indexes (trigram, partial
+    /// field indexes) cannot answer it alone.
+    anonymous: bool,
+    /// Subqueries as per-row probes (`EXISTS`) rather than collected id lists (`IN`):
+    /// right when the page walks the last-active index and stops after a page.
+    probe: bool,
 }
 
 /// Lower-cases like the database's `lower()` does on each backend: SQLite folds ASCII
@@ -114,6 +120,8 @@ impl Compiler<'_> {
                 let parts: Result<Vec<_>, _> = items.iter().map(|i| self.expr(i)).collect();
                 format!("({})", parts?.join(" OR "))
             }
+            // Known contacts only: "not anonymous" holds for every row.
+            Expr::Not(inner) if !self.anonymous && **inner == Expr::Cond(Cond::Anonymous) => "1 = 1".to_owned(),
             // NULL-safe: "not matching" includes rows where the column is empty.
             Expr::Not(inner) => format!("(NOT (({}) IS TRUE))", self.expr(inner)?),
             Expr::Cond(c) => self.cond(c)?,
@@ -140,30 +148,38 @@ impl Compiler<'_> {
         }
     }
 
-    /// A trigram-index prefilter for a substring every match must contain, or `None`
-    /// when the literal is too short for trigrams to help.
-    fn trigram_prefilter(&mut self, literal: &str) -> Option<String> {
-        let literal = fold(self.backend, literal);
-        if literal.chars().count() < 3 {
+    /// A trigram-index condition for text every match must contain (each literal run of a
+    /// pattern), or `None` when no run is long enough for trigrams or the query may match
+    /// anonymous visitors (the trigram index holds known contacts only).
+    fn trigram(&mut self, pattern_runs: &[&str]) -> Option<String> {
+        if self.anonymous {
             return None;
         }
-        let pattern = format!("%{}%", like_escape_all(&literal));
+        let runs: Vec<String> = pattern_runs.iter().map(|r| fold(self.backend, r)).filter(|r| r.chars().count() >= 3).collect();
+        if runs.is_empty() {
+            return None;
+        }
         Some(match self.backend {
             Backend::Sqlite => {
-                // FTS5's trigram LIKE takes no ESCAPE clause; `_` and `%` inside the literal
-                // only widen the candidates, and the exact check that follows narrows them.
-                let pattern = format!("%{literal}%");
-                format!("c.id IN (SELECT rowid FROM contacts_fts WHERE text LIKE {})", self.p.push(pattern))
+                // A trigram phrase query is a substring match answered from the index alone.
+                let query = runs.iter().map(|r| format!("\"{}\"", r.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
+                format!("c.id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {})", self.p.push(query))
             }
-            Backend::Postgres => format!("c.search_text LIKE {} ESCAPE '\\'", self.p.push(pattern)),
+            Backend::Postgres => {
+                let parts: Vec<String> = runs
+                    .iter()
+                    .map(|r| format!("c.search_text LIKE {} ESCAPE '\\'", self.p.push(format!("%{}%", like_escape_all(r)))))
+                    .collect();
+                format!("({})", parts.join(" AND "))
+            }
         })
     }
 
-    /// The longest run of literal text in a match, for the prefilter.
-    fn literal_of(m: &Match) -> &str {
+    /// The literal runs of a match (what every matching value contains).
+    fn runs(m: &Match) -> Vec<&str> {
         match m {
-            Match::Prefix(v) | Match::Exact(v) | Match::Contains(v) => v,
-            Match::Like(v) => v.split('%').max_by_key(|s| s.chars().count()).unwrap_or(""),
+            Match::Prefix(v) | Match::Exact(v) | Match::Contains(v) => vec![v.as_str()],
+            Match::Like(v) => v.split('%').filter(|r| !r.is_empty()).collect(),
         }
     }
 
@@ -171,7 +187,11 @@ impl Compiler<'_> {
         let b = self.backend;
         Ok(match c {
             Cond::Text(m) => {
-                let exact = match m {
+                let text = match b {
+                    Backend::Sqlite => free_text_sqlite(),
+                    Backend::Postgres => "c.search_text".to_owned(),
+                };
+                match m {
                     Match::Exact(_) => {
                         let parts: Vec<String> = SEARCH_TEXT_COLUMNS
                             .iter()
@@ -179,18 +199,30 @@ impl Compiler<'_> {
                             .collect();
                         format!("({})", parts.join(" OR "))
                     }
+                    // The trigram match is exact for a plain substring.
+                    Match::Contains(_) => match self.trigram(&Self::runs(m)) {
+                        Some(t) => t,
+                        None => self.text_match(&text, m),
+                    },
                     _ => {
-                        let text = match b {
-                            Backend::Sqlite => free_text_sqlite(),
-                            Backend::Postgres => "c.search_text".to_owned(),
-                        };
-                        self.text_match(&text, m)
+                        let exact = self.text_match(&text, m);
+                        match self.trigram(&Self::runs(m)) {
+                            Some(t) => format!("({t} AND {exact})"),
+                            None => exact,
+                        }
                     }
-                };
-                match self.trigram_prefilter(Self::literal_of(m)) {
-                    Some(pre) => format!("({pre} AND {exact})"),
-                    None => exact,
                 }
+            }
+            Cond::Field { alias, m } if alias == "email" && email_suffix(m).is_some() => {
+                // `%@example.org`: a range on the reversed email.
+                let suffix = email_suffix(m).unwrap_or_default();
+                let lo: String = suffix.to_ascii_lowercase().chars().rev().collect();
+                let hi = format!("{lo}\u{10FFFF}");
+                let col = match b {
+                    Backend::Sqlite => "c.email_rev".to_owned(),
+                    Backend::Postgres => "(c.email_rev COLLATE \"C\")".to_owned(),
+                };
+                format!("({col} >= {} AND {col} < {})", self.p.push(lo), self.p.push(hi))
             }
             Cond::Field { alias, m } => {
                 let f = self.fields.get(alias).ok_or_else(|| format!("unknown field '{alias}'"))?;
@@ -198,7 +230,7 @@ impl Compiler<'_> {
                 let exact = self.text_match(&expr, m);
                 let needs_trigram = matches!(m, Match::Like(_) | Match::Contains(_));
                 if needs_trigram && SEARCH_TEXT_COLUMNS.contains(&f.alias.as_str()) {
-                    match self.trigram_prefilter(Self::literal_of(m)) {
+                    match self.trigram(&Self::runs(m)) {
                         Some(pre) => format!("({pre} AND {exact})"),
                         None => exact,
                     }
@@ -225,10 +257,10 @@ impl Compiler<'_> {
                     Backend::Sqlite => "lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, ''))".to_owned(),
                     Backend::Postgres => "(lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, '')) COLLATE \"C\")".to_owned(),
                 };
-                let literal = Self::literal_of(m);
-                if literal.contains(' ') {
+                let runs = Self::runs(m);
+                if runs.iter().any(|r| r.contains(' ')) {
                     let full = self.text_match(&full_expr, m);
-                    match self.trigram_prefilter(literal) {
+                    match self.trigram(&runs) {
                         Some(pre) => format!("({first} OR {last} OR ({pre} AND {full}))"),
                         None => format!("({first} OR {last} OR {full})"),
                     }
@@ -243,8 +275,15 @@ impl Compiler<'_> {
                 format!("c.owner_id IN (SELECT u.id FROM users u WHERE {name} OR {first} OR {last})")
             }
             Cond::Tag(m) => {
-                let t = self.text_match(&search_expr(b, "t.tag", Kind::Text), m);
-                format!("c.id IN (SELECT ct.contact_id FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t})")
+                let mut t = self.text_match(&search_expr(b, "t.tag", Kind::Text), m);
+                if !self.anonymous {
+                    t.push_str(" AND ct.known = 1");
+                }
+                if self.probe {
+                    format!("EXISTS (SELECT 1 FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = c.id AND {t})")
+                } else {
+                    format!("c.id IN (SELECT ct.contact_id FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t})")
+                }
             }
             Cond::Stage(m) => {
                 let s = self.text_match(&search_expr(b, "s.name", Kind::Text), m);
@@ -252,7 +291,20 @@ impl Compiler<'_> {
             }
             Cond::Ip(m) => {
                 let ip = self.text_match("i.ip", m);
-                format!("c.id IN (SELECT i.contact_id FROM contact_ips i WHERE {ip})")
+                if self.probe {
+                    format!("EXISTS (SELECT 1 FROM contact_ips i WHERE i.contact_id = c.id AND {ip})")
+                } else {
+                    format!("c.id IN (SELECT i.contact_id FROM contact_ips i WHERE {ip})")
+                }
+            }
+            Cond::OwnerIds(ids) | Cond::StageIds(ids) if ids.is_empty() => "1 = 0".to_owned(),
+            Cond::OwnerIds(ids) => {
+                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
+                format!("c.owner_id IN ({})", list.join(", "))
+            }
+            Cond::StageIds(ids) => {
+                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
+                format!("c.stage_id IN ({})", list.join(", "))
             }
             Cond::Ids(ids) => {
                 let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
@@ -347,11 +399,20 @@ fn free_text_sqlite() -> String {
         .to_owned()
 }
 
+/// `%literal` on an email (no other wildcard): the suffix, answered by the reversed index.
+fn email_suffix(m: &Match) -> Option<&str> {
+    match m {
+        Match::Like(v) => v.strip_prefix('%').filter(|rest| !rest.is_empty() && !rest.contains('%') && !rest.contains('_')),
+        _ => None,
+    }
+}
+
 /// Builds the WHERE clause; errors are messages for a 400.
-fn where_clause(backend: Backend, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(String, Params), String> {
-    let mut c = Compiler { backend, fields, me: q.me, p: Params::default() };
+fn where_clause(backend: Backend, fields: &FieldSet, q: &ListQuery<'_>, probe: bool) -> Result<(String, Params), String> {
+    let anonymous = q.search.is_some_and(Expr::mentions_anonymous);
+    let mut c = Compiler { backend, fields, me: q.me, p: Params::default(), anonymous, probe };
     let mut conds = Vec::new();
-    if !q.search.is_some_and(Expr::mentions_anonymous) {
+    if !anonymous {
         conds.push("c.date_identified IS NOT NULL".to_owned());
     }
     if let Some(e) = q.search {
@@ -395,51 +456,129 @@ impl From<sqlx::Error> for ListError {
     }
 }
 
+/// Resolves lookups on small tables (owners, stages) to ids, so the big query uses the
+/// contacts' own indexes.
+async fn resolve(db: &mut impl Exec, e: &Expr) -> Result<Expr, sqlx::Error> {
+    Ok(match e {
+        Expr::And(items) => Expr::And(Box::pin(resolve_all(db, items)).await?),
+        Expr::Or(items) => Expr::Or(Box::pin(resolve_all(db, items)).await?),
+        Expr::Not(inner) => Expr::Not(Box::new(Box::pin(resolve(db, inner)).await?)),
+        Expr::Cond(Cond::Owner(m)) => {
+            let backend = db.backend();
+            let mut c = Compiler { backend, fields: &FieldSet::default(), me: None, p: Params::default(), anonymous: true, probe: false };
+            let name = c.text_match(&search_expr(backend, "u.username", Kind::Text), m);
+            let first = c.text_match(&search_expr(backend, "u.first_name", Kind::Text), m);
+            let last = c.text_match(&search_expr(backend, "u.last_name", Kind::Text), m);
+            let sql = format!("SELECT u.id FROM users u WHERE {name} OR {first} OR {last}");
+            Expr::Cond(Cond::OwnerIds(db.fetch_all(&sql, c.p.values).await?.iter().map(|r| r.i64("id")).collect()))
+        }
+        Expr::Cond(Cond::Stage(m)) => {
+            let backend = db.backend();
+            let mut c = Compiler { backend, fields: &FieldSet::default(), me: None, p: Params::default(), anonymous: true, probe: false };
+            let s = c.text_match(&search_expr(backend, "s.name", Kind::Text), m);
+            let sql = format!("SELECT s.id FROM stages s WHERE {s}");
+            Expr::Cond(Cond::StageIds(db.fetch_all(&sql, c.p.values).await?.iter().map(|r| r.i64("id")).collect()))
+        }
+        other => other.clone(),
+    })
+}
+
+async fn resolve_all(db: &mut impl Exec, items: &[Expr]) -> Result<Vec<Expr>, sqlx::Error> {
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        out.push(Box::pin(resolve(db, i)).await?);
+    }
+    Ok(out)
+}
+
+/// The total for a query: the trigger-kept counters when nothing filters, an index-only
+/// count for a lone free-text or tag condition, else a plain count.
+async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(i64, i64), ListError> {
+    let (known, anonymous) = super::contacts::counts(db).await?;
+    let mentions_anonymous = q.search.is_some_and(Expr::mentions_anonymous);
+    let base = if mentions_anonymous { known + anonymous } else { known };
+    if q.wheres.is_empty() {
+        match q.search {
+            None => return Ok((known, base)),
+            Some(Expr::Cond(Cond::Anonymous)) => return Ok((anonymous, base)),
+            // The trigram table holds exactly the known contacts.
+            Some(Expr::Cond(Cond::Text(Match::Contains(v)))) if db.backend() == Backend::Sqlite && v.chars().count() >= 3 => {
+                let phrase = format!("\"{}\"", fold(Backend::Sqlite, v).replace('"', "\"\""));
+                let n = db.fetch_i64("SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH $1", vec![Value::Text(phrase)]).await?.unwrap_or(0);
+                return Ok((n, base));
+            }
+            Some(Expr::Cond(Cond::Tag(m))) => {
+                let mut c = Compiler { backend: db.backend(), fields, me: q.me, p: Params::default(), anonymous: false, probe: false };
+                let t = c.text_match(&search_expr(db.backend(), "t.tag", Kind::Text), m);
+                let sql = format!("SELECT COUNT(DISTINCT ct.contact_id) FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t} AND ct.known = 1");
+                return Ok((db.fetch_i64(&sql, c.p.values).await?.unwrap_or(0), base));
+            }
+            _ => {}
+        }
+    }
+    let (cond, params) = where_clause(db.backend(), fields, q, false).map_err(ListError::BadQuery)?;
+    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values).await?.unwrap_or(0);
+    Ok((total, base))
+}
+
+/// Rows a walk down the last-active index is expected to read before filling the page;
+/// beyond this, collecting the matches and sorting them is cheaper.
+const MAX_WALK: i64 = 20_000;
+
 /// Counts and fetches one page of contacts.
 pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(Vec<Contact>, i64), ListError> {
-    let total = count(db, fields, q).await?;
-    let contacts = page(db, fields, q).await?;
-    Ok((contacts, total))
-}
-
-/// How many contacts match (ignores order, offset and limit).
-pub async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<i64, ListError> {
-    let (cond, params) = where_clause(db.backend(), fields, q).map_err(ListError::BadQuery)?;
-    Ok(db.fetch_i64(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values).await?.unwrap_or(0))
-}
-
-/// One page of contacts, without the total (for callers that know it another way,
-/// like the admin's unfiltered list and its trigger-kept totals).
-pub async fn page(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<Vec<Contact>, ListError> {
     let backend = db.backend();
-    let (cond, mut p) = where_clause(backend, fields, q).map_err(ListError::BadQuery)?;
+    let resolved = match q.search {
+        Some(e) => Some(resolve(db, e).await?),
+        None => None,
+    };
+    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
+    let (total, base) = count(db, fields, q).await?;
     let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
-    let mut sql = format!("SELECT {} FROM contacts c WHERE {cond} ORDER BY {order}", super::contacts::select_list(fields, "c."));
-    if let Some(limit) = q.limit {
-        sql.push_str(&format!(" LIMIT {}", p.push(limit)));
-        sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
-    } else if q.offset > 0 {
-        let no_limit = match backend {
-            Backend::Sqlite => " LIMIT -1",
-            Backend::Postgres => " LIMIT ALL",
+    let wanted = q.offset + q.limit.unwrap_or(total);
+    let mut contacts = Vec::new();
+    if total > q.offset && wanted > 0 {
+        // Dense matches on the default order: walk the last-active index and stop after a
+        // page (SQLite needs telling; PostgreSQL's planner sees it from its statistics).
+        let walk = q.order_by.is_none_or(|o| matches!(o, "last_active" | "lastActive")) && wanted.saturating_mul(base) / total.max(1) <= MAX_WALK;
+        let (cond, mut p) = where_clause(backend, fields, q, walk).map_err(ListError::BadQuery)?;
+        let from = match (backend, walk, q.search.is_some_and(Expr::mentions_anonymous)) {
+            (Backend::Sqlite, true, false) => "contacts c INDEXED BY contacts_known_active",
+            (Backend::Sqlite, true, true) => "contacts c INDEXED BY contacts_active",
+            _ => "contacts c",
         };
-        sql.push_str(no_limit);
-        sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
+        let mut sql = format!("SELECT {} FROM {from} WHERE {cond} ORDER BY {order}", super::contacts::select_list(fields, "c."));
+        if let Some(limit) = q.limit {
+            sql.push_str(&format!(" LIMIT {}", p.push(limit)));
+            sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
+        } else if q.offset > 0 {
+            let no_limit = match backend {
+                Backend::Sqlite => " LIMIT -1",
+                Backend::Postgres => " LIMIT ALL",
+            };
+            sql.push_str(no_limit);
+            sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
+        }
+        let rows = db.fetch_all(&sql, p.values).await?;
+        contacts = rows.iter().map(|r| super::contacts::from_row(fields, r)).collect();
     }
-    let rows = db.fetch_all(&sql, p.values).await?;
-    let mut contacts: Vec<Contact> = rows.iter().map(|r| super::contacts::from_row(fields, r)).collect();
-    let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+    let ids: Vec<i64> = contacts.iter().map(|c: &Contact| c.id).collect();
     let mut tags = super::contacts::tags_of(db, &ids).await?;
     for c in &mut contacts {
         c.tags = tags.remove(&c.id).unwrap_or_default();
     }
-    Ok(contacts)
+    Ok((contacts, total))
 }
 
 /// Only the ids matching a query (for batch actions and exports), in list order.
 pub async fn ids(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<Vec<i64>, ListError> {
     let backend = db.backend();
-    let (cond, mut p) = where_clause(backend, fields, q).map_err(ListError::BadQuery)?;
+    let resolved = match q.search {
+        Some(e) => Some(resolve(db, e).await?),
+        None => None,
+    };
+    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
+    let (cond, mut p) = where_clause(backend, fields, q, false).map_err(ListError::BadQuery)?;
     let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
     let mut sql = format!("SELECT c.id FROM contacts c WHERE {cond} ORDER BY {order}");
     if let Some(limit) = q.limit {
@@ -457,7 +596,7 @@ mod tests {
         let fields = FieldSet::defaults_for_tests();
         let e = parse(q, &fields)?;
         let lq = ListQuery { search: e.as_ref(), wheres: &[], order_by: None, dir: Dir::Desc, offset: 0, limit: Some(30), me: Some(1) };
-        where_clause(backend, &fields, &lq).map(|(s, _)| s)
+        where_clause(backend, &fields, &lq, false).map(|(s, _)| s)
     }
 
     #[test]
@@ -480,7 +619,10 @@ mod tests {
     fn free_text_uses_the_trigram_index() {
         assert!(sql(Backend::Sqlite, "smith").unwrap().contains("contacts_fts"));
         assert!(sql(Backend::Postgres, "smith").unwrap().contains("search_text LIKE"));
-        assert!(sql(Backend::Sqlite, "email:%@example.org").unwrap().contains("contacts_fts"));
+        assert!(sql(Backend::Sqlite, "email:%@example.org").unwrap().contains("email_rev"));
+        assert!(sql(Backend::Sqlite, "email:%example%").unwrap().contains("contacts_fts"));
+        // anonymous visitors are not in the trigram index
+        assert!(!sql(Backend::Sqlite, "is:anonymous smith").unwrap().contains("contacts_fts"));
         // too short for trigrams: no prefilter
         assert!(!sql(Backend::Sqlite, "ab").unwrap().contains("contacts_fts"));
     }
@@ -503,7 +645,7 @@ mod tests {
         ];
         for f in ok {
             let lq = ListQuery { search: None, wheres: std::slice::from_ref(&f), order_by: None, dir: Dir::Desc, offset: 0, limit: None, me: None };
-            assert!(where_clause(Backend::Sqlite, &fields, &lq).is_ok(), "{f:?}");
+            assert!(where_clause(Backend::Sqlite, &fields, &lq, false).is_ok(), "{f:?}");
         }
         let bad = [
             w("nope", "eq", WhereValue::One("x".into())),
@@ -515,7 +657,7 @@ mod tests {
         ];
         for f in bad {
             let lq = ListQuery { search: None, wheres: std::slice::from_ref(&f), order_by: None, dir: Dir::Desc, offset: 0, limit: None, me: None };
-            assert!(where_clause(Backend::Sqlite, &fields, &lq).is_err(), "{f:?}");
+            assert!(where_clause(Backend::Sqlite, &fields, &lq, false).is_err(), "{f:?}");
         }
     }
 }

@@ -126,8 +126,10 @@ pub async fn find_by_identifiers(
             // The database folds both sides, so they fold alike.
             let list: Vec<String> = chunk.iter().map(|v| format!("lower({})", p.push(v.clone()))).collect();
             let list = list.join(", ");
+            // Contacts with an identifier value are known by definition (and the indexes
+            // are partial on known contacts).
             let sql = format!(
-                "SELECT id, {} FROM contacts WHERE {} IN ({list})",
+                "SELECT id, {} FROM contacts WHERE date_identified IS NOT NULL AND {} IN ({list})",
                 select.join(", "),
                 search_expr(backend, &column(&f.alias), f.kind())
             );
@@ -167,7 +169,7 @@ pub async fn insert(db: &mut impl Exec, fields: &FieldSet, rows: &[NewContact]) 
         .filter(|f| f.storage() == Storage::Column && rows.iter().any(|r| r.values.get(&f.alias).is_some_and(|v| !v.is_null())))
         .map(|f| f.alias.as_str())
         .collect();
-    let system = ["date_added", "date_modified", "date_identified", "last_active", "created_by", "modified_by", "owner_id", "stage_id", "points", "preferred_profile_image"];
+    let system = ["date_added", "date_modified", "date_identified", "last_active", "created_by", "modified_by", "owner_id", "stage_id", "points", "preferred_profile_image", "email_rev"];
     let ncols = system.len() + field_cols.len();
     let per_statement = (MAX_PARAMS / ncols).clamp(1, 500);
     let col_list: Vec<String> = system.iter().map(|c| c.to_string()).chain(field_cols.iter().map(|a| column(a))).collect();
@@ -187,6 +189,7 @@ pub async fn insert(db: &mut impl Exec, fields: &FieldSet, rows: &[NewContact]) 
                 Value::from(r.stage_id),
                 Value::Int(r.points),
                 Value::from(r.preferred_profile_image.clone()),
+                Value::from(r.values.get("email").and_then(Value::to_text).map(|e| email_rev(&e))),
             ];
             for alias in &field_cols {
                 let kind = fields.get(alias).map_or(Kind::Text, |f| f.kind());
@@ -203,10 +206,20 @@ pub async fn insert(db: &mut impl Exec, fields: &FieldSet, rows: &[NewContact]) 
     Ok(ids)
 }
 
+/// The lower-cased, reversed email that suffix searches use (`email:%@example.org`).
+pub fn email_rev(email: &str) -> String {
+    email.to_ascii_lowercase().chars().rev().collect()
+}
+
 /// Sets columns of one contact. `sets` holds raw column names (quoted for fields).
-pub async fn update(db: &mut impl Exec, id: i64, sets: Vec<(String, Value)>) -> DbResult<()> {
+pub async fn update(db: &mut impl Exec, id: i64, mut sets: Vec<(String, Value)>) -> DbResult<()> {
     if sets.is_empty() {
         return Ok(());
+    }
+    // Derived columns follow the ones they derive from.
+    if let Some((_, email)) = sets.iter().find(|(c, _)| c == "\"email\"" || c == "email") {
+        let rev = Value::from(email.to_text().map(|e| email_rev(&e)));
+        sets.push(("email_rev".to_owned(), rev));
     }
     let mut p = Params::default();
     let assignments: Vec<String> = sets.into_iter().map(|(col, v)| format!("{col} = {}", p.push(v))).collect();
@@ -448,4 +461,29 @@ pub async fn add_points(db: &mut impl Exec, id: i64, delta: i64, now: i64) -> Db
         params![delta, now, id],
     )
     .await
+}
+
+/// How many contacts are (known, anonymous), from the counters the triggers keep.
+pub async fn counts(db: &mut impl Exec) -> DbResult<(i64, i64)> {
+    let rows = match db.backend() {
+        super::db::Backend::Sqlite => db.fetch_all("SELECT kind, n FROM contact_counts", vec![]).await?,
+        super::db::Backend::Postgres => {
+            let rows = db
+                .fetch_all("SELECT kind, SUM(delta)::bigint AS n, COUNT(*) AS parts FROM contact_count_deltas GROUP BY kind", vec![])
+                .await?;
+            if rows.iter().map(|r| r.i64("parts")).sum::<i64>() > 256 {
+                // Fold the deltas so the sum stays cheap. Concurrent folds cannot count twice:
+                // each deleted row is returned to exactly one of them.
+                db.execute(
+                    "WITH moved AS (DELETE FROM contact_count_deltas RETURNING kind, delta)
+                     INSERT INTO contact_count_deltas (kind, delta) SELECT kind, SUM(delta) FROM moved GROUP BY kind",
+                    vec![],
+                )
+                .await?;
+            }
+            rows
+        }
+    };
+    let get = |kind: &str| rows.iter().find(|r| r.text("kind") == kind).map_or(0, |r| r.i64("n"));
+    Ok((get("known"), get("anonymous")))
 }

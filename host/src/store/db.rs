@@ -428,11 +428,58 @@ fn decode_pg(rows: Vec<PgRow>) -> DbResult<Vec<Row>> {
         .collect()
 }
 
+/// Rewrites `$n` placeholders to anonymous `?` ones, reordering (and repeating) the values
+/// to match. SQLite looks named parameters up by linear scans, at parse and at bind time,
+/// which makes a 4,000-value multi-row INSERT quadratic; anonymous ones cost nothing.
+fn sqlite_positional(sql: &str, params: Vec<Value>) -> (String, Vec<Value>) {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut values = Vec::with_capacity(params.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"') => {
+                // Skip a quoted literal or identifier ('' and "" escape themselves).
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == quote {
+                        if bytes.get(i + 1) == Some(&quote) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let n: usize = sql[start + 1..i].parse().unwrap_or(0);
+                out.push_str(&sql[copied..start]);
+                out.push('?');
+                copied = i;
+                values.push(params.get(n.wrapping_sub(1)).cloned().unwrap_or(Value::Null(Kind::Text)));
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[copied..]);
+    (out, values)
+}
+
 async fn sqlite_execute(conn: &mut sqlx::SqliteConnection, sql: &str, params: Vec<Value>) -> DbResult<u64> {
+    let (sql, params) = sqlite_positional(sql, params);
     let args = sqlite_args(params)?;
     Ok(sqlx::query_with(AssertSqlSafe(sql), args).execute(conn).await?.rows_affected())
 }
 async fn sqlite_fetch(conn: &mut sqlx::SqliteConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+    let (sql, params) = sqlite_positional(sql, params);
     let args = sqlite_args(params)?;
     decode_sqlite(sqlx::query_with(AssertSqlSafe(sql), args).fetch_all(conn).await?)
 }
@@ -496,6 +543,21 @@ impl Exec for Tx {
             TxInner::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
             TxInner::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positional_rewrite() {
+        let (sql, v) = sqlite_positional("SELECT $2, '$1', \"$x\", $1, $2 FROM t WHERE a = 'it''s $3'", vec![Value::Int(1), Value::Int(2)]);
+        assert_eq!(sql, "SELECT ?, '$1', \"$x\", ?, ? FROM t WHERE a = 'it''s $3'");
+        assert_eq!(v, vec![Value::Int(2), Value::Int(1), Value::Int(2)]);
+        let (sql, v) = sqlite_positional("INSERT INTO t VALUES ($1, $2), ($3, $4)", (1..=4).map(Value::Int).collect());
+        assert_eq!(sql, "INSERT INTO t VALUES (?, ?), (?, ?)");
+        assert_eq!(v.len(), 4);
     }
 }
 

@@ -38,6 +38,41 @@ pub async fn insert(db: &mut impl Exec, events: &[NewEvent]) -> DbResult<()> {
     Ok(())
 }
 
+/// Inserts events and returns their ids in input order (the ids of page hits are kept on
+/// their device to fill in "date left" later).
+pub async fn insert_returning_ids(db: &mut impl Exec, events: &[NewEvent]) -> DbResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(events.len());
+    for chunk in events.chunks(1000) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let tuples: Vec<String> = chunk
+            .iter()
+            .map(|e| {
+                format!(
+                    "({}, {}, {}, {}, {}, {})",
+                    p.push(e.contact_id),
+                    p.push(e.event_type.as_str()),
+                    p.push(e.source.clone()),
+                    p.push(e.occurred_at),
+                    p.push(e.ref_id),
+                    p.push(e.properties.to_string())
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES {} RETURNING id",
+            tuples.join(", ")
+        );
+        let mut got: Vec<i64> = db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect();
+        // Ids are assigned in VALUES order; RETURNING's order is not promised.
+        got.sort_unstable();
+        ids.extend(got);
+    }
+    Ok(ids)
+}
+
 /// Which events of a contact to read.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {

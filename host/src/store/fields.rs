@@ -146,7 +146,9 @@ fn index_name(alias: &str) -> String {
 
 async fn create_index(db: &mut impl Exec, f: &FieldDef) -> DbResult<()> {
     let expr = search_expr(db.backend(), &column(&f.alias), f.kind());
-    let sql = format!("CREATE INDEX IF NOT EXISTS {} ON contacts (({expr}))", index_name(&f.alias));
+    // Partial on known contacts, like the built-in search indexes: a contact with a value in
+    // an identifier is known, and the list hides anonymous visitors unless asked for.
+    let sql = format!("CREATE INDEX IF NOT EXISTS {} ON contacts (({expr})) WHERE date_identified IS NOT NULL", index_name(&f.alias));
     db.execute_script(&sql).await
 }
 

@@ -23,7 +23,11 @@ macro_rules! migration {
     };
 }
 
-const MIGRATIONS: &[Migration] = &[migration!(1, "0001_init"), migration!(2, "0002_admin")];
+const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_init"),
+    migration!(2, "0002_admin"),
+    migration!(4, "0004_tracking"),
+];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once
 /// on PostgreSQL (an advisory lock serialises them).

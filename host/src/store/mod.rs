@@ -4,17 +4,20 @@
 mod db;
 pub mod migrate;
 
-pub mod contact_counts;
+pub mod companies;
 pub mod contact_search;
 pub mod contacts;
 pub mod events;
 pub mod fields;
+pub mod forms;
 pub mod locks;
+pub mod merge;
 pub mod notes;
 pub mod sessions;
 pub mod settings;
 pub mod stages;
 pub mod tags;
+pub mod tracking;
 pub mod users;
 
 pub use db::{Backend, Conn, DbResult, Exec, Kind, Params, Row, Store, Tx, Value};

@@ -15,3 +15,7 @@ pub async fn set(db: &mut impl Exec, key: &str, value: &str) -> DbResult<()> {
     .await
     .map(drop)
 }
+
+pub async fn insert_if_missing(db: &mut impl Exec, key: &str, value: &str) -> DbResult<()> {
+    db.execute("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", params![key, value]).await.map(drop)
+}

@@ -53,6 +53,10 @@ pub mod keys {
     pub const UTM: &str = "lead.utmtagsadded";
     pub const TAGS: &str = "lead.tags";
     pub const NOTE: &str = "lead.note";
+    pub const MERGED: &str = "lead.merged";
+    pub const IMPORTED: &str = "lead.imported";
+    pub const PAGE_HIT: &str = "page.hit";
+    pub const FORM_SUBMITTED: &str = "form.submitted";
     pub const POINTS: &str = "point.gained";
     pub const STAGE: &str = "stage.changed";
 }

@@ -220,17 +220,9 @@ async fn build(state: &SharedState, session: &Session, p: &ListParams, quick: Op
                 limit: Some(limit),
                 me: Some(session.user.id),
             };
-            // The unfiltered list (and `is:anonymous` alone) takes its total from the
-            // trigger-kept counts instead of counting up to millions of rows.
-            let known_total = match &expr {
-                None => Some(store::contact_counts::totals(&mut db).await?.known),
-                Some(search::Expr::Cond(search::Cond::Anonymous)) => Some(store::contact_counts::totals(&mut db).await?.anonymous),
-                Some(_) => None,
-            };
-            let result = match known_total {
-                Some(total) => store::contact_search::page(&mut db, &fields, &q).await.map(|c| (c, total)),
-                None => store::contact_search::list(&mut db, &fields, &q).await,
-            };
+            // The unfiltered list and `is:anonymous` take their totals from trigger-kept
+            // counts inside `list` (no counting of a million rows).
+            let result = store::contact_search::list(&mut db, &fields, &q).await;
             match result {
                 Ok(r) => r,
                 Err(ListError::BadQuery(m)) => {

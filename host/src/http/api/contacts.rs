@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
-use super::contact_json::{Extras, contact_json};
+use super::contact_json::{ContactView, Extras, contact_json};
 use crate::contacts::Contact;
 use crate::contacts::fields::FieldSet;
 use crate::contacts::input::{ContactInput, DNC_MANUAL, DncInput, parse_dnc, parse_utm};
@@ -35,7 +35,17 @@ async fn render(db: &mut Conn, fields: &FieldSet, contacts: &[Contact], minimal:
     Ok(contacts.iter().map(|c| contact_json(fields, &extras, c, minimal)).collect())
 }
 
+/// An id as the API sees it: a merged-away contact's id names the contact it went into.
+async fn resolve_id(state: &SharedState, contact_id: i64) -> AppResult<i64> {
+    let mut db = state.store.read().await?;
+    if store::contacts::exists(&mut db, contact_id).await? {
+        return Ok(contact_id);
+    }
+    Ok(store::merge::resolve(&mut db, contact_id).await?.unwrap_or(contact_id))
+}
+
 async fn load_one(state: &SharedState, contact_id: i64) -> AppResult<(Conn, std::sync::Arc<FieldSet>, Contact)> {
+    let contact_id = resolve_id(state, contact_id).await?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let contact = store::contacts::load(&mut db, &fields, &[contact_id]).await?.pop().ok_or_else(AppError::not_found)?;
@@ -103,13 +113,39 @@ pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): 
         Err(ListError::BadQuery(m)) => return Err(AppError::bad_request(m)),
         Err(ListError::Db(e)) => return Err(e.into()),
     };
-    let rendered = render(&mut db, &fields, &contacts, minimal).await?;
-    let mut map = Map::new();
-    for (c, j) in contacts.iter().zip(rendered) {
-        map.insert(c.id.to_string(), j);
+    let extras = Extras::load(&mut db, &contacts, minimal).await?;
+    let views: Vec<(String, ContactView)> =
+        contacts.iter().map(|c| (c.id.to_string(), ContactView { fields: &fields, extras: &extras, contact: c, minimal })).collect();
+    // Mautic sends the total as a string, and the contacts as an object keyed by id.
+    Ok(json_response(StatusCode::OK, &ListBody { total: total.to_string(), contacts: KeyedMap(&views) }))
+}
+
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    total: String,
+    contacts: KeyedMap<'a, ContactView<'a>>,
+}
+
+/// Serialises `[(key, value)]` as a JSON object in that order.
+struct KeyedMap<'a, T>(&'a [(String, T)]);
+
+impl<T: serde::Serialize> serde::Serialize for KeyedMap<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
-    // Mautic sends the total as a string.
-    Ok(Json(json!({ "total": total.to_string(), "contacts": map })).into_response())
+}
+
+/// A JSON answer serialised straight to bytes.
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Err(e) => AppError::Internal(e.into()).into_response(),
+    }
 }
 
 /// `GET /api/contacts/{id}`
@@ -155,7 +191,7 @@ pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me))
 /// `PATCH /api/contacts/{id}/edit`
 #[utoipa::path(patch, path = "/api/contacts/{id}/edit", tag = "contacts", summary = "Change some fields of a contact", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn patch(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
-    let contact_id = id(&contact_id)?;
+    let contact_id = resolve_id(&state, id(&contact_id)?).await?;
     let input = parse_input(&state, &body).await?;
     let saved = save(&state, &me, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
     Ok(saved_response(saved, one_json(&state, saved.id).await?))
@@ -165,6 +201,7 @@ pub async fn patch(State(state): State<SharedState>, Extension(CurrentUser(me)):
 #[utoipa::path(put, path = "/api/contacts/{id}/edit", tag = "contacts", summary = "Replace a contact (fields not sent are cleared); creates when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
 pub async fn put(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
     let contact_id = contact_id.parse::<i64>().map_err(|_| AppError::not_found())?;
+    let contact_id = resolve_id(&state, contact_id).await?;
     let input = parse_input(&state, &body).await?;
     let saved = save(&state, &me, vec![(Target::Put(contact_id), input)]).await?.remove(0)?;
     Ok(saved_response(saved, one_json(&state, saved.id).await?))
@@ -173,7 +210,7 @@ pub async fn put(State(state): State<SharedState>, Extension(CurrentUser(me)): E
 /// `DELETE /api/contacts/{id}/delete`: answers with the contact as it was, id null.
 #[utoipa::path(delete, path = "/api/contacts/{id}/delete", tag = "contacts", summary = "Delete a contact", params(("id" = i64, Path)), responses((status = 200, description = "The deleted contact, id null"), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
-    let contact_id = id(&contact_id)?;
+    let contact_id = resolve_id(&state, id(&contact_id)?).await?;
     let mut contact = one_json(&state, contact_id).await?;
     if service::delete(&state.store, &[contact_id]).await? == 0 {
         return Err(AppError::not_found());
@@ -222,29 +259,48 @@ async fn run_batch(state: &SharedState, me: &crate::users::User, items: Vec<Resu
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let contacts = store::contacts::load(&mut db, &fields, &ids).await?;
-    let rendered: HashMap<i64, Value> = render(&mut db, &fields, &contacts, false).await?.into_iter().zip(&contacts).map(|(j, c)| (c.id, j)).collect();
-    let mut out = Map::new();
+    let extras = Extras::load(&mut db, &contacts, false).await?;
+    let by_id: HashMap<i64, &Contact> = contacts.iter().map(|c| (c.id, c)).collect();
+    let mut views: Vec<(String, ContactView)> = Vec::new();
     let mut codes = Vec::new();
     let mut errors = Map::new();
     for (i, slot) in slots.into_iter().enumerate() {
         match slot.expect("every slot filled") {
             Ok(saved) => {
-                out.insert(i.to_string(), rendered.get(&saved.id).cloned().unwrap_or(Value::Null));
-                codes.push(json!(if saved.created { 201 } else { 200 }));
+                if let Some(c) = by_id.get(&saved.id) {
+                    views.push((i.to_string(), ContactView { fields: &fields, extras: &extras, contact: c, minimal: false }));
+                }
+                codes.push(if saved.created { 201 } else { 200 });
             }
             Err(e) => {
-                codes.push(json!(e.status().as_u16()));
+                codes.push(e.status().as_u16());
                 errors.insert(i.to_string(), e.to_json());
             }
         }
     }
-    // A list when every item succeeded (Mautic's array), else keyed by index.
-    let contacts_json = if errors.is_empty() { Value::Array(out.into_iter().map(|(_, v)| v).collect()) } else { Value::Object(out) };
-    let mut body = json!({ "contacts": contacts_json, "statusCodes": codes });
-    if !errors.is_empty() {
-        body["errors"] = Value::Object(errors);
+    // A list when every item succeeded (Mautic's array), else an object keyed by index.
+    #[derive(serde::Serialize)]
+    struct BatchBody<'a> {
+        contacts: BatchContacts<'a>,
+        #[serde(rename = "statusCodes")]
+        status_codes: Vec<u16>,
+        #[serde(skip_serializing_if = "Map::is_empty")]
+        errors: Map<String, Value>,
     }
-    Ok((status, Json(body)).into_response())
+    enum BatchContacts<'a> {
+        List(Vec<&'a ContactView<'a>>),
+        Keyed(KeyedMap<'a, ContactView<'a>>),
+    }
+    impl serde::Serialize for BatchContacts<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                BatchContacts::List(l) => l.serialize(s),
+                BatchContacts::Keyed(k) => k.serialize(s),
+            }
+        }
+    }
+    let contacts_json = if errors.is_empty() { BatchContacts::List(views.iter().map(|(_, v)| v).collect()) } else { BatchContacts::Keyed(KeyedMap(&views)) };
+    Ok(json_response(status, &BatchBody { contacts: contacts_json, status_codes: codes, errors }))
 }
 
 /// `POST /api/contacts/batch/new`
@@ -360,19 +416,62 @@ pub async fn notes(State(state): State<SharedState>, Path(contact_id): Path<Stri
     Ok(Json(json!({ "total": total, "notes": notes.iter().map(super::notes::note_json).collect::<Vec<_>>() })))
 }
 
-/// Sub-resources that other areas fill later: answer in Mautic's shape, empty.
 #[utoipa::path(get, path = "/api/contacts/{id}/devices", tag = "contacts", summary = "Tracked devices of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn devices(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
-    require_contact(&state, &contact_id).await?;
-    Ok(Json(json!({ "total": 0, "devices": [] })))
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let mut db = state.store.read().await?;
+    let devices: Vec<Value> = store::tracking::devices_of(&mut db, contact_id)
+        .await?
+        .into_iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "trackingId": d.tracking_id,
+                "device": d.device_type,
+                "deviceOsName": d.os,
+                "deviceBrand": "",
+                "deviceModel": "",
+                "clientInfo": { "name": d.browser, "userAgent": d.user_agent },
+                "dateAdded": crate::time::iso(d.date_added),
+                "lastSeen": crate::time::iso(d.last_seen),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "total": devices.len(), "devices": devices })))
 }
 
 #[utoipa::path(get, path = "/api/contacts/{id}/companies", tag = "contacts", summary = "Companies of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn companies(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
-    require_contact(&state, &contact_id).await?;
-    Ok(Json(json!({ "total": 0, "companies": [] })))
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let mut db = state.store.read().await?;
+    let rows: Vec<Value> = store::companies::of_contact(&mut db, contact_id)
+        .await?
+        .into_iter()
+        .map(|(c, linked, primary)| {
+            let mut row = Map::new();
+            row.insert("company_id".into(), json!(c.id));
+            row.insert("date_associated".into(), json!(crate::time::sql_datetime(linked)));
+            row.insert("is_primary".into(), json!(if primary { "1" } else { "0" }));
+            row.insert("id".into(), json!(c.id));
+            for (alias, column, _, _) in crate::companies::FIELDS {
+                row.insert(alias.into(), c.get(column).and_then(|v| v.to_text()).map_or(Value::Null, Value::String));
+            }
+            Value::Object(row)
+        })
+        .collect();
+    Ok(Json(json!({ "total": rows.len(), "companies": rows })))
 }
 
+#[utoipa::path(get, path = "/api/contacts/{id}/tracking-token", tag = "contacts", summary = "A signed click-through token (ct) naming this contact, for links in emails", params(("id" = i64, Path), ("days" = Option<i64>, Query, description = "Validity, default 30, at most 365")), responses((status = 200, description = "{token, expires, parameter}")))]
+pub async fn tracking_token(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let days = q.int("days", 30)?.clamp(1, 365);
+    let expires = now_ms() / 1000 + days * 86_400;
+    let token = crate::tracking::token::issue(&state.tracking_secret, contact_id, expires);
+    Ok(Json(json!({ "token": token, "expires": crate::time::iso(expires * 1000), "parameter": "ct" })))
+}
+
+/// Sub-resources that later areas fill: answered in Mautic's shape, empty for now.
 #[utoipa::path(get, path = "/api/contacts/{id}/campaigns", tag = "contacts", summary = "Campaigns of a contact", params(("id" = i64, Path)), responses((status = 200)))]
 pub async fn campaigns(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
@@ -539,6 +638,24 @@ pub async fn points(State(state): State<SharedState>, Path((contact_id, op, delt
     };
     service::change_points(&state.store, contact_id, delta, if delta >= 0 { "add (+)" } else { "subtract (-)" }, now_ms()).await?;
     Ok(Json(json!({ "success": 1 })))
+}
+
+#[utoipa::path(post, path = "/api/contacts/{id}/merge/{other_id}", tag = "contacts", summary = "Merge another contact into this one (this one survives; nothing is lost)", params(("id" = i64, Path), ("other_id" = i64, Path)), responses((status = 200, description = "{contact, merged: {fieldsTaken, rowsMoved}}"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn merge(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((winner, loser)): Path<(String, String)>) -> AppResult<Json<Value>> {
+    let winner = resolve_id(&state, id(&winner)?).await?;
+    let loser = id(&loser)?;
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    if !store::contacts::exists(&mut db, loser).await? {
+        return Err(AppError::not_found());
+    }
+    drop(db);
+    let summary = crate::contacts::merge::merge(&state.store, &fields, winner, loser, Source::Api, Some(me.id), now_ms()).await?;
+    let moved: Map<String, Value> = summary.rows_moved.iter().map(|(t, n)| (t.clone(), json!(n))).collect();
+    Ok(Json(json!({
+        "contact": one_json(&state, winner).await?,
+        "merged": { "loserId": loser, "fieldsTaken": summary.fields_taken, "rowsMoved": moved },
+    })))
 }
 
 /// For other modules: a contact's JSON by id.

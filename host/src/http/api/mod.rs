@@ -1,8 +1,10 @@
 //! `/api/…`: the Mautic-compatible REST API, behind HTTP Basic auth.
 
+pub mod companies;
 pub mod contact_json;
 pub mod contacts;
 pub mod fields;
+pub mod forms;
 pub mod notes;
 pub mod openapi;
 pub mod stages;
@@ -38,6 +40,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/contacts/{id}/dnc/{channel}/remove", post(contacts::dnc_remove))
         .route("/contacts/{id}/utm/add", post(contacts::utm_add))
         .route("/contacts/{id}/points/{op}/{delta}", post(contacts::points))
+        .route("/contacts/{id}/merge/{other_id}", post(contacts::merge))
         .route("/fields/{object}", get(fields::list))
         .route("/fields/{object}/new", post(fields::create))
         .route("/fields/{object}/{id}", get(fields::get))
@@ -48,6 +51,18 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/notes/{id}", get(notes::get))
         .route("/notes/{id}/edit", patch(notes::edit).put(notes::edit))
         .route("/notes/{id}/delete", delete(notes::delete))
+        .route("/contacts/{id}/tracking-token", get(contacts::tracking_token))
+        .route("/companies", get(companies::list))
+        .route("/companies/new", post(companies::create))
+        .route("/companies/{id}", get(companies::get))
+        .route("/companies/{id}/edit", patch(companies::edit).put(companies::edit))
+        .route("/companies/{id}/delete", delete(companies::delete))
+        .route("/companies/{id}/contact/{contact_id}/{action}", post(companies::contact))
+        .route("/forms", get(forms::list))
+        .route("/forms/new", post(forms::create))
+        .route("/forms/{id}", get(forms::get))
+        .route("/forms/{id}/edit", patch(forms::edit).put(forms::edit))
+        .route("/forms/{id}/delete", delete(forms::delete))
         .route("/tags", get(tags::list))
         .route("/tags/new", post(tags::create))
         .route("/stages", get(stages::list))

@@ -1,0 +1,232 @@
+//! Devices, hits and the bulk statements of the tracking write path.
+
+use std::collections::HashMap;
+
+use super::db::{Backend, DbResult, Exec, Params, Row, Value};
+use crate::params;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Device {
+    pub id: i64,
+    pub tracking_id: String,
+    pub contact_id: i64,
+    pub device_type: String,
+    pub os: String,
+    pub browser: String,
+    pub user_agent: String,
+    pub last_hit_id: Option<i64>,
+    pub date_added: i64,
+    pub last_seen: i64,
+}
+
+const DEVICE_COLUMNS: &str = "id, tracking_id, contact_id, device_type, os, browser, user_agent, last_hit_id, date_added, last_seen";
+
+fn device(r: &Row) -> Device {
+    Device {
+        id: r.i64("id"),
+        tracking_id: r.text("tracking_id"),
+        contact_id: r.i64("contact_id"),
+        device_type: r.text("device_type"),
+        os: r.text("os"),
+        browser: r.text("browser"),
+        user_agent: r.text("user_agent"),
+        last_hit_id: r.opt_i64("last_hit_id"),
+        date_added: r.i64("date_added"),
+        last_seen: r.i64("last_seen"),
+    }
+}
+
+pub async fn devices_by_tracking_ids(db: &mut impl Exec, ids: &[String]) -> DbResult<HashMap<String, Device>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list: Vec<String> = chunk.iter().map(|i| p.push(i.as_str())).collect();
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE tracking_id IN ({})", list.join(", "));
+        for r in db.fetch_all(&sql, p.values).await? {
+            let d = device(&r);
+            out.insert(d.tracking_id.clone(), d);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn devices_of(db: &mut impl Exec, contact_id: i64) -> DbResult<Vec<Device>> {
+    let rows = db
+        .fetch_all(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE contact_id = $1 ORDER BY last_seen DESC"), params![contact_id])
+        .await?;
+    Ok(rows.iter().map(device).collect())
+}
+
+pub struct NewDevice {
+    pub tracking_id: String,
+    pub contact_id: i64,
+    pub device_type: String,
+    pub os: String,
+    pub browser: String,
+    pub user_agent: String,
+    pub at: i64,
+}
+
+/// Inserts devices; returns their ids in input order.
+pub async fn insert_devices(db: &mut impl Exec, rows: &[NewDevice]) -> DbResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let tuples: Vec<String> = chunk
+            .iter()
+            .map(|d| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {})",
+                    p.push(d.tracking_id.as_str()),
+                    p.push(d.contact_id),
+                    p.push(d.device_type.as_str()),
+                    p.push(d.os.as_str()),
+                    p.push(d.browser.as_str()),
+                    p.push(d.user_agent.as_str()),
+                    p.push(d.at),
+                    p.push(d.at)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO devices (tracking_id, contact_id, device_type, os, browser, user_agent, date_added, last_seen) VALUES {} RETURNING id",
+            tuples.join(", ")
+        );
+        let mut got: Vec<i64> = db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect();
+        got.sort_unstable();
+        ids.extend(got);
+    }
+    Ok(ids)
+}
+
+pub async fn move_device(db: &mut impl Exec, device_id: i64, contact_id: i64) -> DbResult<()> {
+    db.execute("UPDATE devices SET contact_id = $1 WHERE id = $2", params![contact_id, device_id]).await.map(drop)
+}
+
+/// `WITH v(a, b, …) AS (VALUES …)` with typed placeholders, for bulk updates by key.
+fn values_cte(p: &mut Params, name: &str, columns: &[&str], rows: Vec<Vec<Value>>) -> String {
+    let tuples: Vec<String> = rows
+        .into_iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .into_iter()
+                .map(|v| {
+                    let ty = match &v {
+                        Value::Int(_) | Value::Null(super::db::Kind::Int) => "BIGINT",
+                        Value::Float(_) | Value::Null(super::db::Kind::Float) => "DOUBLE PRECISION",
+                        _ => "TEXT",
+                    };
+                    format!("CAST({} AS {ty})", p.push(v))
+                })
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    format!("WITH {name}({}) AS (VALUES {})", columns.join(", "), tuples.join(", "))
+}
+
+/// After a batch of hits: each device's last hit and when it was seen.
+pub async fn touch_devices(db: &mut impl Exec, rows: &[(i64, Option<i64>, i64)]) -> DbResult<()> {
+    for chunk in rows.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let cte = values_cte(
+            &mut p,
+            "v",
+            &["id", "hit", "at"],
+            chunk.iter().map(|(id, hit, at)| vec![Value::Int(*id), Value::from(*hit), Value::Int(*at)]).collect(),
+        );
+        let sql = format!(
+            "{cte} UPDATE devices SET last_hit_id = COALESCE(v.hit, devices.last_hit_id), last_seen = v.at FROM v WHERE devices.id = v.id"
+        );
+        db.execute(&sql, p.values).await?;
+    }
+    Ok(())
+}
+
+/// Fills in "date left" of earlier page hits: (event id, ms).
+pub async fn set_date_left(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult<()> {
+    let backend = db.backend();
+    for chunk in rows.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let cte = values_cte(&mut p, "v", &["id", "at"], chunk.iter().map(|(id, at)| vec![Value::Int(*id), Value::Int(*at)]).collect());
+        let set = match backend {
+            Backend::Sqlite => "properties = json_set(contact_events.properties, '$.date_left', v.at)",
+            Backend::Postgres => "properties = (contact_events.properties::jsonb || jsonb_build_object('date_left', v.at))::text",
+        };
+        db.execute(&format!("{cte} UPDATE contact_events SET {set} FROM v WHERE contact_events.id = v.id"), p.values).await?;
+    }
+    Ok(())
+}
+
+/// A contact's last-active time, bulk: (contact id, ms); never moves backwards.
+pub async fn touch_contacts(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult<()> {
+    for chunk in rows.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let cte = values_cte(&mut p, "v", &["id", "at"], chunk.iter().map(|(id, at)| vec![Value::Int(*id), Value::Int(*at)]).collect());
+        let sql = format!(
+            "{cte} UPDATE contacts SET last_active = v.at FROM v WHERE contacts.id = v.id AND (contacts.last_active IS NULL OR contacts.last_active < v.at)"
+        );
+        db.execute(&sql, p.values).await?;
+    }
+    Ok(())
+}
+
+/// Which of these (contact, ip) pairs are already known.
+pub async fn known_ips(db: &mut impl Exec, pairs: &[(i64, String)]) -> DbResult<std::collections::HashSet<(i64, String)>> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in pairs.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let ids: Vec<String> = chunk.iter().map(|(c, _)| p.push(*c)).collect();
+        let sql = format!("SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({})", ids.join(", "));
+        for r in db.fetch_all(&sql, p.values).await? {
+            out.insert((r.i64("contact_id"), r.text("ip")));
+        }
+    }
+    Ok(out)
+}
+
+/// Records (contact, ip, ms) sightings in bulk.
+pub async fn upsert_ips(db: &mut impl Exec, rows: &[(i64, String, i64)]) -> DbResult<()> {
+    // One row per (contact, ip): PostgreSQL refuses to upsert the same row twice in a statement.
+    let mut latest: HashMap<(i64, &str), i64> = HashMap::new();
+    for (c, ip, at) in rows {
+        let e = latest.entry((*c, ip.as_str())).or_insert(*at);
+        *e = (*e).max(*at);
+    }
+    let rows: Vec<(i64, String, i64)> = latest.into_iter().map(|((c, ip), at)| (c, ip.to_owned(), at)).collect();
+    for chunk in rows.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let tuples: Vec<String> = chunk
+            .iter()
+            .map(|(c, ip, at)| format!("({}, {}, {}, {})", p.push(*c), p.push(ip.as_str()), p.push(*at), p.push(*at)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO contact_ips (contact_id, ip, first_seen, last_seen) VALUES {}
+             ON CONFLICT (contact_id, ip) DO UPDATE SET last_seen = excluded.last_seen",
+            tuples.join(", ")
+        );
+        db.execute(&sql, p.values).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,438 @@
+//! Website and app tracking: who a visitor is, and recording what they did.
+//!
+//! Hits (`/mtc/event`, `/mtracking.gif`) are answered only once they are committed, but
+//! they are committed together: a writer task takes every hit waiting, processes the
+//! batch in one transaction with bulk statements, commits once and then answers them all
+//! (group commit). Identification (a known email, a signed `ct` token) merges an
+//! anonymous visitor into the known contact, which survives; two known contacts are never
+//! merged automatically — the device moves instead.
+
+pub mod ip;
+pub mod params;
+pub mod token;
+pub mod ua;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::contacts::fields::FieldSet;
+use crate::contacts::input::{ContactInput, UtmInput};
+use crate::contacts::service::{self, SaveContext, Source, Target};
+use crate::contacts::{merge, values};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::store::{self, Tx, Value};
+use crate::timeline::{NewEvent, keys};
+use params::HitParams;
+
+/// A hit, ready to record.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub params: HitParams,
+    /// The address to store (already anonymised when configured).
+    pub ip: Option<String>,
+    pub user_agent: String,
+    pub at: i64,
+    /// The contact a valid signed `ct` token names.
+    pub ct_contact: Option<i64>,
+}
+
+/// Who the hit was recorded for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    pub contact_id: i64,
+    pub device_id: String,
+}
+
+struct Job {
+    hit: Hit,
+    reply: oneshot::Sender<AppResult<Tracked>>,
+}
+
+/// Largest batch one transaction takes.
+const MAX_BATCH: usize = 1000;
+
+/// The front door of the write path: a channel to the writer task.
+pub struct Tracker {
+    sender: mpsc::Sender<Job>,
+    receiver: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(MAX_BATCH * 16);
+        Tracker { sender, receiver: std::sync::Mutex::new(Some(receiver)) }
+    }
+}
+
+impl Tracker {
+    /// Records a hit; resolves once it is committed.
+    pub async fn track(&self, hit: Hit) -> AppResult<Tracked> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Job { hit, reply })
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("the tracking writer has stopped")))?;
+        answer.await.map_err(|_| AppError::Internal(anyhow::anyhow!("the tracking writer dropped a hit")))?
+    }
+
+    /// Starts the writer. It runs until `stop` resolves, then records what is still queued.
+    pub fn spawn_writer(state: Arc<AppState>, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let receiver = state.tracker.receiver.lock().expect("tracker lock").take();
+        tokio::spawn(async move {
+            let Some(mut receiver) = receiver else { return };
+            let mut stop = stop;
+            loop {
+                let first = tokio::select! {
+                    job = receiver.recv() => job,
+                    _ = stop.wait_for(|s| *s) => None,
+                };
+                let Some(first) = first else { break };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&state, batch).await;
+            }
+            // Shutting down: whatever is queued is still recorded.
+            receiver.close();
+            let mut rest = Vec::new();
+            while let Ok(job) = receiver.try_recv() {
+                rest.push(job);
+            }
+            while !rest.is_empty() {
+                let batch: Vec<Job> = rest.drain(..rest.len().min(MAX_BATCH)).collect();
+                run_batch(&state, batch).await;
+            }
+        })
+    }
+}
+
+/// Records a batch; when the batch fails as a whole, each hit is retried on its own so one
+/// bad hit cannot lose the others.
+async fn run_batch(state: &AppState, batch: Vec<Job>) {
+    let hits: Vec<Hit> = batch.iter().map(|j| j.hit.clone()).collect();
+    match record_batch(state, &hits).await {
+        Ok(results) => {
+            for (job, r) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(r));
+            }
+        }
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(error = %e, hits = batch.len(), "tracking batch failed; recording hits one by one");
+            for job in batch {
+                let r = record_batch(state, std::slice::from_ref(&job.hit)).await.map(|mut v| v.remove(0));
+                let _ = job.reply.send(r);
+            }
+        }
+        Err(e) => {
+            let _ = batch.into_iter().next().map(|j| j.reply.send(Err(e)));
+        }
+    }
+}
+
+/// A new device id: 128 random bits as 32 hex characters.
+pub fn new_device_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Publicly updatable field values a hit carries, validated; invalid ones are dropped
+/// silently (a visitor never learns which fields exist).
+fn public_values(fields: &FieldSet, hit: &HitParams) -> Vec<(String, Json)> {
+    hit.fields
+        .iter()
+        .filter_map(|(alias, raw)| {
+            let f = fields.get(alias).filter(|f| f.is_publicly_updatable && f.is_published)?;
+            values::normalize(f, &Json::String(raw.clone())).ok().flatten()?;
+            Some((alias.clone(), Json::String(raw.clone())))
+        })
+        .collect()
+}
+
+/// How a hit's visitor relates to the contact its identifiers name.
+pub enum Identity {
+    /// Stay with the current contact (or a new one).
+    Keep,
+    /// Switch to this existing contact (merging the current one in when anonymous).
+    Switch(i64),
+}
+
+/// The one identification rule, for hits and form submissions: a valid `ct` token or a
+/// unique-identifier match names a contact other than the current one.
+pub async fn identify(
+    tx: &mut Tx,
+    fields: &FieldSet,
+    operator: crate::config::UniqueIdentifierOperator,
+    current: Option<i64>,
+    ct_contact: Option<i64>,
+    values: &[(String, Json)],
+) -> AppResult<Identity> {
+    if let Some(id) = ct_contact {
+        let id = if store::contacts::exists(tx, id).await? { Some(id) } else { store::merge::resolve(tx, id).await? };
+        if let Some(id) = id.filter(|id| Some(*id) != current) {
+            return Ok(Identity::Switch(id));
+        }
+    }
+    let has_identifier = values.iter().any(|(a, _)| fields.get(a).is_some_and(|f| f.is_unique_identifier));
+    if !has_identifier {
+        return Ok(Identity::Keep);
+    }
+    let found = service::find_duplicates(tx, fields, operator, values, current).await?;
+    // The newest match, as for API creates.
+    Ok(match found.iter().map(|c| c.id).max() {
+        Some(id) => Identity::Switch(id),
+        None => Identity::Keep,
+    })
+}
+
+/// Moves the visitor to `target`: an anonymous current contact is merged into it (the
+/// known contact survives); a known one is left alone and only the device moves.
+pub async fn switch_to(tx: &mut Tx, fields: &FieldSet, current: Option<i64>, device: Option<i64>, target: i64, source: Source, now: i64, via: &str) -> AppResult<()> {
+    let current_contact = match current {
+        Some(c) => store::contacts::load(tx, fields, &[c]).await?.pop(),
+        None => None,
+    };
+    match current_contact {
+        Some(c) if c.is_anonymous() => {
+            merge::merge_in(tx, fields, target, c.id, source, None, now).await?;
+        }
+        Some(_) => {
+            if let Some(d) = device {
+                store::tracking::move_device(tx, d, target).await?;
+            }
+        }
+        None => {}
+    }
+    store::events::insert(tx, &[NewEvent::new(target, keys::IDENTIFIED, now, json!({ "source": source.as_str(), "via": via })).source(source.as_str())]).await?;
+    Ok(())
+}
+
+/// Company parameters → (company column, value).
+fn company_values(hit: &HitParams) -> Vec<(&'static str, Value)> {
+    let mut out: Vec<(&'static str, Value)> = Vec::new();
+    for (k, v) in &hit.company {
+        let column = match k.as_str() {
+            "company" | "companyname" => "name",
+            "companyemail" => "email",
+            "companywebsite" => "website",
+            "companyaddress1" => "address1",
+            "companyaddress2" => "address2",
+            "companycity" => "city",
+            "companystate" => "state",
+            "companyzipcode" => "zipcode",
+            "companycountry" => "country",
+            "companyphone" => "phone",
+            "companynumber_of_employees" | "companyemployees" => "employees",
+            "companyannual_revenue" | "companyrevenue" => "revenue",
+            "companyindustry" => "industry",
+            "companydescription" => "description",
+            _ => continue,
+        };
+        if out.iter().any(|(c, _)| *c == column) {
+            continue;
+        }
+        let value = match column {
+            "employees" => match v.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => Value::Int(n),
+                _ => continue,
+            },
+            "revenue" => match v.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() => Value::Float(n),
+                _ => continue,
+            },
+            "email" if values::validate_email(v).is_err() => continue,
+            "website" if values::validate_url(v).is_err() => continue,
+            "country" => match values::country(v) {
+                Some(c) => Value::Text(c.to_owned()),
+                None => continue,
+            },
+            _ => Value::Text(v.chars().take(255).collect()),
+        };
+        out.push((column, value));
+    }
+    if !out.iter().any(|(c, _)| *c == "name") {
+        return Vec::new();
+    }
+    out
+}
+
+/// Finds or creates the company a hit names and links the contact to it.
+pub async fn attach_company(tx: &mut Tx, contact_id: i64, hit: &HitParams, now: i64) -> AppResult<()> {
+    let values = company_values(hit);
+    let Some(name) = values.iter().find(|(c, _)| *c == "name").and_then(|(_, v)| v.to_text()) else {
+        return Ok(());
+    };
+    let company_id = match store::companies::by_name(tx, &name).await? {
+        Some(existing) => {
+            // Fill what the company lacks; never overwrite what it has from a visitor's params.
+            let missing: Vec<(&'static str, Value)> = values.into_iter().filter(|(c, _)| existing.get(c).is_none()).collect();
+            store::companies::update(tx, existing.id, &missing, now).await?;
+            existing.id
+        }
+        None => store::companies::insert(tx, &values, now).await?,
+    };
+    store::companies::link(tx, contact_id, company_id, now).await?;
+    Ok(())
+}
+
+fn hit_properties(hit: &Hit, device: &ua::Agent, device_id: &str) -> Json {
+    let p = &hit.params;
+    let mut props = Map::new();
+    let mut put = |k: &str, v: Option<Json>| {
+        if let Some(v) = v {
+            props.insert(k.to_owned(), v);
+        }
+    };
+    put("url", p.page_url.clone().map(Json::String));
+    put("title", p.page_title.clone().map(Json::String));
+    put("referrer", p.page_referrer.clone().map(Json::String));
+    put("language", p.page_language.clone().map(Json::String));
+    put("resolution", p.resolution.clone().map(Json::String));
+    put("timezone_offset", p.timezone_offset.map(Json::from));
+    put("platform", p.platform.clone().map(Json::String));
+    put("ip", hit.ip.clone().map(Json::String));
+    put("user_agent", Some(Json::String(hit.user_agent.chars().take(512).collect())));
+    put("device", Some(json!({ "type": device.device_type, "os": device.os, "browser": device.browser, "id": device_id })));
+    if let Some(u) = &p.utm {
+        put("utm", Some(json!({ "source": u.utm_source, "medium": u.utm_medium, "campaign": u.utm_campaign, "content": u.utm_content, "term": u.utm_term })));
+    }
+    if !p.query.is_empty() {
+        put("query", Some(Json::Object(p.query.clone())));
+    }
+    Json::Object(props)
+}
+
+/// Records hits in one transaction; answers one `Tracked` per hit, in order.
+pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Tracked>> {
+    let mut tx = state.store.begin().await?;
+    let fields = state.fields(&mut tx).await?;
+    let operator = state.operator(&mut tx).await?;
+
+    // 1. The devices the hits come from (unknown or forged ids count as none).
+    let wanted: Vec<String> = hits.iter().filter_map(|h| h.params.device_id.clone()).collect();
+    let mut devices = store::tracking::devices_by_tracking_ids(&mut tx, &wanted).await?;
+
+    // 2. Identify, hit by hit (rare: only hits carrying identifiers or tokens).
+    struct Plan {
+        contact: Option<i64>,
+        device: Option<store::tracking::Device>,
+        input: ContactInput,
+    }
+    let mut plans = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let mut device = hit.params.device_id.as_ref().and_then(|d| devices.get(d).cloned());
+        let mut contact = device.as_ref().map(|d| d.contact_id);
+        let values = public_values(&fields, &hit.params);
+        if hit.ct_contact.is_some() || !values.is_empty() {
+            if let Identity::Switch(target) = identify(&mut tx, &fields, operator, contact, hit.ct_contact, &values).await? {
+                let via = if hit.ct_contact.is_some() { "tracking url" } else { "unique identifier" };
+                switch_to(&mut tx, &fields, contact, device.as_ref().map(|d| d.id), target, Source::Tracking, hit.at, via).await?;
+                if let Some(d) = device.as_mut() {
+                    d.contact_id = target;
+                    devices.insert(d.tracking_id.clone(), d.clone());
+                }
+                contact = Some(target);
+            }
+        }
+        let mut input = ContactInput { values, tags: hit.params.tags.clone(), ip_address: hit.ip.clone(), ..ContactInput::default() };
+        input.values.push(("last_active".into(), Json::String(crate::time::sql_datetime(hit.at))));
+        if let Some(utm) = &hit.params.utm {
+            input.utm = vec![UtmInput { user_agent: Some(hit.user_agent.chars().take(1024).collect()), remote_host: hit.ip.clone(), ..utm.clone() }];
+        }
+        plans.push(Plan { contact, device, input });
+    }
+
+    // 3. Contacts: new visitors get an anonymous contact; everyone gets last-active, IP,
+    //    tags, UTM and publicly updatable values, through the one write path.
+    let ctx = SaveContext { fields: &fields, operator, actor: None, source: Source::Tracking, now: hits.iter().map(|h| h.at).max().unwrap_or(0) };
+    let items: Vec<(Target, ContactInput)> = plans
+        .iter()
+        .map(|p| (p.contact.map_or(Target::Create, Target::Patch), p.input.clone()))
+        .collect();
+    let saved = service::save_in(&mut tx, &ctx, items).await?;
+    let mut contact_ids = Vec::with_capacity(hits.len());
+    for (plan, result) in plans.iter().zip(saved) {
+        match result {
+            Ok(s) => contact_ids.push(s.id),
+            // A value that slipped past validation: record the hit on the contact anyway.
+            Err(e) => match plan.contact {
+                Some(c) => {
+                    tracing::warn!(error = %e, "tracking: contact update refused");
+                    contact_ids.push(c);
+                }
+                None => return Err(e),
+            },
+        }
+    }
+
+    // 4. Companies named by the hit.
+    for (hit, contact) in hits.iter().zip(&contact_ids) {
+        if !hit.params.company.is_empty() {
+            attach_company(&mut tx, *contact, &hit.params, hit.at).await?;
+        }
+    }
+
+    // 5. Devices: hits without a known device get a new one.
+    let agents: Vec<ua::Agent> = hits.iter().map(|h| ua::parse(&h.user_agent)).collect();
+    let mut device_ids: Vec<(i64, String)> = Vec::with_capacity(hits.len());
+    let mut new_devices = Vec::new();
+    let mut new_slots = Vec::new();
+    for (i, (plan, contact)) in plans.iter().zip(&contact_ids).enumerate() {
+        match &plan.device {
+            Some(d) => device_ids.push((d.id, d.tracking_id.clone())),
+            None => {
+                let tracking_id = new_device_id();
+                new_devices.push(store::tracking::NewDevice {
+                    tracking_id: tracking_id.clone(),
+                    contact_id: *contact,
+                    device_type: agents[i].device_type.to_owned(),
+                    os: agents[i].os.to_owned(),
+                    browser: agents[i].browser.to_owned(),
+                    user_agent: hits[i].user_agent.chars().take(512).collect(),
+                    at: hits[i].at,
+                });
+                new_slots.push(i);
+                device_ids.push((0, tracking_id));
+            }
+        }
+    }
+    let inserted = store::tracking::insert_devices(&mut tx, &new_devices).await?;
+    for (slot, id) in new_slots.into_iter().zip(inserted) {
+        device_ids[slot].0 = id;
+    }
+
+    // 6. The page hits, and "date left" for each device's previous hit.
+    let events: Vec<NewEvent> = hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| NewEvent::new(contact_ids[i], keys::PAGE_HIT, h.at, hit_properties(h, &agents[i], &device_ids[i].1)).source("tracking"))
+        .collect();
+    let event_ids = store::events::insert_returning_ids(&mut tx, &events).await?;
+    let mut last_hit: HashMap<i64, (Option<i64>, i64)> = HashMap::new();
+    let mut date_left = Vec::new();
+    for (i, h) in hits.iter().enumerate() {
+        let device = device_ids[i].0;
+        let previous = match last_hit.get(&device) {
+            Some((prev, _)) => *prev,
+            None => plans[i].device.as_ref().and_then(|d| d.last_hit_id),
+        };
+        if let Some(prev) = previous {
+            date_left.push((prev, h.at));
+        }
+        last_hit.insert(device, (Some(event_ids[i]), h.at));
+    }
+    let touches: Vec<(i64, Option<i64>, i64)> = last_hit.into_iter().map(|(d, (hit, at))| (d, hit, at)).collect();
+    store::tracking::touch_devices(&mut tx, &touches).await?;
+    store::tracking::set_date_left(&mut tx, &date_left).await?;
+    tx.commit().await?;
+    Ok(contact_ids.into_iter().zip(device_ids).map(|(contact_id, (_, device_id))| Tracked { contact_id, device_id }).collect())
+}

@@ -1,0 +1,211 @@
+//! The parameters of a tracking hit (`/mtc/event`, `/mtracking.gif`), as Mautic's
+//! tracking script and hand-written pixels send them. Every parameter may be hostile:
+//! names and values are bounded, control characters dropped, invalid UTF-8 replaced,
+//! and only the first `MAX_PARAMS` distinct names are looked at.
+
+use serde_json::{Map, Value as Json};
+
+use crate::contacts::input::{TagChanges, UtmInput, parse_tags};
+
+pub const MAX_PARAMS: usize = 200;
+const MAX_NAME: usize = 64;
+const MAX_URL: usize = 2048;
+const MAX_VALUE: usize = 1000;
+
+/// What a hit says, cleaned.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HitParams {
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub page_referrer: Option<String>,
+    pub page_language: Option<String>,
+    pub resolution: Option<String>,
+    pub timezone_offset: Option<i64>,
+    pub platform: Option<String>,
+    pub device_id: Option<String>,
+    pub ct: Option<String>,
+    pub tags: TagChanges,
+    pub utm: Option<UtmInput>,
+    /// Other parameters: candidates for (publicly updatable) contact fields.
+    pub fields: Vec<(String, String)>,
+    /// `company`, `companyname`, `companyemail` … (company fields).
+    pub company: Vec<(String, String)>,
+    /// Everything kept, for the page-hit event.
+    pub query: Map<String, Json>,
+}
+
+/// Names that describe the page, not the contact.
+const PAGE_KEYS: [&str; 16] = [
+    "page_url", "url", "page_title", "title", "page_referrer", "referrer", "page_language", "language", "resolution",
+    "timezone_offset", "platform", "counter", "do_not_track", "timezone_name", "preferred_locale_browser", "mtc_id",
+];
+
+fn clean(value: &str, max: usize) -> String {
+    value.chars().filter(|c| !c.is_control() || *c == ' ').take(max).collect::<String>().trim().to_owned()
+}
+
+/// A device id as we issue them (32 hex) or as Mautic did (23 of `[0-9a-z]`).
+pub fn valid_device_id(s: &str) -> bool {
+    (16..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+fn http_url(s: &str) -> Option<String> {
+    let lower = s.to_ascii_lowercase();
+    (lower.starts_with("http://") || lower.starts_with("https://")).then(|| s.to_owned())
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+}
+
+/// Splits a URL-encoded string into pairs.
+pub fn pairs(encoded: &str) -> Vec<(String, String)> {
+    encoded
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .take(MAX_PARAMS * 4)
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+pub fn parse(raw: Vec<(String, String)>) -> HitParams {
+    // Later duplicates do not override earlier ones; names are case-insensitive.
+    let mut map: Vec<(String, String)> = Vec::new();
+    for (k, v) in raw {
+        if k.len() > MAX_NAME || k.chars().any(char::is_control) {
+            continue;
+        }
+        let key = k.trim().to_ascii_lowercase();
+        let key = key.trim_end_matches("[]").to_owned();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue;
+        }
+        if map.iter().any(|(existing, _)| *existing == key) {
+            continue;
+        }
+        if map.len() >= MAX_PARAMS {
+            break;
+        }
+        let max = if key.contains("url") || key.contains("referrer") || key.contains("referer") { MAX_URL } else { MAX_VALUE };
+        map.push((key, clean(&v, max)));
+    }
+    let get = |names: &[&str]| names.iter().find_map(|n| map.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())).filter(|v| !v.is_empty());
+    let mut hit = HitParams {
+        page_url: get(&["page_url", "url"]).and_then(|u| http_url(&u)),
+        page_title: get(&["page_title", "title"]).map(|t| t.chars().take(512).collect()),
+        page_referrer: get(&["page_referrer", "referrer"]),
+        page_language: get(&["page_language", "language"]).map(|l| l.chars().take(35).collect()),
+        resolution: get(&["resolution"]).filter(|r| r.len() <= 20),
+        timezone_offset: get(&["timezone_offset"]).and_then(|t| t.parse::<i64>().ok()).filter(|t| t.abs() <= 24 * 60),
+        platform: get(&["platform"]).map(|p| p.chars().take(64).collect()),
+        device_id: get(&["mautic_device_id"]).filter(|d| valid_device_id(d)),
+        ct: get(&["ct"]),
+        ..HitParams::default()
+    };
+    // Parameters in the page's own URL count too, beneath the explicit ones (Mautic does
+    // this, so `?utm_source=x&email=…` on a landing page works).
+    let mut all = map.clone();
+    if let Some(url) = &hit.page_url {
+        if let Some((_, query)) = url.split_once('?') {
+            let query = query.split('#').next().unwrap_or("");
+            for (k, v) in pairs(query) {
+                let key = clean(&k, MAX_NAME).to_ascii_lowercase();
+                if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || all.iter().any(|(e, _)| *e == key) {
+                    continue;
+                }
+                if all.len() >= MAX_PARAMS {
+                    break;
+                }
+                all.push((key, clean(&v, MAX_VALUE)));
+            }
+        }
+    }
+    let mut utm = UtmInput::default();
+    for (k, v) in &all {
+        if !k.starts_with("page_") && k != "ct" {
+            hit.query.insert(k.clone(), Json::String(v.clone()));
+        }
+        if v.is_empty() {
+            continue;
+        }
+        let value = Some(v.chars().take(255).collect::<String>());
+        match k.as_str() {
+            "utm_source" => utm.utm_source = value,
+            "utm_medium" => utm.utm_medium = value,
+            "utm_campaign" => utm.utm_campaign = value,
+            "utm_content" => utm.utm_content = value,
+            "utm_term" => utm.utm_term = value,
+            "tags" => hit.tags = parse_tags(&Json::String(v.clone())).unwrap_or_default(),
+            "mautic_device_id" | "ct" => {}
+            k if k == "company" || k.starts_with("company") => hit.company.push((k.to_owned(), v.clone())),
+            k if PAGE_KEYS.contains(&k) => {}
+            k => hit.fields.push((k.to_owned(), v.clone())),
+        }
+    }
+    if !utm.is_empty() {
+        utm.url = hit.page_url.clone();
+        utm.referer = hit.page_referrer.clone();
+        hit.utm = Some(utm);
+    }
+    hit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(list: &[(&str, &str)]) -> HitParams {
+        parse(list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    #[test]
+    fn mautic_script_parameters() {
+        let h = p(&[
+            ("page_url", "https://shop.example/offer?utm_source=news&email=page@example.org&Campaign=x"),
+            ("page_title", "Offer <script>alert(1)</script>"),
+            ("page_language", "en-GB"),
+            ("page_referrer", "search.example"),
+            ("resolution", "1920x1080"),
+            ("timezone_offset", "-60"),
+            ("mautic_device_id", "0123456789abcdef0123456789abcdef"),
+            ("email", "explicit@example.org"),
+            ("tags", "vip,-old"),
+            ("companyname", "Acme"),
+            ("utm_campaign", "spring"),
+        ]);
+        assert_eq!(h.page_url.as_deref(), Some("https://shop.example/offer?utm_source=news&email=page@example.org&Campaign=x"));
+        assert_eq!(h.page_title.as_deref(), Some("Offer <script>alert(1)</script>"), "stored as text, escaped when shown");
+        assert_eq!(h.timezone_offset, Some(-60));
+        assert_eq!(h.device_id.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert!(h.fields.contains(&("email".into(), "explicit@example.org".into())), "explicit wins over the page URL");
+        assert!(!h.fields.iter().any(|(_, v)| v == "page@example.org"));
+        assert!(h.fields.contains(&("campaign".into(), "x".into())), "URL keys are lower-cased");
+        assert_eq!(h.tags.add, vec!["vip"]);
+        assert_eq!(h.tags.remove, vec!["old"]);
+        assert_eq!(h.company, vec![("companyname".into(), "Acme".into())]);
+        let utm = h.utm.unwrap();
+        assert_eq!(utm.utm_source.as_deref(), Some("news"));
+        assert_eq!(utm.utm_campaign.as_deref(), Some("spring"));
+    }
+
+    #[test]
+    fn hostile_parameters() {
+        let many: Vec<(String, String)> = (0..10_000).map(|i| (format!("p{i}"), "x".into())).collect();
+        let h = parse(many);
+        assert_eq!(h.fields.len(), MAX_PARAMS);
+        let h = p(&[("page_url", "javascript:alert(1)"), ("mautic_device_id", "../../etc/passwd"), ("email\u{0}", "x"), ("a b", "c")]);
+        assert_eq!(h.page_url, None);
+        assert_eq!(h.device_id, None);
+        assert!(h.fields.is_empty());
+        let h = p(&[("page_title", &"x".repeat(100_000)), ("firstname", "a\u{0}b\u{1b}c")]);
+        assert_eq!(h.page_title.unwrap().len(), 512);
+        assert_eq!(h.fields, vec![("firstname".into(), "abc".into())]);
+        let raw = pairs("a=%FF%FE&b=%E2%28%A1&page_url=https%3A%2F%2Fx.example%2F");
+        let h = parse(raw);
+        assert_eq!(h.page_url.as_deref(), Some("https://x.example/"));
+        assert!(h.fields.iter().all(|(_, v)| v.chars().all(|c| !c.is_control())));
+    }
+}
