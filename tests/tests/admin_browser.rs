@@ -235,9 +235,9 @@ async fn daily_workflow(backend: Backend) {
     let history = b.text("#timeline").await;
     assert!(!history.contains("Page hit") && history.contains("Contact created"), "{history}");
     b.goto(&format!("/contacts/{grace}")).await;
-    b.find("#history-include").await.select_by_value("lead.tags").await.unwrap();
+    b.find("#history-include").await.select_by_value("lead.create").await.unwrap();
     b.click("#history-apply").await;
-    b.wait_path(&format!("/contacts/{grace}?eq=&inc=lead.tags")).await;
+    b.wait_path(&format!("/contacts/{grace}?eq=&inc=lead.create")).await;
     assert_eq!(b.find_all("#timeline li.event").await.len(), 1);
 
     // Notes: add a call with its date-time, edit it, delete it.
