@@ -15,5 +15,6 @@ pub mod time;
 pub mod timeline;
 pub mod tracking;
 pub mod users;
+pub mod web;
 
 pub use http::app;

@@ -18,6 +18,8 @@ pub struct AppState {
     pub events: Arc<crate::timeline::types::Catalogue>,
     /// The WebAssembly plugins (loaded by `server::prepare`).
     pub plugins: Arc<crate::plugins::Plugins>,
+    /// The web admin's in-memory helpers (login throttling); safe to lose.
+    pub web: crate::web::WebState,
     /// The tracking write path (group commit of hits).
     pub tracker: crate::tracking::Tracker,
     /// Key of the signed click-through tokens, shared by every process through the database.
@@ -43,6 +45,7 @@ impl AppState {
             plugins,
             tracker: Default::default(),
             tracking_secret,
+            web: Default::default(),
         })
     }
 

@@ -10,6 +10,8 @@ pub use serde_json::{Value, json};
 use magpie::config::{Config, FileConfig};
 use magpie::server::Running;
 
+pub mod browser;
+
 pub const ADMIN_PASSWORD: &str = "admin-test-password";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

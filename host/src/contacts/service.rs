@@ -93,6 +93,7 @@ struct Prepared<'f> {
     ip: Option<String>,
     dnc: Vec<DncInput>,
     utm: Vec<UtmInput>,
+    profile_image: Option<Option<String>>,
 }
 
 /// A contact being written: where it started and where it is now.
@@ -173,6 +174,7 @@ fn prepare<'f>(fields: &'f FieldSet, target: Target, input: ContactInput) -> App
         ip: input.ip_address,
         dnc: input.dnc,
         utm: input.utm,
+        profile_image: input.profile_image,
     })
 }
 
@@ -428,6 +430,9 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
     if let Some(stage) = p.stage {
         c.stage_id = stage;
     }
+    if let Some(image) = &p.profile_image {
+        c.preferred_profile_image = image.clone();
+    }
     for tag in &p.tags.add {
         if !c.tags.contains(tag) {
             c.tags.push(tag.clone());
@@ -487,12 +492,17 @@ fn changed_columns(fields: &FieldSet, before: &Contact, after: &Contact, ctx: &S
             sets.push((store::fields::column(&f.alias), b));
         }
     }
-    let system: [(&str, Value, Value); 5] = [
+    let system: [(&str, Value, Value); 6] = [
         ("points", Value::Int(before.points), Value::Int(after.points)),
         ("last_active", Value::from(before.last_active), Value::from(after.last_active)),
         ("owner_id", Value::from(before.owner_id), Value::from(after.owner_id)),
         ("stage_id", Value::from(before.stage_id), Value::from(after.stage_id)),
         ("date_identified", Value::from(before.date_identified), Value::from(after.date_identified)),
+        (
+            "preferred_profile_image",
+            Value::from(before.preferred_profile_image.clone()),
+            Value::from(after.preferred_profile_image.clone()),
+        ),
     ];
     for (col, a, b) in system {
         if a != b {

@@ -14,6 +14,7 @@ pub mod locks;
 pub mod merge;
 pub mod notes;
 pub mod plugins;
+pub mod sessions;
 pub mod settings;
 pub mod stages;
 pub mod tags;
