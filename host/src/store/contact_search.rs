@@ -251,8 +251,14 @@ impl Compiler<'_> {
                 format!("{} {op} {}", col.sql, self.p.push(v))
             }
             Cond::Name(m) => {
-                let first = self.text_match(&search_expr(b, "c.firstname", Kind::Text), m);
-                let last = self.text_match(&search_expr(b, "c.lastname", Kind::Text), m);
+                let first = self.text_match(&search_expr(b, "n.firstname", Kind::Text), m);
+                let last = self.text_match(&search_expr(b, "n.lastname", Kind::Text), m);
+                // Two index ranges joined by UNION: an OR across two indexes makes SQLite
+                // scan the table.
+                let known = if self.anonymous { "" } else { "n.date_identified IS NOT NULL AND " };
+                let by_part = format!(
+                    "c.id IN (SELECT n.id FROM contacts n WHERE {known}{first} UNION ALL SELECT n.id FROM contacts n WHERE {known}{last})"
+                );
                 let full_expr = match b {
                     Backend::Sqlite => "lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, ''))".to_owned(),
                     Backend::Postgres => "(lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, '')) COLLATE \"C\")".to_owned(),
@@ -261,11 +267,11 @@ impl Compiler<'_> {
                 if runs.iter().any(|r| r.contains(' ')) {
                     let full = self.text_match(&full_expr, m);
                     match self.trigram(&runs) {
-                        Some(pre) => format!("({first} OR {last} OR ({pre} AND {full}))"),
-                        None => format!("({first} OR {last} OR {full})"),
+                        Some(pre) => format!("({by_part} OR ({pre} AND {full}))"),
+                        None => format!("({by_part} OR {full})"),
                     }
                 } else {
-                    format!("({first} OR {last})")
+                    by_part
                 }
             }
             Cond::Owner(m) => {
@@ -517,7 +523,8 @@ async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Resu
         }
     }
     let (cond, params) = where_clause(db.backend(), fields, q, false).map_err(ListError::BadQuery)?;
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values).await?.unwrap_or(0);
+    let rows = db.fetch_all_planned(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values).await?;
+    let total = rows.first().and_then(|r| r.at(0).as_i64()).unwrap_or(0);
     Ok((total, base))
 }
 
@@ -559,7 +566,7 @@ pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> R
             sql.push_str(no_limit);
             sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
         }
-        let rows = db.fetch_all(&sql, p.values).await?;
+        let rows = db.fetch_all_planned(&sql, p.values).await?;
         contacts = rows.iter().map(|r| super::contacts::from_row(fields, r)).collect();
     }
     let ids: Vec<i64> = contacts.iter().map(|c: &Contact| c.id).collect();

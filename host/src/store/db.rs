@@ -183,6 +183,10 @@ pub trait Exec: Send {
     fn backend(&self) -> Backend;
     fn execute(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<u64>> + Send;
     fn fetch_all(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Vec<Row>>> + Send;
+    /// As `fetch_all`, planned for these very values: PostgreSQL would otherwise switch a
+    /// prepared search to a generic plan after a few runs, and a generic plan cannot
+    /// tell a prefix matching 26 rows from one matching 90,000.
+    fn fetch_all_planned(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Vec<Row>>> + Send;
     /// Runs several statements without parameters (DDL, migrations).
     fn execute_script(&mut self, sql: &str) -> impl Future<Output = DbResult<()>> + Send;
 
@@ -487,6 +491,10 @@ async fn pg_execute(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>
     let args = pg_args(params)?;
     Ok(sqlx::query_with(AssertSqlSafe(sql), args).execute(conn).await?.rows_affected())
 }
+async fn pg_fetch_planned(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+    let args = pg_args(params)?;
+    decode_pg(sqlx::query_with(AssertSqlSafe(sql), args).persistent(false).fetch_all(conn).await?)
+}
 async fn pg_fetch(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
     let args = pg_args(params)?;
     decode_pg(sqlx::query_with(AssertSqlSafe(sql), args).fetch_all(conn).await?)
@@ -509,6 +517,12 @@ impl Exec for Conn {
         match &mut self.0 {
             ConnInner::Sqlite(c) => sqlite_fetch(c, sql, params).await,
             ConnInner::Postgres(c) => pg_fetch(c, sql, params).await,
+        }
+    }
+    async fn fetch_all_planned(&mut self, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+        match &mut self.0 {
+            ConnInner::Sqlite(c) => sqlite_fetch(c, sql, params).await,
+            ConnInner::Postgres(c) => pg_fetch_planned(c, sql, params).await,
         }
     }
     async fn execute_script(&mut self, sql: &str) -> DbResult<()> {
@@ -536,6 +550,12 @@ impl Exec for Tx {
         match &mut self.0 {
             TxInner::Sqlite(c) => sqlite_fetch(c, sql, params).await,
             TxInner::Postgres(c) => pg_fetch(c, sql, params).await,
+        }
+    }
+    async fn fetch_all_planned(&mut self, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+        match &mut self.0 {
+            TxInner::Sqlite(c) => sqlite_fetch(c, sql, params).await,
+            TxInner::Postgres(c) => pg_fetch_planned(c, sql, params).await,
         }
     }
     async fn execute_script(&mut self, sql: &str) -> DbResult<()> {

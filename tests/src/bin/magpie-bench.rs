@@ -134,10 +134,24 @@ async fn main() {
     };
     let (database_url, pg) = match args.backend {
         Backend::Sqlite => (format!("sqlite://{}", dir.join("magpie.db").display()), None),
-        Backend::Postgres => {
-            let (url, admin, name) = magpie_tests::create_pg_database().await;
-            (url, Some((admin, name)))
-        }
+        Backend::Postgres => match &args.keep {
+            // `--keep NAME` with PostgreSQL: a database of that name, kept (and reused).
+            Some(name) => {
+                let name = name.file_name().and_then(|n| n.to_str()).unwrap_or("magpie_bench").replace('-', "_");
+                let admin = std::env::var("MAGPIE_TEST_DATABASE_URL").expect("MAGPIE_TEST_DATABASE_URL");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+                {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await;
+                }
+                (format!("{base}/{name}"), None)
+            }
+            None => {
+                let (url, admin, name) = magpie_tests::create_pg_database().await;
+                (url, Some((admin, name)))
+            }
+        },
     };
     let mut config = magpie::config::Config::for_data_dir(&dir, Some(database_url));
     config.admin_password = Some(magpie_tests::ADMIN_PASSWORD.into());
