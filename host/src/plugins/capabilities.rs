@@ -37,6 +37,19 @@ impl Capability {
     }
 }
 
+/// Parses capabilities the admin grants, without duplicates, in the order given; the
+/// first invalid one is the error.
+pub fn parse_grants<'a>(list: impl IntoIterator<Item = &'a str>) -> Result<Vec<Capability>, String> {
+    let mut granted = Vec::new();
+    for text in list {
+        let cap = Capability::parse(text)?;
+        if !granted.contains(&cap) {
+            granted.push(cap);
+        }
+    }
+    Ok(granted)
+}
+
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

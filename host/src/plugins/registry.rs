@@ -103,7 +103,75 @@ impl Plugin {
     pub fn last_error(&self) -> Option<String> {
         self.stats.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The admin's configuration values as shown to the admin: secrets that are set
+    /// replaced by [`SECRET_MASK`], keys no longer in the schema left out.
+    pub fn masked_config(&self) -> Map<String, Json> {
+        let s = self.settings();
+        self.manifest
+            .settings
+            .iter()
+            .filter_map(|spec| {
+                let v = s.config.get(&spec.key)?;
+                Some((spec.key.clone(), if spec.is_secret() && v.as_str().is_some_and(|x| !x.is_empty()) { json!(SECRET_MASK) } else { v.clone() }))
+            })
+            .collect()
+    }
+
+    /// Checks configuration values against the plugin's schema and answers the values
+    /// to store, or the problems by key. `values` replaces the configuration: keys must be
+    /// in the schema; required settings without a default must be set; values are text,
+    /// numbers or booleans, checked by the setting's kind. A secret sent as
+    /// [`SECRET_MASK`] keeps its stored value.
+    pub fn check_config(&self, values: &Map<String, Json>) -> Result<Map<String, Json>, Vec<(String, String)>> {
+        let old = self.settings().config;
+        let mut out = Map::new();
+        let mut problems: Vec<(String, String)> = Vec::new();
+        for key in values.keys() {
+            if !self.manifest.settings.iter().any(|s| &s.key == key) {
+                problems.push((key.clone(), "is not a setting of this plugin".into()));
+            }
+        }
+        for spec in &self.manifest.settings {
+            let text = match values.get(&spec.key) {
+                None | Some(Json::Null) => String::new(),
+                Some(Json::String(s)) => s.trim().to_owned(),
+                Some(Json::Bool(b)) => if *b { "1" } else { "0" }.to_owned(),
+                Some(Json::Number(n)) => n.to_string(),
+                Some(_) => {
+                    problems.push((spec.key.clone(), "must be text, a number or a boolean".into()));
+                    continue;
+                }
+            };
+            let text = if spec.is_secret() && text == SECRET_MASK { old.get(&spec.key).and_then(Json::as_str).unwrap_or("").to_owned() } else { text };
+            if text.is_empty() {
+                if spec.required && spec.default_value.is_none() {
+                    problems.push((spec.key.clone(), "is required".into()));
+                }
+                continue;
+            }
+            let problem = match spec.kind {
+                "integer" if text.parse::<i64>().is_err() => Some("must be a whole number"),
+                "number" if !text.parse::<f64>().is_ok_and(f64::is_finite) => Some("must be a number"),
+                "boolean" if !matches!(text.as_str(), "0" | "1" | "true" | "false") => Some("must be true or false"),
+                "url" if !(text.starts_with("http://") || text.starts_with("https://")) => Some("must be an http:// or https:// URL"),
+                "email" if !text.contains('@') => Some("must be an email address"),
+                "select" if !spec.options.iter().any(|o| *o == text) => Some("must be one of the options"),
+                _ if text.len() > 10_000 => Some("must be at most 10,000 bytes"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                problems.push((spec.key.clone(), problem.into()));
+                continue;
+            }
+            out.insert(spec.key.clone(), json!(text));
+        }
+        if problems.is_empty() { Ok(out) } else { Err(problems) }
+    }
 }
+
+/// What the admin sees instead of a secret setting's value (and sends back to keep it).
+pub const SECRET_MASK: &str = "********";
 
 /// A file in the plugins directory that could not be loaded.
 #[derive(Clone, Debug)]

@@ -17,6 +17,7 @@ pub mod display;
 pub mod error;
 pub mod forms;
 pub mod layout;
+pub mod plugins;
 pub mod session;
 pub mod settings;
 pub mod upload;
@@ -67,6 +68,13 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/settings/users/new", get(settings::user_new_page).post(settings::user_create))
         .route("/settings/users/{id}/edit", get(settings::user_edit_page).post(settings::user_update))
         .route("/settings/contacts", get(settings::contact_settings_page).post(settings::contact_settings_save))
+        .route("/settings/plugins", get(plugins::list).post(plugins::upload))
+        .route("/settings/plugins/{name}", get(plugins::detail))
+        .route("/settings/plugins/{name}/{action}", post(plugins::set_enabled))
+        .route("/settings/plugins/{name}/capabilities", post(plugins::capabilities))
+        .route("/settings/plugins/{name}/config", post(plugins::config))
+        .route("/settings/plugins/{name}/secret/rotate", post(plugins::rotate))
+        .route("/settings/plugins/{name}/delete", post(plugins::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), session::require_session));
     Router::new()
         .route("/login", get(account::login_page).post(account::login_submit))

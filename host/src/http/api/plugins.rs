@@ -9,14 +9,14 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::openapi::ErrorBody;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, read_body};
 use crate::plugins::bindings::{timeline, types};
-use crate::plugins::capabilities::Capability;
+use crate::plugins::capabilities;
 use crate::plugins::registry::IngestError;
 use crate::plugins::{CallError, Origin, Plugin};
 use crate::state::SharedState;
@@ -27,7 +27,6 @@ pub const SECRET_HEADER: &str = "x-magpie-secret";
 pub const MAX_UPLOAD: usize = 64 << 20;
 /// Largest webhook body.
 pub const MAX_HOOK_BODY: usize = 1 << 20;
-const MASK: &str = "********";
 
 fn require_admin(user: &crate::users::User) -> AppResult<()> {
     if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("You do not have access to the requested area/action.".into())) }
@@ -41,14 +40,7 @@ fn plugin(state: &SharedState, name: &str) -> AppResult<std::sync::Arc<Plugin>> 
 pub fn plugin_json(p: &Plugin) -> Value {
     let s = p.settings();
     let m = &p.manifest;
-    let values: Map<String, Value> = m
-        .settings
-        .iter()
-        .filter_map(|spec| {
-            let v = s.config.get(&spec.key)?;
-            Some((spec.key.clone(), if spec.is_secret() && v.as_str().is_some_and(|x| !x.is_empty()) { json!(MASK) } else { v.clone() }))
-        })
-        .collect();
+    let values = p.masked_config();
     json!({
         "name": m.name,
         "version": m.version,
@@ -131,14 +123,8 @@ pub async fn capabilities(State(state): State<SharedState>, Extension(CurrentUse
     require_admin(&me)?;
     plugin(&state, &name)?;
     let list = body.get("granted").and_then(Value::as_array).ok_or_else(|| AppError::invalid("granted", "must be a list of capabilities"))?;
-    let mut granted = Vec::new();
-    for c in list {
-        let text = c.as_str().ok_or_else(|| AppError::invalid("granted", "capabilities are strings"))?;
-        let cap = Capability::parse(text).map_err(|e| AppError::invalid("granted", e))?;
-        if !granted.contains(&cap) {
-            granted.push(cap);
-        }
-    }
+    let texts = list.iter().map(|c| c.as_str().ok_or_else(|| AppError::invalid("granted", "capabilities are strings"))).collect::<AppResult<Vec<&str>>>()?;
+    let granted = capabilities::parse_grants(texts).map_err(|e| AppError::invalid("granted", e))?;
     state.plugins.set_granted(&name, granted).await?;
     let p = plugin(&state, &name)?;
     Ok(Json(json!({ "plugin": plugin_json(&p) })))
@@ -152,49 +138,13 @@ pub async fn config(State(state): State<SharedState>, Extension(CurrentUser(me))
     require_admin(&me)?;
     let p = plugin(&state, &name)?;
     let values = body.get("values").and_then(Value::as_object).ok_or_else(|| AppError::invalid("values", "must be an object of setting values"))?;
-    let old = p.settings().config;
-    let mut out = Map::new();
-    let mut problems = crate::contacts::input::Problems::default();
-    for key in values.keys() {
-        if !p.manifest.settings.iter().any(|s| &s.key == key) {
-            problems.add(key, "is not a setting of this plugin");
+    let out = p.check_config(values).map_err(|list| {
+        let mut problems = crate::contacts::input::Problems::default();
+        for (key, message) in list {
+            problems.add(&key, message);
         }
-    }
-    for spec in &p.manifest.settings {
-        let raw = values.get(&spec.key);
-        let text = match raw {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.trim().to_owned(),
-            Some(Value::Bool(b)) => if *b { "1" } else { "0" }.to_owned(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(_) => {
-                problems.add(&spec.key, "must be text, a number or a boolean");
-                continue;
-            }
-        };
-        let text = if spec.is_secret() && text == MASK { old.get(&spec.key).and_then(Value::as_str).unwrap_or("").to_owned() } else { text };
-        if text.is_empty() {
-            if spec.required && spec.default_value.is_none() {
-                problems.add(&spec.key, "is required");
-            }
-            continue;
-        }
-        let ok = match spec.kind {
-            "integer" => text.parse::<i64>().is_ok(),
-            "number" => text.parse::<f64>().is_ok_and(f64::is_finite),
-            "boolean" => matches!(text.as_str(), "0" | "1" | "true" | "false"),
-            "url" => text.starts_with("http://") || text.starts_with("https://"),
-            "email" => text.contains('@'),
-            "select" => spec.options.iter().any(|o| *o == text),
-            _ => text.len() <= 10_000,
-        };
-        if !ok {
-            problems.add(&spec.key, format!("is not a valid {}", spec.kind));
-            continue;
-        }
-        out.insert(spec.key.clone(), json!(text));
-    }
-    problems.into_result()?;
+        problems.into_result().err().unwrap_or_else(|| AppError::invalid("values", "are invalid"))
+    })?;
     state.plugins.set_config(&name, out).await?;
     let p = plugin(&state, &name)?;
     Ok(Json(json!({ "plugin": plugin_json(&p) })))

@@ -144,6 +144,22 @@
     });
   }
 
+  // Copy buttons: [data-copy=id] copies that input's value (hidden without script).
+  function wireCopy() {
+    $all("[data-copy]").forEach(function (b) {
+      var input = document.getElementById(b.getAttribute("data-copy"));
+      if (!input) return;
+      b.hidden = false;
+      b.addEventListener("click", function () {
+        var label = b.textContent;
+        function done() { b.textContent = "Copied"; setTimeout(function () { b.textContent = label; }, 1500); }
+        input.select();
+        if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(input.value).then(done, function () {}); }
+        else { try { if (document.execCommand("copy")) done(); } catch (e) { /* selected: the user can copy */ } }
+      });
+    });
+  }
+
   function wireFlash() {
     $all("[data-dismiss]").forEach(function (b) {
       b.addEventListener("click", function () { var f = b.closest("[data-flash]"); if (f) f.remove(); });
@@ -161,6 +177,7 @@
     wireAutosubmit();
     wireLiveSearch();
     wireFlash();
+    wireCopy();
     $all("dialog[data-open-on-load]").forEach(function (d) { if (d.showModal) d.showModal(); });
   });
 })();
