@@ -416,6 +416,11 @@ async fn failures_and_ignored_types_are_visible(backend: Backend) {
 
 const SCRIPT: &str = "<script>window.__xss=1;alert(1)</script>";
 
+/// The escaper may write numeric or named entities; compare one spelling.
+fn unify_entities(html: &str) -> String {
+    html.replace("&#60;", "&lt;").replace("&#62;", "&gt;").replace("&#34;", "&quot;").replace("&#39;", "&#x27;")
+}
+
 async fn plugin_metadata_is_shown_as_text(backend: Backend) {
     let s = TestServer::start(backend).await;
     let admin = Web::login(&s, "admin", ADMIN_PASSWORD).await;
@@ -427,17 +432,17 @@ async fn plugin_metadata_is_shown_as_text(backend: Backend) {
         let b = &page.body;
         assert!(!b.contains("<script>window") && !b.contains("<img src=x") && !b.contains("onerror=\""), "{path}: markup reached the page");
         assert!(!b.contains("onclick") && !b.contains("javascript:"), "{path}");
-        assert!(b.contains("Markup &lt;script&gt;window.__xss=1;alert(1)&lt;/script&gt;"), "{path}: the title as text");
+        assert!(unify_entities(b).contains("Markup &lt;script&gt;window.__xss=1;alert(1)&lt;/script&gt;"), "{path}: the title as text");
         assert_eq!(b.matches("<script").count(), 1, "{path}: only the page's own script");
     }
     let page = admin.get("/settings/plugins/hostile-markup").await;
     assert!(page.body.contains("<title>Plugin hostile-markup · Magpie</title>"));
-    assert!(page.body.contains("Greeting &#34;&gt;&lt;img src=x onerror=&#34;window.__xss=2;alert(2)&#34;&gt;") || page.body.contains("Greeting &quot;&gt;&lt;img"), "labels as text");
+    assert!(unify_entities(&page.body).contains("Greeting &quot;&gt;&lt;img src=x onerror=&quot;window.__xss=2;alert(2)&quot;&gt;"), "labels as text");
     // Configuration values with markup are kept and shown as text too.
     let r = admin.post("/settings/plugins/hostile-markup/config", &[("greeting", SCRIPT), ("api_key", "k"), ("mode", "fast")]).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let page = admin.get("/settings/plugins/hostile-markup").await;
-    assert!(!page.body.contains("<script>window") && page.body.contains("value=\"&lt;script&gt;window.__xss=1"));
+    assert!(!page.body.contains("<script>window") && unify_entities(&page.body).contains("value=\"&lt;script&gt;window.__xss=1"));
     // And the contact page renders its events as text.
     let id = s.create_contact(json!({"email": "m@example.org"})).await;
     let mut tx = s.state().store.begin().await.unwrap();
