@@ -20,6 +20,8 @@ pub struct AppState {
     pub tracker: crate::tracking::Tracker,
     /// Key of the signed click-through tokens, shared by every process through the database.
     pub tracking_secret: Vec<u8>,
+    /// Background jobs: this process's lease owner id and the bell for new work.
+    pub jobs: crate::jobs::Jobs,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -37,6 +39,7 @@ impl AppState {
             events: Default::default(),
             tracker: Default::default(),
             tracking_secret,
+            jobs: Default::default(),
         }
     }
 

@@ -26,6 +26,7 @@ macro_rules! migration {
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_init"),
     migration!(4, "0004_tracking"),
+    migration!(5, "0005_jobs"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once

@@ -3,8 +3,10 @@
 pub mod companies;
 pub mod contact_json;
 pub mod contacts;
+pub mod exports;
 pub mod fields;
 pub mod forms;
+pub mod imports;
 pub mod notes;
 pub mod openapi;
 pub mod stages;
@@ -68,6 +70,8 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/stages", get(stages::list))
         .route("/stages/new", post(stages::create))
         .route("/stages/{id}/contact/{contact_id}/{action}", post(stages::change_contact))
+        .merge(imports::routes())
+        .merge(exports::routes())
         .fallback(|| async { AppError::NotFound("Requested URL not found: see /api/openapi.json for the API.".into()) })
         .method_not_allowed_fallback(|| async { AppError::bad_request("this method is not allowed on this URL") })
         .route_layer(middleware::from_fn_with_state(state, crate::http::auth::require_basic_auth))
