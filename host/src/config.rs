@@ -199,7 +199,8 @@ impl Default for ExportConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
-    /// Jobs run at once by this process.
+    /// Jobs run at once by this process; 0 for a process that only serves HTTP while
+    /// others (sharing its PostgreSQL database) run the jobs.
     pub workers: usize,
     /// A claimed job is taken over by another process when its owner has not renewed the
     /// lease for this long (its process died).
@@ -263,8 +264,8 @@ impl FileConfig {
         if config.import.max_record_bytes < 1024 {
             anyhow::bail!("import.max_record_bytes must be at least 1024");
         }
-        if config.jobs.workers == 0 || config.jobs.lease_seconds == 0 {
-            anyhow::bail!("jobs.workers and jobs.lease_seconds must be at least 1");
+        if config.jobs.lease_seconds == 0 {
+            anyhow::bail!("jobs.lease_seconds must be at least 1");
         }
         Ok(config)
     }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::ContentType;
 use lettre::message::{Body, Mailbox};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -33,9 +33,8 @@ pub async fn send(config: &Config, to: &str, subject: &str, text: &str) -> anyho
         None => "magpie@localhost".parse().expect("valid address"),
     };
     let to: Mailbox = to.parse().map_err(|e| anyhow::anyhow!("'{to}' is not an email address: {e}"))?;
-    // 8bit keeps a link readable in the raw message (no quoted-printable soft breaks).
-    let body = Body::new_with_encoding(text.to_owned(), ContentTransferEncoding::EightBit)
-        .unwrap_or_else(|text| Body::new(text));
+    // lettre picks 7bit, quoted-printable or base64 as the text needs.
+    let body = Body::new(text.to_owned());
     let message = Message::builder()
         .from(from)
         .to(to)

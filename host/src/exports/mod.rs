@@ -585,6 +585,10 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             None => return Ok(Outcome::Failed("the export record is gone".into())),
         }
     };
+    if export.finished_at.is_some() {
+        // Written and linked by an earlier run that stopped before recording its end.
+        return Ok(Outcome::Done);
+    }
     let user = {
         let mut db = state.store.read().await?;
         match store::users::by_id(&mut db, export.created_by).await? {
@@ -630,17 +634,9 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         format.as_str().to_uppercase(),
         user.username,
     );
-    let (email_to, email_status) = if user.email.trim().is_empty() {
-        (None, "not sent: the user has no email address (the link is in the notifications)".to_owned())
-    } else {
-        match crate::mail::send(&state.config, user.email.trim(), "Your Magpie export is ready", &text).await {
-            Ok(d) => (Some(user.email.trim()), d.describe()),
-            Err(e) => {
-                tracing::warn!(export = export.id, error = format!("{e:#}"), "export email not delivered");
-                (Some(user.email.trim()), format!("failed: {e:#}"))
-            }
-        }
-    };
+    let email_to = Some(user.email.trim()).filter(|e| !e.is_empty());
+    // The file and its link are recorded first, so the link works the moment the email
+    // arrives; the email's fate is recorded after.
     let mut tx = state.store.begin().await?;
     if ctx.checkpoint(&mut tx).await? == Control::LeaseLost {
         drop(tx);
@@ -657,7 +653,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             token_hash: &token_hash(&token),
             expires_at: expires,
             email_to,
-            email_status: &email_status,
+            email_status: if email_to.is_some() { "sending" } else { "not sent: the user has no email address (the link is in the notifications)" },
         },
         now,
     )
@@ -673,6 +669,18 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     )
     .await?;
     tx.commit().await?;
+    if let Some(to) = email_to {
+        let status = match crate::mail::send(&state.config, to, "Your Magpie export is ready", &text).await {
+            Ok(d) => d.describe(),
+            Err(e) => {
+                tracing::warn!(export = export.id, error = format!("{e:#}"), "export email not delivered");
+                format!("failed: {e:#}")
+            }
+        };
+        let mut tx = state.store.begin().await?;
+        store::exports::set_email_status(&mut tx, export.id, &status).await?;
+        tx.commit().await?;
+    }
     Ok(Outcome::Done)
 }
 

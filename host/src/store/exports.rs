@@ -101,6 +101,10 @@ pub async fn finish(db: &mut impl Exec, id: i64, f: &Finished<'_>, now: i64) -> 
     .map(drop)
 }
 
+pub async fn set_email_status(db: &mut impl Exec, id: i64, status: &str) -> DbResult<()> {
+    db.execute("UPDATE exports SET email_status = $1 WHERE id = $2", params![status, id]).await.map(drop)
+}
+
 /// Exports whose link expired and whose file is still on disk.
 pub async fn expired_files(db: &mut impl Exec, now: i64) -> DbResult<Vec<ExportRow>> {
     let rows = db
