@@ -117,6 +117,7 @@ async fn kill_nine_in_the_middle_of_an_import(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     server.child.kill().expect("kill -9");
+    eprintln!("{backend:?}: killed after {done_before_kill} of {} rows", existing + fresh);
     server.child.wait().unwrap();
     drop(server);
 
@@ -137,7 +138,6 @@ async fn kill_nine_in_the_middle_of_an_import(backend: Backend) {
     assert_eq!(p["created"], fresh, "{final_state}");
     assert_eq!(p["updated"], existing, "{final_state}");
     assert_eq!(p["failed"], 0);
-    assert!(done_before_kill < existing + fresh || p["rowsDone"] == existing + fresh);
 
     // No contact twice: exactly existing + fresh contacts, each email once.
     let all = api(&client, reqwest::Method::GET, format!("{}/api/contacts?limit=1", server.base), None).await;
