@@ -232,6 +232,14 @@ async fn files_that_are_not_csv_and_encodings(backend: Backend) {
     assert!(r.error_message().contains("Excel"), "{}", r.text);
     let r = upload_raw(&s, "empty.csv", Vec::new()).await;
     assert_eq!(r.status, 422);
+    // One enormous line: not even a header, said so, nothing kept.
+    let s2 = TestServer::start_with(s.backend, "[import]\nmax_record_bytes = 4096\n").await;
+    let r = upload_raw(&s2, "one-line.csv", vec![b'x'; 300_000]).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("header") && r.error_message().contains("longer than 4096 bytes"), "{}", r.text);
+    assert_eq!(s2.get("/api/imports").await.expect(200)["total"], 0);
+    assert_eq!(std::fs::read_dir(s2.data_dir.join("imports")).unwrap().count(), 0);
+    s2.stop().await;
     let leftovers: Vec<_> = std::fs::read_dir(s.data_dir.join("imports")).unwrap().collect();
     assert!(leftovers.is_empty(), "refused uploads leave no file: {leftovers:?}");
 

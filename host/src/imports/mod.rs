@@ -509,20 +509,19 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
         .map_err(|e| AppError::Internal(e.into()))?
         .map_err(|m| AppError::invalid("file", m))?;
 
-    let (fields, operator, users) = {
+    let (fields, options) = {
         let mut db = state.store.read().await?;
         let fields = state.fields(&mut db).await?;
         let operator = state.operator(&mut db).await?;
-        let users = store::users::existing_ids(&mut db, &body.get("owner").and_then(Json::as_i64).into_iter().collect::<Vec<_>>()).await?;
-        (fields, operator, users)
+        let options = parse_options(&body, operator)?;
+        if let Some(o) = options.owner {
+            if store::users::by_id(&mut db, o).await?.is_none() {
+                return Err(AppError::invalid("owner", format!("there is no user with id {o}")));
+            }
+        }
+        (fields, options)
     };
     let (proposals, _) = mapping::propose(&headers, &fields);
-    let options = parse_options(&body, operator)?;
-    if let Some(o) = options.owner {
-        if !users.contains(&o) {
-            return Err(AppError::invalid("owner", format!("there is no user with id {o}")));
-        }
-    }
     let entries = parse_mapping(&body, &headers, &proposals)?;
 
     // Resolve each entry; fields to create are created last, once everything else is valid.
@@ -820,7 +819,12 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     }
     let path = file_path(state, &import);
     if !path.exists() {
-        return Ok(Outcome::Failed("the uploaded file is gone; upload it again".into()));
+        // Retried: with several processes on one PostgreSQL, another one (sharing the
+        // data directory, as it must) may see it.
+        anyhow::bail!(
+            "the uploaded file {} is not in this server's data directory (deleted, or the servers sharing this database do not share their data directory)",
+            import.stored_name
+        );
     }
     let settings = Settings::from_json(&import.settings, None);
     let Some(options) = settings.options.clone() else {

@@ -203,7 +203,14 @@ pub async fn upload(State(state): State<SharedState>, Extension(CurrentUser(me))
         }
     }
     let import = upload.finish(&state, &me, &name).await?;
-    let body = with_preview(&state, &import, None, &DialectOverride::default()).await?;
+    let body = match with_preview(&state, &import, None, &DialectOverride::default()).await {
+        Ok(b) => b,
+        Err(e) => {
+            // Not even a header can be read: nothing to keep.
+            let _ = imports::delete(&state, &me, import.id).await;
+            return Err(e);
+        }
+    };
     let mut r = (StatusCode::CREATED, Json(json!({ "import": body }))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/imports/{}", import.id)) {
         r.headers_mut().insert(header::LOCATION, v);
