@@ -121,6 +121,11 @@ fn identifier_probe(fields: &FieldSet, sets: &[(&FieldDef, Option<Value>)]) -> V
         .collect()
 }
 
+/// The folded identifier values of a contact, as probes compare them.
+fn identifier_keys(fields: &FieldSet, c: &Contact) -> Vec<(String, String)> {
+    fields.unique_identifiers().filter_map(|f| Some((f.alias.clone(), fold(c.value(&f.alias)?)?))).collect()
+}
+
 /// The AND/OR rule: does a contact with these values match the probe?
 fn matches(op: UniqueIdentifierOperator, probe: &[(String, String)], contact: &Contact) -> bool {
     if probe.is_empty() {
@@ -228,6 +233,15 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
         .map(|c| Work { original: Some(c.clone()), state: c, events: Vec::new(), ips: Vec::new(), dnc: Vec::new(), utm: Vec::new() })
         .collect();
     let mut by_id: HashMap<i64, usize> = work.iter().enumerate().map(|(i, w)| (w.state.id, i)).collect();
+    // Records by every folded identifier value they have had, so an upsert checks only
+    // the records sharing a value with it instead of every record (an import writes
+    // thousands per call: scanning them all made the call quadratic).
+    let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (w, record) in work.iter().enumerate() {
+        for key in identifier_keys(fields, &record.state) {
+            by_key.entry(key).or_default().push(w);
+        }
+    }
     // Which item created which new record.
     let mut created_by: HashMap<usize, usize> = HashMap::new();
     let mut item_work: Vec<(usize, usize)> = Vec::new();
@@ -246,9 +260,12 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
             Target::Create => None,
             Target::Upsert => {
                 let probe = identifier_probe(fields, &p.sets);
+                let mut near: Vec<usize> = probe.iter().filter_map(|k| by_key.get(k)).flatten().copied().collect();
+                near.sort_unstable();
+                near.dedup();
                 // The newest matching contact wins (new records are newest), as in Mautic.
-                work.iter()
-                    .enumerate()
+                near.into_iter()
+                    .map(|idx| (idx, &work[idx]))
                     .filter(|(_, w)| matches(ctx.operator, &probe, &w.state))
                     .max_by_key(|(idx, w)| if w.is_new() { (1, *idx as i64) } else { (0, w.state.id) })
                     .map(|(idx, _)| idx)
@@ -283,6 +300,12 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
         record.utm.extend(p.utm);
         if record.state.id != 0 {
             by_id.insert(record.state.id, w);
+        }
+        for key in identifier_keys(fields, &record.state) {
+            let list = by_key.entry(key).or_default();
+            if list.last() != Some(&w) {
+                list.push(w);
+            }
         }
         item_work.push((i, w));
     }

@@ -12,6 +12,7 @@
 //! and leaves a notification. `direct` writes a file for an immediate download instead.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -219,7 +220,30 @@ pub fn headers(fields: &FieldSet) -> Vec<String> {
 }
 
 fn date_cell(v: &Value) -> Cell {
-    v.as_i64().map_or(Cell::Empty, |ms| Cell::Text(sql_datetime(ms)))
+    v.as_i64().map_or(Cell::Empty, |ms| Cell::Text(fast_datetime(ms)))
+}
+
+/// `2024-05-01 12:00:00` as `time::sql_datetime` writes it, without parsing a format
+/// string for each of millions of cells.
+pub fn fast_datetime(ms: i64) -> String {
+    use chrono::{Datelike, Timelike};
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) if (0..=9999).contains(&t.year()) => {
+            let mut out = String::with_capacity(19);
+            let _ = write!(
+                out,
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            out
+        }
+        _ => sql_datetime(ms),
+    }
 }
 
 /// Reads the contacts of a query page by page.
@@ -251,6 +275,15 @@ impl Reader {
     /// The next page of rows as cells; `None` when done.
     async fn next_page(&mut self, state: &SharedState) -> AppResult<Option<Vec<Vec<Cell>>>> {
         let mut db = state.store.read().await?;
+        // Reading every page of the database through mmap would map all of it into this
+        // process; the connection's page cache is bounded.
+        store::exports::scan_begin(&mut db).await?;
+        let page = self.page_from(&mut db).await;
+        store::exports::scan_end(&mut db).await?;
+        page
+    }
+
+    async fn page_from(&mut self, db: &mut store::Conn) -> AppResult<Option<Vec<Vec<Cell>>>> {
         let rows = match &self.ids {
             Some(ids) => {
                 if self.next_id >= ids.len() {
@@ -259,9 +292,9 @@ impl Reader {
                 let end = (self.next_id + PAGE as usize).min(ids.len());
                 let chunk = &ids[self.next_id..end];
                 self.next_id = end;
-                store::exports::page_of_ids(&mut db, &self.fields, chunk).await?
+                store::exports::page_of_ids(db, &self.fields, chunk).await?
             }
-            None => store::exports::page_after(&mut db, &self.fields, &self.cond, &self.params, self.after, PAGE).await?,
+            None => store::exports::page_after(db, &self.fields, &self.cond, &self.params, self.after, PAGE).await?,
         };
         if rows.is_empty() {
             if self.ids.is_some() {
@@ -272,8 +305,7 @@ impl Reader {
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.at(0).as_i64().unwrap_or(0)).collect();
         self.after = *ids.last().unwrap_or(&self.after);
-        let mut tags = store::contacts::tags_of(&mut db, &ids).await?;
-        drop(db);
+        let mut tags = store::contacts::tags_of(db, &ids).await?;
         Ok(Some(rows.iter().map(|r| self.cells(r, tags.remove(&r.at(0).as_i64().unwrap_or(0)).unwrap_or_default())).collect()))
     }
 
@@ -324,7 +356,7 @@ pub fn cell_text(c: &Cell) -> std::borrow::Cow<'_, str> {
 
 /// Writes one CSV field (RFC 4180 quoting).
 pub fn write_csv_field(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if memchr::memchr3(b',', b'"', b'\n', s.as_bytes()).is_some() || s.contains('\r') {
         out.write_all(b"\"")?;
         out.write_all(s.replace('"', "\"\"").as_bytes())?;
         out.write_all(b"\"")
@@ -401,7 +433,20 @@ impl Sink {
             }
         }
         match self {
-            Sink::Csv(w) => write_csv_row(w, cells.iter().map(cell_text)),
+            Sink::Csv(w) => {
+                for (i, c) in cells.iter().enumerate() {
+                    if i > 0 {
+                        w.write_all(b",")?;
+                    }
+                    match c {
+                        Cell::Empty => {}
+                        Cell::Int(v) => write!(w, "{v}")?,
+                        Cell::Float(_) => w.write_all(cell_text(c).as_bytes())?,
+                        Cell::Text(s) => write_csv_field(w, &neutralize(s))?,
+                    }
+                }
+                w.write_all(b"\r\n")
+            }
             Sink::Xlsx { book, sheet, row, .. } => {
                 let ws = book.worksheet_from_index(*sheet).map_err(xlsx_err)?;
                 for (i, c) in cells.iter().enumerate() {
@@ -731,6 +776,13 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(neutralize(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn dates_format_like_the_api() {
+        for ms in [0, 1_714_564_800_000, 1_714_564_800_999, -86_400_000, 253_402_300_799_000, 4_102_444_800_000] {
+            assert_eq!(fast_datetime(ms), sql_datetime(ms), "{ms}");
         }
     }
 

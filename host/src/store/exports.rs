@@ -159,6 +159,23 @@ pub async fn page_of_ids(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> 
     db.fetch_all(&sql, p.values).await
 }
 
+/// Before a long scan on SQLite: no memory-mapped reads on this connection (they would
+/// map the whole database into the process); its page cache stays bounded.
+pub async fn scan_begin(db: &mut impl Exec) -> DbResult<()> {
+    if db.backend() == super::Backend::Sqlite {
+        db.execute_script("PRAGMA mmap_size = 0").await?;
+    }
+    Ok(())
+}
+
+/// After the scan: the connection's usual mmap size (see `db.rs`).
+pub async fn scan_end(db: &mut impl Exec) -> DbResult<()> {
+    if db.backend() == super::Backend::Sqlite {
+        db.execute_script("PRAGMA mmap_size = 268435456").await?;
+    }
+    Ok(())
+}
+
 /// Id → name of every stage, and id → username of every user (small tables).
 pub async fn names(db: &mut impl Exec) -> DbResult<(std::collections::HashMap<i64, String>, std::collections::HashMap<i64, String>)> {
     let stages = db.fetch_all("SELECT id, name FROM stages", vec![]).await?.iter().map(|r| (r.i64("id"), r.text("name"))).collect();

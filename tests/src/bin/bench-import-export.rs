@@ -154,6 +154,9 @@ async fn main() {
     let rows: usize = args.iter().position(|a| a == "--rows").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let postgres = args.iter().any(|a| a == "--postgres");
     let skip_sqlite = args.iter().any(|a| a == "--only-postgres");
+    let skip_export = args.iter().any(|a| a == "--no-export");
+    let batch: Option<usize> = args.iter().position(|a| a == "--batch").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok());
+    let config = batch.map_or(String::new(), |b| format!("[import]\nbatch_rows = {b}\n"));
     let dir = tempfile::Builder::new().prefix("magpie-bench-").tempdir_in("/var/tmp").unwrap();
     let (main_file, seed_file) = write_files(dir.path(), rows);
     let size_mb = std::fs::metadata(&main_file).unwrap().len() as f64 / 1e6;
@@ -176,7 +179,7 @@ async fn main() {
         let sqlite3_rate = rows as f64 / sqlite3_secs;
         println!("sqlite3 .import (bare table, no indexes): {sqlite3_secs:.2} s, {sqlite3_rate:.0} rows/s");
 
-        let s = TestServer::start(Backend::Sqlite).await;
+        let s = TestServer::start_with(Backend::Sqlite, &config).await;
         let (_, seed_secs, seeded) = import_file(&s, &seed_file).await;
         println!("seeded {} existing contacts in {seed_secs:.1} s", seeded["progress"]["created"]);
         let (upload, secs, done) = import_file(&s, &main_file).await;
@@ -197,7 +200,8 @@ async fn main() {
             let r = s.get("/api/contacts?limit=1").await.expect(200);
             r["total"].as_str().unwrap().parse::<f64>().unwrap()
         };
-        for format in [magpie::exports::Format::Csv, magpie::exports::Format::Xlsx] {
+        let formats = if skip_export { vec![] } else { vec![magpie::exports::Format::Csv, magpie::exports::Format::Xlsx] };
+        for format in formats {
             let state = s.state().clone();
             let me = me.clone();
             let (result, secs, rss, anon) = measure(async move { magpie::exports::direct(&state, &me, format, &magpie::exports::Query::default()).await }).await;
@@ -214,7 +218,7 @@ async fn main() {
     }
 
     if postgres {
-        let s = TestServer::start(Backend::Postgres).await;
+        let s = TestServer::start_with(Backend::Postgres, &config).await;
         let (_, seed_secs, seeded) = import_file(&s, &seed_file).await;
         println!("PostgreSQL: seeded {} existing contacts in {seed_secs:.1} s", seeded["progress"]["created"]);
         let (upload, secs, done) = import_file(&s, &main_file).await;
