@@ -68,6 +68,12 @@ async fn api(client: &reqwest::Client, method: reqwest::Method, url: String, bod
 }
 
 async fn kill_nine_in_the_middle_of_an_import(backend: Backend) {
+    interrupt_in_the_middle_of_an_import(backend, false).await
+}
+
+/// `graceful`: SIGTERM (the batch in hand is committed, the job queued again, exit 0)
+/// instead of SIGKILL.
+async fn interrupt_in_the_middle_of_an_import(backend: Backend, graceful: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, pg) = match backend {
         Backend::Sqlite => (format!("sqlite://{}", dir.path().join("magpie.db").display()), None),
@@ -116,9 +122,23 @@ async fn kill_nine_in_the_middle_of_an_import(backend: Backend) {
         assert!(started.elapsed() < Duration::from_secs(120), "no progress: {r}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    server.child.kill().expect("kill -9");
-    eprintln!("{backend:?}: killed after {done_before_kill} of {} rows", existing + fresh);
-    server.child.wait().unwrap();
+    if graceful {
+        let ok = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = server.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no clean exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
+    } else {
+        server.child.kill().expect("kill -9");
+    }
+    eprintln!("{backend:?}: stopped (graceful: {graceful}) after {done_before_kill} of {} rows", existing + fresh);
+    let _ = server.child.wait();
     drop(server);
 
     // Start again on the same data: the import continues from its checkpoint.
@@ -173,4 +193,9 @@ async fn postgres_kill_nine_in_the_middle_of_an_import() {
         return;
     }
     kill_nine_in_the_middle_of_an_import(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sigterm_in_the_middle_of_an_import() {
+    interrupt_in_the_middle_of_an_import(Backend::Sqlite, true).await;
 }
