@@ -248,6 +248,8 @@ pub fn fast_datetime(ms: i64) -> String {
 
 /// Reads the contacts of a query page by page.
 struct Reader {
+    /// One connection for the whole scan (with a bounded cache: see `scan_begin`).
+    db: store::Conn,
     fields: Arc<FieldSet>,
     cond: String,
     params: Params,
@@ -269,21 +271,20 @@ impl Reader {
             v.dedup();
             v
         });
-        Ok(Reader { fields, cond, params, ids, after: 0, next_id: 0, stages, users })
+        // A scan reads the whole table: through mmap it would all be mapped into this
+        // process, and a large page cache would fill; both are bounded for the scan.
+        store::exports::scan_begin(&mut db).await?;
+        Ok(Reader { db, fields, cond, params, ids, after: 0, next_id: 0, stages, users })
+    }
+
+    /// Gives the connection its usual settings back (it returns to the pool on drop).
+    async fn finish(mut self) {
+        let _ = store::exports::scan_end(&mut self.db).await;
     }
 
     /// The next page of rows as cells; `None` when done.
-    async fn next_page(&mut self, state: &SharedState) -> AppResult<Option<Vec<Vec<Cell>>>> {
-        let mut db = state.store.read().await?;
-        // Reading every page of the database through mmap would map all of it into this
-        // process; the connection's page cache is bounded.
-        store::exports::scan_begin(&mut db).await?;
-        let page = self.page_from(&mut db).await;
-        store::exports::scan_end(&mut db).await?;
-        page
-    }
-
-    async fn page_from(&mut self, db: &mut store::Conn) -> AppResult<Option<Vec<Vec<Cell>>>> {
+    async fn next_page(&mut self) -> AppResult<Option<Vec<Vec<Cell>>>> {
+        let db = &mut self.db;
         let rows = match &self.ids {
             Some(ids) => {
                 if self.next_id >= ids.len() {
@@ -506,9 +507,16 @@ async fn write_file(state: &SharedState, format: Format, q: &Query, me: i64, pat
             stopped = true;
             break;
         }
-        match reader.next_page(state).await? {
-            None => break,
-            Some(page) => {
+        match reader.next_page().await {
+            Err(e) => {
+                drop(tx);
+                let _ = writer.await;
+                reader.finish().await;
+                let _ = tokio::fs::remove_file(path).await;
+                return Err(e);
+            }
+            Ok(None) => break,
+            Ok(Some(page)) => {
                 if tx.send(page).await.is_err() {
                     break; // the writer failed; its error is below
                 }
@@ -516,6 +524,7 @@ async fn write_file(state: &SharedState, format: Format, q: &Query, me: i64, pat
         }
     }
     drop(tx);
+    reader.finish().await;
     let written = writer.await.map_err(|e| AppError::Internal(e.into()))?;
     let n = written.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the export file: {e}")))?;
     if stopped {

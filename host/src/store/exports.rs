@@ -160,18 +160,18 @@ pub async fn page_of_ids(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> 
 }
 
 /// Before a long scan on SQLite: no memory-mapped reads on this connection (they would
-/// map the whole database into the process); its page cache stays bounded.
+/// map the whole database into the process) and a small page cache (8 MB).
 pub async fn scan_begin(db: &mut impl Exec) -> DbResult<()> {
     if db.backend() == super::Backend::Sqlite {
-        db.execute_script("PRAGMA mmap_size = 0").await?;
+        db.execute_script("PRAGMA mmap_size = 0; PRAGMA cache_size = -8192").await?;
     }
     Ok(())
 }
 
-/// After the scan: the connection's usual mmap size (see `db.rs`).
+/// After the scan: the connection's usual settings (see `db.rs`).
 pub async fn scan_end(db: &mut impl Exec) -> DbResult<()> {
     if db.backend() == super::Backend::Sqlite {
-        db.execute_script("PRAGMA mmap_size = 268435456").await?;
+        db.execute_script("PRAGMA mmap_size = 268435456; PRAGMA cache_size = -65536").await?;
     }
     Ok(())
 }
