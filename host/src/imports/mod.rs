@@ -1027,6 +1027,7 @@ async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: 
     if control == Control::LeaseLost {
         return Ok(Control::LeaseLost);
     }
+    store::imports::tune_batch(&mut tx).await?;
     let fields = state.fields(&mut tx).await?;
     let mut counts = Counts::default();
     let mut failures: Vec<Failure> = Vec::new();

@@ -259,6 +259,17 @@ pub async fn set_contact_dates(db: &mut impl Exec, dates: &[(i64, Option<i64>, O
     Ok(())
 }
 
+/// Planner settings for the transaction of an import batch. PostgreSQL estimates the
+/// duplicate lookup's `lower(email) IN (…500 values…)` at most of the table when planned
+/// with the values (no statistics for the folded expression) and scans the whole table
+/// for every batch, slower as it grows; the plan made without the values uses the index.
+pub async fn tune_batch(db: &mut impl Exec) -> DbResult<()> {
+    if db.backend() == super::Backend::Postgres {
+        db.execute_script("SET LOCAL plan_cache_mode = force_generic_plan").await?;
+    }
+    Ok(())
+}
+
 /// Every user and stage, for resolving owner and stage columns.
 pub async fn stage_names(db: &mut impl Exec) -> DbResult<Vec<(i64, String)>> {
     Ok(db.fetch_all("SELECT id, name FROM stages", vec![]).await?.iter().map(|r| (r.i64("id"), r.text("name"))).collect())
