@@ -99,6 +99,35 @@ pub struct FileConfig {
     pub import: ImportConfig,
     pub export: ExportConfig,
     pub jobs: JobsConfig,
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`: the sandbox's limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Deadline of one plugin call, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Deadline of loading a plugin (`describe`, `event-types`).
+    pub load_timeout_ms: u64,
+    /// Memory of one plugin instance, in MiB.
+    pub memory_limit_mb: u64,
+    /// Failures in a row after which a plugin is disabled.
+    pub max_consecutive_failures: u32,
+    /// Largest response body of a plugin's outbound HTTP request.
+    pub max_http_response_bytes: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            call_timeout_ms: 1000,
+            load_timeout_ms: 5000,
+            memory_limit_mb: 64,
+            max_consecutive_failures: 5,
+            max_http_response_bytes: 4 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

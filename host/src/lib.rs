@@ -11,6 +11,7 @@ pub mod http;
 pub mod imports;
 pub mod jobs;
 pub mod mail;
+pub mod plugins;
 pub mod server;
 pub mod state;
 pub mod store;
@@ -18,5 +19,6 @@ pub mod time;
 pub mod timeline;
 pub mod tracking;
 pub mod users;
+pub mod web;
 
 pub use http::app;

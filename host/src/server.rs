@@ -24,7 +24,9 @@ pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
     tx.commit().await?;
     bootstrap_admin(&store, config.admin_password.as_deref()).await?;
     let secret = tracking_secret(&store).await?;
-    Ok(Arc::new(AppState::new(config, store, secret)))
+    let state = Arc::new(AppState::new(config, store, secret)?);
+    state.plugins.start(&state).await?;
+    Ok(state)
 }
 
 /// The key for signed tracking tokens: created once, kept in the database so every
@@ -98,6 +100,9 @@ impl Running {
         for w in self.writers {
             let _ = w.await;
         }
+        if let Err(e) = self.state.plugins.flush_stats().await {
+            tracing::warn!(error = %e, "cannot save plugin statistics");
+        }
         self.state.store.close().await;
         Ok(())
     }
@@ -115,6 +120,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (stop_writers, writers_stopped) = tokio::sync::watch::channel(false);
     let writers = vec![crate::tracking::Tracker::spawn_writer(state.clone(), writers_stopped)];
     let app = crate::http::app(state.clone());
+    // Plugin call statistics are counted in memory and written every few seconds.
+    let flusher = {
+        let state = Arc::downgrade(&state);
+        let mut stopped = stop.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+                let Some(state) = state.upgrade() else { break };
+                if let Err(e) = state.plugins.flush_stats().await {
+                    tracing::warn!(error = %e, "cannot save plugin statistics");
+                }
+            }
+        })
+    };
+    drop(flusher);
     let task = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {

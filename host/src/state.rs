@@ -14,8 +14,12 @@ pub struct AppState {
     pub store: Store,
     pub fields: FieldRegistry,
     pub credentials: CredentialCache,
-    /// Timeline event types and their rendering (built-in, extended by plugins).
-    pub events: crate::timeline::types::Catalogue,
+    /// Timeline event types and their rendering (fed by the plugins).
+    pub events: Arc<crate::timeline::types::Catalogue>,
+    /// The WebAssembly plugins (loaded by `server::prepare`).
+    pub plugins: Arc<crate::plugins::Plugins>,
+    /// The web admin's in-memory helpers (login throttling); safe to lose.
+    pub web: crate::web::WebState,
     /// The tracking write path (group commit of hits).
     pub tracker: crate::tracking::Tracker,
     /// Key of the signed click-through tokens, shared by every process through the database.
@@ -30,17 +34,22 @@ pub type SharedState = Arc<AppState>;
 pub const OPERATOR_SETTING: &str = "contacts.unique_identifier_operator";
 
 impl AppState {
-    pub fn new(config: Config, store: Store, tracking_secret: Vec<u8>) -> AppState {
-        AppState {
+    /// The state with no plugin loaded yet (`Plugins::start` loads them).
+    pub fn new(config: Config, store: Store, tracking_secret: Vec<u8>) -> anyhow::Result<AppState> {
+        let limits = crate::plugins::Limits::from_config(&config.file.plugins);
+        let plugins = Arc::new(crate::plugins::Plugins::new(&config.data_dir, limits, store.clone())?);
+        Ok(AppState {
             config,
             store,
             fields: FieldRegistry::default(),
             credentials: CredentialCache::default(),
             events: Default::default(),
+            plugins,
             tracker: Default::default(),
             tracking_secret,
             jobs: Default::default(),
-        }
+            web: Default::default(),
+        })
     }
 
     pub async fn fields(&self, db: &mut impl Exec) -> AppResult<Arc<FieldSet>> {

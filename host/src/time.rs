@@ -9,10 +9,21 @@ pub fn now_ms() -> i64 {
 
 /// `2024-05-01T12:00:00+00:00`
 pub fn iso(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
-        .unwrap_or_default()
+    use chrono::{Datelike, Timelike};
+    // Formatted by hand: this runs for every date of every contact in every answer, and
+    // chrono's format strings are parsed on each call.
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        None => String::new(),
+    }
 }
 
 pub fn iso_opt(ms: Option<i64>) -> serde_json::Value {

@@ -10,6 +10,8 @@ pub use serde_json::{Value, json};
 use magpie::config::{Config, FileConfig};
 use magpie::server::Running;
 
+pub mod browser;
+
 pub const ADMIN_PASSWORD: &str = "admin-test-password";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +88,7 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
     pub database_url: String,
+    config_toml: String,
     running: Option<Running>,
     _dir: tempfile::TempDir,
     pg: Option<(String, String)>,
@@ -125,13 +128,49 @@ impl TestServer {
                 (url, Some((admin, name)))
             }
         };
-        let mut config = Config::for_data_dir(dir.path(), Some(database_url.clone()));
-        config.file = FileConfig::parse(config_toml).expect("valid test config");
-        config.admin_password = Some(ADMIN_PASSWORD.to_owned());
-        let running = magpie::server::start(config).await.expect("server starts");
+        let running = start_running(dir.path(), &database_url, config_toml).await;
         let base = format!("http://{}", running.addr);
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-        TestServer { base, backend, client, data_dir: dir.path().to_path_buf(), database_url, running: Some(running), _dir: dir, pg }
+        TestServer {
+            base,
+            backend,
+            client,
+            data_dir: dir.path().to_path_buf(),
+            database_url,
+            config_toml: config_toml.to_owned(),
+            running: Some(running),
+            _dir: dir,
+            pg,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data dir and database.
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+        let running = start_running(&self.data_dir, &self.database_url, &self.config_toml).await;
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    /// Uploads a plugin (`.wasm` bytes) through the admin API.
+    pub async fn upload_plugin(&self, bytes: Vec<u8>) -> Response {
+        self.raw(reqwest::Method::POST, "/api/plugins/upload", "application/wasm", bytes).await
+    }
+
+    /// Calls a plugin's webhook (no Basic auth; the secret as `X-Magpie-Secret`).
+    pub async fn hook(&self, plugin: &str, path: &str, secret: Option<&str>, body: Value) -> Response {
+        let mut req = self.client.post(self.url(&format!("/plugins/{plugin}/hook/{path}"))).json(&body);
+        if let Some(s) = secret {
+            req = req.header("x-magpie-secret", s);
+        }
+        self.send(req).await
+    }
+
+    /// A plugin's webhook secret.
+    pub async fn plugin_secret(&self, plugin: &str) -> String {
+        self.get(&format!("/api/plugins/{plugin}/secret")).await.expect(200)["secret"].as_str().expect("secret").to_owned()
     }
 
     pub fn state(&self) -> &magpie::state::SharedState {
@@ -192,6 +231,36 @@ impl TestServer {
             drop_pg_database(&admin, &name).await;
         }
     }
+}
+
+async fn start_running(dir: &std::path::Path, database_url: &str, config_toml: &str) -> Running {
+    let mut config = Config::for_data_dir(dir, Some(database_url.to_owned()));
+    config.file = FileConfig::parse(config_toml).expect("valid test config");
+    config.admin_password = Some(ADMIN_PASSWORD.to_owned());
+    magpie::server::start(config).await.expect("server starts")
+}
+
+/// A hostile test plugin (built by the host's build script, never embedded).
+pub fn test_plugin(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(magpie::plugins::TEST_PLUGINS_DIR).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("test plugin {}: {e}", path.display()))
+}
+
+/// A tiny HTTP server on 127.0.0.1 answering every request with `hello`; returns its port.
+pub async fn hello_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello").await;
+            });
+        }
+    });
+    port
 }
 
 /// The path of the test build of the `magpie` binary (only integration tests know it).

@@ -21,6 +21,9 @@ pub struct ContactInput {
     pub ip_address: Option<String>,
     pub dnc: Vec<DncInput>,
     pub utm: Vec<UtmInput>,
+    /// The preferred profile image (`gravatar`, `custom`, `social`); admin forms only,
+    /// not a key of the API body. `Some(None)` clears it.
+    pub profile_image: Option<Option<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -28,6 +28,8 @@ pub enum Source {
     Import,
     Tracking,
     Form,
+    /// A plugin's host call.
+    Plugin,
 }
 
 impl Source {
@@ -38,6 +40,7 @@ impl Source {
             Source::Import => "import",
             Source::Tracking => "tracking",
             Source::Form => "form",
+            Source::Plugin => "plugin",
         }
     }
 }
@@ -90,6 +93,7 @@ struct Prepared<'f> {
     ip: Option<String>,
     dnc: Vec<DncInput>,
     utm: Vec<UtmInput>,
+    profile_image: Option<Option<String>>,
 }
 
 /// A contact being written: where it started and where it is now.
@@ -121,9 +125,15 @@ fn identifier_probe(fields: &FieldSet, sets: &[(&FieldDef, Option<Value>)]) -> V
         .collect()
 }
 
-/// The folded identifier values of a contact, as probes compare them.
-fn identifier_keys(fields: &FieldSet, c: &Contact) -> Vec<(String, String)> {
-    fields.unique_identifiers().filter_map(|f| Some((f.alias.clone(), fold(c.value(&f.alias)?)?))).collect()
+fn index_identifiers(fields: &FieldSet, index: &mut HashMap<(String, String), Vec<usize>>, at: usize, c: &Contact) {
+    for f in fields.unique_identifiers() {
+        if let Some(v) = c.value(&f.alias).and_then(fold) {
+            let slot = index.entry((f.alias.clone(), v)).or_default();
+            if !slot.contains(&at) {
+                slot.push(at);
+            }
+        }
+    }
 }
 
 /// The AND/OR rule: does a contact with these values match the probe?
@@ -164,6 +174,7 @@ fn prepare<'f>(fields: &'f FieldSet, target: Target, input: ContactInput) -> App
         ip: input.ip_address,
         dnc: input.dnc,
         utm: input.utm,
+        profile_image: input.profile_image,
     })
 }
 
@@ -233,14 +244,10 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
         .map(|c| Work { original: Some(c.clone()), state: c, events: Vec::new(), ips: Vec::new(), dnc: Vec::new(), utm: Vec::new() })
         .collect();
     let mut by_id: HashMap<i64, usize> = work.iter().enumerate().map(|(i, w)| (w.state.id, i)).collect();
-    // Records by every folded identifier value they have had, so an upsert checks only
-    // the records sharing a value with it instead of every record (an import writes
-    // thousands per call: scanning them all made the call quadratic).
-    let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
-    for (w, record) in work.iter().enumerate() {
-        for key in identifier_keys(fields, &record.state) {
-            by_key.entry(key).or_default().push(w);
-        }
+    // (alias, folded value) → records having it, so matching a batch is not quadratic.
+    let mut ident_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, w) in work.iter().enumerate() {
+        index_identifiers(fields, &mut ident_index, i, &w.state);
     }
     // Which item created which new record.
     let mut created_by: HashMap<usize, usize> = HashMap::new();
@@ -260,15 +267,15 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
             Target::Create => None,
             Target::Upsert => {
                 let probe = identifier_probe(fields, &p.sets);
-                let mut near: Vec<usize> = probe.iter().filter_map(|k| by_key.get(k)).flatten().copied().collect();
-                near.sort_unstable();
-                near.dedup();
-                // The newest matching contact wins (new records are newest), as in Mautic.
-                near.into_iter()
-                    .map(|idx| (idx, &work[idx]))
-                    .filter(|(_, w)| matches(ctx.operator, &probe, &w.state))
-                    .max_by_key(|(idx, w)| if w.is_new() { (1, *idx as i64) } else { (0, w.state.id) })
-                    .map(|(idx, _)| idx)
+                // Candidates from the identifier index, then the exact AND/OR rule; the
+                // newest matching contact wins (new records are newest), as in Mautic.
+                let mut candidates: Vec<usize> = probe.iter().filter_map(|key| ident_index.get(key)).flatten().copied().collect();
+                candidates.sort_unstable();
+                candidates.dedup();
+                candidates
+                    .into_iter()
+                    .filter(|idx| matches(ctx.operator, &probe, &work[*idx].state))
+                    .max_by_key(|idx| if work[*idx].is_new() { (1, *idx as i64) } else { (0, work[*idx].state.id) })
             }
         };
         let is_create = existing.is_none();
@@ -292,6 +299,7 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
                 work.len() - 1
             }
         };
+        index_identifiers(fields, &mut ident_index, w, &candidate);
         let record = &mut work[w];
         record.state = candidate;
         record.events.extend(events);
@@ -300,12 +308,6 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
         record.utm.extend(p.utm);
         if record.state.id != 0 {
             by_id.insert(record.state.id, w);
-        }
-        for key in identifier_keys(fields, &record.state) {
-            let list = by_key.entry(key).or_default();
-            if list.last() != Some(&w) {
-                list.push(w);
-            }
         }
         item_work.push((i, w));
     }
@@ -428,6 +430,9 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
     if let Some(stage) = p.stage {
         c.stage_id = stage;
     }
+    if let Some(image) = &p.profile_image {
+        c.preferred_profile_image = image.clone();
+    }
     for tag in &p.tags.add {
         if !c.tags.contains(tag) {
             c.tags.push(tag.clone());
@@ -437,7 +442,8 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
 
     let source = ctx.source.as_str();
     if is_create {
-        events.push(NewEvent::new(0, keys::CREATED, ctx.now, json!({ "source": source })));
+        // A new contact's first points and tags are part of its creation, not changes.
+        events.push(NewEvent::new(0, keys::CREATED, ctx.now, json!({ "source": source, "points": c.points, "tags": c.tags })));
         if ctx.source == Source::Api {
             events.push(NewEvent::new(0, keys::API_ADDED, ctx.now, json!({ "user": ctx.actor })));
         }
@@ -446,7 +452,7 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
         c.date_identified = Some(ctx.now);
         events.push(NewEvent::new(0, keys::IDENTIFIED, ctx.now, json!({ "source": source })));
     }
-    if c.points != points_before {
+    if c.points != points_before && !is_create {
         events.push(NewEvent::new(0, keys::POINTS, ctx.now, json!({
             "delta": c.points - points_before, "points": c.points, "action": source,
         })));
@@ -486,12 +492,17 @@ fn changed_columns(fields: &FieldSet, before: &Contact, after: &Contact, ctx: &S
             sets.push((store::fields::column(&f.alias), b));
         }
     }
-    let system: [(&str, Value, Value); 5] = [
+    let system: [(&str, Value, Value); 6] = [
         ("points", Value::Int(before.points), Value::Int(after.points)),
         ("last_active", Value::from(before.last_active), Value::from(after.last_active)),
         ("owner_id", Value::from(before.owner_id), Value::from(after.owner_id)),
         ("stage_id", Value::from(before.stage_id), Value::from(after.stage_id)),
         ("date_identified", Value::from(before.date_identified), Value::from(after.date_identified)),
+        (
+            "preferred_profile_image",
+            Value::from(before.preferred_profile_image.clone()),
+            Value::from(after.preferred_profile_image.clone()),
+        ),
     ];
     for (col, a, b) in system {
         if a != b {
@@ -536,7 +547,9 @@ async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
         let contact = work[*i].state.id;
         link.extend(added.iter().filter_map(|t| ids.get(t)).map(|t| (contact, *t)));
         unlink.extend(removed.iter().filter_map(|t| removed_ids.get(t)).map(|t| (contact, *t)));
-        work[*i].events.push(NewEvent::new(contact, keys::TAGS, now, json!({ "added": added, "removed": removed })));
+        if work[*i].original.is_some() {
+            work[*i].events.push(NewEvent::new(contact, keys::TAGS, now, json!({ "added": added, "removed": removed })));
+        }
     }
     store::contacts::link_tags(tx, &link).await?;
     store::contacts::unlink_tags(tx, &unlink).await?;

@@ -1,4 +1,5 @@
-//! HTTP: the only module that speaks axum. Routers per area, extractors, auth, logging.
+//! HTTP: with `web/` (the admin's pages), the only modules that speak axum. Routers per
+//! area, extractors, auth, logging.
 
 pub mod api;
 pub mod auth;
@@ -28,6 +29,10 @@ pub fn app(state: SharedState) -> Router {
         .route("/mtc", get(tracking::current).options(tracking::preflight))
         .route("/form/submit", post(forms::submit))
         .nest("/api", api::router(state.clone()))
+        // Plugins' webhooks: public, authenticated by each plugin's secret.
+        .route("/plugins/{name}/hook", post(api::plugins::hook))
+        .route("/plugins/{name}/hook/{*rest}", post(api::plugins::hook))
+        .merge(crate::web::router(state.clone()))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -140,10 +140,9 @@ fn device_cookie(device_id: &str, https: bool) -> HeaderValue {
 }
 
 /// Whether the request carries a logged-in admin session (admins browsing their own site
-/// are not visitors).
-async fn admin_session(_state: &SharedState, headers: &HeaderMap) -> bool {
-    // Wired to the admin's session store when the web admin lands (issue 3).
-    cookie_value(headers, "magpie_session").is_some() && false
+/// are not visitors). Only requests with the cookie cost a lookup.
+async fn admin_session(state: &SharedState, headers: &HeaderMap) -> bool {
+    cookie_value(headers, "magpie_session").is_some() && crate::web::has_valid_session(state, headers).await
 }
 
 /// Why a request is not tracked, if it is not.

@@ -127,9 +127,22 @@ fn from_row(r: &super::db::Row) -> Event {
 
 /// A page of a contact's events, newest first, and the total matching.
 pub async fn page(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: i64, limit: i64) -> DbResult<(Vec<Event>, i64)> {
+    let total = count(db, contact_id, f).await?;
+    Ok((rows(db, contact_id, f, offset, limit).await?, total))
+}
+
+/// How many of a contact's events match.
+pub async fn count(db: &mut impl Exec, contact_id: i64, f: &EventFilter) -> DbResult<i64> {
     let mut p = Params::default();
     let cond = where_clause(&mut p, contact_id, f);
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"), p.values.clone()).await?.unwrap_or(0);
+    Ok(db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"), p.values).await?.unwrap_or(0))
+}
+
+/// A page of a contact's events, newest first, without the total (callers that know it
+/// from `type_counts`, like the contact page when the history is not searched).
+pub async fn rows(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: i64, limit: i64) -> DbResult<Vec<Event>> {
+    let mut p = Params::default();
+    let cond = where_clause(&mut p, contact_id, f);
     let lim = p.push(limit);
     let off = p.push(offset);
     let sql = format!(
@@ -137,7 +150,7 @@ pub async fn page(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: 
          WHERE {cond} ORDER BY occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}"
     );
     let rows = db.fetch_all(&sql, p.values).await?;
-    Ok((rows.iter().map(from_row).collect(), total))
+    Ok(rows.iter().map(from_row).collect())
 }
 
 /// Event counts per type for a contact (for the filter list).
@@ -165,6 +178,60 @@ pub async fn timestamps_since(db: &mut impl Exec, contact_id: i64, since: i64) -
         .collect())
 }
 
+/// One month of the engagement chart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonthTotals {
+    /// Events of any type in the month.
+    pub events: i64,
+    /// Sum of the `delta` of `point.gained` events in the month.
+    pub points: i64,
+}
+
+/// Per-bucket totals for the engagement chart. `bounds` are ascending bucket starts plus
+/// the end of the last bucket (n + 1 values for n buckets). Two grouped statements that
+/// each read one contiguous range of a `(contact_id, …, occurred_at)` index, so the cost
+/// is one index range scan however the events are spread (50,000 events: a few ms).
+pub async fn monthly_totals(db: &mut impl Exec, contact_id: i64, bounds: &[i64]) -> DbResult<Vec<MonthTotals>> {
+    let n = bounds.len().saturating_sub(1);
+    let mut out = vec![MonthTotals::default(); n];
+    if n == 0 {
+        return Ok(out);
+    }
+    let mut p = Params::default();
+    let c = p.push(contact_id);
+    let lo = p.push(bounds[0]);
+    let hi = p.push(bounds[n]);
+    let mut case = String::from("CASE");
+    for (i, b) in bounds[1..n].iter().enumerate() {
+        case.push_str(&format!(" WHEN occurred_at < {} THEN {i}", p.push(*b)));
+    }
+    case.push_str(&format!(" ELSE {} END", n - 1));
+    let range = format!("contact_id = {c} AND occurred_at >= {lo} AND occurred_at < {hi}");
+    let sql = format!("SELECT {case} AS bucket, COUNT(*) AS n FROM contact_events WHERE {range} GROUP BY 1");
+    for r in db.fetch_all(&sql, p.values.clone()).await? {
+        if let Some(m) = out.get_mut(r.i64("bucket") as usize) {
+            m.events = r.i64("n");
+        }
+    }
+    let delta = match db.backend() {
+        super::db::Backend::Sqlite => "CAST(json_extract(properties, '$.delta') AS INTEGER)".to_owned(),
+        super::db::Backend::Postgres => {
+            "CASE WHEN (properties::jsonb ->> 'delta') ~ '^-?[0-9]{1,15}$' THEN (properties::jsonb ->> 'delta')::bigint ELSE 0 END".to_owned()
+        }
+    };
+    let kind = p.push(crate::timeline::keys::POINTS);
+    let sql = format!(
+        "SELECT {case} AS bucket, CAST(COALESCE(SUM({delta}), 0) AS BIGINT) AS points FROM contact_events
+         WHERE {range} AND event_type = {kind} GROUP BY 1"
+    );
+    for r in db.fetch_all(&sql, p.values).await? {
+        if let Some(m) = out.get_mut(r.i64("bucket") as usize) {
+            m.points = r.i64("points");
+        }
+    }
+    Ok(out)
+}
+
 /// Rewrites the properties of the events that describe a row (an edited note).
 pub async fn update_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &str, ref_id: i64, occurred_at: i64, properties: &Json) -> DbResult<()> {
     db.execute(
@@ -183,4 +250,15 @@ pub async fn delete_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &st
     )
     .await
     .map(drop)
+}
+
+/// Inserts one event and answers its id.
+pub async fn insert_returning_id(db: &mut impl Exec, e: &NewEvent) -> DbResult<i64> {
+    db.fetch_i64(
+        "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        params![e.contact_id, e.event_type.as_str(), e.source.clone(), e.occurred_at, e.ref_id, e.properties.to_string()],
+    )
+    .await
+    .map(|id| id.unwrap_or(0))
 }

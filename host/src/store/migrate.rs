@@ -25,6 +25,8 @@ macro_rules! migration {
 
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_init"),
+    migration!(2, "0002_admin"),
+    migration!(3, "0003_plugins"),
     migration!(4, "0004_tracking"),
     migration!(5, "0005_jobs"),
 ];

@@ -16,6 +16,8 @@ pub mod jobs;
 pub mod locks;
 pub mod merge;
 pub mod notes;
+pub mod plugins;
+pub mod sessions;
 pub mod settings;
 pub mod stages;
 pub mod tags;

@@ -8,7 +8,7 @@ use crate::users::{Role, User};
 
 const COLUMNS: &str = "id, username, email, first_name, last_name, role, password_hash, is_active, date_added, date_modified, last_login";
 
-fn from_row(r: &Row) -> User {
+pub(super) fn from_row(r: &Row) -> User {
     User {
         id: r.i64("id"),
         username: r.text("username"),

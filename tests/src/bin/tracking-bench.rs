@@ -10,6 +10,9 @@
 //! `--data DIR` reuses a database seeded by `magpie-bench --keep DIR` (1,000,000 contacts).
 //! Needs `wrk` (Debian package).
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::Command;
 use std::time::Instant;
 

@@ -538,7 +538,12 @@ pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<S
     for key in counts.keys() {
         type_map.entry(key.clone()).or_insert_with(|| json!(catalogue.label(key)));
     }
-    let events: Vec<Value> = events.iter().map(|e| event_json(catalogue, e)).collect();
+    let rendered = catalogue.render_page(events.clone()).await;
+    let events: Vec<Value> = events.iter().zip(rendered).map(|(e, r)| {
+        let mut j = event_json(catalogue, e);
+        j["rendered"] = rendered_json(&r);
+        j
+    }).collect();
     Ok(Json(json!({
         "events": events,
         "filters": { "search": search, "includeEvents": include, "excludeEvents": exclude },
@@ -549,6 +554,16 @@ pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<S
         "limit": limit,
         "maxPages": ((total + limit - 1) / limit).max(1),
     })))
+}
+
+/// An event's rendering (from its plugin; `raw` when the plugin is missing or failed).
+pub fn rendered_json(r: &types::Rendered) -> Value {
+    json!({
+        "summary": r.summary,
+        "rows": r.rows.iter().map(|(k, v)| json!({"label": k, "value": v})).collect::<Vec<_>>(),
+        "link": r.link,
+        "raw": r.raw,
+    })
 }
 
 pub fn event_json(catalogue: &types::Catalogue, e: &timeline::Event) -> Value {

@@ -9,11 +9,12 @@ pub mod forms;
 pub mod imports;
 pub mod notes;
 pub mod openapi;
+pub mod plugins;
 pub mod stages;
 pub mod tags;
 
 use axum::middleware;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
 use crate::error::AppError;
@@ -72,6 +73,14 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/stages/{id}/contact/{contact_id}/{action}", post(stages::change_contact))
         .merge(imports::routes())
         .merge(exports::routes())
+        .route("/plugins", get(plugins::list))
+        .route("/plugins/upload", post(plugins::upload))
+        .route("/plugins/{name}", get(plugins::get).delete(plugins::remove))
+        .route("/plugins/{name}/capabilities", put(plugins::capabilities))
+        .route("/plugins/{name}/config", put(plugins::config))
+        .route("/plugins/{name}/secret", get(plugins::secret))
+        .route("/plugins/{name}/secret/rotate", post(plugins::rotate))
+        .route("/plugins/{name}/{action}", post(plugins::enable))
         .fallback(|| async { AppError::NotFound("Requested URL not found: see /api/openapi.json for the API.".into()) })
         .method_not_allowed_fallback(|| async { AppError::bad_request("this method is not allowed on this URL") })
         .route_layer(middleware::from_fn_with_state(state, crate::http::auth::require_basic_auth))

@@ -95,7 +95,17 @@ impl Modify for BasicAuth {
         super::exports::download,
         super::exports::direct,
         super::exports::notifications,
-        super::exports::notifications_read
+        super::exports::notifications_read,
+        super::plugins::list,
+        super::plugins::get,
+        super::plugins::enable,
+        super::plugins::capabilities,
+        super::plugins::config,
+        super::plugins::secret,
+        super::plugins::rotate,
+        super::plugins::upload,
+        super::plugins::remove,
+        super::plugins::hook
     ),
     components(schemas(ErrorBody, ErrorItem)),
     modifiers(&BasicAuth),

@@ -1,0 +1,348 @@
+//! Admin sessions and CSRF protection.
+//!
+//! - Logging in creates a random 256-bit token; the browser keeps it in the
+//!   `magpie_session` cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) and the
+//!   database keeps only its SHA-256. Expiry slides: every use (at most one write a
+//!   minute) pushes it `IDLE` further.
+//! - Each session has a CSRF token. Every state-changing request (any method but GET and
+//!   HEAD) must carry it, in the `_csrf` form field (url-encoded or multipart) or the
+//!   `X-CSRF-Token` header, or it is refused with a 403 page before its handler runs.
+//! - Before login there is no session: the login form uses a double-submit cookie.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequest, Multipart, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::WebError;
+use crate::state::{AppState, SharedState};
+use crate::store;
+use crate::time::now_ms;
+use crate::users::User;
+
+pub const COOKIE: &str = "magpie_session";
+/// The double-submit cookie of the login form.
+pub const LOGIN_CSRF_COOKIE: &str = "magpie_login_csrf";
+/// A session ends after this long without use.
+pub const IDLE_MS: i64 = 12 * 60 * 60 * 1000;
+/// How stale `last_seen_at` may get before a request slides the expiry.
+const TOUCH_EVERY_MS: i64 = 60 * 1000;
+
+/// The logged-in user of a request, in its extensions.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: User,
+    pub csrf: String,
+    pub flash: Option<String>,
+    token_hash: String,
+}
+
+/// 32 random bytes, URL-safe base64.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cookie's value from the request headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Whether the request came over HTTPS (directly or through a proxy that says so).
+pub fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")))
+}
+
+/// A `Set-Cookie` value. `max_age` None removes the cookie.
+pub fn set_cookie(name: &str, value: &str, max_age: Option<i64>, headers: &HeaderMap) -> String {
+    let secure = if is_https(headers) { "; Secure" } else { "" };
+    match max_age {
+        Some(age) => format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}"),
+        None => format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
+    }
+}
+
+/// The session a request carries, if it is live (sliding its expiry when due).
+pub async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, WebError> {
+    let Some(token) = cookie(headers, COOKIE).filter(|t| !t.is_empty() && t.len() <= 128) else {
+        return Ok(None);
+    };
+    let token_hash = hash_token(token);
+    let now = now_ms();
+    let found = {
+        let mut db = state.store.read().await?;
+        store::sessions::find_live(&mut db, &token_hash, now).await?
+    };
+    let Some((row, user)) = found else { return Ok(None) };
+    if now - row.last_seen_at > TOUCH_EVERY_MS {
+        let mut tx = state.store.begin().await?;
+        store::sessions::touch(&mut tx, &token_hash, now, now + IDLE_MS).await?;
+        tx.commit().await?;
+    }
+    Ok(Some(Session { user, csrf: row.csrf_token, flash: row.flash, token_hash }))
+}
+
+/// For other parts of Magpie (tracking must not count the marketer's own visits):
+/// whether these request headers carry a live admin session.
+pub async fn has_valid_session(state: &AppState, headers: &HeaderMap) -> bool {
+    matches!(load(state, headers).await, Ok(Some(_)))
+}
+
+/// Starts a session for `user`; returns the `Set-Cookie` value.
+pub async fn start(state: &AppState, user: &User, headers: &HeaderMap) -> Result<String, WebError> {
+    let token = random_token();
+    let now = now_ms();
+    let mut tx = state.store.begin().await?;
+    store::sessions::delete_expired(&mut tx, now).await?;
+    store::sessions::insert(&mut tx, &hash_token(&token), user.id, &random_token(), now, now + IDLE_MS).await?;
+    store::users::touch_login(&mut tx, user.id, now).await?;
+    tx.commit().await?;
+    Ok(set_cookie(COOKIE, &token, Some(IDLE_MS / 1000), headers))
+}
+
+pub async fn end(state: &AppState, session: &Session) -> Result<(), WebError> {
+    let mut tx = state.store.begin().await?;
+    store::sessions::delete(&mut tx, &session.token_hash).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Ends the user's other sessions (after a password change).
+pub async fn end_others(state: &AppState, session: &Session) -> Result<(), WebError> {
+    let mut tx = state.store.begin().await?;
+    store::sessions::delete_for_user(&mut tx, session.user.id, Some(&session.token_hash)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A message for the next page: `kind` is "success", "error" or "info".
+pub async fn flash(state: &AppState, session: &Session, kind: &str, text: &str) -> Result<(), WebError> {
+    let text: String = text.chars().take(500).collect();
+    let mut tx = state.store.begin().await?;
+    store::sessions::set_flash(&mut tx, &session.token_hash, Some(&format!("{kind}:{text}"))).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A local path to return to after login: must start with one `/` and stay on this site.
+pub fn safe_next(next: &str) -> Option<String> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.chars().any(|c| c.is_control() || c == '\\')
+        && next.len() <= 2000
+        && !next.starts_with("/login")
+        && !next.starts_with("/logout");
+    ok.then(|| next.to_owned())
+}
+
+fn login_redirect(req: &Request) -> Response {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let next = if req.method() == Method::GET { safe_next(target) } else { None };
+    match next {
+        Some(n) => {
+            let enc = percent_encoding::utf8_percent_encode(&n, percent_encoding::NON_ALPHANUMERIC);
+            Redirect::to(&format!("/login?next={enc}")).into_response()
+        }
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Constant-time comparison of two tokens.
+pub fn tokens_match(a: &str, b: &str) -> bool {
+    !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The CSRF token a request sends: header, url-encoded `_csrf`, or multipart `_csrf`.
+/// Returns the request rebuilt with its body so the handler can still read it.
+async fn csrf_of(req: Request) -> Result<(Option<String>, Request), WebError> {
+    if let Some(t) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
+        return Ok((Some(t.to_owned()), req));
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (parts, body) = req.into_parts();
+    let bytes = crate::http::extract::read_body(body, super::MAX_BODY)
+        .await
+        .map_err(|_| WebError::TooLarge(format!("The request is larger than {} MB.", super::MAX_BODY / (1024 * 1024))))?;
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let token = if mime == "application/x-www-form-urlencoded" {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+            .ok()
+            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "_csrf").map(|(_, v)| v))
+    } else if mime == "multipart/form-data" {
+        let mut probe = Request::builder()
+            .header(header::CONTENT_TYPE, &content_type)
+            .body(Body::from(bytes.clone()))
+            .map_err(|e| WebError::Internal(e.into()))?;
+        // The same body limit as the handler's (set by the router's DefaultBodyLimit).
+        *probe.extensions_mut() = parts.extensions.clone();
+        let mut token = None;
+        if let Ok(mut multipart) = Multipart::from_request(probe, &()).await {
+            while let Ok(Some(field)) = multipart.next_field().await {
+                if field.name() == Some("_csrf") {
+                    token = field.text().await.ok();
+                    break;
+                }
+            }
+        }
+        token
+    } else {
+        None
+    };
+    Ok((token, Request::from_parts(parts, Body::from(bytes))))
+}
+
+/// Middleware of every admin route but login: a live session, and a CSRF token on
+/// state-changing requests. Unauthenticated visits go to the login page and come back.
+pub async fn require_session(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let session = match load(&state, req.headers()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return login_redirect(&req),
+        Err(e) => return e.into_response(),
+    };
+    let mut req = req;
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let (token, rebuilt) = match csrf_of(req).await {
+            Ok(x) => x,
+            Err(e) => return e.into_response(),
+        };
+        if !token.is_some_and(|t| tokens_match(&t, &session.csrf)) {
+            tracing::warn!(path = %rebuilt.uri().path(), "refused a request without a valid CSRF token");
+            return WebError::Csrf.into_response();
+        }
+        req = rebuilt;
+    } else if session.flash.is_some() && req.method() == Method::GET {
+        // The flash is shown by this page: consume it.
+        if let Ok(mut tx) = state.store.begin().await {
+            if store::sessions::set_flash(&mut tx, &session.token_hash, None).await.is_ok() {
+                let _ = tx.commit().await;
+            }
+        }
+    }
+    req.extensions_mut().insert(session);
+    next.run(req).await
+}
+
+/// The client's address, when the server knows it (it does when serving a socket).
+pub fn client_ip(req_ext: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
+    req_ext.map(|c| c.0.ip())
+}
+
+/// Throttles password guessing: after `MAX_FAILURES` failed logins for one user name or
+/// from one address within `WINDOW`, further attempts are refused until it passes.
+/// In memory on purpose: losing it (restart) only resets the counters.
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+pub const MAX_FAILURES: u32 = 10;
+pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl LoginLimiter {
+    fn keys(username: &str, ip: Option<IpAddr>) -> Vec<String> {
+        let mut keys = vec![format!("u:{}", username.to_lowercase())];
+        if let Some(ip) = ip {
+            keys.push(format!("ip:{ip}"));
+        }
+        keys
+    }
+
+    /// Whether an attempt may be made now.
+    pub fn allowed(&self, username: &str, ip: Option<IpAddr>) -> bool {
+        let map = self.failures.lock().expect("limiter poisoned");
+        Self::keys(username, ip)
+            .iter()
+            .all(|k| map.get(k).is_none_or(|(n, since)| *n < MAX_FAILURES || since.elapsed() > WINDOW))
+    }
+
+    pub fn failed(&self, username: &str, ip: Option<IpAddr>) {
+        let mut map = self.failures.lock().expect("limiter poisoned");
+        if map.len() > 100_000 {
+            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+        }
+        for k in Self::keys(username, ip) {
+            let entry = map.entry(k).or_insert((0, Instant::now()));
+            if entry.1.elapsed() > WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    pub fn succeeded(&self, username: &str) {
+        self.failures.lock().expect("limiter poisoned").remove(&format!("u:{}", username.to_lowercase()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_must_stay_local() {
+        assert_eq!(safe_next("/contacts?q=a"), Some("/contacts?q=a".into()));
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "", "/login", "/a\u{0}b", "/a\\b"] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_and_tokens() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1; magpie_session=tok; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, "c"), None);
+        assert!(tokens_match("abc", "abc"));
+        assert!(!tokens_match("abc", "abd"));
+        assert!(!tokens_match("", ""));
+        assert_eq!(random_token().len(), 43);
+        assert!(set_cookie(COOKIE, "x", Some(5), &h).contains("HttpOnly; SameSite=Lax"));
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert!(set_cookie(COOKIE, "x", Some(5), &h).ends_with("; Secure"));
+    }
+
+    #[test]
+    fn limiter_locks_after_failures() {
+        let l = LoginLimiter::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            assert!(l.allowed("ada", Some(ip)));
+            l.failed("ada", Some(ip));
+        }
+        assert!(!l.allowed("ada", None));
+        assert!(!l.allowed("other", Some(ip)));
+        assert!(l.allowed("other", None));
+    }
+}
