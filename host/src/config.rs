@@ -96,6 +96,9 @@ pub struct FileConfig {
     pub contacts: ContactsConfig,
     pub smtp: Option<SmtpConfig>,
     pub api: ApiConfig,
+    pub import: ImportConfig,
+    pub export: ExportConfig,
+    pub jobs: JobsConfig,
     pub plugins: PluginsConfig,
 }
 
@@ -187,6 +190,58 @@ impl Default for ApiConfig {
     }
 }
 
+/// `[import]`: CSV imports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// Largest file accepted for upload, in bytes (streamed to disk, never held in memory).
+    pub max_upload_bytes: u64,
+    /// Rows written per transaction (and per checkpoint).
+    pub batch_rows: usize,
+    /// Longest record (one CSV row) in bytes; a longer row fails on its own.
+    pub max_record_bytes: usize,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig { max_upload_bytes: 10 * 1024 * 1024 * 1024, batch_rows: 2000, max_record_bytes: 1024 * 1024 }
+    }
+}
+
+/// `[export]`: exports and their download links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// How long an emailed download link works.
+    pub link_ttl_hours: u64,
+    /// The address users reach Magpie at, for links in emails (default: `http://<listen>`).
+    pub public_url: Option<String>,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig { link_ttl_hours: 7 * 24, public_url: None }
+    }
+}
+
+/// `[jobs]`: the background job runner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at once by this process; 0 for a process that only serves HTTP while
+    /// others (sharing its PostgreSQL database) run the jobs.
+    pub workers: usize,
+    /// A claimed job is taken over by another process when its owner has not renewed the
+    /// lease for this long (its process died).
+    pub lease_seconds: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig { workers: 2, lease_seconds: 30 }
+    }
+}
+
 impl Config {
     pub fn resolve(listen: Option<SocketAddr>, common: &CommonArgs) -> anyhow::Result<Config> {
         let data_dir = common.data_dir.clone().unwrap_or_else(|| PathBuf::from("./magpie-data"));
@@ -231,6 +286,15 @@ impl FileConfig {
         let config: FileConfig = toml::from_str(text)?;
         if config.api.batch_limit == 0 {
             anyhow::bail!("api.batch_limit must be at least 1");
+        }
+        if config.import.batch_rows == 0 || config.import.batch_rows > 50_000 {
+            anyhow::bail!("import.batch_rows must be from 1 to 50000");
+        }
+        if config.import.max_record_bytes < 1024 {
+            anyhow::bail!("import.max_record_bytes must be at least 1024");
+        }
+        if config.jobs.lease_seconds == 0 {
+            anyhow::bail!("jobs.lease_seconds must be at least 1");
         }
         Ok(config)
     }

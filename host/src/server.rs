@@ -85,13 +85,16 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     stop_writers: tokio::sync::watch::Sender<bool>,
     writers: Vec<tokio::task::JoinHandle<()>>,
+    jobs: crate::jobs::Runner,
 }
 
 impl Running {
-    /// Stops accepting, waits for in-flight requests, flushes the background writers,
-    /// closes the database.
+    /// Stops accepting, waits for in-flight requests and for background jobs to reach a
+    /// checkpoint (they continue from there on the next start), flushes the background
+    /// writers, closes the database.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        self.jobs.shutdown(&self.state).await;
         self.task.await??;
         let _ = self.stop_writers.send(true);
         for w in self.writers {
@@ -111,6 +114,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let state = prepare(config).await?;
     let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
+    state.jobs.set_listen_addr(addr);
+    let jobs = crate::jobs::Runner::start(state.clone()).await?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let (stop_writers, writers_stopped) = tokio::sync::watch::channel(false);
     let writers = vec![crate::tracking::Tracker::spawn_writer(state.clone(), writers_stopped)];
@@ -140,7 +145,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, state, stop, task, stop_writers, writers })
+    Ok(Running { addr, state, stop, task, stop_writers, writers, jobs })
 }
 
 /// `magpie serve`: runs until SIGTERM or SIGINT, then shuts down cleanly.

@@ -24,6 +24,8 @@ pub struct AppState {
     pub tracker: crate::tracking::Tracker,
     /// Key of the signed click-through tokens, shared by every process through the database.
     pub tracking_secret: Vec<u8>,
+    /// Background jobs: this process's lease owner id and the bell for new work.
+    pub jobs: crate::jobs::Jobs,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -45,6 +47,7 @@ impl AppState {
             plugins,
             tracker: Default::default(),
             tracking_secret,
+            jobs: Default::default(),
             web: Default::default(),
         })
     }

@@ -431,6 +431,18 @@ fn where_clause(backend: Backend, fields: &FieldSet, q: &ListQuery<'_>, probe: b
     Ok((sql, c.p))
 }
 
+/// The WHERE condition of a list query over `contacts c`, with its parameters, for
+/// callers that page through every match themselves (exports walk by id, so
+/// subqueries are per-row probes).
+pub async fn condition(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(String, Params), ListError> {
+    let resolved = match q.search {
+        Some(e) => Some(resolve(db, e).await?),
+        None => None,
+    };
+    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
+    where_clause(db.backend(), fields, q, true).map_err(ListError::BadQuery)
+}
+
 /// The ORDER BY clause; unknown columns are an error.
 fn order_clause(fields: &FieldSet, q: &ListQuery<'_>) -> Result<String, String> {
     let dir = match q.dir {

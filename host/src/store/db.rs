@@ -381,8 +381,8 @@ fn decode_sqlite(rows: Vec<SqliteRow>) -> DbResult<Vec<Row>> {
                 let value = if raw.is_null() {
                     Value::Null(Kind::Text)
                 } else {
-                    let type_name = raw.type_info().name().to_owned();
-                    match type_name.as_str() {
+                    let type_info = raw.type_info();
+                    match type_info.name() {
                         "INTEGER" | "BOOLEAN" | "INT8" | "BIGINT" => Value::Int(row.try_get_unchecked(i)?),
                         "REAL" | "DOUBLE" | "FLOAT" => Value::Float(row.try_get_unchecked(i)?),
                         "BLOB" => {

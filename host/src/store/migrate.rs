@@ -28,6 +28,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_admin"),
     migration!(3, "0003_plugins"),
     migration!(4, "0004_tracking"),
+    migration!(5, "0005_jobs"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once

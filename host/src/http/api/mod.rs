@@ -3,8 +3,10 @@
 pub mod companies;
 pub mod contact_json;
 pub mod contacts;
+pub mod exports;
 pub mod fields;
 pub mod forms;
+pub mod imports;
 pub mod notes;
 pub mod openapi;
 pub mod plugins;
@@ -69,6 +71,8 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/stages", get(stages::list))
         .route("/stages/new", post(stages::create))
         .route("/stages/{id}/contact/{contact_id}/{action}", post(stages::change_contact))
+        .merge(imports::routes())
+        .merge(exports::routes())
         .route("/plugins", get(plugins::list))
         .route("/plugins/upload", post(plugins::upload))
         .route("/plugins/{name}", get(plugins::get).delete(plugins::remove))

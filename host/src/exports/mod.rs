@@ -1,0 +1,818 @@
+//! Exports of contacts to CSV or Excel (.xlsx): of a search (the grammar and `where`
+//! filters of `GET /api/contacts`) or of selected ids.
+//!
+//! Rows are read in pages with keyset pagination over ids (`id > last ORDER BY id LIMIT n`)
+//! and written as they come by a writer thread, so memory stays flat at any size; the
+//! XLSX writer runs in rust_xlsxwriter's constant-memory mode and continues on a new
+//! sheet past Excel's 1,048,576 rows. Values that a spreadsheet would run as a formula
+//! are neutralised (`neutralize`).
+//!
+//! A requested export is a background job: it writes `<data-dir>/exports/…`, then emails
+//! the requesting user a link (valid for `[export] link_ttl_hours`, for that user only)
+//! and leaves a notification. `direct` writes a file for an immediate download instead.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json, json};
+use sha2::{Digest, Sha256};
+
+use crate::contacts::fields::{FieldSet, Storage};
+use crate::contacts::search;
+use crate::error::{AppError, AppResult};
+use crate::jobs::{self, Control, JobCtx, Outcome};
+use crate::state::SharedState;
+use crate::store::contact_search::{self, Dir, ListQuery, WhereFilter, WhereValue};
+use crate::store::exports::{ExportRow, PAGE_SYSTEM_COLUMNS};
+use crate::store::{self, Kind, Params, Row, Value};
+use crate::time::{now_ms, sql_datetime};
+use crate::users::User;
+
+/// Rows read per page.
+const PAGE: i64 = 2000;
+/// Excel's row limit per sheet (the header included).
+pub const XLSX_MAX_ROWS: u32 = 1_048_576;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "xlsx" | "excel" => Some(Format::Xlsx),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+        }
+    }
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }
+    }
+}
+
+pub fn dir(state: &SharedState) -> PathBuf {
+    state.config.data_dir.join("exports")
+}
+
+// ---------------------------------------------------------------------------------------
+// Formula injection.
+
+/// Whether a spreadsheet could take this value for a formula: it starts with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return (and is not simply a number), or it is such a
+/// value already escaped with `'` (escaped again, so the escaping can be undone exactly).
+pub fn needs_neutralizing(s: &str) -> bool {
+    let Some(first) = s.chars().next() else { return false };
+    match first {
+        '=' | '+' | '-' | '@' | '\t' | '\r' => !is_plain_number(s),
+        '\'' => needs_neutralizing(&s[1..]),
+        _ => false,
+    }
+}
+
+fn is_plain_number(s: &str) -> bool {
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    !body.is_empty()
+        && body.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && body.chars().filter(|c| *c == '.').count() <= 1
+        && body.chars().next().is_some_and(|c| c.is_ascii_digit())
+}
+
+/// The value as written to a CSV or XLSX cell: prefixed with `'` when it could run as a
+/// formula. Imports undo it (`imports` strips one `'` before such a value).
+pub fn neutralize(s: &str) -> std::borrow::Cow<'_, str> {
+    if needs_neutralizing(s) { std::borrow::Cow::Owned(format!("'{s}")) } else { std::borrow::Cow::Borrowed(s) }
+}
+
+// ---------------------------------------------------------------------------------------
+// What to export.
+
+/// A search (grammar + `where` filters) or a list of ids.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Query {
+    pub search: String,
+    pub wheres: Vec<WhereFilter>,
+    pub ids: Option<Vec<i64>>,
+}
+
+fn where_from_json(w: &Json) -> AppResult<Vec<WhereFilter>> {
+    let items: Vec<&Json> = match w {
+        Json::Null => return Ok(Vec::new()),
+        Json::Array(a) => a.iter().collect(),
+        Json::Object(o) => o.values().collect(),
+        _ => return Err(AppError::bad_request("where must be a list of {col, expr, val}")),
+    };
+    if items.len() > 50 {
+        return Err(AppError::bad_request("at most 50 where filters"));
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let o = item.as_object().ok_or_else(|| AppError::bad_request("each where filter needs col, expr and val"))?;
+            let col = o.get("col").or_else(|| o.get("column")).and_then(Json::as_str).ok_or_else(|| AppError::bad_request("where: missing col"))?;
+            let expr = o.get("expr").and_then(Json::as_str).ok_or_else(|| AppError::bad_request("where: missing expr"))?;
+            let val = match o.get("val").or_else(|| o.get("value")) {
+                None | Some(Json::Null) => WhereValue::None,
+                Some(Json::String(s)) => WhereValue::One(s.clone()),
+                Some(Json::Array(a)) => WhereValue::Many(a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect()),
+                Some(other) => WhereValue::One(other.to_string()),
+            };
+            Ok(WhereFilter { col: col.to_owned(), expr: expr.to_owned(), val })
+        })
+        .collect()
+}
+
+impl Query {
+    /// From `search`, `where` and `ids` (a list or "1,2,3") of a JSON body or query string.
+    pub fn from_map(m: &Map<String, Json>) -> AppResult<Query> {
+        let search = match m.get("search") {
+            None | Some(Json::Null) => String::new(),
+            Some(Json::String(s)) => s.clone(),
+            Some(_) => return Err(AppError::bad_request("search must be a string")),
+        };
+        let wheres = where_from_json(m.get("where").unwrap_or(&Json::Null))?;
+        let ids = match m.get("ids") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) if s.trim().is_empty() => None,
+            Some(Json::String(s)) => Some(
+                s.split(',')
+                    .map(|x| x.trim().parse::<i64>().map_err(|_| AppError::bad_request("ids must be contact ids like 1,2,3")))
+                    .collect::<AppResult<Vec<_>>>()?,
+            ),
+            Some(Json::Array(a)) => Some(
+                a.iter()
+                    .map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.trim().parse().ok())).ok_or_else(|| AppError::bad_request("ids must be contact ids")))
+                    .collect::<AppResult<Vec<_>>>()?,
+            ),
+            Some(Json::Object(o)) => Some(o.values().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))).collect()),
+            Some(_) => return Err(AppError::bad_request("ids must be a list of contact ids")),
+        };
+        if let Some(ids) = &ids {
+            if ids.is_empty() {
+                return Err(AppError::bad_request("ids is empty: select contacts to export"));
+            }
+            if ids.len() > 1_000_000 {
+                return Err(AppError::bad_request("at most 1,000,000 ids; export a search instead"));
+            }
+        }
+        Ok(Query { search, wheres, ids })
+    }
+
+    pub fn to_json(&self) -> Json {
+        let wheres: Vec<Json> = self
+            .wheres
+            .iter()
+            .map(|w| {
+                let val = match &w.val {
+                    WhereValue::None => Json::Null,
+                    WhereValue::One(s) => json!(s),
+                    WhereValue::Many(v) => json!(v),
+                };
+                json!({ "col": w.col, "expr": w.expr, "val": val })
+            })
+            .collect();
+        json!({ "search": self.search, "where": wheres, "ids": self.ids })
+    }
+}
+
+/// The SQL condition of a query, or a 400 saying what is wrong with it.
+async fn compile(db: &mut impl store::Exec, fields: &FieldSet, q: &Query, me: i64) -> AppResult<(String, Params)> {
+    let expr = search::parse(&q.search, fields).map_err(|m| AppError::bad_request(format!("invalid search: {m}")))?;
+    let lq = ListQuery { search: expr.as_ref(), wheres: &q.wheres, order_by: None, dir: Dir::Asc, offset: 0, limit: None, me: Some(me) };
+    match contact_search::condition(db, fields, &lq).await {
+        Ok(c) => Ok(c),
+        Err(contact_search::ListError::BadQuery(m)) => Err(AppError::bad_request(m)),
+        Err(contact_search::ListError::Db(e)) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rows.
+
+/// A cell of the output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Empty,
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// Column headers: id, every field alias, tags, owner, stage, the dates.
+pub fn headers(fields: &FieldSet) -> Vec<String> {
+    let mut h = vec!["id".to_owned()];
+    h.extend(fields.iter().map(|f| f.alias.clone()));
+    h.extend(["tags", "owner", "stage", "date_added", "date_modified", "date_identified"].map(str::to_owned));
+    h
+}
+
+fn date_cell(v: &Value) -> Cell {
+    v.as_i64().map_or(Cell::Empty, |ms| Cell::Text(fast_datetime(ms)))
+}
+
+/// `2024-05-01 12:00:00` as `time::sql_datetime` writes it, without parsing a format
+/// string for each of millions of cells.
+pub fn fast_datetime(ms: i64) -> String {
+    use chrono::{Datelike, Timelike};
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) if (0..=9999).contains(&t.year()) => {
+            let mut out = String::with_capacity(19);
+            let _ = write!(
+                out,
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            out
+        }
+        _ => sql_datetime(ms),
+    }
+}
+
+/// Reads the contacts of a query page by page.
+struct Reader {
+    /// One connection for the whole scan (with a bounded cache: see `scan_begin`).
+    db: store::Conn,
+    fields: Arc<FieldSet>,
+    cond: String,
+    params: Params,
+    ids: Option<Vec<i64>>,
+    after: i64,
+    next_id: usize,
+    stages: HashMap<i64, String>,
+    users: HashMap<i64, String>,
+}
+
+impl Reader {
+    async fn new(state: &SharedState, q: &Query, me: i64) -> AppResult<Reader> {
+        let mut db = state.store.read().await?;
+        let fields = state.fields(&mut db).await?;
+        let (cond, params) = compile(&mut db, &fields, q, me).await?;
+        let (stages, users) = store::exports::names(&mut db).await?;
+        let ids = q.ids.clone().map(|mut v| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        });
+        // A scan reads the whole table: through mmap it would all be mapped into this
+        // process, and a large page cache would fill; both are bounded for the scan.
+        store::exports::scan_begin(&mut db).await?;
+        Ok(Reader { db, fields, cond, params, ids, after: 0, next_id: 0, stages, users })
+    }
+
+    /// Gives the connection its usual settings back (it returns to the pool on drop).
+    async fn finish(mut self) {
+        let _ = store::exports::scan_end(&mut self.db).await;
+    }
+
+    /// The next page of rows as cells; `None` when done.
+    async fn next_page(&mut self) -> AppResult<Option<Vec<Vec<Cell>>>> {
+        let db = &mut self.db;
+        let rows = match &self.ids {
+            Some(ids) => {
+                if self.next_id >= ids.len() {
+                    return Ok(None);
+                }
+                let end = (self.next_id + PAGE as usize).min(ids.len());
+                let chunk = &ids[self.next_id..end];
+                self.next_id = end;
+                store::exports::page_of_ids(db, &self.fields, chunk).await?
+            }
+            None => store::exports::page_after(db, &self.fields, &self.cond, &self.params, self.after, PAGE).await?,
+        };
+        if rows.is_empty() {
+            if self.ids.is_some() {
+                // A chunk of ids that no longer exist: the next chunk may still have some.
+                return Ok(Some(Vec::new()));
+            }
+            return Ok(None);
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.at(0).as_i64().unwrap_or(0)).collect();
+        self.after = *ids.last().unwrap_or(&self.after);
+        let mut tags = store::contacts::tags_of(db, &ids).await?;
+        Ok(Some(rows.iter().map(|r| self.cells(r, tags.remove(&r.at(0).as_i64().unwrap_or(0)).unwrap_or_default())).collect()))
+    }
+
+    fn cells(&self, r: &Row, tags: Vec<String>) -> Vec<Cell> {
+        let n = PAGE_SYSTEM_COLUMNS.len();
+        let mut out = Vec::with_capacity(self.fields.len() + 7);
+        out.push(Cell::Int(r.at(0).as_i64().unwrap_or(0)));
+        for (i, f) in self.fields.iter().enumerate() {
+            let v = r.at(n + i);
+            out.push(match (f.storage(), v) {
+                (_, Value::Null(_)) => Cell::Empty,
+                (Storage::Timestamp, v) => date_cell(v),
+                (Storage::Points, v) => Cell::Int(v.as_i64().unwrap_or(0)),
+                (Storage::Column, Value::Int(i)) if f.kind() == Kind::Float => Cell::Float(*i as f64),
+                (Storage::Column, Value::Int(i)) => Cell::Int(*i),
+                (Storage::Column, Value::Float(x)) => Cell::Float(*x),
+                (Storage::Column, Value::Text(s)) if f.kind() == Kind::Float => s.parse().map_or(Cell::Text(s.clone()), Cell::Float),
+                (Storage::Column, Value::Text(s)) => Cell::Text(s.clone()),
+            });
+        }
+        out.push(if tags.is_empty() { Cell::Empty } else { Cell::Text(tags.join("|")) });
+        let name = |map: &HashMap<i64, String>, v: &Value| v.as_i64().and_then(|id| map.get(&id)).map_or(Cell::Empty, |s| Cell::Text(s.clone()));
+        out.push(name(&self.users, r.at(4)));
+        out.push(name(&self.stages, r.at(5)));
+        out.push(date_cell(r.at(1)));
+        out.push(date_cell(r.at(2)));
+        out.push(date_cell(r.at(3)));
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writers.
+
+fn float_text(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 { format!("{}", f as i64) } else { format!("{f}") }
+}
+
+/// The text of a cell as CSV shows it (neutralised).
+pub fn cell_text(c: &Cell) -> std::borrow::Cow<'_, str> {
+    match c {
+        Cell::Empty => "".into(),
+        Cell::Int(i) => i.to_string().into(),
+        Cell::Float(f) => float_text(*f).into(),
+        Cell::Text(s) => neutralize(s),
+    }
+}
+
+/// Writes one CSV field (RFC 4180 quoting).
+pub fn write_csv_field(out: &mut impl Write, s: &str) -> std::io::Result<()> {
+    if memchr::memchr3(b',', b'"', b'\n', s.as_bytes()).is_some() || s.contains('\r') {
+        out.write_all(b"\"")?;
+        out.write_all(s.replace('"', "\"\"").as_bytes())?;
+        out.write_all(b"\"")
+    } else {
+        out.write_all(s.as_bytes())
+    }
+}
+
+pub fn write_csv_row<'a>(out: &mut impl Write, cells: impl IntoIterator<Item = std::borrow::Cow<'a, str>>) -> std::io::Result<()> {
+    for (i, c) in cells.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_csv_field(out, &c)?;
+    }
+    out.write_all(b"\r\n")
+}
+
+/// Where rows go.
+enum Sink {
+    Csv(std::io::BufWriter<std::fs::File>),
+    Xlsx { book: Box<rust_xlsxwriter::Workbook>, path: PathBuf, sheet: usize, row: u32, headers: Vec<String>, bold: rust_xlsxwriter::Format },
+}
+
+fn xlsx_err(e: rust_xlsxwriter::XlsxError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl Sink {
+    fn open(format: Format, path: &std::path::Path, headers: &[String]) -> std::io::Result<Sink> {
+        match format {
+            Format::Csv => {
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+                // A byte order mark: Excel then reads the file as UTF-8.
+                w.write_all(b"\xEF\xBB\xBF")?;
+                write_csv_row(&mut w, headers.iter().map(|h| std::borrow::Cow::Borrowed(h.as_str())))?;
+                Ok(Sink::Csv(w))
+            }
+            Format::Xlsx => {
+                let mut book = rust_xlsxwriter::Workbook::new();
+                if let Some(dir) = path.parent() {
+                    book.set_tempdir(dir).map_err(xlsx_err)?;
+                }
+                let mut sink = Sink::Xlsx {
+                    book: Box::new(book),
+                    path: path.to_path_buf(),
+                    sheet: usize::MAX,
+                    row: 0,
+                    headers: headers.to_vec(),
+                    bold: rust_xlsxwriter::Format::new().set_bold(),
+                };
+                sink.new_sheet()?;
+                Ok(sink)
+            }
+        }
+    }
+
+    fn new_sheet(&mut self) -> std::io::Result<()> {
+        let Sink::Xlsx { book, sheet, row, headers, bold, .. } = self else { return Ok(()) };
+        *sheet = sheet.wrapping_add(1);
+        let ws = book.add_worksheet_with_constant_memory().map_err(xlsx_err)?;
+        ws.set_name(format!("Contacts {}", *sheet + 1)).map_err(xlsx_err)?;
+        for (i, h) in headers.iter().enumerate() {
+            ws.write_string_with_format(0, i as u16, h, bold).map_err(xlsx_err)?;
+        }
+        *row = 1;
+        Ok(())
+    }
+
+    fn row(&mut self, cells: &[Cell]) -> std::io::Result<()> {
+        if let Sink::Xlsx { row, .. } = self {
+            if *row >= XLSX_MAX_ROWS {
+                self.new_sheet()?;
+            }
+        }
+        match self {
+            Sink::Csv(w) => {
+                for (i, c) in cells.iter().enumerate() {
+                    if i > 0 {
+                        w.write_all(b",")?;
+                    }
+                    match c {
+                        Cell::Empty => {}
+                        Cell::Int(v) => write!(w, "{v}")?,
+                        Cell::Float(_) => w.write_all(cell_text(c).as_bytes())?,
+                        Cell::Text(s) => write_csv_field(w, &neutralize(s))?,
+                    }
+                }
+                w.write_all(b"\r\n")
+            }
+            Sink::Xlsx { book, sheet, row, .. } => {
+                let ws = book.worksheet_from_index(*sheet).map_err(xlsx_err)?;
+                for (i, c) in cells.iter().enumerate() {
+                    let col = i as u16;
+                    match c {
+                        Cell::Empty => {}
+                        Cell::Int(v) => {
+                            ws.write_number(*row, col, *v as f64).map_err(xlsx_err)?;
+                        }
+                        Cell::Float(v) => {
+                            ws.write_number(*row, col, *v).map_err(xlsx_err)?;
+                        }
+                        Cell::Text(s) => {
+                            ws.write_string(*row, col, neutralize(s)).map_err(xlsx_err)?;
+                        }
+                    }
+                }
+                *row += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Csv(mut w) => {
+                w.flush()?;
+                w.get_ref().sync_all()
+            }
+            Sink::Xlsx { mut book, path, .. } => book.save(&path).map_err(xlsx_err),
+        }
+    }
+}
+
+/// Writes the export of `q` to `path`; returns the number of rows. `stop` is checked
+/// between pages (a shutdown): `Ok(None)` then, and the partial file is removed.
+async fn write_file(state: &SharedState, format: Format, q: &Query, me: i64, path: &std::path::Path, stop: impl Fn() -> bool) -> AppResult<Option<u64>> {
+    let mut reader = Reader::new(state, q, me).await?;
+    let headers = headers(&reader.fields);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<Cell>>>(2);
+    let path_buf = path.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut sink = Sink::open(format, &path_buf, &headers)?;
+        let mut n = 0u64;
+        while let Some(page) = rx.blocking_recv() {
+            for row in &page {
+                sink.row(row)?;
+                n += 1;
+            }
+        }
+        sink.finish()?;
+        Ok(n)
+    });
+    let mut stopped = false;
+    loop {
+        if stop() {
+            stopped = true;
+            break;
+        }
+        match reader.next_page().await {
+            Err(e) => {
+                drop(tx);
+                let _ = writer.await;
+                reader.finish().await;
+                let _ = tokio::fs::remove_file(path).await;
+                return Err(e);
+            }
+            Ok(None) => break,
+            Ok(Some(page)) => {
+                if tx.send(page).await.is_err() {
+                    break; // the writer failed; its error is below
+                }
+            }
+        }
+    }
+    drop(tx);
+    reader.finish().await;
+    let written = writer.await.map_err(|e| AppError::Internal(e.into()))?;
+    let n = written.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the export file: {e}")))?;
+    if stopped {
+        let _ = tokio::fs::remove_file(path).await;
+        return Ok(None);
+    }
+    Ok(Some(n))
+}
+
+// ---------------------------------------------------------------------------------------
+// Direct download.
+
+/// Writes an export for an immediate download; returns the open file (already unlinked
+/// from the directory, so nothing is left behind) and its size.
+pub async fn direct(state: &SharedState, user: &User, format: Format, q: &Query) -> AppResult<(tokio::fs::File, u64)> {
+    let dir = dir(state);
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| AppError::Internal(e.into()))?;
+    let path = dir.join(format!("direct-{:016x}.{}", rand::random::<u64>(), format.as_str()));
+    let result = write_file(state, format, q, user.id, &path, || false).await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    let file = tokio::fs::File::open(&path).await.map_err(|e| AppError::Internal(e.into()))?;
+    let size = file.metadata().await.map_err(|e| AppError::Internal(e.into()))?.len();
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok((file, size))
+}
+
+/// A file name for a download: `contacts-20240501-120000.csv`.
+pub fn download_name(format: Format, at: i64) -> String {
+    let stamp = sql_datetime(at).replace(['-', ':'], "").replace(' ', "-");
+    format!("contacts-{stamp}.{}", format.as_str())
+}
+
+// ---------------------------------------------------------------------------------------
+// Background exports.
+
+/// Queues an export of `q` for `user`; checks the query first (a bad search is a 400 now,
+/// not a failed job later).
+pub async fn request(state: &SharedState, user: &User, format: Format, q: &Query) -> AppResult<ExportRow> {
+    {
+        let mut db = state.store.read().await?;
+        let fields = state.fields(&mut db).await?;
+        compile(&mut db, &fields, q, user.id).await?;
+    }
+    let now = now_ms();
+    let mut tx = state.store.begin().await?;
+    let job_id = jobs::enqueue(&mut tx, jobs::EXPORT, Some(user.id)).await?;
+    let id = store::exports::insert(&mut tx, job_id, user.id, format.as_str(), &q.to_json(), now).await?;
+    tx.commit().await?;
+    state.jobs.wake();
+    let mut db = state.store.read().await?;
+    store::exports::get(&mut db, id).await?.ok_or_else(AppError::not_found)
+}
+
+/// An export of this user (exports are private to their requester).
+pub async fn get_for(state: &SharedState, user: &User, id: i64) -> AppResult<(ExportRow, Option<store::jobs::JobRow>)> {
+    let mut db = state.store.read().await?;
+    let e = store::exports::get(&mut db, id).await?.ok_or_else(AppError::not_found)?;
+    if e.created_by != user.id {
+        return Err(AppError::not_found());
+    }
+    let job = match e.job_id {
+        Some(j) => store::jobs::get(&mut db, j).await?,
+        None => None,
+    };
+    Ok((e, job))
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The link in the email and the notification.
+pub fn download_link(base: &str, id: i64, token: &str) -> String {
+    format!("{}/api/exports/{id}/download?token={token}", base.trim_end_matches('/'))
+}
+
+/// Checks a download: the export exists, belongs to `user`, the token is its token and
+/// the link has not expired. Returns the export, its format and its file.
+pub async fn authorize_download(state: &SharedState, user: &User, id: i64, token: &str) -> AppResult<(ExportRow, Format, PathBuf)> {
+    use subtle::ConstantTimeEq;
+    let mut db = state.store.read().await?;
+    let e = store::exports::get(&mut db, id).await?.ok_or_else(AppError::not_found)?;
+    let Some(hash) = &e.token_hash else {
+        return Err(AppError::NotFound("This export is not ready yet.".into()));
+    };
+    if !bool::from(hash.as_bytes().ct_eq(token_hash(token).as_bytes())) {
+        return Err(AppError::Forbidden("This download link is not valid.".into()));
+    }
+    if e.created_by != user.id {
+        return Err(AppError::Forbidden("This download link belongs to another user: log in as the user who requested the export.".into()));
+    }
+    let expired = e.expires_at.is_none_or(|t| t <= now_ms());
+    let Some(name) = e.stored_name.clone().filter(|_| !expired) else {
+        return Err(AppError::Forbidden("This download link has expired: export the contacts again.".into()));
+    };
+    let path = dir(state).join(name);
+    if !path.exists() {
+        return Err(AppError::Forbidden("This export's file is gone: export the contacts again.".into()));
+    }
+    let format = Format::parse(&e.format).unwrap_or(Format::Csv);
+    Ok((e, format, path))
+}
+
+pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
+    let export = {
+        let mut db = state.store.read().await?;
+        match store::exports::by_job(&mut db, ctx.job.id).await? {
+            Some(e) => e,
+            None => return Ok(Outcome::Failed("the export record is gone".into())),
+        }
+    };
+    if export.finished_at.is_some() {
+        // Written and linked by an earlier run that stopped before recording its end.
+        return Ok(Outcome::Done);
+    }
+    let user = {
+        let mut db = state.store.read().await?;
+        match store::users::by_id(&mut db, export.created_by).await? {
+            Some(u) => u,
+            None => return Ok(Outcome::Failed("the user who asked for this export is gone".into())),
+        }
+    };
+    let format = Format::parse(&export.format).unwrap_or(Format::Csv);
+    let query = match export.query.as_object().map(Query::from_map) {
+        Some(Ok(q)) => q,
+        _ => return Ok(Outcome::Failed("the export's query cannot be read".into())),
+    };
+    let dir = dir(state);
+    tokio::fs::create_dir_all(&dir).await?;
+    let stored_name = format!("{}-{:016x}.{}", export.id, rand::random::<u64>(), format.as_str());
+    let path = dir.join(&stored_name);
+    let rows = match write_file(state, format, &query, user.id, &path, || ctx.stopping() || ctx.lost()).await {
+        Ok(Some(n)) => n,
+        Ok(None) if ctx.lost() => return Ok(Outcome::LeaseLost),
+        Ok(None) => return Ok(Outcome::Interrupted),
+        Err(AppError::BadRequest(m)) => return Ok(Outcome::Failed(m)),
+        Err(AppError::Internal(e)) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(e);
+        }
+        Err(e) => return Ok(Outcome::Failed(e.to_string())),
+    };
+    let size = tokio::fs::metadata(&path).await?.len();
+    let token: String = {
+        use base64::Engine;
+        let bytes: [u8; 32] = rand::random();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let now = now_ms();
+    let ttl_ms = (state.config.file.export.link_ttl_hours * 3600 * 1000) as i64;
+    let expires = now + ttl_ms;
+    let link = download_link(&state.jobs.public_url(&state.config), export.id, &token);
+    let until = sql_datetime(expires);
+    let what = if rows == 1 { "1 contact".to_owned() } else { format!("{rows} contacts") };
+    let text = format!(
+        "Hello {},\n\nyour export of {what} ({}) is ready. Download it here while logged in as {}:\n\n{link}\n\nThe link works until {until} UTC.\n\n— Magpie\n",
+        user.full_name(),
+        format.as_str().to_uppercase(),
+        user.username,
+    );
+    let email_to = Some(user.email.trim()).filter(|e| !e.is_empty());
+    // The file and its link are recorded first, so the link works the moment the email
+    // arrives; the email's fate is recorded after.
+    let mut tx = state.store.begin().await?;
+    if ctx.checkpoint(&mut tx).await? == Control::LeaseLost {
+        drop(tx);
+        let _ = tokio::fs::remove_file(&path).await;
+        return Ok(Outcome::LeaseLost);
+    }
+    store::exports::finish(
+        &mut tx,
+        export.id,
+        &store::exports::Finished {
+            stored_name: &stored_name,
+            rows: rows as i64,
+            size_bytes: size as i64,
+            token_hash: &token_hash(&token),
+            expires_at: expires,
+            email_to,
+            email_status: if email_to.is_some() { "sending" } else { "not sent: the user has no email address (the link is in the notifications)" },
+        },
+        now,
+    )
+    .await?;
+    store::exports::notify(
+        &mut tx,
+        user.id,
+        "export",
+        "Your export is ready",
+        &format!("{what} exported to {}; the link works until {until} UTC.", format.as_str().to_uppercase()),
+        Some(&link),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    if let Some(to) = email_to {
+        let status = match crate::mail::send(&state.config, to, "Your Magpie export is ready", &text).await {
+            Ok(d) => d.describe(),
+            Err(e) => {
+                tracing::warn!(export = export.id, error = format!("{e:#}"), "export email not delivered");
+                format!("failed: {e:#}")
+            }
+        };
+        let mut tx = state.store.begin().await?;
+        store::exports::set_email_status(&mut tx, export.id, &status).await?;
+        tx.commit().await?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// Deletes the files of exports whose link expired.
+pub async fn delete_expired_files(state: &SharedState) -> anyhow::Result<()> {
+    let expired = {
+        let mut db = state.store.read().await?;
+        store::exports::expired_files(&mut db, now_ms()).await?
+    };
+    for e in expired {
+        if let Some(name) = &e.stored_name {
+            let _ = tokio::fs::remove_file(dir(state).join(name)).await;
+        }
+        let mut tx = state.store.begin().await?;
+        store::exports::forget_file(&mut tx, e.id).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// The state of an export as users see it.
+pub fn status(job: Option<&store::jobs::JobRow>) -> &'static str {
+    job.map_or("done", |j| j.state.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutralizing() {
+        let cases = [
+            ("=1+1", "'=1+1"),
+            ("+49 30 1234", "'+49 30 1234"),
+            ("-cmd|' /C calc'!A0", "'-cmd|' /C calc'!A0"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("-5", "-5"),
+            ("+1.5", "+1.5"),
+            ("-", "'-"),
+            ("-.5", "'-.5"),
+            ("'=x", "''=x"),
+            ("'hello", "'hello"),
+            ("ada@example.org", "ada@example.org"),
+            ("", ""),
+            ("a=b", "a=b"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(neutralize(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn dates_format_like_the_api() {
+        for ms in [0, 1_714_564_800_000, 1_714_564_800_999, -86_400_000, 253_402_300_799_000, 4_102_444_800_000] {
+            assert_eq!(fast_datetime(ms), sql_datetime(ms), "{ms}");
+        }
+    }
+
+    #[test]
+    fn csv_quoting() {
+        let mut out = Vec::new();
+        write_csv_row(&mut out, ["a", "b,c", "say \"hi\"", "two\nlines", ""].map(std::borrow::Cow::Borrowed)).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a,\"b,c\",\"say \"\"hi\"\"\",\"two\nlines\",\r\n");
+        assert_eq!(cell_text(&Cell::Float(5.0)), "5");
+        assert_eq!(cell_text(&Cell::Float(2.5)), "2.5");
+        assert_eq!(cell_text(&Cell::Text("=x".into())), "'=x");
+    }
+
+    #[test]
+    fn queries() {
+        let q = Query::from_map(json!({"search": "tag:vip", "where": [{"col": "city", "expr": "eq", "val": "Paris"}], "ids": "3,1"}).as_object().unwrap()).unwrap();
+        assert_eq!(q.ids, Some(vec![3, 1]));
+        assert_eq!(q.wheres.len(), 1);
+        let back = Query::from_map(q.to_json().as_object().unwrap()).unwrap();
+        assert_eq!(back, q);
+        assert!(Query::from_map(json!({"ids": "1,x"}).as_object().unwrap()).is_err());
+        assert!(Query::from_map(json!({"ids": []}).as_object().unwrap()).is_err());
+    }
+}

@@ -1,0 +1,1204 @@
+//! CSV import: upload (streamed to `<data-dir>/imports/`), preview with a proposed
+//! mapping, start (mapping and options), and the background job that writes the rows.
+//!
+//! The job reads the file from its checkpoint (a byte offset at a record boundary) and
+//! writes batches of rows through `contacts::service::save_in`, one transaction per
+//! batch that also holds the batch's timeline events, its failed rows, the new
+//! checkpoint and the lease check. A crash or a kill between two commits therefore
+//! loses nothing and repeats nothing: the next run starts where the last commit ended.
+
+pub mod csv;
+pub mod detect;
+pub mod mapping;
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value as Json, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::config::UniqueIdentifierOperator;
+use crate::contacts::fields::FieldSet;
+use crate::contacts::input::{ContactInput, normalize_tag};
+use crate::contacts::service::{self, SaveContext, Source, Target as SaveTarget};
+use crate::contacts::{field_service, values};
+use crate::error::{AppError, AppResult};
+use crate::jobs::{self, Control, JobCtx, Outcome};
+use crate::state::SharedState;
+use crate::store::imports::{Checkpoint, Failure, ImportRow};
+use crate::store::jobs::{JobRow, JobState};
+use crate::store::{self, Value};
+use crate::time::now_ms;
+use crate::timeline::{NewEvent, keys};
+use crate::users::User;
+use csv::{CsvReader, Dialect, Encoding, Position, Record};
+use mapping::{Special, Target};
+
+/// Rows shown in a preview.
+pub const PREVIEW_ROWS: usize = 10;
+
+/// The directory of uploaded files.
+pub fn dir(state: &SharedState) -> PathBuf {
+    state.config.data_dir.join("imports")
+}
+
+fn file_path(state: &SharedState, import: &ImportRow) -> PathBuf {
+    dir(state).join(&import.stored_name)
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings kept with an import (JSON in `imports.settings`).
+
+/// Whether an existing contact is updated or left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfExists {
+    Update,
+    Skip,
+}
+
+/// How rows find the contact they describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchBy {
+    /// The unique-identifier fields, combined with AND or OR.
+    Identifiers,
+    /// The column mapped to `id`.
+    Id,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Owner of imported contacts whose row names none.
+    pub owner: Option<i64>,
+    /// Tags added to every imported contact.
+    pub tags: Vec<String>,
+    pub if_exists: IfExists,
+    pub match_by: MatchBy,
+    pub operator: UniqueIdentifierOperator,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub dialect: Dialect,
+    pub notes: Vec<String>,
+    /// Set once started: the target of each column and the number of header columns.
+    pub columns: Vec<Target>,
+    pub header_count: usize,
+    /// The header as read at start (for the failed-rows file).
+    pub headers: Vec<String>,
+    pub options: Option<Options>,
+}
+
+fn op_str(op: UniqueIdentifierOperator) -> &'static str {
+    match op {
+        UniqueIdentifierOperator::And => "and",
+        UniqueIdentifierOperator::Or => "or",
+    }
+}
+
+impl Settings {
+    pub fn to_json(&self) -> Json {
+        let columns: Vec<Json> = self.columns.iter().map(|t| t.name().map_or(Json::Null, |n| json!(n))).collect();
+        let options = self.options.as_ref().map(|o| {
+            json!({
+                "owner": o.owner,
+                "tags": o.tags,
+                "ifExists": match o.if_exists { IfExists::Update => "update", IfExists::Skip => "skip" },
+                "matchBy": match o.match_by { MatchBy::Identifiers => "identifiers", MatchBy::Id => "id" },
+                "operator": op_str(o.operator),
+            })
+        });
+        json!({
+            "delimiter": detect::delimiter_name(self.dialect.delimiter),
+            "quote": (self.dialect.quote as char).to_string(),
+            "encoding": self.dialect.encoding.as_str(),
+            "bom": self.dialect.bom,
+            "notes": self.notes,
+            "columns": columns,
+            "headerCount": self.header_count,
+            "headers": self.headers,
+            "options": options,
+        })
+    }
+
+    pub fn from_json(j: &Json, fields: Option<&FieldSet>) -> Settings {
+        let ch = |k: &str, d: u8| j.get(k).and_then(Json::as_str).and_then(detect::parse_char).unwrap_or(d);
+        let dialect = Dialect {
+            delimiter: ch("delimiter", b','),
+            quote: ch("quote", b'"'),
+            encoding: j.get("encoding").and_then(Json::as_str).and_then(Encoding::parse).unwrap_or(Encoding::Utf8),
+            bom: j.get("bom").and_then(Json::as_bool).unwrap_or(false),
+        };
+        let columns = j
+            .get("columns")
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|v| match v.as_str() {
+                        None => Target::Skip,
+                        Some(name) => match Special::parse(name) {
+                            Some(s) if fields.is_none_or(|f| f.get(name).is_none()) => Target::Special(s),
+                            _ => Target::Field(name.to_owned()),
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let options = j.get("options").filter(|o| o.is_object()).map(|o| Options {
+            owner: o.get("owner").and_then(Json::as_i64),
+            tags: o.get("tags").and_then(Json::as_array).map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+            if_exists: if o.get("ifExists").and_then(Json::as_str) == Some("skip") { IfExists::Skip } else { IfExists::Update },
+            match_by: if o.get("matchBy").and_then(Json::as_str) == Some("id") { MatchBy::Id } else { MatchBy::Identifiers },
+            operator: if o.get("operator").and_then(Json::as_str) == Some("or") { UniqueIdentifierOperator::Or } else { UniqueIdentifierOperator::And },
+        });
+        Settings {
+            dialect,
+            notes: j.get("notes").and_then(Json::as_array).map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+            columns,
+            header_count: j.get("headerCount").and_then(Json::as_u64).unwrap_or(0) as usize,
+            headers: j.get("headers").and_then(Json::as_array).map(|a| a.iter().map(|t| t.as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default(),
+            options,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Upload.
+
+/// An upload being streamed to disk. Dropped without `finish`, it deletes its file.
+pub struct Upload {
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    tmp: PathBuf,
+    stored_name: String,
+    bytes: u64,
+    lines: u64,
+    limit: u64,
+    sample: Vec<u8>,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Upload {
+    pub async fn begin(state: &SharedState) -> AppResult<Upload> {
+        let dir = dir(state);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| AppError::Internal(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
+        let stored_name = format!("{}-{:016x}.csv", now_ms(), rand::random::<u64>());
+        let tmp = dir.join(format!("{stored_name}.part"));
+        let file = tokio::fs::File::create(&tmp).await.map_err(|e| AppError::Internal(anyhow::anyhow!("cannot create {}: {e}", tmp.display())))?;
+        Ok(Upload {
+            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            tmp,
+            stored_name,
+            bytes: 0,
+            lines: 0,
+            limit: state.config.file.import.max_upload_bytes,
+            sample: Vec::new(),
+        })
+    }
+
+    /// Appends a chunk; past `[import] max_upload_bytes` this is a 413 (and the file goes).
+    pub async fn write(&mut self, chunk: &[u8]) -> AppResult<()> {
+        self.bytes += chunk.len() as u64;
+        if self.bytes > self.limit {
+            return Err(AppError::PayloadTooLarge(format!(
+                "the file is larger than the import limit of {} bytes ([import] max_upload_bytes)",
+                self.limit
+            )));
+        }
+        self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+        if self.sample.len() < detect::SAMPLE_BYTES {
+            let take = (detect::SAMPLE_BYTES - self.sample.len()).min(chunk.len());
+            self.sample.extend_from_slice(&chunk[..take]);
+        }
+        let file = self.file.as_mut().expect("open until finished");
+        file.write_all(chunk).await.map_err(|e| AppError::Internal(anyhow::anyhow!("cannot write the upload: {e}")))
+    }
+
+    /// Checks that the file is CSV, keeps it and records the import.
+    pub async fn finish(mut self, state: &SharedState, user: &User, file_name: &str) -> AppResult<ImportRow> {
+        let complete = self.bytes <= self.sample.len() as u64;
+        let sniffed = detect::sniff(&self.sample, complete).map_err(|m| AppError::invalid("file", m))?;
+        let mut file = self.file.take().expect("open until finished");
+        let written = async {
+            file.flush().await?;
+            file.get_mut().sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&self.tmp, dir(state).join(&self.stored_name)).await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(AppError::Internal(anyhow::anyhow!("cannot store the upload: {e}")));
+        }
+        let mut lines = self.lines;
+        if !self.sample.is_empty() && !self.sample.ends_with(b"\n") && complete {
+            lines += 1;
+        }
+        let settings = Settings { dialect: sniffed.dialect, notes: sniffed.notes, columns: Vec::new(), header_count: 0, headers: Vec::new(), options: None };
+        let name = clean_file_name(file_name);
+        let mut tx = state.store.begin().await?;
+        let id = store::imports::insert(
+            &mut tx,
+            &store::imports::NewImport {
+                created_by: Some(user.id),
+                file_name: &name,
+                stored_name: &self.stored_name,
+                size_bytes: self.bytes as i64,
+                line_count: lines as i64,
+                settings: &settings.to_json(),
+            },
+            now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        let mut db = state.store.read().await?;
+        store::imports::get(&mut db, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("import {id} vanished")))
+    }
+}
+
+/// The name shown for an upload: the last path component, no control characters.
+pub fn clean_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    if clean.trim().is_empty() { "upload.csv".to_owned() } else { clean.trim().to_owned() }
+}
+
+// ---------------------------------------------------------------------------------------
+// Access.
+
+/// An import the user may see (their own, or any for an admin).
+pub async fn get_for(state: &SharedState, user: &User, id: i64) -> AppResult<(ImportRow, Option<JobRow>)> {
+    let mut db = state.store.read().await?;
+    let import = store::imports::get(&mut db, id).await?.ok_or_else(AppError::not_found)?;
+    if !user.is_admin() && import.created_by != Some(user.id) {
+        return Err(AppError::not_found());
+    }
+    let job = match import.job_id {
+        Some(j) => store::jobs::get(&mut db, j).await?,
+        None => None,
+    };
+    Ok((import, job))
+}
+
+// ---------------------------------------------------------------------------------------
+// Preview.
+
+/// Dialect changes asked for by the user (preview and start).
+#[derive(Clone, Debug, Default)]
+pub struct DialectOverride {
+    pub delimiter: Option<u8>,
+    pub quote: Option<u8>,
+    pub encoding: Option<Encoding>,
+}
+
+impl DialectOverride {
+    /// From `delimiter`, `quote`, `encoding` keys of a JSON object; bad values are 422s.
+    pub fn from_json(o: &Map<String, Json>) -> AppResult<DialectOverride> {
+        let mut d = DialectOverride::default();
+        if let Some(v) = o.get("delimiter").and_then(Json::as_str).filter(|s| !s.is_empty()) {
+            d.delimiter = Some(detect::parse_char(v).ok_or_else(|| AppError::invalid("delimiter", "must be one character such as , ; | or tab"))?);
+        }
+        if let Some(v) = o.get("quote").and_then(Json::as_str).filter(|s| !s.is_empty()) {
+            d.quote = Some(detect::parse_char(v).ok_or_else(|| AppError::invalid("quote", "must be one character such as \" or '"))?);
+        }
+        if let Some(v) = o.get("encoding").and_then(Json::as_str).filter(|s| !s.is_empty()) {
+            d.encoding = Some(Encoding::parse(v).ok_or_else(|| AppError::invalid("encoding", "must be utf-8 or windows-1252"))?);
+        }
+        Ok(d)
+    }
+
+    fn apply(&self, mut d: Dialect) -> Dialect {
+        if let Some(x) = self.delimiter {
+            d.delimiter = x;
+        }
+        if let Some(x) = self.quote {
+            d.quote = x;
+        }
+        if let Some(x) = self.encoding {
+            d.encoding = x;
+        }
+        d
+    }
+}
+
+pub struct Preview {
+    pub dialect: Dialect,
+    pub notes: Vec<String>,
+    pub headers: Vec<String>,
+    /// The first rows (or why each could not be read).
+    pub rows: Vec<Result<Vec<String>, String>>,
+    pub proposals: Vec<mapping::Proposal>,
+    pub warnings: Vec<String>,
+}
+
+/// The header and the first data rows; the position after the header.
+fn read_head(path: PathBuf, dialect: Dialect, max_record: usize, rows: usize) -> Result<(Vec<String>, Vec<Record>, Position), String> {
+    let file = std::fs::File::open(&path).map_err(|e| format!("the uploaded file cannot be read: {e}"))?;
+    let mut reader = CsvReader::new(BufReader::with_capacity(1 << 16, file), dialect, max_record, Position::default())
+        .map_err(|e| format!("the uploaded file cannot be read: {e}"))?;
+    let header = match reader.next_record().map_err(|e| format!("the uploaded file cannot be read: {e}"))? {
+        None => return Err("the file has no rows".into()),
+        Some(Record { fields: Ok(h), .. }) => h,
+        Some(Record { fields: Err(bad), .. }) => return Err(format!("the first row (the header) cannot be read: {}", bad.reason)),
+    };
+    let after_header = reader.position();
+    reader.expected_fields = Some(header.len());
+    let mut out = Vec::new();
+    while out.len() < rows {
+        match reader.next_record() {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => break,
+            Err(e) => return Err(format!("the uploaded file cannot be read: {e}")),
+        }
+    }
+    let header = header.into_iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_owned()).collect();
+    Ok((header, out, after_header))
+}
+
+pub async fn preview(state: &SharedState, import: &ImportRow, over: &DialectOverride) -> AppResult<Preview> {
+    let settings = Settings::from_json(&import.settings, None);
+    let dialect = over.apply(settings.dialect);
+    let path = file_path(state, import);
+    let max = state.config.file.import.max_record_bytes;
+    let (headers, rows, _) = tokio::task::spawn_blocking(move || read_head(path, dialect, max, PREVIEW_ROWS))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(|m| AppError::invalid("file", m))?;
+    let mut db = state.store.read().await?;
+    let fields = state.fields(&mut db).await?;
+    let (proposals, mut warnings) = mapping::propose(&headers, &fields);
+    if headers.len() == 1 && import.size_bytes > 0 {
+        warnings.push(format!(
+            "only one column was found with the delimiter '{}': if the preview looks wrong, choose another delimiter",
+            detect::delimiter_name(dialect.delimiter).replace('\t', "tab")
+        ));
+    }
+    if proposals.iter().all(|p| p.target == Target::Skip) {
+        warnings.push("no column matches a contact field by name: map the columns before starting".to_owned());
+    }
+    let rows = rows
+        .into_iter()
+        .map(|r| r.fields.map(|f| f.into_iter().map(|v| csv::clip(&v)).collect()).map_err(|b| format!("row {}: {}", r.row, b.reason)))
+        .collect();
+    let notes = if over.encoding.is_some() { Vec::new() } else { settings.notes };
+    Ok(Preview { dialect, notes, headers, rows, proposals, warnings })
+}
+
+// ---------------------------------------------------------------------------------------
+// Start, stop, resume.
+
+/// Reads the mapping of a start request: a list of `{"column": i, "field": alias|special|null}`
+/// or `{"column": i, "create": {field definition}}`, or an object
+/// `{"<header or column number>": alias | null | {"create": {…}}}`. Without a mapping the
+/// proposal is used.
+fn parse_mapping(body: &Map<String, Json>, headers: &[String], proposals: &[mapping::Proposal]) -> AppResult<Vec<(usize, Json)>> {
+    let Some(m) = body.get("mapping").filter(|m| !m.is_null()) else {
+        return Ok(proposals.iter().map(|p| (p.column, p.target.name().map_or(Json::Null, |n| json!(n)))).collect());
+    };
+    let column_of = |key: &Json| -> AppResult<usize> {
+        let idx = match key {
+            Json::Number(n) => n.as_u64().map(|n| n as usize),
+            Json::String(s) => match s.trim().parse::<usize>() {
+                Ok(n) => Some(n),
+                Err(_) => headers.iter().position(|h| h == s.trim()).or_else(|| headers.iter().position(|h| h.eq_ignore_ascii_case(s.trim()))),
+            },
+            _ => None,
+        };
+        idx.filter(|i| *i < headers.len())
+            .ok_or_else(|| AppError::invalid("mapping", format!("{key} is not a column of the file (columns are numbered from 0, or named by their header)")))
+    };
+    let mut out = Vec::new();
+    match m {
+        Json::Array(items) => {
+            for item in items {
+                let o = item.as_object().ok_or_else(|| AppError::invalid("mapping", "each entry must be an object with column and field (or create)"))?;
+                let column = column_of(o.get("column").unwrap_or(&Json::Null))?;
+                let target = match (o.get("create"), o.get("field")) {
+                    (Some(c), _) if !c.is_null() => json!({ "create": c }),
+                    (_, Some(f)) => f.clone(),
+                    (_, None) => Json::Null,
+                };
+                out.push((column, target));
+            }
+        }
+        Json::Object(map) => {
+            for (k, v) in map {
+                out.push((column_of(&Json::String(k.clone()))?, v.clone()));
+            }
+        }
+        _ => return Err(AppError::invalid("mapping", "must be a list of {column, field} or an object of column → field")),
+    }
+    Ok(out)
+}
+
+fn parse_options(body: &Map<String, Json>, default_operator: UniqueIdentifierOperator) -> AppResult<Options> {
+    let owner = match body.get("owner") {
+        None | Some(Json::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .or_else(|| v.get("id").and_then(Json::as_i64))
+                .filter(|i| *i > 0)
+                .ok_or_else(|| AppError::invalid("owner", "must be a user id"))?,
+        ),
+    };
+    let tags = match body.get("tags") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::String(s)) => s.split(',').map(str::to_owned).collect(),
+        Some(Json::Array(a)) => a.iter().map(|t| t.as_str().map(str::to_owned).ok_or_else(|| AppError::invalid("tags", "must be strings"))).collect::<AppResult<_>>()?,
+        Some(_) => return Err(AppError::invalid("tags", "must be a list of tags")),
+    };
+    let mut clean = Vec::new();
+    for t in tags {
+        if t.trim().is_empty() {
+            continue;
+        }
+        let t = normalize_tag(t.trim()).map_err(|m| AppError::invalid("tags", m))?;
+        if !clean.contains(&t) {
+            clean.push(t);
+        }
+    }
+    let if_exists = match body.get("ifExists").and_then(Json::as_str) {
+        None | Some("update") => IfExists::Update,
+        Some("skip") => IfExists::Skip,
+        Some(_) => return Err(AppError::invalid("ifExists", "must be update or skip")),
+    };
+    let match_by = match body.get("matchBy").and_then(Json::as_str) {
+        None | Some("identifiers") => MatchBy::Identifiers,
+        Some("id") => MatchBy::Id,
+        Some(_) => return Err(AppError::invalid("matchBy", "must be identifiers or id")),
+    };
+    let operator = match body.get("operator").and_then(Json::as_str) {
+        None => default_operator,
+        Some("and") => UniqueIdentifierOperator::And,
+        Some("or") => UniqueIdentifierOperator::Or,
+        Some(_) => return Err(AppError::invalid("operator", "must be and or or")),
+    };
+    Ok(Options { owner, tags: clean, if_exists, match_by, operator })
+}
+
+/// Starts an import that was uploaded and not started yet: checks the mapping and the
+/// options, creates the new fields, and queues the job.
+pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> AppResult<()> {
+    let (import, job) = get_for(state, user, id).await?;
+    if job.is_some() {
+        return Err(AppError::Conflict("this import was already started; stop or resume it instead".into()));
+    }
+    let body = match body {
+        Json::Object(o) => o.clone(),
+        Json::Null => Map::new(),
+        _ => return Err(AppError::bad_request("the body must be a JSON object with mapping and options")),
+    };
+    let mut settings = Settings::from_json(&import.settings, None);
+    let over = DialectOverride::from_json(&body)?;
+    if over.encoding.is_some() {
+        settings.notes.clear();
+    }
+    settings.dialect = over.apply(settings.dialect);
+    let path = file_path(state, &import);
+    let max = state.config.file.import.max_record_bytes;
+    let dialect = settings.dialect;
+    let (headers, _, after_header) = tokio::task::spawn_blocking(move || read_head(path, dialect, max, 0))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(|m| AppError::invalid("file", m))?;
+
+    let (fields, options) = {
+        let mut db = state.store.read().await?;
+        let fields = state.fields(&mut db).await?;
+        let operator = state.operator(&mut db).await?;
+        let options = parse_options(&body, operator)?;
+        if let Some(o) = options.owner {
+            if store::users::by_id(&mut db, o).await?.is_none() {
+                return Err(AppError::invalid("owner", format!("there is no user with id {o}")));
+            }
+        }
+        (fields, options)
+    };
+    let (proposals, _) = mapping::propose(&headers, &fields);
+    let entries = parse_mapping(&body, &headers, &proposals)?;
+
+    // Resolve each entry; fields to create are created last, once everything else is valid.
+    let mut columns = vec![Target::Skip; headers.len()];
+    let mut to_create: Vec<(usize, Json)> = Vec::new();
+    let mut problems = crate::contacts::input::Problems::default();
+    let mut seen_columns = HashSet::new();
+    for (column, target) in entries {
+        let label = format!("column {} ({})", column, headers[column]);
+        if !seen_columns.insert(column) {
+            problems.add("mapping", format!("{label} is mapped twice"));
+            continue;
+        }
+        match &target {
+            Json::Null => {}
+            Json::String(s) if s.is_empty() || s == "-" => {}
+            Json::String(name) => match (fields.get(name), Special::parse(name)) {
+                (Some(f), _) => columns[column] = Target::Field(f.alias.clone()),
+                (None, Some(s)) => columns[column] = Target::Special(s),
+                (None, None) => problems.add("mapping", format!("{label}: '{name}' is not a contact field")),
+            },
+            Json::Object(o) if o.contains_key("create") => {
+                let mut def = o.get("create").cloned().unwrap_or(Json::Null);
+                if let Json::Object(d) = &mut def {
+                    d.entry("label").or_insert_with(|| json!(headers[column].clone()));
+                    d.entry("type").or_insert_with(|| json!("text"));
+                } else if def.is_null() || def == json!(true) {
+                    def = json!({ "label": headers[column].clone(), "type": "text" });
+                } else {
+                    problems.add("mapping", format!("{label}: create must be a field definition like {{\"label\": \"Shoe size\", \"type\": \"number\"}}"));
+                    continue;
+                }
+                to_create.push((column, def));
+            }
+            other => problems.add("mapping", format!("{label}: {other} is not a field alias, a special column or null")),
+        }
+    }
+    problems.into_result()?;
+    let mut problems = crate::contacts::input::Problems::default();
+    let mut used: HashMap<&Target, usize> = HashMap::new();
+    for (i, t) in columns.iter().enumerate() {
+        if *t == Target::Skip {
+            continue;
+        }
+        if let Some(first) = used.insert(t, i) {
+            problems.add("mapping", format!("'{}' is mapped from two columns ({} and {})", t.name().unwrap_or(""), first, i));
+        }
+    }
+    if columns.iter().all(|t| *t == Target::Skip) && to_create.is_empty() {
+        problems.add("mapping", "no column is mapped to a contact field: nothing would be imported");
+    }
+    if options.match_by == MatchBy::Id && !columns.contains(&Target::Special(Special::Id)) {
+        problems.add("matchBy", "matching by id needs a column mapped to id");
+    }
+    problems.into_result()?;
+    if !user.is_admin() && !to_create.is_empty() {
+        return Err(AppError::Forbidden("only admins can create fields; map the column to an existing field or ask an admin".into()));
+    }
+    for (column, def) in to_create {
+        match field_service::create(&state.store, &state.fields, &def).await {
+            Ok(f) => columns[column] = Target::Field(f.alias),
+            Err(AppError::Validation { message, details }) => {
+                return Err(AppError::Validation { message: format!("column {} ({}): cannot create the field: {message}", column, headers[column]), details });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    settings.columns = columns;
+    settings.header_count = headers.len();
+    settings.headers = headers.clone();
+    settings.options = Some(options);
+    let mut tx = state.store.begin().await?;
+    // Someone else may have started it meanwhile.
+    let current = store::imports::get(&mut tx, id).await?.ok_or_else(AppError::not_found)?;
+    if current.job_id.is_some() {
+        return Err(AppError::Conflict("this import was already started".into()));
+    }
+    let job_id = jobs::enqueue(&mut tx, jobs::IMPORT, Some(user.id)).await?;
+    store::imports::set_started(
+        &mut tx,
+        id,
+        job_id,
+        &settings.to_json(),
+        after_header.offset as i64,
+        after_header.records as i64,
+        after_header.lines as i64,
+        now_ms(),
+    )
+    .await?;
+    tx.commit().await?;
+    state.jobs.wake();
+    Ok(())
+}
+
+pub async fn stop(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
+    let (_, job) = get_for(state, user, id).await?;
+    let job = job.ok_or_else(|| AppError::Conflict("this import was not started".into()))?;
+    if matches!(job.state, JobState::Done | JobState::Failed) {
+        return Err(AppError::Conflict(format!("this import is {} and cannot be stopped", job.state.as_str())));
+    }
+    let mut tx = state.store.begin().await?;
+    store::jobs::request_stop(&mut tx, job.id, now_ms()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn resume(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
+    let (import, job) = get_for(state, user, id).await?;
+    let job = job.ok_or_else(|| AppError::Conflict("this import was not started; start it with a mapping".into()))?;
+    if job.state == JobState::Done {
+        return Err(AppError::Conflict("this import is done".into()));
+    }
+    if !file_path(state, &import).exists() {
+        return Err(AppError::Conflict("the uploaded file is gone; upload it again".into()));
+    }
+    let mut tx = state.store.begin().await?;
+    store::jobs::resume(&mut tx, job.id, now_ms()).await?;
+    tx.commit().await?;
+    state.jobs.wake();
+    Ok(())
+}
+
+/// Deletes an import that is not running: its file and its record (not the contacts).
+pub async fn delete(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
+    let (import, job) = get_for(state, user, id).await?;
+    if let Some(j) = &job {
+        if matches!(j.state, JobState::Running | JobState::Queued) {
+            return Err(AppError::Conflict("this import is running: stop it first".into()));
+        }
+    }
+    let mut tx = state.store.begin().await?;
+    store::imports::delete(&mut tx, id).await?;
+    tx.commit().await?;
+    let _ = tokio::fs::remove_file(file_path(state, &import)).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Status.
+
+/// The state of an import as users see it.
+pub fn status(job: Option<&JobRow>) -> &'static str {
+    match job {
+        None => "new",
+        Some(j) => match j.state {
+            JobState::Running if j.stop_requested => "stopping",
+            s => s.as_str(),
+        },
+    }
+}
+
+/// Progress numbers for the progress bar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    pub rows_done: i64,
+    /// Exact once the end was reached, else estimated from the line count.
+    pub rows_total: i64,
+    pub rows_total_exact: bool,
+    pub bytes_done: i64,
+    pub bytes_total: i64,
+    pub percent: f64,
+    pub rows_per_second: Option<f64>,
+    pub eta_seconds: Option<i64>,
+}
+
+pub fn progress(import: &ImportRow, job: Option<&JobRow>, now: i64) -> Progress {
+    let finished = import.total_rows.is_some();
+    let rows_total = import.total_rows.unwrap_or_else(|| (import.line_count - 1).max(import.rows_done));
+    let bytes_done = if finished { import.size_bytes } else { import.offset_bytes.min(import.size_bytes) };
+    let percent = if import.size_bytes > 0 { (bytes_done as f64 * 100.0 / import.size_bytes as f64 * 10.0).round() / 10.0 } else { 100.0 };
+    let running = job.is_some_and(|j| j.state == JobState::Running);
+    let (mut rate, mut eta) = (None, None);
+    if let (true, Some(since)) = (running, import.run_started_at) {
+        let secs = (now - since) as f64 / 1000.0;
+        let bytes = (import.offset_bytes - import.run_bytes_start) as f64;
+        if secs >= 0.5 && bytes > 0.0 && import.offset_bytes > 0 {
+            let bytes_per_s = bytes / secs;
+            let rows_per_byte = import.rows_done as f64 / import.offset_bytes as f64;
+            rate = Some((bytes_per_s * rows_per_byte * 10.0).round() / 10.0);
+            eta = Some(((import.size_bytes - import.offset_bytes).max(0) as f64 / bytes_per_s).ceil() as i64);
+        }
+    }
+    Progress {
+        rows_done: import.rows_done,
+        rows_total,
+        rows_total_exact: finished,
+        bytes_done,
+        bytes_total: import.size_bytes,
+        percent,
+        rows_per_second: rate,
+        eta_seconds: eta,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The job.
+
+/// A batch read by the parser thread.
+struct Batch {
+    records: Vec<Record>,
+    end: Position,
+    eof: bool,
+}
+
+/// Most bytes of values in one batch (wide rows make smaller batches).
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+fn spawn_parser(path: PathBuf, dialect: Dialect, max_record: usize, at: Position, expected: usize, batch_rows: usize) -> tokio::sync::mpsc::Receiver<std::io::Result<Batch>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let run = || -> std::io::Result<()> {
+            let file = std::fs::File::open(&path)?;
+            let mut reader = CsvReader::new(BufReader::with_capacity(1 << 20, file), dialect, max_record, at)?;
+            reader.expected_fields = Some(expected);
+            loop {
+                let mut records = Vec::with_capacity(batch_rows);
+                let mut bytes = 0;
+                let mut eof = false;
+                while records.len() < batch_rows && bytes < BATCH_BYTES {
+                    match reader.next_record()? {
+                        Some(r) => {
+                            bytes += match &r.fields {
+                                Ok(f) => f.iter().map(|v| v.len() + 24).sum::<usize>(),
+                                Err(b) => b.values.iter().map(String::len).sum(),
+                            };
+                            records.push(r);
+                        }
+                        None => {
+                            eof = true;
+                            break;
+                        }
+                    }
+                }
+                let batch = Batch { records, end: reader.position(), eof };
+                if tx.blocking_send(Ok(batch)).is_err() || eof {
+                    return Ok(());
+                }
+            }
+        };
+        if let Err(e) = run() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
+}
+
+/// What the job needs to know beyond the batch.
+struct Plan {
+    import_id: i64,
+    file_name: String,
+    actor: Option<i64>,
+    columns: Vec<Target>,
+    header_count: usize,
+    options: Options,
+    /// Lower-cased username and email → user id; and all user ids.
+    users_by_name: HashMap<String, i64>,
+    user_ids: HashSet<i64>,
+    /// Lower-cased stage name → id; and all stage ids.
+    stages_by_name: HashMap<String, i64>,
+    stage_ids: HashSet<i64>,
+}
+
+/// A row turned into what the write path takes.
+struct Item {
+    row: i64,
+    line: i64,
+    input: ContactInput,
+    id: Option<i64>,
+    date_added: Option<i64>,
+    date_identified: Option<i64>,
+    /// A stage named in the row that does not exist yet.
+    new_stage: Option<String>,
+    values: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counts {
+    created: i64,
+    updated: i64,
+    skipped: i64,
+    failed: i64,
+}
+
+pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
+    let import = {
+        let mut db = state.store.read().await?;
+        match store::imports::by_job(&mut db, ctx.job.id).await? {
+            Some(i) => i,
+            None => return Ok(Outcome::Failed("the import record is gone".into())),
+        }
+    };
+    if import.total_rows.is_some() {
+        return Ok(Outcome::Done);
+    }
+    let path = file_path(state, &import);
+    if !path.exists() {
+        // Retried: with several processes on one PostgreSQL, another one (sharing the
+        // data directory, as it must) may see it.
+        anyhow::bail!(
+            "the uploaded file {} is not in this server's data directory (deleted, or the servers sharing this database do not share their data directory)",
+            import.stored_name
+        );
+    }
+    let settings = Settings::from_json(&import.settings, None);
+    let Some(options) = settings.options.clone() else {
+        return Ok(Outcome::Failed("the import has no mapping; start it again".into()));
+    };
+    let plan = {
+        let mut db = state.store.read().await?;
+        let mut users_by_name = HashMap::new();
+        let mut user_ids = HashSet::new();
+        for u in store::users::list(&mut db).await? {
+            user_ids.insert(u.id);
+            users_by_name.insert(u.username.to_lowercase(), u.id);
+            if !u.email.is_empty() {
+                users_by_name.entry(u.email.to_lowercase()).or_insert(u.id);
+            }
+        }
+        let stages = store::imports::stage_names(&mut db).await?;
+        Plan {
+            import_id: import.id,
+            file_name: import.file_name.clone(),
+            actor: import.created_by,
+            columns: settings.columns.clone(),
+            header_count: settings.header_count,
+            options,
+            users_by_name,
+            user_ids,
+            stage_ids: stages.iter().map(|(id, _)| *id).collect(),
+            stages_by_name: stages.into_iter().map(|(id, n)| (n.to_lowercase(), id)).collect(),
+        }
+    };
+    let mut plan = plan;
+    {
+        let mut tx = state.store.begin().await?;
+        if ctx.checkpoint(&mut tx).await? == Control::LeaseLost {
+            return Ok(Outcome::LeaseLost);
+        }
+        store::imports::set_run_started(&mut tx, import.id, now_ms(), import.offset_bytes).await?;
+        tx.commit().await?;
+    }
+    let at = Position { offset: import.offset_bytes as u64, records: import.next_row as u64, lines: import.next_line as u64 };
+    let mut batches = spawn_parser(
+        path,
+        settings.dialect,
+        state.config.file.import.max_record_bytes,
+        at,
+        settings.header_count,
+        state.config.file.import.batch_rows,
+    );
+    while let Some(batch) = batches.recv().await {
+        let batch = batch.map_err(|e| anyhow::anyhow!("reading the uploaded file: {e}"))?;
+        let eof = batch.eof;
+        let control = write_batch(state, ctx, &mut plan, batch).await?;
+        match control {
+            Control::LeaseLost => return Ok(Outcome::LeaseLost),
+            Control::Stop if !eof => return Ok(Outcome::Paused),
+            _ => {}
+        }
+        if eof {
+            return Ok(Outcome::Done);
+        }
+        if ctx.stopping() {
+            return Ok(Outcome::Interrupted);
+        }
+        if ctx.lost() {
+            return Ok(Outcome::LeaseLost);
+        }
+    }
+    anyhow::bail!("the file reader stopped before the end of the file")
+}
+
+/// `'=1+1'` exported by Magpie as `'=1+1` comes back as `=1+1` (see `exports::neutralize`).
+fn unescape_formula(v: &str) -> &str {
+    match v.strip_prefix('\'') {
+        Some(rest) if crate::exports::needs_neutralizing(rest) => rest,
+        _ => v,
+    }
+}
+
+/// Turns a row into an item, or says why it cannot be imported.
+fn to_item(plan: &Plan, row: i64, line: i64, values: Vec<String>) -> Result<Item, (String, Vec<String>)> {
+    let fail = |m: String, values: &[String]| Err((m, values.iter().map(|v| csv::clip(v)).collect()));
+    if values.len() != plan.header_count {
+        let extra_blank = values.len() > plan.header_count && values[plan.header_count..].iter().all(|v| v.trim().is_empty());
+        if !extra_blank {
+            return fail(format!("the row has {} values but the header has {} columns", values.len(), plan.header_count), &values);
+        }
+    }
+    let mut item = Item { row, line, input: ContactInput::default(), id: None, date_added: None, date_identified: None, new_stage: None, values: Vec::new() };
+    for (i, target) in plan.columns.iter().enumerate() {
+        let Some(raw) = values.get(i) else { continue };
+        let v = unescape_formula(raw);
+        if v.trim().is_empty() {
+            continue; // empty cells never overwrite
+        }
+        match target {
+            Target::Skip => {}
+            Target::Field(alias) => {
+                if v == "NULL" {
+                    item.input.values.push((alias.clone(), Json::Null));
+                    item.input.overwrite_with_blank = true;
+                } else {
+                    item.input.values.push((alias.clone(), Json::String(v.to_owned())));
+                }
+            }
+            Target::Special(Special::Id) => match v.trim().parse::<i64>() {
+                Ok(id) if id > 0 => item.id = Some(id),
+                _ => return fail(format!("id: '{}' is not a contact id", csv::clip(v)), &values),
+            },
+            Target::Special(Special::Tags) => {
+                let parts: Vec<&str> = if v.contains('|') { v.split('|').collect() } else { v.split(',').collect() };
+                for t in parts.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+                    match normalize_tag(t) {
+                        Ok(t) => {
+                            if !item.input.tags.add.contains(&t) {
+                                item.input.tags.add.push(t);
+                            }
+                        }
+                        Err(m) => return fail(format!("tags: {m}"), &values),
+                    }
+                }
+            }
+            Target::Special(Special::Owner) => {
+                let key = v.trim();
+                let id = match key.parse::<i64>() {
+                    Ok(id) => plan.user_ids.contains(&id).then_some(id),
+                    Err(_) => plan.users_by_name.get(&key.to_lowercase()).copied(),
+                };
+                match id {
+                    Some(id) => item.input.owner = Some(Some(id)),
+                    None => return fail(format!("owner: '{}' is not a user (give a user id, username or email)", csv::clip(key)), &values),
+                }
+            }
+            Target::Special(Special::Stage) => {
+                let key = v.trim();
+                match key.parse::<i64>() {
+                    Ok(id) if plan.stage_ids.contains(&id) => item.input.stage = Some(Some(id)),
+                    Ok(id) => return fail(format!("stage: there is no stage with id {id}"), &values),
+                    Err(_) => match plan.stages_by_name.get(&key.to_lowercase()) {
+                        Some(id) => item.input.stage = Some(Some(*id)),
+                        None if key.chars().count() <= 191 && !key.chars().any(char::is_control) => item.new_stage = Some(key.to_owned()),
+                        None => return fail("stage: not a valid stage name".into(), &values),
+                    },
+                }
+            }
+            Target::Special(s @ (Special::DateAdded | Special::DateIdentified)) => match crate::time::parse_datetime(v) {
+                Some(t) if *s == Special::DateAdded => item.date_added = Some(t.timestamp_millis()),
+                Some(t) => item.date_identified = Some(t.timestamp_millis()),
+                None => return fail(format!("{}: '{}' is not a date like 2024-05-01 12:00:00", s.as_str(), csv::clip(v)), &values),
+            },
+            Target::Special(Special::IpAddress) => match v.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) => item.input.ip_address = Some(ip.to_string()),
+                Err(_) => return fail(format!("ipAddress: '{}' is not an IP address", csv::clip(v)), &values),
+            },
+        }
+    }
+    if item.input.owner.is_none() {
+        if let Some(o) = plan.options.owner {
+            item.input.owner = Some(Some(o));
+        }
+    }
+    for t in &plan.options.tags {
+        if !item.input.tags.add.contains(t) {
+            item.input.tags.add.push(t.clone());
+        }
+    }
+    item.values = values;
+    Ok(item)
+}
+
+/// The unique-identifier values of an item, folded as the write path compares them.
+fn probe(fields: &FieldSet, input: &ContactInput) -> Vec<(String, String)> {
+    input
+        .values
+        .iter()
+        .filter_map(|(alias, raw)| {
+            let f = fields.get(alias).filter(|f| f.is_unique_identifier)?;
+            let v = values::normalize(f, raw).ok()??;
+            let key = v.to_text()?.to_lowercase();
+            (!key.is_empty()).then(|| (alias.clone(), key))
+        })
+        .collect()
+}
+
+/// The AND/OR rule of `contacts::service`, on folded values.
+fn probe_matches(op: UniqueIdentifierOperator, probe: &[(String, String)], have: &HashMap<String, String>) -> bool {
+    if probe.is_empty() {
+        return false;
+    }
+    let eq = |(alias, want): &(String, String)| have.get(alias).is_some_and(|h| h == want);
+    match op {
+        UniqueIdentifierOperator::And => probe.iter().all(eq),
+        UniqueIdentifierOperator::Or => probe.iter().any(eq),
+    }
+}
+
+async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: Batch) -> anyhow::Result<Control> {
+    let now = now_ms();
+    let mut tx = state.store.begin().await?;
+    let control = ctx.checkpoint(&mut tx).await?;
+    if control == Control::LeaseLost {
+        return Ok(Control::LeaseLost);
+    }
+    store::imports::tune_batch(&mut tx).await?;
+    let fields = state.fields(&mut tx).await?;
+    let mut counts = Counts::default();
+    let mut failures: Vec<Failure> = Vec::new();
+    let total_rows = batch.records.len() as i64;
+    let mut items: Vec<Item> = Vec::with_capacity(batch.records.len());
+    for r in batch.records {
+        let (row, line) = (r.row as i64, r.line as i64);
+        match r.fields {
+            Err(bad) => failures.push(Failure { row, line, reason: bad.reason, values: bad.values }),
+            Ok(values) => match to_item(plan, row, line, values) {
+                Ok(item) => items.push(item),
+                Err((reason, values)) => failures.push(Failure { row, line, reason, values }),
+            },
+        }
+    }
+
+    // Stages named in rows that do not exist yet are created (as Mautic does).
+    for item in &mut items {
+        if let Some(name) = item.new_stage.take() {
+            let id = match plan.stages_by_name.get(&name.to_lowercase()) {
+                Some(id) => *id,
+                None => {
+                    let id = store::stages::create(&mut tx, &name, "", 0, now).await?;
+                    plan.stages_by_name.insert(name.to_lowercase(), id);
+                    plan.stage_ids.insert(id);
+                    id
+                }
+            };
+            item.input.stage = Some(Some(id));
+        }
+    }
+
+    // Decide each row's target, or skip it.
+    let mut targets: Vec<Option<SaveTarget>> = Vec::with_capacity(items.len());
+    match plan.options.match_by {
+        MatchBy::Id => {
+            let ids: Vec<i64> = items.iter().filter_map(|i| i.id).collect();
+            let existing = store::imports::existing_contact_ids(&mut tx, &ids).await?;
+            for item in &items {
+                targets.push(match item.id {
+                    Some(id) if existing.contains(&id) => match plan.options.if_exists {
+                        IfExists::Update => Some(SaveTarget::Patch(id)),
+                        IfExists::Skip => None,
+                    },
+                    _ => Some(SaveTarget::Create),
+                });
+            }
+        }
+        MatchBy::Identifiers if plan.options.if_exists == IfExists::Update => {
+            targets.extend(items.iter().map(|_| Some(SaveTarget::Upsert)));
+        }
+        MatchBy::Identifiers => {
+            // Skip rows matching a stored contact, or an earlier row of this batch.
+            let probes: Vec<Vec<(String, String)>> = items.iter().map(|i| probe(&fields, &i.input)).collect();
+            let mut wanted: HashMap<String, Vec<Value>> = HashMap::new();
+            for p in &probes {
+                for (alias, key) in p {
+                    wanted.entry(alias.clone()).or_default().push(Value::Text(key.clone()));
+                }
+            }
+            for v in wanted.values_mut() {
+                v.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+                v.dedup();
+            }
+            let candidates = store::contacts::find_by_identifiers(&mut tx, &fields, &wanted).await?;
+            let stored: Vec<HashMap<String, String>> = candidates
+                .into_iter()
+                .map(|(_, vals)| vals.into_iter().filter_map(|(a, v)| Some((a, v.to_text()?.to_lowercase()))).collect())
+                .collect();
+            let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
+            for (i, have) in stored.iter().enumerate() {
+                for (a, v) in have {
+                    index.entry((a.clone(), v.clone())).or_default().push(i);
+                }
+            }
+            let mut earlier: Vec<HashMap<String, String>> = Vec::new();
+            let mut earlier_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
+            for p in &probes {
+                let near = |idx: &HashMap<(String, String), Vec<usize>>| -> Vec<usize> {
+                    let mut v: Vec<usize> = p.iter().filter_map(|k| idx.get(k)).flatten().copied().collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    v
+                };
+                let exists = near(&index).into_iter().any(|i| probe_matches(plan.options.operator, p, &stored[i]))
+                    || near(&earlier_index).into_iter().any(|i| probe_matches(plan.options.operator, p, &earlier[i]));
+                if exists {
+                    targets.push(None);
+                } else {
+                    if !p.is_empty() {
+                        let n = earlier.len();
+                        earlier.push(p.iter().cloned().collect());
+                        for k in p {
+                            earlier_index.entry(k.clone()).or_default().push(n);
+                        }
+                    }
+                    targets.push(Some(SaveTarget::Upsert));
+                }
+            }
+        }
+    }
+
+    let mut to_save: Vec<(SaveTarget, ContactInput)> = Vec::with_capacity(items.len());
+    let mut saved_items: Vec<&Item> = Vec::with_capacity(items.len());
+    for (item, target) in items.iter_mut().zip(&targets) {
+        if let Some(t) = target {
+            to_save.push((*t, std::mem::take(&mut item.input)));
+        }
+    }
+    for (item, target) in items.iter().zip(&targets) {
+        match target {
+            None => counts.skipped += 1,
+            Some(_) => saved_items.push(item),
+        }
+    }
+    let save_ctx = SaveContext { fields: &fields, operator: plan.options.operator, actor: plan.actor, source: Source::Import, now };
+    let results = service::save_in(&mut tx, &save_ctx, to_save).await.map_err(|e| anyhow::anyhow!("writing contacts: {e}"))?;
+    let mut events = Vec::with_capacity(results.len());
+    let mut dates = Vec::new();
+    for (item, result) in saved_items.iter().zip(results) {
+        match result {
+            Ok(saved) => {
+                if saved.created {
+                    counts.created += 1;
+                    if item.date_added.is_some() || item.date_identified.is_some() {
+                        dates.push((saved.id, item.date_added, item.date_identified));
+                    }
+                } else {
+                    counts.updated += 1;
+                }
+                events.push(
+                    NewEvent::new(
+                        saved.id,
+                        keys::IMPORTED,
+                        now,
+                        json!({ "file": plan.file_name, "import": plan.import_id, "row": item.row, "action": if saved.created { "created" } else { "updated" } }),
+                    )
+                    .source(Source::Import.as_str())
+                    .ref_id(plan.import_id),
+                );
+            }
+            Err(e) => {
+                let reason = match e {
+                    AppError::NotFound(_) => format!("contact {} does not exist any more", item.id.unwrap_or_default()),
+                    AppError::Internal(e) => return Err(e),
+                    other => other.to_string(),
+                };
+                failures.push(Failure { row: item.row, line: item.line, reason, values: item.values.iter().map(|v| csv::clip(v)).collect() });
+            }
+        }
+    }
+    counts.failed = failures.len() as i64;
+    failures.sort_by_key(|f| f.row);
+    store::events::insert(&mut tx, &events).await?;
+    store::imports::set_contact_dates(&mut tx, &dates).await?;
+    store::imports::insert_failures(&mut tx, plan.import_id, &failures).await?;
+    let checkpoint = Checkpoint {
+        offset_bytes: batch.end.offset as i64,
+        next_row: batch.end.records as i64,
+        next_line: batch.end.lines as i64,
+        rows: total_rows,
+        created: counts.created,
+        updated: counts.updated,
+        skipped: counts.skipped,
+        failed: counts.failed,
+    };
+    store::imports::checkpoint(&mut tx, plan.import_id, &checkpoint, now).await?;
+    if batch.eof {
+        // Data rows: records after the header.
+        store::imports::finish(&mut tx, plan.import_id, (batch.end.records as i64 - 1).max(0), now).await?;
+    }
+    tx.commit().await?;
+    Ok(control)
+}

@@ -1,0 +1,308 @@
+//! CSV imports end to end over HTTP, on both databases: upload, preview and proposed
+//! mapping, a new field, duplicates (skip/update, AND/OR, by id), bad rows and the
+//! failed-rows file, encodings, stop and resume.
+
+mod common;
+
+use common::*;
+use magpie_tests::{Backend, TestServer, Value, both_backends, json};
+
+both_backends!(
+    import_with_mapping_and_a_new_field,
+    duplicates_skip_update_and_or_and_by_id,
+    bad_rows_are_listed_and_good_rows_import,
+    files_that_are_not_csv_and_encodings,
+    stop_and_resume,
+);
+
+fn mapping_from_preview(import: &Value) -> Vec<Value> {
+    import["preview"]["mapping"].as_array().unwrap().iter().map(|m| json!({"column": m["column"], "field": m["field"]})).collect()
+}
+
+async fn events_of(s: &TestServer, contact: i64, kind: &str) -> Vec<Value> {
+    let r = s.get(&format!("/api/contacts/{contact}/activity?filters[includeEvents][]={kind}&limit=100")).await.expect(200);
+    r["events"].as_array().unwrap().clone()
+}
+
+async fn import_with_mapping_and_a_new_field(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let ada = s.create_contact(json!({"email": "ada@example.org", "firstname": "Ada", "city": "London"})).await;
+
+    // Semicolons, a byte order mark, accents and synonyms in the header.
+    let csv = "\u{feff}E-mail;Prénom;Nom;Shoe size;Ville;Tags;Notes\r\n\
+               ADA@example.org;Ada;Lovelace;38;;vip|math;not imported\r\n\
+               bob@example.org;Bob;Builder;44;Paris;;x\r\n";
+    let import = upload(&s, "people.csv", csv).await;
+    let id = import["id"].as_i64().unwrap();
+    assert_eq!(import["status"], "new");
+    assert_eq!(import["preview"]["dialect"]["delimiter"], ";");
+    assert_eq!(import["preview"]["dialect"]["bom"], true);
+    assert_eq!(import["preview"]["headers"], json!(["E-mail", "Prénom", "Nom", "Shoe size", "Ville", "Tags", "Notes"]));
+    assert_eq!(import["preview"]["rows"][1], json!(["bob@example.org", "Bob", "Builder", "44", "Paris", "", "x"]));
+    let proposed: Vec<Value> = import["preview"]["mapping"].as_array().unwrap().iter().map(|m| m["field"].clone()).collect();
+    assert_eq!(proposed, vec![json!("email"), json!("firstname"), json!("lastname"), json!(null), json!("city"), json!("tags"), json!(null)]);
+    assert_eq!(import["progress"]["rowsTotal"], 2);
+
+    let mut mapping = mapping_from_preview(&import);
+    mapping[3] = json!({"column": 3, "create": {"label": "Shoe size", "type": "number"}});
+    let done = run_import(&s, id, json!({"mapping": mapping, "tags": ["imported"], "ifExists": "update"})).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let p = &done["progress"];
+    assert_eq!((p["rowsDone"].as_i64(), p["created"].as_i64(), p["updated"].as_i64(), p["failed"].as_i64()), (Some(2), Some(1), Some(1), Some(0)), "{done}");
+    assert_eq!(p["percent"], 100.0);
+    assert_eq!(p["rowsTotalExact"], true);
+    assert_eq!(done["mapping"][3]["field"], "shoe_size");
+
+    let c = s.get(&format!("/api/contacts/{ada}")).await.expect(200);
+    let all = &c["contact"]["fields"]["all"];
+    assert_eq!(all["lastname"], "Lovelace");
+    assert_eq!(all["city"], "London", "an empty cell never overwrites");
+    assert_eq!(all["shoe_size"], 38);
+    let tags: Vec<&str> = c["contact"]["tags"].as_array().unwrap().iter().map(|t| t["tag"].as_str().unwrap()).collect();
+    for t in ["vip", "math", "imported"] {
+        assert!(tags.contains(&t), "{tags:?}");
+    }
+    let bob = by_email(&s, "bob@example.org").await;
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0]["fields"]["all"]["shoe_size"], 44);
+    assert_eq!(bob[0]["fields"]["all"]["city"], "Paris");
+
+    // The timeline says where each contact came from.
+    let ev = events_of(&s, ada, "lead.imported").await;
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["extra"]["file"], "people.csv");
+    assert_eq!(ev[0]["extra"]["action"], "updated");
+    let ev = events_of(&s, bob[0]["id"].as_i64().unwrap(), "lead.imported").await;
+    assert_eq!(ev[0]["extra"]["action"], "created");
+
+    // NULL clears; the list shows both imports; starting twice is refused.
+    let second = upload(&s, "clear.csv", "email,city\nada@example.org,NULL\n").await;
+    let done = run_import(&s, second["id"].as_i64().unwrap(), json!({})).await;
+    assert_eq!(done["progress"]["updated"], 1, "{done}");
+    let c = s.get(&format!("/api/contacts/{ada}")).await.expect(200);
+    assert_eq!(c["contact"]["fields"]["all"]["city"], json!(null));
+    let r = s.post(&format!("/api/imports/{id}/start"), json!({})).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let list = s.get("/api/imports").await.expect(200);
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["imports"][0]["fileName"], "clear.csv");
+
+    // Another user sees neither the imports nor may create fields.
+    add_user(&s, "eve", "eve-password-1", "eve@example.org", false).await;
+    let r = get_as(&s, "eve", "eve-password-1", &format!("/api/imports/{id}")).await;
+    assert_eq!(r.status, 404);
+    let r = get_as(&s, "eve", "eve-password-1", "/api/imports").await;
+    assert_eq!(r.body["total"], 0);
+    s.stop().await;
+}
+
+async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let r = s.post("/api/fields/contact/new", json!({"label": "Customer no", "alias": "customer_no", "type": "text", "isUniqueIdentifier": true})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let e1 = s.create_contact(json!({"email": "e1@x.org", "customer_no": "C1", "firstname": "Old"})).await;
+    let e2 = s.create_contact(json!({"email": "e2@x.org", "customer_no": "C2", "firstname": "Old"})).await;
+    s.create_contact(json!({"email": "e3@x.org", "customer_no": "C3", "firstname": "Old"})).await;
+    let before = count_contacts(&s).await;
+
+    // Skip + AND: both identifiers must match; a repeat within the file is skipped too.
+    let csv = "email,customer_no,firstname\n\
+               e1@x.org,C1,New\n\
+               e1@x.org,C9,Other customer\n\
+               n1@x.org,N1,A\n\
+               N1@x.org,N1,B\n";
+    let i = upload(&s, "and.csv", csv).await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"ifExists": "skip", "operator": "and"})).await;
+    let p = &done["progress"];
+    assert_eq!((p["created"].as_i64(), p["skipped"].as_i64(), p["updated"].as_i64()), (Some(2), Some(2), Some(0)), "{done}");
+    let c = s.get(&format!("/api/contacts/{e1}")).await.expect(200);
+    assert_eq!(c["contact"]["fields"]["all"]["firstname"], "Old");
+    assert_eq!(by_email(&s, "n1@x.org").await.len(), 1);
+    assert_eq!(by_email(&s, "n1@x.org").await[0]["fields"]["all"]["firstname"], "A");
+    assert_eq!(count_contacts(&s).await, before + 2);
+
+    // Update + OR: the email alone finds e2; a repeat within the file updates the new one.
+    let csv = "email,customer_no,firstname\n\
+               e2@x.org,C99,Updated\n\
+               n2@x.org,N2,A\n\
+               n2@x.org,N2,B\n";
+    let i = upload(&s, "or.csv", csv).await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"ifExists": "update", "operator": "or"})).await;
+    let p = &done["progress"];
+    assert_eq!((p["created"].as_i64(), p["updated"].as_i64(), p["skipped"].as_i64()), (Some(1), Some(2), Some(0)), "{done}");
+    let c = s.get(&format!("/api/contacts/{e2}")).await.expect(200);
+    assert_eq!(c["contact"]["fields"]["all"]["firstname"], "Updated");
+    assert_eq!(c["contact"]["fields"]["all"]["customer_no"], "C99");
+    let n2 = by_email(&s, "n2@x.org").await;
+    assert_eq!(n2.len(), 1);
+    assert_eq!(n2[0]["fields"]["all"]["firstname"], "B");
+
+    // Skip + OR: the customer number alone matches e3.
+    let i = upload(&s, "or-skip.csv", "email,customer_no,firstname\nsomeone-else@x.org,C3,X\n").await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"ifExists": "skip", "operator": "or"})).await;
+    assert_eq!(done["progress"]["skipped"], 1, "{done}");
+    assert_eq!(by_email(&s, "someone-else@x.org").await.len(), 0);
+
+    // By id: an existing id is updated, an unknown one creates a contact.
+    let total = count_contacts(&s).await;
+    let csv = format!("id,firstname,email\n{e1},ById,\n999999,Fresh,fresh@x.org\n");
+    let i = upload(&s, "ids.csv", csv).await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"matchBy": "id"})).await;
+    let p = &done["progress"];
+    assert_eq!((p["created"].as_i64(), p["updated"].as_i64()), (Some(1), Some(1)), "{done}");
+    let c = s.get(&format!("/api/contacts/{e1}")).await.expect(200);
+    assert_eq!(c["contact"]["fields"]["all"]["firstname"], "ById");
+    assert_eq!(c["contact"]["fields"]["all"]["email"], "e1@x.org", "the empty email cell did not clear it");
+    assert_eq!(count_contacts(&s).await, total + 1);
+
+    // matchBy id needs an id column; an unknown field is refused with its column named.
+    let i = upload(&s, "bad.csv", "email\na@b.co\n").await;
+    let r = s.post(&format!("/api/imports/{}/start", i["id"]), json!({"matchBy": "id"})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = s.post(&format!("/api/imports/{}/start", i["id"]), json!({"mapping": [{"column": 0, "field": "nope"}]})).await;
+    assert_eq!(r.status, 422);
+    assert!(r.error_message().contains("'nope' is not a contact field"), "{}", r.text);
+    s.stop().await;
+}
+
+async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
+    let s = TestServer::start_with(backend, "[import]\nmax_record_bytes = 4096\n").await;
+    let before = count_contacts(&s).await;
+    let mut csv = String::from("email,firstname,last_active,tags\n");
+    csv.push_str("good1@x.org,A,2024-05-01 10:00:00,t1\n"); // row 2
+    csv.push_str("not-an-email,B,,\n"); // row 3
+    csv.push_str("bad-date@x.org,C,yesterday,\n"); // row 4
+    csv.push_str("short@x.org,D\n"); // row 5: too few values
+    csv.push_str("long@x.org,E,,t,extra\n"); // row 6: too many values
+    csv.push_str("binary@x.org,F\u{0}G,,\n"); // row 7: NUL byte
+    csv.push_str("good2@x.org,\"Comma, quoted\",,\n"); // row 8
+    csv.push_str(&format!("huge@x.org,{},,\n", "x".repeat(10_000))); // row 9: longer than the limit
+    csv.push_str("good3@x.org,H,,\n"); // row 10
+    csv.push_str("unterminated@x.org,\"I,,\n"); // row 11: the quote never closes
+    csv.push_str("good4@x.org,J,,\n"); // read again after the broken line
+    let i = upload(&s, "bad.csv", csv).await;
+    let id = i["id"].as_i64().unwrap();
+    let done = run_import(&s, id, json!({})).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let p = &done["progress"];
+    assert_eq!(p["failed"], 7, "{done}");
+    assert_eq!(p["created"], 4, "{done}");
+    for e in ["good1@x.org", "good2@x.org", "good3@x.org", "good4@x.org"] {
+        assert_eq!(by_email(&s, e).await.len(), 1, "{e}");
+    }
+    for e in ["bad-date@x.org", "short@x.org", "long@x.org", "binary@x.org", "huge@x.org", "unterminated@x.org"] {
+        assert_eq!(by_email(&s, e).await.len(), 0, "never half a row: {e}");
+    }
+    assert_eq!(count_contacts(&s).await, before + 4);
+    let g2 = by_email(&s, "good2@x.org").await;
+    assert_eq!(g2[0]["fields"]["all"]["firstname"], "Comma, quoted");
+
+    let r = s.get(&format!("/api/imports/{id}/failed.csv")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
+    assert!(r.headers["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    let rows = parse_csv(&r.text);
+    assert_eq!(rows[0], vec!["row", "line", "reason", "email", "firstname", "last_active", "tags"]);
+    let failed: Vec<(String, String)> = rows[1..].iter().map(|r| (r[0].clone(), r[2].clone())).collect();
+    let expect = [
+        ("3", "email: "),
+        ("4", "last_active: must be a date"),
+        ("5", "the row has 2 values but the header has 4 columns"),
+        ("6", "the row has 5 values"),
+        ("7", "binary data"),
+        ("9", "longer than 4096 bytes"),
+        ("11", "never closed"),
+    ];
+    assert_eq!(failed.len(), expect.len(), "{failed:?}");
+    for ((row, reason), (want_row, want)) in failed.iter().zip(expect) {
+        assert_eq!(row, want_row, "{failed:?}");
+        assert!(reason.contains(want), "row {row}: {reason} should contain {want}");
+    }
+    assert_eq!(rows[1][3], "not-an-email", "the row's values are listed");
+    s.stop().await;
+}
+
+async fn files_that_are_not_csv_and_encodings(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let r = upload_raw(&s, "photo.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("not CSV") && r.error_message().contains("image"), "{}", r.text);
+    let r = upload_raw(&s, "book.xlsx", b"PK\x03\x04\x14\x00\x06\x00\x08\x00".to_vec()).await;
+    assert_eq!(r.status, 422);
+    assert!(r.error_message().contains("Excel"), "{}", r.text);
+    let r = upload_raw(&s, "empty.csv", Vec::new()).await;
+    assert_eq!(r.status, 422);
+    // One enormous line: not even a header, said so, nothing kept.
+    let s2 = TestServer::start_with(s.backend, "[import]\nmax_record_bytes = 4096\n").await;
+    let r = upload_raw(&s2, "one-line.csv", vec![b'x'; 300_000]).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.error_message().contains("header") && r.error_message().contains("longer than 4096 bytes"), "{}", r.text);
+    assert_eq!(s2.get("/api/imports").await.expect(200)["total"], 0);
+    assert_eq!(std::fs::read_dir(s2.data_dir.join("imports")).unwrap().count(), 0);
+    s2.stop().await;
+    let leftovers: Vec<_> = std::fs::read_dir(s.data_dir.join("imports")).unwrap().collect();
+    assert!(leftovers.is_empty(), "refused uploads leave no file: {leftovers:?}");
+
+    // Windows-1252: said so in the preview, read correctly.
+    let i = upload(&s, "latin.csv", b"email;prenom;ville\nj@x.org;Jos\xe9;Z\xfcrich\n".to_vec()).await;
+    assert_eq!(i["preview"]["dialect"]["encoding"], "windows-1252");
+    assert!(i["preview"]["notes"][0].as_str().unwrap().contains("Windows-1252"), "{i}");
+    assert_eq!(i["preview"]["rows"][0], json!(["j@x.org", "José", "Zürich"]));
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
+    assert_eq!(done["progress"]["created"], 1, "{done}");
+    let c = by_email(&s, "j@x.org").await;
+    assert_eq!(c[0]["fields"]["all"]["firstname"], "José");
+    assert_eq!(c[0]["fields"]["all"]["city"], "Zürich");
+
+    // A preview with another delimiter; duplicate headers are flagged.
+    let i = upload(&s, "dups.csv", "email,email,firstname\na@x.org,b@x.org,A\n").await;
+    let warnings = i["preview"]["warnings"].to_string();
+    assert!(warnings.contains("appears more than once"), "{warnings}");
+    let r = s.get(&format!("/api/imports/{}?delimiter=%3B", i["id"])).await.expect(200);
+    assert_eq!(r["import"]["preview"]["headers"], json!(["email,email,firstname"]));
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
+    assert_eq!(done["progress"]["created"], 1);
+    assert_eq!(by_email(&s, "a@x.org").await.len(), 1);
+
+    // Tab-separated upload as multipart/form-data, as a browser form sends it.
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(b"email\tfirstname\nt@x.org\tTab\n".to_vec()).file_name("tabs.tsv"));
+    let r = s.send(s.client.post(s.url("/api/imports")).basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD)).multipart(form)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["import"]["fileName"], "tabs.tsv");
+    assert_eq!(r.body["import"]["preview"]["dialect"]["delimiter"], "\t");
+    s.stop().await;
+}
+
+async fn stop_and_resume(backend: Backend) {
+    // One row per batch: the stop lands between two of them.
+    let s = TestServer::start_with(backend, "[import]\nbatch_rows = 1\n").await;
+    let before = count_contacts(&s).await;
+    let n = 300;
+    let mut csv = String::from("email,firstname\n");
+    for k in 0..n {
+        csv.push_str(&format!("p{k}@x.org,P{k}\n"));
+    }
+    let i = upload(&s, "slow.csv", csv).await;
+    let id = i["id"].as_i64().unwrap();
+    s.post(&format!("/api/imports/{id}/start"), json!({})).await.expect(202);
+    let r = s.post(&format!("/api/imports/{id}/stop"), json!({})).await;
+    if r.status == 200 {
+        let stopped = wait_import(&s, id).await;
+        if stopped["status"] == "paused" {
+            let done_so_far = stopped["progress"]["rowsDone"].as_i64().unwrap();
+            assert!(done_so_far < n, "{stopped}");
+            assert_eq!(count_contacts(&s).await, before + done_so_far);
+            let r = s.post(&format!("/api/imports/{id}/resume"), json!({})).await.expect(200);
+            assert!(["queued", "running", "done"].contains(&r["import"]["status"].as_str().unwrap()), "{r}");
+        }
+    }
+    let done = wait_import(&s, id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["progress"]["created"], n);
+    assert_eq!(done["progress"]["rowsDone"], n);
+    assert_eq!(count_contacts(&s).await, before + n, "no row twice, none lost");
+    let r = s.post(&format!("/api/imports/{id}/resume"), json!({})).await;
+    assert_eq!(r.status, 409);
+    s.stop().await;
+}
