@@ -755,8 +755,12 @@ pub async fn delete_expired_files(state: &SharedState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The state of an export as users see it.
-pub fn status(job: Option<&store::jobs::JobRow>) -> &'static str {
+/// The state of an export as users see it: done as soon as its file and link are
+/// recorded (the job may still be sending the email), else its job's state.
+pub fn status(export: &store::exports::ExportRow, job: Option<&store::jobs::JobRow>) -> &'static str {
+    if export.finished_at.is_some() {
+        return "done";
+    }
     job.map_or("done", |j| j.state.as_str())
 }
 

@@ -36,7 +36,7 @@ fn export_json(e: &ExportRow, job: Option<&JobRow>) -> Value {
     json!({
         "id": e.id,
         "format": e.format,
-        "status": if expired { "expired" } else { exports::status(job) },
+        "status": if expired { "expired" } else { exports::status(e, job) },
         "error": job.and_then(|j| j.error.clone()),
         "query": e.query,
         "rows": e.rows,
