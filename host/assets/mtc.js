@@ -91,6 +91,29 @@
     };
     x.send(serialize(p));
   };
+  // Forms posting to this Magpie carry the device id, so a submission identifies the
+  // visitor even where the browser keeps no cookie for Magpie's site.
+  var formAction = base + '/form/submit';
+  var tagForm = function (f) {
+    var id = deviceId();
+    if (!id || !f || !f.getAttribute) { return; }
+    var action = typeof f.action === 'string' ? f.action : (f.getAttribute('action') || '');
+    if (action.indexOf(formAction) !== 0) { return; }
+    var input = null;
+    for (var i = 0; i < f.elements.length; i++) {
+      if (f.elements[i].name === 'mauticform[mautic_device_id]') { input = f.elements[i]; }
+    }
+    if (!input) {
+      input = d.createElement('input');
+      input.type = 'hidden';
+      input.name = 'mauticform[mautic_device_id]';
+      f.appendChild(input);
+    }
+    input.value = id;
+  };
+  if (d.addEventListener) {
+    d.addEventListener('submit', function (e) { tagForm(e.target); }, true);
+  }
   var handle = function (args) {
     if (args && args[0] === 'send' && args[1] === 'pageview') { pageview(args[2], args[3]); }
   };

@@ -88,6 +88,9 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
         .or_else(|| query.iter().find(|(k, _)| k == "formId").map(|(_, v)| v.clone()))
         .and_then(|v| v.trim().parse::<i64>().ok());
     let return_url = take(&mut values, "return").filter(|u| u.starts_with("http://") || u.starts_with("https://")).map(|u| u.chars().take(2048).collect::<String>());
+    // mtc.js adds the visitor's device id to forms posting here (for browsers that keep
+    // no cookie for this site); the cookie, when there is one, comes first.
+    let field_device = take(&mut values, "mautic_device_id").filter(|d| params::valid_device_id(d));
     for control in ["formname", "messenger", "mauticpage", "submit"] {
         take(&mut values, control);
     }
@@ -104,7 +107,8 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == "mautic_device_id")
         .map(|(_, v)| v.to_owned())
-        .filter(|d| params::valid_device_id(d));
+        .filter(|d| params::valid_device_id(d))
+        .or(field_device);
     let submission = Submission {
         form_id,
         values,

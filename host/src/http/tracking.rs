@@ -66,7 +66,7 @@ fn is_https(headers: &HeaderMap) -> bool {
 }
 
 /// `scheme://host` of this server as the client addressed it.
-fn base_url(headers: &HeaderMap) -> String {
+pub fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get("x-forwarded-host")
         .or_else(|| headers.get(header::HOST))

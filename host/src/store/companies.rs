@@ -126,3 +126,34 @@ pub async fn of_contact(db: &mut impl Exec, contact_id: i64) -> DbResult<Vec<(Co
     let rows = db.fetch_all(&sql, params![contact_id]).await?;
     Ok(rows.iter().map(|r| (from_row(r), r.i64("linked_at"), r.bool("is_primary"))).collect())
 }
+
+/// How many contacts each company has (companies without any are absent).
+pub async fn contact_counts(db: &mut impl Exec, company_ids: &[i64]) -> DbResult<std::collections::HashMap<i64, i64>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in company_ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list: Vec<String> = chunk.iter().map(|i| p.push(*i)).collect();
+        let sql = format!("SELECT company_id, COUNT(*) AS n FROM contact_companies WHERE company_id IN ({}) GROUP BY company_id", list.join(", "));
+        for r in db.fetch_all(&sql, p.values).await? {
+            out.insert(r.i64("company_id"), r.i64("n"));
+        }
+    }
+    Ok(out)
+}
+
+/// A company's contacts (id, primary for the contact, linked at), most recently linked
+/// first, and their total.
+pub async fn contacts_of(db: &mut impl Exec, company_id: i64, offset: i64, limit: i64) -> DbResult<(Vec<(i64, bool, i64)>, i64)> {
+    let total = db.fetch_i64("SELECT COUNT(*) FROM contact_companies WHERE company_id = $1", params![company_id]).await?.unwrap_or(0);
+    let rows = db
+        .fetch_all(
+            "SELECT contact_id, is_primary, date_added FROM contact_companies WHERE company_id = $1
+             ORDER BY date_added DESC, contact_id DESC LIMIT $2 OFFSET $3",
+            params![company_id, limit, offset],
+        )
+        .await?;
+    Ok((rows.iter().map(|r| (r.i64("contact_id"), r.bool("is_primary"), r.i64("date_added"))).collect(), total))
+}

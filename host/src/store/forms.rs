@@ -77,3 +77,59 @@ pub async fn submission_count(db: &mut impl Exec, form_id: i64) -> DbResult<i64>
     let sql = format!("SELECT COUNT(*) FROM form_submissions WHERE form_id = {}", p.push(form_id));
     Ok(db.fetch_i64(&sql, p.values).await?.unwrap_or(0))
 }
+
+/// Submissions per form, with the latest one's time (forms without any are absent).
+pub async fn submission_stats(db: &mut impl Exec, form_ids: &[i64]) -> DbResult<std::collections::HashMap<i64, (i64, i64)>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in form_ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut p = Params::default();
+        let list: Vec<String> = chunk.iter().map(|i| p.push(*i)).collect();
+        let sql = format!(
+            "SELECT form_id, COUNT(*) AS n, MAX(date_submitted) AS latest FROM form_submissions WHERE form_id IN ({}) GROUP BY form_id",
+            list.join(", ")
+        );
+        for r in db.fetch_all(&sql, p.values).await? {
+            out.insert(r.i64("form_id"), (r.i64("n"), r.i64("latest")));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubmissionRow {
+    pub id: i64,
+    pub form_id: i64,
+    /// None once the contact was deleted.
+    pub contact_id: Option<i64>,
+    /// JSON object of form field alias → submitted value.
+    pub data: String,
+    pub referer: Option<String>,
+    pub ip: Option<String>,
+    pub date_submitted: i64,
+}
+
+/// A form's submissions, newest first.
+pub async fn submissions(db: &mut impl Exec, form_id: i64, offset: i64, limit: i64) -> DbResult<Vec<SubmissionRow>> {
+    let rows = db
+        .fetch_all(
+            "SELECT id, form_id, contact_id, data, referer, ip, date_submitted FROM form_submissions
+             WHERE form_id = $1 ORDER BY date_submitted DESC, id DESC LIMIT $2 OFFSET $3",
+            params![form_id, limit, offset],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| SubmissionRow {
+            id: r.i64("id"),
+            form_id: r.i64("form_id"),
+            contact_id: r.opt_i64("contact_id"),
+            data: r.text("data"),
+            referer: r.opt_text("referer"),
+            ip: r.opt_text("ip"),
+            date_submitted: r.i64("date_submitted"),
+        })
+        .collect())
+}

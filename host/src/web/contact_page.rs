@@ -75,6 +75,23 @@ pub struct NoteView {
     pub editing: bool,
 }
 
+/// A device the contact was tracked on.
+pub struct DeviceView {
+    pub kind: String,
+    pub os: String,
+    pub browser: String,
+    pub last_seen: String,
+    pub last_seen_full: String,
+    pub first_seen: String,
+}
+
+/// A company the contact belongs to.
+pub struct CompanyView {
+    pub id: i64,
+    pub name: String,
+    pub primary: bool,
+}
+
 /// A tab filled by something else (plugins, geolocation); shown only when it has rows.
 pub struct ExtraTab {
     pub key: String,
@@ -128,10 +145,20 @@ struct ContactPage {
     tab: String,
     social: Vec<Info>,
     extra_tabs: Vec<ExtraTab>,
+    devices: Vec<DeviceView>,
+    companies: Vec<CompanyView>,
 }
 
 fn id_of(s: &str) -> WebResult<i64> {
     s.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 fn note_type_label(t: &str) -> &'static str {
@@ -245,6 +272,13 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
         ips.sort_by_key(|r| std::cmp::Reverse(r.last_seen));
         Ok::<_, WebError>((fields, c, note_rows, users, stage, ips))
     };
+    // Devices and companies (small per contact).
+    let links_part = async {
+        let mut db = state.store.read().await?;
+        let devices = store::tracking::devices_of(&mut db, id).await?;
+        let companies = store::companies::of_contact(&mut db, id).await?;
+        Ok::<_, WebError>((devices, companies))
+    };
     // The chart: one aggregate query per series over the last six months.
     let chart_part = async {
         let mut db = state.store.read().await?;
@@ -265,8 +299,8 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
         };
         Ok::<_, WebError>((rows, total))
     };
-    let ((fields, c, note_rows, users, stage, ips), totals, counts, (events, counted)) =
-        tokio::try_join!(contact_part, chart_part, counts_part, history_part)?;
+    let ((fields, c, note_rows, users, stage, ips), totals, counts, (events, counted), (devices, companies)) =
+        tokio::try_join!(contact_part, chart_part, counts_part, history_part, links_part)?;
     let chart = chart::build(&totals, &labels);
     let total = counted.unwrap_or_else(|| {
         counts
@@ -385,13 +419,44 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
         tab,
         social,
         extra_tabs: Vec::new(),
+        devices: devices
+            .iter()
+            .take(20)
+            .map(|d| DeviceView {
+                kind: display::clip(&capitalised(if d.device_type.is_empty() { "unknown" } else { &d.device_type }), 40),
+                os: display::clip(&d.os, 60),
+                browser: display::clip(&d.browser, 60),
+                last_seen: display::relative(d.last_seen, now),
+                last_seen_full: display::datetime(d.last_seen),
+                first_seen: display::datetime(d.date_added),
+            })
+            .collect(),
+        companies: companies
+            .iter()
+            .map(|(co, _, primary)| CompanyView { id: co.id, name: display::clip(&co.name(), 120), primary: *primary })
+            .collect(),
     })
 }
 
 pub async fn page(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, RawQuery(query): RawQuery) -> WebResult<Response> {
     let id = id_of(&id)?;
-    let p = build(&state, &session, id, query.as_deref(), NoteForm { note_type: "general".into(), ..NoteForm::default() }).await?;
-    Ok(render_status(StatusCode::OK, &p))
+    match build(&state, &session, id, query.as_deref(), NoteForm { note_type: "general".into(), ..NoteForm::default() }).await {
+        Ok(p) => Ok(render_status(StatusCode::OK, &p)),
+        // A contact merged into another: its old address lands on the one it went into.
+        Err(WebError::NotFound) => {
+            let winner = {
+                let mut db = state.store.read().await?;
+                match store::merge::resolve(&mut db, id).await? {
+                    Some(w) if w != id && store::contacts::exists(&mut db, w).await? => w,
+                    _ => return Err(WebError::NotFound),
+                }
+            };
+            session::flash(&state, &session, "info", &format!("Contact #{id} was merged into this contact.")).await?;
+            let q = query.filter(|q| !q.is_empty()).map(|q| format!("?{q}")).unwrap_or_default();
+            Ok(Redirect::to(&format!("/contacts/{winner}{q}")).into_response())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn delete(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {

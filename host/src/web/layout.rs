@@ -13,7 +13,7 @@ pub struct Chrome {
     pub is_admin: bool,
     pub csrf: String,
     pub flash: Option<Flash>,
-    /// Which navigation entry is current: "contacts", "settings", "profile".
+    /// Which navigation entry is current: "contacts", "companies", "forms", "settings", "profile".
     pub nav: &'static str,
     pub asset_version: &'static str,
     pub logged_in: bool,

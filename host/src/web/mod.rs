@@ -4,22 +4,27 @@
 //! `users/`) and `store/`.
 //!
 //! Routes: `/login`, `/logout`, `/profile`, `/contacts…` (list, quick add, new/edit, the
-//! contact page, notes, avatars), `/settings/…` (fields, users, contact settings) and
-//! `/static/…`. Everything but `/login` and `/static/` needs a session.
+//! contact page, notes, avatars, merge), `/forms…`, `/companies…`, `/settings/…`
+//! (fields, users, contact settings, tracking) and `/static/…`. Everything but `/login`
+//! and `/static/` needs a session.
 
 pub mod account;
 pub mod assets;
 pub mod chart;
+pub mod companies;
 pub mod contact_form;
 pub mod contact_page;
 pub mod contacts;
 pub mod display;
 pub mod error;
 pub mod forms;
+pub mod forms_admin;
 pub mod layout;
 pub mod plugins;
+pub mod merge;
 pub mod session;
 pub mod settings;
+pub mod tracking_settings;
 pub mod upload;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -58,6 +63,17 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/contacts/{id}/notes", post(contact_page::note_create))
         .route("/contacts/{id}/notes/{note}/edit", post(contact_page::note_update))
         .route("/contacts/{id}/notes/{note}/delete", post(contact_page::note_delete))
+        // Issue 4: merging, forms, companies, tracking settings.
+        .route("/contacts/{id}/merge", get(merge::page).post(merge::merge))
+        .route("/contacts/{id}/merge/search", get(merge::search_json))
+        .route("/forms", get(forms_admin::list))
+        .route("/forms/new", get(forms_admin::new_page).post(forms_admin::create))
+        .route("/forms/{id}", get(forms_admin::view))
+        .route("/forms/{id}/edit", get(forms_admin::edit_page_get).post(forms_admin::update))
+        .route("/forms/{id}/delete", post(forms_admin::delete))
+        .route("/companies", get(companies::list))
+        .route("/companies/{id}", get(companies::view))
+        .route("/settings/tracking", get(tracking_settings::page))
         .route("/settings", get(|| async { Redirect::to("/settings/fields") }))
         .route("/settings/fields", get(settings::fields_page))
         .route("/settings/fields/new", get(settings::field_new_page).post(settings::field_create))

@@ -82,6 +82,14 @@ fn show(v: &Json) -> String {
     }
 }
 
+/// A device as tracking records it (`{type, os, browser, id}`): "desktop · Linux · Chrome".
+fn device(v: &Json) -> String {
+    match v {
+        Json::Object(m) => ["type", "os", "browser"].iter().filter_map(|k| m.get(*k).and_then(Json::as_str)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" · "),
+        other => show(other),
+    }
+}
+
 fn first(p: &Json, keys: &[&str]) -> String {
     keys.iter().map(|k| text(p, k)).find(|s| !s.is_empty()).unwrap_or_default()
 }
@@ -275,7 +283,8 @@ pub fn render(key: &str, p: &Json) -> Rendered {
                 .row("Title", title)
                 .row("Referrer", first(p, &["referrer", "referer", "page_referrer"]))
                 .row("Language", first(p, &["language", "page_language"]))
-                .row("Device", text(p, "device"))
+                .row("Device", device(&p["device"]))
+                .row("IP address", text(p, "ip"))
                 .row("Time on page", secs(&p["time_on_page"]))
                 .row("Source", text(p, "source"));
             with_link(r, &url, "Open the page")
@@ -400,6 +409,9 @@ mod tests {
         }
         let hit = render("page.hit", &json!({"url": "https://example.org/p"}));
         assert_eq!(hit.link.unwrap().url, "https://example.org/p");
+        let tracked = render("page.hit", &json!({"url": "https://example.org/p", "device": {"type": "desktop", "os": "Linux", "browser": "Chrome", "id": "ab12"}, "ip": "192.0.2.1"}));
+        assert_eq!(row(&tracked, "Device"), Some("desktop · Linux · Chrome"));
+        assert_eq!(row(&tracked, "IP address"), Some("192.0.2.1"));
         let bad = render("page.hit", &json!({"url": "javascript:alert(1)"}));
         assert!(bad.link.is_none(), "only http(s) links");
         assert_eq!(row(&render("lead.donotcontact", &json!({"channel": "sms", "reason": 1})), "Reason"), Some("unsubscribed"));

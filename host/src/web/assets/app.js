@@ -11,9 +11,16 @@
   // opens at load (a form re-rendered with its errors).
   function wireDialogs(root) {
     $all("[data-open-dialog]", root).forEach(function (b) {
-      b.addEventListener("click", function () {
+      b.addEventListener("click", function (ev) {
         var d = document.getElementById(b.getAttribute("data-open-dialog"));
-        if (d && d.showModal) { d.showModal(); var f = d.querySelector("input:not([type=hidden]),select,textarea"); if (f) f.focus(); }
+        if (d && d.showModal) {
+          // A link opens the dialog instead of its no-script page.
+          ev.preventDefault();
+          var menu = b.closest("details[open]");
+          if (menu) menu.open = false;
+          d.showModal();
+          var f = d.querySelector("input:not([type=hidden]),select,textarea"); if (f) f.focus();
+        }
       });
     });
     $all("[data-close-dialog]", root).forEach(function (b) {
@@ -144,18 +151,115 @@
     });
   }
 
-  // Copy buttons: [data-copy=id] copies that input's value (hidden without script).
-  function wireCopy() {
-    $all("[data-copy]").forEach(function (b) {
-      var input = document.getElementById(b.getAttribute("data-copy"));
-      if (!input) return;
+  // Merge modal on the contact page: search as you type (JSON, with the CSRF token),
+  // pick a contact, confirm. Results are built with textContent, never HTML.
+  function wireMerge() {
+    var dialog = document.getElementById("merge-dialog");
+    if (!dialog || !window.fetch) return;
+    var form = dialog.querySelector("form");
+    var input = dialog.querySelector("[data-merge-search]");
+    var list = dialog.querySelector("[data-merge-results]");
+    var status = dialog.querySelector("[data-merge-status]");
+    var other = dialog.querySelector("[data-merge-other]");
+    var csrf = form.querySelector("input[name=_csrf]").value;
+    var url = dialog.getAttribute("data-merge-url");
+    var hint = status.textContent;
+    var timer = null, seq = 0;
+    function step(name) {
+      $all("[data-merge-step]", dialog).forEach(function (s) { s.hidden = s.getAttribute("data-merge-step") !== name; });
+    }
+    function pick(r) {
+      other.value = String(r.id);
+      dialog.querySelector("[data-merge-other-name]").textContent = r.name;
+      dialog.querySelector("[data-merge-other-email]").textContent = r.email || "";
+      dialog.querySelector("[data-merge-other-id]").textContent = "#" + r.id;
+      step("confirm");
+      var ok = document.getElementById("merge-confirm"); if (ok) ok.focus();
+    }
+    function el(tag, cls, text) {
+      var e = document.createElement(tag);
+      if (cls) e.className = cls;
+      if (text) e.textContent = text;
+      return e;
+    }
+    function render(results) {
+      list.textContent = "";
+      results.forEach(function (r) {
+        var b = el("button", "pick");
+        b.type = "button";
+        b.setAttribute("data-contact-id", String(r.id));
+        b.appendChild(el("bdi", "pick-name", r.name));
+        if (r.anonymous) { b.appendChild(document.createTextNode(" ")); b.appendChild(el("span", "badge badge-soft", "anonymous")); }
+        if (r.email) b.appendChild(el("bdi", "pick-detail", r.email));
+        if (r.detail) b.appendChild(el("bdi", "pick-detail muted", r.detail));
+        b.addEventListener("click", function () { pick(r); });
+        var li = el("li");
+        li.appendChild(b);
+        list.appendChild(li);
+      });
+    }
+    function search() {
+      var q = input.value.trim();
+      var mine = ++seq;
+      if (!q) { render([]); status.textContent = hint; return; }
+      status.textContent = "Searching…";
+      fetch(url + "?q=" + encodeURIComponent(q), { credentials: "same-origin", headers: { "Accept": "application/json", "X-CSRF-Token": csrf } })
+        .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+        .then(function (data) {
+          if (mine !== seq) return;
+          var results = data.results || [];
+          render(results);
+          if (data.error) status.textContent = "Invalid search: " + data.error;
+          else status.textContent = results.length ? (results.length === 1 ? "1 contact found. Pick it to continue." : results.length + " contacts found. Pick one to continue.") : "No other contact matches.";
+        })
+        .catch(function () { if (mine === seq) status.textContent = "The search failed; reload the page and try again."; });
+    }
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(search, 250); });
+    input.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") { ev.preventDefault(); clearTimeout(timer); search(); }
+    });
+    dialog.querySelector("[data-merge-back]").addEventListener("click", function () { other.value = ""; step("search"); input.focus(); });
+    form.addEventListener("submit", function (ev) { if (!other.value) ev.preventDefault(); });
+    dialog.addEventListener("close", function () { other.value = ""; step("search"); });
+  }
+
+  // Repeating rows (the form editor's fields): [data-add-row=template id] appends a copy
+  // of the template to the table's [data-rows]; [data-remove-row] removes its row.
+  function wireRows() {
+    $all("[data-add-row]").forEach(function (b) {
+      var tpl = document.getElementById(b.getAttribute("data-add-row"));
+      var form = b.closest("form");
+      var body = form && form.querySelector("[data-rows]");
+      if (!tpl || !body || !tpl.content) return;
       b.hidden = false;
       b.addEventListener("click", function () {
-        var label = b.textContent;
-        function done() { b.textContent = "Copied"; setTimeout(function () { b.textContent = label; }, 1500); }
-        input.select();
-        if (navigator.clipboard && window.isSecureContext) { navigator.clipboard.writeText(input.value).then(done, function () {}); }
-        else { try { if (document.execCommand("copy")) done(); } catch (e) { /* selected: the user can copy */ } }
+        body.appendChild(document.importNode(tpl.content, true));
+        var rows = body.querySelectorAll("[data-row]");
+        var first = rows[rows.length - 1].querySelector("input");
+        if (first) first.focus();
+      });
+      $all("[data-remove-row]", body).forEach(function (r) { r.hidden = false; });
+      body.addEventListener("click", function (ev) {
+        var r = ev.target.closest && ev.target.closest("[data-remove-row]");
+        if (r) { var row = r.closest("[data-row]"); if (row) row.remove(); }
+      });
+    });
+  }
+
+  // Copy buttons: [data-copy=id of a textarea].
+  function wireCopy() {
+    $all("[data-copy]").forEach(function (b) {
+      var target = document.getElementById(b.getAttribute("data-copy"));
+      if (!target) return;
+      b.hidden = false;
+      b.addEventListener("click", function () {
+        var done = function () { var t = b.textContent; b.textContent = "Copied"; setTimeout(function () { b.textContent = t; }, 1500); };
+        if (navigator.clipboard && navigator.clipboard.writeText) {
+          navigator.clipboard.writeText(target.value).then(done, function () { target.select(); });
+        } else {
+          target.select();
+          try { if (document.execCommand("copy")) done(); } catch (e) {}
+        }
       });
     });
   }
@@ -177,6 +281,8 @@
     wireAutosubmit();
     wireLiveSearch();
     wireFlash();
+    wireMerge();
+    wireRows();
     wireCopy();
     $all("dialog[data-open-on-load]").forEach(function (d) { if (d.showModal) d.showModal(); });
   });
