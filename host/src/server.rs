@@ -118,7 +118,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let jobs = crate::jobs::Runner::start(state.clone()).await?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let (stop_writers, writers_stopped) = tokio::sync::watch::channel(false);
-    let writers = vec![crate::tracking::Tracker::spawn_writer(state.clone(), writers_stopped)];
+    let mut writers = vec![crate::tracking::Tracker::spawn_writer(state.clone(), writers_stopped.clone())];
+    writers.extend(crate::store::free_text::spawn_indexer(state.store.clone(), writers_stopped));
     let app = crate::http::app(state.clone());
     // Plugin call statistics are counted in memory and written every few seconds.
     let flusher = {

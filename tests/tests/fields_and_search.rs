@@ -9,7 +9,20 @@ both_backends!(
     search_grammar,
     where_filters_ordering_and_paging,
     search_is_never_an_injection,
+    free_text_follows_every_change,
 );
+
+/// Runs the background free-text indexer's work now (SQLite queues writes for it).
+async fn index_now(s: &TestServer) {
+    while magpie::store::free_text::index_pending(&s.state().store).await.unwrap() > 0 {}
+}
+
+async fn search_ids(s: &TestServer, query: &str) -> Vec<i64> {
+    let r = s.get(&format!("/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}", urlencode(query))).await;
+    assert_eq!(r.status, 200, "{query}: {}", r.text);
+    assert_eq!(r.body["total"].as_str().unwrap().parse::<usize>().unwrap(), ids(&r.body).len(), "{query}: total");
+    ids(&r.body)
+}
 
 fn ids(list: &serde_json::Value) -> Vec<i64> {
     list["contacts"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect()
@@ -143,6 +156,32 @@ async fn seed(s: &TestServer) -> Vec<i64> {
     out
 }
 
+/// Free text finds a contact the moment it is written, by its new values after an edit,
+/// never by its old ones, and not once it is deleted — indexed or still queued.
+async fn free_text_follows_every_change(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let a = s.create_contact(json!({"firstname": "Quintessa", "lastname": "Vantablack", "email": "qv@example.org"})).await;
+    let b = s.create_contact(json!({"firstname": "Quentin", "lastname": "Vantablack"})).await;
+    assert_eq!(search_ids(&s, "vantablack").await, vec![a, b]);
+    index_now(&s).await;
+    assert_eq!(search_ids(&s, "vantablack").await, vec![a, b]);
+    s.patch(&format!("/api/contacts/{a}/edit"), json!({"lastname": "Ultramarine"})).await.expect(200);
+    assert_eq!(search_ids(&s, "vantablack").await, vec![b], "the old name is gone at once");
+    assert_eq!(search_ids(&s, "ultramarine").await, vec![a], "the new name is found at once");
+    index_now(&s).await;
+    assert_eq!(search_ids(&s, "vantablack").await, vec![b]);
+    assert_eq!(search_ids(&s, "ultramarine").await, vec![a]);
+    assert_eq!(search_ids(&s, "qv@exa").await, vec![a]);
+    s.delete(&format!("/api/contacts/{b}/delete")).await.expect(200);
+    assert_eq!(search_ids(&s, "vantablack").await, Vec::<i64>::new());
+    let c = s.create_contact(json!({"lastname": "Ultramarine"})).await;
+    s.delete(&format!("/api/contacts/{c}/delete")).await.expect(200);
+    assert_eq!(search_ids(&s, "ultramarine").await, vec![a], "a contact deleted while queued is not found");
+    index_now(&s).await;
+    assert_eq!(search_ids(&s, "ultramarine").await, vec![a]);
+    s.stop().await;
+}
+
 async fn search_grammar(backend: Backend) {
     let s = TestServer::start(backend).await;
     let id = seed(&s).await;
@@ -182,10 +221,16 @@ async fn search_grammar(backend: Backend) {
         ("common:a+b", vec![]),
         ("nobody-matches-this", vec![]),
     ];
-    for (query, want) in cases {
-        let r = s.get(&format!("/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}", urlencode(query))).await;
-        assert_eq!(r.status, 200, "{query}: {}", r.text);
-        assert_eq!(ids(&r.body), want, "search {query:?}");
+    // Fresh writes (SQLite: still queued for the free-text index), then indexed.
+    for round in ["queued", "indexed"] {
+        if round == "indexed" {
+            index_now(&s).await;
+        }
+        for (query, want) in &cases {
+            let r = s.get(&format!("/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}", urlencode(query))).await;
+            assert_eq!(r.status, 200, "{query}: {}", r.text);
+            assert_eq!(&ids(&r.body), want, "search {query:?} ({round})");
+        }
     }
     // Default order: most recently active first.
     let r = s.get("/api/contacts?search=tag:vip%20OR%20company:us").await.expect(200);

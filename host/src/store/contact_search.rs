@@ -163,7 +163,17 @@ impl Compiler<'_> {
             Backend::Sqlite => {
                 // A trigram phrase query is a substring match answered from the index alone.
                 let query = runs.iter().map(|r| format!("\"{}\"", r.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
-                format!("c.id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {})", self.p.push(query))
+                let query = self.p.push(query);
+                // Contacts the background indexer has not reached yet: a scan of its queue.
+                let queued: Vec<String> = runs
+                    .iter()
+                    .map(|r| format!("{} LIKE {} ESCAPE '\\'", super::free_text::indexed_text("q"), self.p.push(format!("%{}%", like_escape_all(r)))))
+                    .collect();
+                format!(
+                    "c.id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {query} UNION ALL \
+                     SELECT q.id FROM contacts_fts_pending p JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {})",
+                    queued.join(" AND ")
+                )
             }
             Backend::Postgres => {
                 let parts: Vec<String> = runs
@@ -399,10 +409,7 @@ impl Compiler<'_> {
 /// The free-text string of a contact, for exact checks after the SQLite FTS prefilter
 /// (mirrors the FTS trigger and PostgreSQL's generated `search_text`).
 fn free_text_sqlite() -> String {
-    "lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, '') || char(10) || coalesce(c.email, '') || char(10) || \
-     coalesce(c.company, '') || char(10) || coalesce(c.city, '') || char(10) || coalesce(c.state, '') || char(10) || \
-     coalesce(c.zipcode, '') || char(10) || coalesce(c.country, ''))"
-        .to_owned()
+    super::free_text::indexed_text("c")
 }
 
 /// `%literal` on an email (no other wildcard): the suffix, answered by the reversed index.
@@ -522,7 +529,13 @@ async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Resu
             // The trigram table holds exactly the known contacts.
             Some(Expr::Cond(Cond::Text(Match::Contains(v)))) if db.backend() == Backend::Sqlite && v.chars().count() >= 3 => {
                 let phrase = format!("\"{}\"", fold(Backend::Sqlite, v).replace('"', "\"\""));
-                let n = db.fetch_i64("SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH $1", vec![Value::Text(phrase)]).await?.unwrap_or(0);
+                let pattern = format!("%{}%", like_escape_all(&fold(Backend::Sqlite, v)));
+                let sql = format!(
+                    "SELECT (SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH $1) + (SELECT COUNT(*) FROM contacts_fts_pending p \
+                     JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {} LIKE $2 ESCAPE '\\')",
+                    super::free_text::indexed_text("q")
+                );
+                let n = db.fetch_i64(&sql, vec![Value::Text(phrase), Value::Text(pattern)]).await?.unwrap_or(0);
                 return Ok((n, base));
             }
             Some(Expr::Cond(Cond::Tag(m))) => {

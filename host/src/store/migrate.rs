@@ -29,6 +29,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_plugins"),
     migration!(4, "0004_tracking"),
     migration!(5, "0005_jobs"),
+    migration!(6, "0006_deferred_fts"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once

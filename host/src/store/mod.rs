@@ -11,6 +11,7 @@ pub mod events;
 pub mod exports;
 pub mod fields;
 pub mod forms;
+pub mod free_text;
 pub mod imports;
 pub mod jobs;
 pub mod locks;

@@ -208,7 +208,7 @@ pub async fn page(State(state): State<SharedState>, Extension(session): Extensio
 }
 
 impl MergePage {
-    fn pick_href(&self, other: i64) -> String {
+    fn pick_href(&self, other: &i64) -> String {
         format!("/contacts/{}/merge?q={}&with={other}#confirm", self.id, enc(&self.q))
     }
 
