@@ -105,3 +105,86 @@ impl Web {
         self.get(&to).await
     }
 }
+
+/// The character an HTML character reference stands for (`lt`, `#60`, `#x3C` …), for
+/// the references templates and the form embed produce.
+fn entity(name: &str) -> Option<char> {
+    match name {
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        "amp" => Some('&'),
+        _ => {
+            let n = name.strip_prefix('#')?;
+            let code = match n.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => n.parse().ok()?,
+            };
+            char::from_u32(code)
+        }
+    }
+}
+
+/// Rewrites every character reference in `html` through `f` (one pass, so `&amp;lt;`
+/// stays the text `&lt;`); unknown ones are kept as they are.
+fn map_entities(html: &str, f: impl Fn(char) -> String) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let decoded = rest[1..].find(';').filter(|end| *end <= 10).and_then(|end| Some((entity(&rest[1..=end])?, end + 2)));
+        match decoded {
+            Some((c, len)) => {
+                out.push_str(&f(c));
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Decodes HTML character references: the text a browser shows (e.g. a textarea's value).
+pub fn decode_entities(html: &str) -> String {
+    map_entities(html, String::from)
+}
+
+/// Spells every escaped `<`, `>`, `"`, `'` and `&` one way (`&lt;`, `&gt;`, `&quot;`,
+/// `&#39;`, `&amp;`) whatever the template engine wrote (askama writes `&#60;` …), so a
+/// test can check that text is escaped without depending on how. Other references are
+/// decoded; nothing is unescaped into markup.
+pub fn unify_entities(html: &str) -> String {
+    map_entities(html, |c| match c {
+        '<' => "&lt;".into(),
+        '>' => "&gt;".into(),
+        '"' => "&quot;".into(),
+        '\'' => "&#39;".into(),
+        '&' => "&amp;".into(),
+        c => c.to_string(),
+    })
+}
+
+/// The text of the `<textarea>` with this id, as the browser shows it.
+pub fn textarea(html: &str, id: &str) -> String {
+    let open = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id}"));
+    let start = open + html[open..].find('>').expect("end of the textarea tag") + 1;
+    let end = start + html[start..].find("</textarea>").expect("</textarea>");
+    decode_entities(&html[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entities() {
+        assert_eq!(decode_entities("&#60;b&#62; &lt;i&gt; &#x27;&#34;&quot; &#38;lt; &amp;amp; & a&b; &#xZZ;"), "<b> <i> '\"\" &lt; &amp; & a&b; &#xZZ;");
+        assert_eq!(unify_entities("<b>&#60;x&#62;&#38;&#34;&#39;&#x27;&eacute;&#233;</b>"), "<b>&lt;x&gt;&amp;&quot;&#39;&#39;&eacute;é</b>");
+    }
+}
