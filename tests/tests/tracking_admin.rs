@@ -4,7 +4,7 @@
 //! tracking settings page, devices and companies on the contact page, the companies pages.
 
 use magpie::timeline::NewEvent;
-use magpie_tests::admin::{Web, decode_entities, fetch, textarea, unify_entities};
+use magpie_tests::web::{Web, decode_entities, fetch, textarea, unify_entities};
 use magpie_tests::{Backend, TestServer, Value, both_backends, json};
 
 both_backends!(
@@ -294,7 +294,7 @@ async fn form_submissions_are_listed_inertly(backend: Backend) {
     let id = form["form"]["id"].as_i64().unwrap();
     let known = s.create_contact(json!({"firstname": "Grace", "email": "grace@example.org"})).await;
     // Redirects are not followed: the return page is on a site that does not exist.
-    let browser = magpie_tests::admin::client();
+    let browser = magpie_tests::web::client();
     let submit = |email: &str, message: &str, page: &str| {
         browser
             .post(s.url(&format!("/form/submit?formId={id}")))

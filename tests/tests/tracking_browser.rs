@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use magpie_tests::admin::{Web, textarea};
+use magpie_tests::web::{Web, textarea};
 use magpie_tests::browser::Browser;
 use magpie_tests::{ADMIN_PASSWORD, Backend, TestServer, Value, both_backends, json};
 
