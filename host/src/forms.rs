@@ -98,7 +98,9 @@ pub fn parse(body: &Json, fields: &FieldSet, existing: Option<&Form>) -> AppResu
         date_modified: now_ms(),
     });
     match o.get("name") {
-        Some(Json::String(n)) if !n.trim().is_empty() && n.chars().count() <= 191 && !n.chars().any(char::is_control) => form.name = n.trim().to_owned(),
+        // A blank name is a missing one (the admin's editor always sends the field).
+        Some(Json::String(n)) if n.trim().is_empty() => problems.add("name", "is required"),
+        Some(Json::String(n)) if n.chars().count() <= 191 && !n.chars().any(char::is_control) => form.name = n.trim().to_owned(),
         Some(_) => problems.add("name", "must be 1 to 191 characters"),
         None if existing.is_none() => problems.add("name", "is required"),
         None => {}

@@ -10,7 +10,6 @@ pub use serde_json::{Value, json};
 use magpie::config::{Config, FileConfig};
 use magpie::server::Running;
 
-pub mod admin;
 pub mod browser;
 pub mod web;
 

@@ -5,7 +5,7 @@
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
-use crate::TestServer;
+use crate::{ADMIN_PASSWORD, TestServer};
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(Policy::none()).build().expect("client")
@@ -56,6 +56,11 @@ pub struct Web {
 }
 
 impl Web {
+    /// Logs in as `admin`, the administrator every test server starts with.
+    pub async fn admin(s: &TestServer) -> Web {
+        Web::login(s, "admin", ADMIN_PASSWORD).await
+    }
+
     /// Logs in through the login form (panics when it fails).
     pub async fn login(s: &TestServer, username: &str, password: &str) -> Web {
         let http = client();
@@ -97,6 +102,13 @@ impl Web {
         fetch(self.req(reqwest::Method::POST, path).form(fields)).await
     }
 
+    /// Follows a redirect (GET), returning the page it leads to.
+    pub async fn follow(&self, page: &Page) -> Page {
+        let to = page.location();
+        assert!(to.starts_with('/'), "expected a local redirect, got {} ({to:?})", page.status);
+        self.get(&to).await
+    }
+
     /// A multipart post: text fields, and one file as (field, file name, bytes).
     pub async fn multipart(&self, path: &str, fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>, with_token: bool) -> Page {
         let boundary = "----magpieboundary7MA4YWxkTrZu0gW";
@@ -133,4 +145,87 @@ pub async fn create_user(s: &TestServer, username: &str, password: &str, role: m
     let user = magpie::store::users::NewUser { username, email: "", first_name: username, last_name: "", role, password_hash: &hash };
     magpie::store::users::insert(&mut tx, &user, magpie::time::now_ms()).await.expect("insert user");
     tx.commit().await.expect("commit");
+}
+
+/// The character an HTML character reference stands for (`lt`, `#60`, `#x3C` …), for
+/// the references templates and the form embed produce.
+fn entity(name: &str) -> Option<char> {
+    match name {
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        "amp" => Some('&'),
+        _ => {
+            let n = name.strip_prefix('#')?;
+            let code = match n.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => n.parse().ok()?,
+            };
+            char::from_u32(code)
+        }
+    }
+}
+
+/// Rewrites every character reference in `html` through `f` (one pass, so `&amp;lt;`
+/// stays the text `&lt;`); unknown ones are kept as they are.
+fn map_entities(html: &str, f: impl Fn(char) -> String) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let decoded = rest[1..].find(';').filter(|end| *end <= 10).and_then(|end| Some((entity(&rest[1..=end])?, end + 2)));
+        match decoded {
+            Some((c, len)) => {
+                out.push_str(&f(c));
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Decodes HTML character references: the text a browser shows (e.g. a textarea's value).
+pub fn decode_entities(html: &str) -> String {
+    map_entities(html, String::from)
+}
+
+/// Spells every escaped `<`, `>`, `"`, `'` and `&` one way (`&lt;`, `&gt;`, `&quot;`,
+/// `&#39;`, `&amp;`) whatever the template engine wrote (askama writes `&#60;` …), so a
+/// test can check that text is escaped without depending on how. Other references are
+/// decoded; nothing is unescaped into markup.
+pub fn unify_entities(html: &str) -> String {
+    map_entities(html, |c| match c {
+        '<' => "&lt;".into(),
+        '>' => "&gt;".into(),
+        '"' => "&quot;".into(),
+        '\'' => "&#39;".into(),
+        '&' => "&amp;".into(),
+        c => c.to_string(),
+    })
+}
+
+/// The text of the `<textarea>` with this id, as the browser shows it.
+pub fn textarea(html: &str, id: &str) -> String {
+    let open = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id}"));
+    let start = open + html[open..].find('>').expect("end of the textarea tag") + 1;
+    let end = start + html[start..].find("</textarea>").expect("</textarea>");
+    decode_entities(&html[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entities() {
+        assert_eq!(decode_entities("&#60;b&#62; &lt;i&gt; &#x27;&#34;&quot; &#38;lt; &amp;amp; & a&b; &#xZZ;"), "<b> <i> '\"\" &lt; &amp; & a&b; &#xZZ;");
+        assert_eq!(unify_entities("<b>&#60;x&#62;&#38;&#34;&#39;&#x27;&eacute;&#233;</b>"), "<b>&lt;x&gt;&amp;&quot;&#39;&#39;&eacute;é</b>");
+    }
 }

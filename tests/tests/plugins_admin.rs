@@ -5,7 +5,7 @@
 //! as text.
 
 use magpie::users::Role;
-use magpie_tests::web::{Page, Web, create_user};
+use magpie_tests::web::{Page, Web, create_user, unify_entities};
 use magpie_tests::{ADMIN_PASSWORD, Backend, TestServer, Value, both_backends, hello_server, json, test_plugin};
 
 both_backends!(
@@ -415,11 +415,6 @@ async fn failures_and_ignored_types_are_visible(backend: Backend) {
 }
 
 const SCRIPT: &str = "<script>window.__xss=1;alert(1)</script>";
-
-/// The escaper may write numeric or named entities; compare one spelling.
-fn unify_entities(html: &str) -> String {
-    html.replace("&#60;", "&lt;").replace("&#62;", "&gt;").replace("&#34;", "&quot;").replace("&#39;", "&#x27;")
-}
 
 async fn plugin_metadata_is_shown_as_text(backend: Backend) {
     let s = TestServer::start(backend).await;

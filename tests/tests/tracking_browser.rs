@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use magpie_tests::admin::Web;
+use magpie_tests::web::{Web, textarea};
 use magpie_tests::browser::Browser;
 use magpie_tests::{ADMIN_PASSWORD, Backend, TestServer, Value, both_backends, json};
 
@@ -113,12 +113,7 @@ async fn tracking_in_chromium(backend: Backend) {
     // The form's embed code, as the admin hands it out, returning to the site.
     let web = Web::admin(&s).await;
     let view = web.get(&format!("/forms/{form_id}?return={}", format!("{site}/thanks").replace(':', "%3A").replace('/', "%2F"))).await;
-    let embed = {
-        let open = view.body.find("id=\"embed-code\"").expect("embed");
-        let start = open + view.body[open..].find('>').unwrap() + 1;
-        let end = start + view.body[start..].find("</textarea>").unwrap();
-        view.body[start..end].replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#34;", "\"").replace("&#39;", "'").replace("&amp;", "&")
-    };
+    let embed = textarea(&view.body, "embed-code");
     assert!(embed.contains(&format!("action=\"{}/form/submit?formId={form_id}\"", s.base)), "{embed}");
     assert!(embed.contains(&format!("name=\"mauticform[return]\" value=\"{site}/thanks\"")), "{embed}");
     {

@@ -27,11 +27,13 @@ pub struct Flash {
 impl Flash {
     /// Flashes are stored as `kind:text`.
     pub fn parse(stored: &str) -> Flash {
-        match stored.split_once(':') {
-            Some(("error", t)) => Flash { kind: "error", text: t.to_owned() },
-            Some(("success", t)) => Flash { kind: "success", text: t.to_owned() },
-            _ => Flash { kind: "info", text: stored.to_owned() },
-        }
+        let (kind, text) = match stored.split_once(':') {
+            Some(("error", t)) => ("error", t),
+            Some(("success", t)) => ("success", t),
+            Some(("info", t)) => ("info", t),
+            _ => ("info", stored),
+        };
+        Flash { kind, text: text.to_owned() }
     }
 }
 
@@ -80,6 +82,19 @@ pub fn render_status(status: StatusCode, t: &impl askama::Template) -> Response 
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side; it has been logged.").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flash;
+
+    #[test]
+    fn flash_kinds() {
+        for (stored, kind, text) in [("success:Saved.", "success", "Saved."), ("info:Contact #2 was merged.", "info", "Contact #2 was merged."), ("error:No: really", "error", "No: really"), ("Note: plain", "info", "Note: plain")] {
+            let f = Flash::parse(stored);
+            assert_eq!((f.kind, f.text.as_str()), (kind, text), "{stored}");
         }
     }
 }

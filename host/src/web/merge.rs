@@ -208,8 +208,8 @@ pub async fn page(State(state): State<SharedState>, Extension(session): Extensio
 }
 
 impl MergePage {
-    fn pick_href(&self, other: &i64) -> String {
-        format!("/contacts/{}/merge?q={}&with={other}#confirm", self.id, enc(&self.q))
+    fn pick_href(&self, other: &Candidate) -> String {
+        format!("/contacts/{}/merge?q={}&with={}#confirm", self.id, enc(&self.q), other.id)
     }
 
     fn back_href(&self) -> String {

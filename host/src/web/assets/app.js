@@ -246,19 +246,20 @@
     });
   }
 
-  // Copy buttons: [data-copy=id of a textarea].
+  // Copy buttons: [data-copy=id] copies that input's or textarea's value (hidden without script).
   function wireCopy() {
     $all("[data-copy]").forEach(function (b) {
       var target = document.getElementById(b.getAttribute("data-copy"));
       if (!target) return;
+      var label = b.textContent;
       b.hidden = false;
       b.addEventListener("click", function () {
-        var done = function () { var t = b.textContent; b.textContent = "Copied"; setTimeout(function () { b.textContent = t; }, 1500); };
+        function done() { b.textContent = "Copied"; setTimeout(function () { b.textContent = label; }, 1500); }
         if (navigator.clipboard && navigator.clipboard.writeText) {
           navigator.clipboard.writeText(target.value).then(done, function () { target.select(); });
         } else {
           target.select();
-          try { if (document.execCommand("copy")) done(); } catch (e) {}
+          try { if (document.execCommand("copy")) done(); } catch (e) { /* selected: the user can copy */ }
         }
       });
     });
