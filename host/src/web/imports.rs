@@ -197,7 +197,13 @@ async fn receive(state: &SharedState, session: &Session, mut mp: Multipart, drai
 
 /// `POST /contacts/import/upload` (multipart: `_csrf` first, then `file`): stores the
 /// file and goes to the mapping step, or shows why the file cannot be imported.
-pub async fn upload(State(state): State<SharedState>, Extension(session): Extension<Session>, headers: HeaderMap, mp: Multipart) -> WebResult<Response> {
+pub async fn upload(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> WebResult<Response> {
+    let mp = mp.map_err(|_| WebError::BadRequest("Send the file with the upload form (multipart/form-data).".into()))?;
     let limit = state.config.file.import.max_upload_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let result = match declared {
