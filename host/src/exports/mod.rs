@@ -599,9 +599,11 @@ fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The link in the email and the notification.
+/// The link in the email and the notification: the admin's download page, which a
+/// browser follows with its session (`/api/exports/{id}/download` takes the same token
+/// with Basic auth).
 pub fn download_link(base: &str, id: i64, token: &str) -> String {
-    format!("{}/api/exports/{id}/download?token={token}", base.trim_end_matches('/'))
+    format!("{}/exports/{id}/download?token={token}", base.trim_end_matches('/'))
 }
 
 /// Checks a download: the export exists, belongs to `user`, the token is its token and

@@ -286,6 +286,17 @@ pub async fn get_for(state: &SharedState, user: &User, id: i64) -> AppResult<(Im
     Ok((import, job))
 }
 
+/// The imports a user may see, newest first, with their jobs; and how many there are.
+pub async fn list_for(state: &SharedState, user: &User, start: i64, limit: i64) -> AppResult<(Vec<(ImportRow, Option<JobRow>)>, i64)> {
+    let mut db = state.store.read().await?;
+    let owner = if user.is_admin() { None } else { Some(user.id) };
+    let (rows, total) = store::imports::list(&mut db, owner, start, limit).await?;
+    let job_ids: Vec<i64> = rows.iter().filter_map(|i| i.job_id).collect();
+    let mut jobs = jobs::states(&mut db, &job_ids).await?;
+    let rows = rows.into_iter().map(|i| { let job = i.job_id.and_then(|j| jobs.remove(&j)); (i, job) }).collect();
+    Ok((rows, total))
+}
+
 // ---------------------------------------------------------------------------------------
 // Preview.
 

@@ -207,10 +207,7 @@ pub async fn notify(db: &mut impl Exec, user_id: i64, kind: &str, title: &str, m
 
 /// A user's notifications, newest first, and how many are unread.
 pub async fn notifications(db: &mut impl Exec, user_id: i64, limit: i64) -> DbResult<(Vec<Notification>, i64)> {
-    let unread = db
-        .fetch_i64("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", params![user_id])
-        .await?
-        .unwrap_or(0);
+    let unread = unread_count(db, user_id).await?;
     let rows = db
         .fetch_all(
             "SELECT id, user_id, kind, title, message, link, created_at, read_at FROM notifications WHERE user_id = $1
@@ -236,4 +233,9 @@ pub async fn notifications(db: &mut impl Exec, user_id: i64, limit: i64) -> DbRe
 
 pub async fn mark_notifications_read(db: &mut impl Exec, user_id: i64, now: i64) -> DbResult<u64> {
     db.execute("UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL", params![now, user_id]).await
+}
+
+/// How many of a user's notifications are unread.
+pub async fn unread_count(db: &mut impl Exec, user_id: i64) -> DbResult<i64> {
+    Ok(db.fetch_i64("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", params![user_id]).await?.unwrap_or(0))
 }

@@ -13,10 +13,13 @@ pub struct Chrome {
     pub is_admin: bool,
     pub csrf: String,
     pub flash: Option<Flash>,
-    /// Which navigation entry is current: "contacts", "companies", "forms", "settings", "profile".
+    /// Which navigation entry is current: "contacts", "companies", "forms", "settings", "profile",
+    /// "notifications".
     pub nav: &'static str,
     pub asset_version: &'static str,
     pub logged_in: bool,
+    /// Unread notifications (the navigation's indicator).
+    pub unread: i64,
 }
 
 pub struct Flash {
@@ -49,6 +52,7 @@ impl Chrome {
             nav,
             asset_version: super::assets::version(),
             logged_in: true,
+            unread: session.unread,
         }
     }
 
@@ -63,6 +67,7 @@ impl Chrome {
             nav: "",
             asset_version: super::assets::version(),
             logged_in: false,
+            unread: 0,
         }
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! Routes: `/login`, `/logout`, `/profile`, `/contacts…` (list, quick add, new/edit, the
 //! contact page, notes, avatars, merge), `/forms…`, `/companies…`, `/settings/…`
-//! (fields, users, contact settings, tracking) and `/static/…`. Everything but `/login`
-//! and `/static/` needs a session.
+//! (fields, users, contact settings, tracking), `/contacts/import…` and
+//! `/contacts/imports/…` (the import wizard), `/contacts/export`, `/exports/{id}/download`,
+//! `/notifications` and `/static/…`. Everything but `/login` and `/static/` needs a session.
 
 pub mod account;
 pub mod assets;
@@ -17,8 +18,10 @@ pub mod contact_page;
 pub mod contacts;
 pub mod display;
 pub mod error;
+pub mod exports;
 pub mod forms;
 pub mod forms_admin;
+pub mod imports;
 pub mod layout;
 pub mod plugins;
 pub mod merge;
@@ -74,6 +77,19 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/companies", get(companies::list))
         .route("/companies/{id}", get(companies::view))
         .route("/settings/tracking", get(tracking_settings::page))
+        // Issue 6: import and export.
+        .route("/contacts/import", get(imports::page))
+        .route("/contacts/imports/{id}", get(imports::import_page))
+        .route("/contacts/imports/{id}/start", post(imports::start))
+        .route("/contacts/imports/{id}/stop", post(imports::stop))
+        .route("/contacts/imports/{id}/resume", post(imports::resume))
+        .route("/contacts/imports/{id}/progress", get(imports::progress_json))
+        .route("/contacts/imports/{id}/failed.csv", get(imports::failed_csv))
+        .route("/contacts/export", post(exports::export))
+        .route("/exports/{id}/download", get(exports::download))
+        .route("/notifications", get(exports::notifications_page))
+        .route("/notifications/read", post(exports::notifications_read))
+        // End of issue 6.
         .route("/settings", get(|| async { Redirect::to("/settings/fields") }))
         .route("/settings/fields", get(settings::fields_page))
         .route("/settings/fields/new", get(settings::field_new_page).post(settings::field_create))
@@ -92,10 +108,16 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/settings/plugins/{name}/secret/rotate", post(plugins::rotate))
         .route("/settings/plugins/{name}/delete", post(plugins::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), session::require_session));
+    // Issue 6: the CSV upload streams a body of any size to disk; its CSRF field is read
+    // first, without buffering the file.
+    let uploads = Router::new()
+        .route("/contacts/import/upload", post(imports::upload).layer(DefaultBodyLimit::disable()))
+        .route_layer(middleware::from_fn_with_state(state.clone(), session::require_session_streaming));
     Router::new()
         .route("/login", get(account::login_page).post(account::login_submit))
         .route("/static/{file}", get(assets::serve))
         .merge(private)
+        .merge(uploads)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(security_headers))

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -44,6 +44,8 @@ pub struct Session {
     pub user: User,
     pub csrf: String,
     pub flash: Option<String>,
+    /// The user's unread notifications (the navigation's indicator).
+    pub unread: i64,
     token_hash: String,
 }
 
@@ -100,12 +102,16 @@ pub async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<Sessio
         store::sessions::find_live(&mut db, &token_hash, now).await?
     };
     let Some((row, user)) = found else { return Ok(None) };
+    let unread = {
+        let mut db = state.store.read().await?;
+        store::exports::unread_count(&mut db, user.id).await?
+    };
     if now - row.last_seen_at > TOUCH_EVERY_MS {
         let mut tx = state.store.begin().await?;
         store::sessions::touch(&mut tx, &token_hash, now, now + IDLE_MS).await?;
         tx.commit().await?;
     }
-    Ok(Some(Session { user, csrf: row.csrf_token, flash: row.flash, token_hash }))
+    Ok(Some(Session { user, csrf: row.csrf_token, flash: row.flash, unread, token_hash }))
 }
 
 /// For other parts of Magpie (tracking must not count the marketer's own visits):
@@ -223,17 +229,109 @@ async fn csrf_of(req: Request) -> Result<(Option<String>, Request), WebError> {
     Ok((token, Request::from_parts(parts, Body::from(bytes))))
 }
 
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// The body of a request being probed for its CSRF field: chunks pass through and are
+/// kept, so they can be replayed in front of the part not read yet.
+struct Tee {
+    rest: Option<axum::body::BodyDataStream>,
+    seen: Vec<bytes::Bytes>,
+    seen_bytes: usize,
+    failed: bool,
+}
+
+struct TeeStream(Arc<Mutex<Tee>>);
+
+impl futures_util::Stream for TeeStream {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let mut tee = self.0.lock().expect("tee poisoned");
+        // The CSRF field comes first; a body that does not reach it within the admin's
+        // usual limit is not read further here.
+        if tee.seen_bytes > super::MAX_BODY {
+            return Poll::Ready(None);
+        }
+        let Some(rest) = tee.rest.as_mut() else { return Poll::Ready(None) };
+        match std::pin::Pin::new(rest).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                tee.seen_bytes += chunk.len();
+                tee.seen.push(chunk.clone());
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tee.failed = true;
+                Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))),
+        }
+    }
+}
+
+/// The `_csrf` field of a multipart body, reading no further than needed; the request
+/// comes back with its whole body (what was read, then the rest, still streaming).
+async fn csrf_of_streaming(req: Request) -> Result<(Option<String>, Request), WebError> {
+    use futures_util::StreamExt;
+    let (parts, body) = req.into_parts();
+    let shared = Arc::new(Mutex::new(Tee { rest: Some(body.into_data_stream()), seen: Vec::new(), seen_bytes: 0, failed: false }));
+    let mut probe = Request::builder()
+        .header(header::CONTENT_TYPE, parts.headers.get(header::CONTENT_TYPE).cloned().unwrap_or(header::HeaderValue::from_static("")))
+        .body(Body::from_stream(TeeStream(shared.clone())))
+        .map_err(|e| WebError::Internal(e.into()))?;
+    *probe.extensions_mut() = parts.extensions.clone();
+    let mut token = None;
+    if let Ok(mut multipart) = Multipart::from_request(probe, &()).await {
+        while let Ok(Some(field)) = multipart.next_field().await {
+            if field.name() == Some("_csrf") {
+                token = field.text().await.ok();
+                break;
+            }
+        }
+    }
+    let mut tee = shared.lock().expect("tee poisoned");
+    if tee.failed {
+        return Err(WebError::BadRequest("The upload was interrupted.".into()));
+    }
+    let seen = std::mem::take(&mut tee.seen);
+    let rest = tee.rest.take();
+    drop(tee);
+    let replay = futures_util::stream::iter(seen.into_iter().map(Ok::<_, axum::Error>));
+    let body = match rest {
+        Some(rest) => Body::from_stream(replay.chain(rest)),
+        None => Body::from_stream(replay),
+    };
+    Ok((token, Request::from_parts(parts, body)))
+}
+
 /// Middleware of every admin route but login: a live session, and a CSRF token on
 /// state-changing requests. Unauthenticated visits go to the login page and come back.
 pub async fn require_session(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    let session = match load(&state, req.headers()).await {
+    check_session(&state, req, next, false).await
+}
+
+/// `require_session` for routes that take uploads of any size (the CSV import): a
+/// multipart body is read only as far as its `_csrf` field, which the form sends first,
+/// and the handler streams the rest.
+pub async fn require_session_streaming(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    check_session(&state, req, next, true).await
+}
+
+async fn check_session(state: &AppState, req: Request, next: Next, streaming: bool) -> Response {
+    let session = match load(state, req.headers()).await {
         Ok(Some(s)) => s,
         Ok(None) => return login_redirect(&req),
         Err(e) => return e.into_response(),
     };
     let mut req = req;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let (token, rebuilt) = match csrf_of(req).await {
+        let found = if streaming && is_multipart(req.headers()) { csrf_of_streaming(req).await } else { csrf_of(req).await };
+        let (token, rebuilt) = match found {
             Ok(x) => x,
             Err(e) => return e.into_response(),
         };

@@ -235,3 +235,9 @@ pub fn path_of(link: &str) -> String {
     let rest = link.strip_prefix("http://").unwrap_or(link);
     rest[rest.find('/').unwrap_or(0)..].to_owned()
 }
+
+/// The API's form of an emailed download link (`/exports/…` is the admin's page, followed
+/// with a session; `/api/exports/…` takes the same token with Basic auth).
+pub fn api_path_of(link: &str) -> String {
+    format!("/api{}", path_of(link))
+}

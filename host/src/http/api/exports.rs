@@ -92,7 +92,7 @@ pub async fn get_one(State(state): State<SharedState>, Extension(CurrentUser(me)
 }
 
 /// Streams an open file as the response body.
-fn file_body(file: tokio::fs::File) -> Body {
+pub fn file_body(file: tokio::fs::File) -> Body {
     use tokio::io::AsyncReadExt;
     let stream = futures_util::stream::unfold(Some(file), |file| async move {
         let mut file = file?;

@@ -70,8 +70,9 @@ fn preview_json(p: &Preview, fields: &crate::contacts::fields::FieldSet) -> Valu
     })
 }
 
-/// An import as the API shows it (`preview` when asked).
-fn import_json(i: &ImportRow, job: Option<&JobRow>, preview: Option<Value>) -> Value {
+/// An import as the API shows it (`preview` when asked). The admin's progress bar polls
+/// the same shape.
+pub fn import_json(i: &ImportRow, job: Option<&JobRow>, preview: Option<Value>) -> Value {
     let settings = Settings::from_json(&i.settings, None);
     let p = imports::progress(i, job, now_ms());
     let started = job.is_some();
@@ -225,12 +226,8 @@ pub async fn upload(State(state): State<SharedState>, Extension(CurrentUser(me))
 pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, q: PhpQuery) -> AppResult<Json<Value>> {
     let start = q.int("start", 0)?;
     let limit = q.int("limit", 30)?.clamp(1, 200);
-    let mut db = state.store.read().await?;
-    let user = if me.is_admin() { None } else { Some(me.id) };
-    let (rows, total) = store::imports::list(&mut db, user, start, limit).await?;
-    let job_ids: Vec<i64> = rows.iter().filter_map(|i| i.job_id).collect();
-    let jobs = crate::jobs::states(&mut db, &job_ids).await?;
-    let items: Vec<Value> = rows.iter().map(|i| import_json(i, i.job_id.and_then(|j| jobs.get(&j)), None)).collect();
+    let (rows, total) = imports::list_for(&state, &me, start, limit).await?;
+    let items: Vec<Value> = rows.iter().map(|(i, job)| import_json(i, job.as_ref(), None)).collect();
     Ok(Json(json!({ "total": total, "imports": items })))
 }
 
@@ -304,6 +301,12 @@ pub async fn delete_one(State(state): State<SharedState>, Extension(CurrentUser(
     params(("id" = i64, Path)), responses((status = 200, content_type = "text/csv"), (status = 404, body = ErrorBody)))]
 pub async fn failed_csv(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(import_id): Path<String>) -> AppResult<Response> {
     let (import, _) = imports::get_for(&state, &me, id(&import_id)?).await?;
+    failed_rows_response(&state, &import)
+}
+
+/// The failed rows of an import as a CSV download, streamed page by page (the API's and
+/// the admin's link).
+pub fn failed_rows_response(state: &SharedState, import: &ImportRow) -> AppResult<Response> {
     let settings = Settings::from_json(&import.settings, None);
     let mut head = Vec::new();
     head.extend_from_slice(b"\xEF\xBB\xBF");

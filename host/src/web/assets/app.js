@@ -144,6 +144,8 @@
           if (total) document.getElementById("total").textContent = total.textContent;
           history.replaceState(null, "", url);
           wireSelection();
+          wireBatchExport(); // issue 6
+          var exportSearch = document.querySelector("[data-export-search]"); if (exportSearch) exportSearch.value = input.value; // issue 6
           wireAvatars(fresh);
           wireAutosubmit();
         });
@@ -271,6 +273,69 @@
     });
   }
 
+  // ---- Issue 6: the import wizard and exports ----
+
+  // Mapping step: the new-field inputs show only for "Create a new field…".
+  function wireMapping() {
+    $all("[data-mapping-select]").forEach(function (sel) {
+      var box = sel.parentNode.querySelector("[data-new-field]");
+      if (!box) return;
+      function update() { box.hidden = sel.value !== "__create__"; }
+      sel.addEventListener("change", update);
+      update();
+    });
+  }
+
+  // Progress page: polls the import's JSON (with the CSRF token) and fills the bar, the
+  // counts and the buttons; stops polling when the import no longer runs.
+  function wireImportProgress() {
+    var box = document.querySelector("[data-import-progress]");
+    if (!box || !window.fetch) return;
+    var url = box.getAttribute("data-import-progress");
+    var csrf = document.querySelector("input[name=_csrf]");
+    var token = csrf ? csrf.value : "";
+    var bar = document.getElementById("import-bar");
+    var status = document.getElementById("import-status");
+    function show(el, on) { if (el) el.hidden = !on; }
+    function apply(imp) {
+      var d = imp.display || {};
+      $all("[data-p]", box).forEach(function (el) {
+        var k = el.getAttribute("data-p");
+        if (d[k] !== undefined && d[k] !== null) el.textContent = String(d[k]);
+        else if (k === "error") el.textContent = "";
+      });
+      if (bar) { bar.value = imp.progress.percent; bar.textContent = imp.progress.percent + "%"; }
+      if (status) status.className = "badge import-" + imp.status;
+      box.setAttribute("data-status", imp.status);
+      box.setAttribute("data-live", d.live ? "1" : "0");
+      show(document.getElementById("import-error"), !!d.error);
+      show(document.getElementById("import-failed-rows"), imp.progress.failed > 0);
+      show(document.getElementById("import-done-hint"), imp.status === "done");
+      show(document.querySelector("[data-import-stop]"), !!d.canStop);
+      show(document.querySelector("[data-import-resume]"), !!d.canResume);
+      return d.live;
+    }
+    function poll() {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json", "X-CSRF-Token": token } })
+        .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+        .then(function (data) { if (apply(data.import)) setTimeout(poll, 1000); })
+        .catch(function () { setTimeout(poll, 5000); });
+    }
+    if (box.getAttribute("data-live") === "1") setTimeout(poll, 500);
+  }
+
+  // The batch bar's export buttons send the rows selected on this page (the checkboxes
+  // belong to that form already; this keeps the count in the button's title).
+  function wireBatchExport() {
+    var form = document.getElementById("batch-export");
+    if (!form) return;
+    form.addEventListener("submit", function (ev) {
+      var n = $all(".row-select").filter(function (b) { return b.checked; }).length;
+      if (n === 0) ev.preventDefault();
+    });
+  }
+  // ---- End of issue 6 ----
+
   document.addEventListener("DOMContentLoaded", function () {
     wireDialogs(document);
     wireTabs();
@@ -285,6 +350,7 @@
     wireMerge();
     wireRows();
     wireCopy();
+    wireMapping(); wireImportProgress(); wireBatchExport(); // issue 6
     $all("dialog[data-open-on-load]").forEach(function (d) { if (d.showModal) d.showModal(); });
   });
 })();
