@@ -119,7 +119,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let (stop_writers, writers_stopped) = tokio::sync::watch::channel(false);
     let mut writers = vec![crate::tracking::Tracker::spawn_writer(state.clone(), writers_stopped.clone())];
-    writers.extend(crate::store::free_text::spawn_indexer(state.store.clone(), writers_stopped));
+    writers.extend(crate::store::free_text::spawn_indexer(state.store.clone(), writers_stopped.clone()));
+    writers.extend(state.store.spawn_checkpointer(writers_stopped));
     let app = crate::http::app(state.clone());
     // Plugin call statistics are counted in memory and written every few seconds.
     let flusher = {

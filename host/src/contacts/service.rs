@@ -335,18 +335,19 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
     for (w, id) in new_idx.iter().zip(ids) {
         work[*w].state.id = id;
     }
-    for w in &work {
-        if let Some(original) = &w.original {
-            let sets = changed_columns(fields, original, &w.state, ctx);
-            store::contacts::update(tx, w.state.id, sets).await?;
-        }
-    }
+    let updates = work
+        .iter()
+        .filter_map(|w| w.original.as_ref().map(|original| (w.state.id, changed_columns(fields, original, &w.state, ctx))))
+        .collect();
+    store::contacts::update_many(tx, updates).await?;
     write_tags(tx, &mut work, ctx.now).await?;
+    let ip_pairs: Vec<(i64, String)> = work.iter().flat_map(|w| w.ips.iter().map(|ip| (w.state.id, ip.clone()))).collect();
+    let mut first_seen = store::contacts::touch_ips(tx, &ip_pairs, ctx.now).await?;
     let mut events = Vec::new();
     for w in &mut work {
         let id = w.state.id;
         for ip in std::mem::take(&mut w.ips) {
-            if store::contacts::touch_ip(tx, id, &ip, ctx.now).await? {
+            if let Some((_, ip)) = first_seen.take(&(id, ip)) {
                 events.push(NewEvent::new(id, keys::IP_ADDED, ctx.now, json!({ "ip": ip })));
             }
         }

@@ -164,14 +164,15 @@ impl Compiler<'_> {
                 // A trigram phrase query is a substring match answered from the index alone.
                 let query = runs.iter().map(|r| format!("\"{}\"", r.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
                 let query = self.p.push(query);
-                // Contacts the background indexer has not reached yet: a scan of its queue.
+                // Contacts the background indexer has not reached yet: a scan of its queue
+                // (CROSS JOIN keeps the queue first whatever the statistics say of it).
                 let queued: Vec<String> = runs
                     .iter()
                     .map(|r| format!("{} LIKE {} ESCAPE '\\'", super::free_text::indexed_text("q"), self.p.push(format!("%{}%", like_escape_all(r)))))
                     .collect();
                 format!(
                     "c.id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {query} UNION ALL \
-                     SELECT q.id FROM contacts_fts_pending p JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {})",
+                     SELECT q.id FROM contacts_fts_pending p CROSS JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {})",
                     queued.join(" AND ")
                 )
             }
@@ -532,7 +533,7 @@ async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Resu
                 let pattern = format!("%{}%", like_escape_all(&fold(Backend::Sqlite, v)));
                 let sql = format!(
                     "SELECT (SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH $1) + (SELECT COUNT(*) FROM contacts_fts_pending p \
-                     JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {} LIKE $2 ESCAPE '\\')",
+                     CROSS JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {} LIKE $2 ESCAPE '\\')",
                     super::free_text::indexed_text("q")
                 );
                 let n = db.fetch_i64(&sql, vec![Value::Text(phrase), Value::Text(pattern)]).await?.unwrap_or(0);

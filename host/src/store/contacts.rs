@@ -2,9 +2,9 @@
 //! UTM tags. Batch-shaped: every function takes many contacts so a batch request costs a
 //! handful of statements, not hundreds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::db::{DbResult, Exec, Kind, Params, Row, Value};
+use super::db::{Backend, DbResult, Exec, Kind, Params, Row, Value};
 use super::fields::{column, search_expr};
 use crate::contacts::Contact;
 use crate::contacts::fields::{FieldSet, Storage};
@@ -212,20 +212,59 @@ pub fn email_rev(email: &str) -> String {
 }
 
 /// Sets columns of one contact. `sets` holds raw column names (quoted for fields).
-pub async fn update(db: &mut impl Exec, id: i64, mut sets: Vec<(String, Value)>) -> DbResult<()> {
+pub async fn update(db: &mut impl Exec, id: i64, sets: Vec<(String, Value)>) -> DbResult<()> {
     if sets.is_empty() {
         return Ok(());
     }
-    // Derived columns follow the ones they derive from.
-    if let Some((_, email)) = sets.iter().find(|(c, _)| c == "\"email\"" || c == "email") {
-        let rev = Value::from(email.to_text().map(|e| email_rev(&e)));
-        sets.push(("email_rev".to_owned(), rev));
-    }
+    let sets = with_derived(sets);
     let mut p = Params::default();
     let assignments: Vec<String> = sets.into_iter().map(|(col, v)| format!("{col} = {}", p.push(v))).collect();
     let id_ph = p.push(id);
     let sql = format!("UPDATE contacts SET {} WHERE id = {id_ph}", assignments.join(", "));
     db.execute(&sql, p.values).await.map(drop)
+}
+
+/// Derived columns follow the ones they derive from.
+fn with_derived(mut sets: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    if let Some((_, email)) = sets.iter().find(|(c, _)| c == "\"email\"" || c == "email") {
+        let rev = Value::from(email.to_text().map(|e| email_rev(&e)));
+        sets.push(("email_rev".to_owned(), rev));
+    }
+    sets
+}
+
+/// Updates many contacts: (id, column assignments). On SQLite one statement per distinct
+/// set of columns (each statement is a round trip to SQLite's worker thread, which cost
+/// more than the update itself for a batch of tracking hits); on PostgreSQL one per
+/// contact, whose columns' types a `VALUES` list would have to spell out.
+pub async fn update_many(db: &mut impl Exec, rows: Vec<(i64, Vec<(String, Value)>)>) -> DbResult<()> {
+    if db.backend() == Backend::Postgres {
+        for (id, sets) in rows {
+            update(db, id, sets).await?;
+        }
+        return Ok(());
+    }
+    let mut groups: BTreeMap<Vec<String>, Vec<Vec<Value>>> = BTreeMap::new();
+    for (id, sets) in rows {
+        if sets.is_empty() {
+            continue;
+        }
+        let (columns, mut values): (Vec<String>, Vec<Value>) = with_derived(sets).into_iter().unzip();
+        values.insert(0, Value::Int(id));
+        groups.entry(columns).or_default().push(values);
+    }
+    for (columns, rows) in groups {
+        let names: Vec<String> = std::iter::once("id".to_owned()).chain((0..columns.len()).map(|i| format!("c{i}"))).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let assignments: Vec<String> = columns.iter().enumerate().map(|(i, col)| format!("{col} = v.c{i}")).collect();
+        let per_statement = (MAX_PARAMS / names.len()).clamp(1, 500);
+        for chunk in rows.chunks(per_statement) {
+            let mut p = Params::default();
+            let cte = super::tracking::values_cte(&mut p, "v", &names, chunk.to_vec());
+            db.execute(&format!("{cte} UPDATE contacts SET {} FROM v WHERE contacts.id = v.id", assignments.join(", ")), p.values).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes contacts (and, by cascade, everything that hangs off them).
@@ -293,19 +332,38 @@ pub async fn unlink_tags(db: &mut impl Exec, pairs: &[(i64, i64)]) -> DbResult<(
 }
 
 /// Records that a contact was seen from an IP; true when the address is new for it.
-pub async fn touch_ip(db: &mut impl Exec, contact_id: i64, ip: &str, now: i64) -> DbResult<bool> {
-    let updated = db
-        .execute("UPDATE contact_ips SET last_seen = $1 WHERE contact_id = $2 AND ip = $3", params![now, contact_id, ip])
-        .await?;
-    if updated > 0 {
-        return Ok(false);
+/// Records that contacts were seen from addresses at `now`: (contact id, ip) pairs, in a
+/// few statements. Answers the pairs seen for the first time.
+pub async fn touch_ips(db: &mut impl Exec, pairs: &[(i64, String)], now: i64) -> DbResult<HashSet<(i64, String)>> {
+    let unique: Vec<&(i64, String)> = pairs.iter().collect::<HashSet<_>>().into_iter().collect();
+    let mut known = HashSet::new();
+    let mut ids: Vec<i64> = unique.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(1000) {
+        let mut p = Params::default();
+        let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
+        for r in db.fetch_all(&format!("SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({list})"), p.values).await? {
+            known.insert((r.i64("contact_id"), r.text("ip")));
+        }
     }
-    db.execute(
-        "INSERT INTO contact_ips (contact_id, ip, first_seen, last_seen) VALUES ($1, $2, $3, $3) ON CONFLICT DO NOTHING",
-        params![contact_id, ip, now],
-    )
-    .await?;
-    Ok(true)
+    for chunk in unique.chunks(500) {
+        let mut p = Params::default();
+        let tuples: Vec<String> = chunk
+            .iter()
+            .map(|(id, ip)| format!("({}, {}, {now}, {now})", p.push(*id), p.push(ip.as_str())))
+            .collect();
+        db.execute(
+            &format!(
+                "INSERT INTO contact_ips (contact_id, ip, first_seen, last_seen) VALUES {} \
+                 ON CONFLICT (contact_id, ip) DO UPDATE SET last_seen = excluded.last_seen",
+                tuples.join(", ")
+            ),
+            p.values,
+        )
+        .await?;
+    }
+    Ok(unique.into_iter().filter(|pair| !known.contains(*pair)).cloned().collect())
 }
 
 pub struct IpRow {

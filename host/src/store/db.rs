@@ -206,7 +206,9 @@ pub trait Exec: Send {
 }
 
 enum Pools {
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    /// `checkpoint`: one connection that copies the WAL into the database file in the
+    /// background (see `Store::spawn_checkpointer`).
+    Sqlite { read: SqlitePool, write: SqlitePool, checkpoint: SqlitePool },
     Postgres(PgPool),
 }
 
@@ -249,19 +251,23 @@ impl Store {
                 .pragma("mmap_size", "268435456");
             // One writer: SQLite serialises writers anyway, and queueing them in the pool
             // instead of in busy-wait loops keeps latency flat. Readers run in parallel (WAL).
+            // The writer leaves checkpoints to `spawn_checkpointer`'s connection: copying
+            // the WAL into the database (and its fsync) then runs beside the writer, not
+            // inside its commits. A large threshold stays as a backstop.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.clone())
+                .connect_with(options.clone().pragma("wal_autocheckpoint", "16384"))
                 .await?;
+            let checkpoint = SqlitePoolOptions::new().max_connections(1).min_connections(0).connect_with(options.clone()).await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(8)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options.read_only(true))
                 .await?;
-            Pools::Sqlite { read, write }
+            Pools::Sqlite { read, write, checkpoint }
         } else {
             anyhow::bail!("unsupported database URL (expected sqlite://… or postgres://…)");
         };
@@ -300,10 +306,29 @@ impl Store {
         }))
     }
 
+    /// SQLite: checkpoints the WAL every quarter second on a connection of its own
+    /// (`PASSIVE`: never waits for, nor blocks, the writer or readers), until `stop`.
+    pub fn spawn_checkpointer(&self, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
+        let Pools::Sqlite { checkpoint, .. } = &*self.pools else { return None };
+        let pool = checkpoint.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                    tracing::debug!(error = %e, "background checkpoint skipped");
+                }
+            }
+        }))
+    }
+
     pub async fn close(&self) {
         match &*self.pools {
-            Pools::Sqlite { read, write } => {
+            Pools::Sqlite { read, write, checkpoint } => {
                 read.close().await;
+                checkpoint.close().await;
                 // A final checkpoint keeps the WAL file from outliving the process.
                 if let Ok(mut conn) = write.acquire().await {
                     let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;

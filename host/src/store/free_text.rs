@@ -40,7 +40,7 @@ pub async fn index_pending(store: &Store) -> DbResult<u64> {
     // change), so a plain insert cannot duplicate a row.
     tx.execute(
         &format!(
-            "INSERT INTO contacts_fts (rowid, text) SELECT c.id, {} FROM contacts_fts_pending p JOIN contacts c ON c.id = p.contact_id \
+            "INSERT INTO contacts_fts (rowid, text) SELECT c.id, {} FROM contacts_fts_pending p CROSS JOIN contacts c ON c.id = p.contact_id \
              WHERE p.contact_id <= $1 AND c.date_identified IS NOT NULL",
             indexed_text("c")
         ),

@@ -110,7 +110,7 @@ pub async fn move_device(db: &mut impl Exec, device_id: i64, contact_id: i64) ->
 }
 
 /// `WITH v(a, b, …) AS (VALUES …)` with typed placeholders, for bulk updates by key.
-fn values_cte(p: &mut Params, name: &str, columns: &[&str], rows: Vec<Vec<Value>>) -> String {
+pub(super) fn values_cte(p: &mut Params, name: &str, columns: &[&str], rows: Vec<Vec<Value>>) -> String {
     let tuples: Vec<String> = rows
         .into_iter()
         .map(|row| {
