@@ -30,6 +30,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_tracking"),
     migration!(5, "0005_jobs"),
     migration!(6, "0006_deferred_fts"),
+    migration!(7, "0007_expression_statistics"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once
