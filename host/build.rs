@@ -20,23 +20,37 @@ fn main() {
 
     watch(&root.join("wit"));
     watch(&root.join("sdk").join("src"));
-    println!("cargo:rerun-if-changed={}", root.join("sdk/Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("sdk/Cargo.toml").display()
+    );
     for f in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", plugins.join(f).display());
     }
     for member in members(&plugins) {
-        println!("cargo:rerun-if-changed={}", member.join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            member.join("Cargo.toml").display()
+        );
         watch(&member.join("src"));
     }
     println!("cargo:rerun-if-env-changed=MAGPIE_PLUGINS_TARGET_DIR");
 
-    let target_dir = env::var_os("MAGPIE_PLUGINS_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| wasm_target_dir(&out_dir));
+    let target_dir = env::var_os("MAGPIE_PLUGINS_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| wasm_target_dir(&out_dir));
     ensure_wasm_target();
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&plugins)
-        .args(["build", "--release", "--workspace", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for (key, _) in env::vars_os() {
@@ -76,7 +90,10 @@ fn main() {
         std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
     // The hostile test plugins stay where they are: only the tests load them.
-    println!("cargo:rustc-env=MAGPIE_TEST_PLUGINS_DIR={}", wasm_dir.display());
+    println!(
+        "cargo:rustc-env=MAGPIE_TEST_PLUGINS_DIR={}",
+        wasm_dir.display()
+    );
 }
 
 /// `<outer target dir>/wasm-plugins`: stable across builds of the host (so the plugins
@@ -97,17 +114,25 @@ fn wasm_target_dir(out_dir: &Path) -> PathBuf {
 
 fn ensure_wasm_target() {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(&rustc).args(["--print", "sysroot"]).output().ok().filter(|o| o.status.success());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
     if let Some(out) = sysroot {
         let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if sysroot.join("lib/rustlib/wasm32-wasip2").is_dir() {
             return;
         }
     }
-    let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
     match status {
         Ok(s) if s.success() => {}
-        other => panic!("the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed: {other:?}"),
+        other => panic!(
+            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed: {other:?}"
+        ),
     }
 }
 
@@ -116,7 +141,9 @@ fn members(plugins: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![(plugins.to_path_buf(), 0)];
     while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             let name = e.file_name();

@@ -12,12 +12,17 @@ use crate::{server, store, users};
 
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -47,7 +52,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::resolve(None, &args.common)?;
             let state = server::prepare(config).await?;
             let mut tx = state.store.begin().await?;
-            if store::users::by_username(&mut tx, &args.username).await?.is_some() {
+            if store::users::by_username(&mut tx, &args.username)
+                .await?
+                .is_some()
+            {
                 anyhow::bail!("user '{}' already exists", args.username);
             }
             let hash = users::hash_password(password)?;

@@ -21,23 +21,46 @@ pub const FIELDS: [(&str, &str, &str, &str); 14] = [
     ("companyzipcode", "zipcode", "Zip Code", "core"),
     ("companycountry", "country", "Country", "core"),
     ("companyphone", "phone", "Phone", "core"),
-    ("companynumber_of_employees", "employees", "Number of Employees", "professional"),
-    ("companyannual_revenue", "revenue", "Annual Revenue", "professional"),
+    (
+        "companynumber_of_employees",
+        "employees",
+        "Number of Employees",
+        "professional",
+    ),
+    (
+        "companyannual_revenue",
+        "revenue",
+        "Annual Revenue",
+        "professional",
+    ),
     ("companyindustry", "industry", "Industry", "professional"),
-    ("companydescription", "description", "Description", "professional"),
+    (
+        "companydescription",
+        "description",
+        "Description",
+        "professional",
+    ),
 ];
 
 fn column_of(key: &str) -> Option<&'static str> {
-    FIELDS.iter().find(|(alias, column, _, _)| *alias == key || *column == key).map(|(_, c, _, _)| *c)
+    FIELDS
+        .iter()
+        .find(|(alias, column, _, _)| *alias == key || *column == key)
+        .map(|(_, c, _, _)| *c)
 }
 
 /// Parses a company body (Mautic aliases or plain column names). `None` values clear.
 pub fn parse(body: &Json, creating: bool) -> AppResult<(Vec<(&'static str, Value)>, bool)> {
-    let o = body.as_object().ok_or_else(|| AppError::bad_request("the body must be a JSON object of company fields"))?;
+    let o = body
+        .as_object()
+        .ok_or_else(|| AppError::bad_request("the body must be a JSON object of company fields"))?;
     let mut problems = Problems::default();
     let mut out = Vec::new();
     let mut force = false;
-    let overwrite_blank = o.get("overwriteWithBlank").and_then(crate::contacts::input::flag).unwrap_or(false);
+    let overwrite_blank = o
+        .get("overwriteWithBlank")
+        .and_then(crate::contacts::input::flag)
+        .unwrap_or(false);
     for (key, raw) in o {
         if key == "force" {
             force = crate::contacts::input::flag(raw).unwrap_or(false);
@@ -65,7 +88,10 @@ pub fn parse(body: &Json, creating: bool) -> AppResult<(Vec<(&'static str, Value
             }
             continue;
         }
-        if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
             problems.add(key, "must not contain control characters");
             continue;
         }
@@ -133,7 +159,11 @@ fn kind(column: &str) -> store::Kind {
 /// company and whether it is new.
 pub async fn create(store: &Store, body: &Json) -> AppResult<(Company, bool)> {
     let (values, force) = parse(body, true)?;
-    let name = values.iter().find(|(c, _)| *c == "name").and_then(|(_, v)| v.to_text()).unwrap_or_default();
+    let name = values
+        .iter()
+        .find(|(c, _)| *c == "name")
+        .and_then(|(_, v)| v.to_text())
+        .unwrap_or_default();
     let now = now_ms();
     let mut tx = store.begin().await?;
     let (id, created) = match (force, store::companies::by_name(&mut tx, &name).await?) {
@@ -143,7 +173,9 @@ pub async fn create(store: &Store, body: &Json) -> AppResult<(Company, bool)> {
         }
         _ => (store::companies::insert(&mut tx, &values, now).await?, true),
     };
-    let company = store::companies::get(&mut tx, id).await?.ok_or_else(|| anyhow::anyhow!("company vanished"))?;
+    let company = store::companies::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("company vanished"))?;
     tx.commit().await?;
     Ok((company, created))
 }
@@ -155,7 +187,9 @@ pub async fn update(store: &Store, id: i64, body: &Json) -> AppResult<Company> {
         return Err(AppError::not_found());
     }
     store::companies::update(&mut tx, id, &values, now_ms()).await?;
-    let company = store::companies::get(&mut tx, id).await?.ok_or_else(AppError::not_found)?;
+    let company = store::companies::get(&mut tx, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     tx.commit().await?;
     Ok(company)
 }
@@ -172,7 +206,12 @@ pub fn to_json(c: &Company) -> Json {
             other => Json::String(other.to_text().unwrap_or_default()),
         });
         let entry = serde_json::json!({ "alias": alias, "label": label, "type": if column == "employees" || column == "revenue" { "number" } else { "text" }, "group": group, "object": "company", "value": value });
-        groups.entry(group.to_owned()).or_insert_with(|| Json::Object(Map::new())).as_object_mut().expect("object").insert(alias.to_owned(), entry);
+        groups
+            .entry(group.to_owned())
+            .or_insert_with(|| Json::Object(Map::new()))
+            .as_object_mut()
+            .expect("object")
+            .insert(alias.to_owned(), entry);
         all.insert(alias.to_owned(), value);
     }
     groups.insert("all".into(), Json::Object(all));

@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 #[derive(Parser, Debug)]
-#[command(name = "magpie", version, about = "Contact management and website tracking server")]
+#[command(
+    name = "magpie",
+    version,
+    about = "Contact management and website tracking server"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -186,7 +190,10 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { batch_limit: 200, max_body_bytes: 4 * 1024 * 1024 }
+        ApiConfig {
+            batch_limit: 200,
+            max_body_bytes: 4 * 1024 * 1024,
+        }
     }
 }
 
@@ -204,7 +211,11 @@ pub struct ImportConfig {
 
 impl Default for ImportConfig {
     fn default() -> Self {
-        ImportConfig { max_upload_bytes: 10 * 1024 * 1024 * 1024, batch_rows: 2000, max_record_bytes: 1024 * 1024 }
+        ImportConfig {
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            batch_rows: 2000,
+            max_record_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -220,7 +231,10 @@ pub struct ExportConfig {
 
 impl Default for ExportConfig {
     fn default() -> Self {
-        ExportConfig { link_ttl_hours: 7 * 24, public_url: None }
+        ExportConfig {
+            link_ttl_hours: 7 * 24,
+            public_url: None,
+        }
     }
 }
 
@@ -238,13 +252,19 @@ pub struct JobsConfig {
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        JobsConfig { workers: 2, lease_seconds: 30 }
+        JobsConfig {
+            workers: 2,
+            lease_seconds: 30,
+        }
     }
 }
 
 impl Config {
     pub fn resolve(listen: Option<SocketAddr>, common: &CommonArgs) -> anyhow::Result<Config> {
-        let data_dir = common.data_dir.clone().unwrap_or_else(|| PathBuf::from("./magpie-data"));
+        let data_dir = common
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./magpie-data"));
         let database_url = common
             .database_url
             .clone()
@@ -258,7 +278,9 @@ impl Config {
             data_dir,
             database_url,
             file,
-            admin_password: std::env::var("MAGPIE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()),
+            admin_password: std::env::var("MAGPIE_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty()),
         })
     }
 
@@ -279,7 +301,8 @@ impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        FileConfig::parse(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        FileConfig::parse(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
@@ -323,7 +346,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(config.contacts.unique_identifier_operator, UniqueIdentifierOperator::Or);
+        assert_eq!(
+            config.contacts.unique_identifier_operator,
+            UniqueIdentifierOperator::Or
+        );
         assert_eq!(config.smtp.unwrap().from, "magpie@example.com");
     }
 

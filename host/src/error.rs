@@ -66,9 +66,13 @@ impl AppError {
         let code = self.status().as_u16();
         let (message, details) = match self {
             AppError::Validation { message, details } => (message.clone(), details.clone()),
-            AppError::Internal(_) => ("Something went wrong on our side; it has been logged.".to_owned(), json!({})),
+            AppError::Internal(_) => (
+                "Something went wrong on our side; it has been logged.".to_owned(),
+                json!({}),
+            ),
             AppError::Unauthorized => (
-                "API authorization denied: send HTTP Basic credentials of a Magpie user.".to_owned(),
+                "API authorization denied: send HTTP Basic credentials of a Magpie user."
+                    .to_owned(),
                 json!({}),
             ),
             other => (other.to_string(), json!({})),
@@ -92,9 +96,10 @@ impl IntoResponse for AppError {
         let body = json!({ "errors": [self.to_json()] });
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"Magpie\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"Magpie\""),
+            );
         }
         response
     }

@@ -42,12 +42,27 @@ impl Form {
             .filter_map(|f| {
                 Some(FormField {
                     alias: f.get("alias")?.as_str()?.to_owned(),
-                    label: f.get("label").and_then(Json::as_str).unwrap_or("").to_owned(),
-                    contact_field: f.get("contact_field").and_then(Json::as_str).map(str::to_owned),
+                    label: f
+                        .get("label")
+                        .and_then(Json::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    contact_field: f
+                        .get("contact_field")
+                        .and_then(Json::as_str)
+                        .map(str::to_owned),
                 })
             })
             .collect();
-        Form { id: r.id, name: r.name, fields, record_utm: r.record_utm, is_published: r.is_published, date_added: r.date_added, date_modified: r.date_modified }
+        Form {
+            id: r.id,
+            name: r.name,
+            fields,
+            record_utm: r.record_utm,
+            is_published: r.is_published,
+            date_added: r.date_added,
+            date_modified: r.date_modified,
+        }
     }
 
     fn fields_json(&self) -> String {
@@ -79,7 +94,9 @@ impl Form {
 /// Parses a form definition: `name`, `fields: [{alias, label, contactField|leadField|mappedField}]`,
 /// `recordUtm`, `isPublished`.
 pub fn parse(body: &Json, fields: &FieldSet, existing: Option<&Form>) -> AppResult<Form> {
-    let o = body.as_object().ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
+    let o = body
+        .as_object()
+        .ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
     let mut problems = Problems::default();
     for k in o.keys() {
         if !["name", "fields", "recordUtm", "isPublished"].contains(&k.as_str()) {
@@ -100,7 +117,9 @@ pub fn parse(body: &Json, fields: &FieldSet, existing: Option<&Form>) -> AppResu
     match o.get("name") {
         // A blank name is a missing one (the admin's editor always sends the field).
         Some(Json::String(n)) if n.trim().is_empty() => problems.add("name", "is required"),
-        Some(Json::String(n)) if n.chars().count() <= 191 && !n.chars().any(char::is_control) => form.name = n.trim().to_owned(),
+        Some(Json::String(n)) if n.chars().count() <= 191 && !n.chars().any(char::is_control) => {
+            form.name = n.trim().to_owned()
+        }
         Some(_) => problems.add("name", "must be 1 to 191 characters"),
         None if existing.is_none() => problems.add("name", "is required"),
         None => {}
@@ -125,15 +144,28 @@ pub fn parse(body: &Json, fields: &FieldSet, existing: Option<&Form>) -> AppResu
                 .find_map(|k| f.get(*k).and_then(Json::as_str))
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned);
-            let label = f.get("label").and_then(Json::as_str).unwrap_or("").trim().to_owned();
+            let label = f
+                .get("label")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .trim()
+                .to_owned();
             let alias = f
                 .get("alias")
                 .and_then(Json::as_str)
                 .map(str::to_owned)
                 .or_else(|| mapped.clone())
                 .unwrap_or_else(|| crate::contacts::fields::alias_from_label(&label));
-            if alias.is_empty() || alias.len() > 64 || !alias.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                problems.add("fields", format!("field alias '{alias}' must be lowercase letters, digits and _"));
+            if alias.is_empty()
+                || alias.len() > 64
+                || !alias
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                problems.add(
+                    "fields",
+                    format!("field alias '{alias}' must be lowercase letters, digits and _"),
+                );
                 continue;
             }
             if out.iter().any(|o| o.alias == alias) {
@@ -146,7 +178,15 @@ pub fn parse(body: &Json, fields: &FieldSet, existing: Option<&Form>) -> AppResu
                     continue;
                 }
             }
-            out.push(FormField { label: if label.is_empty() { alias.clone() } else { label.chars().take(191).collect() }, alias, contact_field: mapped });
+            out.push(FormField {
+                label: if label.is_empty() {
+                    alias.clone()
+                } else {
+                    label.chars().take(191).collect()
+                },
+                alias,
+                contact_field: mapped,
+            });
         }
         form.fields = out;
     }
@@ -165,8 +205,20 @@ pub async fn create(state: &AppState, body: &Json) -> AppResult<Form> {
     let fields = state.fields(&mut tx).await?;
     let form = parse(body, &fields, None)?;
     let now = now_ms();
-    let id = store::forms::insert(&mut tx, &form.name, &form.fields_json(), form.record_utm, form.is_published, now).await?;
-    let form = Form::from_row(store::forms::get(&mut tx, id).await?.ok_or_else(|| anyhow::anyhow!("form vanished"))?);
+    let id = store::forms::insert(
+        &mut tx,
+        &form.name,
+        &form.fields_json(),
+        form.record_utm,
+        form.is_published,
+        now,
+    )
+    .await?;
+    let form = Form::from_row(
+        store::forms::get(&mut tx, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("form vanished"))?,
+    );
     tx.commit().await?;
     Ok(form)
 }
@@ -174,10 +226,27 @@ pub async fn create(state: &AppState, body: &Json) -> AppResult<Form> {
 pub async fn update(state: &AppState, id: i64, body: &Json) -> AppResult<Form> {
     let mut tx = state.store.begin().await?;
     let fields = state.fields(&mut tx).await?;
-    let existing = Form::from_row(store::forms::get(&mut tx, id).await?.ok_or_else(AppError::not_found)?);
+    let existing = Form::from_row(
+        store::forms::get(&mut tx, id)
+            .await?
+            .ok_or_else(AppError::not_found)?,
+    );
     let form = parse(body, &fields, Some(&existing))?;
-    store::forms::update(&mut tx, id, &form.name, &form.fields_json(), form.record_utm, form.is_published, now_ms()).await?;
-    let form = Form::from_row(store::forms::get(&mut tx, id).await?.ok_or_else(AppError::not_found)?);
+    store::forms::update(
+        &mut tx,
+        id,
+        &form.name,
+        &form.fields_json(),
+        form.record_utm,
+        form.is_published,
+        now_ms(),
+    )
+    .await?;
+    let form = Form::from_row(
+        store::forms::get(&mut tx, id)
+            .await?
+            .ok_or_else(AppError::not_found)?,
+    );
     tx.commit().await?;
     Ok(form)
 }
@@ -208,17 +277,37 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
     let mut tx = state.store.begin().await?;
     let fields = state.fields(&mut tx).await?;
     let operator = state.operator(&mut tx).await?;
-    let form = Form::from_row(store::forms::get(&mut tx, s.form_id).await?.filter(|f| f.is_published).ok_or_else(|| AppError::NotFound("This form does not exist or is not published.".into()))?);
+    let form = Form::from_row(
+        store::forms::get(&mut tx, s.form_id)
+            .await?
+            .filter(|f| f.is_published)
+            .ok_or_else(|| {
+                AppError::NotFound("This form does not exist or is not published.".into())
+            })?,
+    );
 
     let mut problems = Problems::default();
     let mut results = Map::new();
     let mut contact_values: Vec<(String, Json)> = Vec::new();
     for field in &form.fields {
-        let raw = s.values.iter().find(|(k, _)| *k == field.alias).map(|(_, v)| v.clone()).unwrap_or_default();
-        let raw: String = raw.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t')).take(65_535).collect();
+        let raw = s
+            .values
+            .iter()
+            .find(|(k, _)| *k == field.alias)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let raw: String = raw
+            .chars()
+            .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+            .take(65_535)
+            .collect();
         results.insert(field.alias.clone(), Json::String(raw.clone()));
-        let Some(alias) = &field.contact_field else { continue };
-        let Some(def) = fields.get(alias) else { continue };
+        let Some(alias) = &field.contact_field else {
+            continue;
+        };
+        let Some(def) = fields.get(alias) else {
+            continue;
+        };
         match values::normalize(def, &Json::String(raw.clone())) {
             Ok(Some(_)) => contact_values.push((alias.clone(), Json::String(raw))),
             Ok(None) if def.is_required => problems.add(&field.alias, "is required"),
@@ -229,26 +318,63 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
     problems.into_result()?;
 
     let device = match &s.device_id {
-        Some(d) => store::tracking::devices_by_tracking_ids(&mut tx, std::slice::from_ref(d)).await?.remove(d),
+        Some(d) => store::tracking::devices_by_tracking_ids(&mut tx, std::slice::from_ref(d))
+            .await?
+            .remove(d),
         None => None,
     };
     let mut contact = device.as_ref().map(|d| d.contact_id);
-    if let Identity::Switch(target) = tracking::identify(&mut tx, &fields, operator, contact, None, &contact_values).await? {
-        tracking::switch_to(&mut tx, &fields, contact, device.as_ref().map(|d| d.id), target, Source::Form, now, "form").await?;
+    if let Identity::Switch(target) =
+        tracking::identify(&mut tx, &fields, operator, contact, None, &contact_values).await?
+    {
+        tracking::switch_to(
+            &mut tx,
+            &fields,
+            contact,
+            device.as_ref().map(|d| d.id),
+            target,
+            Source::Form,
+            now,
+            "form",
+        )
+        .await?;
         contact = Some(target);
     }
-    let mut input = ContactInput { values: contact_values, ip_address: s.ip.clone(), ..ContactInput::default() };
-    input.values.push(("last_active".into(), Json::String(crate::time::sql_datetime(now))));
+    let mut input = ContactInput {
+        values: contact_values,
+        ip_address: s.ip.clone(),
+        ..ContactInput::default()
+    };
+    input.values.push((
+        "last_active".into(),
+        Json::String(crate::time::sql_datetime(now)),
+    ));
     if form.record_utm {
         if let Some(url) = &s.return_url {
             let hit = crate::tracking::params::parse(vec![("page_url".into(), url.clone())]);
             if let Some(utm) = hit.utm {
-                input.utm = vec![UtmInput { user_agent: Some(s.user_agent.chars().take(1024).collect()), remote_host: s.ip.clone(), ..utm }];
+                input.utm = vec![UtmInput {
+                    user_agent: Some(s.user_agent.chars().take(1024).collect()),
+                    remote_host: s.ip.clone(),
+                    ..utm
+                }];
             }
         }
     }
-    let ctx = SaveContext { fields: &fields, operator, actor: None, source: Source::Form, now };
-    let saved = service::save_in(&mut tx, &ctx, vec![(contact.map_or(Target::Create, Target::Patch), input)]).await?.remove(0)?;
+    let ctx = SaveContext {
+        fields: &fields,
+        operator,
+        actor: None,
+        source: Source::Form,
+        now,
+    };
+    let saved = service::save_in(
+        &mut tx,
+        &ctx,
+        vec![(contact.map_or(Target::Create, Target::Patch), input)],
+    )
+    .await?
+    .remove(0)?;
     let contact_id = saved.id;
 
     let device_id = match &device {
@@ -273,7 +399,16 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
         }
     };
     let data = Json::Object(results.clone()).to_string();
-    let submission_id = store::forms::insert_submission(&mut tx, form.id, contact_id, &data, s.return_url.as_deref(), s.ip.as_deref(), now).await?;
+    let submission_id = store::forms::insert_submission(
+        &mut tx,
+        form.id,
+        contact_id,
+        &data,
+        s.return_url.as_deref(),
+        s.ip.as_deref(),
+        now,
+    )
+    .await?;
     let event = NewEvent::new(
         contact_id,
         keys::FORM_SUBMITTED,
@@ -284,5 +419,10 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
     .ref_id(submission_id);
     store::events::insert(&mut tx, &[event]).await?;
     tx.commit().await?;
-    Ok(Submitted { contact_id, device_id, submission_id, results })
+    Ok(Submitted {
+        contact_id,
+        device_id,
+        submission_id,
+        results,
+    })
 }

@@ -27,12 +27,22 @@ impl Delivery {
 }
 
 /// Sends a plain-text email.
-pub async fn send(config: &Config, to: &str, subject: &str, text: &str) -> anyhow::Result<Delivery> {
+pub async fn send(
+    config: &Config,
+    to: &str,
+    subject: &str,
+    text: &str,
+) -> anyhow::Result<Delivery> {
     let from: Mailbox = match &config.file.smtp {
-        Some(s) => s.from.parse().map_err(|e| anyhow::anyhow!("[smtp] from '{}' is not an address: {e}", s.from))?,
+        Some(s) => s
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("[smtp] from '{}' is not an address: {e}", s.from))?,
         None => "magpie@localhost".parse().expect("valid address"),
     };
-    let to: Mailbox = to.parse().map_err(|e| anyhow::anyhow!("'{to}' is not an email address: {e}"))?;
+    let to: Mailbox = to
+        .parse()
+        .map_err(|e| anyhow::anyhow!("'{to}' is not an email address: {e}"))?;
     // lettre picks 7bit, quoted-printable or base64 as the text needs.
     let body = Body::new(text.to_owned());
     let message = Message::builder()
@@ -48,16 +58,25 @@ pub async fn send(config: &Config, to: &str, subject: &str, text: &str) -> anyho
                 .port(port)
                 .timeout(Some(std::time::Duration::from_secs(30)));
             if let Some((user, pass)) = credentials {
-                builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(user, pass));
+                builder = builder.credentials(
+                    lettre::transport::smtp::authentication::Credentials::new(user, pass),
+                );
             }
             let transport = builder.build();
-            transport.send(message).await.map_err(|e| anyhow::anyhow!("SMTP delivery to {} failed: {e}", smtp.url))?;
+            transport
+                .send(message)
+                .await
+                .map_err(|e| anyhow::anyhow!("SMTP delivery to {} failed: {e}", smtp.url))?;
             Ok(Delivery::Smtp)
         }
         None => {
             let dir = config.data_dir.join("outbox");
             tokio::fs::create_dir_all(&dir).await?;
-            let path = dir.join(format!("{}-{:08x}.eml", crate::time::now_ms(), rand::random::<u32>()));
+            let path = dir.join(format!(
+                "{}-{:08x}.eml",
+                crate::time::now_ms(),
+                rand::random::<u32>()
+            ));
             let tmp = path.with_extension("eml.part");
             tokio::fs::write(&tmp, message.formatted()).await?;
             tokio::fs::rename(&tmp, &path).await?;
@@ -68,22 +87,30 @@ pub async fn send(config: &Config, to: &str, subject: &str, text: &str) -> anyho
 
 /// `smtp://[user:password@]host[:port]` (plain SMTP; port 25 by default).
 fn parse_smtp_url(url: &str) -> anyhow::Result<(String, u16, Option<(String, String)>)> {
-    let rest = url
-        .strip_prefix("smtp://")
-        .ok_or_else(|| anyhow::anyhow!("[smtp] url '{url}' must look like smtp://host:port (TLS is left to a local relay)"))?;
+    let rest = url.strip_prefix("smtp://").ok_or_else(|| {
+        anyhow::anyhow!(
+            "[smtp] url '{url}' must look like smtp://host:port (TLS is left to a local relay)"
+        )
+    })?;
     let rest = rest.trim_end_matches('/');
     let (credentials, hostport) = match rest.rsplit_once('@') {
         Some((auth, hp)) => {
             let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
-            let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (Some((decode(user), decode(pass))), hp)
         }
         None => (None, rest),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h.trim_matches(['[', ']']).to_owned(), p.parse().map_err(|_| anyhow::anyhow!("[smtp] url '{url}': bad port"))?)
-        }
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.trim_matches(['[', ']']).to_owned(),
+            p.parse()
+                .map_err(|_| anyhow::anyhow!("[smtp] url '{url}': bad port"))?,
+        ),
         _ => (hostport.to_owned(), 25),
     };
     if host.is_empty() {
@@ -96,8 +123,14 @@ fn parse_smtp_url(url: &str) -> anyhow::Result<(String, u16, Option<(String, Str
 mod tests {
     #[test]
     fn smtp_urls() {
-        assert_eq!(super::parse_smtp_url("smtp://127.0.0.1:2525").unwrap(), ("127.0.0.1".into(), 2525, None));
-        assert_eq!(super::parse_smtp_url("smtp://mail.example.com").unwrap(), ("mail.example.com".into(), 25, None));
+        assert_eq!(
+            super::parse_smtp_url("smtp://127.0.0.1:2525").unwrap(),
+            ("127.0.0.1".into(), 2525, None)
+        );
+        assert_eq!(
+            super::parse_smtp_url("smtp://mail.example.com").unwrap(),
+            ("mail.example.com".into(), 25, None)
+        );
         assert_eq!(
             super::parse_smtp_url("smtp://me:p%40ss@relay:587").unwrap(),
             ("relay".into(), 587, Some(("me".into(), "p@ss".into())))

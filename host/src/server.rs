@@ -15,8 +15,9 @@ use crate::users::{self, Role};
 
 /// Opens and migrates the database and makes sure the defaults exist.
 pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+    })?;
     let store = Store::connect(&config.database_url).await?;
     store::migrate::run(&store).await?;
     let mut tx = store.begin().await?;
@@ -41,7 +42,9 @@ async fn tracking_secret(store: &Store) -> anyhow::Result<Vec<u8>> {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         store::settings::insert_if_missing(&mut tx, KEY, &hex).await?;
     }
-    let hex = store::settings::get(&mut tx, KEY).await?.unwrap_or_default();
+    let hex = store::settings::get(&mut tx, KEY)
+        .await?
+        .unwrap_or_default();
     tx.commit().await?;
     Ok(hex.into_bytes())
 }
@@ -70,7 +73,9 @@ async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Resul
     tx.commit().await?;
     if generated {
         // Printed once, on purpose: the operator has no other way to learn it.
-        tracing::warn!("created user 'admin' with password {password} — change it after logging in");
+        tracing::warn!(
+            "created user 'admin' with password {password} — change it after logging in"
+        );
     } else {
         tracing::info!("created user 'admin' with the password from MAGPIE_ADMIN_PASSWORD");
     }
@@ -112,14 +117,22 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listen = config.listen;
     let state = prepare(config).await?;
-    let listener = TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     state.jobs.set_listen_addr(addr);
     let jobs = crate::jobs::Runner::start(state.clone()).await?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let (stop_writers, writers_stopped) = tokio::sync::watch::channel(false);
-    let mut writers = vec![crate::tracking::Tracker::spawn_writer(state.clone(), writers_stopped.clone())];
-    writers.extend(crate::store::free_text::spawn_indexer(state.store.clone(), writers_stopped.clone()));
+    let mut writers = vec![crate::tracking::Tracker::spawn_writer(
+        state.clone(),
+        writers_stopped.clone(),
+    )];
+    writers.extend(crate::store::free_text::spawn_indexer(
+        state.store.clone(),
+        writers_stopped.clone(),
+    ));
     writers.extend(state.store.spawn_checkpointer(writers_stopped));
     let app = crate::http::app(state.clone());
     // Plugin call statistics are counted in memory and written every few seconds.
@@ -141,13 +154,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     drop(flusher);
     let task = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
     });
-    Ok(Running { addr, state, stop, task, stop_writers, writers, jobs })
+    Ok(Running {
+        addr,
+        state,
+        stop,
+        task,
+        stop_writers,
+        writers,
+        jobs,
+    })
 }
 
 /// `magpie serve`: runs until SIGTERM or SIGINT, then shuts down cleanly.

@@ -37,7 +37,11 @@ impl AppState {
     /// The state with no plugin loaded yet (`Plugins::start` loads them).
     pub fn new(config: Config, store: Store, tracking_secret: Vec<u8>) -> anyhow::Result<AppState> {
         let limits = crate::plugins::Limits::from_config(&config.file.plugins);
-        let plugins = Arc::new(crate::plugins::Plugins::new(&config.data_dir, limits, store.clone())?);
+        let plugins = Arc::new(crate::plugins::Plugins::new(
+            &config.data_dir,
+            limits,
+            store.clone(),
+        )?);
         Ok(AppState {
             config,
             store,
@@ -58,10 +62,12 @@ impl AppState {
 
     /// The AND/OR rule for unique identifiers: the admin's setting, else the config file.
     pub async fn operator(&self, db: &mut impl Exec) -> AppResult<UniqueIdentifierOperator> {
-        Ok(match store::settings::get(db, OPERATOR_SETTING).await?.as_deref() {
-            Some("or") => UniqueIdentifierOperator::Or,
-            Some("and") => UniqueIdentifierOperator::And,
-            _ => self.config.file.contacts.unique_identifier_operator,
-        })
+        Ok(
+            match store::settings::get(db, OPERATOR_SETTING).await?.as_deref() {
+                Some("or") => UniqueIdentifierOperator::Or,
+                Some("and") => UniqueIdentifierOperator::And,
+                _ => self.config.file.contacts.unique_identifier_operator,
+            },
+        )
     }
 }

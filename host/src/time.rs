@@ -27,7 +27,9 @@ pub fn iso(ms: i64) -> String {
 }
 
 pub fn iso_opt(ms: Option<i64>) -> serde_json::Value {
-    ms.map_or(serde_json::Value::Null, |ms| serde_json::Value::String(iso(ms)))
+    ms.map_or(serde_json::Value::Null, |ms| {
+        serde_json::Value::String(iso(ms))
+    })
 }
 
 /// `2024-05-01 12:00:00` — the storage and display form of datetime fields.
@@ -49,7 +51,14 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%:z") {
         return Some(t.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
             return Some(Utc.from_utc_datetime(&t));
         }

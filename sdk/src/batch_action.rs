@@ -5,7 +5,9 @@ use std::marker::PhantomData;
 use crate::bindings::batch_action as world;
 use crate::types::*;
 
-pub use world::exports::magpie::plugin::batch::{ActionForm, BatchReport, InputProblem, ItemFailure, RunContext};
+pub use world::exports::magpie::plugin::batch::{
+    ActionForm, BatchReport, InputProblem, ItemFailure, RunContext,
+};
 
 /// A plugin of the `batch-action` kind.
 pub trait BatchAction {
@@ -27,7 +29,14 @@ pub trait BatchAction {
 
 impl ActionForm {
     pub fn new(label: impl Into<String>, icon: impl Into<String>) -> ActionForm {
-        ActionForm { label: label.into(), icon: icon.into(), description: String::new(), fields: Vec::new(), batch_size: 100, destructive: false }
+        ActionForm {
+            label: label.into(),
+            icon: icon.into(),
+            description: String::new(),
+            fields: Vec::new(),
+            batch_size: 100,
+            destructive: false,
+        }
     }
     pub fn description(mut self, d: impl Into<String>) -> ActionForm {
         self.description = d.into();
@@ -48,10 +57,19 @@ impl RunContext {
 
 impl BatchReport {
     pub fn new() -> BatchReport {
-        BatchReport { succeeded: Vec::new(), failed: Vec::new(), skipped: Vec::new(), message: None }
+        BatchReport {
+            succeeded: Vec::new(),
+            failed: Vec::new(),
+            skipped: Vec::new(),
+            message: None,
+        }
     }
     pub fn fail(&mut self, contact_id: i64, message: impl Into<String>, retryable: bool) {
-        self.failed.push(ItemFailure { contact_id, message: message.into(), retryable });
+        self.failed.push(ItemFailure {
+            contact_id,
+            message: message.into(),
+            retryable,
+        });
     }
 }
 
@@ -66,7 +84,10 @@ pub struct Export<T>(PhantomData<T>);
 
 impl<T: BatchAction + 'static> world::Guest for Export<T> {
     fn describe() -> PluginInfo {
-        PluginInfo { kind: PluginKind::BatchAction, ..T::describe() }
+        PluginInfo {
+            kind: PluginKind::BatchAction,
+            ..T::describe()
+        }
     }
 }
 

@@ -34,20 +34,31 @@ pub trait EventTypes {
     /// default refuses: the plugin has no webhook.
     fn ingest(request: WebhookRequest) -> Result<IngestResult> {
         let _ = request;
-        Err(Error::NotFound("this plugin takes no webhook requests".into()))
+        Err(Error::NotFound(
+            "this plugin takes no webhook requests".into(),
+        ))
     }
 }
 
 impl EventType {
     /// `key` (e.g. `video.view`), label, Font Awesome 4 icon class, source group.
     pub fn new(key: &str, label: &str, icon: &str, group: &str) -> EventType {
-        EventType { key: key.into(), label: label.into(), icon: icon.into(), group: group.into() }
+        EventType {
+            key: key.into(),
+            label: label.into(),
+            icon: icon.into(),
+            group: group.into(),
+        }
     }
 }
 
 impl Rendered {
     pub fn new(summary: impl Into<String>) -> Rendered {
-        Rendered { summary: summary.into(), rows: Vec::new(), link: None }
+        Rendered {
+            summary: summary.into(),
+            rows: Vec::new(),
+            link: None,
+        }
     }
     /// Adds a row (skipped when the value is empty).
     pub fn row(mut self, label: impl Into<String>, value: impl Into<String>) -> Rendered {
@@ -65,7 +76,10 @@ impl Rendered {
         }
     }
     pub fn link(mut self, url: impl Into<String>, label: impl Into<String>) -> Rendered {
-        self.link = Some(Link { url: url.into(), label: label.into() });
+        self.link = Some(Link {
+            url: url.into(),
+            label: label.into(),
+        });
         self
     }
     /// The event's type as the summary and its properties as rows.
@@ -81,7 +95,11 @@ pub fn flatten(prefix: &str, v: &Json, out: &mut Vec<Pair>) {
     match v {
         Json::Object(m) => {
             for (k, v) in m {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -89,7 +107,10 @@ pub fn flatten(prefix: &str, v: &Json, out: &mut Vec<Pair>) {
         Json::String(s) => out.push(Pair::new(prefix, s.clone())),
         Json::Array(a) => out.push(Pair::new(
             prefix,
-            a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join(", "),
+            a.iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
         )),
         other => out.push(Pair::new(prefix, other.to_string())),
     }
@@ -110,8 +131,17 @@ impl WebhookRequest {
 }
 
 impl IngestedEvent {
-    pub fn new(contact: ContactRef, event_type: impl Into<String>, properties: Json) -> IngestedEvent {
-        IngestedEvent { contact, event_type: event_type.into(), occurred_at: None, properties: properties.to_string() }
+    pub fn new(
+        contact: ContactRef,
+        event_type: impl Into<String>,
+        properties: Json,
+    ) -> IngestedEvent {
+        IngestedEvent {
+            contact,
+            event_type: event_type.into(),
+            occurred_at: None,
+            properties: properties.to_string(),
+        }
     }
     pub fn at(mut self, occurred_at: Timestamp) -> IngestedEvent {
         self.occurred_at = Some(occurred_at);
@@ -121,7 +151,10 @@ impl IngestedEvent {
 
 impl IngestResult {
     pub fn events(events: Vec<IngestedEvent>) -> IngestResult {
-        IngestResult { events, message: None }
+        IngestResult {
+            events,
+            message: None,
+        }
     }
     pub fn message(mut self, message: impl Into<String>) -> IngestResult {
         self.message = Some(message.into());
@@ -134,7 +167,10 @@ pub struct Export<T>(PhantomData<T>);
 
 impl<T: EventTypes + 'static> world::Guest for Export<T> {
     fn describe() -> PluginInfo {
-        PluginInfo { kind: PluginKind::EventTypes, ..T::describe() }
+        PluginInfo {
+            kind: PluginKind::EventTypes,
+            ..T::describe()
+        }
     }
 }
 

@@ -91,7 +91,12 @@ pub mod config {
         #[cfg(target_arch = "wasm32")]
         return raw::config_get(key);
         #[cfg(not(target_arch = "wasm32"))]
-        with_host(|h| h.config.iter().find(|p| p.name == key).map(|p| p.value.clone()))
+        with_host(|h| {
+            h.config
+                .iter()
+                .find(|p| p.name == key)
+                .map(|p| p.value.clone())
+        })
     }
     /// A value or `default`.
     pub fn get_or(key: &str, default: &str) -> String {
@@ -99,7 +104,9 @@ pub mod config {
     }
     /// A value that must be set.
     pub fn require(key: &str) -> Result<String> {
-        get(key).filter(|v| !v.is_empty()).ok_or_else(|| Error::Failed(format!("the setting `{key}` is not configured")))
+        get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Error::Failed(format!("the setting `{key}` is not configured")))
     }
     pub fn all() -> Vec<Pair> {
         #[cfg(target_arch = "wasm32")]
@@ -153,7 +160,9 @@ pub mod storage {
     }
     /// A JSON value.
     pub fn get_json(key: &str) -> Result<Option<Json>> {
-        get(key)?.map(|s| serde_json::from_str(&s).map_err(Error::from)).transpose()
+        get(key)?
+            .map(|s| serde_json::from_str(&s).map_err(Error::from))
+            .transpose()
     }
     pub fn set_json(key: &str, value: &Json) -> Result<()> {
         set(key, &value.to_string())
@@ -171,14 +180,21 @@ pub mod http {
         with_host(|h| h.http_fetch(request))
     }
     pub fn request(method: &str, url: &str) -> HttpRequest {
-        HttpRequest { method: method.to_owned(), url: url.to_owned(), headers: Vec::new(), body: None, timeout_ms: None }
+        HttpRequest {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: None,
+        }
     }
     pub fn get(url: &str) -> Result<HttpResponse> {
         fetch(&request("GET", url))
     }
     pub fn post_json(url: &str, body: &Json) -> Result<HttpResponse> {
         let mut r = request("POST", url);
-        r.headers.push(Pair::new("content-type", "application/json"));
+        r.headers
+            .push(Pair::new("content-type", "application/json"));
         r.body = Some(body.to_string().into_bytes());
         fetch(&r)
     }

@@ -6,8 +6,8 @@ use crate::bindings::integration as world;
 use crate::types::*;
 
 pub use world::exports::magpie::plugin::crm::{
-    CrmFeatures, FieldMapping, PullBatch, PushAction, PushOutcome, PushRequest, RemoteChange, RemoteField,
-    SocialProfile, SyncDirection,
+    CrmFeatures, FieldMapping, PullBatch, PushAction, PushOutcome, PushRequest, RemoteChange,
+    RemoteField, SocialProfile, SyncDirection,
 };
 
 /// A plugin of the `integration` kind. Implement what `features` announces; the rest
@@ -23,23 +23,34 @@ pub trait Integration {
     }
 
     fn remote_fields() -> Result<Vec<RemoteField>> {
-        Err(Error::NotFound("this integration has no field mapping".into()))
+        Err(Error::NotFound(
+            "this integration has no field mapping".into(),
+        ))
     }
 
     fn push(request: PushRequest) -> Result<PushOutcome> {
         let _ = request;
-        Err(Error::NotFound("this integration does not push contacts".into()))
+        Err(Error::NotFound(
+            "this integration does not push contacts".into(),
+        ))
     }
 
     fn pull(cursor: Option<String>, mapping: Vec<FieldMapping>, limit: u32) -> Result<PullBatch> {
         let _ = (cursor, mapping, limit);
-        Err(Error::NotFound("this integration does not pull changes".into()))
+        Err(Error::NotFound(
+            "this integration does not pull changes".into(),
+        ))
     }
 }
 
 impl CrmFeatures {
     pub fn none() -> CrmFeatures {
-        CrmFeatures { social_profiles: false, push: false, pull: false, field_mapping: false }
+        CrmFeatures {
+            social_profiles: false,
+            push: false,
+            pull: false,
+            field_mapping: false,
+        }
     }
 }
 
@@ -48,7 +59,10 @@ pub struct Export<T>(PhantomData<T>);
 
 impl<T: Integration + 'static> world::Guest for Export<T> {
     fn describe() -> PluginInfo {
-        PluginInfo { kind: PluginKind::Integration, ..T::describe() }
+        PluginInfo {
+            kind: PluginKind::Integration,
+            ..T::describe()
+        }
     }
 }
 

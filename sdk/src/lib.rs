@@ -186,9 +186,9 @@
 //! recorded. The host's own test suite also runs the built components in the real
 //! runtime.
 
+pub mod batch_action;
 #[doc(hidden)]
 pub mod bindings;
-pub mod batch_action;
 pub mod event_types;
 pub mod host;
 pub mod integration;
@@ -206,13 +206,19 @@ pub use types::*;
 
 /// Everything a plugin usually needs.
 pub mod prelude {
-    pub use crate::batch_action::{ActionForm, BatchAction, BatchReport, InputProblem, ItemFailure, RunContext};
-    pub use crate::event_types::{EventType, EventTypes, IngestResult, IngestedEvent, Link, Rendered, WebhookRequest};
-    pub use crate::integration::{
-        CrmFeatures, FieldMapping, Integration, PullBatch, PushAction, PushOutcome, PushRequest, RemoteChange,
-        RemoteField, SocialProfile, SyncDirection,
+    pub use crate::batch_action::{
+        ActionForm, BatchAction, BatchReport, InputProblem, ItemFailure, RunContext,
     };
-    pub use crate::tracking_forwarder::{ForwardFilter, HitKind, SnippetContext, TrackedHit, TrackingForwarder};
+    pub use crate::event_types::{
+        EventType, EventTypes, IngestResult, IngestedEvent, Link, Rendered, WebhookRequest,
+    };
+    pub use crate::integration::{
+        CrmFeatures, FieldMapping, Integration, PullBatch, PushAction, PushOutcome, PushRequest,
+        RemoteChange, RemoteField, SocialProfile, SyncDirection,
+    };
+    pub use crate::tracking_forwarder::{
+        ForwardFilter, HitKind, SnippetContext, TrackedHit, TrackingForwarder,
+    };
     pub use crate::types::*;
     pub use crate::{export_plugin, host, plugin_info};
     pub use serde_json::{Value as Json, json};
@@ -222,7 +228,8 @@ pub mod prelude {
 #[macro_export]
 macro_rules! plugin_info {
     () => {
-        $crate::PluginInfo::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")).description(env!("CARGO_PKG_DESCRIPTION"))
+        $crate::PluginInfo::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+            .description(env!("CARGO_PKG_DESCRIPTION"))
     };
 }
 

@@ -115,7 +115,10 @@ impl FakeHost {
     }
 
     /// Answers outbound HTTP requests.
-    pub fn on_http(&mut self, responder: impl FnMut(&HttpRequest) -> Result<HttpResponse> + 'static) {
+    pub fn on_http(
+        &mut self,
+        responder: impl FnMut(&HttpRequest) -> Result<HttpResponse> + 'static,
+    ) {
         self.responder = Some(Box::new(responder));
     }
 
@@ -123,7 +126,9 @@ impl FakeHost {
         match &self.granted {
             None => Ok(()),
             Some(list) if list.contains(wanted) => Ok(()),
-            Some(_) => Err(Error::Denied(format!("capability {wanted:?} is not granted"))),
+            Some(_) => Err(Error::Denied(format!(
+                "capability {wanted:?} is not granted"
+            ))),
         }
     }
 
@@ -140,16 +145,21 @@ impl FakeHost {
         self.check(&Capability::ReadContacts)?;
         Ok(match who {
             ContactRef::Id(id) => self.contacts.contains_key(id).then_some(*id),
-            ContactRef::Email(e) => {
-                self.contacts.values().find(|c| c.email().is_some_and(|m| m.eq_ignore_ascii_case(e))).map(|c| c.id)
-            }
+            ContactRef::Email(e) => self
+                .contacts
+                .values()
+                .find(|c| c.email().is_some_and(|m| m.eq_ignore_ascii_case(e)))
+                .map(|c| c.id),
             ContactRef::DeviceId(_) => None,
         })
     }
 
     pub(crate) fn update_fields(&mut self, id: i64, fields: &[Field]) -> Result<()> {
         self.check(&Capability::WriteFields)?;
-        let c = self.contacts.get_mut(&id).ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
+        let c = self
+            .contacts
+            .get_mut(&id)
+            .ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
         for f in fields {
             c.fields.retain(|x| x.alias != f.alias);
             c.fields.push(f.clone());
@@ -159,7 +169,10 @@ impl FakeHost {
 
     pub(crate) fn change_tags(&mut self, id: i64, add: &[String], remove: &[String]) -> Result<()> {
         self.check(&Capability::WriteTags)?;
-        let c = self.contacts.get_mut(&id).ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
+        let c = self
+            .contacts
+            .get_mut(&id)
+            .ok_or_else(|| Error::NotFound(format!("contact {id}")))?;
         for t in add {
             if !c.tags.contains(t) {
                 c.tags.push(t.clone());
@@ -178,22 +191,30 @@ impl FakeHost {
 
     pub(crate) fn http_fetch(&mut self, request: &HttpRequest) -> Result<HttpResponse> {
         if let Some(list) = &self.granted {
-            let allowed = list.iter().any(|c| matches!(c, Capability::Http(p) if origin_matches(p, &request.url)));
+            let allowed = list
+                .iter()
+                .any(|c| matches!(c, Capability::Http(p) if origin_matches(p, &request.url)));
             if !allowed {
-                return Err(Error::Denied(format!("{} is not an allowed origin", request.url)));
+                return Err(Error::Denied(format!(
+                    "{} is not an allowed origin",
+                    request.url
+                )));
             }
         }
         self.requests.push(request.clone());
         match &mut self.responder {
             Some(r) => r(request),
-            None => Err(Error::Unavailable("no HTTP responder installed in the fake host".into())),
+            None => Err(Error::Unavailable(
+                "no HTTP responder installed in the fake host".into(),
+            )),
         }
     }
 }
 
 /// A simplified origin check for tests: the URL starts with the pattern (exact host).
 fn origin_matches(pattern: &str, url: &str) -> bool {
-    url.strip_prefix(pattern).is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with(':'))
+    url.strip_prefix(pattern)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with(':'))
 }
 
 #[cfg(test)]
@@ -207,23 +228,41 @@ mod tests {
         let mut fake = FakeHost::new();
         let id = fake.add_contact("ada@example.org");
         fake.config_set("greeting", "hello");
-        fake.on_http(|r| Ok(HttpResponse { status: 200, headers: vec![], body: r.url.clone().into_bytes() }));
+        fake.on_http(|r| {
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: r.url.clone().into_bytes(),
+            })
+        });
         let _guard = fake.install();
 
         assert_eq!(host::config::get("greeting").as_deref(), Some("hello"));
         assert!(host::config::require("missing").is_err());
-        assert_eq!(host::find_contact(&ContactRef::Email("ADA@example.org".into())).unwrap(), Some(id));
+        assert_eq!(
+            host::find_contact(&ContactRef::Email("ADA@example.org".into())).unwrap(),
+            Some(id)
+        );
         host::change_tags(id, &["vip".into()], &[]).unwrap();
         host::update_fields(id, &[Field::text("firstname", "Ada")]).unwrap();
         let c = host::get_contact(id).unwrap().unwrap();
         assert_eq!(c.tags, vec!["vip"]);
         assert_eq!(c.display_name(), "Ada");
         host::record_event(&NewEvent::new(id, "demo.thing", json!({"a": 1}))).unwrap();
-        assert!(host::record_event(&NewEvent { properties: "{oops".into(), ..NewEvent::new(id, "demo.thing", json!({})) }).is_err());
+        assert!(
+            host::record_event(&NewEvent {
+                properties: "{oops".into(),
+                ..NewEvent::new(id, "demo.thing", json!({}))
+            })
+            .is_err()
+        );
         host::storage::set_json("k", &json!({"n": 1})).unwrap();
         assert_eq!(host::storage::get_json("k").unwrap(), Some(json!({"n": 1})));
         assert_eq!(host::storage::keys("", None, 10).unwrap(), vec!["k"]);
-        assert_eq!(host::http::get("https://api.example.com/x").unwrap().text(), "https://api.example.com/x");
+        assert_eq!(
+            host::http::get("https://api.example.com/x").unwrap().text(),
+            "https://api.example.com/x"
+        );
         host::info("done");
         with_host(|h| {
             assert_eq!(h.events.len(), 1);
@@ -236,12 +275,30 @@ mod tests {
     fn capabilities_can_be_withheld() {
         let mut fake = FakeHost::new();
         let id = fake.add_contact("ada@example.org");
-        fake.granted = Some(vec![Capability::ReadContacts, Capability::Http("https://api.example.com".into())]);
+        fake.granted = Some(vec![
+            Capability::ReadContacts,
+            Capability::Http("https://api.example.com".into()),
+        ]);
         let _guard = fake.install();
         assert!(host::get_contact(id).unwrap().is_some());
-        assert!(matches!(host::change_tags(id, &["x".into()], &[]), Err(Error::Denied(_))));
-        assert!(matches!(host::record_event(&NewEvent::new(id, "a.b", json!({}))), Err(Error::Denied(_))));
-        assert!(matches!(host::http::get("https://evil.example.com/"), Err(Error::Denied(_))));
-        assert!(matches!(host::http::get("https://api.example.com/v1"), Err(Error::Unavailable(_))), "granted, but no responder");
+        assert!(matches!(
+            host::change_tags(id, &["x".into()], &[]),
+            Err(Error::Denied(_))
+        ));
+        assert!(matches!(
+            host::record_event(&NewEvent::new(id, "a.b", json!({}))),
+            Err(Error::Denied(_))
+        ));
+        assert!(matches!(
+            host::http::get("https://evil.example.com/"),
+            Err(Error::Denied(_))
+        ));
+        assert!(
+            matches!(
+                host::http::get("https://api.example.com/v1"),
+                Err(Error::Unavailable(_))
+            ),
+            "granted, but no responder"
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::marker::PhantomData;
 use crate::bindings::tracking_forwarder as world;
 use crate::types::*;
 
-pub use world::exports::magpie::plugin::forwarding::{ForwardFilter, HitKind, SnippetContext, TrackedHit};
+pub use world::exports::magpie::plugin::forwarding::{
+    ForwardFilter, HitKind, SnippetContext, TrackedHit,
+};
 
 /// A plugin of the `tracking-forwarder` kind.
 pub trait TrackingForwarder {
@@ -19,7 +21,10 @@ pub trait TrackingForwarder {
 
     /// Which hits `forward` wants. The default: none (browser-side only).
     fn filter() -> ForwardFilter {
-        ForwardFilter { kinds: Vec::new(), identified_only: false }
+        ForwardFilter {
+            kinds: Vec::new(),
+            identified_only: false,
+        }
     }
 
     /// Sends one hit to the outside service.
@@ -43,11 +48,16 @@ pub struct Export<T>(PhantomData<T>);
 
 impl<T: TrackingForwarder + 'static> world::Guest for Export<T> {
     fn describe() -> PluginInfo {
-        PluginInfo { kind: PluginKind::TrackingForwarder, ..T::describe() }
+        PluginInfo {
+            kind: PluginKind::TrackingForwarder,
+            ..T::describe()
+        }
     }
 }
 
-impl<T: TrackingForwarder + 'static> world::exports::magpie::plugin::forwarding::Guest for Export<T> {
+impl<T: TrackingForwarder + 'static> world::exports::magpie::plugin::forwarding::Guest
+    for Export<T>
+{
     fn script_snippet(context: SnippetContext) -> Option<String> {
         T::script_snippet(context)
     }

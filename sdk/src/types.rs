@@ -5,8 +5,8 @@ use serde_json::Value as Json;
 
 pub use crate::bindings::imports::magpie::plugin::host::{HttpRequest, HttpResponse, LogLevel};
 pub use crate::bindings::imports::magpie::plugin::types::{
-    Capability, Contact, ContactRef, Error, Event, Field, FieldValue, NewEvent, Pair, PluginInfo, PluginKind,
-    Setting, SettingKind, Timestamp,
+    Capability, Contact, ContactRef, Error, Event, Field, FieldValue, NewEvent, Pair, PluginInfo,
+    PluginKind, Setting, SettingKind, Timestamp,
 };
 
 /// `Result` with the plugin error.
@@ -32,7 +32,11 @@ impl Error {
     /// The message without the kind.
     pub fn message(&self) -> &str {
         match self {
-            Error::InvalidInput(m) | Error::NotFound(m) | Error::Denied(m) | Error::Unavailable(m) | Error::Failed(m) => m,
+            Error::InvalidInput(m)
+            | Error::NotFound(m)
+            | Error::Denied(m)
+            | Error::Unavailable(m)
+            | Error::Failed(m) => m,
         }
     }
 }
@@ -45,13 +49,19 @@ impl From<serde_json::Error> for Error {
 
 impl Pair {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Pair {
-        Pair { name: name.into(), value: value.into() }
+        Pair {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
 /// The value of `name` in a list of pairs (first match).
 pub fn find_pair<'a>(pairs: &'a [Pair], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|p| p.name == name).map(|p| p.value.as_str())
+    pairs
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.value.as_str())
 }
 
 impl FieldValue {
@@ -69,7 +79,10 @@ impl FieldValue {
 
 impl Field {
     pub fn new(alias: impl Into<String>, value: FieldValue) -> Field {
-        Field { alias: alias.into(), value }
+        Field {
+            alias: alias.into(),
+            value,
+        }
     }
     pub fn text(alias: impl Into<String>, value: impl Into<String>) -> Field {
         Field::new(alias, FieldValue::Text(value.into()))
@@ -85,7 +98,11 @@ impl Field {
 impl Contact {
     /// A field's value, `None` when the contact has no value for it.
     pub fn field(&self, alias: &str) -> Option<&FieldValue> {
-        self.fields.iter().find(|f| f.alias == alias).map(|f| &f.value).filter(|v| **v != FieldValue::Null)
+        self.fields
+            .iter()
+            .find(|f| f.alias == alias)
+            .map(|f| &f.value)
+            .filter(|v| **v != FieldValue::Null)
     }
     /// A field as text.
     pub fn text(&self, alias: &str) -> Option<String> {
@@ -96,7 +113,11 @@ impl Contact {
     }
     /// "First Last", or the email, or `#id`.
     pub fn display_name(&self) -> String {
-        let name = [self.text("firstname"), self.text("lastname")].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let name = [self.text("firstname"), self.text("lastname")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
         if !name.is_empty() {
             return name;
         }
@@ -114,7 +135,12 @@ impl Event {
 impl NewEvent {
     /// An event of `event_type` for `contact_id`, now, with these properties.
     pub fn new(contact_id: i64, event_type: impl Into<String>, properties: Json) -> NewEvent {
-        NewEvent { contact_id, event_type: event_type.into(), occurred_at: None, properties: properties.to_string() }
+        NewEvent {
+            contact_id,
+            event_type: event_type.into(),
+            occurred_at: None,
+            properties: properties.to_string(),
+        }
     }
     pub fn at(mut self, occurred_at: Timestamp) -> NewEvent {
         self.occurred_at = Some(occurred_at);
@@ -206,7 +232,10 @@ impl HttpResponse {
         Ok(serde_json::from_slice(&self.body)?)
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| p.value.as_str())
+        self.headers
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.value.as_str())
     }
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)

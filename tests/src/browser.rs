@@ -3,8 +3,8 @@
 //! headless with a fresh profile and cannot resolve any host but this machine's, so pages
 //! never reach the network (Gravatar images simply fail and the initials show).
 
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,7 +20,11 @@ pub struct Browser {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn find_binary(candidates: &[&str], env: &str) -> String {
@@ -32,7 +36,10 @@ fn find_binary(candidates: &[&str], env: &str) -> String {
             return (*c).to_owned();
         }
     }
-    panic!("{} not found (install Debian's chromium and chromium-driver; ./scripts/test does), or set {env}", candidates[0]);
+    panic!(
+        "{} not found (install Debian's chromium and chromium-driver; ./scripts/test does), or set {env}",
+        candidates[0]
+    );
 }
 
 /// Where screenshots go: `MAGPIE_SCREENSHOT_DIR`, else `<target>/screenshots`.
@@ -42,15 +49,25 @@ pub fn screenshot_dir() -> PathBuf {
     }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        });
     target.join("screenshots")
 }
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium for the server at `base`.
     pub async fn start(base: &str) -> Browser {
-        let driver_bin = find_binary(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"], "MAGPIE_CHROMEDRIVER");
-        let chrome_bin = find_binary(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"], "MAGPIE_CHROMIUM");
+        let driver_bin = find_binary(
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+            "MAGPIE_CHROMEDRIVER",
+        );
+        let chrome_bin = find_binary(
+            &["/usr/bin/chromium", "/usr/lib/chromium/chromium"],
+            "MAGPIE_CHROMIUM",
+        );
         let port = free_port();
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
@@ -83,8 +100,19 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last_err = String::new();
         for _ in 0..100 {
-            match ClientBuilder::new(connector.clone()).capabilities(caps.clone()).connect(&url).await {
-                Ok(client) => return Browser { client, base: base.to_owned(), driver, _profile: profile },
+            match ClientBuilder::new(connector.clone())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        base: base.to_owned(),
+                        driver,
+                        _profile: profile,
+                    };
+                }
                 Err(e) => {
                     last_err = e.to_string();
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -95,7 +123,10 @@ impl Browser {
     }
 
     pub async fn goto(&self, path: &str) {
-        self.client.goto(&format!("{}{}", self.base, path)).await.expect("navigate");
+        self.client
+            .goto(&format!("{}{}", self.base, path))
+            .await
+            .expect("navigate");
     }
 
     /// The current path and query.
@@ -118,7 +149,10 @@ impl Browser {
     }
 
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
-        self.client.find_all(Locator::Css(css)).await.expect("find_all")
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("find_all")
     }
 
     pub async fn exists(&self, css: &str) -> bool {
@@ -126,15 +160,23 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// Clears an input and types into it.
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
-        e.clear().await.unwrap_or_else(|err| panic!("clear {css}: {err}"));
+        e.clear()
+            .await
+            .unwrap_or_else(|err| panic!("clear {css}: {err}"));
         if !text.is_empty() {
-            e.send_keys(text).await.unwrap_or_else(|err| panic!("type into {css}: {err}"));
+            e.send_keys(text)
+                .await
+                .unwrap_or_else(|err| panic!("type into {css}: {err}"));
         }
     }
 
@@ -191,7 +233,10 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("the page never showed {needle:?}; it shows: {}", self.body_text().await);
+        panic!(
+            "the page never showed {needle:?}; it shows: {}",
+            self.body_text().await
+        );
     }
 
     /// Whether a JavaScript alert is open (an injected script ran).
@@ -229,7 +274,10 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let group = format!("-{}", self.driver.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

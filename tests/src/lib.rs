@@ -57,7 +57,9 @@ pub fn skip_postgres() -> bool {
         eprintln!("skipping a PostgreSQL test: MAGPIE_TEST_SKIP_POSTGRES=1");
         return true;
     }
-    panic!("PostgreSQL tests need MAGPIE_TEST_DATABASE_URL (./scripts/test sets it up), or MAGPIE_TEST_SKIP_POSTGRES=1 to skip them");
+    panic!(
+        "PostgreSQL tests need MAGPIE_TEST_DATABASE_URL (./scripts/test sets it up), or MAGPIE_TEST_SKIP_POSTGRES=1 to skip them"
+    );
 }
 
 /// A fresh, uniquely named PostgreSQL database; returns (its URL, the admin URL, its name).
@@ -65,8 +67,13 @@ pub async fn create_pg_database() -> (String, String, String) {
     use sqlx::Connection;
     let admin = std::env::var("MAGPIE_TEST_DATABASE_URL").expect("MAGPIE_TEST_DATABASE_URL");
     let name = format!("magpie_test_{}", rand::random::<u64>());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to MAGPIE_TEST_DATABASE_URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to MAGPIE_TEST_DATABASE_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let (base, query) = match admin.split_once('?') {
         Some((_, q)) => (base.split('?').next().unwrap_or(base), format!("?{q}")),
@@ -78,7 +85,11 @@ pub async fn create_pg_database() -> (String, String, String) {
 pub async fn drop_pg_database(admin: &str, name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 
@@ -105,12 +116,20 @@ pub struct Response {
 impl Response {
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
         self.body
     }
     /// The first Mautic error message.
     pub fn error_message(&self) -> String {
-        self.body["errors"][0]["message"].as_str().unwrap_or("").to_owned()
+        self.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 }
 
@@ -123,7 +142,10 @@ impl TestServer {
     pub async fn start_with(backend: Backend, config_toml: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (database_url, pg) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("magpie.db").display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("magpie.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 let (url, admin, name) = create_pg_database().await;
                 (url, Some((admin, name)))
@@ -131,7 +153,10 @@ impl TestServer {
         };
         let running = start_running(dir.path(), &database_url, config_toml).await;
         let base = format!("http://{}", running.addr);
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
         TestServer {
             base,
             backend,
@@ -157,12 +182,27 @@ impl TestServer {
 
     /// Uploads a plugin (`.wasm` bytes) through the admin API.
     pub async fn upload_plugin(&self, bytes: Vec<u8>) -> Response {
-        self.raw(reqwest::Method::POST, "/api/plugins/upload", "application/wasm", bytes).await
+        self.raw(
+            reqwest::Method::POST,
+            "/api/plugins/upload",
+            "application/wasm",
+            bytes,
+        )
+        .await
     }
 
     /// Calls a plugin's webhook (no Basic auth; the secret as `X-Magpie-Secret`).
-    pub async fn hook(&self, plugin: &str, path: &str, secret: Option<&str>, body: Value) -> Response {
-        let mut req = self.client.post(self.url(&format!("/plugins/{plugin}/hook/{path}"))).json(&body);
+    pub async fn hook(
+        &self,
+        plugin: &str,
+        path: &str,
+        secret: Option<&str>,
+        body: Value,
+    ) -> Response {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/plugins/{plugin}/hook/{path}")))
+            .json(&body);
         if let Some(s) = secret {
             req = req.header("x-magpie-secret", s);
         }
@@ -171,7 +211,12 @@ impl TestServer {
 
     /// A plugin's webhook secret.
     pub async fn plugin_secret(&self, plugin: &str) -> String {
-        self.get(&format!("/api/plugins/{plugin}/secret")).await.expect(200)["secret"].as_str().expect("secret").to_owned()
+        self.get(&format!("/api/plugins/{plugin}/secret"))
+            .await
+            .expect(200)["secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned()
     }
 
     pub fn state(&self) -> &magpie::state::SharedState {
@@ -188,7 +233,12 @@ impl TestServer {
         let headers = r.headers().clone();
         let text = r.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Response { status, headers, body, text }
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -196,23 +246,38 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.send(self.authed(self.client.get(self.url(path)))).await
+        self.send(self.authed(self.client.get(self.url(path))))
+            .await
     }
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.send(self.authed(self.client.post(self.url(path)).json(&body))).await
+        self.send(self.authed(self.client.post(self.url(path)).json(&body)))
+            .await
     }
     pub async fn patch(&self, path: &str, body: Value) -> Response {
-        self.send(self.authed(self.client.patch(self.url(path)).json(&body))).await
+        self.send(self.authed(self.client.patch(self.url(path)).json(&body)))
+            .await
     }
     pub async fn put(&self, path: &str, body: Value) -> Response {
-        self.send(self.authed(self.client.put(self.url(path)).json(&body))).await
+        self.send(self.authed(self.client.put(self.url(path)).json(&body)))
+            .await
     }
     pub async fn delete(&self, path: &str) -> Response {
-        self.send(self.authed(self.client.delete(self.url(path)))).await
+        self.send(self.authed(self.client.delete(self.url(path))))
+            .await
     }
     /// A request with a raw body and content type.
-    pub async fn raw(&self, method: reqwest::Method, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Response {
-        let req = self.client.request(method, self.url(path)).header("content-type", content_type).body(body);
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let req = self
+            .client
+            .request(method, self.url(path))
+            .header("content-type", content_type)
+            .body(body);
         self.send(self.authed(req)).await
     }
 
@@ -250,14 +315,20 @@ pub fn test_plugin(name: &str) -> Vec<u8> {
 /// A tiny HTTP server on 127.0.0.1 answering every request with `hello`; returns its port.
 pub async fn hello_server() -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = sock.read(&mut buf).await;
-                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello").await;
+                let _ = sock
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+                    )
+                    .await;
             });
         }
     });

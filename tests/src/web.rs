@@ -8,7 +8,10 @@ use reqwest::redirect::Policy;
 use crate::{ADMIN_PASSWORD, TestServer};
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(Policy::none()).build().expect("client")
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
 }
 
 /// The value of a `Set-Cookie` named `name`.
@@ -18,7 +21,14 @@ pub fn cookie_of(headers: &HeaderMap, name: &str) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap_or("").split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .split_once('=')
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default()
+        })
 }
 
 /// The first form's CSRF token in a page.
@@ -36,7 +46,10 @@ pub struct Page {
 
 impl Page {
     pub fn location(&self) -> String {
-        self.headers.get(LOCATION).map(|v| v.to_str().unwrap_or("").to_owned()).unwrap_or_default()
+        self.headers
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -44,7 +57,11 @@ pub async fn fetch(req: reqwest::RequestBuilder) -> Page {
     let r = req.send().await.expect("request sent");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    Page { status, headers, body: r.text().await.expect("body") }
+    Page {
+        status,
+        headers,
+        body: r.text().await.expect("body"),
+    }
 }
 
 /// A logged-in browser-like client.
@@ -66,16 +83,27 @@ impl Web {
         let http = client();
         let page = fetch(http.get(s.url("/login"))).await;
         let token = csrf_in(&page.body);
-        let login_cookie = cookie_of(&page.headers, "magpie_login_csrf").expect("login csrf cookie");
+        let login_cookie =
+            cookie_of(&page.headers, "magpie_login_csrf").expect("login csrf cookie");
         let r = fetch(
             http.post(s.url("/login"))
                 .header(COOKIE, format!("magpie_login_csrf={login_cookie}"))
-                .form(&[("_csrf", token.as_str()), ("username", username), ("password", password), ("next", "")]),
+                .form(&[
+                    ("_csrf", token.as_str()),
+                    ("username", username),
+                    ("password", password),
+                    ("next", ""),
+                ]),
         )
         .await;
         assert_eq!(r.status, 303, "login failed: {}", r.body);
         let cookie = cookie_of(&r.headers, "magpie_session").expect("session cookie");
-        let mut web = Web { base: s.base.clone(), http, cookie, csrf: String::new() };
+        let mut web = Web {
+            base: s.base.clone(),
+            http,
+            cookie,
+            csrf: String::new(),
+        };
         let page = web.get("/profile").await;
         assert_eq!(page.status, 200);
         web.csrf = csrf_in(&page.body);
@@ -83,7 +111,9 @@ impl Web {
     }
 
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base)).header(COOKIE, format!("magpie_session={}", self.cookie))
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header(COOKIE, format!("magpie_session={}", self.cookie))
     }
 
     pub async fn get(&self, path: &str) -> Page {
@@ -105,12 +135,22 @@ impl Web {
     /// Follows a redirect (GET), returning the page it leads to.
     pub async fn follow(&self, page: &Page) -> Page {
         let to = page.location();
-        assert!(to.starts_with('/'), "expected a local redirect, got {} ({to:?})", page.status);
+        assert!(
+            to.starts_with('/'),
+            "expected a local redirect, got {} ({to:?})",
+            page.status
+        );
         self.get(&to).await
     }
 
     /// A multipart post: text fields, and one file as (field, file name, bytes).
-    pub async fn multipart(&self, path: &str, fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>, with_token: bool) -> Page {
+    pub async fn multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: Option<(&str, &str, &[u8])>,
+        with_token: bool,
+    ) -> Page {
         let boundary = "----magpieboundary7MA4YWxkTrZu0gW";
         let mut body = Vec::new();
         let mut part = |name: &str, filename: Option<&str>, data: &[u8]| {
@@ -134,16 +174,38 @@ impl Web {
             part(field, Some(name), data);
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        fetch(self.req(reqwest::Method::POST, path).header("content-type", format!("multipart/form-data; boundary={boundary}")).body(body)).await
+        fetch(
+            self.req(reqwest::Method::POST, path)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body),
+        )
+        .await
     }
 }
 
 /// Creates a user directly in the store (`admin` or `user` role).
-pub async fn create_user(s: &TestServer, username: &str, password: &str, role: magpie::users::Role) {
+pub async fn create_user(
+    s: &TestServer,
+    username: &str,
+    password: &str,
+    role: magpie::users::Role,
+) {
     let hash = magpie::users::hash_password(password).expect("hash");
     let mut tx = s.state().store.begin().await.expect("begin");
-    let user = magpie::store::users::NewUser { username, email: "", first_name: username, last_name: "", role, password_hash: &hash };
-    magpie::store::users::insert(&mut tx, &user, magpie::time::now_ms()).await.expect("insert user");
+    let user = magpie::store::users::NewUser {
+        username,
+        email: "",
+        first_name: username,
+        last_name: "",
+        role,
+        password_hash: &hash,
+    };
+    magpie::store::users::insert(&mut tx, &user, magpie::time::now_ms())
+        .await
+        .expect("insert user");
     tx.commit().await.expect("commit");
 }
 
@@ -175,7 +237,10 @@ fn map_entities(html: &str, f: impl Fn(char) -> String) -> String {
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
         rest = &rest[i..];
-        let decoded = rest[1..].find(';').filter(|end| *end <= 10).and_then(|end| Some((entity(&rest[1..=end])?, end + 2)));
+        let decoded = rest[1..]
+            .find(';')
+            .filter(|end| *end <= 10)
+            .and_then(|end| Some((entity(&rest[1..=end])?, end + 2)));
         match decoded {
             Some((c, len)) => {
                 out.push_str(&f(c));
@@ -213,7 +278,9 @@ pub fn unify_entities(html: &str) -> String {
 
 /// The text of the `<textarea>` with this id, as the browser shows it.
 pub fn textarea(html: &str, id: &str) -> String {
-    let open = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id}"));
+    let open = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
     let start = open + html[open..].find('>').expect("end of the textarea tag") + 1;
     let end = start + html[start..].find("</textarea>").expect("</textarea>");
     decode_entities(&html[start..end])
@@ -225,7 +292,15 @@ mod tests {
 
     #[test]
     fn entities() {
-        assert_eq!(decode_entities("&#60;b&#62; &lt;i&gt; &#x27;&#34;&quot; &#38;lt; &amp;amp; & a&b; &#xZZ;"), "<b> <i> '\"\" &lt; &amp; & a&b; &#xZZ;");
-        assert_eq!(unify_entities("<b>&#60;x&#62;&#38;&#34;&#39;&#x27;&eacute;&#233;</b>"), "<b>&lt;x&gt;&amp;&quot;&#39;&#39;&eacute;é</b>");
+        assert_eq!(
+            decode_entities(
+                "&#60;b&#62; &lt;i&gt; &#x27;&#34;&quot; &#38;lt; &amp;amp; & a&b; &#xZZ;"
+            ),
+            "<b> <i> '\"\" &lt; &amp; & a&b; &#xZZ;"
+        );
+        assert_eq!(
+            unify_entities("<b>&#60;x&#62;&#38;&#34;&#39;&#x27;&eacute;&#233;</b>"),
+            "<b>&lt;x&gt;&amp;&quot;&#39;&#39;&eacute;é</b>"
+        );
     }
 }

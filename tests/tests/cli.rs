@@ -8,19 +8,32 @@ use std::time::{Duration, Instant};
 use magpie_tests::magpie_binary;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn magpie() -> Command {
     let mut c = Command::new(magpie_binary!());
-    c.env_remove("MAGPIE_ADMIN_PASSWORD").env("RUST_LOG", "info").env("NO_COLOR", "1");
+    c.env_remove("MAGPIE_ADMIN_PASSWORD")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
     c
 }
 
 /// Starts `magpie serve`, collecting its log lines, and waits for /healthz.
-fn serve(data_dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> (Child, std::sync::mpsc::Receiver<String>) {
+fn serve(
+    data_dir: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut cmd = magpie();
-    cmd.arg("serve").env("MAGPIE_DATA_DIR", data_dir).env("MAGPIE_LISTEN", format!("127.0.0.1:{port}")).stderr(Stdio::piped());
+    cmd.arg("serve")
+        .env("MAGPIE_DATA_DIR", data_dir)
+        .env("MAGPIE_LISTEN", format!("127.0.0.1:{port}"))
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -37,7 +50,10 @@ fn serve(data_dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> (Child,
         if http_status(port, "/healthz", None) == Some(200) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not become healthy");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not become healthy"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (child, rx)
@@ -48,8 +64,19 @@ fn http_status(port: u16, path: &str, basic: Option<&str>) -> Option<u16> {
     use base64::Engine;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let auth = basic.map(|b| format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(b))).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n").ok()?;
+    let auth = basic
+        .map(|b| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            )
+        })
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).ok()?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -67,7 +94,11 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 }
 
 fn sigterm(child: &Child) {
-    let ok = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -87,15 +118,27 @@ fn first_start_prints_a_random_admin_password_that_works_and_sigterm_stops_clean
     }
     let password = password.expect("the random admin password is printed once");
     assert_eq!(password.len(), 20);
-    assert_eq!(http_status(port, "/api/contacts", Some(&format!("admin:{password}"))), Some(200));
-    assert_eq!(http_status(port, "/api/contacts", Some("admin:wrong")), Some(401));
-    assert!(dir.path().join("magpie.db").exists(), "default database under the data dir");
+    assert_eq!(
+        http_status(port, "/api/contacts", Some(&format!("admin:{password}"))),
+        Some(200)
+    );
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("admin:wrong")),
+        Some(401)
+    );
+    assert!(
+        dir.path().join("magpie.db").exists(),
+        "default database under the data dir"
+    );
     sigterm(&child);
     let status = wait_exit(&mut child, Duration::from_secs(20));
     assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
     let rest: Vec<String> = logs.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "logs: {rest:?}");
-    assert!(!rest.iter().any(|l| l.contains(&password)), "the password is printed only once");
+    assert!(
+        !rest.iter().any(|l| l.contains(&password)),
+        "the password is printed only once"
+    );
 
     // Second start: no new admin, no password printed.
     let (mut child, logs) = serve(dir.path(), port, &[]);
@@ -107,13 +150,30 @@ fn first_start_prints_a_random_admin_password_that_works_and_sigterm_stops_clean
 #[test]
 fn migrate_and_user_add() {
     let dir = tempfile::tempdir().unwrap();
-    let out = magpie().args(["migrate", "--data-dir"]).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = magpie()
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("magpie.db").exists());
 
     let add = |name: &str, password: &str, role: &str| {
         let mut child = magpie()
-            .args(["user", "add", "--username", name, "--role", role, "--password-stdin", "--data-dir"])
+            .args([
+                "user",
+                "add",
+                "--username",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -124,7 +184,11 @@ fn migrate_and_user_add() {
         child.wait_with_output().unwrap()
     };
     let out = add("bob", "bob-password-1", "user");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = add("bob", "another-password", "user");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
@@ -135,14 +199,32 @@ fn migrate_and_user_add() {
     assert!(!out.status.success());
 
     let port = free_port();
-    let (mut child, logs) = serve(dir.path(), port, &[("MAGPIE_ADMIN_PASSWORD", "ignored-now")]);
-    assert_eq!(http_status(port, "/api/contacts", Some("bob:bob-password-1")), Some(200));
-    assert_eq!(http_status(port, "/api/contacts", Some("bob:wrong")), Some(401));
+    let (mut child, logs) = serve(
+        dir.path(),
+        port,
+        &[("MAGPIE_ADMIN_PASSWORD", "ignored-now")],
+    );
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("bob:bob-password-1")),
+        Some(200)
+    );
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("bob:wrong")),
+        Some(401)
+    );
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
     let lines: Vec<String> = logs.try_iter().collect();
-    assert!(!lines.iter().any(|l| l.contains("bob-password-1")), "no secrets in logs");
-    assert!(lines.iter().any(|l| l.contains("request") && l.contains("status=200") && l.contains("latency_ms")), "one line per request: {lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("bob-password-1")),
+        "no secrets in logs"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("request") && l.contains("status=200") && l.contains("latency_ms")),
+        "one line per request: {lines:?}"
+    );
 }
 
 #[test]
@@ -150,11 +232,26 @@ fn bad_configuration_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("magpie.toml");
     std::fs::write(&config, "[tracking]\ntrack_private = true\n").unwrap();
-    let out = magpie().arg("migrate").arg("--data-dir").arg(dir.path()).arg("--config").arg(&config).output().unwrap();
+    let out = magpie()
+        .arg("migrate")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid config file") && err.contains("track_private"), "{err}");
-    let out = magpie().arg("migrate").arg("--database-url").arg("mysql://nope").output().unwrap();
+    assert!(
+        err.contains("invalid config file") && err.contains("track_private"),
+        "{err}"
+    );
+    let out = magpie()
+        .arg("migrate")
+        .arg("--database-url")
+        .arg("mysql://nope")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
 }

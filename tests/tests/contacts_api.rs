@@ -16,7 +16,10 @@ both_backends!(
 );
 
 async fn count(s: &TestServer) -> i64 {
-    let r = s.get("/api/contacts?search=is:anonymous%20OR%20!is:anonymous&limit=1").await.expect(200);
+    let r = s
+        .get("/api/contacts?search=is:anonymous%20OR%20!is:anonymous&limit=1")
+        .await
+        .expect(200);
     r["total"].as_str().unwrap().parse().unwrap()
 }
 
@@ -25,64 +28,121 @@ async fn create_get_upsert_edit_delete(backend: Backend) {
     let r = s.post("/api/contacts/new", json!({"firstname": "Ada", "lastname": "Lovelace", "email": "Ada@Example.org", "points": 5})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["contact"]["id"].as_i64().unwrap();
-    assert_eq!(r.headers["location"], format!("/api/contacts/{id}").as_str());
+    assert_eq!(
+        r.headers["location"],
+        format!("/api/contacts/{id}").as_str()
+    );
     let c = &r.body["contact"];
     assert_eq!(c["fields"]["core"]["email"]["value"], "Ada@Example.org");
     assert_eq!(c["fields"]["all"]["firstname"], "Ada");
     assert_eq!(c["points"], 5);
     assert!(c["dateIdentified"].is_string());
-    assert_eq!(c["fields"]["personal"], json!([]), "empty groups are [] as in Mautic");
+    assert_eq!(
+        c["fields"]["personal"],
+        json!([]),
+        "empty groups are [] as in Mautic"
+    );
 
     // The same email in another case updates the same contact (200, not 201).
-    let r = s.post("/api/contacts/new", json!({"email": "ada@example.ORG", "city": "London"})).await;
+    let r = s
+        .post(
+            "/api/contacts/new",
+            json!({"email": "ada@example.ORG", "city": "London"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["contact"]["id"], id);
-    assert_eq!(r.body["contact"]["fields"]["all"]["firstname"], "Ada", "an upsert keeps what it did not send");
+    assert_eq!(
+        r.body["contact"]["fields"]["all"]["firstname"], "Ada",
+        "an upsert keeps what it did not send"
+    );
     assert_eq!(r.body["contact"]["fields"]["all"]["city"], "London");
 
     let got = s.get(&format!("/api/contacts/{id}")).await.expect(200);
     assert_eq!(got["contact"]["fields"]["all"]["city"], "London");
 
     // PATCH changes only what it sends; blanks are ignored unless overwriteWithBlank.
-    let r = s.patch(&format!("/api/contacts/{id}/edit"), json!({"lastname": "Byron", "city": ""})).await.expect(200);
+    let r = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"lastname": "Byron", "city": ""}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["contact"]["fields"]["all"]["lastname"], "Byron");
     assert_eq!(r["contact"]["fields"]["all"]["city"], "London");
-    let r = s.patch(&format!("/api/contacts/{id}/edit"), json!({"city": "", "overwriteWithBlank": true})).await.expect(200);
+    let r = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"city": "", "overwriteWithBlank": true}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["contact"]["fields"]["all"]["city"], json!(null));
 
     // PUT replaces: fields not sent are cleared.
-    let r = s.put(&format!("/api/contacts/{id}/edit"), json!({"email": "ada@example.org"})).await.expect(200);
+    let r = s
+        .put(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"email": "ada@example.org"}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["contact"]["fields"]["all"]["firstname"], json!(null));
     assert_eq!(r["contact"]["fields"]["all"]["email"], "ada@example.org");
     // PUT on an unknown id creates.
-    let r = s.put("/api/contacts/999999/edit", json!({"email": "new@example.org"})).await;
+    let r = s
+        .put(
+            "/api/contacts/999999/edit",
+            json!({"email": "new@example.org"}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let new_id = r.body["contact"]["id"].as_i64().unwrap();
     assert_ne!(new_id, 999999);
 
     // PATCH on an unknown id is a 404 in Mautic's shape.
-    let r = s.patch("/api/contacts/999999/edit", json!({"city": "x"})).await;
+    let r = s
+        .patch("/api/contacts/999999/edit", json!({"city": "x"}))
+        .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error_message(), "Item was not found.");
     assert_eq!(s.get("/api/contacts/abc").await.status, 404);
 
-    let r = s.delete(&format!("/api/contacts/{id}/delete")).await.expect(200);
+    let r = s
+        .delete(&format!("/api/contacts/{id}/delete"))
+        .await
+        .expect(200);
     assert_eq!(r["contact"]["id"], json!(null));
     assert_eq!(r["contact"]["fields"]["all"]["email"], "ada@example.org");
     assert_eq!(s.get(&format!("/api/contacts/{id}")).await.status, 404);
-    assert_eq!(s.delete(&format!("/api/contacts/{id}/delete")).await.status, 404);
+    assert_eq!(
+        s.delete(&format!("/api/contacts/{id}/delete")).await.status,
+        404
+    );
     s.stop().await;
 }
 
 async fn bad_input_changes_nothing(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let id = s.create_contact(json!({"email": "keep@example.org", "firstname": "Keep"})).await;
+    let id = s
+        .create_contact(json!({"email": "keep@example.org", "firstname": "Keep"}))
+        .await;
     let before = s.get(&format!("/api/contacts/{id}")).await.expect(200);
     let n = count(&s).await;
 
-    let r = s.post("/api/contacts/new", json!({"email": "x@example.org", "favourite": 1, "shoe": 2})).await;
+    let r = s
+        .post(
+            "/api/contacts/new",
+            json!({"email": "x@example.org", "favourite": 1, "shoe": 2}),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    assert!(r.error_message().contains("favourite") && r.error_message().contains("shoe"), "{}", r.text);
+    assert!(
+        r.error_message().contains("favourite") && r.error_message().contains("shoe"),
+        "{}",
+        r.text
+    );
     assert!(r.body["errors"][0]["details"]["favourite"].is_array());
 
     let cases = [
@@ -100,26 +160,65 @@ async fn bad_input_changes_nothing(backend: Backend) {
     ];
     for body in cases {
         let r = s.post("/api/contacts/new", body.clone()).await;
-        assert!(r.status == 422 || r.status == 400, "{body}: {} {}", r.status, r.text);
-        assert!(r.body["errors"][0]["code"].is_number(), "Mautic error shape: {}", r.text);
+        assert!(
+            r.status == 422 || r.status == 400,
+            "{body}: {} {}",
+            r.status,
+            r.text
+        );
+        assert!(
+            r.body["errors"][0]["code"].is_number(),
+            "Mautic error shape: {}",
+            r.text
+        );
     }
-    let r = s.raw(Method::POST, "/api/contacts/new", "application/json", "{\"email\": ").await;
+    let r = s
+        .raw(
+            Method::POST,
+            "/api/contacts/new",
+            "application/json",
+            "{\"email\": ",
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("malformed JSON"), "{}", r.text);
-    let r = s.raw(Method::POST, "/api/contacts/new", "text/plain", "email=a@b.co").await;
+    let r = s
+        .raw(
+            Method::POST,
+            "/api/contacts/new",
+            "text/plain",
+            "email=a@b.co",
+        )
+        .await;
     assert_eq!(r.status, 415);
     let huge = format!("{{\"firstname\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
-    let r = s.raw(Method::POST, "/api/contacts/new", "application/json", huge).await;
+    let r = s
+        .raw(Method::POST, "/api/contacts/new", "application/json", huge)
+        .await;
     assert_eq!(r.status, 413);
     assert!(r.body["errors"][0]["message"].is_string());
     // Hostile strings are stored as text, not executed.
     let hostile = "Robert'); DROP TABLE contacts;--";
-    let hid = s.create_contact(json!({"email": "bobby@example.org", "lastname": hostile})).await;
-    assert_eq!(s.get(&format!("/api/contacts/{hid}")).await.expect(200)["contact"]["fields"]["all"]["lastname"], hostile);
-    let r = s.patch(&format!("/api/contacts/{id}/edit"), json!({"email": "broken"})).await;
+    let hid = s
+        .create_contact(json!({"email": "bobby@example.org", "lastname": hostile}))
+        .await;
+    assert_eq!(
+        s.get(&format!("/api/contacts/{hid}")).await.expect(200)["contact"]["fields"]["all"]["lastname"],
+        hostile
+    );
+    let r = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"email": "broken"}),
+        )
+        .await;
     assert_eq!(r.status, 422);
 
-    assert_eq!(count(&s).await, n + 1, "only the hostile-but-valid contact was added");
+    assert_eq!(
+        count(&s).await,
+        n + 1,
+        "only the hostile-but-valid contact was added"
+    );
     let after = s.get(&format!("/api/contacts/{id}")).await.expect(200);
     assert_eq!(before["contact"]["fields"], after["contact"]["fields"]);
     s.stop().await;
@@ -131,15 +230,44 @@ async fn authentication(backend: Backend) {
     assert_eq!(anon.status, 401);
     assert_eq!(anon.body["errors"][0]["code"], 401);
     assert!(anon.headers.contains_key("www-authenticate"));
-    let wrong = s.send(s.client.get(s.url("/api/contacts")).basic_auth("admin", Some("wrong"))).await;
+    let wrong = s
+        .send(
+            s.client
+                .get(s.url("/api/contacts"))
+                .basic_auth("admin", Some("wrong")),
+        )
+        .await;
     assert_eq!(wrong.status, 401);
-    let nobody = s.send(s.client.get(s.url("/api/contacts")).basic_auth("nobody", Some("x"))).await;
+    let nobody = s
+        .send(
+            s.client
+                .get(s.url("/api/contacts"))
+                .basic_auth("nobody", Some("x")),
+        )
+        .await;
     assert_eq!(nobody.status, 401);
-    let garbage = s.send(s.client.get(s.url("/api/contacts")).header("authorization", "Basic !!!")).await;
+    let garbage = s
+        .send(
+            s.client
+                .get(s.url("/api/contacts"))
+                .header("authorization", "Basic !!!"),
+        )
+        .await;
     assert_eq!(garbage.status, 401);
-    assert_eq!(s.send(s.client.get(s.url("/api/openapi.json"))).await.status, 401);
+    assert_eq!(
+        s.send(s.client.get(s.url("/api/openapi.json")))
+            .await
+            .status,
+        401
+    );
     assert_eq!(s.send(s.client.get(s.url("/healthz"))).await.status, 200);
-    let ok = s.send(s.client.get(s.url("/api/contacts")).basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD))).await;
+    let ok = s
+        .send(
+            s.client
+                .get(s.url("/api/contacts"))
+                .basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD)),
+        )
+        .await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.body, json!({"total": "0", "contacts": {}}));
     s.stop().await;
@@ -160,10 +288,21 @@ async fn batch_endpoints(backend: Backend) {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["statusCodes"], json!([201, 422, 200, 201]));
-    assert!(r.body["errors"]["1"]["message"].as_str().unwrap().contains("email"));
+    assert!(
+        r.body["errors"]["1"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("email")
+    );
     let one = &r.body["contacts"]["0"];
-    assert_eq!(r.body["contacts"]["2"]["id"], one["id"], "a later item updates the contact an earlier one created");
-    assert_eq!(r.body["contacts"]["2"]["fields"]["all"]["lastname"], "Again");
+    assert_eq!(
+        r.body["contacts"]["2"]["id"], one["id"],
+        "a later item updates the contact an earlier one created"
+    );
+    assert_eq!(
+        r.body["contacts"]["2"]["fields"]["all"]["lastname"],
+        "Again"
+    );
     assert_eq!(r.body["contacts"]["2"]["fields"]["all"]["firstname"], "One");
     let one_id = one["id"].as_i64().unwrap();
     let two_id = r.body["contacts"]["3"]["id"].as_i64().unwrap();
@@ -178,25 +317,53 @@ async fn batch_endpoints(backend: Backend) {
     assert_eq!(r.body["statusCodes"], json!([200, 404, 400]));
     assert_eq!(r.body["contacts"]["0"]["fields"]["all"]["city"], "Paris");
 
-    let too_many: Vec<_> = (0..201).map(|i| json!({"email": format!("c{i}@example.org")})).collect();
+    let too_many: Vec<_> = (0..201)
+        .map(|i| json!({"email": format!("c{i}@example.org")}))
+        .collect();
     let r = s.post("/api/contacts/batch/new", json!(too_many)).await;
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("A max of 200"), "{}", r.text);
     assert_eq!(count(&s).await, 2, "the oversized batch wrote nothing");
-    assert_eq!(s.post("/api/contacts/batch/new", json!({"email": "x@y.z"})).await.status, 400);
+    assert_eq!(
+        s.post("/api/contacts/batch/new", json!({"email": "x@y.z"}))
+            .await
+            .status,
+        400
+    );
 
-    let r = s.delete(&format!("/api/contacts/batch/delete?ids={one_id},{two_id},424242")).await.expect(200);
+    let r = s
+        .delete(&format!(
+            "/api/contacts/batch/delete?ids={one_id},{two_id},424242"
+        ))
+        .await
+        .expect(200);
     assert_eq!(r["contacts"].as_array().unwrap().len(), 2);
     assert_eq!(count(&s).await, 0);
-    assert_eq!(s.delete("/api/contacts/batch/delete?ids=a,b").await.status, 400);
+    assert_eq!(
+        s.delete("/api/contacts/batch/delete?ids=a,b").await.status,
+        400
+    );
     s.stop().await;
 }
 
 async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let id = s.create_contact(json!({"email": "t@example.org", "tags": ["vip", "new", "spaced  name"]})).await;
-    let c = s.patch(&format!("/api/contacts/{id}/edit"), json!({"tags": ["-new", "gold"]})).await.expect(200);
-    let tags: Vec<&str> = c["contact"]["tags"].as_array().unwrap().iter().map(|t| t["tag"].as_str().unwrap()).collect();
+    let id = s
+        .create_contact(json!({"email": "t@example.org", "tags": ["vip", "new", "spaced  name"]}))
+        .await;
+    let c = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"tags": ["-new", "gold"]}),
+        )
+        .await
+        .expect(200);
+    let tags: Vec<&str> = c["contact"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
     assert_eq!(tags, vec!["gold", "spaced name", "vip"]);
     let all_tags = s.get("/api/tags").await.expect(200);
     assert_eq!(all_tags["total"], 4);
@@ -206,21 +373,53 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     assert_eq!(r.status, 200, "an existing tag is returned with 200");
     assert_eq!(s.post("/api/tags/new", json!({})).await.status, 422);
 
-    assert_eq!(s.post(&format!("/api/contacts/{id}/points/plus/10"), json!({})).await.expect(200), json!({"success": 1}));
-    s.post(&format!("/api/contacts/{id}/points/minus/3"), json!({})).await.expect(200);
-    assert_eq!(s.get(&format!("/api/contacts/{id}")).await.expect(200)["contact"]["points"], 7);
-    assert_eq!(s.post(&format!("/api/contacts/{id}/points/times/3"), json!({})).await.status, 400);
-    assert_eq!(s.post("/api/contacts/424242/points/plus/1", json!({})).await.status, 404);
+    assert_eq!(
+        s.post(&format!("/api/contacts/{id}/points/plus/10"), json!({}))
+            .await
+            .expect(200),
+        json!({"success": 1})
+    );
+    s.post(&format!("/api/contacts/{id}/points/minus/3"), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(
+        s.get(&format!("/api/contacts/{id}")).await.expect(200)["contact"]["points"],
+        7
+    );
+    assert_eq!(
+        s.post(&format!("/api/contacts/{id}/points/times/3"), json!({}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        s.post("/api/contacts/424242/points/plus/1", json!({}))
+            .await
+            .status,
+        404
+    );
 
-    let r = s.post(&format!("/api/contacts/{id}/dnc/email/add"), json!({"reason": 2, "comments": "bounced"})).await.expect(200);
+    let r = s
+        .post(
+            &format!("/api/contacts/{id}/dnc/email/add"),
+            json!({"reason": 2, "comments": "bounced"}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["contact"]["doNotContact"][0]["reason"], 2);
     assert_eq!(r["contact"]["doNotContact"][0]["channel"], "email");
-    let r = s.post(&format!("/api/contacts/{id}/dnc/email/remove"), json!({})).await.expect(200);
+    let r = s
+        .post(&format!("/api/contacts/{id}/dnc/email/remove"), json!({}))
+        .await
+        .expect(200);
     assert_eq!(r["recordFound"], true);
     assert_eq!(r["contact"]["doNotContact"], json!([]));
 
     let r = s
-        .post(&format!("/api/contacts/{id}/utm/add"), json!({"utm_source": "newsletter", "utm_campaign": "spring", "query": "a=1"}))
+        .post(
+            &format!("/api/contacts/{id}/utm/add"),
+            json!({"utm_source": "newsletter", "utm_campaign": "spring", "query": "a=1"}),
+        )
         .await
         .expect(200);
     assert_eq!(r["contact"]["utmtags"][0]["utmSource"], "newsletter");
@@ -228,21 +427,65 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     let note = s.post("/api/notes/new", json!({"lead": id, "text": "Called about <b>pricing</b>", "type": "call", "dateTime": "2024-01-02 10:00"})).await;
     assert_eq!(note.status, 201, "{}", note.text);
 
-    let act = s.get(&format!("/api/contacts/{id}/activity")).await.expect(200);
-    let kinds: Vec<&str> = act["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
-    for k in ["lead.create", "lead.apiadded", "lead.identified", "lead.tags", "point.gained", "lead.donotcontact", "lead.utmtagsadded", "lead.note"] {
+    let act = s
+        .get(&format!("/api/contacts/{id}/activity"))
+        .await
+        .expect(200);
+    let kinds: Vec<&str> = act["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for k in [
+        "lead.create",
+        "lead.apiadded",
+        "lead.identified",
+        "lead.tags",
+        "point.gained",
+        "lead.donotcontact",
+        "lead.utmtagsadded",
+        "lead.note",
+    ] {
         assert!(kinds.contains(&k), "missing {k} in {kinds:?}");
     }
     assert_eq!(act["types"]["page.hit"], "Page hit");
     assert!(act["total"].as_i64().unwrap() >= 8);
-    let only = s.get(&format!("/api/contacts/{id}/activity?filters[includeEvents][]=point.gained")).await.expect(200);
-    assert!(only["events"].as_array().unwrap().iter().all(|e| e["event"] == "point.gained"));
+    let only = s
+        .get(&format!(
+            "/api/contacts/{id}/activity?filters[includeEvents][]=point.gained"
+        ))
+        .await
+        .expect(200);
+    assert!(
+        only["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event"] == "point.gained")
+    );
     assert_eq!(only["total"], 2, "plus 10 and minus 3");
-    let without = s.get(&format!("/api/contacts/{id}/activity?filters[excludeEvents][]=point.gained&limit=2&page=2")).await.expect(200);
-    assert!(without["events"].as_array().unwrap().iter().all(|e| e["event"] != "point.gained"));
+    let without = s
+        .get(&format!(
+            "/api/contacts/{id}/activity?filters[excludeEvents][]=point.gained&limit=2&page=2"
+        ))
+        .await
+        .expect(200);
+    assert!(
+        without["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event"] != "point.gained")
+    );
     assert_eq!(without["page"], 2);
     assert_eq!(without["limit"], 2);
-    let searched = s.get(&format!("/api/contacts/{id}/activity?filters[search]=pricing")).await.expect(200);
+    let searched = s
+        .get(&format!(
+            "/api/contacts/{id}/activity?filters[search]=pricing"
+        ))
+        .await
+        .expect(200);
     assert_eq!(searched["total"], 1);
     assert_eq!(searched["events"][0]["event"], "lead.note");
     s.stop().await;
@@ -254,12 +497,26 @@ async fn anonymous_until_identified(backend: Backend) {
     let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
     assert_eq!(c["contact"]["dateIdentified"], json!(null));
     let list = s.get("/api/contacts").await.expect(200);
-    assert_eq!(list["total"], "0", "anonymous contacts are hidden by default");
+    assert_eq!(
+        list["total"], "0",
+        "anonymous contacts are hidden by default"
+    );
     let anon = s.get("/api/contacts?search=is:anonymous").await.expect(200);
     assert_eq!(anon["total"], "1");
-    let c = s.patch(&format!("/api/contacts/{id}/edit"), json!({"company": "Acme"})).await.expect(200);
+    let c = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"company": "Acme"}),
+        )
+        .await
+        .expect(200);
     assert!(c["contact"]["dateIdentified"].is_string());
-    let act = s.get(&format!("/api/contacts/{id}/activity?filters[includeEvents][]=lead.identified")).await.expect(200);
+    let act = s
+        .get(&format!(
+            "/api/contacts/{id}/activity?filters[includeEvents][]=lead.identified"
+        ))
+        .await
+        .expect(200);
     assert_eq!(act["total"], 1);
     s.stop().await;
 }
@@ -267,7 +524,12 @@ async fn anonymous_until_identified(backend: Backend) {
 async fn form_encoded_bodies_like_the_php_client(backend: Backend) {
     let s = TestServer::start(backend).await;
     let r = s
-        .raw(Method::POST, "/api/contacts/new", "application/x-www-form-urlencoded", "firstname=Jean&email=jean%40example.org&tags[]=a&tags[]=b&overwriteWithBlank=1")
+        .raw(
+            Method::POST,
+            "/api/contacts/new",
+            "application/x-www-form-urlencoded",
+            "firstname=Jean&email=jean%40example.org&tags[]=a&tags[]=b&overwriteWithBlank=1",
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["contact"]["fields"]["all"]["firstname"], "Jean");
@@ -282,14 +544,37 @@ async fn sub_resources_and_lists(backend: Backend) {
     assert_eq!(fields["6"]["alias"], "email");
     let owners = s.get("/api/contacts/list/owners").await.expect(200);
     assert_eq!(owners[0]["id"], 1);
-    assert_eq!(s.get(&format!("/api/contacts/{id}/devices")).await.expect(200)["total"], 0);
-    assert_eq!(s.get(&format!("/api/contacts/{id}/companies")).await.expect(200)["companies"], json!([]));
-    assert!(s.get(&format!("/api/contacts/{id}/campaigns")).await.expect(200)["campaigns"].is_object());
-    assert!(s.get(&format!("/api/contacts/{id}/segments")).await.expect(200)["lists"].is_object());
+    assert_eq!(
+        s.get(&format!("/api/contacts/{id}/devices"))
+            .await
+            .expect(200)["total"],
+        0
+    );
+    assert_eq!(
+        s.get(&format!("/api/contacts/{id}/companies"))
+            .await
+            .expect(200)["companies"],
+        json!([])
+    );
+    assert!(
+        s.get(&format!("/api/contacts/{id}/campaigns"))
+            .await
+            .expect(200)["campaigns"]
+            .is_object()
+    );
+    assert!(
+        s.get(&format!("/api/contacts/{id}/segments"))
+            .await
+            .expect(200)["lists"]
+            .is_object()
+    );
     assert_eq!(s.get("/api/contacts/424242/devices").await.status, 404);
     let api = s.get("/api/openapi.json").await.expect(200);
     assert!(api["openapi"].as_str().unwrap().starts_with("3."));
-    assert!(api["paths"]["/api/contacts"].is_object(), "the contacts list is documented");
+    assert!(
+        api["paths"]["/api/contacts"].is_object(),
+        "the contacts list is documented"
+    );
     assert_eq!(s.get("/api/nope").await.status, 404);
     s.stop().await;
 }
@@ -298,24 +583,63 @@ async fn totals_follow_identification_deletes_and_merges(backend: Backend) {
     let s = TestServer::start(backend).await;
     let total = |q: &'static str| {
         let s = &s;
-        async move { s.get(&format!("/api/contacts?search={q}")).await.expect(200)["total"].as_str().unwrap().parse::<i64>().unwrap() }
+        async move {
+            s.get(&format!("/api/contacts?search={q}"))
+                .await
+                .expect(200)["total"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        }
     };
-    let anon = s.create_contact(json!({"city": "Oslo", "tags": ["t"]})).await;
-    let known = s.create_contact(json!({"email": "k@example.org", "tags": ["t"]})).await;
+    let anon = s
+        .create_contact(json!({"city": "Oslo", "tags": ["t"]}))
+        .await;
+    let known = s
+        .create_contact(json!({"email": "k@example.org", "tags": ["t"]}))
+        .await;
     assert_eq!((total("").await, total("is:anonymous").await), (1, 1));
-    assert_eq!(total("tag:t").await, 1, "the anonymous contact's tag is not counted");
+    assert_eq!(
+        total("tag:t").await,
+        1,
+        "the anonymous contact's tag is not counted"
+    );
     assert_eq!(total("is:anonymous%20tag:t").await, 1);
     assert_eq!(total("osl").await, 0, "free text hides anonymous visitors");
-    assert_eq!(total("is:anonymous%20osl").await, 1, "and finds them when asked");
-    s.patch(&format!("/api/contacts/{anon}/edit"), json!({"firstname": "Ola"})).await.expect(200);
-    assert_eq!((total("").await, total("is:anonymous").await), (2, 0), "identification moves the contact between the totals");
+    assert_eq!(
+        total("is:anonymous%20osl").await,
+        1,
+        "and finds them when asked"
+    );
+    s.patch(
+        &format!("/api/contacts/{anon}/edit"),
+        json!({"firstname": "Ola"}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        (total("").await, total("is:anonymous").await),
+        (2, 0),
+        "identification moves the contact between the totals"
+    );
     assert_eq!(total("tag:t").await, 2);
     assert_eq!(total("osl").await, 1);
-    let other = s.create_contact(json!({"city": "Bergen", "tags": ["u"]})).await;
-    s.post(&format!("/api/contacts/{known}/merge/{other}"), json!({})).await.expect(200);
+    let other = s
+        .create_contact(json!({"city": "Bergen", "tags": ["u"]}))
+        .await;
+    s.post(&format!("/api/contacts/{known}/merge/{other}"), json!({}))
+        .await
+        .expect(200);
     assert_eq!((total("").await, total("is:anonymous").await), (2, 0));
-    assert_eq!(total("tag:u").await, 1, "a merged-in tag belongs to a known contact now");
-    s.delete(&format!("/api/contacts/{known}/delete")).await.expect(200);
+    assert_eq!(
+        total("tag:u").await,
+        1,
+        "a merged-in tag belongs to a known contact now"
+    );
+    s.delete(&format!("/api/contacts/{known}/delete"))
+        .await
+        .expect(200);
     assert_eq!((total("").await, total("is:anonymous").await), (1, 0));
     assert_eq!(total("tag:t").await, 1);
     s.stop().await;

@@ -14,18 +14,36 @@ both_backends!(
 
 /// Runs the background free-text indexer's work now (SQLite queues writes for it).
 async fn index_now(s: &TestServer) {
-    while magpie::store::free_text::index_pending(&s.state().store).await.unwrap() > 0 {}
+    while magpie::store::free_text::index_pending(&s.state().store)
+        .await
+        .unwrap()
+        > 0
+    {}
 }
 
 async fn search_ids(s: &TestServer, query: &str) -> Vec<i64> {
-    let r = s.get(&format!("/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}", urlencode(query))).await;
+    let r = s
+        .get(&format!(
+            "/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}",
+            urlencode(query)
+        ))
+        .await;
     assert_eq!(r.status, 200, "{query}: {}", r.text);
-    assert_eq!(r.body["total"].as_str().unwrap().parse::<usize>().unwrap(), ids(&r.body).len(), "{query}: total");
+    assert_eq!(
+        r.body["total"].as_str().unwrap().parse::<usize>().unwrap(),
+        ids(&r.body).len(),
+        "{query}: total"
+    );
     ids(&r.body)
 }
 
 fn ids(list: &serde_json::Value) -> Vec<i64> {
-    list["contacts"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect()
+    list["contacts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect()
 }
 
 async fn custom_field_lifecycle(backend: Backend) {
@@ -44,39 +62,95 @@ async fn custom_field_lifecycle(backend: Backend) {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
 
-    let id = s.create_contact(json!({"email": "f@example.org", "shoe_size": "42.25", "colour": ["green", "red"]})).await;
+    let id = s
+        .create_contact(
+            json!({"email": "f@example.org", "shoe_size": "42.25", "colour": ["green", "red"]}),
+        )
+        .await;
     let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
-    assert_eq!(c["contact"]["fields"]["personal"]["shoe_size"]["value"], 42.3);
+    assert_eq!(
+        c["contact"]["fields"]["personal"]["shoe_size"]["value"],
+        42.3
+    );
     assert_eq!(c["contact"]["fields"]["all"]["colour"], "green|red");
-    let r = s.post("/api/contacts/new", json!({"email": "g@example.org", "colour": ["purple"]})).await;
+    let r = s
+        .post(
+            "/api/contacts/new",
+            json!({"email": "g@example.org", "colour": ["purple"]}),
+        )
+        .await;
     assert_eq!(r.status, 422, "{}", r.text);
 
-    let found = s.get("/api/contacts?search=shoe_size:%3E40").await.expect(200);
+    let found = s
+        .get("/api/contacts?search=shoe_size:%3E40")
+        .await
+        .expect(200);
     assert_eq!(ids(&found), vec![id]);
-    assert_eq!(s.get("/api/contacts?search=shoe_size:%3C40").await.expect(200)["total"], "0");
-    let found = s.get("/api/contacts?search=colour:%25red%25").await.expect(200);
+    assert_eq!(
+        s.get("/api/contacts?search=shoe_size:%3C40")
+            .await
+            .expect(200)["total"],
+        "0"
+    );
+    let found = s
+        .get("/api/contacts?search=colour:%25red%25")
+        .await
+        .expect(200);
     assert_eq!(ids(&found), vec![id]);
 
     // Editing cannot change alias or storage type; label and flags can change.
-    let r = s.patch(&format!("/api/fields/contact/{field_id}/edit"), json!({"alias": "other"})).await;
+    let r = s
+        .patch(
+            &format!("/api/fields/contact/{field_id}/edit"),
+            json!({"alias": "other"}),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    let r = s.patch(&format!("/api/fields/contact/{field_id}/edit"), json!({"type": "text"})).await;
+    let r = s
+        .patch(
+            &format!("/api/fields/contact/{field_id}/edit"),
+            json!({"type": "text"}),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    let r = s.patch(&format!("/api/fields/contact/{field_id}/edit"), json!({"label": "Shoe size (EU)", "isRequired": true})).await.expect(200);
+    let r = s
+        .patch(
+            &format!("/api/fields/contact/{field_id}/edit"),
+            json!({"label": "Shoe size (EU)", "isRequired": true}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["field"]["label"], "Shoe size (EU)");
     // Now required: a new contact without it is refused.
-    let r = s.post("/api/contacts/new", json!({"email": "h@example.org"})).await;
+    let r = s
+        .post("/api/contacts/new", json!({"email": "h@example.org"}))
+        .await;
     assert_eq!(r.status, 422);
-    assert!(r.body["errors"][0]["details"]["shoe_size"].is_array(), "{}", r.text);
+    assert!(
+        r.body["errors"][0]["details"]["shoe_size"].is_array(),
+        "{}",
+        r.text
+    );
 
     let listed = s.get("/api/fields/contact").await.expect(200);
     assert_eq!(listed["total"], 30);
-    assert_eq!(s.get(&format!("/api/fields/contact/{field_id}")).await.expect(200)["field"]["alias"], "shoe_size");
+    assert_eq!(
+        s.get(&format!("/api/fields/contact/{field_id}"))
+            .await
+            .expect(200)["field"]["alias"],
+        "shoe_size"
+    );
 
-    let r = s.delete(&format!("/api/fields/contact/{field_id}/delete")).await.expect(200);
+    let r = s
+        .delete(&format!("/api/fields/contact/{field_id}/delete"))
+        .await
+        .expect(200);
     assert_eq!(r["field"]["id"], json!(null));
     let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
-    assert!(c["contact"]["fields"]["all"].get("shoe_size").is_none(), "the column is gone");
+    assert!(
+        c["contact"]["fields"]["all"].get("shoe_size").is_none(),
+        "the column is gone"
+    );
     assert_eq!(s.get("/api/contacts?search=shoe_size:1").await.status, 400);
     // Default fields cannot be deleted.
     assert_eq!(s.delete("/api/fields/contact/6/delete").await.status, 403);
@@ -103,13 +177,30 @@ async fn field_definitions_are_validated(backend: Backend) {
         let r = s.post("/api/fields/contact/new", body.clone()).await;
         assert_eq!(r.status, 422, "{body}: {}", r.text);
     }
-    assert_eq!(s.get("/api/fields/contact").await.expect(200)["total"], 28, "nothing was created");
+    assert_eq!(
+        s.get("/api/fields/contact").await.expect(200)["total"],
+        28,
+        "nothing was created"
+    );
     assert_eq!(s.get("/api/fields/company").await.status, 404);
     // A plain user may read fields but not change them.
     let user = create_user(&s, "reader").await;
-    let r = s.send(s.client.post(s.url("/api/fields/contact/new")).basic_auth(&user, Some("reader-password")).json(&json!({"label": "Y"}))).await;
+    let r = s
+        .send(
+            s.client
+                .post(s.url("/api/fields/contact/new"))
+                .basic_auth(&user, Some("reader-password"))
+                .json(&json!({"label": "Y"})),
+        )
+        .await;
     assert_eq!(r.status, 403);
-    let r = s.send(s.client.get(s.url("/api/fields/contact")).basic_auth(&user, Some("reader-password"))).await;
+    let r = s
+        .send(
+            s.client
+                .get(s.url("/api/fields/contact"))
+                .basic_auth(&user, Some("reader-password")),
+        )
+        .await;
     assert_eq!(r.status, 200);
     s.stop().await;
 }
@@ -117,24 +208,54 @@ async fn field_definitions_are_validated(backend: Backend) {
 async fn create_user(s: &TestServer, name: &str) -> String {
     let hash = magpie::users::hash_password(&format!("{name}-password")).unwrap();
     let mut tx = s.state().store.begin().await.unwrap();
-    let new = magpie::store::users::NewUser { username: name, email: "", first_name: name, last_name: "", role: magpie::users::Role::User, password_hash: &hash };
-    magpie::store::users::insert(&mut tx, &new, 0).await.unwrap();
+    let new = magpie::store::users::NewUser {
+        username: name,
+        email: "",
+        first_name: name,
+        last_name: "",
+        role: magpie::users::Role::User,
+        password_hash: &hash,
+    };
+    magpie::store::users::insert(&mut tx, &new, 0)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     name.to_owned()
 }
 
 async fn custom_unique_identifier_with_and_or(backend: Backend) {
     for (operator, expect_same) in [("and", false), ("or", true)] {
-        let s = TestServer::start_with(backend, &format!("[contacts]\nunique_identifier_operator = \"{operator}\"")).await;
+        let s = TestServer::start_with(
+            backend,
+            &format!("[contacts]\nunique_identifier_operator = \"{operator}\""),
+        )
+        .await;
         let r = s.post("/api/fields/contact/new", json!({"label": "Customer number", "alias": "customer_no", "isUniqueIdentifier": true})).await;
         assert_eq!(r.status, 201, "{}", r.text);
-        let first = s.create_contact(json!({"email": "u@example.org", "customer_no": "C-1"})).await;
+        let first = s
+            .create_contact(json!({"email": "u@example.org", "customer_no": "C-1"}))
+            .await;
         // Same email, different customer number: one of two identifiers matches.
-        let r = s.post("/api/contacts/new", json!({"email": "u@example.org", "customer_no": "C-2"})).await;
+        let r = s
+            .post(
+                "/api/contacts/new",
+                json!({"email": "u@example.org", "customer_no": "C-2"}),
+            )
+            .await;
         let second = r.body["contact"]["id"].as_i64().unwrap();
-        assert_eq!(first == second, expect_same, "operator {operator}: {}", r.text);
+        assert_eq!(
+            first == second,
+            expect_same,
+            "operator {operator}: {}",
+            r.text
+        );
         // Both identifiers match: always the same contact.
-        let r = s.post("/api/contacts/new", json!({"email": "U@example.org", "customer_no": "c-1"})).await;
+        let r = s
+            .post(
+                "/api/contacts/new",
+                json!({"email": "U@example.org", "customer_no": "c-1"}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{operator}: {}", r.text);
         s.stop().await;
     }
@@ -160,23 +281,50 @@ async fn seed(s: &TestServer) -> Vec<i64> {
 /// never by its old ones, and not once it is deleted — indexed or still queued.
 async fn free_text_follows_every_change(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let a = s.create_contact(json!({"firstname": "Quintessa", "lastname": "Vantablack", "email": "qv@example.org"})).await;
-    let b = s.create_contact(json!({"firstname": "Quentin", "lastname": "Vantablack"})).await;
+    let a = s
+        .create_contact(
+            json!({"firstname": "Quintessa", "lastname": "Vantablack", "email": "qv@example.org"}),
+        )
+        .await;
+    let b = s
+        .create_contact(json!({"firstname": "Quentin", "lastname": "Vantablack"}))
+        .await;
     assert_eq!(search_ids(&s, "vantablack").await, vec![a, b]);
     index_now(&s).await;
     assert_eq!(search_ids(&s, "vantablack").await, vec![a, b]);
-    s.patch(&format!("/api/contacts/{a}/edit"), json!({"lastname": "Ultramarine"})).await.expect(200);
-    assert_eq!(search_ids(&s, "vantablack").await, vec![b], "the old name is gone at once");
-    assert_eq!(search_ids(&s, "ultramarine").await, vec![a], "the new name is found at once");
+    s.patch(
+        &format!("/api/contacts/{a}/edit"),
+        json!({"lastname": "Ultramarine"}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        search_ids(&s, "vantablack").await,
+        vec![b],
+        "the old name is gone at once"
+    );
+    assert_eq!(
+        search_ids(&s, "ultramarine").await,
+        vec![a],
+        "the new name is found at once"
+    );
     index_now(&s).await;
     assert_eq!(search_ids(&s, "vantablack").await, vec![b]);
     assert_eq!(search_ids(&s, "ultramarine").await, vec![a]);
     assert_eq!(search_ids(&s, "qv@exa").await, vec![a]);
-    s.delete(&format!("/api/contacts/{b}/delete")).await.expect(200);
+    s.delete(&format!("/api/contacts/{b}/delete"))
+        .await
+        .expect(200);
     assert_eq!(search_ids(&s, "vantablack").await, Vec::<i64>::new());
     let c = s.create_contact(json!({"lastname": "Ultramarine"})).await;
-    s.delete(&format!("/api/contacts/{c}/delete")).await.expect(200);
-    assert_eq!(search_ids(&s, "ultramarine").await, vec![a], "a contact deleted while queued is not found");
+    s.delete(&format!("/api/contacts/{c}/delete"))
+        .await
+        .expect(200);
+    assert_eq!(
+        search_ids(&s, "ultramarine").await,
+        vec![a],
+        "a contact deleted while queued is not found"
+    );
     index_now(&s).await;
     assert_eq!(search_ids(&s, "ultramarine").await, vec![a]);
     s.stop().await;
@@ -227,18 +375,34 @@ async fn search_grammar(backend: Backend) {
             index_now(&s).await;
         }
         for (query, want) in &cases {
-            let r = s.get(&format!("/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}", urlencode(query))).await;
+            let r = s
+                .get(&format!(
+                    "/api/contacts?limit=100&orderBy=id&orderByDir=asc&search={}",
+                    urlencode(query)
+                ))
+                .await;
             assert_eq!(r.status, 200, "{query}: {}", r.text);
             assert_eq!(&ids(&r.body), want, "search {query:?} ({round})");
         }
     }
     // Default order: most recently active first.
-    let r = s.get("/api/contacts?search=tag:vip%20OR%20company:us").await.expect(200);
+    let r = s
+        .get("/api/contacts?search=tag:vip%20OR%20company:us")
+        .await
+        .expect(200);
     assert_eq!(ids(&r), vec![alan, grace, ada]);
-    for bad in ["(smith", "\"open", "bogus:x", "is:robot", "ids:x", "smith OR"] {
-        let r = s.get(&format!("/api/contacts?search={}", urlencode(bad))).await;
+    for bad in [
+        "(smith", "\"open", "bogus:x", "is:robot", "ids:x", "smith OR",
+    ] {
+        let r = s
+            .get(&format!("/api/contacts?search={}", urlencode(bad)))
+            .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
-        assert!(r.error_message().starts_with("invalid search"), "{}", r.text);
+        assert!(
+            r.error_message().starts_with("invalid search"),
+            "{}",
+            r.text
+        );
     }
     s.stop().await;
 }
@@ -247,33 +411,64 @@ async fn where_filters_ordering_and_paging(backend: Backend) {
     let s = TestServer::start(backend).await;
     let id = seed(&s).await;
     let (ada, alan, grace, john, jane) = (id[0], id[1], id[2], id[3], id[4]);
-    let r = s.get("/api/contacts?where[0][col]=email&where[0][expr]=eq&where[0][val]=ADA@example.org").await.expect(200);
+    let r = s
+        .get("/api/contacts?where[0][col]=email&where[0][expr]=eq&where[0][val]=ADA@example.org")
+        .await
+        .expect(200);
     assert_eq!(ids(&r), vec![ada]);
     let r = s.get("/api/contacts?where[0][col]=points&where[0][expr]=gte&where[0][val]=30&where[1][col]=city&where[1][expr]=neq&where[1][val]=London&orderBy=points&orderByDir=desc").await.expect(200);
     assert_eq!(ids(&r), vec![grace, alan]);
     let r = s.get(&format!("/api/contacts?where[0][col]=id&where[0][expr]=in&where[0][val]={john},{jane}&orderBy=id")).await.expect(200);
     assert_eq!(ids(&r), vec![john, jane]);
-    let r = s.get("/api/contacts?where[0][col]=company&where[0][expr]=isNull&orderBy=id").await.expect(200);
+    let r = s
+        .get("/api/contacts?where[0][col]=company&where[0][expr]=isNull&orderBy=id")
+        .await
+        .expect(200);
     assert_eq!(ids(&r), vec![ada, alan, john, jane]);
     let r = s.get("/api/contacts?search=example&where[0][col]=lastActive&where[0][expr]=gt&where[0][val]=2024-05-01%2012:00:00&orderBy=lastActive").await.expect(200);
     assert_eq!(ids(&r), vec![grace, alan]);
-    assert_eq!(s.get("/api/contacts?where[0][col]=nope&where[0][expr]=eq&where[0][val]=1").await.status, 400);
-    assert_eq!(s.get("/api/contacts?where[0][col]=email&where[0][expr]=matches&where[0][val]=1").await.status, 400);
+    assert_eq!(
+        s.get("/api/contacts?where[0][col]=nope&where[0][expr]=eq&where[0][val]=1")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        s.get("/api/contacts?where[0][col]=email&where[0][expr]=matches&where[0][val]=1")
+            .await
+            .status,
+        400
+    );
 
     // Paging: total is the whole count, the page is a slice, order is stable.
-    let p1 = s.get("/api/contacts?orderBy=email&orderByDir=asc&limit=2&start=0").await.expect(200);
-    let p2 = s.get("/api/contacts?orderBy=email&orderByDir=asc&limit=2&start=2").await.expect(200);
+    let p1 = s
+        .get("/api/contacts?orderBy=email&orderByDir=asc&limit=2&start=0")
+        .await
+        .expect(200);
+    let p2 = s
+        .get("/api/contacts?orderBy=email&orderByDir=asc&limit=2&start=2")
+        .await
+        .expect(200);
     assert_eq!(p1["total"], "5");
     assert_eq!(ids(&p1), vec![ada, alan]);
     assert_eq!(ids(&p2), vec![grace, jane]);
     let keys: Vec<&String> = p1["contacts"].as_object().unwrap().keys().collect();
-    assert_eq!(keys, vec![&ada.to_string(), &alan.to_string()], "the object keeps the order");
+    assert_eq!(
+        keys,
+        vec![&ada.to_string(), &alan.to_string()],
+        "the object keeps the order"
+    );
     assert_eq!(s.get("/api/contacts?orderBy=nope").await.status, 400);
     assert_eq!(s.get("/api/contacts?orderByDir=sideways").await.status, 400);
     assert_eq!(s.get("/api/contacts?limit=5000").await.status, 400);
     assert_eq!(s.get("/api/contacts?start=-1").await.status, 400);
     let minimal = s.get("/api/contacts?minimal=1&limit=1").await.expect(200);
-    let first = minimal["contacts"].as_object().unwrap().values().next().unwrap();
+    let first = minimal["contacts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
     assert!(first.get("tags").is_none() && first.get("fields").is_some());
     s.stop().await;
 }
@@ -290,20 +485,28 @@ async fn search_is_never_an_injection(backend: Backend) {
         "city:%%%_%",
         "\u{202e}evil",
     ] {
-        let r = s.get(&format!("/api/contacts?search={}", urlencode(hostile))).await;
+        let r = s
+            .get(&format!("/api/contacts?search={}", urlencode(hostile)))
+            .await;
         assert!(r.status == 200 || r.status == 400, "{hostile}: {}", r.text);
         if r.status == 200 {
             assert!(r.body["total"].as_str().unwrap().parse::<i64>().unwrap() <= 5);
         }
     }
-    assert_eq!(s.get("/api/contacts").await.expect(200)["total"], "5", "still all there");
+    assert_eq!(
+        s.get("/api/contacts").await.expect(200)["total"],
+        "5",
+        "still all there"
+    );
     s.stop().await;
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

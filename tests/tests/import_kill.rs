@@ -11,7 +11,11 @@ use serde_json::Value;
 const PASSWORD: &str = "kill-test-password";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -49,14 +53,24 @@ async fn serve(data_dir: &std::path::Path, database_url: &str, config: &std::pat
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "server did not become healthy");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not become healthy"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Server { child, base }
 }
 
-async fn api(client: &reqwest::Client, method: reqwest::Method, url: String, body: Option<Value>) -> Value {
-    let mut req = client.request(method, url).basic_auth("admin", Some(PASSWORD));
+async fn api(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Value {
+    let mut req = client
+        .request(method, url)
+        .basic_auth("admin", Some(PASSWORD));
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -76,7 +90,10 @@ async fn kill_nine_in_the_middle_of_an_import(backend: Backend) {
 async fn interrupt_in_the_middle_of_an_import(backend: Backend, graceful: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, pg) = match backend {
-        Backend::Sqlite => (format!("sqlite://{}", dir.path().join("magpie.db").display()), None),
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.path().join("magpie.db").display()),
+            None,
+        ),
         Backend::Postgres => {
             let (url, admin, name) = magpie_tests::create_pg_database().await;
             (url, Some((admin, name)))
@@ -84,15 +101,27 @@ async fn interrupt_in_the_middle_of_an_import(backend: Backend, graceful: bool) 
     };
     let config = dir.path().join("magpie.toml");
     // Small batches (many checkpoints) and a short lease (PostgreSQL waits for it).
-    std::fs::write(&config, "[import]\nbatch_rows = 100\n[jobs]\nlease_seconds = 2\n").unwrap();
+    std::fs::write(
+        &config,
+        "[import]\nbatch_rows = 100\n[jobs]\nlease_seconds = 2\n",
+    )
+    .unwrap();
     let client = reqwest::Client::new();
 
     let server = serve(dir.path(), &database_url, &config).await;
     // 200 contacts exist; the file updates them and adds 6,000 more.
     let existing = 200;
     let fresh = 6_000;
-    let batch: Vec<Value> = (0..existing).map(|k| json!({"email": format!("c{k}@x.org"), "firstname": "Before"})).collect();
-    api(&client, reqwest::Method::POST, format!("{}/api/contacts/batch/new", server.base), Some(json!(batch))).await;
+    let batch: Vec<Value> = (0..existing)
+        .map(|k| json!({"email": format!("c{k}@x.org"), "firstname": "Before"}))
+        .collect();
+    api(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/api/contacts/batch/new", server.base),
+        Some(json!(batch)),
+    )
+    .await;
     let mut csv = String::from("email,firstname,lastname,city\n");
     for k in 0..(existing + fresh) {
         let kk = (k * 7919) % (existing + fresh); // existing contacts spread through the file
@@ -107,37 +136,64 @@ async fn interrupt_in_the_middle_of_an_import(backend: Backend, graceful: bool) 
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let id = r.json::<Value>().await.unwrap()["import"]["id"].as_i64().unwrap();
-    api(&client, reqwest::Method::POST, format!("{}/api/imports/{id}/start", server.base), Some(json!({}))).await;
+    let id = r.json::<Value>().await.unwrap()["import"]["id"]
+        .as_i64()
+        .unwrap();
+    api(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/api/imports/{id}/start", server.base),
+        Some(json!({})),
+    )
+    .await;
 
     // Wait until part of it is written, then kill -9.
     let started = Instant::now();
     let mut server = server;
     let done_before_kill = loop {
-        let r = api(&client, reqwest::Method::GET, format!("{}/api/imports/{id}?preview=0", server.base), None).await;
+        let r = api(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/api/imports/{id}?preview=0", server.base),
+            None,
+        )
+        .await;
         let done = r["import"]["progress"]["rowsDone"].as_i64().unwrap();
         if done >= 500 || r["import"]["status"] == "done" {
             break done;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "no progress: {r}");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     if graceful {
-        let ok = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(server.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
         let started = Instant::now();
         let status = loop {
             if let Some(s) = server.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "no clean exit after SIGTERM");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no clean exit after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
     } else {
         server.child.kill().expect("kill -9");
     }
-    eprintln!("{backend:?}: stopped (graceful: {graceful}) after {done_before_kill} of {} rows", existing + fresh);
+    eprintln!(
+        "{backend:?}: stopped (graceful: {graceful}) after {done_before_kill} of {} rows",
+        existing + fresh
+    );
     let _ = server.child.wait();
     drop(server);
 
@@ -145,12 +201,21 @@ async fn interrupt_in_the_middle_of_an_import(backend: Backend, graceful: bool) 
     let server = serve(dir.path(), &database_url, &config).await;
     let started = Instant::now();
     let final_state = loop {
-        let r = api(&client, reqwest::Method::GET, format!("{}/api/imports/{id}?preview=0", server.base), None).await;
+        let r = api(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/api/imports/{id}?preview=0", server.base),
+            None,
+        )
+        .await;
         if r["import"]["status"] == "done" {
             break r["import"].clone();
         }
         assert_ne!(r["import"]["status"], "failed", "{r}");
-        assert!(started.elapsed() < Duration::from_secs(300), "import did not finish after the restart: {r}");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "import did not finish after the restart: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let p = &final_state["progress"];
@@ -160,17 +225,36 @@ async fn interrupt_in_the_middle_of_an_import(backend: Backend, graceful: bool) 
     assert_eq!(p["failed"], 0);
 
     // No contact twice: exactly existing + fresh contacts, each email once.
-    let all = api(&client, reqwest::Method::GET, format!("{}/api/contacts?limit=1", server.base), None).await;
-    assert_eq!(all["total"], (existing + fresh).to_string(), "no duplicates after the crash");
+    let all = api(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/api/contacts?limit=1", server.base),
+        None,
+    )
+    .await;
+    assert_eq!(
+        all["total"],
+        (existing + fresh).to_string(),
+        "no duplicates after the crash"
+    );
     for k in [0, 1, 99, 150, 199, 250, 1000, 5999, existing + fresh - 1] {
-        let r = api(&client, reqwest::Method::GET, format!("{}/api/contacts?search=email:%2Bc{k}@x.org", server.base), None).await;
+        let r = api(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/api/contacts?search=email:%2Bc{k}@x.org", server.base),
+            None,
+        )
+        .await;
         assert_eq!(r["total"], "1", "c{k}@x.org once");
         let (cid, c) = r["contacts"].as_object().unwrap().iter().next().unwrap();
         assert_eq!(c["fields"]["all"]["firstname"], format!("First{k}"));
         let ev = api(
             &client,
             reqwest::Method::GET,
-            format!("{}/api/contacts/{cid}/activity?filters[includeEvents][]=lead.imported", server.base),
+            format!(
+                "{}/api/contacts/{cid}/activity?filters[includeEvents][]=lead.imported",
+                server.base
+            ),
             None,
         )
         .await;

@@ -16,17 +16,29 @@ both_backends!(
 );
 
 fn mapping_from_preview(import: &Value) -> Vec<Value> {
-    import["preview"]["mapping"].as_array().unwrap().iter().map(|m| json!({"column": m["column"], "field": m["field"]})).collect()
+    import["preview"]["mapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!({"column": m["column"], "field": m["field"]}))
+        .collect()
 }
 
 async fn events_of(s: &TestServer, contact: i64, kind: &str) -> Vec<Value> {
-    let r = s.get(&format!("/api/contacts/{contact}/activity?filters[includeEvents][]={kind}&limit=100")).await.expect(200);
+    let r = s
+        .get(&format!(
+            "/api/contacts/{contact}/activity?filters[includeEvents][]={kind}&limit=100"
+        ))
+        .await
+        .expect(200);
     r["events"].as_array().unwrap().clone()
 }
 
 async fn import_with_mapping_and_a_new_field(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let ada = s.create_contact(json!({"email": "ada@example.org", "firstname": "Ada", "city": "London"})).await;
+    let ada = s
+        .create_contact(json!({"email": "ada@example.org", "firstname": "Ada", "city": "London"}))
+        .await;
 
     // Semicolons, a byte order mark, accents and synonyms in the header.
     let csv = "\u{feff}E-mail;Prénom;Nom;Shoe size;Ville;Tags;Notes\r\n\
@@ -37,18 +49,62 @@ async fn import_with_mapping_and_a_new_field(backend: Backend) {
     assert_eq!(import["status"], "new");
     assert_eq!(import["preview"]["dialect"]["delimiter"], ";");
     assert_eq!(import["preview"]["dialect"]["bom"], true);
-    assert_eq!(import["preview"]["headers"], json!(["E-mail", "Prénom", "Nom", "Shoe size", "Ville", "Tags", "Notes"]));
-    assert_eq!(import["preview"]["rows"][1], json!(["bob@example.org", "Bob", "Builder", "44", "Paris", "", "x"]));
-    let proposed: Vec<Value> = import["preview"]["mapping"].as_array().unwrap().iter().map(|m| m["field"].clone()).collect();
-    assert_eq!(proposed, vec![json!("email"), json!("firstname"), json!("lastname"), json!(null), json!("city"), json!("tags"), json!(null)]);
+    assert_eq!(
+        import["preview"]["headers"],
+        json!([
+            "E-mail",
+            "Prénom",
+            "Nom",
+            "Shoe size",
+            "Ville",
+            "Tags",
+            "Notes"
+        ])
+    );
+    assert_eq!(
+        import["preview"]["rows"][1],
+        json!(["bob@example.org", "Bob", "Builder", "44", "Paris", "", "x"])
+    );
+    let proposed: Vec<Value> = import["preview"]["mapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["field"].clone())
+        .collect();
+    assert_eq!(
+        proposed,
+        vec![
+            json!("email"),
+            json!("firstname"),
+            json!("lastname"),
+            json!(null),
+            json!("city"),
+            json!("tags"),
+            json!(null)
+        ]
+    );
     assert_eq!(import["progress"]["rowsTotal"], 2);
 
     let mut mapping = mapping_from_preview(&import);
     mapping[3] = json!({"column": 3, "create": {"label": "Shoe size", "type": "number"}});
-    let done = run_import(&s, id, json!({"mapping": mapping, "tags": ["imported"], "ifExists": "update"})).await;
+    let done = run_import(
+        &s,
+        id,
+        json!({"mapping": mapping, "tags": ["imported"], "ifExists": "update"}),
+    )
+    .await;
     assert_eq!(done["status"], "done", "{done}");
     let p = &done["progress"];
-    assert_eq!((p["rowsDone"].as_i64(), p["created"].as_i64(), p["updated"].as_i64(), p["failed"].as_i64()), (Some(2), Some(1), Some(1), Some(0)), "{done}");
+    assert_eq!(
+        (
+            p["rowsDone"].as_i64(),
+            p["created"].as_i64(),
+            p["updated"].as_i64(),
+            p["failed"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1), Some(0)),
+        "{done}"
+    );
     assert_eq!(p["percent"], 100.0);
     assert_eq!(p["rowsTotalExact"], true);
     assert_eq!(done["mapping"][3]["field"], "shoe_size");
@@ -58,7 +114,12 @@ async fn import_with_mapping_and_a_new_field(backend: Backend) {
     assert_eq!(all["lastname"], "Lovelace");
     assert_eq!(all["city"], "London", "an empty cell never overwrites");
     assert_eq!(all["shoe_size"], 38);
-    let tags: Vec<&str> = c["contact"]["tags"].as_array().unwrap().iter().map(|t| t["tag"].as_str().unwrap()).collect();
+    let tags: Vec<&str> = c["contact"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
     for t in ["vip", "math", "imported"] {
         assert!(tags.contains(&t), "{tags:?}");
     }
@@ -100,9 +161,14 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
     let s = TestServer::start(backend).await;
     let r = s.post("/api/fields/contact/new", json!({"label": "Customer no", "alias": "customer_no", "type": "text", "isUniqueIdentifier": true})).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let e1 = s.create_contact(json!({"email": "e1@x.org", "customer_no": "C1", "firstname": "Old"})).await;
-    let e2 = s.create_contact(json!({"email": "e2@x.org", "customer_no": "C2", "firstname": "Old"})).await;
-    s.create_contact(json!({"email": "e3@x.org", "customer_no": "C3", "firstname": "Old"})).await;
+    let e1 = s
+        .create_contact(json!({"email": "e1@x.org", "customer_no": "C1", "firstname": "Old"}))
+        .await;
+    let e2 = s
+        .create_contact(json!({"email": "e2@x.org", "customer_no": "C2", "firstname": "Old"}))
+        .await;
+    s.create_contact(json!({"email": "e3@x.org", "customer_no": "C3", "firstname": "Old"}))
+        .await;
     let before = count_contacts(&s).await;
 
     // Skip + AND: both identifiers must match; a repeat within the file is skipped too.
@@ -112,13 +178,29 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
                n1@x.org,N1,A\n\
                N1@x.org,N1,B\n";
     let i = upload(&s, "and.csv", csv).await;
-    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"ifExists": "skip", "operator": "and"})).await;
+    let done = run_import(
+        &s,
+        i["id"].as_i64().unwrap(),
+        json!({"ifExists": "skip", "operator": "and"}),
+    )
+    .await;
     let p = &done["progress"];
-    assert_eq!((p["created"].as_i64(), p["skipped"].as_i64(), p["updated"].as_i64()), (Some(2), Some(2), Some(0)), "{done}");
+    assert_eq!(
+        (
+            p["created"].as_i64(),
+            p["skipped"].as_i64(),
+            p["updated"].as_i64()
+        ),
+        (Some(2), Some(2), Some(0)),
+        "{done}"
+    );
     let c = s.get(&format!("/api/contacts/{e1}")).await.expect(200);
     assert_eq!(c["contact"]["fields"]["all"]["firstname"], "Old");
     assert_eq!(by_email(&s, "n1@x.org").await.len(), 1);
-    assert_eq!(by_email(&s, "n1@x.org").await[0]["fields"]["all"]["firstname"], "A");
+    assert_eq!(
+        by_email(&s, "n1@x.org").await[0]["fields"]["all"]["firstname"],
+        "A"
+    );
     assert_eq!(count_contacts(&s).await, before + 2);
 
     // Update + OR: the email alone finds e2; a repeat within the file updates the new one.
@@ -127,9 +209,22 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
                n2@x.org,N2,A\n\
                n2@x.org,N2,B\n";
     let i = upload(&s, "or.csv", csv).await;
-    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"ifExists": "update", "operator": "or"})).await;
+    let done = run_import(
+        &s,
+        i["id"].as_i64().unwrap(),
+        json!({"ifExists": "update", "operator": "or"}),
+    )
+    .await;
     let p = &done["progress"];
-    assert_eq!((p["created"].as_i64(), p["updated"].as_i64(), p["skipped"].as_i64()), (Some(1), Some(2), Some(0)), "{done}");
+    assert_eq!(
+        (
+            p["created"].as_i64(),
+            p["updated"].as_i64(),
+            p["skipped"].as_i64()
+        ),
+        (Some(1), Some(2), Some(0)),
+        "{done}"
+    );
     let c = s.get(&format!("/api/contacts/{e2}")).await.expect(200);
     assert_eq!(c["contact"]["fields"]["all"]["firstname"], "Updated");
     assert_eq!(c["contact"]["fields"]["all"]["customer_no"], "C99");
@@ -138,8 +233,18 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
     assert_eq!(n2[0]["fields"]["all"]["firstname"], "B");
 
     // Skip + OR: the customer number alone matches e3.
-    let i = upload(&s, "or-skip.csv", "email,customer_no,firstname\nsomeone-else@x.org,C3,X\n").await;
-    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"ifExists": "skip", "operator": "or"})).await;
+    let i = upload(
+        &s,
+        "or-skip.csv",
+        "email,customer_no,firstname\nsomeone-else@x.org,C3,X\n",
+    )
+    .await;
+    let done = run_import(
+        &s,
+        i["id"].as_i64().unwrap(),
+        json!({"ifExists": "skip", "operator": "or"}),
+    )
+    .await;
     assert_eq!(done["progress"]["skipped"], 1, "{done}");
     assert_eq!(by_email(&s, "someone-else@x.org").await.len(), 0);
 
@@ -149,19 +254,40 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
     let i = upload(&s, "ids.csv", csv).await;
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"matchBy": "id"})).await;
     let p = &done["progress"];
-    assert_eq!((p["created"].as_i64(), p["updated"].as_i64()), (Some(1), Some(1)), "{done}");
+    assert_eq!(
+        (p["created"].as_i64(), p["updated"].as_i64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
     let c = s.get(&format!("/api/contacts/{e1}")).await.expect(200);
     assert_eq!(c["contact"]["fields"]["all"]["firstname"], "ById");
-    assert_eq!(c["contact"]["fields"]["all"]["email"], "e1@x.org", "the empty email cell did not clear it");
+    assert_eq!(
+        c["contact"]["fields"]["all"]["email"], "e1@x.org",
+        "the empty email cell did not clear it"
+    );
     assert_eq!(count_contacts(&s).await, total + 1);
 
     // matchBy id needs an id column; an unknown field is refused with its column named.
     let i = upload(&s, "bad.csv", "email\na@b.co\n").await;
-    let r = s.post(&format!("/api/imports/{}/start", i["id"]), json!({"matchBy": "id"})).await;
+    let r = s
+        .post(
+            &format!("/api/imports/{}/start", i["id"]),
+            json!({"matchBy": "id"}),
+        )
+        .await;
     assert_eq!(r.status, 422, "{}", r.text);
-    let r = s.post(&format!("/api/imports/{}/start", i["id"]), json!({"mapping": [{"column": 0, "field": "nope"}]})).await;
+    let r = s
+        .post(
+            &format!("/api/imports/{}/start", i["id"]),
+            json!({"mapping": [{"column": 0, "field": "nope"}]}),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    assert!(r.error_message().contains("'nope' is not a contact field"), "{}", r.text);
+    assert!(
+        r.error_message().contains("'nope' is not a contact field"),
+        "{}",
+        r.text
+    );
     s.stop().await;
 }
 
@@ -190,7 +316,14 @@ async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
     for e in ["good1@x.org", "good2@x.org", "good3@x.org", "good4@x.org"] {
         assert_eq!(by_email(&s, e).await.len(), 1, "{e}");
     }
-    for e in ["bad-date@x.org", "short@x.org", "long@x.org", "binary@x.org", "huge@x.org", "unterminated@x.org"] {
+    for e in [
+        "bad-date@x.org",
+        "short@x.org",
+        "long@x.org",
+        "binary@x.org",
+        "huge@x.org",
+        "unterminated@x.org",
+    ] {
         assert_eq!(by_email(&s, e).await.len(), 0, "never half a row: {e}");
     }
     assert_eq!(count_contacts(&s).await, before + 4);
@@ -200,10 +333,29 @@ async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
     let r = s.get(&format!("/api/imports/{id}/failed.csv")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
-    assert!(r.headers["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert!(
+        r.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
     let rows = parse_csv(&r.text);
-    assert_eq!(rows[0], vec!["row", "line", "reason", "email", "firstname", "last_active", "tags"]);
-    let failed: Vec<(String, String)> = rows[1..].iter().map(|r| (r[0].clone(), r[2].clone())).collect();
+    assert_eq!(
+        rows[0],
+        vec![
+            "row",
+            "line",
+            "reason",
+            "email",
+            "firstname",
+            "last_active",
+            "tags"
+        ]
+    );
+    let failed: Vec<(String, String)> = rows[1..]
+        .iter()
+        .map(|r| (r[0].clone(), r[2].clone()))
+        .collect();
     let expect = [
         ("3", "email: "),
         ("4", "last_active: must be a date"),
@@ -216,7 +368,10 @@ async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
     assert_eq!(failed.len(), expect.len(), "{failed:?}");
     for ((row, reason), (want_row, want)) in failed.iter().zip(expect) {
         assert_eq!(row, want_row, "{failed:?}");
-        assert!(reason.contains(want), "row {row}: {reason} should contain {want}");
+        assert!(
+            reason.contains(want),
+            "row {row}: {reason} should contain {want}"
+        );
     }
     assert_eq!(rows[1][3], "not-an-email", "the row's values are listed");
     s.stop().await;
@@ -224,10 +379,24 @@ async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
 
 async fn files_that_are_not_csv_and_encodings(backend: Backend) {
     let s = TestServer::start(backend).await;
-    let r = upload_raw(&s, "photo.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec()).await;
+    let r = upload_raw(
+        &s,
+        "photo.png",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec(),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.text);
-    assert!(r.error_message().contains("not CSV") && r.error_message().contains("image"), "{}", r.text);
-    let r = upload_raw(&s, "book.xlsx", b"PK\x03\x04\x14\x00\x06\x00\x08\x00".to_vec()).await;
+    assert!(
+        r.error_message().contains("not CSV") && r.error_message().contains("image"),
+        "{}",
+        r.text
+    );
+    let r = upload_raw(
+        &s,
+        "book.xlsx",
+        b"PK\x03\x04\x14\x00\x06\x00\x08\x00".to_vec(),
+    )
+    .await;
     assert_eq!(r.status, 422);
     assert!(r.error_message().contains("Excel"), "{}", r.text);
     let r = upload_raw(&s, "empty.csv", Vec::new()).await;
@@ -236,18 +405,47 @@ async fn files_that_are_not_csv_and_encodings(backend: Backend) {
     let s2 = TestServer::start_with(s.backend, "[import]\nmax_record_bytes = 4096\n").await;
     let r = upload_raw(&s2, "one-line.csv", vec![b'x'; 300_000]).await;
     assert_eq!(r.status, 422, "{}", r.text);
-    assert!(r.error_message().contains("header") && r.error_message().contains("longer than 4096 bytes"), "{}", r.text);
+    assert!(
+        r.error_message().contains("header")
+            && r.error_message().contains("longer than 4096 bytes"),
+        "{}",
+        r.text
+    );
     assert_eq!(s2.get("/api/imports").await.expect(200)["total"], 0);
-    assert_eq!(std::fs::read_dir(s2.data_dir.join("imports")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(s2.data_dir.join("imports"))
+            .unwrap()
+            .count(),
+        0
+    );
     s2.stop().await;
-    let leftovers: Vec<_> = std::fs::read_dir(s.data_dir.join("imports")).unwrap().collect();
-    assert!(leftovers.is_empty(), "refused uploads leave no file: {leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(s.data_dir.join("imports"))
+        .unwrap()
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "refused uploads leave no file: {leftovers:?}"
+    );
 
     // Windows-1252: said so in the preview, read correctly.
-    let i = upload(&s, "latin.csv", b"email;prenom;ville\nj@x.org;Jos\xe9;Z\xfcrich\n".to_vec()).await;
+    let i = upload(
+        &s,
+        "latin.csv",
+        b"email;prenom;ville\nj@x.org;Jos\xe9;Z\xfcrich\n".to_vec(),
+    )
+    .await;
     assert_eq!(i["preview"]["dialect"]["encoding"], "windows-1252");
-    assert!(i["preview"]["notes"][0].as_str().unwrap().contains("Windows-1252"), "{i}");
-    assert_eq!(i["preview"]["rows"][0], json!(["j@x.org", "José", "Zürich"]));
+    assert!(
+        i["preview"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("Windows-1252"),
+        "{i}"
+    );
+    assert_eq!(
+        i["preview"]["rows"][0],
+        json!(["j@x.org", "José", "Zürich"])
+    );
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
     assert_eq!(done["progress"]["created"], 1, "{done}");
     let c = by_email(&s, "j@x.org").await;
@@ -258,16 +456,32 @@ async fn files_that_are_not_csv_and_encodings(backend: Backend) {
     let i = upload(&s, "dups.csv", "email,email,firstname\na@x.org,b@x.org,A\n").await;
     let warnings = i["preview"]["warnings"].to_string();
     assert!(warnings.contains("appears more than once"), "{warnings}");
-    let r = s.get(&format!("/api/imports/{}?delimiter=%3B", i["id"])).await.expect(200);
-    assert_eq!(r["import"]["preview"]["headers"], json!(["email,email,firstname"]));
+    let r = s
+        .get(&format!("/api/imports/{}?delimiter=%3B", i["id"]))
+        .await
+        .expect(200);
+    assert_eq!(
+        r["import"]["preview"]["headers"],
+        json!(["email,email,firstname"])
+    );
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
     assert_eq!(done["progress"]["created"], 1);
     assert_eq!(by_email(&s, "a@x.org").await.len(), 1);
 
     // Tab-separated upload as multipart/form-data, as a browser form sends it.
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(b"email\tfirstname\nt@x.org\tTab\n".to_vec()).file_name("tabs.tsv"));
-    let r = s.send(s.client.post(s.url("/api/imports")).basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD)).multipart(form)).await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"email\tfirstname\nt@x.org\tTab\n".to_vec())
+            .file_name("tabs.tsv"),
+    );
+    let r = s
+        .send(
+            s.client
+                .post(s.url("/api/imports"))
+                .basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD))
+                .multipart(form),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["import"]["fileName"], "tabs.tsv");
     assert_eq!(r.body["import"]["preview"]["dialect"]["delimiter"], "\t");
@@ -285,7 +499,9 @@ async fn stop_and_resume(backend: Backend) {
     }
     let i = upload(&s, "slow.csv", csv).await;
     let id = i["id"].as_i64().unwrap();
-    s.post(&format!("/api/imports/{id}/start"), json!({})).await.expect(202);
+    s.post(&format!("/api/imports/{id}/start"), json!({}))
+        .await
+        .expect(202);
     let r = s.post(&format!("/api/imports/{id}/stop"), json!({})).await;
     if r.status == 200 {
         let stopped = wait_import(&s, id).await;
@@ -293,16 +509,28 @@ async fn stop_and_resume(backend: Backend) {
             let done_so_far = stopped["progress"]["rowsDone"].as_i64().unwrap();
             assert!(done_so_far < n, "{stopped}");
             assert_eq!(count_contacts(&s).await, before + done_so_far);
-            let r = s.post(&format!("/api/imports/{id}/resume"), json!({})).await.expect(200);
-            assert!(["queued", "running", "done"].contains(&r["import"]["status"].as_str().unwrap()), "{r}");
+            let r = s
+                .post(&format!("/api/imports/{id}/resume"), json!({}))
+                .await
+                .expect(200);
+            assert!(
+                ["queued", "running", "done"].contains(&r["import"]["status"].as_str().unwrap()),
+                "{r}"
+            );
         }
     }
     let done = wait_import(&s, id).await;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["progress"]["created"], n);
     assert_eq!(done["progress"]["rowsDone"], n);
-    assert_eq!(count_contacts(&s).await, before + n, "no row twice, none lost");
-    let r = s.post(&format!("/api/imports/{id}/resume"), json!({})).await;
+    assert_eq!(
+        count_contacts(&s).await,
+        before + n,
+        "no row twice, none lost"
+    );
+    let r = s
+        .post(&format!("/api/imports/{id}/resume"), json!({}))
+        .await;
     assert_eq!(r.status, 409);
     s.stop().await;
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::fields::{self, FieldDef, FieldSet, FieldType, Storage, SEARCH_TEXT_COLUMNS};
+use super::fields::{self, FieldDef, FieldSet, FieldType, SEARCH_TEXT_COLUMNS, Storage};
 use super::input::{Problems, flag};
 use super::values;
 use crate::error::{AppError, AppResult};
@@ -11,11 +11,34 @@ use crate::store::{self, Store};
 use crate::time::now_ms;
 
 const KEYS: [&str; 15] = [
-    "label", "alias", "type", "group", "order", "defaultValue", "isPublished", "isRequired", "isVisible", "isShortVisible",
-    "isListable", "isPubliclyUpdatable", "isUniqueIdentifier", "isIndex", "properties",
+    "label",
+    "alias",
+    "type",
+    "group",
+    "order",
+    "defaultValue",
+    "isPublished",
+    "isRequired",
+    "isVisible",
+    "isShortVisible",
+    "isListable",
+    "isPubliclyUpdatable",
+    "isUniqueIdentifier",
+    "isIndex",
+    "properties",
 ];
 /// Keys Mautic clients send back from a GET that are not editable; accepted and ignored.
-const IGNORED: [&str; 9] = ["id", "object", "isFixed", "dateAdded", "dateModified", "createdBy", "modifiedBy", "isUniqueIdentifer", "createdByUser"];
+const IGNORED: [&str; 9] = [
+    "id",
+    "object",
+    "isFixed",
+    "dateAdded",
+    "dateModified",
+    "createdBy",
+    "modifiedBy",
+    "isUniqueIdentifer",
+    "createdByUser",
+];
 
 fn text(v: &Json, key: &str, max: usize, problems: &mut Problems) -> Option<String> {
     match v {
@@ -38,9 +61,17 @@ fn text(v: &Json, key: &str, max: usize, problems: &mut Problems) -> Option<Stri
 }
 
 /// Applies a Mautic field body to `def` (a fresh default for creation).
-fn apply_body(def: &mut FieldDef, body: &Map<String, Json>, creating: bool, existing: &FieldSet) -> AppResult<()> {
+fn apply_body(
+    def: &mut FieldDef,
+    body: &Map<String, Json>,
+    creating: bool,
+    existing: &FieldSet,
+) -> AppResult<()> {
     let mut problems = Problems::default();
-    let unknown: Vec<&String> = body.keys().filter(|k| !KEYS.contains(&k.as_str()) && !IGNORED.contains(&k.as_str())).collect();
+    let unknown: Vec<&String> = body
+        .keys()
+        .filter(|k| !KEYS.contains(&k.as_str()) && !IGNORED.contains(&k.as_str()))
+        .collect();
     for k in &unknown {
         problems.add(k, "is not a field property");
     }
@@ -59,9 +90,24 @@ fn apply_body(def: &mut FieldDef, body: &Map<String, Json>, creating: bool, exis
         match t {
             Some(t) if creating => def.field_type = t,
             Some(t) if t == def.field_type => {}
-            Some(t) if t.kind() == def.field_type.kind() && def.storage() == Storage::Column && !def.is_fixed => def.field_type = t,
-            Some(_) => problems.add("type", "cannot change to a type stored differently; create a new field instead"),
-            None => problems.add("type", format!("must be one of: {}", FieldType::ALL.map(|t| t.as_str()).join(", "))),
+            Some(t)
+                if t.kind() == def.field_type.kind()
+                    && def.storage() == Storage::Column
+                    && !def.is_fixed =>
+            {
+                def.field_type = t
+            }
+            Some(_) => problems.add(
+                "type",
+                "cannot change to a type stored differently; create a new field instead",
+            ),
+            None => problems.add(
+                "type",
+                format!(
+                    "must be one of: {}",
+                    FieldType::ALL.map(|t| t.as_str()).join(", ")
+                ),
+            ),
         }
     }
     if let Some(v) = body.get("alias") {
@@ -69,7 +115,10 @@ fn apply_body(def: &mut FieldDef, body: &Map<String, Json>, creating: bool, exis
         if creating {
             if !alias.is_empty() {
                 match fields::validate_alias(&alias) {
-                    Ok(()) if existing.get(&alias).is_some() => problems.add("alias", format!("'{alias}' is already used by another field")),
+                    Ok(()) if existing.get(&alias).is_some() => problems.add(
+                        "alias",
+                        format!("'{alias}' is already used by another field"),
+                    ),
                     Ok(()) => def.alias = alias,
                     Err(m) => problems.add("alias", m),
                 }
@@ -80,14 +129,24 @@ fn apply_body(def: &mut FieldDef, body: &Map<String, Json>, creating: bool, exis
     }
     if creating && def.alias.is_empty() && !def.label.is_empty() {
         let base = fields::alias_from_label(&def.label);
-        let base = if fields::validate_alias(&base).is_ok() { base } else { format!("f_{base}").chars().take(fields::MAX_ALIAS_LEN).collect() };
+        let base = if fields::validate_alias(&base).is_ok() {
+            base
+        } else {
+            format!("f_{base}")
+                .chars()
+                .take(fields::MAX_ALIAS_LEN)
+                .collect()
+        };
         let mut candidate = base.clone();
         let mut n = 1;
         while existing.get(&candidate).is_some() || fields::validate_alias(&candidate).is_err() {
             candidate = format!("{}{n}", &base[..base.len().min(fields::MAX_ALIAS_LEN - 4)]);
             n += 1;
             if n > 999 {
-                problems.add("alias", "could not derive a free alias from the label; give one");
+                problems.add(
+                    "alias",
+                    "could not derive a free alias from the label; give one",
+                );
                 break;
             }
         }
@@ -101,7 +160,10 @@ fn apply_body(def: &mut FieldDef, body: &Map<String, Json>, creating: bool, exis
         }
     }
     if let Some(v) = body.get("order") {
-        match v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
+        match v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        {
             Some(o) if (0..=100_000).contains(&o) => def.order = o,
             _ => problems.add("order", "must be a whole number from 0 to 100000"),
         }
@@ -128,20 +190,40 @@ fn apply_body(def: &mut FieldDef, body: &Map<String, Json>, creating: bool, exis
         match fields::normalize_properties(def.field_type, Some(v)) {
             Ok(p) => def.properties = p,
             Err(AppError::Validation { details, .. }) => {
-                for m in details.get("properties").and_then(Json::as_array).into_iter().flatten() {
+                for m in details
+                    .get("properties")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     problems.add("properties", m.as_str().unwrap_or("invalid"));
                 }
             }
             Err(e) => return Err(e),
         }
     } else if creating || body.contains_key("type") {
-        match fields::normalize_properties(def.field_type, Some(&Json::Object(def.properties.clone()))) {
+        match fields::normalize_properties(
+            def.field_type,
+            Some(&Json::Object(def.properties.clone())),
+        ) {
             Ok(p) => def.properties = p,
-            Err(_) => problems.add("properties", "are required for this type (e.g. a list of options)"),
+            Err(_) => problems.add(
+                "properties",
+                "are required for this type (e.g. a list of options)",
+            ),
         }
     }
-    if def.is_unique_identifier && (def.storage() != Storage::Column || matches!(def.field_type, FieldType::Textarea | FieldType::Boolean | FieldType::Multiselect)) {
-        problems.add("isUniqueIdentifier", "this field cannot be a unique identifier");
+    if def.is_unique_identifier
+        && (def.storage() != Storage::Column
+            || matches!(
+                def.field_type,
+                FieldType::Textarea | FieldType::Boolean | FieldType::Multiselect
+            ))
+    {
+        problems.add(
+            "isUniqueIdentifier",
+            "this field cannot be a unique identifier",
+        );
     }
     if def.is_fixed && !def.is_published {
         problems.add("isPublished", "default fields cannot be unpublished");
@@ -186,10 +268,15 @@ fn blank_def() -> FieldDef {
 }
 
 fn body_map(body: &Json) -> AppResult<&Map<String, Json>> {
-    body.as_object().ok_or_else(|| AppError::bad_request("the body must be a JSON object describing the field"))
+    body.as_object()
+        .ok_or_else(|| AppError::bad_request("the body must be a JSON object describing the field"))
 }
 
-pub async fn create(store: &Store, registry: &super::registry::FieldRegistry, body: &Json) -> AppResult<FieldDef> {
+pub async fn create(
+    store: &Store,
+    registry: &super::registry::FieldRegistry,
+    body: &Json,
+) -> AppResult<FieldDef> {
     let body = body_map(body)?;
     let mut tx = store.begin().await?;
     let existing = FieldSet::new(store::fields::list(&mut tx).await?);
@@ -205,11 +292,19 @@ pub async fn create(store: &Store, registry: &super::registry::FieldRegistry, bo
     Ok(def)
 }
 
-pub async fn update(store: &Store, registry: &super::registry::FieldRegistry, id: i64, body: &Json) -> AppResult<FieldDef> {
+pub async fn update(
+    store: &Store,
+    registry: &super::registry::FieldRegistry,
+    id: i64,
+    body: &Json,
+) -> AppResult<FieldDef> {
     let body = body_map(body)?;
     let mut tx = store.begin().await?;
     let existing = FieldSet::new(store::fields::list(&mut tx).await?);
-    let before = existing.by_id(id).cloned().ok_or_else(AppError::not_found)?;
+    let before = existing
+        .by_id(id)
+        .cloned()
+        .ok_or_else(AppError::not_found)?;
     let mut after = before.clone();
     apply_body(&mut after, body, false, &existing)?;
     after.date_modified = now_ms();
@@ -220,21 +315,39 @@ pub async fn update(store: &Store, registry: &super::registry::FieldRegistry, id
 }
 
 /// Sets the order of fields: ids in their new order.
-pub async fn reorder(store: &Store, registry: &super::registry::FieldRegistry, ids: &[i64]) -> AppResult<()> {
+pub async fn reorder(
+    store: &Store,
+    registry: &super::registry::FieldRegistry,
+    ids: &[i64],
+) -> AppResult<()> {
     let mut tx = store.begin().await?;
-    let order: Vec<(i64, i64)> = ids.iter().enumerate().map(|(i, id)| (*id, i as i64 + 1)).collect();
+    let order: Vec<(i64, i64)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as i64 + 1))
+        .collect();
     store::fields::reorder(&mut tx, &order).await?;
     tx.commit().await?;
     registry.invalidate();
     Ok(())
 }
 
-pub async fn delete(store: &Store, registry: &super::registry::FieldRegistry, id: i64) -> AppResult<FieldDef> {
+pub async fn delete(
+    store: &Store,
+    registry: &super::registry::FieldRegistry,
+    id: i64,
+) -> AppResult<FieldDef> {
     let mut tx = store.begin().await?;
     let existing = FieldSet::new(store::fields::list(&mut tx).await?);
-    let def = existing.by_id(id).cloned().ok_or_else(AppError::not_found)?;
+    let def = existing
+        .by_id(id)
+        .cloned()
+        .ok_or_else(AppError::not_found)?;
     if def.is_fixed || SEARCH_TEXT_COLUMNS.contains(&def.alias.as_str()) {
-        return Err(AppError::Forbidden(format!("'{}' is a default field and cannot be deleted", def.alias)));
+        return Err(AppError::Forbidden(format!(
+            "'{}' is a default field and cannot be deleted",
+            def.alias
+        )));
     }
     store::fields::delete(&mut tx, &def).await?;
     tx.commit().await?;

@@ -90,7 +90,10 @@ impl FieldType {
     }
 
     pub fn has_options(self) -> bool {
-        matches!(self, FieldType::Select | FieldType::Multiselect | FieldType::Lookup)
+        matches!(
+            self,
+            FieldType::Select | FieldType::Multiselect | FieldType::Lookup
+        )
     }
 }
 
@@ -270,13 +273,62 @@ pub const STANDARD_GROUPS: [&str; 4] = ["core", "social", "personal", "professio
 
 /// Column names and keys that a field alias may not take.
 const RESERVED_ALIASES: &[&str] = &[
-    "id", "date_added", "date_modified", "date_identified", "created_by", "modified_by", "owner_id",
-    "stage_id", "preferred_profile_image", "search_text", "all", "core", "social", "personal",
-    "professional", "owner", "stage", "tags", "tag", "fields", "ipaddress", "ipaddresses", "lastactive",
-    "donotcontact", "utmtags", "frequencyrules", "overwritewithblank", "contact", "lead", "leads",
-    "contacts", "company_id", "companies", "segments", "campaigns", "color", "dateadded",
-    "datemodified", "dateidentified", "is", "ids", "name", "ip", "segment", "common", "mine",
-    "anonymous", "unowned", "rowid", "oid", "ctid", "xmin", "xmax", "cmin", "cmax", "tableoid",
+    "id",
+    "date_added",
+    "date_modified",
+    "date_identified",
+    "created_by",
+    "modified_by",
+    "owner_id",
+    "stage_id",
+    "preferred_profile_image",
+    "search_text",
+    "all",
+    "core",
+    "social",
+    "personal",
+    "professional",
+    "owner",
+    "stage",
+    "tags",
+    "tag",
+    "fields",
+    "ipaddress",
+    "ipaddresses",
+    "lastactive",
+    "donotcontact",
+    "utmtags",
+    "frequencyrules",
+    "overwritewithblank",
+    "contact",
+    "lead",
+    "leads",
+    "contacts",
+    "company_id",
+    "companies",
+    "segments",
+    "campaigns",
+    "color",
+    "dateadded",
+    "datemodified",
+    "dateidentified",
+    "is",
+    "ids",
+    "name",
+    "ip",
+    "segment",
+    "common",
+    "mine",
+    "anonymous",
+    "unowned",
+    "rowid",
+    "oid",
+    "ctid",
+    "xmin",
+    "xmax",
+    "cmin",
+    "cmax",
+    "tableoid",
 ];
 
 pub const MAX_ALIAS_LEN: usize = 50;
@@ -321,7 +373,10 @@ pub fn alias_from_label(label: &str) -> String {
 
 /// Normalises the `properties` sent for a field of type `t`: option lists become
 /// `[{"label","value"}]`, number and boolean settings are checked.
-pub fn normalize_properties(t: FieldType, input: Option<&Json>) -> Result<Map<String, Json>, AppError> {
+pub fn normalize_properties(
+    t: FieldType,
+    input: Option<&Json>,
+) -> Result<Map<String, Json>, AppError> {
     let invalid = |m: &str| AppError::invalid("properties", m);
     let mut out = Map::new();
     let input = match input {
@@ -340,7 +395,11 @@ pub fn normalize_properties(t: FieldType, input: Option<&Json>) -> Result<Map<St
                 let scale = match value {
                     Json::Null => None,
                     Json::String(s) if s.trim().is_empty() => None,
-                    Json::String(s) => Some(s.trim().parse::<i64>().map_err(|_| invalid("scale must be a number"))?),
+                    Json::String(s) => Some(
+                        s.trim()
+                            .parse::<i64>()
+                            .map_err(|_| invalid("scale must be a number"))?,
+                    ),
                     Json::Number(n) => n.as_i64(),
                     _ => return Err(invalid("scale must be a number")),
                 };
@@ -376,17 +435,29 @@ pub fn normalize_properties(t: FieldType, input: Option<&Json>) -> Result<Map<St
                     out.insert(key.clone(), json!(s));
                 }
                 Json::Null => {}
-                _ => return Err(invalid("placeholder must be a string of at most 255 characters")),
+                _ => {
+                    return Err(invalid(
+                        "placeholder must be a string of at most 255 characters",
+                    ));
+                }
             },
             (other, t) => {
-                return Err(invalid(&format!("'{other}' is not a property of {} fields", t.as_str())));
+                return Err(invalid(&format!(
+                    "'{other}' is not a property of {} fields",
+                    t.as_str()
+                )));
             }
         }
     }
     if matches!(t, FieldType::Select | FieldType::Multiselect)
-        && out.get("list").and_then(Json::as_array).is_none_or(|l| l.is_empty())
+        && out
+            .get("list")
+            .and_then(Json::as_array)
+            .is_none_or(|l| l.is_empty())
     {
-        return Err(invalid("select fields need at least one option in properties.list"));
+        return Err(invalid(
+            "select fields need at least one option in properties.list",
+        ));
     }
     if t == FieldType::Boolean {
         out.entry("no").or_insert_with(|| json!("No"));
@@ -459,7 +530,12 @@ pub struct DefaultField {
     pub properties: &'static str,
 }
 
-const fn df(alias: &'static str, label: &'static str, field_type: FieldType, group: &'static str) -> DefaultField {
+const fn df(
+    alias: &'static str,
+    label: &'static str,
+    field_type: FieldType,
+    group: &'static str,
+) -> DefaultField {
     DefaultField {
         alias,
         label,
@@ -478,38 +554,155 @@ const fn df(alias: &'static str, label: &'static str, field_type: FieldType, gro
 /// Mautic's default contact fields, in Mautic's order. Their columns are created by the
 /// first migration.
 pub const DEFAULT_FIELDS: &[DefaultField] = &[
-    DefaultField { is_fixed: true, properties: r#"{"list":[{"label":"Mr","value":"Mr"},{"label":"Mrs","value":"Mrs"},{"label":"Miss","value":"Miss"}]}"#, ..df("title", "Title", FieldType::Lookup, "core") },
-    DefaultField { is_fixed: true, is_short_visible: true, is_index: true, ..df("firstname", "First Name", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, is_short_visible: true, is_index: true, ..df("lastname", "Last Name", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, is_index: true, ..df("company", "Primary company", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, ..df("position", "Position", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, is_short_visible: true, is_unique_identifier: true, is_publicly_updatable: true, is_index: true, ..df("email", "Email", FieldType::Email, "core") },
-    DefaultField { is_fixed: true, ..df("mobile", "Mobile", FieldType::Tel, "core") },
-    DefaultField { is_fixed: true, ..df("phone", "Phone", FieldType::Tel, "core") },
-    DefaultField { is_fixed: true, properties: r#"{"roundmode":4,"scale":0}"#, ..df("points", "Points", FieldType::Number, "core") },
-    DefaultField { ..df("fax", "Fax", FieldType::Tel, "core") },
-    DefaultField { is_fixed: true, ..df("address1", "Address Line 1", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, ..df("address2", "Address Line 2", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, ..df("city", "City", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, ..df("state", "State", FieldType::Region, "core") },
-    DefaultField { is_fixed: true, ..df("zipcode", "Zip Code", FieldType::Text, "core") },
-    DefaultField { is_fixed: true, ..df("country", "Country", FieldType::Country, "core") },
-    DefaultField { is_fixed: true, ..df("preferred_locale", "Preferred Locale", FieldType::Locale, "core") },
-    DefaultField { is_fixed: true, ..df("timezone", "Preferred Timezone", FieldType::Timezone, "core") },
-    DefaultField { is_fixed: true, ..df("last_active", "Date Last Active", FieldType::Datetime, "core") },
-    DefaultField { is_fixed: true, ..df("attribution_date", "Attribution Date", FieldType::Datetime, "core") },
-    DefaultField { is_fixed: true, properties: r#"{"roundmode":4,"scale":2}"#, ..df("attribution", "Attribution", FieldType::Number, "core") },
-    DefaultField { ..df("website", "Website", FieldType::Url, "core") },
-    DefaultField { ..df("facebook", "Facebook", FieldType::Text, "social") },
-    DefaultField { ..df("foursquare", "Foursquare", FieldType::Text, "social") },
-    DefaultField { ..df("instagram", "Instagram", FieldType::Text, "social") },
-    DefaultField { ..df("linkedin", "LinkedIn", FieldType::Text, "social") },
-    DefaultField { ..df("skype", "Skype", FieldType::Text, "social") },
-    DefaultField { ..df("twitter", "Twitter", FieldType::Text, "social") },
+    DefaultField {
+        is_fixed: true,
+        properties: r#"{"list":[{"label":"Mr","value":"Mr"},{"label":"Mrs","value":"Mrs"},{"label":"Miss","value":"Miss"}]}"#,
+        ..df("title", "Title", FieldType::Lookup, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        is_short_visible: true,
+        is_index: true,
+        ..df("firstname", "First Name", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        is_short_visible: true,
+        is_index: true,
+        ..df("lastname", "Last Name", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        is_index: true,
+        ..df("company", "Primary company", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("position", "Position", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        is_short_visible: true,
+        is_unique_identifier: true,
+        is_publicly_updatable: true,
+        is_index: true,
+        ..df("email", "Email", FieldType::Email, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("mobile", "Mobile", FieldType::Tel, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("phone", "Phone", FieldType::Tel, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        properties: r#"{"roundmode":4,"scale":0}"#,
+        ..df("points", "Points", FieldType::Number, "core")
+    },
+    DefaultField {
+        ..df("fax", "Fax", FieldType::Tel, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("address1", "Address Line 1", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("address2", "Address Line 2", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("city", "City", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("state", "State", FieldType::Region, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("zipcode", "Zip Code", FieldType::Text, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df("country", "Country", FieldType::Country, "core")
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df(
+            "preferred_locale",
+            "Preferred Locale",
+            FieldType::Locale,
+            "core",
+        )
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df(
+            "timezone",
+            "Preferred Timezone",
+            FieldType::Timezone,
+            "core",
+        )
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df(
+            "last_active",
+            "Date Last Active",
+            FieldType::Datetime,
+            "core",
+        )
+    },
+    DefaultField {
+        is_fixed: true,
+        ..df(
+            "attribution_date",
+            "Attribution Date",
+            FieldType::Datetime,
+            "core",
+        )
+    },
+    DefaultField {
+        is_fixed: true,
+        properties: r#"{"roundmode":4,"scale":2}"#,
+        ..df("attribution", "Attribution", FieldType::Number, "core")
+    },
+    DefaultField {
+        ..df("website", "Website", FieldType::Url, "core")
+    },
+    DefaultField {
+        ..df("facebook", "Facebook", FieldType::Text, "social")
+    },
+    DefaultField {
+        ..df("foursquare", "Foursquare", FieldType::Text, "social")
+    },
+    DefaultField {
+        ..df("instagram", "Instagram", FieldType::Text, "social")
+    },
+    DefaultField {
+        ..df("linkedin", "LinkedIn", FieldType::Text, "social")
+    },
+    DefaultField {
+        ..df("skype", "Skype", FieldType::Text, "social")
+    },
+    DefaultField {
+        ..df("twitter", "Twitter", FieldType::Text, "social")
+    },
 ];
 
 /// The columns that free-text search covers; these fields cannot be deleted.
-pub const SEARCH_TEXT_COLUMNS: [&str; 8] = ["firstname", "lastname", "email", "company", "city", "state", "zipcode", "country"];
+pub const SEARCH_TEXT_COLUMNS: [&str; 8] = [
+    "firstname",
+    "lastname",
+    "email",
+    "company",
+    "city",
+    "state",
+    "zipcode",
+    "country",
+];
 
 #[cfg(test)]
 mod tests {
@@ -551,14 +744,29 @@ mod tests {
     #[test]
     fn properties() {
         let p = normalize_properties(FieldType::Select, Some(&json!({"list": "a|b| c"}))).unwrap();
-        assert_eq!(p["list"], json!([{"label":"a","value":"a"},{"label":"b","value":"b"},{"label":"c","value":"c"}]));
-        let p = normalize_properties(FieldType::Select, Some(&json!({"list": [{"label": "Red", "value": "red"}]}))).unwrap();
+        assert_eq!(
+            p["list"],
+            json!([{"label":"a","value":"a"},{"label":"b","value":"b"},{"label":"c","value":"c"}])
+        );
+        let p = normalize_properties(
+            FieldType::Select,
+            Some(&json!({"list": [{"label": "Red", "value": "red"}]})),
+        )
+        .unwrap();
         assert_eq!(p["list"][0]["label"], "Red");
         assert!(normalize_properties(FieldType::Select, None).is_err());
-        assert!(normalize_properties(FieldType::Select, Some(&json!({"list": ["a", "a"]}))).is_err());
+        assert!(
+            normalize_properties(FieldType::Select, Some(&json!({"list": ["a", "a"]}))).is_err()
+        );
         assert!(normalize_properties(FieldType::Select, Some(&json!({"list": ["a|b"]}))).is_err());
         assert!(normalize_properties(FieldType::Text, Some(&json!({"list": "a"}))).is_err());
-        assert!(normalize_properties(FieldType::Number, Some(&json!({"scale": 2, "roundmode": 4}))).is_ok());
+        assert!(
+            normalize_properties(
+                FieldType::Number,
+                Some(&json!({"scale": 2, "roundmode": 4}))
+            )
+            .is_ok()
+        );
         assert!(normalize_properties(FieldType::Number, Some(&json!({"scale": 99}))).is_err());
         let b = normalize_properties(FieldType::Boolean, None).unwrap();
         assert_eq!(b["yes"], "Yes");
@@ -568,7 +776,15 @@ mod tests {
     #[test]
     fn default_fields_are_well_formed() {
         for f in DEFAULT_FIELDS {
-            validate_alias(f.alias).or_else(|e| if ["points"].contains(&f.alias) { Ok(()) } else { Err(e) }).unwrap();
+            validate_alias(f.alias)
+                .or_else(|e| {
+                    if ["points"].contains(&f.alias) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .unwrap();
             let props: Json = serde_json::from_str(f.properties).unwrap();
             normalize_properties(f.field_type, Some(&props)).unwrap();
         }

@@ -67,12 +67,29 @@ pub struct UtmInput {
 
 impl UtmInput {
     pub fn is_empty(&self) -> bool {
-        [&self.utm_campaign, &self.utm_content, &self.utm_medium, &self.utm_source, &self.utm_term].iter().all(|v| v.is_none())
+        [
+            &self.utm_campaign,
+            &self.utm_content,
+            &self.utm_medium,
+            &self.utm_source,
+            &self.utm_term,
+        ]
+        .iter()
+        .all(|v| v.is_none())
     }
 }
 
-const CONTROL_KEYS: [&str; 9] =
-    ["ipAddress", "lastActive", "owner", "points", "stage", "tags", "doNotContact", "utmtags", "overwriteWithBlank"];
+const CONTROL_KEYS: [&str; 9] = [
+    "ipAddress",
+    "lastActive",
+    "owner",
+    "points",
+    "stage",
+    "tags",
+    "doNotContact",
+    "utmtags",
+    "overwriteWithBlank",
+];
 
 /// Collects per-key messages and turns them into one 422.
 #[derive(Default)]
@@ -95,10 +112,21 @@ impl Problems {
         let summary = self
             .0
             .iter()
-            .map(|(k, v)| format!("{k}: {}", v.as_array().and_then(|a| a.first()).and_then(Json::as_str).unwrap_or("invalid")))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {}",
+                    v.as_array()
+                        .and_then(|a| a.first())
+                        .and_then(Json::as_str)
+                        .unwrap_or("invalid")
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
-        Err(AppError::Validation { message: summary, details: Json::Object(self.0) })
+        Err(AppError::Validation {
+            message: summary,
+            details: Json::Object(self.0),
+        })
     }
 }
 
@@ -106,7 +134,9 @@ impl ContactInput {
     /// Parses a Mautic create/edit body. Unknown keys are a 422 naming them.
     pub fn from_json(body: &Json, fields: &FieldSet) -> Result<ContactInput, AppError> {
         let Json::Object(map) = body else {
-            return Err(AppError::bad_request("the request body must be a JSON object of contact fields"));
+            return Err(AppError::bad_request(
+                "the request body must be a JSON object of contact fields",
+            ));
         };
         let mut input = ContactInput::default();
         let mut problems = Problems::default();
@@ -189,8 +219,18 @@ fn optional_id(v: &Json) -> Result<Option<i64>, &'static str> {
     match v {
         Json::Null => Ok(None),
         Json::String(s) if s.trim().is_empty() => Ok(None),
-        Json::Number(n) => n.as_i64().filter(|i| *i > 0).map(Some).ok_or("must be a positive id"),
-        Json::String(s) => s.trim().parse::<i64>().ok().filter(|i| *i > 0).map(Some).ok_or("must be a positive id"),
+        Json::Number(n) => n
+            .as_i64()
+            .filter(|i| *i > 0)
+            .map(Some)
+            .ok_or("must be a positive id"),
+        Json::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|i| *i > 0)
+            .map(Some)
+            .ok_or("must be a positive id"),
         // Mautic accepts {"id": 1} too.
         Json::Object(o) => match o.get("id") {
             Some(id) => optional_id(id),
@@ -214,7 +254,11 @@ pub fn parse_tags(v: &Json) -> Result<TagChanges, String> {
                 Json::String(s) => Ok(s.clone()),
                 Json::Number(n) => Ok(n.to_string()),
                 // Mautic returns tags as {"id", "tag"}; accept that shape back.
-                Json::Object(o) => o.get("tag").and_then(Json::as_str).map(str::to_owned).ok_or_else(|| "tags must be strings".to_owned()),
+                Json::Object(o) => o
+                    .get("tag")
+                    .and_then(Json::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| "tags must be strings".to_owned()),
                 _ => Err("tags must be strings".to_owned()),
             })
             .collect::<Result<_, _>>()?,
@@ -234,7 +278,11 @@ pub fn parse_tags(v: &Json) -> Result<TagChanges, String> {
             continue;
         }
         let name = normalize_tag(name)?;
-        let list = if remove { &mut changes.remove } else { &mut changes.add };
+        let list = if remove {
+            &mut changes.remove
+        } else {
+            &mut changes.add
+        };
         if !list.contains(&name) {
             list.push(name);
         }
@@ -258,8 +306,12 @@ fn short_text(o: &Map<String, Json>, key: &str, max: usize) -> Result<Option<Str
     match o.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Json::String(s)) if s.chars().any(char::is_control) => Err(format!("{key} must not contain control characters")),
-        Some(Json::String(s)) if s.chars().count() > max => Err(format!("{key} must be at most {max} characters")),
+        Some(Json::String(s)) if s.chars().any(char::is_control) => {
+            Err(format!("{key} must not contain control characters"))
+        }
+        Some(Json::String(s)) if s.chars().count() > max => {
+            Err(format!("{key} must be at most {max} characters"))
+        }
         Some(Json::String(s)) => Ok(Some(s.trim().to_owned())),
         Some(Json::Number(n)) => Ok(Some(n.to_string())),
         Some(_) => Err(format!("{key} must be a string")),
@@ -269,12 +321,22 @@ fn short_text(o: &Map<String, Json>, key: &str, max: usize) -> Result<Option<Str
 fn objects(v: &Json) -> Result<Vec<&Map<String, Json>>, String> {
     match v {
         Json::Null => Ok(Vec::new()),
-        Json::Object(o) if o.values().all(Json::is_object) && !o.is_empty() && o.keys().all(|k| k.parse::<usize>().is_ok()) => {
+        Json::Object(o)
+            if o.values().all(Json::is_object)
+                && !o.is_empty()
+                && o.keys().all(|k| k.parse::<usize>().is_ok()) =>
+        {
             // A form-encoded list arrives as {"0": {...}, "1": {...}}.
             Ok(o.values().filter_map(Json::as_object).collect())
         }
         Json::Object(o) => Ok(vec![o]),
-        Json::Array(a) => a.iter().map(|i| i.as_object().ok_or_else(|| "must be a list of objects".to_owned())).collect(),
+        Json::Array(a) => a
+            .iter()
+            .map(|i| {
+                i.as_object()
+                    .ok_or_else(|| "must be a list of objects".to_owned())
+            })
+            .collect(),
         _ => Err("must be an object or a list of objects".into()),
     }
 }
@@ -284,7 +346,9 @@ pub fn parse_dnc(v: &Json) -> Result<Vec<DncInput>, String> {
     for o in objects(v)? {
         for key in o.keys() {
             if !["reason", "comments", "channel", "channel_id"].contains(&key.as_str()) {
-                return Err(format!("unknown key '{key}' (expected reason, comments, channel, channel_id)"));
+                return Err(format!(
+                    "unknown key '{key}' (expected reason, comments, channel, channel_id)"
+                ));
             }
         }
         let reason = match o.get("reason") {
@@ -296,7 +360,10 @@ pub fn parse_dnc(v: &Json) -> Result<Vec<DncInput>, String> {
                 .ok_or("reason must be 1 (unsubscribed), 2 (bounced) or 3 (manual)")?,
         };
         let channel = short_text(o, "channel", 64)?.unwrap_or_else(|| "email".to_owned());
-        if !channel.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
+        if !channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        {
             return Err("channel must be a simple name like email or sms".into());
         }
         let channel_id = match o.get("channel_id") {
@@ -304,15 +371,29 @@ pub fn parse_dnc(v: &Json) -> Result<Vec<DncInput>, String> {
             Some(v) => Some(v.as_i64().ok_or("channel_id must be a number")?),
         };
         let comments = short_text(o, "comments", 1000)?.unwrap_or_default();
-        out.push(DncInput { channel, channel_id, reason, comments });
+        out.push(DncInput {
+            channel,
+            channel_id,
+            reason,
+            comments,
+        });
     }
     Ok(out)
 }
 
 pub fn parse_utm(v: &Json) -> Result<Vec<UtmInput>, String> {
     const KEYS: [&str; 11] = [
-        "utm_campaign", "utm_content", "utm_medium", "utm_source", "utm_term", "url", "referer", "remote_host",
-        "user_agent", "query", "lastActive",
+        "utm_campaign",
+        "utm_content",
+        "utm_medium",
+        "utm_source",
+        "utm_term",
+        "url",
+        "referer",
+        "remote_host",
+        "user_agent",
+        "query",
+        "lastActive",
     ];
     let mut out = Vec::new();
     for o in objects(v)? {
@@ -359,7 +440,11 @@ fn url_pairs(s: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let decode = |x: &str| percent_encoding::percent_decode_str(&x.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let decode = |x: &str| {
+                percent_encoding::percent_decode_str(&x.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (decode(k), decode(v))
         })
         .collect()
@@ -392,16 +477,27 @@ mod tests {
         assert_eq!(input.dnc[0].reason, DNC_BOUNCED);
         assert_eq!(input.utm[0].utm_source.as_deref(), Some("newsletter"));
         assert_eq!(input.utm[0].query["b"], "two words");
-        assert!(input.values.contains(&("last_active".into(), json!("2024-05-01 10:00:00"))));
+        assert!(
+            input
+                .values
+                .contains(&("last_active".into(), json!("2024-05-01 10:00:00")))
+        );
         assert!(input.values.contains(&("points".into(), json!(5))));
     }
 
     #[test]
     fn rejects_unknown_keys_naming_them() {
-        let err = ContactInput::from_json(&json!({"firstname": "A", "favourite": 1, "bogus": 2}), &fields()).unwrap_err();
+        let err = ContactInput::from_json(
+            &json!({"firstname": "A", "favourite": 1, "bogus": 2}),
+            &fields(),
+        )
+        .unwrap_err();
         match err {
             AppError::Validation { message, details } => {
-                assert!(message.contains("favourite") && message.contains("bogus"), "{message}");
+                assert!(
+                    message.contains("favourite") && message.contains("bogus"),
+                    "{message}"
+                );
                 assert!(details.get("bogus").is_some());
             }
             other => panic!("{other:?}"),

@@ -27,7 +27,15 @@ pub struct MergeSummary {
 }
 
 /// Merges `loser` into `winner` in its own transaction.
-pub async fn merge(store: &Store, fields: &FieldSet, winner: i64, loser: i64, source: Source, actor: Option<i64>, now: i64) -> AppResult<MergeSummary> {
+pub async fn merge(
+    store: &Store,
+    fields: &FieldSet,
+    winner: i64,
+    loser: i64,
+    source: Source,
+    actor: Option<i64>,
+    now: i64,
+) -> AppResult<MergeSummary> {
     let mut tx = store.begin().await?;
     let summary = merge_in(&mut tx, fields, winner, loser, source, actor, now).await?;
     tx.commit().await?;
@@ -35,15 +43,30 @@ pub async fn merge(store: &Store, fields: &FieldSet, winner: i64, loser: i64, so
 }
 
 /// Merges `loser` into `winner` inside the caller's transaction.
-pub async fn merge_in(tx: &mut Tx, fields: &FieldSet, winner: i64, loser: i64, source: Source, actor: Option<i64>, now: i64) -> AppResult<MergeSummary> {
+pub async fn merge_in(
+    tx: &mut Tx,
+    fields: &FieldSet,
+    winner: i64,
+    loser: i64,
+    source: Source,
+    actor: Option<i64>,
+    now: i64,
+) -> AppResult<MergeSummary> {
     if winner == loser {
-        return Err(AppError::invalid("contact", "a contact cannot be merged with itself"));
+        return Err(AppError::invalid(
+            "contact",
+            "a contact cannot be merged with itself",
+        ));
     }
     let mut both = store::contacts::load(tx, fields, &[winner, loser]).await?;
     if both.len() != 2 {
         return Err(AppError::not_found());
     }
-    let (w, l) = if both[0].id == winner { (both.remove(0), both.remove(0)) } else { (both.remove(1), both.remove(0)) };
+    let (w, l) = if both[0].id == winner {
+        (both.remove(0), both.remove(0))
+    } else {
+        (both.remove(1), both.remove(0))
+    };
     let merged = merged_contact(fields, &w, &l);
     let fields_taken: Vec<String> = fields
         .iter()
@@ -59,7 +82,10 @@ pub async fn merge_in(tx: &mut Tx, fields: &FieldSet, winner: i64, loser: i64, s
         .collect();
     sets.push(("points".into(), Value::Int(merged.points)));
     sets.push(("last_active".into(), Value::from(merged.last_active)));
-    sets.push(("date_identified".into(), Value::from(merged.date_identified)));
+    sets.push((
+        "date_identified".into(),
+        Value::from(merged.date_identified),
+    ));
     sets.push(("owner_id".into(), Value::from(merged.owner_id)));
     sets.push(("stage_id".into(), Value::from(merged.stage_id)));
     sets.push(("date_modified".into(), Value::Int(now)));
@@ -73,10 +99,17 @@ pub async fn merge_in(tx: &mut Tx, fields: &FieldSet, winner: i64, loser: i64, s
     let mut taken = Map::new();
     for alias in &fields_taken {
         if let Some(f) = fields.get(alias) {
-            taken.insert(alias.clone(), crate::contacts::values::to_json(f, &merged.field_value(f)));
+            taken.insert(
+                alias.clone(),
+                crate::contacts::values::to_json(f, &merged.field_value(f)),
+            );
         }
     }
-    let moved: Map<String, Json> = rows_moved.iter().filter(|(_, n)| *n > 0).map(|(t, n)| ((*t).to_owned(), json!(n))).collect();
+    let moved: Map<String, Json> = rows_moved
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| ((*t).to_owned(), json!(n)))
+        .collect();
     let event = NewEvent::new(
         winner,
         keys::MERGED,
@@ -96,7 +129,10 @@ pub async fn merge_in(tx: &mut Tx, fields: &FieldSet, winner: i64, loser: i64, s
         winner,
         loser,
         fields_taken,
-        rows_moved: rows_moved.into_iter().map(|(t, n)| (t.to_owned(), n)).collect(),
+        rows_moved: rows_moved
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n))
+            .collect(),
     })
 }
 
@@ -105,8 +141,12 @@ pub fn merged_contact(fields: &FieldSet, winner: &Contact, loser: &Contact) -> C
     let mut out = winner.clone();
     let loser_newer = loser.date_modified > winner.date_modified;
     for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
-        let w = winner.value(&f.alias).filter(|v| v.to_text().is_some_and(|s| !s.is_empty()));
-        let l = loser.value(&f.alias).filter(|v| v.to_text().is_some_and(|s| !s.is_empty()));
+        let w = winner
+            .value(&f.alias)
+            .filter(|v| v.to_text().is_some_and(|s| !s.is_empty()));
+        let l = loser
+            .value(&f.alias)
+            .filter(|v| v.to_text().is_some_and(|s| !s.is_empty()));
         let pick = match (w, l) {
             (Some(_), Some(l)) if loser_newer => Some(l.clone()),
             (Some(w), _) => Some(w.clone()),
@@ -146,7 +186,10 @@ mod tests {
         Contact {
             id,
             date_modified: modified,
-            values: values.iter().map(|(k, v)| ((*k).to_owned(), Value::Text((*v).to_owned()))).collect(),
+            values: values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::Text((*v).to_owned())))
+                .collect(),
             ..Contact::default()
         }
     }
@@ -155,11 +198,36 @@ mod tests {
     fn field_rules() {
         let fields = FieldSet::defaults_for_tests();
         // (winner values, loser values, loser newer?, expected)
-        let cases: Vec<(&[(&str, &str)], &[(&str, &str)], bool, &[(&str, Option<&str>)])> = vec![
-            (&[("firstname", "Ada")], &[("firstname", "Augusta")], false, &[("firstname", Some("Ada"))]),
-            (&[("firstname", "Ada")], &[("firstname", "Augusta")], true, &[("firstname", Some("Augusta"))]),
-            (&[("firstname", "Ada")], &[("firstname", "")], true, &[("firstname", Some("Ada"))]),
-            (&[], &[("city", "London")], false, &[("city", Some("London"))]),
+        let cases: Vec<(
+            &[(&str, &str)],
+            &[(&str, &str)],
+            bool,
+            &[(&str, Option<&str>)],
+        )> = vec![
+            (
+                &[("firstname", "Ada")],
+                &[("firstname", "Augusta")],
+                false,
+                &[("firstname", Some("Ada"))],
+            ),
+            (
+                &[("firstname", "Ada")],
+                &[("firstname", "Augusta")],
+                true,
+                &[("firstname", Some("Augusta"))],
+            ),
+            (
+                &[("firstname", "Ada")],
+                &[("firstname", "")],
+                true,
+                &[("firstname", Some("Ada"))],
+            ),
+            (
+                &[],
+                &[("city", "London")],
+                false,
+                &[("city", Some("London"))],
+            ),
             (&[("city", "Paris")], &[], true, &[("city", Some("Paris"))]),
             (&[], &[], true, &[("city", None)]),
         ];

@@ -44,7 +44,9 @@ impl Contact {
     }
 
     pub fn text(&self, alias: &str) -> Option<String> {
-        self.value(alias).and_then(Value::to_text).filter(|s| !s.is_empty())
+        self.value(alias)
+            .and_then(Value::to_text)
+            .filter(|s| !s.is_empty())
     }
 
     /// The stored value of any field, system-backed ones included.
@@ -52,7 +54,11 @@ impl Contact {
         match field.storage() {
             fields::Storage::Points => Value::Int(self.points),
             fields::Storage::Timestamp => Value::from(self.last_active),
-            fields::Storage::Column => self.values.get(&field.alias).cloned().unwrap_or(Value::Null(field.kind())),
+            fields::Storage::Column => self
+                .values
+                .get(&field.alias)
+                .cloned()
+                .unwrap_or(Value::Null(field.kind())),
         }
     }
 
@@ -62,17 +68,30 @@ impl Contact {
 
     /// "First Last", or the email, or the company, or "Visitor".
     pub fn display_name(&self) -> String {
-        let name = [self.text("firstname"), self.text("lastname")].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let name = [self.text("firstname"), self.text("lastname")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
         if !name.is_empty() {
             return name;
         }
-        self.text("email").or_else(|| self.text("company")).unwrap_or_else(|| "Visitor".to_owned())
+        self.text("email")
+            .or_else(|| self.text("company"))
+            .unwrap_or_else(|| "Visitor".to_owned())
     }
 }
 
 /// A contact stops being anonymous when it has a name, an email, a company or any
 /// unique-identifier value.
 pub fn is_identifying(fields: &FieldSet, values: &HashMap<String, Value>) -> bool {
-    let has = |alias: &str| values.get(alias).is_some_and(|v| !v.is_null() && v.to_text().is_some_and(|s| !s.is_empty()));
-    ["firstname", "lastname", "email", "company"].iter().any(|a| has(a)) || fields.unique_identifiers().any(|f| has(&f.alias))
+    let has = |alias: &str| {
+        values
+            .get(alias)
+            .is_some_and(|v| !v.is_null() && v.to_text().is_some_and(|s| !s.is_empty()))
+    };
+    ["firstname", "lastname", "email", "company"]
+        .iter()
+        .any(|a| has(a))
+        || fields.unique_identifiers().any(|f| has(&f.alias))
 }

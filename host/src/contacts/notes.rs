@@ -32,7 +32,9 @@ pub struct NoteInput {
 impl NoteInput {
     /// Mautic's note body: `lead`, `text`, `type`, `dateTime`.
     pub fn from_json(body: &Json, creating: bool) -> AppResult<NoteInput> {
-        let o = body.as_object().ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
+        let o = body
+            .as_object()
+            .ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
         let mut problems = Problems::default();
         for k in o.keys() {
             if !["lead", "text", "type", "dateTime"].contains(&k.as_str()) {
@@ -43,7 +45,11 @@ impl NoteInput {
         let mut input = NoteInput::default();
         let mut problems = Problems::default();
         match o.get("lead") {
-            Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())).or_else(|| v.get("id").and_then(Json::as_i64)) {
+            Some(v) => match v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .or_else(|| v.get("id").and_then(Json::as_i64))
+            {
                 Some(id) if id > 0 => input.contact_id = Some(id),
                 _ => problems.add("lead", "must be a contact id"),
             },
@@ -51,9 +57,16 @@ impl NoteInput {
             None => {}
         }
         match o.get("text") {
-            Some(Json::String(s)) if s.trim().is_empty() => problems.add("text", "Note text cannot be empty"),
-            Some(Json::String(s)) if s.chars().count() > MAX_TEXT => problems.add("text", format!("must be at most {MAX_TEXT} characters")),
-            Some(Json::String(s)) if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) => {
+            Some(Json::String(s)) if s.trim().is_empty() => {
+                problems.add("text", "Note text cannot be empty")
+            }
+            Some(Json::String(s)) if s.chars().count() > MAX_TEXT => {
+                problems.add("text", format!("must be at most {MAX_TEXT} characters"))
+            }
+            Some(Json::String(s))
+                if s.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+            {
                 problems.add("text", "must not contain control characters")
             }
             Some(Json::String(s)) => input.text = Some(s.clone()),
@@ -94,8 +107,13 @@ fn event_time(n: &Note) -> i64 {
 }
 
 pub async fn create(store: &Store, input: &NoteInput, author: Option<i64>) -> AppResult<Note> {
-    let contact_id = input.contact_id.ok_or_else(|| AppError::invalid("lead", "lead ID is mandatory"))?;
-    let text = input.text.as_deref().ok_or_else(|| AppError::invalid("text", "Note text cannot be empty"))?;
+    let contact_id = input
+        .contact_id
+        .ok_or_else(|| AppError::invalid("lead", "lead ID is mandatory"))?;
+    let text = input
+        .text
+        .as_deref()
+        .ok_or_else(|| AppError::invalid("text", "Note text cannot be empty"))?;
     let note_type = input.note_type.unwrap_or("general");
     let now = now_ms();
     let mut tx = store.begin().await?;
@@ -103,32 +121,69 @@ pub async fn create(store: &Store, input: &NoteInput, author: Option<i64>) -> Ap
         return Err(AppError::NotFound("Contact not found.".into()));
     }
     let date_time = input.date_time.flatten();
-    let id = store::notes::insert(&mut tx, contact_id, text, note_type, date_time, author, now).await?;
-    let note = store::notes::get(&mut tx, id).await?.ok_or_else(|| anyhow::anyhow!("note vanished"))?;
-    store::events::insert(&mut tx, &[NewEvent::new(contact_id, keys::NOTE, event_time(&note), event_props(&note)).ref_id(id).source("note")]).await?;
+    let id =
+        store::notes::insert(&mut tx, contact_id, text, note_type, date_time, author, now).await?;
+    let note = store::notes::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("note vanished"))?;
+    store::events::insert(
+        &mut tx,
+        &[NewEvent::new(
+            contact_id,
+            keys::NOTE,
+            event_time(&note),
+            event_props(&note),
+        )
+        .ref_id(id)
+        .source("note")],
+    )
+    .await?;
     tx.commit().await?;
     Ok(note)
 }
 
 pub async fn update(store: &Store, id: i64, input: &NoteInput) -> AppResult<Note> {
     let mut tx = store.begin().await?;
-    let before = store::notes::get(&mut tx, id).await?.ok_or_else(AppError::not_found)?;
+    let before = store::notes::get(&mut tx, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     if input.contact_id.is_some_and(|c| c != before.contact_id) {
-        return Err(AppError::invalid("lead", "a note cannot move to another contact"));
+        return Err(AppError::invalid(
+            "lead",
+            "a note cannot move to another contact",
+        ));
     }
     let text = input.text.clone().unwrap_or(before.text.clone());
-    let note_type = input.note_type.unwrap_or(TYPES.iter().find(|t| **t == before.note_type).copied().unwrap_or("general"));
+    let note_type = input.note_type.unwrap_or(
+        TYPES
+            .iter()
+            .find(|t| **t == before.note_type)
+            .copied()
+            .unwrap_or("general"),
+    );
     let date_time = input.date_time.unwrap_or(before.date_time);
     store::notes::update(&mut tx, id, &text, note_type, date_time, now_ms()).await?;
-    let note = store::notes::get(&mut tx, id).await?.ok_or_else(|| anyhow::anyhow!("note vanished"))?;
-    store::events::update_for_ref(&mut tx, note.contact_id, keys::NOTE, id, event_time(&note), &event_props(&note)).await?;
+    let note = store::notes::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("note vanished"))?;
+    store::events::update_for_ref(
+        &mut tx,
+        note.contact_id,
+        keys::NOTE,
+        id,
+        event_time(&note),
+        &event_props(&note),
+    )
+    .await?;
     tx.commit().await?;
     Ok(note)
 }
 
 pub async fn delete(store: &Store, id: i64) -> AppResult<Note> {
     let mut tx = store.begin().await?;
-    let note = store::notes::get(&mut tx, id).await?.ok_or_else(AppError::not_found)?;
+    let note = store::notes::get(&mut tx, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     store::notes::delete(&mut tx, id).await?;
     store::events::delete_for_ref(&mut tx, note.contact_id, keys::NOTE, id).await?;
     tx.commit().await?;
@@ -141,7 +196,11 @@ mod tests {
 
     #[test]
     fn note_bodies() {
-        let ok = NoteInput::from_json(&json!({"lead": 5, "text": "Called", "type": "Call", "dateTime": "2024-05-01 14:30"}), true).unwrap();
+        let ok = NoteInput::from_json(
+            &json!({"lead": 5, "text": "Called", "type": "Call", "dateTime": "2024-05-01 14:30"}),
+            true,
+        )
+        .unwrap();
         assert_eq!(ok.contact_id, Some(5));
         assert_eq!(ok.note_type, Some("call"));
         assert!(ok.date_time.unwrap().is_some());

@@ -48,9 +48,16 @@ pub enum Cond {
     /// Free text over the search columns.
     Text(Match),
     /// A text-valued field by alias.
-    Field { alias: String, m: Match },
+    Field {
+        alias: String,
+        m: Match,
+    },
     /// A numeric field (or points) compared with a number.
-    Number { alias: String, op: Compare, value: f64 },
+    Number {
+        alias: String,
+        op: Compare,
+        value: f64,
+    },
     /// First name, last name, or both as "first last".
     Name(Match),
     Owner(Match),
@@ -83,24 +90,36 @@ impl Expr {
 /// The commands, for help texts: (syntax, meaning).
 pub const COMMANDS: &[(&str, &str)] = &[
     ("email:", "email address starts with"),
-    ("name:", "first or last name (or \"first last\") starts with"),
+    (
+        "name:",
+        "first or last name (or \"first last\") starts with",
+    ),
     ("company:", "primary company starts with"),
     ("owner:", "owner's user name or name starts with"),
     ("tag:", "has a tag starting with"),
     ("stage:", "stage name starts with"),
     ("ip:", "seen from an IP address starting with"),
     ("ids:1,2,3", "one of these contact ids"),
-    ("is:anonymous", "anonymous visitors (hidden unless asked for)"),
+    (
+        "is:anonymous",
+        "anonymous visitors (hidden unless asked for)",
+    ),
     ("is:unowned", "contacts without an owner"),
     ("is:mine", "contacts you own"),
     ("segment:", "member of a segment (by alias)"),
     ("common:a+b", "member of all these segments"),
-    ("<field>:", "any field by alias, e.g. city:berlin or points:>10"),
+    (
+        "<field>:",
+        "any field by alias, e.g. city:berlin or points:>10",
+    ),
     ("%", "wildcard, e.g. email:%@example.org"),
     ("+", "exact match, e.g. email:+ada@example.org"),
     ("!", "not, e.g. !tag:vip or !(city:paris OR city:lyon)"),
     ("\"…\"", "a phrase with spaces, e.g. name:\"Ada Lovelace\""),
-    ("OR / AND", "combine terms (AND is implied); parentheses group"),
+    (
+        "OR / AND",
+        "combine terms (AND is implied); parentheses group",
+    ),
 ];
 
 #[derive(Debug, PartialEq)]
@@ -121,7 +140,9 @@ const MAX_DEPTH: usize = 32;
 /// Parses a search; `Ok(None)` for an empty one. Errors are messages for a 400.
 pub fn parse(input: &str, fields: &FieldSet) -> Result<Option<Expr>, String> {
     if input.chars().count() > MAX_QUERY {
-        return Err(format!("search is too long (at most {MAX_QUERY} characters)"));
+        return Err(format!(
+            "search is too long (at most {MAX_QUERY} characters)"
+        ));
     }
     if input.chars().any(|c| c.is_control() && !c.is_whitespace()) {
         return Err("search must not contain control characters".into());
@@ -130,7 +151,12 @@ pub fn parse(input: &str, fields: &FieldSet) -> Result<Option<Expr>, String> {
     if tokens.is_empty() {
         return Ok(None);
     }
-    let mut p = Parser { tokens, pos: 0, fields, depth: 0 };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        fields,
+        depth: 0,
+    };
     let expr = p.or()?;
     if let Some(t) = p.peek() {
         return Err(match t {
@@ -162,7 +188,11 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
             let exact = c == '+';
             let start = if exact { i + 1 } else { i };
             let (phrase, next) = quoted(&chars, start)?;
-            tokens.push(Token::Term(None, if exact { format!("+{phrase}") } else { phrase }, true));
+            tokens.push(Token::Term(
+                None,
+                if exact { format!("+{phrase}") } else { phrase },
+                true,
+            ));
             i = next;
         } else {
             let start = i;
@@ -195,7 +225,15 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
                     if (rest.is_empty() || exact_quote) && chars.get(i) == Some(&'"') {
                         let (phrase, next) = quoted(&chars, i)?;
                         i = next;
-                        tokens.push(Token::Term(Some(cmd), if exact_quote { format!("+{phrase}") } else { phrase }, true));
+                        tokens.push(Token::Term(
+                            Some(cmd),
+                            if exact_quote {
+                                format!("+{phrase}")
+                            } else {
+                                phrase
+                            },
+                            true,
+                        ));
                     } else {
                         tokens.push(Token::Term(Some(cmd), rest, false));
                     }
@@ -203,7 +241,9 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
                 None => tokens.push(Token::Term(None, word, false)),
             }
             if chars.get(i) == Some(&'"') {
-                return Err("unexpected quote inside a word; put the whole phrase in quotes".into());
+                return Err(
+                    "unexpected quote inside a word; put the whole phrase in quotes".into(),
+                );
             }
         }
     }
@@ -246,12 +286,19 @@ impl Parser<'_> {
         let mut items = vec![self.and()?];
         while self.peek() == Some(&Token::Or) {
             self.pos += 1;
-            if matches!(self.peek(), None | Some(Token::RParen | Token::Or | Token::And)) {
+            if matches!(
+                self.peek(),
+                None | Some(Token::RParen | Token::Or | Token::And)
+            ) {
                 return Err("OR needs a term on both sides".into());
             }
             items.push(self.and()?);
         }
-        Ok(if items.len() == 1 { items.pop().expect("one") } else { Expr::Or(items) })
+        Ok(if items.len() == 1 {
+            items.pop().expect("one")
+        } else {
+            Expr::Or(items)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, String> {
@@ -260,7 +307,10 @@ impl Parser<'_> {
             match self.peek() {
                 Some(Token::And) => {
                     self.pos += 1;
-                    if matches!(self.peek(), None | Some(Token::RParen | Token::Or | Token::And)) {
+                    if matches!(
+                        self.peek(),
+                        None | Some(Token::RParen | Token::Or | Token::And)
+                    ) {
                         return Err("AND needs a term on both sides".into());
                     }
                     items.push(self.unary()?);
@@ -269,7 +319,11 @@ impl Parser<'_> {
                 _ => break,
             }
         }
-        Ok(if items.len() == 1 { items.pop().expect("one") } else { Expr::And(items) })
+        Ok(if items.len() == 1 {
+            items.pop().expect("one")
+        } else {
+            Expr::And(items)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
@@ -280,7 +334,10 @@ impl Parser<'_> {
         let result = match self.tokens.get(self.pos) {
             Some(Token::Not) => {
                 self.pos += 1;
-                if matches!(self.peek(), None | Some(Token::RParen | Token::Or | Token::And)) {
+                if matches!(
+                    self.peek(),
+                    None | Some(Token::RParen | Token::Or | Token::And)
+                ) {
                     return Err("'!' must be followed by a term".into());
                 }
                 Ok(Expr::Not(Box::new(self.unary()?)))
@@ -329,14 +386,27 @@ impl Parser<'_> {
             "ip" => Cond::Ip(m()?),
             "segment" => Cond::Segment(m()?),
             "ids" => {
-                let ids: Result<Vec<i64>, _> = value.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse::<i64>()).collect();
+                let ids: Result<Vec<i64>, _> = value
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().parse::<i64>())
+                    .collect();
                 match ids {
                     Ok(ids) if !ids.is_empty() && ids.len() <= 1000 => Cond::Ids(ids),
-                    _ => return Err("ids: takes a comma-separated list of up to 1000 numbers".into()),
+                    _ => {
+                        return Err(
+                            "ids: takes a comma-separated list of up to 1000 numbers".into()
+                        );
+                    }
                 }
             }
             "common" => {
-                let names: Vec<String> = value.split('+').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                let names: Vec<String> = value
+                    .split('+')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
                 if names.is_empty() {
                     return Err("common: takes segment aliases joined by +".into());
                 }
@@ -346,7 +416,11 @@ impl Parser<'_> {
                 "anonymous" => Cond::Anonymous,
                 "unowned" => Cond::Unowned,
                 "mine" => Cond::Mine,
-                other => return Err(format!("unknown value '{other}' for is: (use anonymous, unowned or mine)")),
+                other => {
+                    return Err(format!(
+                        "unknown value '{other}' for is: (use anonymous, unowned or mine)"
+                    ));
+                }
             },
             alias => {
                 let Some(field) = self.fields.get(alias) else {
@@ -355,11 +429,17 @@ impl Parser<'_> {
                 match field.field_type {
                     FieldType::Number => {
                         let (op, rest) = comparison(&value);
-                        let n: f64 = rest.trim().parse().map_err(|_| format!("{alias}: takes a number, optionally after > >= < <="))?;
+                        let n: f64 = rest.trim().parse().map_err(|_| {
+                            format!("{alias}: takes a number, optionally after > >= < <=")
+                        })?;
                         if !n.is_finite() {
                             return Err(format!("{alias}: takes a finite number"));
                         }
-                        Cond::Number { alias: alias.to_owned(), op, value: n }
+                        Cond::Number {
+                            alias: alias.to_owned(),
+                            op,
+                            value: n,
+                        }
                     }
                     FieldType::Boolean => {
                         let b = match value.to_ascii_lowercase().as_str() {
@@ -367,15 +447,30 @@ impl Parser<'_> {
                             "0" | "false" | "no" | "off" => 0.0,
                             _ => return Err(format!("{alias}: takes yes or no")),
                         };
-                        Cond::Number { alias: alias.to_owned(), op: Compare::Eq, value: b }
+                        Cond::Number {
+                            alias: alias.to_owned(),
+                            op: Compare::Eq,
+                            value: b,
+                        }
                     }
                     _ if field.storage() != super::fields::Storage::Column => {
                         // last_active: compare as a date-time prefix is meaningless; take a date.
                         let (op, rest) = comparison(&value);
-                        let t = crate::time::parse_datetime(rest).ok_or_else(|| format!("{alias}: takes a date like 2024-05-01, optionally after > or <"))?;
-                        Cond::Number { alias: alias.to_owned(), op, value: t.timestamp_millis() as f64 }
+                        let t = crate::time::parse_datetime(rest).ok_or_else(|| {
+                            format!(
+                                "{alias}: takes a date like 2024-05-01, optionally after > or <"
+                            )
+                        })?;
+                        Cond::Number {
+                            alias: alias.to_owned(),
+                            op,
+                            value: t.timestamp_millis() as f64,
+                        }
                     }
-                    _ => Cond::Field { alias: alias.to_owned(), m: m()? },
+                    _ => Cond::Field {
+                        alias: alias.to_owned(),
+                        m: m()?,
+                    },
                 }
             }
         })
@@ -383,7 +478,13 @@ impl Parser<'_> {
 }
 
 fn comparison(value: &str) -> (Compare, &str) {
-    for (prefix, op) in [(">=", Compare::Gte), ("<=", Compare::Lte), (">", Compare::Gt), ("<", Compare::Lt), ("=", Compare::Eq)] {
+    for (prefix, op) in [
+        (">=", Compare::Gte),
+        ("<=", Compare::Lte),
+        (">", Compare::Gt),
+        ("<", Compare::Lt),
+        ("=", Compare::Eq),
+    ] {
         if let Some(rest) = value.strip_prefix(prefix) {
             return (op, rest);
         }
@@ -409,7 +510,11 @@ fn text_match(value: &str, _quoted: bool, command: bool) -> Result<Match, String
         }
         return Ok(Match::Like(value.to_owned()));
     }
-    Ok(if command { Match::Prefix(value.to_owned()) } else { Match::Contains(value.to_owned()) })
+    Ok(if command {
+        Match::Prefix(value.to_owned())
+    } else {
+        Match::Contains(value.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -426,7 +531,10 @@ mod tests {
         Expr::Cond(cond)
     }
     fn f(alias: &str, m: Match) -> Expr {
-        c(Field { alias: alias.into(), m })
+        c(Field {
+            alias: alias.into(),
+            m,
+        })
     }
     fn s(v: &str) -> String {
         v.to_owned()
@@ -443,14 +551,26 @@ mod tests {
             ("+\"john smith\"", Some(c(Text(Exact(s("john smith")))))),
             ("sm%th", Some(c(Text(Like(s("sm%th")))))),
             ("email:someone@", Some(f("email", Prefix(s("someone@"))))),
-            ("email:%@example.org", Some(f("email", Like(s("%@example.org"))))),
-            ("email:+ada@example.org", Some(f("email", Exact(s("ada@example.org"))))),
+            (
+                "email:%@example.org",
+                Some(f("email", Like(s("%@example.org")))),
+            ),
+            (
+                "email:+ada@example.org",
+                Some(f("email", Exact(s("ada@example.org")))),
+            ),
             ("EMAIL:ada", Some(f("email", Prefix(s("ada"))))),
             ("company:acme", Some(f("company", Prefix(s("acme"))))),
             ("city:berlin", Some(f("city", Prefix(s("berlin"))))),
             ("name:ada", Some(c(Name(Prefix(s("ada")))))),
-            ("name:\"Ada Lovelace\"", Some(c(Name(Prefix(s("Ada Lovelace")))))),
-            ("name:+\"Ada Lovelace\"", Some(c(Name(Exact(s("Ada Lovelace")))))),
+            (
+                "name:\"Ada Lovelace\"",
+                Some(c(Name(Prefix(s("Ada Lovelace"))))),
+            ),
+            (
+                "name:+\"Ada Lovelace\"",
+                Some(c(Name(Exact(s("Ada Lovelace"))))),
+            ),
             ("owner:admin", Some(c(Owner(Prefix(s("admin")))))),
             ("tag:vip", Some(c(Tag(Prefix(s("vip")))))),
             ("stage:lead", Some(c(Stage(Prefix(s("lead")))))),
@@ -460,32 +580,86 @@ mod tests {
             ("is:anonymous", Some(c(Anonymous))),
             ("is:unowned", Some(c(Unowned))),
             ("is:MINE", Some(c(Mine))),
-            ("segment:newsletter", Some(c(Segment(Prefix(s("newsletter")))))),
+            (
+                "segment:newsletter",
+                Some(c(Segment(Prefix(s("newsletter"))))),
+            ),
             ("common:a+b", Some(c(Common(vec![s("a"), s("b")])))),
-            ("points:>10", Some(c(Number { alias: s("points"), op: Compare::Gt, value: 10.0 }))),
-            ("points:5", Some(c(Number { alias: s("points"), op: Compare::Eq, value: 5.0 }))),
-            ("points:<=5", Some(c(Number { alias: s("points"), op: Compare::Lte, value: 5.0 }))),
+            (
+                "points:>10",
+                Some(c(Number {
+                    alias: s("points"),
+                    op: Compare::Gt,
+                    value: 10.0,
+                })),
+            ),
+            (
+                "points:5",
+                Some(c(Number {
+                    alias: s("points"),
+                    op: Compare::Eq,
+                    value: 5.0,
+                })),
+            ),
+            (
+                "points:<=5",
+                Some(c(Number {
+                    alias: s("points"),
+                    op: Compare::Lte,
+                    value: 5.0,
+                })),
+            ),
             ("!is:anonymous", Some(Expr::Not(Box::new(c(Anonymous))))),
-            ("!is:anonymous owner:admin", Some(Expr::And(vec![Expr::Not(Box::new(c(Anonymous))), c(Owner(Prefix(s("admin"))))]))),
-            ("tag:vip OR tag:gold", Some(Expr::Or(vec![c(Tag(Prefix(s("vip")))), c(Tag(Prefix(s("gold"))))]))),
-            ("tag:vip AND city:paris", Some(Expr::And(vec![c(Tag(Prefix(s("vip")))), f("city", Prefix(s("paris")))]))),
+            (
+                "!is:anonymous owner:admin",
+                Some(Expr::And(vec![
+                    Expr::Not(Box::new(c(Anonymous))),
+                    c(Owner(Prefix(s("admin")))),
+                ])),
+            ),
+            (
+                "tag:vip OR tag:gold",
+                Some(Expr::Or(vec![
+                    c(Tag(Prefix(s("vip")))),
+                    c(Tag(Prefix(s("gold")))),
+                ])),
+            ),
+            (
+                "tag:vip AND city:paris",
+                Some(Expr::And(vec![
+                    c(Tag(Prefix(s("vip")))),
+                    f("city", Prefix(s("paris"))),
+                ])),
+            ),
             (
                 "a OR b c",
-                Some(Expr::Or(vec![c(Text(Contains(s("a")))), Expr::And(vec![c(Text(Contains(s("b")))), c(Text(Contains(s("c"))))])])),
+                Some(Expr::Or(vec![
+                    c(Text(Contains(s("a")))),
+                    Expr::And(vec![c(Text(Contains(s("b")))), c(Text(Contains(s("c"))))]),
+                ])),
             ),
             (
                 "(a OR b) c",
-                Some(Expr::And(vec![Expr::Or(vec![c(Text(Contains(s("a")))), c(Text(Contains(s("b"))))]), c(Text(Contains(s("c"))))])),
+                Some(Expr::And(vec![
+                    Expr::Or(vec![c(Text(Contains(s("a")))), c(Text(Contains(s("b"))))]),
+                    c(Text(Contains(s("c")))),
+                ])),
             ),
             (
                 "!(city:paris OR city:lyon)",
-                Some(Expr::Not(Box::new(Expr::Or(vec![f("city", Prefix(s("paris"))), f("city", Prefix(s("lyon")))])))),
+                Some(Expr::Not(Box::new(Expr::Or(vec![
+                    f("city", Prefix(s("paris"))),
+                    f("city", Prefix(s("lyon"))),
+                ])))),
             ),
             ("((smith))", Some(c(Text(Contains(s("smith")))))),
             ("or", Some(c(Text(Contains(s("or")))))),
             ("10:30", Some(c(Text(Contains(s("10:30")))))),
             ("'; DROP TABLE contacts; --", None), // parses as free text; checked below
-            ("\"say \\\"hi\\\"\"", Some(c(Text(Contains(s("say \"hi\"")))))),
+            (
+                "\"say \\\"hi\\\"\"",
+                Some(c(Text(Contains(s("say \"hi\""))))),
+            ),
         ];
         for (input, want) in cases {
             let got = parse(input, &fields());
@@ -526,12 +700,19 @@ mod tests {
         ];
         for (input, want) in cases {
             match parse(input, &fields()) {
-                Err(msg) => assert!(msg.contains(want), "{input}: '{msg}' should mention '{want}'"),
+                Err(msg) => assert!(
+                    msg.contains(want),
+                    "{input}: '{msg}' should mention '{want}'"
+                ),
                 Ok(e) => panic!("{input} should be rejected, got {e:?}"),
             }
         }
         assert!(parse(&"a ".repeat(1500), &fields()).is_err());
-        assert!(parse(&format!("{}a{}", "(".repeat(40), ")".repeat(40)), &fields()).unwrap_err().contains("nested"));
+        assert!(
+            parse(&format!("{}a{}", "(".repeat(40), ")".repeat(40)), &fields())
+                .unwrap_err()
+                .contains("nested")
+        );
         assert!(parse("a\u{0}b", &fields()).is_err());
     }
 

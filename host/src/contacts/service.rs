@@ -75,7 +75,11 @@ pub struct Saved {
 
 /// Saves items in their own transaction. The outer error is a database failure (nothing
 /// was written); inner errors are per item (that item wrote nothing).
-pub async fn save(store: &Store, ctx: &SaveContext<'_>, items: Vec<(Target, ContactInput)>) -> AppResult<Vec<AppResult<Saved>>> {
+pub async fn save(
+    store: &Store,
+    ctx: &SaveContext<'_>,
+    items: Vec<(Target, ContactInput)>,
+) -> AppResult<Vec<AppResult<Saved>>> {
     let mut tx = store.begin().await?;
     let results = save_in(&mut tx, ctx, items).await?;
     tx.commit().await?;
@@ -114,10 +118,15 @@ impl Work {
 
 /// Case-folded text of a value, as identifiers are compared.
 fn fold(v: &Value) -> Option<String> {
-    v.to_text().map(|s| s.to_lowercase()).filter(|s| !s.is_empty())
+    v.to_text()
+        .map(|s| s.to_lowercase())
+        .filter(|s| !s.is_empty())
 }
 
-fn identifier_probe(fields: &FieldSet, sets: &[(&FieldDef, Option<Value>)]) -> Vec<(String, String)> {
+fn identifier_probe(
+    fields: &FieldSet,
+    sets: &[(&FieldDef, Option<Value>)],
+) -> Vec<(String, String)> {
     sets.iter()
         .filter(|(f, v)| f.is_unique_identifier && v.is_some())
         .filter_map(|(f, v)| Some((f.alias.clone(), fold(v.as_ref()?)?)))
@@ -125,7 +134,12 @@ fn identifier_probe(fields: &FieldSet, sets: &[(&FieldDef, Option<Value>)]) -> V
         .collect()
 }
 
-fn index_identifiers(fields: &FieldSet, index: &mut HashMap<(String, String), Vec<usize>>, at: usize, c: &Contact) {
+fn index_identifiers(
+    fields: &FieldSet,
+    index: &mut HashMap<(String, String), Vec<usize>>,
+    at: usize,
+    c: &Contact,
+) {
     for f in fields.unique_identifiers() {
         if let Some(v) = c.value(&f.alias).and_then(fold) {
             let slot = index.entry((f.alias.clone(), v)).or_default();
@@ -141,7 +155,12 @@ fn matches(op: UniqueIdentifierOperator, probe: &[(String, String)], contact: &C
     if probe.is_empty() {
         return false;
     }
-    let eq = |(alias, want): &(String, String)| contact.value(alias).and_then(fold).is_some_and(|have| &have == want);
+    let eq = |(alias, want): &(String, String)| {
+        contact
+            .value(alias)
+            .and_then(fold)
+            .is_some_and(|have| &have == want)
+    };
     match op {
         UniqueIdentifierOperator::And => probe.iter().all(eq),
         UniqueIdentifierOperator::Or => probe.iter().any(eq),
@@ -149,7 +168,11 @@ fn matches(op: UniqueIdentifierOperator, probe: &[(String, String)], contact: &C
 }
 
 /// Validates one input against the fields.
-fn prepare<'f>(fields: &'f FieldSet, target: Target, input: ContactInput) -> AppResult<Prepared<'f>> {
+fn prepare<'f>(
+    fields: &'f FieldSet,
+    target: Target,
+    input: ContactInput,
+) -> AppResult<Prepared<'f>> {
     let mut problems = Problems::default();
     let mut sets = Vec::with_capacity(input.values.len());
     for (alias, raw) in &input.values {
@@ -179,7 +202,11 @@ fn prepare<'f>(fields: &'f FieldSet, target: Target, input: ContactInput) -> App
 }
 
 /// Saves items inside `tx`. See `save`.
-pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, ContactInput)>) -> AppResult<Vec<AppResult<Saved>>> {
+pub async fn save_in(
+    tx: &mut Tx,
+    ctx: &SaveContext<'_>,
+    items: Vec<(Target, ContactInput)>,
+) -> AppResult<Vec<AppResult<Saved>>> {
     let fields = ctx.fields;
     let mut results: Vec<Option<AppResult<Saved>>> = (0..items.len()).map(|_| None).collect();
 
@@ -193,8 +220,14 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
     }
 
     // 2. Owners and stages must exist.
-    let owner_ids: Vec<i64> = prepared.iter().filter_map(|(_, p)| p.owner.flatten()).collect();
-    let stage_ids: Vec<i64> = prepared.iter().filter_map(|(_, p)| p.stage.flatten()).collect();
+    let owner_ids: Vec<i64> = prepared
+        .iter()
+        .filter_map(|(_, p)| p.owner.flatten())
+        .collect();
+    let stage_ids: Vec<i64> = prepared
+        .iter()
+        .filter_map(|(_, p)| p.stage.flatten())
+        .collect();
     let known_owners = store::users::existing_ids(tx, &owner_ids).await?;
     let known_stages = store::stages::existing_ids(tx, &stage_ids).await?;
     prepared.retain(|(i, p)| {
@@ -241,9 +274,20 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
 
     let mut work: Vec<Work> = loaded
         .into_iter()
-        .map(|c| Work { original: Some(c.clone()), state: c, events: Vec::new(), ips: Vec::new(), dnc: Vec::new(), utm: Vec::new() })
+        .map(|c| Work {
+            original: Some(c.clone()),
+            state: c,
+            events: Vec::new(),
+            ips: Vec::new(),
+            dnc: Vec::new(),
+            utm: Vec::new(),
+        })
         .collect();
-    let mut by_id: HashMap<i64, usize> = work.iter().enumerate().map(|(i, w)| (w.state.id, i)).collect();
+    let mut by_id: HashMap<i64, usize> = work
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.state.id, i))
+        .collect();
     // (alias, folded value) → records having it, so matching a batch is not quadratic.
     let mut ident_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for (i, w) in work.iter().enumerate() {
@@ -269,19 +313,35 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
                 let probe = identifier_probe(fields, &p.sets);
                 // Candidates from the identifier index, then the exact AND/OR rule; the
                 // newest matching contact wins (new records are newest), as in Mautic.
-                let mut candidates: Vec<usize> = probe.iter().filter_map(|key| ident_index.get(key)).flatten().copied().collect();
+                let mut candidates: Vec<usize> = probe
+                    .iter()
+                    .filter_map(|key| ident_index.get(key))
+                    .flatten()
+                    .copied()
+                    .collect();
                 candidates.sort_unstable();
                 candidates.dedup();
                 candidates
                     .into_iter()
                     .filter(|idx| matches(ctx.operator, &probe, &work[*idx].state))
-                    .max_by_key(|idx| if work[*idx].is_new() { (1, *idx as i64) } else { (0, work[*idx].state.id) })
+                    .max_by_key(|idx| {
+                        if work[*idx].is_new() {
+                            (1, *idx as i64)
+                        } else {
+                            (0, work[*idx].state.id)
+                        }
+                    })
             }
         };
         let is_create = existing.is_none();
         let mut candidate = match existing {
             Some(w) => work[w].state.clone(),
-            None => Contact { date_added: ctx.now, date_modified: ctx.now, created_by: ctx.actor, ..Contact::default() },
+            None => Contact {
+                date_added: ctx.now,
+                date_modified: ctx.now,
+                created_by: ctx.actor,
+                ..Contact::default()
+            },
         };
         let mut events = Vec::new();
         match apply(ctx, &p, &mut candidate, is_create, &mut events) {
@@ -294,7 +354,14 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
         let w = match existing {
             Some(w) => w,
             None => {
-                work.push(Work { original: None, state: Contact::default(), events: Vec::new(), ips: Vec::new(), dnc: Vec::new(), utm: Vec::new() });
+                work.push(Work {
+                    original: None,
+                    state: Contact::default(),
+                    events: Vec::new(),
+                    ips: Vec::new(),
+                    dnc: Vec::new(),
+                    utm: Vec::new(),
+                });
                 created_by.insert(work.len() - 1, i);
                 work.len() - 1
             }
@@ -337,25 +404,51 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
     }
     let updates = work
         .iter()
-        .filter_map(|w| w.original.as_ref().map(|original| (w.state.id, changed_columns(fields, original, &w.state, ctx))))
+        .filter_map(|w| {
+            w.original
+                .as_ref()
+                .map(|original| (w.state.id, changed_columns(fields, original, &w.state, ctx)))
+        })
         .collect();
     store::contacts::update_many(tx, updates).await?;
     write_tags(tx, &mut work, ctx.now).await?;
-    let ip_pairs: Vec<(i64, String)> = work.iter().flat_map(|w| w.ips.iter().map(|ip| (w.state.id, ip.clone()))).collect();
+    let ip_pairs: Vec<(i64, String)> = work
+        .iter()
+        .flat_map(|w| w.ips.iter().map(|ip| (w.state.id, ip.clone())))
+        .collect();
     let mut first_seen = store::contacts::touch_ips(tx, &ip_pairs, ctx.now).await?;
     let mut events = Vec::new();
     for w in &mut work {
         let id = w.state.id;
         for ip in std::mem::take(&mut w.ips) {
             if let Some((_, ip)) = first_seen.take(&(id, ip)) {
-                events.push(NewEvent::new(id, keys::IP_ADDED, ctx.now, json!({ "ip": ip })));
+                events.push(NewEvent::new(
+                    id,
+                    keys::IP_ADDED,
+                    ctx.now,
+                    json!({ "ip": ip }),
+                ));
             }
         }
         for d in std::mem::take(&mut w.dnc) {
-            store::contacts::upsert_dnc(tx, id, &d.channel, d.channel_id, d.reason, &d.comments, ctx.now).await?;
-            events.push(NewEvent::new(id, keys::DNC, ctx.now, json!({
-                "channel": d.channel, "reason": d.reason, "comments": d.comments,
-            })));
+            store::contacts::upsert_dnc(
+                tx,
+                id,
+                &d.channel,
+                d.channel_id,
+                d.reason,
+                &d.comments,
+                ctx.now,
+            )
+            .await?;
+            events.push(NewEvent::new(
+                id,
+                keys::DNC,
+                ctx.now,
+                json!({
+                    "channel": d.channel, "reason": d.reason, "comments": d.comments,
+                }),
+            ));
         }
         for u in std::mem::take(&mut w.utm) {
             let (values, query) = utm_values(&u);
@@ -368,19 +461,32 @@ pub async fn save_in(tx: &mut Tx, ctx: &SaveContext<'_>, items: Vec<(Target, Con
         }
     }
     for e in &mut events {
-        e.source.get_or_insert_with(|| ctx.source.as_str().to_owned());
+        e.source
+            .get_or_insert_with(|| ctx.source.as_str().to_owned());
     }
     store::events::insert(tx, &events).await?;
 
     for (i, w) in item_work {
         let created = created_by.get(&w) == Some(&i);
-        results[i] = Some(Ok(Saved { id: work[w].state.id, created }));
+        results[i] = Some(Ok(Saved {
+            id: work[w].state.id,
+            created,
+        }));
     }
-    Ok(results.into_iter().map(|r| r.expect("every item has a result")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every item has a result"))
+        .collect())
 }
 
 /// Applies a validated item to a contact (in memory), with the events it implies.
-fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bool, events: &mut Vec<NewEvent>) -> AppResult<()> {
+fn apply(
+    ctx: &SaveContext<'_>,
+    p: &Prepared<'_>,
+    c: &mut Contact,
+    is_create: bool,
+    events: &mut Vec<NewEvent>,
+) -> AppResult<()> {
     let fields = ctx.fields;
     let points_before = c.points;
     let stage_before = c.stage_id;
@@ -401,13 +507,22 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
     }
     if let Target::Put(_) = p.target {
         // Replace: every field not sent is cleared.
-        for field in fields.iter().filter(|f| f.storage() == Storage::Column && !sent.contains(f.alias.as_str())) {
+        for field in fields
+            .iter()
+            .filter(|f| f.storage() == Storage::Column && !sent.contains(f.alias.as_str()))
+        {
             set_value(c, field, values::null_for(field));
         }
     }
     if is_create {
         for field in fields.iter().filter(|f| !sent.contains(f.alias.as_str())) {
-            let Some(default) = field.default_value.as_deref().filter(|d| !d.trim().is_empty()) else { continue };
+            let Some(default) = field
+                .default_value
+                .as_deref()
+                .filter(|d| !d.trim().is_empty())
+            else {
+                continue;
+            };
             if identifying_field(field) || c.field_value(field).to_text().is_some() {
                 continue;
             }
@@ -417,8 +532,14 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
         }
     }
     if is_create || matches!(p.target, Target::Put(_)) {
-        for field in fields.iter().filter(|f| f.is_required && f.storage() == Storage::Column) {
-            if c.value(&field.alias).and_then(Value::to_text).is_none_or(|s| s.is_empty()) {
+        for field in fields
+            .iter()
+            .filter(|f| f.is_required && f.storage() == Storage::Column)
+        {
+            if c.value(&field.alias)
+                .and_then(Value::to_text)
+                .is_none_or(|s| s.is_empty())
+            {
                 problems.add(&field.alias, "is required");
             }
         }
@@ -444,22 +565,47 @@ fn apply(ctx: &SaveContext<'_>, p: &Prepared<'_>, c: &mut Contact, is_create: bo
     let source = ctx.source.as_str();
     if is_create {
         // A new contact's first points and tags are part of its creation, not changes.
-        events.push(NewEvent::new(0, keys::CREATED, ctx.now, json!({ "source": source, "points": c.points, "tags": c.tags })));
+        events.push(NewEvent::new(
+            0,
+            keys::CREATED,
+            ctx.now,
+            json!({ "source": source, "points": c.points, "tags": c.tags }),
+        ));
         if ctx.source == Source::Api {
-            events.push(NewEvent::new(0, keys::API_ADDED, ctx.now, json!({ "user": ctx.actor })));
+            events.push(NewEvent::new(
+                0,
+                keys::API_ADDED,
+                ctx.now,
+                json!({ "user": ctx.actor }),
+            ));
         }
     }
     if c.date_identified.is_none() && is_identifying(fields, &c.values) {
         c.date_identified = Some(ctx.now);
-        events.push(NewEvent::new(0, keys::IDENTIFIED, ctx.now, json!({ "source": source })));
+        events.push(NewEvent::new(
+            0,
+            keys::IDENTIFIED,
+            ctx.now,
+            json!({ "source": source }),
+        ));
     }
     if c.points != points_before && !is_create {
-        events.push(NewEvent::new(0, keys::POINTS, ctx.now, json!({
-            "delta": c.points - points_before, "points": c.points, "action": source,
-        })));
+        events.push(NewEvent::new(
+            0,
+            keys::POINTS,
+            ctx.now,
+            json!({
+                "delta": c.points - points_before, "points": c.points, "action": source,
+            }),
+        ));
     }
     if c.stage_id != stage_before {
-        events.push(NewEvent::new(0, keys::STAGE, ctx.now, json!({ "from": stage_before, "to": c.stage_id })));
+        events.push(NewEvent::new(
+            0,
+            keys::STAGE,
+            ctx.now,
+            json!({ "from": stage_before, "to": c.stage_id }),
+        ));
     }
     c.modified_by = ctx.actor.or(c.modified_by);
     Ok(())
@@ -484,21 +630,54 @@ fn set_value(c: &mut Contact, field: &FieldDef, v: Value) {
 }
 
 /// The columns that differ between the stored and the new state.
-fn changed_columns(fields: &FieldSet, before: &Contact, after: &Contact, ctx: &SaveContext<'_>) -> Vec<(String, Value)> {
+fn changed_columns(
+    fields: &FieldSet,
+    before: &Contact,
+    after: &Contact,
+    ctx: &SaveContext<'_>,
+) -> Vec<(String, Value)> {
     let mut sets = Vec::new();
     for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
-        let a = before.values.get(&f.alias).cloned().unwrap_or(Value::Null(f.kind()));
-        let b = after.values.get(&f.alias).cloned().unwrap_or(Value::Null(f.kind()));
+        let a = before
+            .values
+            .get(&f.alias)
+            .cloned()
+            .unwrap_or(Value::Null(f.kind()));
+        let b = after
+            .values
+            .get(&f.alias)
+            .cloned()
+            .unwrap_or(Value::Null(f.kind()));
         if a != b && !(a.is_null() && b.is_null()) {
             sets.push((store::fields::column(&f.alias), b));
         }
     }
     let system: [(&str, Value, Value); 6] = [
-        ("points", Value::Int(before.points), Value::Int(after.points)),
-        ("last_active", Value::from(before.last_active), Value::from(after.last_active)),
-        ("owner_id", Value::from(before.owner_id), Value::from(after.owner_id)),
-        ("stage_id", Value::from(before.stage_id), Value::from(after.stage_id)),
-        ("date_identified", Value::from(before.date_identified), Value::from(after.date_identified)),
+        (
+            "points",
+            Value::Int(before.points),
+            Value::Int(after.points),
+        ),
+        (
+            "last_active",
+            Value::from(before.last_active),
+            Value::from(after.last_active),
+        ),
+        (
+            "owner_id",
+            Value::from(before.owner_id),
+            Value::from(after.owner_id),
+        ),
+        (
+            "stage_id",
+            Value::from(before.stage_id),
+            Value::from(after.stage_id),
+        ),
+        (
+            "date_identified",
+            Value::from(before.date_identified),
+            Value::from(after.date_identified),
+        ),
         (
             "preferred_profile_image",
             Value::from(before.preferred_profile_image.clone()),
@@ -525,8 +704,18 @@ async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
     let mut changes: Vec<(usize, Vec<String>, Vec<String>)> = Vec::new();
     for (i, w) in work.iter().enumerate() {
         let before: &[String] = w.original.as_ref().map_or(&[], |o| &o.tags);
-        let added: Vec<String> = w.state.tags.iter().filter(|t| !before.contains(t)).cloned().collect();
-        let removed: Vec<String> = before.iter().filter(|t| !w.state.tags.contains(t)).cloned().collect();
+        let added: Vec<String> = w
+            .state
+            .tags
+            .iter()
+            .filter(|t| !before.contains(t))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|t| !w.state.tags.contains(t))
+            .cloned()
+            .collect();
         if !added.is_empty() || !removed.is_empty() {
             changes.push((i, added, removed));
         }
@@ -534,11 +723,17 @@ async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
     if changes.is_empty() {
         return Ok(());
     }
-    let mut names: Vec<String> = changes.iter().flat_map(|(_, a, _)| a.iter().cloned()).collect();
+    let mut names: Vec<String> = changes
+        .iter()
+        .flat_map(|(_, a, _)| a.iter().cloned())
+        .collect();
     names.sort();
     names.dedup();
     let ids = store::contacts::ensure_tags(tx, &names).await?;
-    let mut removed_names: Vec<String> = changes.iter().flat_map(|(_, _, r)| r.iter().cloned()).collect();
+    let mut removed_names: Vec<String> = changes
+        .iter()
+        .flat_map(|(_, _, r)| r.iter().cloned())
+        .collect();
     removed_names.sort();
     removed_names.dedup();
     let removed_ids = store::contacts::tag_ids(tx, &removed_names).await?;
@@ -546,10 +741,25 @@ async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
     let mut unlink = Vec::new();
     for (i, added, removed) in &changes {
         let contact = work[*i].state.id;
-        link.extend(added.iter().filter_map(|t| ids.get(t)).map(|t| (contact, *t)));
-        unlink.extend(removed.iter().filter_map(|t| removed_ids.get(t)).map(|t| (contact, *t)));
+        link.extend(
+            added
+                .iter()
+                .filter_map(|t| ids.get(t))
+                .map(|t| (contact, *t)),
+        );
+        unlink.extend(
+            removed
+                .iter()
+                .filter_map(|t| removed_ids.get(t))
+                .map(|t| (contact, *t)),
+        );
         if work[*i].original.is_some() {
-            work[*i].events.push(NewEvent::new(contact, keys::TAGS, now, json!({ "added": added, "removed": removed })));
+            work[*i].events.push(NewEvent::new(
+                contact,
+                keys::TAGS,
+                now,
+                json!({ "added": added, "removed": removed }),
+            ));
         }
     }
     store::contacts::link_tags(tx, &link).await?;
@@ -582,14 +792,26 @@ fn utm_json(u: &UtmInput) -> Json {
 }
 
 /// Adds or subtracts points (the API's points/plus and points/minus).
-pub async fn change_points(store: &Store, id: i64, delta: i64, action: &str, now: i64) -> AppResult<i64> {
+pub async fn change_points(
+    store: &Store,
+    id: i64,
+    delta: i64,
+    action: &str,
+    now: i64,
+) -> AppResult<i64> {
     let mut tx = store.begin().await?;
     let Some(total) = store::contacts::add_points(&mut tx, id, delta, now).await? else {
         return Err(AppError::NotFound("Contact not found.".into()));
     };
     store::events::insert(
         &mut tx,
-        &[NewEvent::new(id, keys::POINTS, now, json!({ "delta": delta, "points": total, "action": action })).source("api")],
+        &[NewEvent::new(
+            id,
+            keys::POINTS,
+            now,
+            json!({ "delta": delta, "points": total, "action": action }),
+        )
+        .source("api")],
     )
     .await?;
     tx.commit().await?;
@@ -624,10 +846,20 @@ pub async fn find_duplicates(
     let probe = identifier_probe(fields, &sets);
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
     for (alias, key) in &probe {
-        probes.entry(alias.clone()).or_default().push(Value::Text(key.clone()));
+        probes
+            .entry(alias.clone())
+            .or_default()
+            .push(Value::Text(key.clone()));
     }
     let candidates = store::contacts::find_by_identifiers(db, fields, &probes).await?;
-    let ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).filter(|id| Some(*id) != except).collect();
+    let ids: Vec<i64> = candidates
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| Some(*id) != except)
+        .collect();
     let contacts = store::contacts::load(db, fields, &ids).await?;
-    Ok(contacts.into_iter().filter(|c| matches(operator, &probe, c)).collect())
+    Ok(contacts
+        .into_iter()
+        .filter(|c| matches(operator, &probe, c))
+        .collect())
 }

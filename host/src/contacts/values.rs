@@ -37,7 +37,8 @@ pub fn normalize(field: &FieldDef, input: &Json) -> Result<Normalized, String> {
         Storage::Points => return integer(input).map(|i| Some(Value::Int(i))),
         Storage::Timestamp => {
             let s = scalar_text(input)?;
-            let t = crate::time::parse_datetime(&s).ok_or("must be a date and time like 2024-05-01 12:00:00")?;
+            let t = crate::time::parse_datetime(&s)
+                .ok_or("must be a date and time like 2024-05-01 12:00:00")?;
             return Ok(Some(Value::Int(t.timestamp_millis())));
         }
         Storage::Column => {}
@@ -68,7 +69,8 @@ pub fn normalize(field: &FieldDef, input: &Json) -> Result<Normalized, String> {
                 if item.is_empty() {
                     continue;
                 }
-                let value = match_option(&options, item).ok_or_else(|| format!("'{}' is not one of the options", clip(item)))?;
+                let value = match_option(&options, item)
+                    .ok_or_else(|| format!("'{}' is not one of the options", clip(item)))?;
                 if !chosen.contains(&value) {
                     chosen.push(value);
                 }
@@ -82,7 +84,11 @@ pub fn normalize(field: &FieldDef, input: &Json) -> Result<Normalized, String> {
             let s = scalar_text(input)?;
             let multiline = t == FieldType::Textarea;
             check_chars(&s, multiline)?;
-            let s = if multiline { s.trim_end().to_owned() } else { s.trim().to_owned() };
+            let s = if multiline {
+                s.trim_end().to_owned()
+            } else {
+                s.trim().to_owned()
+            };
             if s.is_empty() {
                 return Ok(None);
             }
@@ -113,7 +119,9 @@ fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, Strin
         }
         FieldType::Tel => {
             if !s.chars().any(|c| c.is_ascii_digit())
-                || !s.chars().all(|c| c.is_ascii_alphanumeric() || " +-().,/#*".contains(c))
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " +-().,/#*".contains(c))
             {
                 return Err("must be a phone number (digits, spaces and + - ( ) . / # *)".into());
             }
@@ -126,20 +134,34 @@ fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, Strin
             d.format("%Y-%m-%d").to_string()
         }
         FieldType::Datetime => {
-            let t = crate::time::parse_datetime(&s).ok_or("must be a date and time like 2024-05-01 12:00:00")?;
+            let t = crate::time::parse_datetime(&s)
+                .ok_or("must be a date and time like 2024-05-01 12:00:00")?;
             crate::time::sql_datetime(t.timestamp_millis())
         }
         FieldType::Time => {
             let t = crate::time::parse_time(&s).ok_or("must be a time like 14:30")?;
             use chrono::Timelike;
-            if t.second() == 0 { t.format("%H:%M").to_string() } else { t.format("%H:%M:%S").to_string() }
+            if t.second() == 0 {
+                t.format("%H:%M").to_string()
+            } else {
+                t.format("%H:%M:%S").to_string()
+            }
         }
-        FieldType::Select => match_option(&field.options(), &s).ok_or_else(|| format!("'{}' is not one of the options", clip(&s)))?,
-        FieldType::Country => country(&s).ok_or_else(|| format!("'{}' is not a known country", clip(&s)))?.to_owned(),
-        FieldType::Timezone => timezone(&s).ok_or_else(|| format!("'{}' is not a known time zone", clip(&s)))?.to_owned(),
-        FieldType::Locale => locale(&s).ok_or_else(|| format!("'{}' is not a locale like en_US", clip(&s)))?,
+        FieldType::Select => match_option(&field.options(), &s)
+            .ok_or_else(|| format!("'{}' is not one of the options", clip(&s)))?,
+        FieldType::Country => country(&s)
+            .ok_or_else(|| format!("'{}' is not a known country", clip(&s)))?
+            .to_owned(),
+        FieldType::Timezone => timezone(&s)
+            .ok_or_else(|| format!("'{}' is not a known time zone", clip(&s)))?
+            .to_owned(),
+        FieldType::Locale => {
+            locale(&s).ok_or_else(|| format!("'{}' is not a locale like en_US", clip(&s)))?
+        }
         FieldType::Text | FieldType::Textarea | FieldType::Region | FieldType::Lookup => s,
-        FieldType::Number | FieldType::Boolean | FieldType::Multiselect => unreachable!("handled by the caller"),
+        FieldType::Number | FieldType::Boolean | FieldType::Multiselect => {
+            unreachable!("handled by the caller")
+        }
     })
 }
 
@@ -152,7 +174,9 @@ pub fn null_for(field: &FieldDef) -> Value {
 pub fn to_json(field: &FieldDef, value: &Value) -> Json {
     match (field.storage(), value) {
         (_, Value::Null(_)) => Json::Null,
-        (Storage::Timestamp, v) => v.as_i64().map_or(Json::Null, |ms| Json::String(crate::time::sql_datetime(ms))),
+        (Storage::Timestamp, v) => v
+            .as_i64()
+            .map_or(Json::Null, |ms| Json::String(crate::time::sql_datetime(ms))),
         (_, Value::Int(i)) => Json::from(*i),
         (_, Value::Float(f)) => {
             if f.fract() == 0.0 && f.abs() < 1e15 {
@@ -162,14 +186,22 @@ pub fn to_json(field: &FieldDef, value: &Value) -> Json {
             }
         }
         (_, Value::Text(s)) => match field.field_type.kind() {
-            Kind::Float => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Json::Null, Json::Number),
+            Kind::Float => s
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Json::Null, Json::Number),
             _ => Json::String(s.clone()),
         },
     }
 }
 
 fn clip(s: &str) -> String {
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s.to_owned() }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_owned()
+    }
 }
 
 fn scalar_text(v: &Json) -> Result<String, String> {
@@ -178,7 +210,9 @@ fn scalar_text(v: &Json) -> Result<String, String> {
         Json::Number(n) => Ok(n.to_string()),
         Json::Bool(b) => Ok(if *b { "1" } else { "0" }.to_owned()),
         Json::Null => Ok(String::new()),
-        Json::Array(_) | Json::Object(_) => Err("must be a single value, not a list or object".into()),
+        Json::Array(_) | Json::Object(_) => {
+            Err("must be a single value, not a list or object".into())
+        }
     }
 }
 
@@ -187,7 +221,10 @@ fn check_chars(s: &str, multiline: bool) -> Result<(), String> {
     for c in s.chars() {
         let allowed = !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
         if !allowed {
-            return Err(format!("must not contain control characters (found U+{:04X})", c as u32));
+            return Err(format!(
+                "must not contain control characters (found U+{:04X})",
+                c as u32
+            ));
         }
     }
     Ok(())
@@ -231,7 +268,11 @@ fn match_option(options: &[(String, String)], input: &str) -> Option<String> {
     options
         .iter()
         .find(|(_, v)| v == input)
-        .or_else(|| options.iter().find(|(l, v)| v.eq_ignore_ascii_case(input) || l.eq_ignore_ascii_case(input)))
+        .or_else(|| {
+            options
+                .iter()
+                .find(|(l, v)| v.eq_ignore_ascii_case(input) || l.eq_ignore_ascii_case(input))
+        })
         .map(|(_, v)| v.clone())
 }
 
@@ -245,7 +286,10 @@ pub fn validate_email(s: &str) -> Result<(), String> {
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(MSG.into());
     }
-    if local.chars().any(|c| c.is_whitespace() || c.is_control() || "@<>()[]\\,;:\"".contains(c)) {
+    if local
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "@<>()[]\\,;:\"".contains(c))
+    {
         return Err(MSG.into());
     }
     let labels: Vec<&str> = domain.split('.').collect();
@@ -307,8 +351,14 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
             }
         }
     }
-    let timezones = TIMEZONES_TXT.lines().map(|tz| (tz.to_lowercase(), tz)).collect();
-    Lists { countries, timezones }
+    let timezones = TIMEZONES_TXT
+        .lines()
+        .map(|tz| (tz.to_lowercase(), tz))
+        .collect();
+    Lists {
+        countries,
+        timezones,
+    }
 });
 
 const COUNTRIES_TSV: &str = include_str!("data/countries.tsv");
@@ -318,7 +368,9 @@ const TIMEZONES_TXT: &str = include_str!("data/timezones.txt");
 
 /// Country names (ISO 3166 English short names), for the admin's drop-downs.
 pub fn country_names() -> impl Iterator<Item = &'static str> {
-    COUNTRIES_TSV.lines().filter_map(|l| l.split_once('\t').map(|(_, n)| n))
+    COUNTRIES_TSV
+        .lines()
+        .filter_map(|l| l.split_once('\t').map(|(_, n)| n))
 }
 
 pub fn timezone_names() -> impl Iterator<Item = &'static str> {
@@ -347,8 +399,12 @@ pub fn locale(s: &str) -> Option<String> {
     let lang = lang.to_ascii_lowercase();
     match region {
         None => Some(lang),
-        Some(r) if r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()) => Some(format!("{lang}_{}", r.to_ascii_uppercase())),
-        Some(r) if r.len() == 3 && r.chars().all(|c| c.is_ascii_digit()) => Some(format!("{lang}_{r}")),
+        Some(r) if r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()) => {
+            Some(format!("{lang}_{}", r.to_ascii_uppercase()))
+        }
+        Some(r) if r.len() == 3 && r.chars().all(|c| c.is_ascii_digit()) => {
+            Some(format!("{lang}_{r}"))
+        }
         Some(_) => None,
     }
 }
@@ -389,7 +445,8 @@ mod tests {
     #[test]
     fn table() {
         use FieldType::*;
-        let options = json!({"list": [{"label": "Red", "value": "red"}, {"label": "Blue", "value": "blue"}]});
+        let options =
+            json!({"list": [{"label": "Red", "value": "red"}, {"label": "Blue", "value": "blue"}]});
         let t = |s: &str| Ok(Some(Value::Text(s.to_owned())));
         let cases: Vec<(FieldType, Json, Json, Result<Normalized, ()>)> = vec![
             (Text, json!("  Ada "), json!({}), t("Ada")),
@@ -401,26 +458,61 @@ mod tests {
             (Text, json!("x".repeat(256)), json!({}), Err(())),
             (Text, json!("x".repeat(255)), json!({}), t(&"x".repeat(255))),
             (Text, json!({"a": 1}), json!({}), Err(())),
-            (Text, json!("<script>alert(1)</script>"), json!({}), t("<script>alert(1)</script>")),
-            (Text, json!("O'Brien; DROP TABLE contacts"), json!({}), t("O'Brien; DROP TABLE contacts")),
+            (
+                Text,
+                json!("<script>alert(1)</script>"),
+                json!({}),
+                t("<script>alert(1)</script>"),
+            ),
+            (
+                Text,
+                json!("O'Brien; DROP TABLE contacts"),
+                json!({}),
+                t("O'Brien; DROP TABLE contacts"),
+            ),
             (Textarea, json!("line\nbreak"), json!({}), t("line\nbreak")),
             (Textarea, json!("x".repeat(70_000)), json!({}), Err(())),
-            (Email, json!("Ada@Example.org"), json!({}), t("Ada@Example.org")),
+            (
+                Email,
+                json!("Ada@Example.org"),
+                json!({}),
+                t("Ada@Example.org"),
+            ),
             (Email, json!("ada@example"), json!({}), Err(())),
             (Email, json!("ada.example.org"), json!({}), Err(())),
             (Email, json!("ada@@example.org"), json!({}), Err(())),
             (Email, json!("a da@example.org"), json!({}), Err(())),
             (Email, json!("ada@-example.org"), json!({}), Err(())),
             (Email, json!("ada@exa_mple.org"), json!({}), Err(())),
-            (Email, json!("ada@münchen.de"), json!({}), t("ada@münchen.de")),
+            (
+                Email,
+                json!("ada@münchen.de"),
+                json!({}),
+                t("ada@münchen.de"),
+            ),
             (Email, json!(".ada@example.org"), json!({}), Err(())),
-            (Tel, json!("+1 (555) 010-9999 ext 12"), json!({}), t("+1 (555) 010-9999 ext 12")),
+            (
+                Tel,
+                json!("+1 (555) 010-9999 ext 12"),
+                json!({}),
+                t("+1 (555) 010-9999 ext 12"),
+            ),
             (Tel, json!("call me"), json!({}), Err(())),
-            (Url, json!("https://example.org/a?b=c"), json!({}), t("https://example.org/a?b=c")),
+            (
+                Url,
+                json!("https://example.org/a?b=c"),
+                json!({}),
+                t("https://example.org/a?b=c"),
+            ),
             (Url, json!("javascript:alert(1)"), json!({}), Err(())),
             (Url, json!("example.org"), json!({}), Err(())),
             (Url, json!("https://"), json!({}), Err(())),
-            (Number, json!(3.14159), json!({"scale": 2}), Ok(Some(Value::Float(3.14)))),
+            (
+                Number,
+                json!(3.14159),
+                json!({"scale": 2}),
+                Ok(Some(Value::Float(3.14))),
+            ),
             (Number, json!("42"), json!({}), Ok(Some(Value::Float(42.0)))),
             (Number, json!("4x2"), json!({}), Err(())),
             (Number, json!(true), json!({}), Err(())),
@@ -431,10 +523,25 @@ mod tests {
             (Boolean, json!(2), json!({}), Err(())),
             (Date, json!("2024-02-29"), json!({}), t("2024-02-29")),
             (Date, json!("2023-02-29"), json!({}), Err(())),
-            (Date, json!("2024-05-01 10:00:00"), json!({}), t("2024-05-01")),
+            (
+                Date,
+                json!("2024-05-01 10:00:00"),
+                json!({}),
+                t("2024-05-01"),
+            ),
             (Date, json!("01/05/2024"), json!({}), Err(())),
-            (Datetime, json!("2024-05-01T12:00:00+02:00"), json!({}), t("2024-05-01 10:00:00")),
-            (Datetime, json!("2024-05-01 12:00"), json!({}), t("2024-05-01 12:00:00")),
+            (
+                Datetime,
+                json!("2024-05-01T12:00:00+02:00"),
+                json!({}),
+                t("2024-05-01 10:00:00"),
+            ),
+            (
+                Datetime,
+                json!("2024-05-01 12:00"),
+                json!({}),
+                t("2024-05-01 12:00:00"),
+            ),
             (Datetime, json!("tomorrow"), json!({}), Err(())),
             (Time, json!("14:30"), json!({}), t("14:30")),
             (Time, json!("14:30:15"), json!({}), t("14:30:15")),
@@ -442,18 +549,43 @@ mod tests {
             (Select, json!("red"), options.clone(), t("red")),
             (Select, json!("Blue"), options.clone(), t("blue")),
             (Select, json!("green"), options.clone(), Err(())),
-            (Multiselect, json!(["red", "blue", "red"]), options.clone(), t("red|blue")),
-            (Multiselect, json!("blue|red"), options.clone(), t("blue|red")),
-            (Multiselect, json!(["red", "green"]), options.clone(), Err(())),
+            (
+                Multiselect,
+                json!(["red", "blue", "red"]),
+                options.clone(),
+                t("red|blue"),
+            ),
+            (
+                Multiselect,
+                json!("blue|red"),
+                options.clone(),
+                t("blue|red"),
+            ),
+            (
+                Multiselect,
+                json!(["red", "green"]),
+                options.clone(),
+                Err(()),
+            ),
             (Multiselect, json!([]), options.clone(), Ok(None)),
             (Country, json!("france"), json!({}), t("France")),
             (Country, json!("DE"), json!({}), t("Germany")),
             (Country, json!("Atlantis"), json!({}), Err(())),
-            (Country, json!("United Kingdom"), json!({}), t("United Kingdom")),
+            (
+                Country,
+                json!("United Kingdom"),
+                json!({}),
+                t("United Kingdom"),
+            ),
             (Country, json!("uk"), json!({}), t("United Kingdom")),
             (Country, json!("USA"), json!({}), t("United States")),
             (Country, json!("Korea (South)"), json!({}), t("South Korea")),
-            (Timezone, json!("europe/paris"), json!({}), t("Europe/Paris")),
+            (
+                Timezone,
+                json!("europe/paris"),
+                json!({}),
+                t("Europe/Paris"),
+            ),
             (Timezone, json!("Mars/Olympus"), json!({}), Err(())),
             (Locale, json!("en-us"), json!({}), t("en_US")),
             (Locale, json!("fr"), json!({}), t("fr")),
@@ -479,6 +611,9 @@ mod tests {
         assert!(normalize(&f, &json!(1.5)).is_err());
         f.alias = "last_active".into();
         f.field_type = FieldType::Datetime;
-        assert_eq!(normalize(&f, &json!("1970-01-01 00:00:01")), Ok(Some(Value::Int(1000))));
+        assert_eq!(
+            normalize(&f, &json!("1970-01-01 00:00:01")),
+            Ok(Some(Value::Int(1000)))
+        );
     }
 }

@@ -75,7 +75,9 @@ pub fn dir(state: &SharedState) -> PathBuf {
 /// `-`, `@`, a tab or a carriage return (and is not simply a number), or it is such a
 /// value already escaped with `'` (escaped again, so the escaping can be undone exactly).
 pub fn needs_neutralizing(s: &str) -> bool {
-    let Some(first) = s.chars().next() else { return false };
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
     match first {
         '=' | '+' | '-' | '@' | '\t' | '\r' => !is_plain_number(s),
         '\'' => needs_neutralizing(&s[1..]),
@@ -94,7 +96,11 @@ fn is_plain_number(s: &str) -> bool {
 /// The value as written to a CSV or XLSX cell: prefixed with `'` when it could run as a
 /// formula. Imports undo it (`imports` strips one `'` before such a value).
 pub fn neutralize(s: &str) -> std::borrow::Cow<'_, str> {
-    if needs_neutralizing(s) { std::borrow::Cow::Owned(format!("'{s}")) } else { std::borrow::Cow::Borrowed(s) }
+    if needs_neutralizing(s) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -113,7 +119,11 @@ fn where_from_json(w: &Json) -> AppResult<Vec<WhereFilter>> {
         Json::Null => return Ok(Vec::new()),
         Json::Array(a) => a.iter().collect(),
         Json::Object(o) => o.values().collect(),
-        _ => return Err(AppError::bad_request("where must be a list of {col, expr, val}")),
+        _ => {
+            return Err(AppError::bad_request(
+                "where must be a list of {col, expr, val}",
+            ));
+        }
     };
     if items.len() > 50 {
         return Err(AppError::bad_request("at most 50 where filters"));
@@ -121,16 +131,33 @@ fn where_from_json(w: &Json) -> AppResult<Vec<WhereFilter>> {
     items
         .into_iter()
         .map(|item| {
-            let o = item.as_object().ok_or_else(|| AppError::bad_request("each where filter needs col, expr and val"))?;
-            let col = o.get("col").or_else(|| o.get("column")).and_then(Json::as_str).ok_or_else(|| AppError::bad_request("where: missing col"))?;
-            let expr = o.get("expr").and_then(Json::as_str).ok_or_else(|| AppError::bad_request("where: missing expr"))?;
+            let o = item.as_object().ok_or_else(|| {
+                AppError::bad_request("each where filter needs col, expr and val")
+            })?;
+            let col = o
+                .get("col")
+                .or_else(|| o.get("column"))
+                .and_then(Json::as_str)
+                .ok_or_else(|| AppError::bad_request("where: missing col"))?;
+            let expr = o
+                .get("expr")
+                .and_then(Json::as_str)
+                .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
             let val = match o.get("val").or_else(|| o.get("value")) {
                 None | Some(Json::Null) => WhereValue::None,
                 Some(Json::String(s)) => WhereValue::One(s.clone()),
-                Some(Json::Array(a)) => WhereValue::Many(a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect()),
+                Some(Json::Array(a)) => WhereValue::Many(
+                    a.iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                        .collect(),
+                ),
                 Some(other) => WhereValue::One(other.to_string()),
             };
-            Ok(WhereFilter { col: col.to_owned(), expr: expr.to_owned(), val })
+            Ok(WhereFilter {
+                col: col.to_owned(),
+                expr: expr.to_owned(),
+                val,
+            })
         })
         .collect()
 }
@@ -149,26 +176,49 @@ impl Query {
             Some(Json::String(s)) if s.trim().is_empty() => None,
             Some(Json::String(s)) => Some(
                 s.split(',')
-                    .map(|x| x.trim().parse::<i64>().map_err(|_| AppError::bad_request("ids must be contact ids like 1,2,3")))
+                    .map(|x| {
+                        x.trim().parse::<i64>().map_err(|_| {
+                            AppError::bad_request("ids must be contact ids like 1,2,3")
+                        })
+                    })
                     .collect::<AppResult<Vec<_>>>()?,
             ),
             Some(Json::Array(a)) => Some(
                 a.iter()
-                    .map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.trim().parse().ok())).ok_or_else(|| AppError::bad_request("ids must be contact ids")))
+                    .map(|x| {
+                        x.as_i64()
+                            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+                            .ok_or_else(|| AppError::bad_request("ids must be contact ids"))
+                    })
                     .collect::<AppResult<Vec<_>>>()?,
             ),
-            Some(Json::Object(o)) => Some(o.values().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))).collect()),
+            Some(Json::Object(o)) => Some(
+                o.values()
+                    .filter_map(|x| {
+                        x.as_i64()
+                            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+                    })
+                    .collect(),
+            ),
             Some(_) => return Err(AppError::bad_request("ids must be a list of contact ids")),
         };
         if let Some(ids) = &ids {
             if ids.is_empty() {
-                return Err(AppError::bad_request("ids is empty: select contacts to export"));
+                return Err(AppError::bad_request(
+                    "ids is empty: select contacts to export",
+                ));
             }
             if ids.len() > 1_000_000 {
-                return Err(AppError::bad_request("at most 1,000,000 ids; export a search instead"));
+                return Err(AppError::bad_request(
+                    "at most 1,000,000 ids; export a search instead",
+                ));
             }
         }
-        Ok(Query { search, wheres, ids })
+        Ok(Query {
+            search,
+            wheres,
+            ids,
+        })
     }
 
     pub fn to_json(&self) -> Json {
@@ -189,9 +239,23 @@ impl Query {
 }
 
 /// The SQL condition of a query, or a 400 saying what is wrong with it.
-async fn compile(db: &mut impl store::Exec, fields: &FieldSet, q: &Query, me: i64) -> AppResult<(String, Params)> {
-    let expr = search::parse(&q.search, fields).map_err(|m| AppError::bad_request(format!("invalid search: {m}")))?;
-    let lq = ListQuery { search: expr.as_ref(), wheres: &q.wheres, order_by: None, dir: Dir::Asc, offset: 0, limit: None, me: Some(me) };
+async fn compile(
+    db: &mut impl store::Exec,
+    fields: &FieldSet,
+    q: &Query,
+    me: i64,
+) -> AppResult<(String, Params)> {
+    let expr = search::parse(&q.search, fields)
+        .map_err(|m| AppError::bad_request(format!("invalid search: {m}")))?;
+    let lq = ListQuery {
+        search: expr.as_ref(),
+        wheres: &q.wheres,
+        order_by: None,
+        dir: Dir::Asc,
+        offset: 0,
+        limit: None,
+        me: Some(me),
+    };
     match contact_search::condition(db, fields, &lq).await {
         Ok(c) => Ok(c),
         Err(contact_search::ListError::BadQuery(m)) => Err(AppError::bad_request(m)),
@@ -215,12 +279,23 @@ pub enum Cell {
 pub fn headers(fields: &FieldSet) -> Vec<String> {
     let mut h = vec!["id".to_owned()];
     h.extend(fields.iter().map(|f| f.alias.clone()));
-    h.extend(["tags", "owner", "stage", "date_added", "date_modified", "date_identified"].map(str::to_owned));
+    h.extend(
+        [
+            "tags",
+            "owner",
+            "stage",
+            "date_added",
+            "date_modified",
+            "date_identified",
+        ]
+        .map(str::to_owned),
+    );
     h
 }
 
 fn date_cell(v: &Value) -> Cell {
-    v.as_i64().map_or(Cell::Empty, |ms| Cell::Text(fast_datetime(ms)))
+    v.as_i64()
+        .map_or(Cell::Empty, |ms| Cell::Text(fast_datetime(ms)))
 }
 
 /// `2024-05-01 12:00:00` as `time::sql_datetime` writes it, without parsing a format
@@ -274,7 +349,17 @@ impl Reader {
         // A scan reads the whole table: through mmap it would all be mapped into this
         // process, and a large page cache would fill; both are bounded for the scan.
         store::exports::scan_begin(&mut db).await?;
-        Ok(Reader { db, fields, cond, params, ids, after: 0, next_id: 0, stages, users })
+        Ok(Reader {
+            db,
+            fields,
+            cond,
+            params,
+            ids,
+            after: 0,
+            next_id: 0,
+            stages,
+            users,
+        })
     }
 
     /// Gives the connection its usual settings back (it returns to the pool on drop).
@@ -295,7 +380,17 @@ impl Reader {
                 self.next_id = end;
                 store::exports::page_of_ids(db, &self.fields, chunk).await?
             }
-            None => store::exports::page_after(db, &self.fields, &self.cond, &self.params, self.after, PAGE).await?,
+            None => {
+                store::exports::page_after(
+                    db,
+                    &self.fields,
+                    &self.cond,
+                    &self.params,
+                    self.after,
+                    PAGE,
+                )
+                .await?
+            }
         };
         if rows.is_empty() {
             if self.ids.is_some() {
@@ -307,7 +402,17 @@ impl Reader {
         let ids: Vec<i64> = rows.iter().map(|r| r.at(0).as_i64().unwrap_or(0)).collect();
         self.after = *ids.last().unwrap_or(&self.after);
         let mut tags = store::contacts::tags_of(db, &ids).await?;
-        Ok(Some(rows.iter().map(|r| self.cells(r, tags.remove(&r.at(0).as_i64().unwrap_or(0)).unwrap_or_default())).collect()))
+        Ok(Some(
+            rows.iter()
+                .map(|r| {
+                    self.cells(
+                        r,
+                        tags.remove(&r.at(0).as_i64().unwrap_or(0))
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        ))
     }
 
     fn cells(&self, r: &Row, tags: Vec<String>) -> Vec<Cell> {
@@ -320,15 +425,27 @@ impl Reader {
                 (_, Value::Null(_)) => Cell::Empty,
                 (Storage::Timestamp, v) => date_cell(v),
                 (Storage::Points, v) => Cell::Int(v.as_i64().unwrap_or(0)),
-                (Storage::Column, Value::Int(i)) if f.kind() == Kind::Float => Cell::Float(*i as f64),
+                (Storage::Column, Value::Int(i)) if f.kind() == Kind::Float => {
+                    Cell::Float(*i as f64)
+                }
                 (Storage::Column, Value::Int(i)) => Cell::Int(*i),
                 (Storage::Column, Value::Float(x)) => Cell::Float(*x),
-                (Storage::Column, Value::Text(s)) if f.kind() == Kind::Float => s.parse().map_or(Cell::Text(s.clone()), Cell::Float),
+                (Storage::Column, Value::Text(s)) if f.kind() == Kind::Float => {
+                    s.parse().map_or(Cell::Text(s.clone()), Cell::Float)
+                }
                 (Storage::Column, Value::Text(s)) => Cell::Text(s.clone()),
             });
         }
-        out.push(if tags.is_empty() { Cell::Empty } else { Cell::Text(tags.join("|")) });
-        let name = |map: &HashMap<i64, String>, v: &Value| v.as_i64().and_then(|id| map.get(&id)).map_or(Cell::Empty, |s| Cell::Text(s.clone()));
+        out.push(if tags.is_empty() {
+            Cell::Empty
+        } else {
+            Cell::Text(tags.join("|"))
+        });
+        let name = |map: &HashMap<i64, String>, v: &Value| {
+            v.as_i64()
+                .and_then(|id| map.get(&id))
+                .map_or(Cell::Empty, |s| Cell::Text(s.clone()))
+        };
         out.push(name(&self.users, r.at(4)));
         out.push(name(&self.stages, r.at(5)));
         out.push(date_cell(r.at(1)));
@@ -342,7 +459,11 @@ impl Reader {
 // Writers.
 
 fn float_text(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 { format!("{}", f as i64) } else { format!("{f}") }
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        format!("{f}")
+    }
 }
 
 /// The text of a cell as CSV shows it (neutralised).
@@ -366,7 +487,10 @@ pub fn write_csv_field(out: &mut impl Write, s: &str) -> std::io::Result<()> {
     }
 }
 
-pub fn write_csv_row<'a>(out: &mut impl Write, cells: impl IntoIterator<Item = std::borrow::Cow<'a, str>>) -> std::io::Result<()> {
+pub fn write_csv_row<'a>(
+    out: &mut impl Write,
+    cells: impl IntoIterator<Item = std::borrow::Cow<'a, str>>,
+) -> std::io::Result<()> {
     for (i, c) in cells.into_iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;
@@ -379,7 +503,14 @@ pub fn write_csv_row<'a>(out: &mut impl Write, cells: impl IntoIterator<Item = s
 /// Where rows go.
 enum Sink {
     Csv(std::io::BufWriter<std::fs::File>),
-    Xlsx { book: Box<rust_xlsxwriter::Workbook>, path: PathBuf, sheet: usize, row: u32, headers: Vec<String>, bold: rust_xlsxwriter::Format },
+    Xlsx {
+        book: Box<rust_xlsxwriter::Workbook>,
+        path: PathBuf,
+        sheet: usize,
+        row: u32,
+        headers: Vec<String>,
+        bold: rust_xlsxwriter::Format,
+    },
 }
 
 fn xlsx_err(e: rust_xlsxwriter::XlsxError) -> std::io::Error {
@@ -390,10 +521,16 @@ impl Sink {
     fn open(format: Format, path: &std::path::Path, headers: &[String]) -> std::io::Result<Sink> {
         match format {
             Format::Csv => {
-                let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+                let mut w =
+                    std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
                 // A byte order mark: Excel then reads the file as UTF-8.
                 w.write_all(b"\xEF\xBB\xBF")?;
-                write_csv_row(&mut w, headers.iter().map(|h| std::borrow::Cow::Borrowed(h.as_str())))?;
+                write_csv_row(
+                    &mut w,
+                    headers
+                        .iter()
+                        .map(|h| std::borrow::Cow::Borrowed(h.as_str())),
+                )?;
                 Ok(Sink::Csv(w))
             }
             Format::Xlsx => {
@@ -416,12 +553,26 @@ impl Sink {
     }
 
     fn new_sheet(&mut self) -> std::io::Result<()> {
-        let Sink::Xlsx { book, sheet, row, headers, bold, .. } = self else { return Ok(()) };
+        let Sink::Xlsx {
+            book,
+            sheet,
+            row,
+            headers,
+            bold,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
         *sheet = sheet.wrapping_add(1);
-        let ws = book.add_worksheet_with_constant_memory().map_err(xlsx_err)?;
-        ws.set_name(format!("Contacts {}", *sheet + 1)).map_err(xlsx_err)?;
+        let ws = book
+            .add_worksheet_with_constant_memory()
+            .map_err(xlsx_err)?;
+        ws.set_name(format!("Contacts {}", *sheet + 1))
+            .map_err(xlsx_err)?;
         for (i, h) in headers.iter().enumerate() {
-            ws.write_string_with_format(0, i as u16, h, bold).map_err(xlsx_err)?;
+            ws.write_string_with_format(0, i as u16, h, bold)
+                .map_err(xlsx_err)?;
         }
         *row = 1;
         Ok(())
@@ -448,7 +599,9 @@ impl Sink {
                 }
                 w.write_all(b"\r\n")
             }
-            Sink::Xlsx { book, sheet, row, .. } => {
+            Sink::Xlsx {
+                book, sheet, row, ..
+            } => {
                 let ws = book.worksheet_from_index(*sheet).map_err(xlsx_err)?;
                 for (i, c) in cells.iter().enumerate() {
                     let col = i as u16;
@@ -461,7 +614,8 @@ impl Sink {
                             ws.write_number(*row, col, *v).map_err(xlsx_err)?;
                         }
                         Cell::Text(s) => {
-                            ws.write_string(*row, col, neutralize(s)).map_err(xlsx_err)?;
+                            ws.write_string(*row, col, neutralize(s))
+                                .map_err(xlsx_err)?;
                         }
                     }
                 }
@@ -484,7 +638,14 @@ impl Sink {
 
 /// Writes the export of `q` to `path`; returns the number of rows. `stop` is checked
 /// between pages (a shutdown): `Ok(None)` then, and the partial file is removed.
-async fn write_file(state: &SharedState, format: Format, q: &Query, me: i64, path: &std::path::Path, stop: impl Fn() -> bool) -> AppResult<Option<u64>> {
+async fn write_file(
+    state: &SharedState,
+    format: Format,
+    q: &Query,
+    me: i64,
+    path: &std::path::Path,
+    stop: impl Fn() -> bool,
+) -> AppResult<Option<u64>> {
     let mut reader = Reader::new(state, q, me).await?;
     let headers = headers(&reader.fields);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<Cell>>>(2);
@@ -526,7 +687,8 @@ async fn write_file(state: &SharedState, format: Format, q: &Query, me: i64, pat
     drop(tx);
     reader.finish().await;
     let written = writer.await.map_err(|e| AppError::Internal(e.into()))?;
-    let n = written.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the export file: {e}")))?;
+    let n =
+        written.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the export file: {e}")))?;
     if stopped {
         let _ = tokio::fs::remove_file(path).await;
         return Ok(None);
@@ -539,17 +701,34 @@ async fn write_file(state: &SharedState, format: Format, q: &Query, me: i64, pat
 
 /// Writes an export for an immediate download; returns the open file (already unlinked
 /// from the directory, so nothing is left behind) and its size.
-pub async fn direct(state: &SharedState, user: &User, format: Format, q: &Query) -> AppResult<(tokio::fs::File, u64)> {
+pub async fn direct(
+    state: &SharedState,
+    user: &User,
+    format: Format,
+    q: &Query,
+) -> AppResult<(tokio::fs::File, u64)> {
     let dir = dir(state);
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| AppError::Internal(e.into()))?;
-    let path = dir.join(format!("direct-{:016x}.{}", rand::random::<u64>(), format.as_str()));
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let path = dir.join(format!(
+        "direct-{:016x}.{}",
+        rand::random::<u64>(),
+        format.as_str()
+    ));
     let result = write_file(state, format, q, user.id, &path, || false).await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&path).await;
         return Err(e);
     }
-    let file = tokio::fs::File::open(&path).await.map_err(|e| AppError::Internal(e.into()))?;
-    let size = file.metadata().await.map_err(|e| AppError::Internal(e.into()))?.len();
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .len();
     let _ = tokio::fs::remove_file(&path).await;
     Ok((file, size))
 }
@@ -565,7 +744,12 @@ pub fn download_name(format: Format, at: i64) -> String {
 
 /// Queues an export of `q` for `user`; checks the query first (a bad search is a 400 now,
 /// not a failed job later).
-pub async fn request(state: &SharedState, user: &User, format: Format, q: &Query) -> AppResult<ExportRow> {
+pub async fn request(
+    state: &SharedState,
+    user: &User,
+    format: Format,
+    q: &Query,
+) -> AppResult<ExportRow> {
     {
         let mut db = state.store.read().await?;
         let fields = state.fields(&mut db).await?;
@@ -574,17 +758,26 @@ pub async fn request(state: &SharedState, user: &User, format: Format, q: &Query
     let now = now_ms();
     let mut tx = state.store.begin().await?;
     let job_id = jobs::enqueue(&mut tx, jobs::EXPORT, Some(user.id)).await?;
-    let id = store::exports::insert(&mut tx, job_id, user.id, format.as_str(), &q.to_json(), now).await?;
+    let id = store::exports::insert(&mut tx, job_id, user.id, format.as_str(), &q.to_json(), now)
+        .await?;
     tx.commit().await?;
     state.jobs.wake();
     let mut db = state.store.read().await?;
-    store::exports::get(&mut db, id).await?.ok_or_else(AppError::not_found)
+    store::exports::get(&mut db, id)
+        .await?
+        .ok_or_else(AppError::not_found)
 }
 
 /// An export of this user (exports are private to their requester).
-pub async fn get_for(state: &SharedState, user: &User, id: i64) -> AppResult<(ExportRow, Option<store::jobs::JobRow>)> {
+pub async fn get_for(
+    state: &SharedState,
+    user: &User,
+    id: i64,
+) -> AppResult<(ExportRow, Option<store::jobs::JobRow>)> {
     let mut db = state.store.read().await?;
-    let e = store::exports::get(&mut db, id).await?.ok_or_else(AppError::not_found)?;
+    let e = store::exports::get(&mut db, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     if e.created_by != user.id {
         return Err(AppError::not_found());
     }
@@ -596,38 +789,57 @@ pub async fn get_for(state: &SharedState, user: &User, id: i64) -> AppResult<(Ex
 }
 
 fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The link in the email and the notification: the admin's download page, which a
 /// browser follows with its session (`/api/exports/{id}/download` takes the same token
 /// with Basic auth).
 pub fn download_link(base: &str, id: i64, token: &str) -> String {
-    format!("{}/exports/{id}/download?token={token}", base.trim_end_matches('/'))
+    format!(
+        "{}/exports/{id}/download?token={token}",
+        base.trim_end_matches('/')
+    )
 }
 
 /// Checks a download: the export exists, belongs to `user`, the token is its token and
 /// the link has not expired. Returns the export, its format and its file.
-pub async fn authorize_download(state: &SharedState, user: &User, id: i64, token: &str) -> AppResult<(ExportRow, Format, PathBuf)> {
+pub async fn authorize_download(
+    state: &SharedState,
+    user: &User,
+    id: i64,
+    token: &str,
+) -> AppResult<(ExportRow, Format, PathBuf)> {
     use subtle::ConstantTimeEq;
     let mut db = state.store.read().await?;
-    let e = store::exports::get(&mut db, id).await?.ok_or_else(AppError::not_found)?;
+    let e = store::exports::get(&mut db, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     let Some(hash) = &e.token_hash else {
         return Err(AppError::NotFound("This export is not ready yet.".into()));
     };
     if !bool::from(hash.as_bytes().ct_eq(token_hash(token).as_bytes())) {
-        return Err(AppError::Forbidden("This download link is not valid.".into()));
+        return Err(AppError::Forbidden(
+            "This download link is not valid.".into(),
+        ));
     }
     if e.created_by != user.id {
         return Err(AppError::Forbidden("This download link belongs to another user: log in as the user who requested the export.".into()));
     }
     let expired = e.expires_at.is_none_or(|t| t <= now_ms());
     let Some(name) = e.stored_name.clone().filter(|_| !expired) else {
-        return Err(AppError::Forbidden("This download link has expired: export the contacts again.".into()));
+        return Err(AppError::Forbidden(
+            "This download link has expired: export the contacts again.".into(),
+        ));
     };
     let path = dir(state).join(name);
     if !path.exists() {
-        return Err(AppError::Forbidden("This export's file is gone: export the contacts again.".into()));
+        return Err(AppError::Forbidden(
+            "This export's file is gone: export the contacts again.".into(),
+        ));
     }
     let format = Format::parse(&e.format).unwrap_or(Format::Csv);
     Ok((e, format, path))
@@ -649,7 +861,11 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         let mut db = state.store.read().await?;
         match store::users::by_id(&mut db, export.created_by).await? {
             Some(u) => u,
-            None => return Ok(Outcome::Failed("the user who asked for this export is gone".into())),
+            None => {
+                return Ok(Outcome::Failed(
+                    "the user who asked for this export is gone".into(),
+                ));
+            }
         }
     };
     let format = Format::parse(&export.format).unwrap_or(Format::Csv);
@@ -659,9 +875,18 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     };
     let dir = dir(state);
     tokio::fs::create_dir_all(&dir).await?;
-    let stored_name = format!("{}-{:016x}.{}", export.id, rand::random::<u64>(), format.as_str());
+    let stored_name = format!(
+        "{}-{:016x}.{}",
+        export.id,
+        rand::random::<u64>(),
+        format.as_str()
+    );
     let path = dir.join(&stored_name);
-    let rows = match write_file(state, format, &query, user.id, &path, || ctx.stopping() || ctx.lost()).await {
+    let rows = match write_file(state, format, &query, user.id, &path, || {
+        ctx.stopping() || ctx.lost()
+    })
+    .await
+    {
         Ok(Some(n)) => n,
         Ok(None) if ctx.lost() => return Ok(Outcome::LeaseLost),
         Ok(None) => return Ok(Outcome::Interrupted),
@@ -683,7 +908,11 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     let expires = now + ttl_ms;
     let link = download_link(&state.jobs.public_url(&state.config), export.id, &token);
     let until = sql_datetime(expires);
-    let what = if rows == 1 { "1 contact".to_owned() } else { format!("{rows} contacts") };
+    let what = if rows == 1 {
+        "1 contact".to_owned()
+    } else {
+        format!("{rows} contacts")
+    };
     let text = format!(
         "Hello {},\n\nyour export of {what} ({}) is ready. Download it here while logged in as {}:\n\n{link}\n\nThe link works until {until} UTC.\n\n— Magpie\n",
         user.full_name(),
@@ -709,7 +938,11 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             token_hash: &token_hash(&token),
             expires_at: expires,
             email_to,
-            email_status: if email_to.is_some() { "sending" } else { "not sent: the user has no email address (the link is in the notifications)" },
+            email_status: if email_to.is_some() {
+                "sending"
+            } else {
+                "not sent: the user has no email address (the link is in the notifications)"
+            },
         },
         now,
     )
@@ -719,17 +952,31 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         user.id,
         "export",
         "Your export is ready",
-        &format!("{what} exported to {}; the link works until {until} UTC.", format.as_str().to_uppercase()),
+        &format!(
+            "{what} exported to {}; the link works until {until} UTC.",
+            format.as_str().to_uppercase()
+        ),
         Some(&link),
         now,
     )
     .await?;
     tx.commit().await?;
     if let Some(to) = email_to {
-        let status = match crate::mail::send(&state.config, to, "Your Magpie export is ready", &text).await {
+        let status = match crate::mail::send(
+            &state.config,
+            to,
+            "Your Magpie export is ready",
+            &text,
+        )
+        .await
+        {
             Ok(d) => d.describe(),
             Err(e) => {
-                tracing::warn!(export = export.id, error = format!("{e:#}"), "export email not delivered");
+                tracing::warn!(
+                    export = export.id,
+                    error = format!("{e:#}"),
+                    "export email not delivered"
+                );
                 format!("failed: {e:#}")
             }
         };
@@ -759,7 +1006,10 @@ pub async fn delete_expired_files(state: &SharedState) -> anyhow::Result<()> {
 
 /// The state of an export as users see it: done as soon as its file and link are
 /// recorded (the job may still be sending the email), else its job's state.
-pub fn status(export: &store::exports::ExportRow, job: Option<&store::jobs::JobRow>) -> &'static str {
+pub fn status(
+    export: &store::exports::ExportRow,
+    job: Option<&store::jobs::JobRow>,
+) -> &'static str {
     if export.finished_at.is_some() {
         return "done";
     }
@@ -796,7 +1046,14 @@ mod tests {
 
     #[test]
     fn dates_format_like_the_api() {
-        for ms in [0, 1_714_564_800_000, 1_714_564_800_999, -86_400_000, 253_402_300_799_000, 4_102_444_800_000] {
+        for ms in [
+            0,
+            1_714_564_800_000,
+            1_714_564_800_999,
+            -86_400_000,
+            253_402_300_799_000,
+            4_102_444_800_000,
+        ] {
             assert_eq!(fast_datetime(ms), sql_datetime(ms), "{ms}");
         }
     }
@@ -804,8 +1061,15 @@ mod tests {
     #[test]
     fn csv_quoting() {
         let mut out = Vec::new();
-        write_csv_row(&mut out, ["a", "b,c", "say \"hi\"", "two\nlines", ""].map(std::borrow::Cow::Borrowed)).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "a,\"b,c\",\"say \"\"hi\"\"\",\"two\nlines\",\r\n");
+        write_csv_row(
+            &mut out,
+            ["a", "b,c", "say \"hi\"", "two\nlines", ""].map(std::borrow::Cow::Borrowed),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a,\"b,c\",\"say \"\"hi\"\"\",\"two\nlines\",\r\n"
+        );
         assert_eq!(cell_text(&Cell::Float(5.0)), "5");
         assert_eq!(cell_text(&Cell::Float(2.5)), "2.5");
         assert_eq!(cell_text(&Cell::Text("=x".into())), "'=x");

@@ -25,13 +25,19 @@ fn credentials(req: &Request) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, pass) = decoded.split_once(':')?;
     Some((user.to_owned(), pass.to_owned()))
 }
 
-pub async fn require_basic_auth(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+pub async fn require_basic_auth(
+    State(state): State<SharedState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some((username, password)) = credentials(&req) else {
         return AppError::Unauthorized.into_response();
     };
@@ -47,10 +53,16 @@ pub async fn require_basic_auth(State(state): State<SharedState>, mut req: Reque
             let state = state.clone();
             let u = u.clone();
             // argon2 is CPU-heavy: keep it off the async workers.
-            tokio::task::spawn_blocking(move || state.credentials.verify(&u, &password)).await.unwrap_or(false)
+            tokio::task::spawn_blocking(move || state.credentials.verify(&u, &password))
+                .await
+                .unwrap_or(false)
         }
         _ => {
-            tokio::task::spawn_blocking(move || crate::users::verify_password(&password, DUMMY_HASH)).await.ok();
+            tokio::task::spawn_blocking(move || {
+                crate::users::verify_password(&password, DUMMY_HASH)
+            })
+            .await
+            .ok();
             false
         }
     };

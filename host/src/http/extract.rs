@@ -17,25 +17,39 @@ pub struct ApiBody(pub Json);
 impl FromRequest<SharedState> for ApiBody {
     type Rejection = AppError;
 
-    async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Self, Self::Rejection> {
+    async fn from_request(
+        req: Request<Body>,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         let bytes = read_body(req.into_body(), state.config.file.api.max_body_bytes).await?;
         match content_type.as_deref() {
             Some("application/json") | None => {
                 if bytes.iter().all(u8::is_ascii_whitespace) {
-                    return Err(AppError::bad_request("the request body is empty; send a JSON object"));
+                    return Err(AppError::bad_request(
+                        "the request body is empty; send a JSON object",
+                    ));
                 }
-                serde_json::from_slice(&bytes).map(ApiBody).map_err(|e| AppError::bad_request(format!("malformed JSON: {e}")))
+                serde_json::from_slice(&bytes)
+                    .map(ApiBody)
+                    .map_err(|e| AppError::bad_request(format!("malformed JSON: {e}")))
             }
-            Some(ct) if ct.ends_with("+json") => {
-                serde_json::from_slice(&bytes).map(ApiBody).map_err(|e| AppError::bad_request(format!("malformed JSON: {e}")))
-            }
+            Some(ct) if ct.ends_with("+json") => serde_json::from_slice(&bytes)
+                .map(ApiBody)
+                .map_err(|e| AppError::bad_request(format!("malformed JSON: {e}"))),
             Some("application/x-www-form-urlencoded") => {
-                let text = std::str::from_utf8(&bytes).map_err(|_| AppError::bad_request("the form body is not valid UTF-8"))?;
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| AppError::bad_request("the form body is not valid UTF-8"))?;
                 let map = super::php_query::parse(text).map_err(AppError::bad_request)?;
                 Ok(ApiBody(Json::Object(map)))
             }
@@ -57,7 +71,8 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| AppError::bad_request("the request body could not be read"))?;
+        let frame =
+            frame.map_err(|_| AppError::bad_request("the request body could not be read"))?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen <= limit {
@@ -68,7 +83,9 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
         }
     }
     if seen > limit {
-        return Err(AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes")));
+        return Err(AppError::PayloadTooLarge(format!(
+            "the request body is larger than {limit} bytes"
+        )));
     }
     Ok(buf.into())
 }
@@ -77,14 +94,19 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
 impl axum::extract::OptionalFromRequest<SharedState> for ApiBody {
     type Rejection = AppError;
 
-    async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request(
+        req: Request<Body>,
+        state: &SharedState,
+    ) -> Result<Option<Self>, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let bytes = read_body(body, state.config.file.api.max_body_bytes).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
         let req = Request::from_parts(parts, Body::from(bytes));
-        <ApiBody as FromRequest<SharedState>>::from_request(req, state).await.map(Some)
+        <ApiBody as FromRequest<SharedState>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 
@@ -96,7 +118,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PhpQuery {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
-        super::php_query::parse(q).map(PhpQuery).map_err(AppError::bad_request)
+        super::php_query::parse(q)
+            .map(PhpQuery)
+            .map_err(AppError::bad_request)
     }
 }
 
@@ -110,22 +134,31 @@ impl PhpQuery {
         match self.0.get(key) {
             None => Ok(default),
             Some(Json::String(s)) if s.trim().is_empty() => Ok(default),
-            Some(Json::String(s)) => s
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| AppError::bad_request(format!("{key} must be a non-negative whole number"))),
+            Some(Json::String(s)) => {
+                s.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| {
+                        AppError::bad_request(format!("{key} must be a non-negative whole number"))
+                    })
+            }
             Some(_) => Err(AppError::bad_request(format!("{key} must be a number"))),
         }
     }
 
     pub fn flag(&self, key: &str) -> bool {
-        self.0.get(key).and_then(crate::contacts::input::flag).unwrap_or(false)
+        self.0
+            .get(key)
+            .and_then(crate::contacts::input::flag)
+            .unwrap_or(false)
     }
 }
 
 /// A numeric id from the path; anything else is "not found".
 pub fn id(s: &str) -> Result<i64, AppError> {
-    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(AppError::not_found)
+    s.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(AppError::not_found)
 }

@@ -39,17 +39,35 @@ fn push(values: &mut Vec<(String, String)>, key: &str, value: String) {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 pub async fn submit(State(state): State<SharedState>, req: Request) -> Response {
     let headers = req.headers().clone();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let query = params::pairs(req.uri().query().unwrap_or(""));
     let wants_json = query.iter().any(|(k, v)| k == "ajax" && v == "1")
-        || headers.get("x-requested-with").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
-        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        || headers
+            .get("x-requested-with")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let mut values: Vec<(String, String)> = Vec::new();
     if content_type.starts_with("multipart/form-data") {
         match Multipart::from_request(req, &state).await {
@@ -72,7 +90,14 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
                     }
                 }
             }
-            Err(_) => return answer(wants_json, Err(AppError::bad_request("the form data could not be read")), None, &headers),
+            Err(_) => {
+                return answer(
+                    wants_json,
+                    Err(AppError::bad_request("the form data could not be read")),
+                    None,
+                    &headers,
+                );
+            }
         }
     } else {
         let body = match crate::http::extract::read_body(req.into_body(), MAX_FORM_BYTES).await {
@@ -83,11 +108,23 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
             push(&mut values, &k, v);
         }
     }
-    let take = |values: &mut Vec<(String, String)>, key: &str| values.iter().position(|(k, _)| k == key).map(|i| values.remove(i).1);
+    let take = |values: &mut Vec<(String, String)>, key: &str| {
+        values
+            .iter()
+            .position(|(k, _)| k == key)
+            .map(|i| values.remove(i).1)
+    };
     let form_id = take(&mut values, "formid")
-        .or_else(|| query.iter().find(|(k, _)| k == "formId").map(|(_, v)| v.clone()))
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| k == "formId")
+                .map(|(_, v)| v.clone())
+        })
         .and_then(|v| v.trim().parse::<i64>().ok());
-    let return_url = take(&mut values, "return").filter(|u| u.starts_with("http://") || u.starts_with("https://")).map(|u| u.chars().take(2048).collect::<String>());
+    let return_url = take(&mut values, "return")
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .map(|u| u.chars().take(2048).collect::<String>());
     // mtc.js adds the visitor's device id to forms posting here (for browsers that keep
     // no cookie for this site); the cookie, when there is one, comes first.
     let field_device = take(&mut values, "mautic_device_id").filter(|d| params::valid_device_id(d));
@@ -95,10 +132,22 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
         take(&mut values, control);
     }
     let Some(form_id) = form_id else {
-        return answer(wants_json, Err(AppError::bad_request("formId is missing")), return_url.as_deref(), &headers);
+        return answer(
+            wants_json,
+            Err(AppError::bad_request("formId is missing")),
+            return_url.as_deref(),
+            &headers,
+        );
     };
-    let client = ip::client_ip(peer, headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()));
-    let stored_ip = if state.config.file.tracking.anonymize_ip { ip::anonymize(client) } else { client };
+    let client = ip::client_ip(
+        peer,
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+    );
+    let stored_ip = if state.config.file.tracking.anonymize_ip {
+        ip::anonymize(client)
+    } else {
+        client
+    };
     let device_id = headers
         .get_all(header::COOKIE)
         .iter()
@@ -115,14 +164,28 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
         return_url: return_url.clone(),
         device_id,
         ip: Some(stored_ip.to_string()),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(1024).collect(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(1024)
+            .collect(),
     };
     let result = forms::submit(&state, submission).await;
     answer(wants_json, result, return_url.as_deref(), &headers)
 }
 
-fn answer(json_wanted: bool, result: Result<forms::Submitted, AppError>, return_url: Option<&str>, headers: &HeaderMap) -> Response {
-    let https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
+fn answer(
+    json_wanted: bool,
+    result: Result<forms::Submitted, AppError>,
+    return_url: Option<&str>,
+    headers: &HeaderMap,
+) -> Response {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        == Some("https");
     let mut response = match (&result, json_wanted) {
         (Ok(s), true) => axum::Json(json!({ "success": 1, "results": s.results, "successMessage": "Thank you for your submission." })).into_response(),
         (Ok(_), false) => match return_url {
@@ -158,11 +221,16 @@ fn answer(json_wanted: bool, result: Result<forms::Submitted, AppError>, return_
     }
     if let Ok(s) = &result {
         let secure = if https { "; Secure" } else { "" };
-        if let Ok(v) = HeaderValue::from_str(&format!("mautic_device_id={}; Max-Age=31536000; Path=/; SameSite=None{secure}", s.device_id)) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "mautic_device_id={}; Max-Age=31536000; Path=/; SameSite=None{secure}",
+            s.device_id
+        )) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

@@ -10,12 +10,12 @@ pub mod tracking;
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 
 use crate::state::SharedState;
 
@@ -24,8 +24,16 @@ pub fn app(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/mtc.js", get(tracking::script))
-        .route("/mtc/event", get(tracking::event).post(tracking::event).options(tracking::preflight))
-        .route("/mtracking.gif", get(tracking::pixel).options(tracking::preflight))
+        .route(
+            "/mtc/event",
+            get(tracking::event)
+                .post(tracking::event)
+                .options(tracking::preflight),
+        )
+        .route(
+            "/mtracking.gif",
+            get(tracking::pixel).options(tracking::preflight),
+        )
         .route("/mtc", get(tracking::current).options(tracking::preflight))
         .route("/form/submit", post(forms::submit))
         .nest("/api", api::router(state.clone()))

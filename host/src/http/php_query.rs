@@ -20,7 +20,9 @@ pub fn parse(input: &str) -> Result<Map<String, Json>, String> {
         let path = split_key(&key)?;
         insert(&mut root, &path, Json::String(value))?;
     }
-    let Json::Object(mut m) = root else { unreachable!() };
+    let Json::Object(mut m) = root else {
+        unreachable!()
+    };
     for v in m.values_mut() {
         listify(v);
     }
@@ -29,7 +31,9 @@ pub fn parse(input: &str) -> Result<Map<String, Json>, String> {
 
 fn decode(s: &str) -> String {
     let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `a[b][]` → ["a", "b", ""].
@@ -53,7 +57,11 @@ fn insert(node: &mut Json, path: &[String], value: Json) -> Result<(), String> {
     let Json::Object(map) = node else {
         return Err("a parameter is both a value and a list".into());
     };
-    let key = if path[0].is_empty() { map.len().to_string() } else { path[0].clone() };
+    let key = if path[0].is_empty() {
+        map.len().to_string()
+    } else {
+        path[0].clone()
+    };
     if path.len() == 1 {
         map.insert(key, value);
         return Ok(());
@@ -71,7 +79,10 @@ fn listify(v: &mut Json) {
         for child in m.values_mut() {
             listify(child);
         }
-        let sequential = !m.is_empty() && m.keys().enumerate().all(|(i, k)| k.parse::<usize>() == Ok(i));
+        let sequential = !m.is_empty()
+            && m.keys()
+                .enumerate()
+                .all(|(i, k)| k.parse::<usize>() == Ok(i));
         if sequential {
             let items: Vec<Json> = std::mem::take(m).into_iter().map(|(_, v)| v).collect();
             *v = Json::Array(items);
@@ -88,7 +99,10 @@ mod tests {
     fn nested_parameters() {
         let m = parse("search=a+b&where[0][col]=email&where[0][expr]=eq&where[0][val]=x%40y.z&tags[]=a&tags[]=b&f[k]=v").unwrap();
         assert_eq!(m["search"], "a b");
-        assert_eq!(m["where"], json!([{"col": "email", "expr": "eq", "val": "x@y.z"}]));
+        assert_eq!(
+            m["where"],
+            json!([{"col": "email", "expr": "eq", "val": "x@y.z"}])
+        );
         assert_eq!(m["tags"], json!(["a", "b"]));
         assert_eq!(m["f"], json!({"k": "v"}));
     }
@@ -98,7 +112,11 @@ mod tests {
         assert!(parse(&"a=1&".repeat(1001)).is_err());
         assert!(parse("a[b][c][d][e][f][g]=1").is_err());
         assert!(parse("a=1&a[b]=2").is_err());
-        assert_eq!(parse("%FF%FE=%C0").unwrap().len(), 1, "invalid UTF-8 is replaced, not fatal");
+        assert_eq!(
+            parse("%FF%FE=%C0").unwrap().len(),
+            1,
+            "invalid UTF-8 is replaced, not fatal"
+        );
         assert!(parse("").unwrap().is_empty());
     }
 }

@@ -20,9 +20,9 @@ use crate::tracking::{self, Hit, ip, params, token, ua};
 
 /// The 43-byte transparent GIF.
 pub const PIXEL: [u8; 43] = [
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x90, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x21, 0xf9,
-    0x04, 0x05, 0x10, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x04, 0x01, 0x00,
-    0x3b,
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x90, 0x00, 0x00, 0xff, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x21, 0xf9, 0x04, 0x05, 0x10, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x04, 0x01, 0x00, 0x3b,
 ];
 
 const DEVICE_COOKIE: &str = "mautic_device_id";
@@ -43,17 +43,40 @@ static SCRIPT: LazyLock<String> = LazyLock::new(|| {
 pub async fn script(headers: HeaderMap) -> Response {
     // The base URL is only a fallback for browsers without `document.currentScript`.
     let base = base_url(&headers);
-    let body = SCRIPT.replace("__MAGPIE_BASE__", &base.replace('\'', "%27").replace('\\', ""));
+    let body = SCRIPT.replace(
+        "__MAGPIE_BASE__",
+        &base.replace('\'', "%27").replace('\\', ""),
+    );
     let etag = format!("\"{}\"", hex(&Sha256::digest(body.as_bytes())[..12]));
-    let mut response = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], body).into_response()
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex etag"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     response
 }
 
@@ -62,7 +85,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn is_https(headers: &HeaderMap) -> bool {
-    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 /// `scheme://host` of this server as the client addressed it.
@@ -71,9 +97,15 @@ pub fn base_url(headers: &HeaderMap) -> String {
         .get("x-forwarded-host")
         .or_else(|| headers.get(header::HOST))
         .and_then(|v| v.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
         .unwrap_or("localhost");
-    format!("{}://{host}", if is_https(headers) { "https" } else { "http" })
+    format!(
+        "{}://{host}",
+        if is_https(headers) { "https" } else { "http" }
+    )
 }
 
 /// Whether an Origin may call us with credentials: empty list means any origin; entries
@@ -83,7 +115,10 @@ pub fn origin_allowed(config: &TrackingConfig, origin: &str) -> bool {
         return true;
     }
     let origin = origin.to_ascii_lowercase();
-    config.cors_allowed_origins.iter().any(|pattern| wildcard_match(&pattern.to_ascii_lowercase(), &origin))
+    config
+        .cors_allowed_origins
+        .iter()
+        .any(|pattern| wildcard_match(&pattern.to_ascii_lowercase(), &origin))
 }
 
 fn wildcard_match(pattern: &str, text: &str) -> bool {
@@ -100,7 +135,9 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 }
 
 fn cors_headers(config: &TrackingConfig, headers: &HeaderMap, response: &mut Response) {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return };
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
     if !origin_allowed(config, origin) {
         return;
     }
@@ -108,10 +145,22 @@ fn cors_headers(config: &TrackingConfig, headers: &HeaderMap, response: &mut Res
     if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, X-Requested-With, Authorization"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, X-Requested-With, Authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
     h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
@@ -135,18 +184,25 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn device_cookie(device_id: &str, https: bool) -> HeaderValue {
     let secure = if https { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{DEVICE_COOKIE}={device_id}; Max-Age=31536000; Path=/; SameSite=None{secure}"))
-        .expect("device ids are alphanumeric")
+    HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={device_id}; Max-Age=31536000; Path=/; SameSite=None{secure}"
+    ))
+    .expect("device ids are alphanumeric")
 }
 
 /// Whether the request carries a logged-in admin session (admins browsing their own site
 /// are not visitors). Only requests with the cookie cost a lookup.
 async fn admin_session(state: &SharedState, headers: &HeaderMap) -> bool {
-    cookie_value(headers, "magpie_session").is_some() && crate::web::has_valid_session(state, headers).await
+    cookie_value(headers, "magpie_session").is_some()
+        && crate::web::has_valid_session(state, headers).await
 }
 
 /// Why a request is not tracked, if it is not.
-async fn exclusion(state: &SharedState, headers: &HeaderMap, client: IpAddr) -> Option<&'static str> {
+async fn exclusion(
+    state: &SharedState,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Option<&'static str> {
     let config = &state.config.file.tracking;
     if admin_session(state, headers).await {
         return Some("admin session");
@@ -154,15 +210,28 @@ async fn exclusion(state: &SharedState, headers: &HeaderMap, client: IpAddr) -> 
     if ip::is_private(&client) && !config.track_private_ip_ranges {
         return Some("private address");
     }
-    if config.do_not_track_ips.iter().filter_map(|b| ip::Block::parse(b).ok()).any(|b| b.contains(&client)) {
+    if config
+        .do_not_track_ips
+        .iter()
+        .filter_map(|b| ip::Block::parse(b).ok())
+        .any(|b| b.contains(&client))
+    {
         return Some("ignored address");
     }
-    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ua::is_bot(agent) {
         return Some("robot");
     }
     if config.honor_do_not_track {
-        let on = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() == "1");
+        let on = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() == "1")
+        };
         if on("dnt") || on("sec-gpc") {
             return Some("do not track");
         }
@@ -181,11 +250,17 @@ async fn collect_params(req: Request) -> Vec<(String, String)> {
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
         let body = read_capped(req.into_body()).await;
         if json {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&body) {
+            if let Ok(serde_json::Value::Object(map)) =
+                serde_json::from_slice::<serde_json::Value>(&body)
+            {
                 for (k, v) in map.into_iter().take(params::MAX_PARAMS * 2) {
                     let v = match v {
                         serde_json::Value::String(s) => s,
-                        serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect::<Vec<_>>().join(","),
+                        serde_json::Value::Array(items) => items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect::<Vec<_>>()
+                            .join(","),
                         serde_json::Value::Null | serde_json::Value::Object(_) => continue,
                         other => other.to_string(),
                     };
@@ -217,34 +292,57 @@ async fn read_capped(body: Body) -> Vec<u8> {
 }
 
 /// Builds and records a hit; `None` when the request is not tracked or recording failed.
-async fn record(state: &SharedState, peer: Option<SocketAddr>, req: Request) -> Result<tracking::Tracked, &'static str> {
+async fn record(
+    state: &SharedState,
+    peer: Option<SocketAddr>,
+    req: Request,
+) -> Result<tracking::Tracked, &'static str> {
     let headers = req.headers().clone();
     let peer_ip = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
-    let client = ip::client_ip(peer_ip, headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()));
+    let client = ip::client_ip(
+        peer_ip,
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+    );
     if let Some(reason) = exclusion(state, &headers, client).await {
         return Err(reason);
     }
     let mut raw = collect_params(req).await;
     // A cookie names the device before any parameter does.
-    if let Some(device) = cookie_value(&headers, DEVICE_COOKIE).filter(|d| params::valid_device_id(d)) {
+    if let Some(device) =
+        cookie_value(&headers, DEVICE_COOKIE).filter(|d| params::valid_device_id(d))
+    {
         raw.retain(|(k, _)| !k.eq_ignore_ascii_case("mautic_device_id"));
         raw.insert(0, ("mautic_device_id".into(), device.to_owned()));
     }
     let mut hit_params = params::parse(raw);
     if hit_params.page_url.is_none() {
         // A bare pixel: the page is the one that embedded it.
-        hit_params.page_url = headers.get(header::REFERER).and_then(|v| v.to_str().ok()).filter(|r| r.starts_with("http")).map(|r| r.chars().take(2048).collect());
+        hit_params.page_url = headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|r| r.starts_with("http"))
+            .map(|r| r.chars().take(2048).collect());
     }
     let config = &state.config.file.tracking;
     let ct_contact = match (&hit_params.ct, config.identify_by_tracking_url) {
         (Some(t), true) => token::verify(&state.tracking_secret, t, now_ms() / 1000),
         _ => None,
     };
-    let stored_ip = if config.anonymize_ip { ip::anonymize(client) } else { client };
+    let stored_ip = if config.anonymize_ip {
+        ip::anonymize(client)
+    } else {
+        client
+    };
     let hit = Hit {
         params: hit_params,
         ip: Some(stored_ip.to_string()),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(1024).collect(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(1024)
+            .collect(),
         at: now_ms(),
         ct_contact,
     };
@@ -256,23 +354,42 @@ async fn record(state: &SharedState, peer: Option<SocketAddr>, req: Request) -> 
 
 /// `POST|GET /mtc/event`: `{"success":1,"id":…,"sid":…,"device_id":…,"events":[]}`.
 fn peer(req: &Request) -> Option<SocketAddr> {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
 }
 
 pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
     let headers = req.headers().clone();
     let result = record(&state, peer(&req), req).await;
     let (body, device) = match &result {
-        Ok(t) => (json!({ "success": 1, "id": t.contact_id, "sid": t.device_id, "device_id": t.device_id, "events": [] }), Some(t.device_id.clone())),
+        Ok(t) => (
+            json!({ "success": 1, "id": t.contact_id, "sid": t.device_id, "device_id": t.device_id, "events": [] }),
+            Some(t.device_id.clone()),
+        ),
         Err("admin session") => (json!({ "success": 0 }), None),
-        Err("not recorded") => (json!({ "success": 0, "error": "the hit could not be recorded" }), None),
-        Err(_) => (json!({ "success": 1, "id": null, "sid": null, "device_id": null, "events": [] }), None),
+        Err("not recorded") => (
+            json!({ "success": 0, "error": "the hit could not be recorded" }),
+            None,
+        ),
+        Err(_) => (
+            json!({ "success": 1, "id": null, "sid": null, "device_id": null, "events": [] }),
+            None,
+        ),
     };
-    let status = if matches!(result, Err("not recorded")) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if matches!(result, Err("not recorded")) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(d) = device {
-        response.headers_mut().append(header::SET_COOKIE, device_cookie(&d, is_https(&headers)));
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, device_cookie(&d, is_https(&headers)));
     }
     cors_headers(&state.config.file.tracking, &headers, &mut response);
     response
@@ -282,14 +399,32 @@ pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
 pub async fn pixel(State(state): State<SharedState>, req: Request) -> Response {
     let headers = req.headers().clone();
     let result = record(&state, peer(&req), req).await;
-    let status = if matches!(result, Err("not recorded")) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    let mut response = (status, [(header::CONTENT_TYPE, "image/gif")], PIXEL.as_slice()).into_response();
+    let status = if matches!(result, Err("not recorded")) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "image/gif")],
+        PIXEL.as_slice(),
+    )
+        .into_response();
     let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(header::EXPIRES, HeaderValue::from_static("Wed, 11 Jan 2000 12:59:00 GMT"));
+    h.insert(
+        header::EXPIRES,
+        HeaderValue::from_static("Wed, 11 Jan 2000 12:59:00 GMT"),
+    );
     if let Ok(t) = &result {
-        h.append(header::SET_COOKIE, device_cookie(&t.device_id, is_https(&headers)));
+        h.append(
+            header::SET_COOKIE,
+            device_cookie(&t.device_id, is_https(&headers)),
+        );
     }
     cors_headers(&state.config.file.tracking, &headers, &mut response);
     response
@@ -297,10 +432,17 @@ pub async fn pixel(State(state): State<SharedState>, req: Request) -> Response {
 
 /// `GET /mtc`: the contact the device cookie belongs to (`{"id","sid","device_id"}`).
 pub async fn current(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    let device = cookie_value(&headers, DEVICE_COOKIE).filter(|d| params::valid_device_id(d)).map(str::to_owned);
+    let device = cookie_value(&headers, DEVICE_COOKIE)
+        .filter(|d| params::valid_device_id(d))
+        .map(str::to_owned);
     let found = match device {
         Some(d) => match state.store.read().await {
-            Ok(mut db) => store::tracking::devices_by_tracking_ids(&mut db, std::slice::from_ref(&d)).await.ok().and_then(|mut m| m.remove(&d)),
+            Ok(mut db) => {
+                store::tracking::devices_by_tracking_ids(&mut db, std::slice::from_ref(&d))
+                    .await
+                    .ok()
+                    .and_then(|mut m| m.remove(&d))
+            }
             Err(_) => None,
         },
         None => None,
@@ -310,7 +452,9 @@ pub async fn current(State(state): State<SharedState>, headers: HeaderMap) -> Re
         None => json!({ "id": null, "sid": null, "device_id": null }),
     };
     let mut response = axum::Json(body).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     cors_headers(&state.config.file.tracking, &headers, &mut response);
     response
 }
@@ -323,7 +467,10 @@ mod tests {
     fn origins() {
         let mut c = TrackingConfig::default();
         assert!(origin_allowed(&c, "https://anything.example"));
-        c.cors_allowed_origins = vec!["https://shop.example".into(), "https://*.example.org".into()];
+        c.cors_allowed_origins = vec![
+            "https://shop.example".into(),
+            "https://*.example.org".into(),
+        ];
         let cases = [
             ("https://shop.example", true),
             ("https://SHOP.example", true),

@@ -33,7 +33,9 @@ impl Encoding {
     pub fn parse(s: &str) -> Option<Encoding> {
         match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "utf-8" | "utf8" => Some(Encoding::Utf8),
-            "windows-1252" | "cp1252" | "latin-1" | "latin1" | "iso-8859-1" | "iso-8859-15" => Some(Encoding::Windows1252),
+            "windows-1252" | "cp1252" | "latin-1" | "latin1" | "iso-8859-1" | "iso-8859-15" => {
+                Some(Encoding::Windows1252)
+            }
             _ => None,
         }
     }
@@ -51,7 +53,12 @@ pub struct Dialect {
 
 impl Default for Dialect {
     fn default() -> Self {
-        Dialect { delimiter: b',', quote: b'"', encoding: Encoding::Utf8, bom: false }
+        Dialect {
+            delimiter: b',',
+            quote: b'"',
+            encoding: Encoding::Utf8,
+            bom: false,
+        }
     }
 }
 
@@ -89,7 +96,11 @@ pub const MAX_FIELDS: usize = 4096;
 pub const CLIP: usize = 1000;
 
 pub fn clip(s: &str) -> String {
-    if s.chars().count() > CLIP { format!("{}…", s.chars().take(CLIP).collect::<String>()) } else { s.to_owned() }
+    if s.chars().count() > CLIP {
+        format!("{}…", s.chars().take(CLIP).collect::<String>())
+    } else {
+        s.to_owned()
+    }
 }
 
 pub struct CsvReader<R> {
@@ -108,13 +119,22 @@ pub struct CsvReader<R> {
 }
 
 fn core_reader(d: &Dialect) -> csv_core::Reader {
-    ReaderBuilder::new().delimiter(d.delimiter).quote(d.quote).double_quote(true).build()
+    ReaderBuilder::new()
+        .delimiter(d.delimiter)
+        .quote(d.quote)
+        .double_quote(true)
+        .build()
 }
 
 impl<R: BufRead + Seek> CsvReader<R> {
     /// A reader positioned at `at` (offset 0 means the start of the file: a byte order
     /// mark is skipped).
-    pub fn new(mut input: R, dialect: Dialect, max_record: usize, at: Position) -> io::Result<CsvReader<R>> {
+    pub fn new(
+        mut input: R,
+        dialect: Dialect,
+        max_record: usize,
+        at: Position,
+    ) -> io::Result<CsvReader<R>> {
         let mut at = at;
         if at.offset == 0 && dialect.bom {
             at.offset = 3;
@@ -178,10 +198,13 @@ impl<R: BufRead + Seek> CsvReader<R> {
             let buf = self.input.fill_buf()?;
             let eof = buf.is_empty();
             let (res, nin, nout, nend) = if overflow.is_some() {
-                let (r, i, _, _) = self.core.read_record(buf, &mut self.scratch, &mut self.scratch_ends);
+                let (r, i, _, _) =
+                    self.core
+                        .read_record(buf, &mut self.scratch, &mut self.scratch_ends);
                 (r, i, 0, 0)
             } else {
-                self.core.read_record(buf, &mut self.out[out_len..], &mut self.ends[nends..])
+                self.core
+                    .read_record(buf, &mut self.out[out_len..], &mut self.ends[nends..])
             };
             // Account for the bytes the state machine consumed.
             for (i, &b) in buf[..nin].iter().enumerate() {
@@ -268,27 +291,56 @@ impl<R: BufRead + Seek> CsvReader<R> {
             && quotes > 0
             && overflow.is_none()
             && (quotes % 2 == 1 || self.expected_fields.is_some_and(|n| n != nends));
-        if unterminated || misshapen || (overflow.is_some() && quotes % 2 == 1 && first_inner_break.is_some()) {
+        if unterminated
+            || misshapen
+            || (overflow.is_some() && quotes % 2 == 1 && first_inner_break.is_some())
+        {
             let first_break = first_inner_break.expect("checked");
             let first_line = self.read_span(start, first_break)?;
             let reason = if unterminated || overflow.is_some() {
-                format!("a quoted value opened on line {line} is never closed (the rest of the file would be inside it); this line was skipped")
+                format!(
+                    "a quoted value opened on line {line} is never closed (the rest of the file would be inside it); this line was skipped"
+                )
             } else {
-                format!("a quote on line {line} opens a value that runs over the following lines; check the quotes on this line (it was skipped)")
+                format!(
+                    "a quote on line {line} opens a value that runs over the following lines; check the quotes on this line (it was skipped)"
+                )
             };
             self.seek_to(first_break + 1, lines_before + 1)?;
-            return Ok(Some(Record { row, line, fields: Err(Bad { reason, values: vec![first_line] }) }));
+            return Ok(Some(Record {
+                row,
+                line,
+                fields: Err(Bad {
+                    reason,
+                    values: vec![first_line],
+                }),
+            }));
         }
         if let Some(what) = overflow {
-            let seen = String::from_utf8_lossy(&self.out[..self.out.len().min(CLIP * 4)]).into_owned();
+            let seen =
+                String::from_utf8_lossy(&self.out[..self.out.len().min(CLIP * 4)]).into_owned();
             let reason = if what == "too long" {
-                format!("the row is longer than {} bytes (the import's limit) and was skipped", self.max_record)
+                format!(
+                    "the row is longer than {} bytes (the import's limit) and was skipped",
+                    self.max_record
+                )
             } else {
                 format!("the row has more than {MAX_FIELDS} values and was skipped")
             };
-            return Ok(Some(Record { row, line, fields: Err(Bad { reason, values: vec![clip(&seen)] }) }));
+            return Ok(Some(Record {
+                row,
+                line,
+                fields: Err(Bad {
+                    reason,
+                    values: vec![clip(&seen)],
+                }),
+            }));
         }
-        Ok(Some(Record { row, line, fields: self.decode(nends) }))
+        Ok(Some(Record {
+            row,
+            line,
+            fields: self.decode(nends),
+        }))
     }
 
     /// Decodes the fields held in `out`.
@@ -300,7 +352,10 @@ impl<R: BufRead + Seek> CsvReader<R> {
             let bytes = &self.out[start..end];
             start = end;
             if bytes.contains(&0) && problem.is_none() {
-                problem = Some(format!("column {} contains binary data (NUL bytes); this is not text", i + 1));
+                problem = Some(format!(
+                    "column {} contains binary data (NUL bytes); this is not text",
+                    i + 1
+                ));
             }
             let text = match self.dialect.encoding {
                 Encoding::Utf8 => match std::str::from_utf8(bytes) {
@@ -315,13 +370,22 @@ impl<R: BufRead + Seek> CsvReader<R> {
                         String::from_utf8_lossy(bytes).into_owned()
                     }
                 },
-                Encoding::Windows1252 => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned(),
+                Encoding::Windows1252 => encoding_rs::WINDOWS_1252
+                    .decode_without_bom_handling(bytes)
+                    .0
+                    .into_owned(),
             };
             fields.push(text);
         }
         match problem {
             None => Ok(fields),
-            Some(reason) => Err(Bad { reason, values: fields.iter().map(|f| clip(&f.replace('\0', "\u{FFFD}"))).collect() }),
+            Some(reason) => Err(Bad {
+                reason,
+                values: fields
+                    .iter()
+                    .map(|f| clip(&f.replace('\0', "\u{FFFD}")))
+                    .collect(),
+            }),
         }
     }
 
@@ -341,7 +405,10 @@ impl<R: BufRead + Seek> CsvReader<R> {
         buf.truncate(read);
         let s = match self.dialect.encoding {
             Encoding::Utf8 => String::from_utf8_lossy(&buf).into_owned(),
-            Encoding::Windows1252 => encoding_rs::WINDOWS_1252.decode_without_bom_handling(&buf).0.into_owned(),
+            Encoding::Windows1252 => encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(&buf)
+                .0
+                .into_owned(),
         };
         Ok(clip(s.trim_end_matches('\r')))
     }
@@ -362,7 +429,13 @@ mod tests {
     use std::io::Cursor;
 
     fn read_all(data: &[u8], dialect: Dialect, max: usize, expected: Option<usize>) -> Vec<Record> {
-        let mut r = CsvReader::new(Cursor::new(data.to_vec()), dialect, max, Position::default()).unwrap();
+        let mut r = CsvReader::new(
+            Cursor::new(data.to_vec()),
+            dialect,
+            max,
+            Position::default(),
+        )
+        .unwrap();
         r.expected_fields = expected;
         let mut out = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {
@@ -372,7 +445,12 @@ mod tests {
     }
 
     fn ok(r: &Record) -> Vec<&str> {
-        r.fields.as_ref().unwrap().iter().map(String::as_str).collect()
+        r.fields
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(String::as_str)
+            .collect()
     }
 
     #[test]
@@ -395,7 +473,11 @@ mod tests {
         let recs = read_all(&data, Dialect::default(), 4096, Some(2));
         assert_eq!(recs.len(), 4);
         let bad = recs[2].fields.as_ref().unwrap_err();
-        assert!(bad.reason.contains("longer than 4096 bytes"), "{}", bad.reason);
+        assert!(
+            bad.reason.contains("longer than 4096 bytes"),
+            "{}",
+            bad.reason
+        );
         assert_eq!(recs[2].line, 3);
         assert_eq!(ok(&recs[3]), vec!["3", "4"]);
         assert_eq!(recs[3].line, 4);
@@ -405,9 +487,23 @@ mod tests {
     fn an_unterminated_quote_skips_one_line_only() {
         let data = b"a,b\n1,\"oops\n2,fine\n3,also fine\n";
         let recs = read_all(data, Dialect::default(), 1 << 20, Some(2));
-        let rows: Vec<_> = recs.iter().map(|r| (r.row, r.line, r.fields.is_ok())).collect();
-        assert_eq!(rows, vec![(1, 1, true), (2, 2, false), (3, 3, true), (4, 4, true)], "{recs:?}");
-        assert!(recs[1].fields.as_ref().unwrap_err().reason.contains("never closed"));
+        let rows: Vec<_> = recs
+            .iter()
+            .map(|r| (r.row, r.line, r.fields.is_ok()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(1, 1, true), (2, 2, false), (3, 3, true), (4, 4, true)],
+            "{recs:?}"
+        );
+        assert!(
+            recs[1]
+                .fields
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("never closed")
+        );
         assert_eq!(ok(&recs[3]), vec!["3", "also fine"]);
     }
 
@@ -415,22 +511,45 @@ mod tests {
     fn a_stray_quote_that_closes_later_is_contained() {
         let data = b"a,b,c\n1,\"x,y\n2,b,c\n3,\"q\",r\n4,b,c\n";
         let recs = read_all(data, Dialect::default(), 1 << 20, Some(3));
-        let good: Vec<_> = recs.iter().filter_map(|r| r.fields.as_ref().ok().map(|f| f[0].clone())).collect();
+        let good: Vec<_> = recs
+            .iter()
+            .filter_map(|r| r.fields.as_ref().ok().map(|f| f[0].clone()))
+            .collect();
         assert_eq!(good, vec!["a", "2", "3", "4"], "{recs:?}");
         assert!(!recs[1].fields.is_ok());
     }
 
     #[test]
     fn encodings_and_binary() {
-        let d = Dialect { encoding: Encoding::Windows1252, ..Dialect::default() };
+        let d = Dialect {
+            encoding: Encoding::Windows1252,
+            ..Dialect::default()
+        };
         let recs = read_all(b"name\nJos\xe9\n", d, 1 << 20, None);
         assert_eq!(ok(&recs[1]), vec!["José"]);
         let recs = read_all(b"name\nJos\xe9\nok\n", Dialect::default(), 1 << 20, None);
-        assert!(recs[1].fields.as_ref().unwrap_err().reason.contains("not valid UTF-8"));
+        assert!(
+            recs[1]
+                .fields
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("not valid UTF-8")
+        );
         assert_eq!(ok(&recs[2]), vec!["ok"]);
         let recs = read_all(b"name\nab\0cd\n", Dialect::default(), 1 << 20, None);
-        assert!(recs[1].fields.as_ref().unwrap_err().reason.contains("binary"));
-        let bom = Dialect { bom: true, ..Dialect::default() };
+        assert!(
+            recs[1]
+                .fields
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("binary")
+        );
+        let bom = Dialect {
+            bom: true,
+            ..Dialect::default()
+        };
         let recs = read_all(b"\xef\xbb\xbfemail\na@b.co\n", bom, 1 << 20, None);
         assert_eq!(ok(&recs[0]), vec!["email"]);
     }
@@ -438,11 +557,18 @@ mod tests {
     #[test]
     fn resumes_from_a_position() {
         let data = b"a,b\n1,2\n3,4\n5,6\n";
-        let mut r = CsvReader::new(Cursor::new(data.to_vec()), Dialect::default(), 1 << 20, Position::default()).unwrap();
+        let mut r = CsvReader::new(
+            Cursor::new(data.to_vec()),
+            Dialect::default(),
+            1 << 20,
+            Position::default(),
+        )
+        .unwrap();
         r.next_record().unwrap();
         r.next_record().unwrap();
         let at = r.position();
-        let mut r = CsvReader::new(Cursor::new(data.to_vec()), Dialect::default(), 1 << 20, at).unwrap();
+        let mut r =
+            CsvReader::new(Cursor::new(data.to_vec()), Dialect::default(), 1 << 20, at).unwrap();
         let rec = r.next_record().unwrap().unwrap();
         assert_eq!((rec.row, rec.line), (3, 3));
         assert_eq!(ok(&rec), vec!["3", "4"]);

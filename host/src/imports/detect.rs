@@ -35,7 +35,10 @@ fn not_csv(sample: &[u8]) -> Option<String> {
         "UTF-16 text, which is not supported: save it as CSV (UTF-8)"
     } else {
         let nul = sample.iter().filter(|b| **b == 0).count();
-        let control = sample.iter().filter(|b| **b < 0x20 && !matches!(**b, b'\t' | b'\n' | b'\r' | 0x0C)).count();
+        let control = sample
+            .iter()
+            .filter(|b| **b < 0x20 && !matches!(**b, b'\t' | b'\n' | b'\r' | 0x0C))
+            .count();
         if sample.is_empty() {
             return Some("The file is empty.".to_owned());
         }
@@ -58,7 +61,10 @@ fn is_utf8(bytes: &[u8], complete: bool) -> bool {
 
 /// Field counts of the first records of `sample` read with `delimiter` and `quote`.
 fn field_counts(sample: &[u8], delimiter: u8, quote: u8, complete: bool) -> Vec<usize> {
-    let mut rdr = ReaderBuilder::new().delimiter(delimiter).quote(quote).build();
+    let mut rdr = ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quote(quote)
+        .build();
     let mut out = vec![0u8; 64 * 1024];
     let mut ends = vec![0usize; 1024];
     let mut input = sample;
@@ -102,7 +108,9 @@ fn pick_delimiter(sample: &[u8], quote: u8, complete: bool) -> u8 {
     let mut best = (0usize, b',');
     for d in DELIMITERS {
         let counts = field_counts(sample, d, quote, complete);
-        let Some(&header) = counts.first() else { continue };
+        let Some(&header) = counts.first() else {
+            continue;
+        };
         if header < 2 {
             continue;
         }
@@ -150,7 +158,15 @@ pub fn sniff(sample: &[u8], complete: bool) -> Result<Sniffed, String> {
     };
     let quote = pick_quote(body);
     let delimiter = pick_delimiter(body, quote, complete);
-    Ok(Sniffed { dialect: Dialect { delimiter, quote, encoding, bom }, notes })
+    Ok(Sniffed {
+        dialect: Dialect {
+            delimiter,
+            quote,
+            encoding,
+            bom,
+        },
+        notes,
+    })
 }
 
 /// The delimiter as the API shows it.
@@ -165,7 +181,14 @@ pub fn delimiter_name(d: u8) -> String {
 pub fn parse_char(s: &str) -> Option<u8> {
     match s {
         "\\t" | "tab" | "\t" => Some(b'\t'),
-        s if s.len() == 1 && s.is_ascii() && !s.as_bytes()[0].is_ascii_alphanumeric() && s != "\n" && s != "\r" => Some(s.as_bytes()[0]),
+        s if s.len() == 1
+            && s.is_ascii()
+            && !s.as_bytes()[0].is_ascii_alphanumeric()
+            && s != "\n"
+            && s != "\r" =>
+        {
+            Some(s.as_bytes()[0])
+        }
         _ => None,
     }
 }
@@ -184,15 +207,69 @@ mod tests {
             bom: bool,
         }
         let cases = [
-            Case { sample: b"email,firstname\na@b.co,Ada\n", delimiter: b',', quote: b'"', encoding: Encoding::Utf8, bom: false },
-            Case { sample: b"email;firstname;city\na@b.co;Ada;Paris, France\nc@d.co;Bob;Lyon\n", delimiter: b';', quote: b'"', encoding: Encoding::Utf8, bom: false },
-            Case { sample: b"email\tname\na@b.co\tAda, Countess\n", delimiter: b'\t', quote: b'"', encoding: Encoding::Utf8, bom: false },
-            Case { sample: b"email|name|note\na@b.co|Ada|x;y\n", delimiter: b'|', quote: b'"', encoding: Encoding::Utf8, bom: false },
-            Case { sample: b"\"email\",\"note\"\n\"a@b.co\",\"semi; colons; here\"\n", delimiter: b',', quote: b'"', encoding: Encoding::Utf8, bom: false },
-            Case { sample: b"\xEF\xBB\xBFemail;nom\na@b.co;Jos\xC3\xA9\n", delimiter: b';', quote: b'"', encoding: Encoding::Utf8, bom: true },
-            Case { sample: b"email;nom\na@b.co;Jos\xE9\n", delimiter: b';', quote: b'"', encoding: Encoding::Windows1252, bom: false },
-            Case { sample: b"'email','name'\n'a@b.co','Ada'\n'c@d.co','Bob'\n", delimiter: b',', quote: b'\'', encoding: Encoding::Utf8, bom: false },
-            Case { sample: b"email\na@b.co\nc@d.co\n", delimiter: b',', quote: b'"', encoding: Encoding::Utf8, bom: false },
+            Case {
+                sample: b"email,firstname\na@b.co,Ada\n",
+                delimiter: b',',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            Case {
+                sample: b"email;firstname;city\na@b.co;Ada;Paris, France\nc@d.co;Bob;Lyon\n",
+                delimiter: b';',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            Case {
+                sample: b"email\tname\na@b.co\tAda, Countess\n",
+                delimiter: b'\t',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            Case {
+                sample: b"email|name|note\na@b.co|Ada|x;y\n",
+                delimiter: b'|',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            Case {
+                sample: b"\"email\",\"note\"\n\"a@b.co\",\"semi; colons; here\"\n",
+                delimiter: b',',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            Case {
+                sample: b"\xEF\xBB\xBFemail;nom\na@b.co;Jos\xC3\xA9\n",
+                delimiter: b';',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: true,
+            },
+            Case {
+                sample: b"email;nom\na@b.co;Jos\xE9\n",
+                delimiter: b';',
+                quote: b'"',
+                encoding: Encoding::Windows1252,
+                bom: false,
+            },
+            Case {
+                sample: b"'email','name'\n'a@b.co','Ada'\n'c@d.co','Bob'\n",
+                delimiter: b',',
+                quote: b'\'',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            Case {
+                sample: b"email\na@b.co\nc@d.co\n",
+                delimiter: b',',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
         ];
         for c in cases {
             let s = sniff(c.sample, true).unwrap();
@@ -201,7 +278,11 @@ mod tests {
             assert_eq!(s.dialect.quote, c.quote, "quote of {label:?}");
             assert_eq!(s.dialect.encoding, c.encoding, "encoding of {label:?}");
             assert_eq!(s.dialect.bom, c.bom, "bom of {label:?}");
-            assert_eq!(s.notes.is_empty(), c.encoding == Encoding::Utf8, "{label:?}");
+            assert_eq!(
+                s.notes.is_empty(),
+                c.encoding == Encoding::Utf8,
+                "{label:?}"
+            );
         }
     }
 
@@ -210,7 +291,10 @@ mod tests {
         let text = "email,nom\na@b.co,José\n".as_bytes();
         let cut = &text[..text.len() - 2]; // inside the two bytes of é
         assert_eq!(sniff(cut, false).unwrap().dialect.encoding, Encoding::Utf8);
-        assert_eq!(sniff(cut, true).unwrap().dialect.encoding, Encoding::Windows1252);
+        assert_eq!(
+            sniff(cut, true).unwrap().dialect.encoding,
+            Encoding::Windows1252
+        );
     }
 
     #[test]
@@ -221,7 +305,10 @@ mod tests {
             (b"%PDF-1.7\n", "PDF"),
             (b"\x89PNG\r\n\x1a\n\x00\x00", "image"),
             (b"\xFF\xFEe\x00m\x00", "UTF-16"),
-            (b"\x00\x01\x02\x03\x04\x05\x06\x07garbage\x00\x00\x00", "binary"),
+            (
+                b"\x00\x01\x02\x03\x04\x05\x06\x07garbage\x00\x00\x00",
+                "binary",
+            ),
             (b"", "empty"),
         ];
         for (sample, want) in cases {

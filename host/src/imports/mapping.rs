@@ -27,8 +27,15 @@ pub enum Special {
 }
 
 impl Special {
-    pub const ALL: [Special; 7] =
-        [Special::Id, Special::Tags, Special::Owner, Special::Stage, Special::DateAdded, Special::DateIdentified, Special::IpAddress];
+    pub const ALL: [Special; 7] = [
+        Special::Id,
+        Special::Tags,
+        Special::Owner,
+        Special::Stage,
+        Special::DateAdded,
+        Special::DateIdentified,
+        Special::IpAddress,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,16 +62,33 @@ impl Special {
     }
 
     pub fn parse(s: &str) -> Option<Special> {
-        Special::ALL.into_iter().find(|x| x.as_str().eq_ignore_ascii_case(s))
+        Special::ALL
+            .into_iter()
+            .find(|x| x.as_str().eq_ignore_ascii_case(s))
     }
 
     fn synonyms(self) -> &'static [&'static str] {
         match self {
             Special::Id => &["id", "contact id", "lead id", "contactid", "leadid"],
             Special::Tags => &["tags", "tag", "labels"],
-            Special::Owner => &["owner", "contact owner", "owner username", "ownerusername", "owner email", "assigned to"],
+            Special::Owner => &[
+                "owner",
+                "contact owner",
+                "owner username",
+                "ownerusername",
+                "owner email",
+                "assigned to",
+            ],
             Special::Stage => &["stage", "lifecycle stage"],
-            Special::DateAdded => &["date added", "date_added", "dateadded", "created", "created at", "created on", "date created"],
+            Special::DateAdded => &[
+                "date added",
+                "date_added",
+                "dateadded",
+                "created",
+                "created at",
+                "created on",
+                "date created",
+            ],
             Special::DateIdentified => &["date identified", "date_identified", "dateidentified"],
             Special::IpAddress => &["ip", "ip address", "ipaddress", "ip_address"],
         }
@@ -112,18 +136,86 @@ pub fn fold(s: &str) -> String {
 /// Common header names of the default fields, in several languages.
 fn field_synonyms(alias: &str) -> &'static [&'static str] {
     match alias {
-        "email" => &["e-mail", "mail", "email address", "e-mail address", "courriel", "correo", "emailaddress"],
-        "firstname" => &["first name", "first", "given name", "forename", "prénom", "vorname", "nombre", "nome"],
-        "lastname" => &["last name", "last", "surname", "family name", "nom", "nachname", "apellido", "cognome"],
-        "company" => &["company name", "organization", "organisation", "organization name", "firma", "entreprise", "société", "employer", "account"],
+        "email" => &[
+            "e-mail",
+            "mail",
+            "email address",
+            "e-mail address",
+            "courriel",
+            "correo",
+            "emailaddress",
+        ],
+        "firstname" => &[
+            "first name",
+            "first",
+            "given name",
+            "forename",
+            "prénom",
+            "vorname",
+            "nombre",
+            "nome",
+        ],
+        "lastname" => &[
+            "last name",
+            "last",
+            "surname",
+            "family name",
+            "nom",
+            "nachname",
+            "apellido",
+            "cognome",
+        ],
+        "company" => &[
+            "company name",
+            "organization",
+            "organisation",
+            "organization name",
+            "firma",
+            "entreprise",
+            "société",
+            "employer",
+            "account",
+        ],
         "position" => &["job title", "jobtitle", "role", "function", "poste"],
-        "phone" => &["telephone", "phone number", "tel", "téléphone", "telefon", "work phone", "business phone"],
-        "mobile" => &["mobile phone", "mobile number", "cell", "cell phone", "cellphone", "handy", "portable"],
-        "address1" => &["address", "street", "street address", "address line 1", "adresse", "strasse"],
+        "phone" => &[
+            "telephone",
+            "phone number",
+            "tel",
+            "téléphone",
+            "telefon",
+            "work phone",
+            "business phone",
+        ],
+        "mobile" => &[
+            "mobile phone",
+            "mobile number",
+            "cell",
+            "cell phone",
+            "cellphone",
+            "handy",
+            "portable",
+        ],
+        "address1" => &[
+            "address",
+            "street",
+            "street address",
+            "address line 1",
+            "adresse",
+            "strasse",
+        ],
         "address2" => &["address line 2"],
         "city" => &["town", "ville", "stadt", "ciudad", "locality"],
         "state" => &["region", "province", "county", "state/province"],
-        "zipcode" => &["zip", "zip code", "postal code", "postcode", "post code", "plz", "code postal", "cp"],
+        "zipcode" => &[
+            "zip",
+            "zip code",
+            "postal code",
+            "postcode",
+            "post code",
+            "plz",
+            "code postal",
+            "cp",
+        ],
         "country" => &["pays", "land", "país", "country name"],
         "website" => &["url", "web", "web site", "homepage", "site", "site web"],
         "preferred_locale" => &["locale", "language"],
@@ -136,7 +228,14 @@ fn field_synonyms(alias: &str) -> &'static [&'static str] {
 }
 
 /// Folded header names that are known and deliberately not imported.
-const IGNORED: &[&str] = &["datemodified", "modifiedby", "createdby", "dateupdated", "updatedat", "lastmodified"];
+const IGNORED: &[&str] = &[
+    "datemodified",
+    "modifiedby",
+    "createdby",
+    "dateupdated",
+    "updatedat",
+    "lastmodified",
+];
 
 /// The proposal for one column.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,15 +254,25 @@ pub fn propose(headers: &[String], fields: &FieldSet) -> (Vec<Proposal>, Vec<Str
     let mut by_label: HashMap<String, Target> = HashMap::new();
     let mut by_synonym: HashMap<String, Target> = HashMap::new();
     for f in fields.iter() {
-        by_alias.entry(fold(&f.alias)).or_insert_with(|| Target::Field(f.alias.clone()));
-        by_label.entry(fold(&f.label)).or_insert_with(|| Target::Field(f.alias.clone()));
+        by_alias
+            .entry(fold(&f.alias))
+            .or_insert_with(|| Target::Field(f.alias.clone()));
+        by_label
+            .entry(fold(&f.label))
+            .or_insert_with(|| Target::Field(f.alias.clone()));
         for s in field_synonyms(&f.alias) {
-            by_synonym.entry(fold(s)).or_insert_with(|| Target::Field(f.alias.clone()));
+            by_synonym
+                .entry(fold(s))
+                .or_insert_with(|| Target::Field(f.alias.clone()));
         }
     }
     for s in Special::ALL {
-        by_alias.entry(fold(s.as_str())).or_insert(Target::Special(s));
-        by_label.entry(fold(s.label())).or_insert(Target::Special(s));
+        by_alias
+            .entry(fold(s.as_str()))
+            .or_insert(Target::Special(s));
+        by_label
+            .entry(fold(s.label()))
+            .or_insert(Target::Special(s));
         for syn in s.synonyms() {
             by_synonym.entry(fold(syn)).or_insert(Target::Special(s));
         }
@@ -175,7 +284,10 @@ pub fn propose(headers: &[String], fields: &FieldSet) -> (Vec<Proposal>, Vec<Str
     for (i, header) in headers.iter().enumerate() {
         let key = fold(header);
         if header.trim().is_empty() {
-            warnings.push(format!("column {} has no header; it is not imported unless you map it", i + 1));
+            warnings.push(format!(
+                "column {} has no header; it is not imported unless you map it",
+                i + 1
+            ));
         } else if let Some(first) = seen_headers.get(&header.trim().to_lowercase()) {
             warnings.push(format!(
                 "the header '{}' appears more than once (columns {} and {}); only the first is mapped automatically",
@@ -186,10 +298,14 @@ pub fn propose(headers: &[String], fields: &FieldSet) -> (Vec<Proposal>, Vec<Str
         } else {
             seen_headers.insert(header.trim().to_lowercase(), i);
         }
-        let found = [("alias", &by_alias), ("label", &by_label), ("synonym", &by_synonym)]
-            .into_iter()
-            .find_map(|(how, map)| map.get(&key).map(|t| (how, t.clone())))
-            .filter(|_| !key.is_empty() && !IGNORED.contains(&key.as_str()));
+        let found = [
+            ("alias", &by_alias),
+            ("label", &by_label),
+            ("synonym", &by_synonym),
+        ]
+        .into_iter()
+        .find_map(|(how, map)| map.get(&key).map(|t| (how, t.clone())))
+        .filter(|_| !key.is_empty() && !IGNORED.contains(&key.as_str()));
         let (target, matched_by) = match found {
             Some((how, t)) if !used.contains_key(&t) => {
                 used.insert(t.clone(), i);
@@ -197,7 +313,12 @@ pub fn propose(headers: &[String], fields: &FieldSet) -> (Vec<Proposal>, Vec<Str
             }
             _ => (Target::Skip, None),
         };
-        out.push(Proposal { column: i, header: header.clone(), target, matched_by });
+        out.push(Proposal {
+            column: i,
+            header: header.clone(),
+            target,
+            matched_by,
+        });
     }
     (out, warnings)
 }
@@ -228,14 +349,33 @@ mod tests {
     fn proposals() {
         let fields = FieldSet::defaults_for_tests();
         let headers: Vec<String> = [
-            "E-mail", "Prénom", "NOM", "First Name", "Company", "Zip", "Preferred Timezone", "tags", "Owner", "ID", "Shoe size",
-            "", "Date Modified", "date_added", "Stage", "last_active", "Ville", "e-mail",
+            "E-mail",
+            "Prénom",
+            "NOM",
+            "First Name",
+            "Company",
+            "Zip",
+            "Preferred Timezone",
+            "tags",
+            "Owner",
+            "ID",
+            "Shoe size",
+            "",
+            "Date Modified",
+            "date_added",
+            "Stage",
+            "last_active",
+            "Ville",
+            "e-mail",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let (p, warnings) = propose(&headers, &fields);
-        let got: Vec<(&str, Option<&str>)> = p.iter().map(|p| (p.header.as_str(), p.target.name())).collect();
+        let got: Vec<(&str, Option<&str>)> = p
+            .iter()
+            .map(|p| (p.header.as_str(), p.target.name()))
+            .collect();
         let want: Vec<(&str, Option<&str>)> = vec![
             ("E-mail", Some("email")),
             ("Prénom", Some("firstname")),
@@ -261,7 +401,17 @@ mod tests {
         assert_eq!(p[1].matched_by, Some("synonym"));
         assert_eq!(p[4].matched_by, Some("alias"));
         assert_eq!(p[6].matched_by, Some("label"));
-        assert!(warnings.iter().any(|w| w.contains("column 12 has no header")), "{warnings:?}");
-        assert!(warnings.iter().any(|w| w.contains("'e-mail' appears more than once")), "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("column 12 has no header")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("'e-mail' appears more than once")),
+            "{warnings:?}"
+        );
     }
 }

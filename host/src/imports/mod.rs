@@ -98,7 +98,11 @@ fn op_str(op: UniqueIdentifierOperator) -> &'static str {
 
 impl Settings {
     pub fn to_json(&self) -> Json {
-        let columns: Vec<Json> = self.columns.iter().map(|t| t.name().map_or(Json::Null, |n| json!(n))).collect();
+        let columns: Vec<Json> = self
+            .columns
+            .iter()
+            .map(|t| t.name().map_or(Json::Null, |n| json!(n)))
+            .collect();
         let options = self.options.as_ref().map(|o| {
             json!({
                 "owner": o.owner,
@@ -122,11 +126,20 @@ impl Settings {
     }
 
     pub fn from_json(j: &Json, fields: Option<&FieldSet>) -> Settings {
-        let ch = |k: &str, d: u8| j.get(k).and_then(Json::as_str).and_then(detect::parse_char).unwrap_or(d);
+        let ch = |k: &str, d: u8| {
+            j.get(k)
+                .and_then(Json::as_str)
+                .and_then(detect::parse_char)
+                .unwrap_or(d)
+        };
         let dialect = Dialect {
             delimiter: ch("delimiter", b','),
             quote: ch("quote", b'"'),
-            encoding: j.get("encoding").and_then(Json::as_str).and_then(Encoding::parse).unwrap_or(Encoding::Utf8),
+            encoding: j
+                .get("encoding")
+                .and_then(Json::as_str)
+                .and_then(Encoding::parse)
+                .unwrap_or(Encoding::Utf8),
             bom: j.get("bom").and_then(Json::as_bool).unwrap_or(false),
         };
         let columns = j
@@ -137,7 +150,9 @@ impl Settings {
                     .map(|v| match v.as_str() {
                         None => Target::Skip,
                         Some(name) => match Special::parse(name) {
-                            Some(s) if fields.is_none_or(|f| f.get(name).is_none()) => Target::Special(s),
+                            Some(s) if fields.is_none_or(|f| f.get(name).is_none()) => {
+                                Target::Special(s)
+                            }
                             _ => Target::Field(name.to_owned()),
                         },
                     })
@@ -146,17 +161,53 @@ impl Settings {
             .unwrap_or_default();
         let options = j.get("options").filter(|o| o.is_object()).map(|o| Options {
             owner: o.get("owner").and_then(Json::as_i64),
-            tags: o.get("tags").and_then(Json::as_array).map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
-            if_exists: if o.get("ifExists").and_then(Json::as_str) == Some("skip") { IfExists::Skip } else { IfExists::Update },
-            match_by: if o.get("matchBy").and_then(Json::as_str) == Some("id") { MatchBy::Id } else { MatchBy::Identifiers },
-            operator: if o.get("operator").and_then(Json::as_str) == Some("or") { UniqueIdentifierOperator::Or } else { UniqueIdentifierOperator::And },
+            tags: o
+                .get("tags")
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            if_exists: if o.get("ifExists").and_then(Json::as_str) == Some("skip") {
+                IfExists::Skip
+            } else {
+                IfExists::Update
+            },
+            match_by: if o.get("matchBy").and_then(Json::as_str) == Some("id") {
+                MatchBy::Id
+            } else {
+                MatchBy::Identifiers
+            },
+            operator: if o.get("operator").and_then(Json::as_str) == Some("or") {
+                UniqueIdentifierOperator::Or
+            } else {
+                UniqueIdentifierOperator::And
+            },
         });
         Settings {
             dialect,
-            notes: j.get("notes").and_then(Json::as_array).map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+            notes: j
+                .get("notes")
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
             columns,
             header_count: j.get("headerCount").and_then(Json::as_u64).unwrap_or(0) as usize,
-            headers: j.get("headers").and_then(Json::as_array).map(|a| a.iter().map(|t| t.as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default(),
+            headers: j
+                .get("headers")
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|t| t.as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
             options,
         }
     }
@@ -187,10 +238,14 @@ impl Drop for Upload {
 impl Upload {
     pub async fn begin(state: &SharedState) -> AppResult<Upload> {
         let dir = dir(state);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| AppError::Internal(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            AppError::Internal(anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+        })?;
         let stored_name = format!("{}-{:016x}.csv", now_ms(), rand::random::<u64>());
         let tmp = dir.join(format!("{stored_name}.part"));
-        let file = tokio::fs::File::create(&tmp).await.map_err(|e| AppError::Internal(anyhow::anyhow!("cannot create {}: {e}", tmp.display())))?;
+        let file = tokio::fs::File::create(&tmp).await.map_err(|e| {
+            AppError::Internal(anyhow::anyhow!("cannot create {}: {e}", tmp.display()))
+        })?;
         Ok(Upload {
             file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
             tmp,
@@ -217,13 +272,21 @@ impl Upload {
             self.sample.extend_from_slice(&chunk[..take]);
         }
         let file = self.file.as_mut().expect("open until finished");
-        file.write_all(chunk).await.map_err(|e| AppError::Internal(anyhow::anyhow!("cannot write the upload: {e}")))
+        file.write_all(chunk)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot write the upload: {e}")))
     }
 
     /// Checks that the file is CSV, keeps it and records the import.
-    pub async fn finish(mut self, state: &SharedState, user: &User, file_name: &str) -> AppResult<ImportRow> {
+    pub async fn finish(
+        mut self,
+        state: &SharedState,
+        user: &User,
+        file_name: &str,
+    ) -> AppResult<ImportRow> {
         let complete = self.bytes <= self.sample.len() as u64;
-        let sniffed = detect::sniff(&self.sample, complete).map_err(|m| AppError::invalid("file", m))?;
+        let sniffed =
+            detect::sniff(&self.sample, complete).map_err(|m| AppError::invalid("file", m))?;
         let mut file = self.file.take().expect("open until finished");
         let written = async {
             file.flush().await?;
@@ -234,13 +297,22 @@ impl Upload {
         .await;
         if let Err(e) = written {
             let _ = std::fs::remove_file(&self.tmp);
-            return Err(AppError::Internal(anyhow::anyhow!("cannot store the upload: {e}")));
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "cannot store the upload: {e}"
+            )));
         }
         let mut lines = self.lines;
         if !self.sample.is_empty() && !self.sample.ends_with(b"\n") && complete {
             lines += 1;
         }
-        let settings = Settings { dialect: sniffed.dialect, notes: sniffed.notes, columns: Vec::new(), header_count: 0, headers: Vec::new(), options: None };
+        let settings = Settings {
+            dialect: sniffed.dialect,
+            notes: sniffed.notes,
+            columns: Vec::new(),
+            header_count: 0,
+            headers: Vec::new(),
+            options: None,
+        };
         let name = clean_file_name(file_name);
         let mut tx = state.store.begin().await?;
         let id = store::imports::insert(
@@ -258,7 +330,9 @@ impl Upload {
         .await?;
         tx.commit().await?;
         let mut db = state.store.read().await?;
-        store::imports::get(&mut db, id).await?.ok_or_else(|| AppError::Internal(anyhow::anyhow!("import {id} vanished")))
+        store::imports::get(&mut db, id)
+            .await?
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("import {id} vanished")))
     }
 }
 
@@ -266,16 +340,26 @@ impl Upload {
 pub fn clean_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
-    if clean.trim().is_empty() { "upload.csv".to_owned() } else { clean.trim().to_owned() }
+    if clean.trim().is_empty() {
+        "upload.csv".to_owned()
+    } else {
+        clean.trim().to_owned()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // Access.
 
 /// An import the user may see (their own, or any for an admin).
-pub async fn get_for(state: &SharedState, user: &User, id: i64) -> AppResult<(ImportRow, Option<JobRow>)> {
+pub async fn get_for(
+    state: &SharedState,
+    user: &User,
+    id: i64,
+) -> AppResult<(ImportRow, Option<JobRow>)> {
     let mut db = state.store.read().await?;
-    let import = store::imports::get(&mut db, id).await?.ok_or_else(AppError::not_found)?;
+    let import = store::imports::get(&mut db, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     if !user.is_admin() && import.created_by != Some(user.id) {
         return Err(AppError::not_found());
     }
@@ -287,13 +371,24 @@ pub async fn get_for(state: &SharedState, user: &User, id: i64) -> AppResult<(Im
 }
 
 /// The imports a user may see, newest first, with their jobs; and how many there are.
-pub async fn list_for(state: &SharedState, user: &User, start: i64, limit: i64) -> AppResult<(Vec<(ImportRow, Option<JobRow>)>, i64)> {
+pub async fn list_for(
+    state: &SharedState,
+    user: &User,
+    start: i64,
+    limit: i64,
+) -> AppResult<(Vec<(ImportRow, Option<JobRow>)>, i64)> {
     let mut db = state.store.read().await?;
     let owner = if user.is_admin() { None } else { Some(user.id) };
     let (rows, total) = store::imports::list(&mut db, owner, start, limit).await?;
     let job_ids: Vec<i64> = rows.iter().filter_map(|i| i.job_id).collect();
     let mut jobs = jobs::states(&mut db, &job_ids).await?;
-    let rows = rows.into_iter().map(|i| { let job = i.job_id.and_then(|j| jobs.remove(&j)); (i, job) }).collect();
+    let rows = rows
+        .into_iter()
+        .map(|i| {
+            let job = i.job_id.and_then(|j| jobs.remove(&j));
+            (i, job)
+        })
+        .collect();
     Ok((rows, total))
 }
 
@@ -312,14 +407,33 @@ impl DialectOverride {
     /// From `delimiter`, `quote`, `encoding` keys of a JSON object; bad values are 422s.
     pub fn from_json(o: &Map<String, Json>) -> AppResult<DialectOverride> {
         let mut d = DialectOverride::default();
-        if let Some(v) = o.get("delimiter").and_then(Json::as_str).filter(|s| !s.is_empty()) {
-            d.delimiter = Some(detect::parse_char(v).ok_or_else(|| AppError::invalid("delimiter", "must be one character such as , ; | or tab"))?);
+        if let Some(v) = o
+            .get("delimiter")
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            d.delimiter = Some(detect::parse_char(v).ok_or_else(|| {
+                AppError::invalid("delimiter", "must be one character such as , ; | or tab")
+            })?);
         }
-        if let Some(v) = o.get("quote").and_then(Json::as_str).filter(|s| !s.is_empty()) {
-            d.quote = Some(detect::parse_char(v).ok_or_else(|| AppError::invalid("quote", "must be one character such as \" or '"))?);
+        if let Some(v) = o
+            .get("quote")
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            d.quote = Some(detect::parse_char(v).ok_or_else(|| {
+                AppError::invalid("quote", "must be one character such as \" or '")
+            })?);
         }
-        if let Some(v) = o.get("encoding").and_then(Json::as_str).filter(|s| !s.is_empty()) {
-            d.encoding = Some(Encoding::parse(v).ok_or_else(|| AppError::invalid("encoding", "must be utf-8 or windows-1252"))?);
+        if let Some(v) = o
+            .get("encoding")
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            d.encoding =
+                Some(Encoding::parse(v).ok_or_else(|| {
+                    AppError::invalid("encoding", "must be utf-8 or windows-1252")
+                })?);
         }
         Ok(d)
     }
@@ -349,14 +463,35 @@ pub struct Preview {
 }
 
 /// The header and the first data rows; the position after the header.
-fn read_head(path: PathBuf, dialect: Dialect, max_record: usize, rows: usize) -> Result<(Vec<String>, Vec<Record>, Position), String> {
-    let file = std::fs::File::open(&path).map_err(|e| format!("the uploaded file cannot be read: {e}"))?;
-    let mut reader = CsvReader::new(BufReader::with_capacity(1 << 16, file), dialect, max_record, Position::default())
-        .map_err(|e| format!("the uploaded file cannot be read: {e}"))?;
-    let header = match reader.next_record().map_err(|e| format!("the uploaded file cannot be read: {e}"))? {
+fn read_head(
+    path: PathBuf,
+    dialect: Dialect,
+    max_record: usize,
+    rows: usize,
+) -> Result<(Vec<String>, Vec<Record>, Position), String> {
+    let file =
+        std::fs::File::open(&path).map_err(|e| format!("the uploaded file cannot be read: {e}"))?;
+    let mut reader = CsvReader::new(
+        BufReader::with_capacity(1 << 16, file),
+        dialect,
+        max_record,
+        Position::default(),
+    )
+    .map_err(|e| format!("the uploaded file cannot be read: {e}"))?;
+    let header = match reader
+        .next_record()
+        .map_err(|e| format!("the uploaded file cannot be read: {e}"))?
+    {
         None => return Err("the file has no rows".into()),
         Some(Record { fields: Ok(h), .. }) => h,
-        Some(Record { fields: Err(bad), .. }) => return Err(format!("the first row (the header) cannot be read: {}", bad.reason)),
+        Some(Record {
+            fields: Err(bad), ..
+        }) => {
+            return Err(format!(
+                "the first row (the header) cannot be read: {}",
+                bad.reason
+            ));
+        }
     };
     let after_header = reader.position();
     reader.expected_fields = Some(header.len());
@@ -368,19 +503,27 @@ fn read_head(path: PathBuf, dialect: Dialect, max_record: usize, rows: usize) ->
             Err(e) => return Err(format!("the uploaded file cannot be read: {e}")),
         }
     }
-    let header = header.into_iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_owned()).collect();
+    let header = header
+        .into_iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}').to_owned())
+        .collect();
     Ok((header, out, after_header))
 }
 
-pub async fn preview(state: &SharedState, import: &ImportRow, over: &DialectOverride) -> AppResult<Preview> {
+pub async fn preview(
+    state: &SharedState,
+    import: &ImportRow,
+    over: &DialectOverride,
+) -> AppResult<Preview> {
     let settings = Settings::from_json(&import.settings, None);
     let dialect = over.apply(settings.dialect);
     let path = file_path(state, import);
     let max = state.config.file.import.max_record_bytes;
-    let (headers, rows, _) = tokio::task::spawn_blocking(move || read_head(path, dialect, max, PREVIEW_ROWS))
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(|m| AppError::invalid("file", m))?;
+    let (headers, rows, _) =
+        tokio::task::spawn_blocking(move || read_head(path, dialect, max, PREVIEW_ROWS))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|m| AppError::invalid("file", m))?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let (proposals, mut warnings) = mapping::propose(&headers, &fields);
@@ -391,14 +534,31 @@ pub async fn preview(state: &SharedState, import: &ImportRow, over: &DialectOver
         ));
     }
     if proposals.iter().all(|p| p.target == Target::Skip) {
-        warnings.push("no column matches a contact field by name: map the columns before starting".to_owned());
+        warnings.push(
+            "no column matches a contact field by name: map the columns before starting".to_owned(),
+        );
     }
     let rows = rows
         .into_iter()
-        .map(|r| r.fields.map(|f| f.into_iter().map(|v| csv::clip(&v)).collect()).map_err(|b| format!("row {}: {}", r.row, b.reason)))
+        .map(|r| {
+            r.fields
+                .map(|f| f.into_iter().map(|v| csv::clip(&v)).collect())
+                .map_err(|b| format!("row {}: {}", r.row, b.reason))
+        })
         .collect();
-    let notes = if over.encoding.is_some() { Vec::new() } else { settings.notes };
-    Ok(Preview { dialect, notes, headers, rows, proposals, warnings })
+    let notes = if over.encoding.is_some() {
+        Vec::new()
+    } else {
+        settings.notes
+    };
+    Ok(Preview {
+        dialect,
+        notes,
+        headers,
+        rows,
+        proposals,
+        warnings,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -408,16 +568,27 @@ pub async fn preview(state: &SharedState, import: &ImportRow, over: &DialectOver
 /// or `{"column": i, "create": {field definition}}`, or an object
 /// `{"<header or column number>": alias | null | {"create": {…}}}`. Without a mapping the
 /// proposal is used.
-fn parse_mapping(body: &Map<String, Json>, headers: &[String], proposals: &[mapping::Proposal]) -> AppResult<Vec<(usize, Json)>> {
+fn parse_mapping(
+    body: &Map<String, Json>,
+    headers: &[String],
+    proposals: &[mapping::Proposal],
+) -> AppResult<Vec<(usize, Json)>> {
     let Some(m) = body.get("mapping").filter(|m| !m.is_null()) else {
-        return Ok(proposals.iter().map(|p| (p.column, p.target.name().map_or(Json::Null, |n| json!(n)))).collect());
+        return Ok(proposals
+            .iter()
+            .map(|p| (p.column, p.target.name().map_or(Json::Null, |n| json!(n))))
+            .collect());
     };
     let column_of = |key: &Json| -> AppResult<usize> {
         let idx = match key {
             Json::Number(n) => n.as_u64().map(|n| n as usize),
             Json::String(s) => match s.trim().parse::<usize>() {
                 Ok(n) => Some(n),
-                Err(_) => headers.iter().position(|h| h == s.trim()).or_else(|| headers.iter().position(|h| h.eq_ignore_ascii_case(s.trim()))),
+                Err(_) => headers.iter().position(|h| h == s.trim()).or_else(|| {
+                    headers
+                        .iter()
+                        .position(|h| h.eq_ignore_ascii_case(s.trim()))
+                }),
             },
             _ => None,
         };
@@ -428,7 +599,12 @@ fn parse_mapping(body: &Map<String, Json>, headers: &[String], proposals: &[mapp
     match m {
         Json::Array(items) => {
             for item in items {
-                let o = item.as_object().ok_or_else(|| AppError::invalid("mapping", "each entry must be an object with column and field (or create)"))?;
+                let o = item.as_object().ok_or_else(|| {
+                    AppError::invalid(
+                        "mapping",
+                        "each entry must be an object with column and field (or create)",
+                    )
+                })?;
                 let column = column_of(o.get("column").unwrap_or(&Json::Null))?;
                 let target = match (o.get("create"), o.get("field")) {
                     (Some(c), _) if !c.is_null() => json!({ "create": c }),
@@ -443,12 +619,20 @@ fn parse_mapping(body: &Map<String, Json>, headers: &[String], proposals: &[mapp
                 out.push((column_of(&Json::String(k.clone()))?, v.clone()));
             }
         }
-        _ => return Err(AppError::invalid("mapping", "must be a list of {column, field} or an object of column → field")),
+        _ => {
+            return Err(AppError::invalid(
+                "mapping",
+                "must be a list of {column, field} or an object of column → field",
+            ));
+        }
     }
     Ok(out)
 }
 
-fn parse_options(body: &Map<String, Json>, default_operator: UniqueIdentifierOperator) -> AppResult<Options> {
+fn parse_options(
+    body: &Map<String, Json>,
+    default_operator: UniqueIdentifierOperator,
+) -> AppResult<Options> {
     let owner = match body.get("owner") {
         None | Some(Json::Null) => None,
         Some(v) => Some(
@@ -462,7 +646,14 @@ fn parse_options(body: &Map<String, Json>, default_operator: UniqueIdentifierOpe
     let tags = match body.get("tags") {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::String(s)) => s.split(',').map(str::to_owned).collect(),
-        Some(Json::Array(a)) => a.iter().map(|t| t.as_str().map(str::to_owned).ok_or_else(|| AppError::invalid("tags", "must be strings"))).collect::<AppResult<_>>()?,
+        Some(Json::Array(a)) => a
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| AppError::invalid("tags", "must be strings"))
+            })
+            .collect::<AppResult<_>>()?,
         Some(_) => return Err(AppError::invalid("tags", "must be a list of tags")),
     };
     let mut clean = Vec::new();
@@ -491,7 +682,13 @@ fn parse_options(body: &Map<String, Json>, default_operator: UniqueIdentifierOpe
         Some("or") => UniqueIdentifierOperator::Or,
         Some(_) => return Err(AppError::invalid("operator", "must be and or or")),
     };
-    Ok(Options { owner, tags: clean, if_exists, match_by, operator })
+    Ok(Options {
+        owner,
+        tags: clean,
+        if_exists,
+        match_by,
+        operator,
+    })
 }
 
 /// Starts an import that was uploaded and not started yet: checks the mapping and the
@@ -499,12 +696,18 @@ fn parse_options(body: &Map<String, Json>, default_operator: UniqueIdentifierOpe
 pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> AppResult<()> {
     let (import, job) = get_for(state, user, id).await?;
     if job.is_some() {
-        return Err(AppError::Conflict("this import was already started; stop or resume it instead".into()));
+        return Err(AppError::Conflict(
+            "this import was already started; stop or resume it instead".into(),
+        ));
     }
     let body = match body {
         Json::Object(o) => o.clone(),
         Json::Null => Map::new(),
-        _ => return Err(AppError::bad_request("the body must be a JSON object with mapping and options")),
+        _ => {
+            return Err(AppError::bad_request(
+                "the body must be a JSON object with mapping and options",
+            ));
+        }
     };
     let mut settings = Settings::from_json(&import.settings, None);
     let over = DialectOverride::from_json(&body)?;
@@ -515,10 +718,11 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
     let path = file_path(state, &import);
     let max = state.config.file.import.max_record_bytes;
     let dialect = settings.dialect;
-    let (headers, _, after_header) = tokio::task::spawn_blocking(move || read_head(path, dialect, max, 0))
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(|m| AppError::invalid("file", m))?;
+    let (headers, _, after_header) =
+        tokio::task::spawn_blocking(move || read_head(path, dialect, max, 0))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|m| AppError::invalid("file", m))?;
 
     let (fields, options) = {
         let mut db = state.store.read().await?;
@@ -527,7 +731,10 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
         let options = parse_options(&body, operator)?;
         if let Some(o) = options.owner {
             if store::users::by_id(&mut db, o).await?.is_none() {
-                return Err(AppError::invalid("owner", format!("there is no user with id {o}")));
+                return Err(AppError::invalid(
+                    "owner",
+                    format!("there is no user with id {o}"),
+                ));
             }
         }
         (fields, options)
@@ -552,12 +759,16 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
             Json::String(name) => match (fields.get(name), Special::parse(name)) {
                 (Some(f), _) => columns[column] = Target::Field(f.alias.clone()),
                 (None, Some(s)) => columns[column] = Target::Special(s),
-                (None, None) => problems.add("mapping", format!("{label}: '{name}' is not a contact field")),
+                (None, None) => problems.add(
+                    "mapping",
+                    format!("{label}: '{name}' is not a contact field"),
+                ),
             },
             Json::Object(o) if o.contains_key("create") => {
                 let mut def = o.get("create").cloned().unwrap_or(Json::Null);
                 if let Json::Object(d) = &mut def {
-                    d.entry("label").or_insert_with(|| json!(headers[column].clone()));
+                    d.entry("label")
+                        .or_insert_with(|| json!(headers[column].clone()));
                     d.entry("type").or_insert_with(|| json!("text"));
                 } else if def.is_null() || def == json!(true) {
                     def = json!({ "label": headers[column].clone(), "type": "text" });
@@ -567,7 +778,10 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
                 }
                 to_create.push((column, def));
             }
-            other => problems.add("mapping", format!("{label}: {other} is not a field alias, a special column or null")),
+            other => problems.add(
+                "mapping",
+                format!("{label}: {other} is not a field alias, a special column or null"),
+            ),
         }
     }
     problems.into_result()?;
@@ -578,24 +792,44 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
             continue;
         }
         if let Some(first) = used.insert(t, i) {
-            problems.add("mapping", format!("'{}' is mapped from two columns ({} and {})", t.name().unwrap_or(""), first, i));
+            problems.add(
+                "mapping",
+                format!(
+                    "'{}' is mapped from two columns ({} and {})",
+                    t.name().unwrap_or(""),
+                    first,
+                    i
+                ),
+            );
         }
     }
     if columns.iter().all(|t| *t == Target::Skip) && to_create.is_empty() {
-        problems.add("mapping", "no column is mapped to a contact field: nothing would be imported");
+        problems.add(
+            "mapping",
+            "no column is mapped to a contact field: nothing would be imported",
+        );
     }
     if options.match_by == MatchBy::Id && !columns.contains(&Target::Special(Special::Id)) {
         problems.add("matchBy", "matching by id needs a column mapped to id");
     }
     problems.into_result()?;
     if !user.is_admin() && !to_create.is_empty() {
-        return Err(AppError::Forbidden("only admins can create fields; map the column to an existing field or ask an admin".into()));
+        return Err(AppError::Forbidden(
+            "only admins can create fields; map the column to an existing field or ask an admin"
+                .into(),
+        ));
     }
     for (column, def) in to_create {
         match field_service::create(&state.store, &state.fields, &def).await {
             Ok(f) => columns[column] = Target::Field(f.alias),
             Err(AppError::Validation { message, details }) => {
-                return Err(AppError::Validation { message: format!("column {} ({}): cannot create the field: {message}", column, headers[column]), details });
+                return Err(AppError::Validation {
+                    message: format!(
+                        "column {} ({}): cannot create the field: {message}",
+                        column, headers[column]
+                    ),
+                    details,
+                });
             }
             Err(e) => return Err(e),
         }
@@ -607,7 +841,9 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
     settings.options = Some(options);
     let mut tx = state.store.begin().await?;
     // Someone else may have started it meanwhile.
-    let current = store::imports::get(&mut tx, id).await?.ok_or_else(AppError::not_found)?;
+    let current = store::imports::get(&mut tx, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     if current.job_id.is_some() {
         return Err(AppError::Conflict("this import was already started".into()));
     }
@@ -632,7 +868,10 @@ pub async fn stop(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
     let (_, job) = get_for(state, user, id).await?;
     let job = job.ok_or_else(|| AppError::Conflict("this import was not started".into()))?;
     if matches!(job.state, JobState::Done | JobState::Failed) {
-        return Err(AppError::Conflict(format!("this import is {} and cannot be stopped", job.state.as_str())));
+        return Err(AppError::Conflict(format!(
+            "this import is {} and cannot be stopped",
+            job.state.as_str()
+        )));
     }
     let mut tx = state.store.begin().await?;
     store::jobs::request_stop(&mut tx, job.id, now_ms()).await?;
@@ -642,12 +881,16 @@ pub async fn stop(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
 
 pub async fn resume(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
     let (import, job) = get_for(state, user, id).await?;
-    let job = job.ok_or_else(|| AppError::Conflict("this import was not started; start it with a mapping".into()))?;
+    let job = job.ok_or_else(|| {
+        AppError::Conflict("this import was not started; start it with a mapping".into())
+    })?;
     if job.state == JobState::Done {
         return Err(AppError::Conflict("this import is done".into()));
     }
     if !file_path(state, &import).exists() {
-        return Err(AppError::Conflict("the uploaded file is gone; upload it again".into()));
+        return Err(AppError::Conflict(
+            "the uploaded file is gone; upload it again".into(),
+        ));
     }
     let mut tx = state.store.begin().await?;
     store::jobs::resume(&mut tx, job.id, now_ms()).await?;
@@ -661,7 +904,9 @@ pub async fn delete(state: &SharedState, user: &User, id: i64) -> AppResult<()> 
     let (import, job) = get_for(state, user, id).await?;
     if let Some(j) = &job {
         if matches!(j.state, JobState::Running | JobState::Queued) {
-            return Err(AppError::Conflict("this import is running: stop it first".into()));
+            return Err(AppError::Conflict(
+                "this import is running: stop it first".into(),
+            ));
         }
     }
     let mut tx = state.store.begin().await?;
@@ -701,9 +946,19 @@ pub struct Progress {
 
 pub fn progress(import: &ImportRow, job: Option<&JobRow>, now: i64) -> Progress {
     let finished = import.total_rows.is_some();
-    let rows_total = import.total_rows.unwrap_or_else(|| (import.line_count - 1).max(import.rows_done));
-    let bytes_done = if finished { import.size_bytes } else { import.offset_bytes.min(import.size_bytes) };
-    let percent = if import.size_bytes > 0 { (bytes_done as f64 * 100.0 / import.size_bytes as f64 * 10.0).round() / 10.0 } else { 100.0 };
+    let rows_total = import
+        .total_rows
+        .unwrap_or_else(|| (import.line_count - 1).max(import.rows_done));
+    let bytes_done = if finished {
+        import.size_bytes
+    } else {
+        import.offset_bytes.min(import.size_bytes)
+    };
+    let percent = if import.size_bytes > 0 {
+        (bytes_done as f64 * 100.0 / import.size_bytes as f64 * 10.0).round() / 10.0
+    } else {
+        100.0
+    };
     let running = job.is_some_and(|j| j.state == JobState::Running);
     let (mut rate, mut eta) = (None, None);
     if let (true, Some(since)) = (running, import.run_started_at) {
@@ -713,7 +968,10 @@ pub fn progress(import: &ImportRow, job: Option<&JobRow>, now: i64) -> Progress 
             let bytes_per_s = bytes / secs;
             let rows_per_byte = import.rows_done as f64 / import.offset_bytes as f64;
             rate = Some((bytes_per_s * rows_per_byte * 10.0).round() / 10.0);
-            eta = Some(((import.size_bytes - import.offset_bytes).max(0) as f64 / bytes_per_s).ceil() as i64);
+            eta = Some(
+                ((import.size_bytes - import.offset_bytes).max(0) as f64 / bytes_per_s).ceil()
+                    as i64,
+            );
         }
     }
     Progress {
@@ -741,12 +999,24 @@ struct Batch {
 /// Most bytes of values in one batch (wide rows make smaller batches).
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-fn spawn_parser(path: PathBuf, dialect: Dialect, max_record: usize, at: Position, expected: usize, batch_rows: usize) -> tokio::sync::mpsc::Receiver<std::io::Result<Batch>> {
+fn spawn_parser(
+    path: PathBuf,
+    dialect: Dialect,
+    max_record: usize,
+    at: Position,
+    expected: usize,
+    batch_rows: usize,
+) -> tokio::sync::mpsc::Receiver<std::io::Result<Batch>> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
         let run = || -> std::io::Result<()> {
             let file = std::fs::File::open(&path)?;
-            let mut reader = CsvReader::new(BufReader::with_capacity(1 << 20, file), dialect, max_record, at)?;
+            let mut reader = CsvReader::new(
+                BufReader::with_capacity(1 << 20, file),
+                dialect,
+                max_record,
+                at,
+            )?;
             reader.expected_fields = Some(expected);
             loop {
                 let mut records = Vec::with_capacity(batch_rows);
@@ -767,7 +1037,11 @@ fn spawn_parser(path: PathBuf, dialect: Dialect, max_record: usize, at: Position
                         }
                     }
                 }
-                let batch = Batch { records, end: reader.position(), eof };
+                let batch = Batch {
+                    records,
+                    end: reader.position(),
+                    eof,
+                };
                 if tx.blocking_send(Ok(batch)).is_err() || eof {
                     return Ok(());
                 }
@@ -839,7 +1113,9 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     }
     let settings = Settings::from_json(&import.settings, None);
     let Some(options) = settings.options.clone() else {
-        return Ok(Outcome::Failed("the import has no mapping; start it again".into()));
+        return Ok(Outcome::Failed(
+            "the import has no mapping; start it again".into(),
+        ));
     };
     let plan = {
         let mut db = state.store.read().await?;
@@ -863,7 +1139,10 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             users_by_name,
             user_ids,
             stage_ids: stages.iter().map(|(id, _)| *id).collect(),
-            stages_by_name: stages.into_iter().map(|(id, n)| (n.to_lowercase(), id)).collect(),
+            stages_by_name: stages
+                .into_iter()
+                .map(|(id, n)| (n.to_lowercase(), id))
+                .collect(),
         }
     };
     let mut plan = plan;
@@ -875,7 +1154,11 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         store::imports::set_run_started(&mut tx, import.id, now_ms(), import.offset_bytes).await?;
         tx.commit().await?;
     }
-    let at = Position { offset: import.offset_bytes as u64, records: import.next_row as u64, lines: import.next_line as u64 };
+    let at = Position {
+        offset: import.offset_bytes as u64,
+        records: import.next_row as u64,
+        lines: import.next_line as u64,
+    };
     let mut batches = spawn_parser(
         path,
         settings.dialect,
@@ -915,15 +1198,40 @@ fn unescape_formula(v: &str) -> &str {
 }
 
 /// Turns a row into an item, or says why it cannot be imported.
-fn to_item(plan: &Plan, row: i64, line: i64, values: Vec<String>) -> Result<Item, (String, Vec<String>)> {
-    let fail = |m: String, values: &[String]| Err((m, values.iter().map(|v| csv::clip(v)).collect()));
+fn to_item(
+    plan: &Plan,
+    row: i64,
+    line: i64,
+    values: Vec<String>,
+) -> Result<Item, (String, Vec<String>)> {
+    let fail =
+        |m: String, values: &[String]| Err((m, values.iter().map(|v| csv::clip(v)).collect()));
     if values.len() != plan.header_count {
-        let extra_blank = values.len() > plan.header_count && values[plan.header_count..].iter().all(|v| v.trim().is_empty());
+        let extra_blank = values.len() > plan.header_count
+            && values[plan.header_count..]
+                .iter()
+                .all(|v| v.trim().is_empty());
         if !extra_blank {
-            return fail(format!("the row has {} values but the header has {} columns", values.len(), plan.header_count), &values);
+            return fail(
+                format!(
+                    "the row has {} values but the header has {} columns",
+                    values.len(),
+                    plan.header_count
+                ),
+                &values,
+            );
         }
     }
-    let mut item = Item { row, line, input: ContactInput::default(), id: None, date_added: None, date_identified: None, new_stage: None, values: Vec::new() };
+    let mut item = Item {
+        row,
+        line,
+        input: ContactInput::default(),
+        id: None,
+        date_added: None,
+        date_identified: None,
+        new_stage: None,
+        values: Vec::new(),
+    };
     for (i, target) in plan.columns.iter().enumerate() {
         let Some(raw) = values.get(i) else { continue };
         let v = unescape_formula(raw);
@@ -937,15 +1245,26 @@ fn to_item(plan: &Plan, row: i64, line: i64, values: Vec<String>) -> Result<Item
                     item.input.values.push((alias.clone(), Json::Null));
                     item.input.overwrite_with_blank = true;
                 } else {
-                    item.input.values.push((alias.clone(), Json::String(v.to_owned())));
+                    item.input
+                        .values
+                        .push((alias.clone(), Json::String(v.to_owned())));
                 }
             }
             Target::Special(Special::Id) => match v.trim().parse::<i64>() {
                 Ok(id) if id > 0 => item.id = Some(id),
-                _ => return fail(format!("id: '{}' is not a contact id", csv::clip(v)), &values),
+                _ => {
+                    return fail(
+                        format!("id: '{}' is not a contact id", csv::clip(v)),
+                        &values,
+                    );
+                }
             },
             Target::Special(Special::Tags) => {
-                let parts: Vec<&str> = if v.contains('|') { v.split('|').collect() } else { v.split(',').collect() };
+                let parts: Vec<&str> = if v.contains('|') {
+                    v.split('|').collect()
+                } else {
+                    v.split(',').collect()
+                };
                 for t in parts.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
                     match normalize_tag(t) {
                         Ok(t) => {
@@ -965,29 +1284,61 @@ fn to_item(plan: &Plan, row: i64, line: i64, values: Vec<String>) -> Result<Item
                 };
                 match id {
                     Some(id) => item.input.owner = Some(Some(id)),
-                    None => return fail(format!("owner: '{}' is not a user (give a user id, username or email)", csv::clip(key)), &values),
+                    None => {
+                        return fail(
+                            format!(
+                                "owner: '{}' is not a user (give a user id, username or email)",
+                                csv::clip(key)
+                            ),
+                            &values,
+                        );
+                    }
                 }
             }
             Target::Special(Special::Stage) => {
                 let key = v.trim();
                 match key.parse::<i64>() {
                     Ok(id) if plan.stage_ids.contains(&id) => item.input.stage = Some(Some(id)),
-                    Ok(id) => return fail(format!("stage: there is no stage with id {id}"), &values),
+                    Ok(id) => {
+                        return fail(format!("stage: there is no stage with id {id}"), &values);
+                    }
                     Err(_) => match plan.stages_by_name.get(&key.to_lowercase()) {
                         Some(id) => item.input.stage = Some(Some(*id)),
-                        None if key.chars().count() <= 191 && !key.chars().any(char::is_control) => item.new_stage = Some(key.to_owned()),
+                        None if key.chars().count() <= 191
+                            && !key.chars().any(char::is_control) =>
+                        {
+                            item.new_stage = Some(key.to_owned())
+                        }
                         None => return fail("stage: not a valid stage name".into(), &values),
                     },
                 }
             }
-            Target::Special(s @ (Special::DateAdded | Special::DateIdentified)) => match crate::time::parse_datetime(v) {
-                Some(t) if *s == Special::DateAdded => item.date_added = Some(t.timestamp_millis()),
-                Some(t) => item.date_identified = Some(t.timestamp_millis()),
-                None => return fail(format!("{}: '{}' is not a date like 2024-05-01 12:00:00", s.as_str(), csv::clip(v)), &values),
-            },
+            Target::Special(s @ (Special::DateAdded | Special::DateIdentified)) => {
+                match crate::time::parse_datetime(v) {
+                    Some(t) if *s == Special::DateAdded => {
+                        item.date_added = Some(t.timestamp_millis())
+                    }
+                    Some(t) => item.date_identified = Some(t.timestamp_millis()),
+                    None => {
+                        return fail(
+                            format!(
+                                "{}: '{}' is not a date like 2024-05-01 12:00:00",
+                                s.as_str(),
+                                csv::clip(v)
+                            ),
+                            &values,
+                        );
+                    }
+                }
+            }
             Target::Special(Special::IpAddress) => match v.trim().parse::<std::net::IpAddr>() {
                 Ok(ip) => item.input.ip_address = Some(ip.to_string()),
-                Err(_) => return fail(format!("ipAddress: '{}' is not an IP address", csv::clip(v)), &values),
+                Err(_) => {
+                    return fail(
+                        format!("ipAddress: '{}' is not an IP address", csv::clip(v)),
+                        &values,
+                    );
+                }
             },
         }
     }
@@ -1020,7 +1371,11 @@ fn probe(fields: &FieldSet, input: &ContactInput) -> Vec<(String, String)> {
 }
 
 /// The AND/OR rule of `contacts::service`, on folded values.
-fn probe_matches(op: UniqueIdentifierOperator, probe: &[(String, String)], have: &HashMap<String, String>) -> bool {
+fn probe_matches(
+    op: UniqueIdentifierOperator,
+    probe: &[(String, String)],
+    have: &HashMap<String, String>,
+) -> bool {
     if probe.is_empty() {
         return false;
     }
@@ -1031,7 +1386,12 @@ fn probe_matches(op: UniqueIdentifierOperator, probe: &[(String, String)], have:
     }
 }
 
-async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: Batch) -> anyhow::Result<Control> {
+async fn write_batch(
+    state: &SharedState,
+    ctx: &JobCtx,
+    plan: &mut Plan,
+    batch: Batch,
+) -> anyhow::Result<Control> {
     let now = now_ms();
     let mut tx = state.store.begin().await?;
     let control = ctx.checkpoint(&mut tx).await?;
@@ -1047,10 +1407,20 @@ async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: 
     for r in batch.records {
         let (row, line) = (r.row as i64, r.line as i64);
         match r.fields {
-            Err(bad) => failures.push(Failure { row, line, reason: bad.reason, values: bad.values }),
+            Err(bad) => failures.push(Failure {
+                row,
+                line,
+                reason: bad.reason,
+                values: bad.values,
+            }),
             Ok(values) => match to_item(plan, row, line, values) {
                 Ok(item) => items.push(item),
-                Err((reason, values)) => failures.push(Failure { row, line, reason, values }),
+                Err((reason, values)) => failures.push(Failure {
+                    row,
+                    line,
+                    reason,
+                    values,
+                }),
             },
         }
     }
@@ -1092,21 +1462,30 @@ async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: 
         }
         MatchBy::Identifiers => {
             // Skip rows matching a stored contact, or an earlier row of this batch.
-            let probes: Vec<Vec<(String, String)>> = items.iter().map(|i| probe(&fields, &i.input)).collect();
+            let probes: Vec<Vec<(String, String)>> =
+                items.iter().map(|i| probe(&fields, &i.input)).collect();
             let mut wanted: HashMap<String, Vec<Value>> = HashMap::new();
             for p in &probes {
                 for (alias, key) in p {
-                    wanted.entry(alias.clone()).or_default().push(Value::Text(key.clone()));
+                    wanted
+                        .entry(alias.clone())
+                        .or_default()
+                        .push(Value::Text(key.clone()));
                 }
             }
             for v in wanted.values_mut() {
                 v.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
                 v.dedup();
             }
-            let candidates = store::contacts::find_by_identifiers(&mut tx, &fields, &wanted).await?;
+            let candidates =
+                store::contacts::find_by_identifiers(&mut tx, &fields, &wanted).await?;
             let stored: Vec<HashMap<String, String>> = candidates
                 .into_iter()
-                .map(|(_, vals)| vals.into_iter().filter_map(|(a, v)| Some((a, v.to_text()?.to_lowercase()))).collect())
+                .map(|(_, vals)| {
+                    vals.into_iter()
+                        .filter_map(|(a, v)| Some((a, v.to_text()?.to_lowercase())))
+                        .collect()
+                })
                 .collect();
             let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
             for (i, have) in stored.iter().enumerate() {
@@ -1118,13 +1497,22 @@ async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: 
             let mut earlier_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
             for p in &probes {
                 let near = |idx: &HashMap<(String, String), Vec<usize>>| -> Vec<usize> {
-                    let mut v: Vec<usize> = p.iter().filter_map(|k| idx.get(k)).flatten().copied().collect();
+                    let mut v: Vec<usize> = p
+                        .iter()
+                        .filter_map(|k| idx.get(k))
+                        .flatten()
+                        .copied()
+                        .collect();
                     v.sort_unstable();
                     v.dedup();
                     v
                 };
-                let exists = near(&index).into_iter().any(|i| probe_matches(plan.options.operator, p, &stored[i]))
-                    || near(&earlier_index).into_iter().any(|i| probe_matches(plan.options.operator, p, &earlier[i]));
+                let exists = near(&index)
+                    .into_iter()
+                    .any(|i| probe_matches(plan.options.operator, p, &stored[i]))
+                    || near(&earlier_index)
+                        .into_iter()
+                        .any(|i| probe_matches(plan.options.operator, p, &earlier[i]));
                 if exists {
                     targets.push(None);
                 } else {
@@ -1154,8 +1542,16 @@ async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: 
             Some(_) => saved_items.push(item),
         }
     }
-    let save_ctx = SaveContext { fields: &fields, operator: plan.options.operator, actor: plan.actor, source: Source::Import, now };
-    let results = service::save_in(&mut tx, &save_ctx, to_save).await.map_err(|e| anyhow::anyhow!("writing contacts: {e}"))?;
+    let save_ctx = SaveContext {
+        fields: &fields,
+        operator: plan.options.operator,
+        actor: plan.actor,
+        source: Source::Import,
+        now,
+    };
+    let results = service::save_in(&mut tx, &save_ctx, to_save)
+        .await
+        .map_err(|e| anyhow::anyhow!("writing contacts: {e}"))?;
     let mut events = Vec::with_capacity(results.len());
     let mut dates = Vec::new();
     for (item, result) in saved_items.iter().zip(results) {
@@ -1182,11 +1578,19 @@ async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: 
             }
             Err(e) => {
                 let reason = match e {
-                    AppError::NotFound(_) => format!("contact {} does not exist any more", item.id.unwrap_or_default()),
+                    AppError::NotFound(_) => format!(
+                        "contact {} does not exist any more",
+                        item.id.unwrap_or_default()
+                    ),
                     AppError::Internal(e) => return Err(e),
                     other => other.to_string(),
                 };
-                failures.push(Failure { row: item.row, line: item.line, reason, values: item.values.iter().map(|v| csv::clip(v)).collect() });
+                failures.push(Failure {
+                    row: item.row,
+                    line: item.line,
+                    reason,
+                    values: item.values.iter().map(|v| csv::clip(v)).collect(),
+                });
             }
         }
     }
@@ -1208,7 +1612,13 @@ async fn write_batch(state: &SharedState, ctx: &JobCtx, plan: &mut Plan, batch: 
     store::imports::checkpoint(&mut tx, plan.import_id, &checkpoint, now).await?;
     if batch.eof {
         // Data rows: records after the header.
-        store::imports::finish(&mut tx, plan.import_id, (batch.end.records as i64 - 1).max(0), now).await?;
+        store::imports::finish(
+            &mut tx,
+            plan.import_id,
+            (batch.end.records as i64 - 1).max(0),
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(control)

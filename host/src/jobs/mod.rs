@@ -48,7 +48,12 @@ pub struct Jobs {
 impl Default for Jobs {
     fn default() -> Self {
         let owner = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
-        Jobs { owner, wake: Notify::new(), stopping: watch::channel(false).0, listen_url: std::sync::OnceLock::new() }
+        Jobs {
+            owner,
+            wake: Notify::new(),
+            stopping: watch::channel(false).0,
+            listen_url: std::sync::OnceLock::new(),
+        }
     }
 }
 
@@ -123,7 +128,8 @@ impl JobCtx {
     /// is still ours, which also locks the job row on PostgreSQL until commit) and reads
     /// whether a stop was requested. Call it first in the transaction.
     pub async fn checkpoint(&self, tx: &mut Tx) -> crate::store::DbResult<Control> {
-        match store_jobs::renew(tx, self.job.id, &self.owner, now_ms(), self.lease_ms, true).await? {
+        match store_jobs::renew(tx, self.job.id, &self.owner, now_ms(), self.lease_ms, true).await?
+        {
             None => Ok(Control::LeaseLost),
             Some(true) => Ok(Control::Stop),
             Some(false) => Ok(Control::Continue),
@@ -133,7 +139,11 @@ impl JobCtx {
 
 /// Queues a job (inside the caller's transaction, with its detail row); call
 /// `Jobs::wake` after the commit.
-pub async fn enqueue(tx: &mut Tx, kind: &str, created_by: Option<i64>) -> crate::store::DbResult<i64> {
+pub async fn enqueue(
+    tx: &mut Tx,
+    kind: &str,
+    created_by: Option<i64>,
+) -> crate::store::DbResult<i64> {
     store_jobs::enqueue(tx, kind, created_by, now_ms()).await
 }
 
@@ -207,7 +217,14 @@ async fn worker(state: SharedState, mut stop: watch::Receiver<bool>, n: usize) {
 
 async fn claim(state: &SharedState) -> anyhow::Result<Option<JobRow>> {
     let mut tx = state.store.begin().await?;
-    let job = store_jobs::claim(&mut tx, &state.jobs.owner, now_ms(), lease_ms(state), MAX_ATTEMPTS).await?;
+    let job = store_jobs::claim(
+        &mut tx,
+        &state.jobs.owner,
+        now_ms(),
+        lease_ms(state),
+        MAX_ATTEMPTS,
+    )
+    .await?;
     tx.commit().await?;
     Ok(job)
 }
@@ -228,7 +245,13 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
     }
     tracing::info!(job = id, kind = %kind, worker, attempt = attempts, "job started");
     let lost = Arc::new(AtomicBool::new(false));
-    let ctx = JobCtx { job, owner: owner.clone(), lease_ms: lease_ms(state), stopping: state.jobs.stopping.subscribe(), lost: lost.clone() };
+    let ctx = JobCtx {
+        job,
+        owner: owner.clone(),
+        lease_ms: lease_ms(state),
+        stopping: state.jobs.stopping.subscribe(),
+        lost: lost.clone(),
+    };
     let heartbeat = tokio::spawn(heartbeat(state.clone(), id, owner, ctx.lease_ms, lost));
     let handler = {
         let state = state.clone();
@@ -261,7 +284,14 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
             if attempts < 3 && !state.jobs.is_stopping() {
                 let delay = 1000 * (1 << attempts.clamp(0, 6));
                 tracing::warn!(job = id, kind = %kind, error = format!("{e:#}"), retry_in_ms = delay, "job error; it will be retried");
-                release(state, id, JobState::Queued, Some(&format!("{e:#}")), now + delay).await;
+                release(
+                    state,
+                    id,
+                    JobState::Queued,
+                    Some(&format!("{e:#}")),
+                    now + delay,
+                )
+                .await;
             } else if state.jobs.is_stopping() {
                 release(state, id, JobState::Queued, None, 0).await;
             } else {
@@ -270,7 +300,11 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
             }
         }
         Err(join) => {
-            let message = if join.is_panic() { "internal error (the job panicked; see the server log)" } else { "the job was cancelled" };
+            let message = if join.is_panic() {
+                "internal error (the job panicked; see the server log)"
+            } else {
+                "the job was cancelled"
+            };
             tracing::error!(job = id, kind = %kind, error = %join, "job crashed");
             release(state, id, JobState::Failed, Some(message), 0).await;
         }
@@ -288,7 +322,16 @@ async fn dispatch(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> 
 async fn release(state: &SharedState, id: i64, to: JobState, error: Option<&str>, run_after: i64) {
     let result = async {
         let mut tx = state.store.begin().await?;
-        let ok = store_jobs::release(&mut tx, id, &state.jobs.owner, to, error, run_after, now_ms()).await?;
+        let ok = store_jobs::release(
+            &mut tx,
+            id,
+            &state.jobs.owner,
+            to,
+            error,
+            run_after,
+            now_ms(),
+        )
+        .await?;
         tx.commit().await?;
         anyhow::Ok(ok)
     }
@@ -296,14 +339,22 @@ async fn release(state: &SharedState, id: i64, to: JobState, error: Option<&str>
     match result {
         Ok(true) => {}
         Ok(false) => tracing::warn!(job = id, "job lease was lost before its end was recorded"),
-        Err(e) => tracing::error!(job = id, error = %e, "cannot record the end of a job; it will be picked up again"),
+        Err(e) => {
+            tracing::error!(job = id, error = %e, "cannot record the end of a job; it will be picked up again")
+        }
     }
     state.jobs.wake();
 }
 
 /// Renews the lease while the handler runs (exports write files for a while between
 /// commits); flags the loss of the lease.
-async fn heartbeat(state: SharedState, id: i64, owner: String, lease_ms: i64, lost: Arc<AtomicBool>) {
+async fn heartbeat(
+    state: SharedState,
+    id: i64,
+    owner: String,
+    lease_ms: i64,
+    lost: Arc<AtomicBool>,
+) {
     let every = Duration::from_millis((lease_ms / 3).max(100) as u64);
     loop {
         tokio::time::sleep(every).await;
@@ -331,7 +382,10 @@ async fn janitor(state: SharedState, mut stop: watch::Receiver<bool>) {
             let failed = store_jobs::fail_exhausted(&mut tx, now_ms(), MAX_ATTEMPTS).await?;
             tx.commit().await?;
             if failed > 0 {
-                tracing::warn!(jobs = failed, "failed jobs that were interrupted repeatedly");
+                tracing::warn!(
+                    jobs = failed,
+                    "failed jobs that were interrupted repeatedly"
+                );
             }
             crate::exports::delete_expired_files(&state).await?;
             anyhow::Ok(())
@@ -348,6 +402,13 @@ async fn janitor(state: SharedState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Rows of `jobs` for these ids (status of imports and exports).
-pub async fn states(db: &mut impl Exec, ids: &[i64]) -> crate::store::DbResult<std::collections::HashMap<i64, JobRow>> {
-    Ok(store_jobs::by_ids(db, ids).await?.into_iter().map(|j| (j.id, j)).collect())
+pub async fn states(
+    db: &mut impl Exec,
+    ids: &[i64],
+) -> crate::store::DbResult<std::collections::HashMap<i64, JobRow>> {
+    Ok(store_jobs::by_ids(db, ids)
+        .await?
+        .into_iter()
+        .map(|j| (j.id, j))
+        .collect())
 }

@@ -50,6 +50,6 @@ pub mod tracking_forwarder {
     });
 }
 
+pub use event_types::exports::magpie::plugin::timeline;
 pub use event_types::magpie::plugin::host;
 pub use event_types::magpie::plugin::types;
-pub use event_types::exports::magpie::plugin::timeline;

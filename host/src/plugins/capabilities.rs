@@ -39,7 +39,9 @@ impl Capability {
 
 /// Parses capabilities the admin grants, without duplicates, in the order given; the
 /// first invalid one is the error.
-pub fn parse_grants<'a>(list: impl IntoIterator<Item = &'a str>) -> Result<Vec<Capability>, String> {
+pub fn parse_grants<'a>(
+    list: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Capability>, String> {
     let mut granted = Vec::new();
     for text in list {
         let cap = Capability::parse(text)?;
@@ -88,7 +90,8 @@ fn default_port(scheme: &str) -> u16 {
 fn split_host_port(s: &str) -> Result<(String, Option<&str>), String> {
     if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or("unclosed `[` in the host")?;
-        host.parse::<Ipv6Addr>().map_err(|_| format!("`{host}` is not an IPv6 address"))?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| format!("`{host}` is not an IPv6 address"))?;
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or("expected `:port` after `]`")?),
@@ -107,7 +110,9 @@ fn valid_hostname(h: &str) -> bool {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -115,19 +120,28 @@ fn valid_hostname(h: &str) -> bool {
 
 impl OriginPattern {
     pub fn parse(s: &str) -> Result<OriginPattern, String> {
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| format!("`{s}`: expected scheme://host[:port]"))?;
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| format!("`{s}`: expected scheme://host[:port]"))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(format!("`{s}`: the scheme must be http or https"));
         }
         if rest.contains(['/', '?', '#', '@']) {
-            return Err(format!("`{s}`: a pattern is an origin, without path, query or user"));
+            return Err(format!(
+                "`{s}`: a pattern is an origin, without path, query or user"
+            ));
         }
         let (host, port) = split_host_port(rest).map_err(|e| format!("`{s}`: {e}"))?;
         let port = match port {
             None => Some(default_port(&scheme)),
             Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("`{s}`: bad port `{p}`"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("`{s}`: bad port `{p}`"))?,
+            ),
         };
         let host = if let Some(domain) = host.strip_prefix("*.") {
             if !valid_hostname(domain) || !domain.contains('.') && domain != "localhost" {
@@ -150,7 +164,11 @@ impl OriginPattern {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         match &self.host {
             HostPattern::Exact(h) => *h == host,
-            HostPattern::Subdomains(d) => host.len() > d.len() + 1 && host.ends_with(d.as_str()) && host.as_bytes()[host.len() - d.len() - 1] == b'.',
+            HostPattern::Subdomains(d) => {
+                host.len() > d.len() + 1
+                    && host.ends_with(d.as_str())
+                    && host.as_bytes()[host.len() - d.len() - 1] == b'.'
+            }
         }
     }
 }
@@ -182,10 +200,14 @@ pub struct Target {
 impl Target {
     /// Parses an absolute `http(s)://` URL's origin.
     pub fn from_url(url: &str) -> Result<Target, String> {
-        let (scheme, rest) = url.split_once("://").ok_or("the URL must be absolute (http:// or https://)")?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("the URL must be absolute (http:// or https://)")?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
-            return Err(format!("the scheme `{scheme}` is not allowed (http or https)"));
+            return Err(format!(
+                "the scheme `{scheme}` is not allowed (http or https)"
+            ));
         }
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         if authority.contains('@') {
@@ -269,14 +291,27 @@ mod tests {
             ("write-tags", "write-tags"),
             ("record-events", "record-events"),
             ("private-network", "private-network"),
-            ("http:https://api.example.com", "http:https://api.example.com"),
-            ("http:https://api.example.com:443", "http:https://api.example.com"),
-            ("http:HTTPS://API.Example.com:8443", "http:https://api.example.com:8443"),
+            (
+                "http:https://api.example.com",
+                "http:https://api.example.com",
+            ),
+            (
+                "http:https://api.example.com:443",
+                "http:https://api.example.com",
+            ),
+            (
+                "http:HTTPS://API.Example.com:8443",
+                "http:https://api.example.com:8443",
+            ),
             ("http:http://127.0.0.1:*", "http:http://127.0.0.1:*"),
             ("http:https://*.example.com", "http:https://*.example.com"),
             ("http:http://[::1]:8080", "http:http://[::1]:8080"),
         ] {
-            assert_eq!(Capability::parse(input).unwrap().to_string(), canonical, "{input}");
+            assert_eq!(
+                Capability::parse(input).unwrap().to_string(),
+                canonical,
+                "{input}"
+            );
         }
         for bad in [
             "",
@@ -301,29 +336,91 @@ mod tests {
     #[test]
     fn origin_matching() {
         let table: &[(&[&str], &str, bool)] = &[
-            (&["http:https://api.example.com"], "https://api.example.com/v1/x", true),
-            (&["http:https://api.example.com"], "https://api.example.com:443/", true),
-            (&["http:https://api.example.com"], "https://API.example.COM/", true),
-            (&["http:https://api.example.com"], "http://api.example.com/", false),
-            (&["http:https://api.example.com"], "https://api.example.com:8443/", false),
-            (&["http:https://api.example.com"], "https://evil.com/?https://api.example.com", false),
-            (&["http:https://api.example.com"], "https://api.example.com.evil.com/", false),
-            (&["http:https://api.example.com"], "https://evil.com#api.example.com", false),
-            (&["http:https://*.example.com"], "https://a.example.com/", true),
-            (&["http:https://*.example.com"], "https://a.b.example.com/", true),
-            (&["http:https://*.example.com"], "https://example.com/", false),
-            (&["http:https://*.example.com"], "https://badexample.com/", false),
+            (
+                &["http:https://api.example.com"],
+                "https://api.example.com/v1/x",
+                true,
+            ),
+            (
+                &["http:https://api.example.com"],
+                "https://api.example.com:443/",
+                true,
+            ),
+            (
+                &["http:https://api.example.com"],
+                "https://API.example.COM/",
+                true,
+            ),
+            (
+                &["http:https://api.example.com"],
+                "http://api.example.com/",
+                false,
+            ),
+            (
+                &["http:https://api.example.com"],
+                "https://api.example.com:8443/",
+                false,
+            ),
+            (
+                &["http:https://api.example.com"],
+                "https://evil.com/?https://api.example.com",
+                false,
+            ),
+            (
+                &["http:https://api.example.com"],
+                "https://api.example.com.evil.com/",
+                false,
+            ),
+            (
+                &["http:https://api.example.com"],
+                "https://evil.com#api.example.com",
+                false,
+            ),
+            (
+                &["http:https://*.example.com"],
+                "https://a.example.com/",
+                true,
+            ),
+            (
+                &["http:https://*.example.com"],
+                "https://a.b.example.com/",
+                true,
+            ),
+            (
+                &["http:https://*.example.com"],
+                "https://example.com/",
+                false,
+            ),
+            (
+                &["http:https://*.example.com"],
+                "https://badexample.com/",
+                false,
+            ),
             (&["http:http://127.0.0.1:*"], "http://127.0.0.1:5000/", true),
-            (&["http:http://127.0.0.1:8080"], "http://127.0.0.1:8081/", false),
+            (
+                &["http:http://127.0.0.1:8080"],
+                "http://127.0.0.1:8081/",
+                false,
+            ),
             (&["http:http://[::1]:8080"], "http://[::1]:8080/x", true),
             (&["read-contacts"], "https://api.example.com/", false),
             (&[], "https://api.example.com/", false),
         ];
         for (granted, url, want) in table {
             let target = Target::from_url(url).unwrap();
-            assert_eq!(origin_allowed(&caps(granted), &target), *want, "{granted:?} {url}");
+            assert_eq!(
+                origin_allowed(&caps(granted), &target),
+                *want,
+                "{granted:?} {url}"
+            );
         }
-        for bad in ["ftp://x.com/", "x.com", "https://user:pw@x.com/", "https://:80/", "https://x.com:port/"] {
+        for bad in [
+            "ftp://x.com/",
+            "x.com",
+            "https://user:pw@x.com/",
+            "https://:80/",
+            "https://x.com:port/",
+        ] {
             assert!(Target::from_url(bad).is_err(), "{bad}");
         }
     }
@@ -331,17 +428,44 @@ mod tests {
     #[test]
     fn private_addresses_need_the_capability() {
         let private = [
-            "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
-            "0.0.0.0", "100.64.0.1", "255.255.255.255", "224.0.0.1", "::1", "::", "fc00::1", "fd12::1", "fe80::1",
-            "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a00:1", "::127.0.0.1",
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
         ];
-        let public = ["93.184.216.34", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"];
+        let public = [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ];
         let none = caps(&[]);
         let granted = caps(&["private-network"]);
         for ip in private {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(!address_allowed(&none, ip), "{ip} is private");
-            assert!(address_allowed(&granted, ip), "{ip} allowed with private-network");
+            assert!(
+                address_allowed(&granted, ip),
+                "{ip} allowed with private-network"
+            );
         }
         for ip in public {
             let ip: IpAddr = ip.parse().unwrap();

@@ -75,27 +75,40 @@ impl Runtime {
             Ok(e) => (e, true),
             Err(e) => {
                 tracing::warn!(error = %e, "the pooling allocator is not available here; plugins use on-demand allocation");
-                (Engine::new(&base_config()).map_err(|e| anyhow::anyhow!("{e}"))?, false)
+                (
+                    Engine::new(&base_config()).map_err(|e| anyhow::anyhow!("{e}"))?,
+                    false,
+                )
             }
         };
         let weak = engine.weak();
-        std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
-            loop {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
+        std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
                 }
-            }
-        })?;
+            })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-        bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("{e}"))?;
-        bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("{e}"))?;
+        bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)?;
         }
-        Ok(Runtime { engine, pooling, linker, cache_dir, limits })
+        Ok(Runtime {
+            engine,
+            pooling,
+            linker,
+            cache_dir,
+            limits,
+        })
     }
 
     fn engine_key(&self) -> String {
@@ -120,21 +133,43 @@ impl Runtime {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let (component, from_cache) = self.component(bytes, &sha256)?;
         let kind = detect_kind(&self.engine, &component)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| format!("cannot link the plugin: {e}"))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("cannot link the plugin: {e}"))?;
         let pre = match kind {
-            Kind::EventTypes => bindings::event_types::EventTypesPre::new(instance_pre).map(Pre::EventTypes),
-            Kind::BatchAction => bindings::batch_action::BatchActionPre::new(instance_pre).map(Pre::BatchAction),
-            Kind::Integration => bindings::integration::IntegrationPre::new(instance_pre).map(Pre::Integration),
+            Kind::EventTypes => {
+                bindings::event_types::EventTypesPre::new(instance_pre).map(Pre::EventTypes)
+            }
+            Kind::BatchAction => {
+                bindings::batch_action::BatchActionPre::new(instance_pre).map(Pre::BatchAction)
+            }
+            Kind::Integration => {
+                bindings::integration::IntegrationPre::new(instance_pre).map(Pre::Integration)
+            }
             Kind::TrackingForwarder => {
-                bindings::tracking_forwarder::TrackingForwarderPre::new(instance_pre).map(Pre::TrackingForwarder)
+                bindings::tracking_forwarder::TrackingForwarderPre::new(instance_pre)
+                    .map(Pre::TrackingForwarder)
             }
         }
-        .map_err(|e| format!("the plugin does not match the `{}` world: {e}", kind.as_str()))?;
-        Ok(Prepared { kind, pre, sha256, from_cache })
+        .map_err(|e| {
+            format!(
+                "the plugin does not match the `{}` world: {e}",
+                kind.as_str()
+            )
+        })?;
+        Ok(Prepared {
+            kind,
+            pre,
+            sha256,
+            from_cache,
+        })
     }
 
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
-        self.cache_dir.as_ref().map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_key())))
+        self.cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.engine_key())))
     }
 
     fn component(&self, bytes: &[u8], sha256: &str) -> Result<(Component, bool), String> {
@@ -145,19 +180,28 @@ impl Runtime {
             // compatibility hash (part of the file name).
             match unsafe { Component::deserialize_file(&self.engine, path) } {
                 Ok(c) => return Ok((c, true)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding an unusable cached plugin"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding an unusable cached plugin")
+                }
             }
         }
         let started = Instant::now();
-        let compiled = self.engine.precompile_component(bytes).map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "compiled a plugin");
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "compiled a plugin"
+        );
         if let Some(path) = &path {
             if let Err(e) = write_atomically(path, &compiled) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled plugin");
             }
         }
         // SAFETY: produced just now by this engine.
-        let component = unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| format!("{e}"))?;
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
+            .map_err(|e| format!("{e}"))?;
         Ok((component, false))
     }
 
@@ -174,11 +218,18 @@ impl Runtime {
             Pre::TrackingForwarder(p) => p.instantiate(&mut store).map(Instance::TrackingForwarder),
         }
         .map_err(classify)?;
-        Ok(Session { store, instance, ticks: self.ticks(self.limits.call_timeout) })
+        Ok(Session {
+            store,
+            instance,
+            ticks: self.ticks(self.limits.call_timeout),
+        })
     }
 
     fn ticks(&self, d: Duration) -> u64 {
-        (d.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64).max(1) + 1
+        (d.as_millis() as u64)
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .max(1)
+            + 1
     }
 
     /// Ticks for a given deadline (loading uses a longer one).
@@ -196,8 +247,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The kind, from the interface the component exports.
 fn detect_kind(engine: &Engine, component: &Component) -> Result<Kind, String> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    let has = |iface: &str| exports.iter().any(|e| e.starts_with(&format!("magpie:plugin/{iface}@")));
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let has = |iface: &str| {
+        exports
+            .iter()
+            .any(|e| e.starts_with(&format!("magpie:plugin/{iface}@")))
+    };
     let found: Vec<Kind> = [
         (Kind::EventTypes, "timeline"),
         (Kind::BatchAction, "batch"),
@@ -212,7 +270,11 @@ fn detect_kind(engine: &Engine, component: &Component) -> Result<Kind, String> {
         [k] => Ok(*k),
         [] => Err(format!(
             "not a Magpie plugin: it exports none of the magpie:plugin worlds (exports: {})",
-            if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
+            if exports.is_empty() {
+                "none".to_owned()
+            } else {
+                exports.join(", ")
+            }
         )),
         _ => Err("a plugin must be of exactly one kind (it exports several worlds)".into()),
     }
@@ -276,7 +338,9 @@ impl Session {
     fn timeline(&mut self) -> Result<(&bindings::timeline::Guest, &mut Store<Sandbox>), CallError> {
         match &self.instance {
             Instance::EventTypes(i) => Ok((i.magpie_plugin_timeline(), &mut self.store)),
-            _ => Err(CallError::Unsupported("this plugin does not provide event types".into())),
+            _ => Err(CallError::Unsupported(
+                "this plugin does not provide event types".into(),
+            )),
         }
     }
 

@@ -28,8 +28,14 @@ pub const TEST_PLUGINS_DIR: &str = env!("MAGPIE_TEST_PLUGINS_DIR");
 
 /// The built-in plugins, compiled from `plugins/` by `build.rs`.
 pub const BUILT_IN: &[(&str, &[u8])] = &[
-    ("core-events", include_bytes!(concat!(env!("OUT_DIR"), "/core_events.wasm"))),
-    ("video-events", include_bytes!(concat!(env!("OUT_DIR"), "/video_events.wasm"))),
+    (
+        "core-events",
+        include_bytes!(concat!(env!("OUT_DIR"), "/core_events.wasm")),
+    ),
+    (
+        "video-events",
+        include_bytes!(concat!(env!("OUT_DIR"), "/video_events.wasm")),
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,6 +121,12 @@ pub enum CallError {
 impl CallError {
     /// Failures count towards disabling the plugin; refusals before running do not.
     pub fn is_failure(&self) -> bool {
-        matches!(self, CallError::Timeout | CallError::MemoryExhausted | CallError::Trap(_) | CallError::Malformed(_))
+        matches!(
+            self,
+            CallError::Timeout
+                | CallError::MemoryExhausted
+                | CallError::Trap(_)
+                | CallError::Malformed(_)
+        )
     }
 }

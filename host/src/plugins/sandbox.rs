@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::capabilities::Capability;
 use super::Limits;
+use super::capabilities::Capability;
 use crate::state::AppState;
 
 /// Who is calling and what it may do; shared by the host functions of one call.
@@ -75,7 +75,11 @@ impl Sandbox {
         let mut wasi = WasiCtx::builder();
         // Nothing granted: no preopened directories, no environment, no arguments, no
         // sockets, no name lookups; stdin is closed.
-        wasi.stdout(out.stream("stdout")).stderr(out.stream("stderr")).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.stdout(out.stream("stdout"))
+            .stderr(out.stream("stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let limits = wasmtime::StoreLimitsBuilder::new()
             .memory_size(call.limits.memory_bytes)
             .table_elements(100_000)
@@ -84,14 +88,23 @@ impl Sandbox {
             .memories(16)
             .trap_on_grow_failure(true)
             .build();
-        Sandbox { wasi: wasi.build(), table: ResourceTable::new(), limits, call, host_calls: 0, http_calls: 0 }
+        Sandbox {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            call,
+            host_calls: 0,
+            http_calls: 0,
+        }
     }
 
     /// Counts a host call; past the budget the call is stopped.
     pub fn charge(&mut self) -> wasmtime::Result<()> {
         self.host_calls += 1;
         if self.host_calls > MAX_HOST_CALLS {
-            return Err(wasmtime::format_err!("plugin made more than {MAX_HOST_CALLS} host calls in one call"));
+            return Err(wasmtime::format_err!(
+                "plugin made more than {MAX_HOST_CALLS} host calls in one call"
+            ));
         }
         Ok(())
     }
@@ -99,7 +112,10 @@ impl Sandbox {
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -112,10 +128,17 @@ struct PluginOutput {
 
 impl PluginOutput {
     fn new(plugin: &str) -> PluginOutput {
-        PluginOutput { plugin: plugin.into(), written: Arc::new(Mutex::new(0)) }
+        PluginOutput {
+            plugin: plugin.into(),
+            written: Arc::new(Mutex::new(0)),
+        }
     }
     fn stream(&self, name: &'static str) -> LogStream {
-        LogStream { out: self.clone(), name, partial: Arc::new(Mutex::new(Vec::new())) }
+        LogStream {
+            out: self.clone(),
+            name,
+            partial: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 }
 
@@ -154,7 +177,8 @@ impl Drop for LogStream {
     fn drop(&mut self) {
         // The last clone flushes an unterminated line.
         if Arc::strong_count(&self.partial) == 1 {
-            let partial = std::mem::take(&mut *self.partial.lock().unwrap_or_else(|e| e.into_inner()));
+            let partial =
+                std::mem::take(&mut *self.partial.lock().unwrap_or_else(|e| e.into_inner()));
             if !partial.is_empty() {
                 self.emit(&partial);
             }
@@ -178,7 +202,11 @@ impl StdoutStream for LogStream {
 }
 
 impl tokio::io::AsyncWrite for LogStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -5,8 +5,20 @@ use crate::params;
 
 /// The company columns besides id and dates, in order.
 pub const COLUMNS: [&str; 14] = [
-    "name", "email", "website", "address1", "address2", "city", "state", "zipcode", "country", "phone", "employees", "revenue",
-    "industry", "description",
+    "name",
+    "email",
+    "website",
+    "address1",
+    "address2",
+    "city",
+    "state",
+    "zipcode",
+    "country",
+    "phone",
+    "employees",
+    "revenue",
+    "industry",
+    "description",
 ];
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -20,10 +32,16 @@ pub struct Company {
 
 impl Company {
     pub fn get(&self, column: &str) -> Option<&Value> {
-        self.values.iter().find(|(c, _)| *c == column).map(|(_, v)| v).filter(|v| !v.is_null())
+        self.values
+            .iter()
+            .find(|(c, _)| *c == column)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_null())
     }
     pub fn name(&self) -> String {
-        self.get("name").and_then(Value::to_text).unwrap_or_default()
+        self.get("name")
+            .and_then(Value::to_text)
+            .unwrap_or_default()
     }
 }
 
@@ -37,39 +55,74 @@ fn from_row(r: &Row) -> Company {
 }
 
 fn select() -> String {
-    format!("SELECT id, {}, date_added, date_modified FROM companies", COLUMNS.join(", "))
+    format!(
+        "SELECT id, {}, date_added, date_modified FROM companies",
+        COLUMNS.join(", ")
+    )
 }
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<Company>> {
-    Ok(db.fetch_optional(&format!("{} WHERE id = $1", select()), params![id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(&format!("{} WHERE id = $1", select()), params![id])
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 /// The oldest company with this name, case-insensitively.
 pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Company>> {
     let expr = super::fields::search_expr(db.backend(), "name", super::db::Kind::Text);
     Ok(db
-        .fetch_optional(&format!("{} WHERE {expr} = lower($1) ORDER BY id LIMIT 1", select()), params![name])
+        .fetch_optional(
+            &format!("{} WHERE {expr} = lower($1) ORDER BY id LIMIT 1", select()),
+            params![name],
+        )
         .await?
         .as_ref()
         .map(from_row))
 }
 
-pub async fn list(db: &mut impl Exec, search: Option<&str>, offset: i64, limit: i64) -> DbResult<(Vec<Company>, i64)> {
+pub async fn list(
+    db: &mut impl Exec,
+    search: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> DbResult<(Vec<Company>, i64)> {
     let mut p = Params::default();
     let cond = match search.filter(|s| !s.trim().is_empty()) {
         Some(s) => {
-            let ph = p.push(format!("%{}%", super::events::escape_like(&s.trim().to_lowercase())));
-            format!("lower(name) LIKE {ph} ESCAPE '\\' OR lower(coalesce(email, '')) LIKE {ph} ESCAPE '\\'")
+            let ph = p.push(format!(
+                "%{}%",
+                super::events::escape_like(&s.trim().to_lowercase())
+            ));
+            format!(
+                "lower(name) LIKE {ph} ESCAPE '\\' OR lower(coalesce(email, '')) LIKE {ph} ESCAPE '\\'"
+            )
         }
         None => "1 = 1".to_owned(),
     };
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM companies WHERE {cond}"), p.values.clone()).await?.unwrap_or(0);
-    let sql = format!("{} WHERE {cond} ORDER BY name, id LIMIT {} OFFSET {}", select(), p.push(limit), p.push(offset));
+    let total = db
+        .fetch_i64(
+            &format!("SELECT COUNT(*) FROM companies WHERE {cond}"),
+            p.values.clone(),
+        )
+        .await?
+        .unwrap_or(0);
+    let sql = format!(
+        "{} WHERE {cond} ORDER BY name, id LIMIT {} OFFSET {}",
+        select(),
+        p.push(limit),
+        p.push(offset)
+    );
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok((rows.iter().map(from_row).collect(), total))
 }
 
-pub async fn insert(db: &mut impl Exec, values: &[(&'static str, Value)], now: i64) -> DbResult<i64> {
+pub async fn insert(
+    db: &mut impl Exec,
+    values: &[(&'static str, Value)],
+    now: i64,
+) -> DbResult<i64> {
     let mut p = Params::default();
     let cols: Vec<&str> = values.iter().map(|(c, _)| *c).collect();
     let phs: Vec<String> = values.iter().map(|(_, v)| p.push(v.clone())).collect();
@@ -83,24 +136,48 @@ pub async fn insert(db: &mut impl Exec, values: &[(&'static str, Value)], now: i
     Ok(db.fetch_i64(&sql, p.values).await?.unwrap_or_default())
 }
 
-pub async fn update(db: &mut impl Exec, id: i64, values: &[(&'static str, Value)], now: i64) -> DbResult<()> {
+pub async fn update(
+    db: &mut impl Exec,
+    id: i64,
+    values: &[(&'static str, Value)],
+    now: i64,
+) -> DbResult<()> {
     if values.is_empty() {
         return Ok(());
     }
     let mut p = Params::default();
-    let sets: Vec<String> = values.iter().map(|(c, v)| format!("{c} = {}", p.push(v.clone()))).collect();
-    let sql = format!("UPDATE companies SET {}, date_modified = {} WHERE id = {}", sets.join(", "), p.push(now), p.push(id));
+    let sets: Vec<String> = values
+        .iter()
+        .map(|(c, v)| format!("{c} = {}", p.push(v.clone())))
+        .collect();
+    let sql = format!(
+        "UPDATE companies SET {}, date_modified = {} WHERE id = {}",
+        sets.join(", "),
+        p.push(now),
+        p.push(id)
+    );
     db.execute(&sql, p.values).await.map(drop)
 }
 
 pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<bool> {
-    Ok(db.execute("DELETE FROM companies WHERE id = $1", params![id]).await? > 0)
+    Ok(db
+        .execute("DELETE FROM companies WHERE id = $1", params![id])
+        .await?
+        > 0)
 }
 
 /// Links a contact to a company; the first company a contact gets is its primary one.
-pub async fn link(db: &mut impl Exec, contact_id: i64, company_id: i64, now: i64) -> DbResult<bool> {
+pub async fn link(
+    db: &mut impl Exec,
+    contact_id: i64,
+    company_id: i64,
+    now: i64,
+) -> DbResult<bool> {
     let has_primary = db
-        .fetch_optional("SELECT 1 FROM contact_companies WHERE contact_id = $1 AND is_primary = 1", params![contact_id])
+        .fetch_optional(
+            "SELECT 1 FROM contact_companies WHERE contact_id = $1 AND is_primary = 1",
+            params![contact_id],
+        )
         .await?
         .is_some();
     let n = db
@@ -113,22 +190,37 @@ pub async fn link(db: &mut impl Exec, contact_id: i64, company_id: i64, now: i64
 }
 
 pub async fn unlink(db: &mut impl Exec, contact_id: i64, company_id: i64) -> DbResult<bool> {
-    Ok(db.execute("DELETE FROM contact_companies WHERE contact_id = $1 AND company_id = $2", params![contact_id, company_id]).await? > 0)
+    Ok(db
+        .execute(
+            "DELETE FROM contact_companies WHERE contact_id = $1 AND company_id = $2",
+            params![contact_id, company_id],
+        )
+        .await?
+        > 0)
 }
 
 /// A contact's companies with when they were linked and whether primary.
-pub async fn of_contact(db: &mut impl Exec, contact_id: i64) -> DbResult<Vec<(Company, i64, bool)>> {
+pub async fn of_contact(
+    db: &mut impl Exec,
+    contact_id: i64,
+) -> DbResult<Vec<(Company, i64, bool)>> {
     let sql = format!(
         "SELECT c.id, {}, c.date_added, c.date_modified, cc.date_added AS linked_at, cc.is_primary
          FROM contact_companies cc JOIN companies c ON c.id = cc.company_id WHERE cc.contact_id = $1 ORDER BY cc.is_primary DESC, c.name",
         COLUMNS.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
     );
     let rows = db.fetch_all(&sql, params![contact_id]).await?;
-    Ok(rows.iter().map(|r| (from_row(r), r.i64("linked_at"), r.bool("is_primary"))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (from_row(r), r.i64("linked_at"), r.bool("is_primary")))
+        .collect())
 }
 
 /// How many contacts each company has (companies without any are absent).
-pub async fn contact_counts(db: &mut impl Exec, company_ids: &[i64]) -> DbResult<std::collections::HashMap<i64, i64>> {
+pub async fn contact_counts(
+    db: &mut impl Exec,
+    company_ids: &[i64],
+) -> DbResult<std::collections::HashMap<i64, i64>> {
     let mut out = std::collections::HashMap::new();
     for chunk in company_ids.chunks(500) {
         if chunk.is_empty() {
@@ -136,7 +228,10 @@ pub async fn contact_counts(db: &mut impl Exec, company_ids: &[i64]) -> DbResult
         }
         let mut p = Params::default();
         let list: Vec<String> = chunk.iter().map(|i| p.push(*i)).collect();
-        let sql = format!("SELECT company_id, COUNT(*) AS n FROM contact_companies WHERE company_id IN ({}) GROUP BY company_id", list.join(", "));
+        let sql = format!(
+            "SELECT company_id, COUNT(*) AS n FROM contact_companies WHERE company_id IN ({}) GROUP BY company_id",
+            list.join(", ")
+        );
         for r in db.fetch_all(&sql, p.values).await? {
             out.insert(r.i64("company_id"), r.i64("n"));
         }
@@ -146,8 +241,19 @@ pub async fn contact_counts(db: &mut impl Exec, company_ids: &[i64]) -> DbResult
 
 /// A company's contacts (id, primary for the contact, linked at), most recently linked
 /// first, and their total.
-pub async fn contacts_of(db: &mut impl Exec, company_id: i64, offset: i64, limit: i64) -> DbResult<(Vec<(i64, bool, i64)>, i64)> {
-    let total = db.fetch_i64("SELECT COUNT(*) FROM contact_companies WHERE company_id = $1", params![company_id]).await?.unwrap_or(0);
+pub async fn contacts_of(
+    db: &mut impl Exec,
+    company_id: i64,
+    offset: i64,
+    limit: i64,
+) -> DbResult<(Vec<(i64, bool, i64)>, i64)> {
+    let total = db
+        .fetch_i64(
+            "SELECT COUNT(*) FROM contact_companies WHERE company_id = $1",
+            params![company_id],
+        )
+        .await?
+        .unwrap_or(0);
     let rows = db
         .fetch_all(
             "SELECT contact_id, is_primary, date_added FROM contact_companies WHERE company_id = $1
@@ -155,5 +261,16 @@ pub async fn contacts_of(db: &mut impl Exec, company_id: i64, offset: i64, limit
             params![company_id, limit, offset],
         )
         .await?;
-    Ok((rows.iter().map(|r| (r.i64("contact_id"), r.bool("is_primary"), r.i64("date_added"))).collect(), total))
+    Ok((
+        rows.iter()
+            .map(|r| {
+                (
+                    r.i64("contact_id"),
+                    r.bool("is_primary"),
+                    r.i64("date_added"),
+                )
+            })
+            .collect(),
+        total,
+    ))
 }

@@ -58,7 +58,13 @@ struct Col {
 /// Maps an API column name (field alias, snake or camel system name) to SQL.
 fn resolve_column(fields: &FieldSet, name: &str) -> Option<Col> {
     let name = name.strip_prefix("l.").unwrap_or(name);
-    let system = |sql: &str, timestamp: bool| Some(Col { sql: format!("c.{sql}"), kind: Kind::Int, timestamp });
+    let system = |sql: &str, timestamp: bool| {
+        Some(Col {
+            sql: format!("c.{sql}"),
+            kind: Kind::Int,
+            timestamp,
+        })
+    };
     match name {
         "id" => return system("id", false),
         "date_added" | "dateAdded" => return system("date_added", true),
@@ -72,7 +78,11 @@ fn resolve_column(fields: &FieldSet, name: &str) -> Option<Col> {
     }
     let f = fields.get(name)?;
     match f.storage() {
-        Storage::Column => Some(Col { sql: format!("c.{}", column(&f.alias)), kind: f.kind(), timestamp: false }),
+        Storage::Column => Some(Col {
+            sql: format!("c.{}", column(&f.alias)),
+            kind: f.kind(),
+            timestamp: false,
+        }),
         Storage::Points => system("points", false),
         Storage::Timestamp => system("last_active", true),
     }
@@ -121,7 +131,9 @@ impl Compiler<'_> {
                 format!("({})", parts?.join(" OR "))
             }
             // Known contacts only: "not anonymous" holds for every row.
-            Expr::Not(inner) if !self.anonymous && **inner == Expr::Cond(Cond::Anonymous) => "1 = 1".to_owned(),
+            Expr::Not(inner) if !self.anonymous && **inner == Expr::Cond(Cond::Anonymous) => {
+                "1 = 1".to_owned()
+            }
             // NULL-safe: "not matching" includes rows where the column is empty.
             Expr::Not(inner) => format!("(NOT (({}) IS TRUE))", self.expr(inner)?),
             Expr::Cond(c) => self.cond(c)?,
@@ -134,7 +146,11 @@ impl Compiler<'_> {
             Match::Prefix(v) => {
                 let lo = fold(self.backend, v);
                 let hi = format!("{lo}\u{10FFFF}");
-                format!("({folded_expr} >= {} AND {folded_expr} < {})", self.p.push(lo), self.p.push(hi))
+                format!(
+                    "({folded_expr} >= {} AND {folded_expr} < {})",
+                    self.p.push(lo),
+                    self.p.push(hi)
+                )
             }
             Match::Exact(v) => format!("{folded_expr} = {}", self.p.push(fold(self.backend, v))),
             Match::Like(v) => {
@@ -155,20 +171,34 @@ impl Compiler<'_> {
         if self.anonymous {
             return None;
         }
-        let runs: Vec<String> = pattern_runs.iter().map(|r| fold(self.backend, r)).filter(|r| r.chars().count() >= 3).collect();
+        let runs: Vec<String> = pattern_runs
+            .iter()
+            .map(|r| fold(self.backend, r))
+            .filter(|r| r.chars().count() >= 3)
+            .collect();
         if runs.is_empty() {
             return None;
         }
         Some(match self.backend {
             Backend::Sqlite => {
                 // A trigram phrase query is a substring match answered from the index alone.
-                let query = runs.iter().map(|r| format!("\"{}\"", r.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
+                let query = runs
+                    .iter()
+                    .map(|r| format!("\"{}\"", r.replace('"', "\"\"")))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
                 let query = self.p.push(query);
                 // Contacts the background indexer has not reached yet: a scan of its queue
                 // (CROSS JOIN keeps the queue first whatever the statistics say of it).
                 let queued: Vec<String> = runs
                     .iter()
-                    .map(|r| format!("{} LIKE {} ESCAPE '\\'", super::free_text::indexed_text("q"), self.p.push(format!("%{}%", like_escape_all(r)))))
+                    .map(|r| {
+                        format!(
+                            "{} LIKE {} ESCAPE '\\'",
+                            super::free_text::indexed_text("q"),
+                            self.p.push(format!("%{}%", like_escape_all(r)))
+                        )
+                    })
                     .collect();
                 format!(
                     "c.id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {query} UNION ALL \
@@ -179,7 +209,12 @@ impl Compiler<'_> {
             Backend::Postgres => {
                 let parts: Vec<String> = runs
                     .iter()
-                    .map(|r| format!("c.search_text LIKE {} ESCAPE '\\'", self.p.push(format!("%{}%", like_escape_all(r)))))
+                    .map(|r| {
+                        format!(
+                            "c.search_text LIKE {} ESCAPE '\\'",
+                            self.p.push(format!("%{}%", like_escape_all(r)))
+                        )
+                    })
                     .collect();
                 format!("({})", parts.join(" AND "))
             }
@@ -206,7 +241,12 @@ impl Compiler<'_> {
                     Match::Exact(_) => {
                         let parts: Vec<String> = SEARCH_TEXT_COLUMNS
                             .iter()
-                            .map(|col| self.text_match(&search_expr(b, &format!("c.{}", column(col)), Kind::Text), m))
+                            .map(|col| {
+                                self.text_match(
+                                    &search_expr(b, &format!("c.{}", column(col)), Kind::Text),
+                                    m,
+                                )
+                            })
                             .collect();
                         format!("({})", parts.join(" OR "))
                     }
@@ -233,10 +273,17 @@ impl Compiler<'_> {
                     Backend::Sqlite => "c.email_rev".to_owned(),
                     Backend::Postgres => "(c.email_rev COLLATE \"C\")".to_owned(),
                 };
-                format!("({col} >= {} AND {col} < {})", self.p.push(lo), self.p.push(hi))
+                format!(
+                    "({col} >= {} AND {col} < {})",
+                    self.p.push(lo),
+                    self.p.push(hi)
+                )
             }
             Cond::Field { alias, m } => {
-                let f = self.fields.get(alias).ok_or_else(|| format!("unknown field '{alias}'"))?;
+                let f = self
+                    .fields
+                    .get(alias)
+                    .ok_or_else(|| format!("unknown field '{alias}'"))?;
                 let expr = search_expr(b, &format!("c.{}", column(&f.alias)), f.kind());
                 let exact = self.text_match(&expr, m);
                 let needs_trigram = matches!(m, Match::Like(_) | Match::Contains(_));
@@ -250,8 +297,13 @@ impl Compiler<'_> {
                 }
             }
             Cond::Number { alias, op, value } => {
-                let col = resolve_column(self.fields, alias).ok_or_else(|| format!("unknown field '{alias}'"))?;
-                let v = if col.kind == Kind::Float { Value::Float(*value) } else { Value::Int(*value as i64) };
+                let col = resolve_column(self.fields, alias)
+                    .ok_or_else(|| format!("unknown field '{alias}'"))?;
+                let v = if col.kind == Kind::Float {
+                    Value::Float(*value)
+                } else {
+                    Value::Int(*value as i64)
+                };
                 let op = match op {
                     Compare::Eq => "=",
                     Compare::Lt => "<",
@@ -266,7 +318,11 @@ impl Compiler<'_> {
                 let last = self.text_match(&search_expr(b, "n.lastname", Kind::Text), m);
                 // Two index ranges joined by UNION: an OR across two indexes makes SQLite
                 // scan the table.
-                let known = if self.anonymous { "" } else { "n.date_identified IS NOT NULL AND " };
+                let known = if self.anonymous {
+                    ""
+                } else {
+                    "n.date_identified IS NOT NULL AND "
+                };
                 let by_part = format!(
                     "c.id IN (SELECT n.id FROM contacts n WHERE {known}{first} UNION ALL SELECT n.id FROM contacts n WHERE {known}{last})"
                 );
@@ -289,7 +345,9 @@ impl Compiler<'_> {
                 let name = self.text_match(&search_expr(b, "u.username", Kind::Text), m);
                 let first = self.text_match(&search_expr(b, "u.first_name", Kind::Text), m);
                 let last = self.text_match(&search_expr(b, "u.last_name", Kind::Text), m);
-                format!("c.owner_id IN (SELECT u.id FROM users u WHERE {name} OR {first} OR {last})")
+                format!(
+                    "c.owner_id IN (SELECT u.id FROM users u WHERE {name} OR {first} OR {last})"
+                )
             }
             Cond::Tag(m) => {
                 let mut t = self.text_match(&search_expr(b, "t.tag", Kind::Text), m);
@@ -297,9 +355,13 @@ impl Compiler<'_> {
                     t.push_str(" AND ct.known = 1");
                 }
                 if self.probe {
-                    format!("EXISTS (SELECT 1 FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = c.id AND {t})")
+                    format!(
+                        "EXISTS (SELECT 1 FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = c.id AND {t})"
+                    )
                 } else {
-                    format!("c.id IN (SELECT ct.contact_id FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t})")
+                    format!(
+                        "c.id IN (SELECT ct.contact_id FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t})"
+                    )
                 }
             }
             Cond::Stage(m) => {
@@ -309,7 +371,9 @@ impl Compiler<'_> {
             Cond::Ip(m) => {
                 let ip = self.text_match("i.ip", m);
                 if self.probe {
-                    format!("EXISTS (SELECT 1 FROM contact_ips i WHERE i.contact_id = c.id AND {ip})")
+                    format!(
+                        "EXISTS (SELECT 1 FROM contact_ips i WHERE i.contact_id = c.id AND {ip})"
+                    )
                 } else {
                     format!("c.id IN (SELECT i.contact_id FROM contact_ips i WHERE {ip})")
                 }
@@ -339,17 +403,34 @@ impl Compiler<'_> {
     }
 
     fn where_filter(&mut self, w: &WhereFilter) -> Result<String, String> {
-        let col = resolve_column(self.fields, &w.col).ok_or_else(|| format!("where: unknown column '{}'", w.col))?;
+        let col = resolve_column(self.fields, &w.col)
+            .ok_or_else(|| format!("where: unknown column '{}'", w.col))?;
         let text = col.kind == Kind::Text;
-        let folded = if text { search_expr(self.backend, &col.sql, Kind::Text) } else { col.sql.clone() };
+        let folded = if text {
+            search_expr(self.backend, &col.sql, Kind::Text)
+        } else {
+            col.sql.clone()
+        };
         let value = |s: &str, c: &mut Self| -> Result<String, String> {
             let v = if col.timestamp {
-                Value::Int(crate::time::parse_datetime(s).ok_or_else(|| format!("where: '{}' is not a date", w.col))?.timestamp_millis())
+                Value::Int(
+                    crate::time::parse_datetime(s)
+                        .ok_or_else(|| format!("where: '{}' is not a date", w.col))?
+                        .timestamp_millis(),
+                )
             } else {
                 match col.kind {
                     Kind::Text => Value::Text(fold(c.backend, s)),
-                    Kind::Int => Value::Int(s.trim().parse().map_err(|_| format!("where: {} takes a whole number", w.col))?),
-                    Kind::Float => Value::Float(s.trim().parse().map_err(|_| format!("where: {} takes a number", w.col))?),
+                    Kind::Int => Value::Int(
+                        s.trim()
+                            .parse()
+                            .map_err(|_| format!("where: {} takes a whole number", w.col))?,
+                    ),
+                    Kind::Float => Value::Float(
+                        s.trim()
+                            .parse()
+                            .map_err(|_| format!("where: {} takes a number", w.col))?,
+                    ),
                 }
             };
             Ok(c.p.push(v))
@@ -363,7 +444,10 @@ impl Compiler<'_> {
         };
         let many = |c: &mut Self| -> Result<Vec<String>, String> {
             let items: Vec<String> = match &w.val {
-                WhereValue::One(s) => s.split(',').map(|x| x.trim().trim_matches('"').to_owned()).collect(),
+                WhereValue::One(s) => s
+                    .split(',')
+                    .map(|x| x.trim().trim_matches('"').to_owned())
+                    .collect(),
                 WhereValue::Many(v) => v.clone(),
                 WhereValue::None => Vec::new(),
             };
@@ -379,7 +463,9 @@ impl Compiler<'_> {
             "lte" => format!("{folded} <= {}", one(self)?),
             "gt" => format!("{folded} > {}", one(self)?),
             "gte" => format!("{folded} >= {}", one(self)?),
-            "like" | "notLike" if !text => return Err(format!("where: {} works on text columns only", w.expr)),
+            "like" | "notLike" if !text => {
+                return Err(format!("where: {} works on text columns only", w.expr));
+            }
             "like" => format!("{folded} LIKE {}", one(self)?),
             "notLike" => format!("({folded} NOT LIKE {} OR {} IS NULL)", one(self)?, col.sql),
             "isNull" => format!("{} IS NULL", col.sql),
@@ -389,14 +475,22 @@ impl Compiler<'_> {
             "isEmpty" => format!("{} IS NULL", col.sql),
             "isNotEmpty" => format!("{} IS NOT NULL", col.sql),
             "in" => format!("{folded} IN ({})", many(self)?.join(", ")),
-            "notIn" => format!("({folded} NOT IN ({}) OR {} IS NULL)", many(self)?.join(", "), col.sql),
+            "notIn" => format!(
+                "({folded} NOT IN ({}) OR {} IS NULL)",
+                many(self)?.join(", "),
+                col.sql
+            ),
             "between" | "notBetween" => {
                 let v = many(self)?;
                 if v.len() != 2 {
                     return Err(format!("where: {} needs two values", w.expr));
                 }
                 let cond = format!("{folded} BETWEEN {} AND {}", v[0], v[1]);
-                if w.expr == "between" { cond } else { format!("NOT ({cond})") }
+                if w.expr == "between" {
+                    cond
+                } else {
+                    format!("NOT ({cond})")
+                }
             }
             other => {
                 return Err(format!(
@@ -416,15 +510,29 @@ fn free_text_sqlite() -> String {
 /// `%literal` on an email (no other wildcard): the suffix, answered by the reversed index.
 fn email_suffix(m: &Match) -> Option<&str> {
     match m {
-        Match::Like(v) => v.strip_prefix('%').filter(|rest| !rest.is_empty() && !rest.contains('%') && !rest.contains('_')),
+        Match::Like(v) => v
+            .strip_prefix('%')
+            .filter(|rest| !rest.is_empty() && !rest.contains('%') && !rest.contains('_')),
         _ => None,
     }
 }
 
 /// Builds the WHERE clause; errors are messages for a 400.
-fn where_clause(backend: Backend, fields: &FieldSet, q: &ListQuery<'_>, probe: bool) -> Result<(String, Params), String> {
+fn where_clause(
+    backend: Backend,
+    fields: &FieldSet,
+    q: &ListQuery<'_>,
+    probe: bool,
+) -> Result<(String, Params), String> {
     let anonymous = q.search.is_some_and(Expr::mentions_anonymous);
-    let mut c = Compiler { backend, fields, me: q.me, p: Params::default(), anonymous, probe };
+    let mut c = Compiler {
+        backend,
+        fields,
+        me: q.me,
+        p: Params::default(),
+        anonymous,
+        probe,
+    };
     let mut conds = Vec::new();
     if !anonymous {
         conds.push("c.date_identified IS NOT NULL".to_owned());
@@ -435,19 +543,35 @@ fn where_clause(backend: Backend, fields: &FieldSet, q: &ListQuery<'_>, probe: b
     for w in q.wheres {
         conds.push(c.where_filter(w)?);
     }
-    let sql = if conds.is_empty() { "1 = 1".to_owned() } else { conds.join(" AND ") };
+    let sql = if conds.is_empty() {
+        "1 = 1".to_owned()
+    } else {
+        conds.join(" AND ")
+    };
     Ok((sql, c.p))
 }
 
 /// The WHERE condition of a list query over `contacts c`, with its parameters, for
 /// callers that page through every match themselves (exports walk by id, so
 /// subqueries are per-row probes).
-pub async fn condition(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(String, Params), ListError> {
+pub async fn condition(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    q: &ListQuery<'_>,
+) -> Result<(String, Params), ListError> {
     let resolved = match q.search {
         Some(e) => Some(resolve(db, e).await?),
         None => None,
     };
-    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
+    let q = &ListQuery {
+        search: resolved.as_ref(),
+        wheres: q.wheres,
+        order_by: q.order_by,
+        dir: q.dir,
+        offset: q.offset,
+        limit: q.limit,
+        me: q.me,
+    };
     where_clause(db.backend(), fields, q, true).map_err(ListError::BadQuery)
 }
 
@@ -463,7 +587,11 @@ fn order_clause(fields: &FieldSet, q: &ListQuery<'_>) -> Result<String, String> 
     };
     let col = match q.order_by {
         None => "c.last_active".to_owned(),
-        Some(name) => resolve_column(fields, name).ok_or_else(|| format!("cannot order by '{name}'"))?.sql,
+        Some(name) => {
+            resolve_column(fields, name)
+                .ok_or_else(|| format!("cannot order by '{name}'"))?
+                .sql
+        }
     };
     if col == "c.id" {
         return Ok(format!("c.id {dir}"));
@@ -491,19 +619,45 @@ async fn resolve(db: &mut impl Exec, e: &Expr) -> Result<Expr, sqlx::Error> {
         Expr::Not(inner) => Expr::Not(Box::new(Box::pin(resolve(db, inner)).await?)),
         Expr::Cond(Cond::Owner(m)) => {
             let backend = db.backend();
-            let mut c = Compiler { backend, fields: &FieldSet::default(), me: None, p: Params::default(), anonymous: true, probe: false };
+            let mut c = Compiler {
+                backend,
+                fields: &FieldSet::default(),
+                me: None,
+                p: Params::default(),
+                anonymous: true,
+                probe: false,
+            };
             let name = c.text_match(&search_expr(backend, "u.username", Kind::Text), m);
             let first = c.text_match(&search_expr(backend, "u.first_name", Kind::Text), m);
             let last = c.text_match(&search_expr(backend, "u.last_name", Kind::Text), m);
             let sql = format!("SELECT u.id FROM users u WHERE {name} OR {first} OR {last}");
-            Expr::Cond(Cond::OwnerIds(db.fetch_all(&sql, c.p.values).await?.iter().map(|r| r.i64("id")).collect()))
+            Expr::Cond(Cond::OwnerIds(
+                db.fetch_all(&sql, c.p.values)
+                    .await?
+                    .iter()
+                    .map(|r| r.i64("id"))
+                    .collect(),
+            ))
         }
         Expr::Cond(Cond::Stage(m)) => {
             let backend = db.backend();
-            let mut c = Compiler { backend, fields: &FieldSet::default(), me: None, p: Params::default(), anonymous: true, probe: false };
+            let mut c = Compiler {
+                backend,
+                fields: &FieldSet::default(),
+                me: None,
+                p: Params::default(),
+                anonymous: true,
+                probe: false,
+            };
             let s = c.text_match(&search_expr(backend, "s.name", Kind::Text), m);
             let sql = format!("SELECT s.id FROM stages s WHERE {s}");
-            Expr::Cond(Cond::StageIds(db.fetch_all(&sql, c.p.values).await?.iter().map(|r| r.i64("id")).collect()))
+            Expr::Cond(Cond::StageIds(
+                db.fetch_all(&sql, c.p.values)
+                    .await?
+                    .iter()
+                    .map(|r| r.i64("id"))
+                    .collect(),
+            ))
         }
         other => other.clone(),
     })
@@ -519,16 +673,26 @@ async fn resolve_all(db: &mut impl Exec, items: &[Expr]) -> Result<Vec<Expr>, sq
 
 /// The total for a query: the trigger-kept counters when nothing filters, an index-only
 /// count for a lone free-text or tag condition, else a plain count.
-async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(i64, i64), ListError> {
+async fn count(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    q: &ListQuery<'_>,
+) -> Result<(i64, i64), ListError> {
     let (known, anonymous) = super::contacts::counts(db).await?;
     let mentions_anonymous = q.search.is_some_and(Expr::mentions_anonymous);
-    let base = if mentions_anonymous { known + anonymous } else { known };
+    let base = if mentions_anonymous {
+        known + anonymous
+    } else {
+        known
+    };
     if q.wheres.is_empty() {
         match q.search {
             None => return Ok((known, base)),
             Some(Expr::Cond(Cond::Anonymous)) => return Ok((anonymous, base)),
             // The trigram table holds exactly the known contacts.
-            Some(Expr::Cond(Cond::Text(Match::Contains(v)))) if db.backend() == Backend::Sqlite && v.chars().count() >= 3 => {
+            Some(Expr::Cond(Cond::Text(Match::Contains(v))))
+                if db.backend() == Backend::Sqlite && v.chars().count() >= 3 =>
+            {
                 let phrase = format!("\"{}\"", fold(Backend::Sqlite, v).replace('"', "\"\""));
                 let pattern = format!("%{}%", like_escape_all(&fold(Backend::Sqlite, v)));
                 let sql = format!(
@@ -536,20 +700,38 @@ async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Resu
                      CROSS JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {} LIKE $2 ESCAPE '\\')",
                     super::free_text::indexed_text("q")
                 );
-                let n = db.fetch_i64(&sql, vec![Value::Text(phrase), Value::Text(pattern)]).await?.unwrap_or(0);
+                let n = db
+                    .fetch_i64(&sql, vec![Value::Text(phrase), Value::Text(pattern)])
+                    .await?
+                    .unwrap_or(0);
                 return Ok((n, base));
             }
             Some(Expr::Cond(Cond::Tag(m))) => {
-                let mut c = Compiler { backend: db.backend(), fields, me: q.me, p: Params::default(), anonymous: false, probe: false };
+                let mut c = Compiler {
+                    backend: db.backend(),
+                    fields,
+                    me: q.me,
+                    p: Params::default(),
+                    anonymous: false,
+                    probe: false,
+                };
                 let t = c.text_match(&search_expr(db.backend(), "t.tag", Kind::Text), m);
-                let sql = format!("SELECT COUNT(DISTINCT ct.contact_id) FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t} AND ct.known = 1");
+                let sql = format!(
+                    "SELECT COUNT(DISTINCT ct.contact_id) FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE {t} AND ct.known = 1"
+                );
                 return Ok((db.fetch_i64(&sql, c.p.values).await?.unwrap_or(0), base));
             }
             _ => {}
         }
     }
-    let (cond, params) = where_clause(db.backend(), fields, q, false).map_err(ListError::BadQuery)?;
-    let rows = db.fetch_all_planned(&format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"), params.values).await?;
+    let (cond, params) =
+        where_clause(db.backend(), fields, q, false).map_err(ListError::BadQuery)?;
+    let rows = db
+        .fetch_all_planned(
+            &format!("SELECT COUNT(*) FROM contacts c WHERE {cond}"),
+            params.values,
+        )
+        .await?;
     let total = rows.first().and_then(|r| r.at(0).as_i64()).unwrap_or(0);
     Ok((total, base))
 }
@@ -559,13 +741,25 @@ async fn count(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Resu
 const MAX_WALK: i64 = 20_000;
 
 /// Counts and fetches one page of contacts.
-pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<(Vec<Contact>, i64), ListError> {
+pub async fn list(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    q: &ListQuery<'_>,
+) -> Result<(Vec<Contact>, i64), ListError> {
     let backend = db.backend();
     let resolved = match q.search {
         Some(e) => Some(resolve(db, e).await?),
         None => None,
     };
-    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
+    let q = &ListQuery {
+        search: resolved.as_ref(),
+        wheres: q.wheres,
+        order_by: q.order_by,
+        dir: q.dir,
+        offset: q.offset,
+        limit: q.limit,
+        me: q.me,
+    };
     let (total, base) = count(db, fields, q).await?;
     let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
     let wanted = q.offset + q.limit.unwrap_or(total);
@@ -573,14 +767,24 @@ pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> R
     if total > q.offset && wanted > 0 {
         // Dense matches on the default order: walk the last-active index and stop after a
         // page (SQLite needs telling; PostgreSQL's planner sees it from its statistics).
-        let walk = q.order_by.is_none_or(|o| matches!(o, "last_active" | "lastActive")) && wanted.saturating_mul(base) / total.max(1) <= MAX_WALK;
+        let walk = q
+            .order_by
+            .is_none_or(|o| matches!(o, "last_active" | "lastActive"))
+            && wanted.saturating_mul(base) / total.max(1) <= MAX_WALK;
         let (cond, mut p) = where_clause(backend, fields, q, walk).map_err(ListError::BadQuery)?;
-        let from = match (backend, walk, q.search.is_some_and(Expr::mentions_anonymous)) {
+        let from = match (
+            backend,
+            walk,
+            q.search.is_some_and(Expr::mentions_anonymous),
+        ) {
             (Backend::Sqlite, true, false) => "contacts c INDEXED BY contacts_known_active",
             (Backend::Sqlite, true, true) => "contacts c INDEXED BY contacts_active",
             _ => "contacts c",
         };
-        let mut sql = format!("SELECT {} FROM {from} WHERE {cond} ORDER BY {order}", super::contacts::select_list(fields, "c."));
+        let mut sql = format!(
+            "SELECT {} FROM {from} WHERE {cond} ORDER BY {order}",
+            super::contacts::select_list(fields, "c.")
+        );
         if let Some(limit) = q.limit {
             sql.push_str(&format!(" LIMIT {}", p.push(limit)));
             sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
@@ -593,7 +797,10 @@ pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> R
             sql.push_str(&format!(" OFFSET {}", p.push(q.offset)));
         }
         let rows = db.fetch_all_planned(&sql, p.values).await?;
-        contacts = rows.iter().map(|r| super::contacts::from_row(fields, r)).collect();
+        contacts = rows
+            .iter()
+            .map(|r| super::contacts::from_row(fields, r))
+            .collect();
     }
     let ids: Vec<i64> = contacts.iter().map(|c: &Contact| c.id).collect();
     let mut tags = super::contacts::tags_of(db, &ids).await?;
@@ -604,20 +811,41 @@ pub async fn list(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> R
 }
 
 /// Only the ids matching a query (for batch actions and exports), in list order.
-pub async fn ids(db: &mut impl Exec, fields: &FieldSet, q: &ListQuery<'_>) -> Result<Vec<i64>, ListError> {
+pub async fn ids(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    q: &ListQuery<'_>,
+) -> Result<Vec<i64>, ListError> {
     let backend = db.backend();
     let resolved = match q.search {
         Some(e) => Some(resolve(db, e).await?),
         None => None,
     };
-    let q = &ListQuery { search: resolved.as_ref(), wheres: q.wheres, order_by: q.order_by, dir: q.dir, offset: q.offset, limit: q.limit, me: q.me };
+    let q = &ListQuery {
+        search: resolved.as_ref(),
+        wheres: q.wheres,
+        order_by: q.order_by,
+        dir: q.dir,
+        offset: q.offset,
+        limit: q.limit,
+        me: q.me,
+    };
     let (cond, mut p) = where_clause(backend, fields, q, false).map_err(ListError::BadQuery)?;
     let order = order_clause(fields, q).map_err(ListError::BadQuery)?;
     let mut sql = format!("SELECT c.id FROM contacts c WHERE {cond} ORDER BY {order}");
     if let Some(limit) = q.limit {
-        sql.push_str(&format!(" LIMIT {} OFFSET {}", p.push(limit), p.push(q.offset)));
+        sql.push_str(&format!(
+            " LIMIT {} OFFSET {}",
+            p.push(limit),
+            p.push(q.offset)
+        ));
     }
-    Ok(db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect())
+    Ok(db
+        .fetch_all(&sql, p.values)
+        .await?
+        .iter()
+        .map(|r| r.i64("id"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -628,14 +856,30 @@ mod tests {
     fn sql(backend: Backend, q: &str) -> Result<String, String> {
         let fields = FieldSet::defaults_for_tests();
         let e = parse(q, &fields)?;
-        let lq = ListQuery { search: e.as_ref(), wheres: &[], order_by: None, dir: Dir::Desc, offset: 0, limit: Some(30), me: Some(1) };
+        let lq = ListQuery {
+            search: e.as_ref(),
+            wheres: &[],
+            order_by: None,
+            dir: Dir::Desc,
+            offset: 0,
+            limit: Some(30),
+            me: Some(1),
+        };
         where_clause(backend, &fields, &lq, false).map(|(s, _)| s)
     }
 
     #[test]
     fn hides_anonymous_unless_asked() {
-        assert!(sql(Backend::Sqlite, "smith").unwrap().contains("date_identified IS NOT NULL"));
-        assert!(!sql(Backend::Sqlite, "is:anonymous").unwrap().contains("date_identified IS NOT NULL"));
+        assert!(
+            sql(Backend::Sqlite, "smith")
+                .unwrap()
+                .contains("date_identified IS NOT NULL")
+        );
+        assert!(
+            !sql(Backend::Sqlite, "is:anonymous")
+                .unwrap()
+                .contains("date_identified IS NOT NULL")
+        );
     }
 
     #[test]
@@ -643,42 +887,92 @@ mod tests {
         for b in [Backend::Sqlite, Backend::Postgres] {
             let s = sql(b, "email:o'brien@").unwrap();
             assert!(s.contains(">= $1") && s.contains("< $2"), "{s}");
-            assert!(!s.contains("brien"), "values must be bound, not inlined: {s}");
+            assert!(
+                !s.contains("brien"),
+                "values must be bound, not inlined: {s}"
+            );
         }
-        assert!(sql(Backend::Postgres, "email:a").unwrap().contains("COLLATE \"C\""));
+        assert!(
+            sql(Backend::Postgres, "email:a")
+                .unwrap()
+                .contains("COLLATE \"C\"")
+        );
     }
 
     #[test]
     fn free_text_uses_the_trigram_index() {
-        assert!(sql(Backend::Sqlite, "smith").unwrap().contains("contacts_fts"));
-        assert!(sql(Backend::Postgres, "smith").unwrap().contains("search_text LIKE"));
-        assert!(sql(Backend::Sqlite, "email:%@example.org").unwrap().contains("email_rev"));
-        assert!(sql(Backend::Sqlite, "email:%example%").unwrap().contains("contacts_fts"));
+        assert!(
+            sql(Backend::Sqlite, "smith")
+                .unwrap()
+                .contains("contacts_fts")
+        );
+        assert!(
+            sql(Backend::Postgres, "smith")
+                .unwrap()
+                .contains("search_text LIKE")
+        );
+        assert!(
+            sql(Backend::Sqlite, "email:%@example.org")
+                .unwrap()
+                .contains("email_rev")
+        );
+        assert!(
+            sql(Backend::Sqlite, "email:%example%")
+                .unwrap()
+                .contains("contacts_fts")
+        );
         // anonymous visitors are not in the trigram index
-        assert!(!sql(Backend::Sqlite, "is:anonymous smith").unwrap().contains("contacts_fts"));
+        assert!(
+            !sql(Backend::Sqlite, "is:anonymous smith")
+                .unwrap()
+                .contains("contacts_fts")
+        );
         // too short for trigrams: no prefilter
         assert!(!sql(Backend::Sqlite, "ab").unwrap().contains("contacts_fts"));
     }
 
     #[test]
     fn negation_is_null_safe() {
-        assert!(sql(Backend::Sqlite, "!tag:vip").unwrap().contains("IS TRUE"));
+        assert!(
+            sql(Backend::Sqlite, "!tag:vip")
+                .unwrap()
+                .contains("IS TRUE")
+        );
     }
 
     #[test]
     fn where_filters() {
         let fields = FieldSet::defaults_for_tests();
-        let w = |col: &str, expr: &str, val: WhereValue| WhereFilter { col: col.into(), expr: expr.into(), val };
+        let w = |col: &str, expr: &str, val: WhereValue| WhereFilter {
+            col: col.into(),
+            expr: expr.into(),
+            val,
+        };
         let ok = [
             w("email", "eq", WhereValue::One("a@b.co".into())),
             w("dateAdded", "gt", WhereValue::One("2024-01-01".into())),
             w("points", "in", WhereValue::One("1,2,3".into())),
             w("city", "isNull", WhereValue::None),
-            w("points", "between", WhereValue::Many(vec!["1".into(), "5".into()])),
+            w(
+                "points",
+                "between",
+                WhereValue::Many(vec!["1".into(), "5".into()]),
+            ),
         ];
         for f in ok {
-            let lq = ListQuery { search: None, wheres: std::slice::from_ref(&f), order_by: None, dir: Dir::Desc, offset: 0, limit: None, me: None };
-            assert!(where_clause(Backend::Sqlite, &fields, &lq, false).is_ok(), "{f:?}");
+            let lq = ListQuery {
+                search: None,
+                wheres: std::slice::from_ref(&f),
+                order_by: None,
+                dir: Dir::Desc,
+                offset: 0,
+                limit: None,
+                me: None,
+            };
+            assert!(
+                where_clause(Backend::Sqlite, &fields, &lq, false).is_ok(),
+                "{f:?}"
+            );
         }
         let bad = [
             w("nope", "eq", WhereValue::One("x".into())),
@@ -689,8 +983,19 @@ mod tests {
             w("points", "between", WhereValue::One("1".into())),
         ];
         for f in bad {
-            let lq = ListQuery { search: None, wheres: std::slice::from_ref(&f), order_by: None, dir: Dir::Desc, offset: 0, limit: None, me: None };
-            assert!(where_clause(Backend::Sqlite, &fields, &lq, false).is_err(), "{f:?}");
+            let lq = ListQuery {
+                search: None,
+                wheres: std::slice::from_ref(&f),
+                order_by: None,
+                dir: Dir::Desc,
+                offset: 0,
+                limit: None,
+                me: None,
+            };
+            assert!(
+                where_clause(Backend::Sqlite, &fields, &lq, false).is_err(),
+                "{f:?}"
+            );
         }
     }
 }

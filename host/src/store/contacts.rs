@@ -19,7 +19,10 @@ pub const SYSTEM_COLUMNS: &str = "id, date_added, date_modified, date_identified
 /// `SELECT` list for whole contacts: system columns then every field column. Built from
 /// the field set so a cached statement never outlives a schema change.
 pub fn select_list(fields: &FieldSet, prefix: &str) -> String {
-    let mut cols: Vec<String> = SYSTEM_COLUMNS.split(", ").map(|c| format!("{prefix}{c}")).collect();
+    let mut cols: Vec<String> = SYSTEM_COLUMNS
+        .split(", ")
+        .map(|c| format!("{prefix}{c}"))
+        .collect();
     for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
         cols.push(format!("{prefix}{}", column(&f.alias)));
     }
@@ -55,7 +58,11 @@ pub fn from_row(fields: &FieldSet, r: &Row) -> Contact {
 }
 
 fn placeholders(p: &mut Params, values: impl IntoIterator<Item = Value>) -> String {
-    values.into_iter().map(|v| p.push(v)).collect::<Vec<_>>().join(", ")
+    values
+        .into_iter()
+        .map(|v| p.push(v))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Loads contacts (with their tags) by id, in the order of `ids`; unknown ids are skipped.
@@ -64,7 +71,10 @@ pub async fn load(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> DbResul
     for chunk in ids.chunks(1000) {
         let mut p = Params::default();
         let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
-        let sql = format!("SELECT {} FROM contacts WHERE id IN ({list})", select_list(fields, ""));
+        let sql = format!(
+            "SELECT {} FROM contacts WHERE id IN ({list})",
+            select_list(fields, "")
+        );
         for row in db.fetch_all(&sql, p.values).await? {
             let c = from_row(fields, &row);
             out.insert(c.id, c);
@@ -80,7 +90,10 @@ pub async fn load(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> DbResul
 }
 
 pub async fn exists(db: &mut impl Exec, id: i64) -> DbResult<bool> {
-    Ok(db.fetch_optional("SELECT id FROM contacts WHERE id = $1", params![id]).await?.is_some())
+    Ok(db
+        .fetch_optional("SELECT id FROM contacts WHERE id = $1", params![id])
+        .await?
+        .is_some())
 }
 
 /// Tag names per contact, sorted by name.
@@ -97,7 +110,9 @@ pub async fn tags_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, V
              WHERE ct.contact_id IN ({list}) ORDER BY t.tag"
         );
         for row in db.fetch_all(&sql, p.values).await? {
-            out.entry(row.i64("contact_id")).or_default().push(row.text("tag"));
+            out.entry(row.i64("contact_id"))
+                .or_default()
+                .push(row.text("tag"));
         }
     }
     Ok(out)
@@ -112,19 +127,33 @@ pub async fn find_by_identifiers(
     probes: &HashMap<String, Vec<Value>>,
 ) -> DbResult<Vec<(i64, HashMap<String, Value>)>> {
     let backend = db.backend();
-    let ui: Vec<_> = fields.unique_identifiers().filter(|f| f.storage() == Storage::Column).collect();
+    let ui: Vec<_> = fields
+        .unique_identifiers()
+        .filter(|f| f.storage() == Storage::Column)
+        .collect();
     let select: Vec<String> = ui
         .iter()
-        .map(|f| format!("{} AS {}", search_expr(backend, &column(&f.alias), f.kind()), column(&f.alias)))
+        .map(|f| {
+            format!(
+                "{} AS {}",
+                search_expr(backend, &column(&f.alias), f.kind()),
+                column(&f.alias)
+            )
+        })
         .collect();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for f in &ui {
-        let Some(values) = probes.get(&f.alias) else { continue };
+        let Some(values) = probes.get(&f.alias) else {
+            continue;
+        };
         for chunk in values.chunks(500) {
             let mut p = Params::default();
             // The database folds both sides, so they fold alike.
-            let list: Vec<String> = chunk.iter().map(|v| format!("lower({})", p.push(v.clone()))).collect();
+            let list: Vec<String> = chunk
+                .iter()
+                .map(|v| format!("lower({})", p.push(v.clone())))
+                .collect();
             let list = list.join(", ");
             // Contacts with an identifier value are known by definition (and the indexes
             // are partial on known contacts).
@@ -136,7 +165,10 @@ pub async fn find_by_identifiers(
             for row in db.fetch_all(&sql, p.values).await? {
                 let id = row.i64("id");
                 if seen.insert(id) {
-                    let vals = ui.iter().map(|f| (f.alias.clone(), row.get(&f.alias).clone())).collect();
+                    let vals = ui
+                        .iter()
+                        .map(|f| (f.alias.clone(), row.get(&f.alias).clone()))
+                        .collect();
                     out.push((id, vals));
                 }
             }
@@ -159,20 +191,45 @@ pub struct NewContact {
 }
 
 /// Inserts contacts with multi-row statements; returns their ids in input order.
-pub async fn insert(db: &mut impl Exec, fields: &FieldSet, rows: &[NewContact]) -> DbResult<Vec<i64>> {
+pub async fn insert(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    rows: &[NewContact],
+) -> DbResult<Vec<i64>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     // Columns: the union of the field columns any row sets.
     let field_cols: Vec<&str> = fields
         .iter()
-        .filter(|f| f.storage() == Storage::Column && rows.iter().any(|r| r.values.get(&f.alias).is_some_and(|v| !v.is_null())))
+        .filter(|f| {
+            f.storage() == Storage::Column
+                && rows
+                    .iter()
+                    .any(|r| r.values.get(&f.alias).is_some_and(|v| !v.is_null()))
+        })
         .map(|f| f.alias.as_str())
         .collect();
-    let system = ["date_added", "date_modified", "date_identified", "last_active", "created_by", "modified_by", "owner_id", "stage_id", "points", "preferred_profile_image", "email_rev"];
+    let system = [
+        "date_added",
+        "date_modified",
+        "date_identified",
+        "last_active",
+        "created_by",
+        "modified_by",
+        "owner_id",
+        "stage_id",
+        "points",
+        "preferred_profile_image",
+        "email_rev",
+    ];
     let ncols = system.len() + field_cols.len();
     let per_statement = (MAX_PARAMS / ncols).clamp(1, 500);
-    let col_list: Vec<String> = system.iter().map(|c| c.to_string()).chain(field_cols.iter().map(|a| column(a))).collect();
+    let col_list: Vec<String> = system
+        .iter()
+        .map(|c| c.to_string())
+        .chain(field_cols.iter().map(|a| column(a)))
+        .collect();
     let mut ids = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(per_statement) {
         let mut p = Params::default();
@@ -189,7 +246,12 @@ pub async fn insert(db: &mut impl Exec, fields: &FieldSet, rows: &[NewContact]) 
                 Value::from(r.stage_id),
                 Value::Int(r.points),
                 Value::from(r.preferred_profile_image.clone()),
-                Value::from(r.values.get("email").and_then(Value::to_text).map(|e| email_rev(&e))),
+                Value::from(
+                    r.values
+                        .get("email")
+                        .and_then(Value::to_text)
+                        .map(|e| email_rev(&e)),
+                ),
             ];
             for alias in &field_cols {
                 let kind = fields.get(alias).map_or(Kind::Text, |f| f.kind());
@@ -197,8 +259,17 @@ pub async fn insert(db: &mut impl Exec, fields: &FieldSet, rows: &[NewContact]) 
             }
             tuples.push(format!("({})", placeholders(&mut p, vals)));
         }
-        let sql = format!("INSERT INTO contacts ({}) VALUES {} RETURNING id", col_list.join(", "), tuples.join(", "));
-        let mut got: Vec<i64> = db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect();
+        let sql = format!(
+            "INSERT INTO contacts ({}) VALUES {} RETURNING id",
+            col_list.join(", "),
+            tuples.join(", ")
+        );
+        let mut got: Vec<i64> = db
+            .fetch_all(&sql, p.values)
+            .await?
+            .iter()
+            .map(|r| r.i64("id"))
+            .collect();
         // Ids are assigned in VALUES order on both backends; RETURNING's order is not promised.
         got.sort_unstable();
         ids.extend(got);
@@ -218,9 +289,15 @@ pub async fn update(db: &mut impl Exec, id: i64, sets: Vec<(String, Value)>) -> 
     }
     let sets = with_derived(sets);
     let mut p = Params::default();
-    let assignments: Vec<String> = sets.into_iter().map(|(col, v)| format!("{col} = {}", p.push(v))).collect();
+    let assignments: Vec<String> = sets
+        .into_iter()
+        .map(|(col, v)| format!("{col} = {}", p.push(v)))
+        .collect();
     let id_ph = p.push(id);
-    let sql = format!("UPDATE contacts SET {} WHERE id = {id_ph}", assignments.join(", "));
+    let sql = format!(
+        "UPDATE contacts SET {} WHERE id = {id_ph}",
+        assignments.join(", ")
+    );
     db.execute(&sql, p.values).await.map(drop)
 }
 
@@ -237,7 +314,10 @@ fn with_derived(mut sets: Vec<(String, Value)>) -> Vec<(String, Value)> {
 /// set of columns (each statement is a round trip to SQLite's worker thread, which cost
 /// more than the update itself for a batch of tracking hits); on PostgreSQL one per
 /// contact, whose columns' types a `VALUES` list would have to spell out.
-pub async fn update_many(db: &mut impl Exec, rows: Vec<(i64, Vec<(String, Value)>)>) -> DbResult<()> {
+pub async fn update_many(
+    db: &mut impl Exec,
+    rows: Vec<(i64, Vec<(String, Value)>)>,
+) -> DbResult<()> {
     if db.backend() == Backend::Postgres {
         for (id, sets) in rows {
             update(db, id, sets).await?;
@@ -249,19 +329,33 @@ pub async fn update_many(db: &mut impl Exec, rows: Vec<(i64, Vec<(String, Value)
         if sets.is_empty() {
             continue;
         }
-        let (columns, mut values): (Vec<String>, Vec<Value>) = with_derived(sets).into_iter().unzip();
+        let (columns, mut values): (Vec<String>, Vec<Value>) =
+            with_derived(sets).into_iter().unzip();
         values.insert(0, Value::Int(id));
         groups.entry(columns).or_default().push(values);
     }
     for (columns, rows) in groups {
-        let names: Vec<String> = std::iter::once("id".to_owned()).chain((0..columns.len()).map(|i| format!("c{i}"))).collect();
+        let names: Vec<String> = std::iter::once("id".to_owned())
+            .chain((0..columns.len()).map(|i| format!("c{i}")))
+            .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let assignments: Vec<String> = columns.iter().enumerate().map(|(i, col)| format!("{col} = v.c{i}")).collect();
+        let assignments: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = v.c{i}"))
+            .collect();
         let per_statement = (MAX_PARAMS / names.len()).clamp(1, 500);
         for chunk in rows.chunks(per_statement) {
             let mut p = Params::default();
             let cte = super::tracking::values_cte(&mut p, "v", &names, chunk.to_vec());
-            db.execute(&format!("{cte} UPDATE contacts SET {} FROM v WHERE contacts.id = v.id", assignments.join(", ")), p.values).await?;
+            db.execute(
+                &format!(
+                    "{cte} UPDATE contacts SET {} FROM v WHERE contacts.id = v.id",
+                    assignments.join(", ")
+                ),
+                p.values,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -273,7 +367,12 @@ pub async fn delete(db: &mut impl Exec, ids: &[i64]) -> DbResult<u64> {
     for chunk in ids.chunks(1000) {
         let mut p = Params::default();
         let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
-        n += db.execute(&format!("DELETE FROM contacts WHERE id IN ({list})"), p.values).await?;
+        n += db
+            .execute(
+                &format!("DELETE FROM contacts WHERE id IN ({list})"),
+                p.values,
+            )
+            .await?;
     }
     Ok(n)
 }
@@ -286,8 +385,18 @@ pub async fn ensure_tags(db: &mut impl Exec, names: &[String]) -> DbResult<HashM
         let conflict = "ON CONFLICT (tag) DO NOTHING";
         for chunk in missing.chunks(500) {
             let mut p = Params::default();
-            let tuples: Vec<String> = chunk.iter().map(|n| format!("({})", p.push(n.as_str()))).collect();
-            db.execute(&format!("INSERT INTO tags (tag) VALUES {} {conflict}", tuples.join(", ")), p.values).await?;
+            let tuples: Vec<String> = chunk
+                .iter()
+                .map(|n| format!("({})", p.push(n.as_str())))
+                .collect();
+            db.execute(
+                &format!(
+                    "INSERT INTO tags (tag) VALUES {} {conflict}",
+                    tuples.join(", ")
+                ),
+                p.values,
+            )
+            .await?;
         }
         let missing: Vec<String> = missing.into_iter().cloned().collect();
         out.extend(tag_ids(db, &missing).await?);
@@ -303,7 +412,13 @@ pub async fn tag_ids(db: &mut impl Exec, names: &[String]) -> DbResult<HashMap<S
         }
         let mut p = Params::default();
         let list = placeholders(&mut p, chunk.iter().map(|n| Value::Text(n.clone())));
-        for row in db.fetch_all(&format!("SELECT id, tag FROM tags WHERE tag IN ({list})"), p.values).await? {
+        for row in db
+            .fetch_all(
+                &format!("SELECT id, tag FROM tags WHERE tag IN ({list})"),
+                p.values,
+            )
+            .await?
+        {
             out.insert(row.text("tag"), row.i64("id"));
         }
     }
@@ -313,8 +428,10 @@ pub async fn tag_ids(db: &mut impl Exec, names: &[String]) -> DbResult<HashMap<S
 pub async fn link_tags(db: &mut impl Exec, pairs: &[(i64, i64)]) -> DbResult<()> {
     for chunk in pairs.chunks(1000) {
         let mut p = Params::default();
-        let tuples: Vec<String> =
-            chunk.iter().map(|(c, t)| format!("({}, {})", p.push(*c), p.push(*t))).collect();
+        let tuples: Vec<String> = chunk
+            .iter()
+            .map(|(c, t)| format!("({}, {})", p.push(*c), p.push(*t)))
+            .collect();
         let sql = format!(
             "INSERT INTO contact_tags (contact_id, tag_id) VALUES {} ON CONFLICT DO NOTHING",
             tuples.join(", ")
@@ -326,7 +443,11 @@ pub async fn link_tags(db: &mut impl Exec, pairs: &[(i64, i64)]) -> DbResult<()>
 
 pub async fn unlink_tags(db: &mut impl Exec, pairs: &[(i64, i64)]) -> DbResult<()> {
     for (contact, tag) in pairs {
-        db.execute("DELETE FROM contact_tags WHERE contact_id = $1 AND tag_id = $2", params![*contact, *tag]).await?;
+        db.execute(
+            "DELETE FROM contact_tags WHERE contact_id = $1 AND tag_id = $2",
+            params![*contact, *tag],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -334,7 +455,11 @@ pub async fn unlink_tags(db: &mut impl Exec, pairs: &[(i64, i64)]) -> DbResult<(
 /// Records that a contact was seen from an IP; true when the address is new for it.
 /// Records that contacts were seen from addresses at `now`: (contact id, ip) pairs, in a
 /// few statements. Answers the pairs seen for the first time.
-pub async fn touch_ips(db: &mut impl Exec, pairs: &[(i64, String)], now: i64) -> DbResult<HashSet<(i64, String)>> {
+pub async fn touch_ips(
+    db: &mut impl Exec,
+    pairs: &[(i64, String)],
+    now: i64,
+) -> DbResult<HashSet<(i64, String)>> {
     let unique: Vec<&(i64, String)> = pairs.iter().collect::<HashSet<_>>().into_iter().collect();
     let mut known = HashSet::new();
     let mut ids: Vec<i64> = unique.iter().map(|(id, _)| *id).collect();
@@ -343,7 +468,13 @@ pub async fn touch_ips(db: &mut impl Exec, pairs: &[(i64, String)], now: i64) ->
     for chunk in ids.chunks(1000) {
         let mut p = Params::default();
         let list = placeholders(&mut p, chunk.iter().map(|i| Value::Int(*i)));
-        for r in db.fetch_all(&format!("SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({list})"), p.values).await? {
+        for r in db
+            .fetch_all(
+                &format!("SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({list})"),
+                p.values,
+            )
+            .await?
+        {
             known.insert((r.i64("contact_id"), r.text("ip")));
         }
     }
@@ -363,7 +494,11 @@ pub async fn touch_ips(db: &mut impl Exec, pairs: &[(i64, String)], now: i64) ->
         )
         .await?;
     }
-    Ok(unique.into_iter().filter(|pair| !known.contains(*pair)).cloned().collect())
+    Ok(unique
+        .into_iter()
+        .filter(|pair| !known.contains(*pair))
+        .cloned()
+        .collect())
 }
 
 pub struct IpRow {
@@ -443,7 +578,10 @@ pub async fn upsert_dnc(
     now: i64,
 ) -> DbResult<Option<i64>> {
     let before = db
-        .fetch_optional("SELECT reason FROM contact_dnc WHERE contact_id = $1 AND channel = $2", params![contact_id, channel])
+        .fetch_optional(
+            "SELECT reason FROM contact_dnc WHERE contact_id = $1 AND channel = $2",
+            params![contact_id, channel],
+        )
         .await?
         .map(|r| r.i64("reason"));
     db.execute(
@@ -457,7 +595,13 @@ pub async fn upsert_dnc(
 }
 
 pub async fn remove_dnc(db: &mut impl Exec, contact_id: i64, channel: &str) -> DbResult<bool> {
-    Ok(db.execute("DELETE FROM contact_dnc WHERE contact_id = $1 AND channel = $2", params![contact_id, channel]).await? > 0)
+    Ok(db
+        .execute(
+            "DELETE FROM contact_dnc WHERE contact_id = $1 AND channel = $2",
+            params![contact_id, channel],
+        )
+        .await?
+        > 0)
 }
 
 pub struct UtmRow {
@@ -468,10 +612,25 @@ pub struct UtmRow {
     pub query: String,
 }
 
-pub const UTM_COLUMNS: [&str; 9] =
-    ["utm_campaign", "utm_content", "utm_medium", "utm_source", "utm_term", "url", "referer", "remote_host", "user_agent"];
+pub const UTM_COLUMNS: [&str; 9] = [
+    "utm_campaign",
+    "utm_content",
+    "utm_medium",
+    "utm_source",
+    "utm_term",
+    "url",
+    "referer",
+    "remote_host",
+    "user_agent",
+];
 
-pub async fn insert_utm(db: &mut impl Exec, contact_id: i64, now: i64, values: [Option<String>; 9], query: &str) -> DbResult<i64> {
+pub async fn insert_utm(
+    db: &mut impl Exec,
+    contact_id: i64,
+    now: i64,
+    values: [Option<String>; 9],
+    query: &str,
+) -> DbResult<i64> {
     let mut p = Params::default();
     let mut phs = vec![p.push(contact_id), p.push(now)];
     for v in values {
@@ -513,7 +672,12 @@ pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Ve
 }
 
 /// Adds `delta` to a contact's points; returns the new total.
-pub async fn add_points(db: &mut impl Exec, id: i64, delta: i64, now: i64) -> DbResult<Option<i64>> {
+pub async fn add_points(
+    db: &mut impl Exec,
+    id: i64,
+    delta: i64,
+    now: i64,
+) -> DbResult<Option<i64>> {
     db.fetch_i64(
         "UPDATE contacts SET points = points + $1, date_modified = $2 WHERE id = $3 RETURNING points",
         params![delta, now, id],
@@ -524,7 +688,10 @@ pub async fn add_points(db: &mut impl Exec, id: i64, delta: i64, now: i64) -> Db
 /// How many contacts are (known, anonymous), from the counters the triggers keep.
 pub async fn counts(db: &mut impl Exec) -> DbResult<(i64, i64)> {
     let rows = match db.backend() {
-        super::db::Backend::Sqlite => db.fetch_all("SELECT kind, n FROM contact_counts", vec![]).await?,
+        super::db::Backend::Sqlite => {
+            db.fetch_all("SELECT kind, n FROM contact_counts", vec![])
+                .await?
+        }
         super::db::Backend::Postgres => {
             let rows = db
                 .fetch_all("SELECT kind, SUM(delta)::bigint AS n, COUNT(*) AS parts FROM contact_count_deltas GROUP BY kind", vec![])
@@ -542,6 +709,10 @@ pub async fn counts(db: &mut impl Exec) -> DbResult<(i64, i64)> {
             rows
         }
     };
-    let get = |kind: &str| rows.iter().find(|r| r.text("kind") == kind).map_or(0, |r| r.i64("n"));
+    let get = |kind: &str| {
+        rows.iter()
+            .find(|r| r.text("kind") == kind)
+            .map_or(0, |r| r.i64("n"))
+    };
     Ok((get("known"), get("anonymous")))
 }

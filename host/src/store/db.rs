@@ -181,20 +181,40 @@ impl Row {
 /// Runs statements on a connection or inside a transaction, on either backend.
 pub trait Exec: Send {
     fn backend(&self) -> Backend;
-    fn execute(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<u64>> + Send;
-    fn fetch_all(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Vec<Row>>> + Send;
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = DbResult<u64>> + Send;
+    fn fetch_all(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = DbResult<Vec<Row>>> + Send;
     /// As `fetch_all`, planned for these very values: PostgreSQL would otherwise switch a
     /// prepared search to a generic plan after a few runs, and a generic plan cannot
     /// tell a prefix matching 26 rows from one matching 90,000.
-    fn fetch_all_planned(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Vec<Row>>> + Send;
+    fn fetch_all_planned(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = DbResult<Vec<Row>>> + Send;
     /// Runs several statements without parameters (DDL, migrations).
     fn execute_script(&mut self, sql: &str) -> impl Future<Output = DbResult<()>> + Send;
 
-    fn fetch_optional(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Option<Row>>> + Send {
+    fn fetch_optional(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = DbResult<Option<Row>>> + Send {
         async move { Ok(self.fetch_all(sql, params).await?.into_iter().next()) }
     }
     /// The first column of the first row as an integer (COUNT, RETURNING id …).
-    fn fetch_i64(&mut self, sql: &str, params: Vec<Value>) -> impl Future<Output = DbResult<Option<i64>>> + Send {
+    fn fetch_i64(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = DbResult<Option<i64>>> + Send {
         async move {
             Ok(self
                 .fetch_all(sql, params)
@@ -208,7 +228,11 @@ pub trait Exec: Send {
 enum Pools {
     /// `checkpoint`: one connection that copies the WAL into the database file in the
     /// background (see `Store::spawn_checkpointer`).
-    Sqlite { read: SqlitePool, write: SqlitePool, checkpoint: SqlitePool },
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+        checkpoint: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -230,7 +254,10 @@ impl Store {
                 .connect_with(options)
                 .await?;
             Pools::Postgres(pool)
-        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             let path = path.split('?').next().unwrap_or(path);
             if let Some(parent) = Path::new(path).parent() {
                 if !parent.as_os_str().is_empty() {
@@ -260,18 +287,28 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options.clone().pragma("wal_autocheckpoint", "16384"))
                 .await?;
-            let checkpoint = SqlitePoolOptions::new().max_connections(1).min_connections(0).connect_with(options.clone()).await?;
+            let checkpoint = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .connect_with(options.clone())
+                .await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(8)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options.read_only(true))
                 .await?;
-            Pools::Sqlite { read, write, checkpoint }
+            Pools::Sqlite {
+                read,
+                write,
+                checkpoint,
+            }
         } else {
             anyhow::bail!("unsupported database URL (expected sqlite://… or postgres://…)");
         };
-        Ok(Store { pools: Arc::new(pools) })
+        Ok(Store {
+            pools: Arc::new(pools),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -301,15 +338,22 @@ impl Store {
     /// it rolls back.
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(Tx(match &*self.pools {
-            Pools::Sqlite { write, .. } => TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Pools::Sqlite { write, .. } => {
+                TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
+            }
             Pools::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
         }))
     }
 
     /// SQLite: checkpoints the WAL every quarter second on a connection of its own
     /// (`PASSIVE`: never waits for, nor blocks, the writer or readers), until `stop`.
-    pub fn spawn_checkpointer(&self, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
-        let Pools::Sqlite { checkpoint, .. } = &*self.pools else { return None };
+    pub fn spawn_checkpointer(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Pools::Sqlite { checkpoint, .. } = &*self.pools else {
+            return None;
+        };
         let pool = checkpoint.clone();
         Some(tokio::spawn(async move {
             loop {
@@ -317,7 +361,10 @@ impl Store {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
-                if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
                     tracing::debug!(error = %e, "background checkpoint skipped");
                 }
             }
@@ -326,12 +373,18 @@ impl Store {
 
     pub async fn close(&self) {
         match &*self.pools {
-            Pools::Sqlite { read, write, checkpoint } => {
+            Pools::Sqlite {
+                read,
+                write,
+                checkpoint,
+            } => {
                 read.close().await;
                 checkpoint.close().await;
                 // A final checkpoint keeps the WAL file from outliving the process.
                 if let Ok(mut conn) = write.acquire().await {
-                    let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;
+                    let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .execute(&mut *conn)
+                        .await;
                 }
                 write.close().await;
             }
@@ -396,8 +449,14 @@ fn pg_args(params: Vec<Value>) -> DbResult<PgArguments> {
 }
 
 fn decode_sqlite(rows: Vec<SqliteRow>) -> DbResult<Vec<Row>> {
-    let Some(first) = rows.first() else { return Ok(Vec::new()) };
-    let columns: Arc<[String]> = first.columns().iter().map(|c| c.name().to_owned()).collect();
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns: Arc<[String]> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
     rows.iter()
         .map(|row| {
             let mut values = Vec::with_capacity(columns.len());
@@ -408,7 +467,9 @@ fn decode_sqlite(rows: Vec<SqliteRow>) -> DbResult<Vec<Row>> {
                 } else {
                     let type_info = raw.type_info();
                     match type_info.name() {
-                        "INTEGER" | "BOOLEAN" | "INT8" | "BIGINT" => Value::Int(row.try_get_unchecked(i)?),
+                        "INTEGER" | "BOOLEAN" | "INT8" | "BIGINT" => {
+                            Value::Int(row.try_get_unchecked(i)?)
+                        }
                         "REAL" | "DOUBLE" | "FLOAT" => Value::Float(row.try_get_unchecked(i)?),
                         "BLOB" => {
                             let bytes: Vec<u8> = row.try_get_unchecked(i)?;
@@ -419,21 +480,36 @@ fn decode_sqlite(rows: Vec<SqliteRow>) -> DbResult<Vec<Row>> {
                 };
                 values.push(value);
             }
-            Ok(Row { columns: columns.clone(), values })
+            Ok(Row {
+                columns: columns.clone(),
+                values,
+            })
         })
         .collect()
 }
 
 fn decode_pg(rows: Vec<PgRow>) -> DbResult<Vec<Row>> {
-    let Some(first) = rows.first() else { return Ok(Vec::new()) };
-    let columns: Arc<[String]> = first.columns().iter().map(|c| c.name().to_owned()).collect();
-    let types: Vec<String> = first.columns().iter().map(|c| c.type_info().name().to_owned()).collect();
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns: Arc<[String]> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let types: Vec<String> = first
+        .columns()
+        .iter()
+        .map(|c| c.type_info().name().to_owned())
+        .collect();
     rows.iter()
         .map(|row| {
             let mut values = Vec::with_capacity(columns.len());
             for (i, ty) in types.iter().enumerate() {
                 let value = match ty.as_str() {
-                    "INT8" => row.try_get::<Option<i64>, _>(i)?.map_or(Value::Null(Kind::Int), Value::Int),
+                    "INT8" => row
+                        .try_get::<Option<i64>, _>(i)?
+                        .map_or(Value::Null(Kind::Int), Value::Int),
                     "INT4" => row
                         .try_get::<Option<i32>, _>(i)?
                         .map_or(Value::Null(Kind::Int), |v| Value::Int(v.into())),
@@ -443,16 +519,23 @@ fn decode_pg(rows: Vec<PgRow>) -> DbResult<Vec<Row>> {
                     "BOOL" => row
                         .try_get::<Option<bool>, _>(i)?
                         .map_or(Value::Null(Kind::Int), |v| Value::Int(v.into())),
-                    "FLOAT8" => row.try_get::<Option<f64>, _>(i)?.map_or(Value::Null(Kind::Float), Value::Float),
+                    "FLOAT8" => row
+                        .try_get::<Option<f64>, _>(i)?
+                        .map_or(Value::Null(Kind::Float), Value::Float),
                     "FLOAT4" => row
                         .try_get::<Option<f32>, _>(i)?
                         .map_or(Value::Null(Kind::Float), |v| Value::Float(v.into())),
                     "VOID" => Value::Null(Kind::Text),
-                    _ => row.try_get::<Option<String>, _>(i)?.map_or(Value::Null(Kind::Text), Value::Text),
+                    _ => row
+                        .try_get::<Option<String>, _>(i)?
+                        .map_or(Value::Null(Kind::Text), Value::Text),
                 };
                 values.push(value);
             }
-            Ok(Row { columns: columns.clone(), values })
+            Ok(Row {
+                columns: columns.clone(),
+                values,
+            })
         })
         .collect()
 }
@@ -493,7 +576,12 @@ fn sqlite_positional(sql: &str, params: Vec<Value>) -> (String, Vec<Value>) {
                 out.push_str(&sql[copied..start]);
                 out.push('?');
                 copied = i;
-                values.push(params.get(n.wrapping_sub(1)).cloned().unwrap_or(Value::Null(Kind::Text)));
+                values.push(
+                    params
+                        .get(n.wrapping_sub(1))
+                        .cloned()
+                        .unwrap_or(Value::Null(Kind::Text)),
+                );
             }
             _ => i += 1,
         }
@@ -502,27 +590,62 @@ fn sqlite_positional(sql: &str, params: Vec<Value>) -> (String, Vec<Value>) {
     (out, values)
 }
 
-async fn sqlite_execute(conn: &mut sqlx::SqliteConnection, sql: &str, params: Vec<Value>) -> DbResult<u64> {
+async fn sqlite_execute(
+    conn: &mut sqlx::SqliteConnection,
+    sql: &str,
+    params: Vec<Value>,
+) -> DbResult<u64> {
     let (sql, params) = sqlite_positional(sql, params);
     let args = sqlite_args(params)?;
-    Ok(sqlx::query_with(AssertSqlSafe(sql), args).execute(conn).await?.rows_affected())
+    Ok(sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
-async fn sqlite_fetch(conn: &mut sqlx::SqliteConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+async fn sqlite_fetch(
+    conn: &mut sqlx::SqliteConnection,
+    sql: &str,
+    params: Vec<Value>,
+) -> DbResult<Vec<Row>> {
     let (sql, params) = sqlite_positional(sql, params);
     let args = sqlite_args(params)?;
-    decode_sqlite(sqlx::query_with(AssertSqlSafe(sql), args).fetch_all(conn).await?)
+    decode_sqlite(
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 async fn pg_execute(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>) -> DbResult<u64> {
     let args = pg_args(params)?;
-    Ok(sqlx::query_with(AssertSqlSafe(sql), args).execute(conn).await?.rows_affected())
+    Ok(sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
-async fn pg_fetch_planned(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+async fn pg_fetch_planned(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    params: Vec<Value>,
+) -> DbResult<Vec<Row>> {
     let args = pg_args(params)?;
-    decode_pg(sqlx::query_with(AssertSqlSafe(sql), args).persistent(false).fetch_all(conn).await?)
+    decode_pg(
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .persistent(false)
+            .fetch_all(conn)
+            .await?,
+    )
 }
-async fn pg_fetch(conn: &mut sqlx::PgConnection, sql: &str, params: Vec<Value>) -> DbResult<Vec<Row>> {
+async fn pg_fetch(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    params: Vec<Value>,
+) -> DbResult<Vec<Row>> {
     let args = pg_args(params)?;
-    decode_pg(sqlx::query_with(AssertSqlSafe(sql), args).fetch_all(conn).await?)
+    decode_pg(
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 impl Exec for Conn {
@@ -552,8 +675,14 @@ impl Exec for Conn {
     }
     async fn execute_script(&mut self, sql: &str) -> DbResult<()> {
         match &mut self.0 {
-            ConnInner::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
-            ConnInner::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
+            ConnInner::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut **c)
+                .await
+                .map(drop),
+            ConnInner::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut **c)
+                .await
+                .map(drop),
         }
     }
 }
@@ -585,8 +714,14 @@ impl Exec for Tx {
     }
     async fn execute_script(&mut self, sql: &str) -> DbResult<()> {
         match &mut self.0 {
-            TxInner::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
-            TxInner::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **c).await.map(drop),
+            TxInner::Sqlite(c) => sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut **c)
+                .await
+                .map(drop),
+            TxInner::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut **c)
+                .await
+                .map(drop),
         }
     }
 }
@@ -597,10 +732,19 @@ mod tests {
 
     #[test]
     fn positional_rewrite() {
-        let (sql, v) = sqlite_positional("SELECT $2, '$1', \"$x\", $1, $2 FROM t WHERE a = 'it''s $3'", vec![Value::Int(1), Value::Int(2)]);
-        assert_eq!(sql, "SELECT ?, '$1', \"$x\", ?, ? FROM t WHERE a = 'it''s $3'");
+        let (sql, v) = sqlite_positional(
+            "SELECT $2, '$1', \"$x\", $1, $2 FROM t WHERE a = 'it''s $3'",
+            vec![Value::Int(1), Value::Int(2)],
+        );
+        assert_eq!(
+            sql,
+            "SELECT ?, '$1', \"$x\", ?, ? FROM t WHERE a = 'it''s $3'"
+        );
         assert_eq!(v, vec![Value::Int(2), Value::Int(1), Value::Int(2)]);
-        let (sql, v) = sqlite_positional("INSERT INTO t VALUES ($1, $2), ($3, $4)", (1..=4).map(Value::Int).collect());
+        let (sql, v) = sqlite_positional(
+            "INSERT INTO t VALUES ($1, $2), ($3, $4)",
+            (1..=4).map(Value::Int).collect(),
+        );
         assert_eq!(sql, "INSERT INTO t VALUES (?, ?), (?, ?)");
         assert_eq!(v.len(), 4);
     }

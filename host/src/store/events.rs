@@ -65,7 +65,12 @@ pub async fn insert_returning_ids(db: &mut impl Exec, events: &[NewEvent]) -> Db
             "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES {} RETURNING id",
             tuples.join(", ")
         );
-        let mut got: Vec<i64> = db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect();
+        let mut got: Vec<i64> = db
+            .fetch_all(&sql, p.values)
+            .await?
+            .iter()
+            .map(|r| r.i64("id"))
+            .collect();
         // Ids are assigned in VALUES order; RETURNING's order is not promised.
         got.sort_unstable();
         ids.extend(got);
@@ -97,7 +102,9 @@ fn where_clause(p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
     if let Some(s) = f.search.as_deref().filter(|s| !s.is_empty()) {
         let pattern = format!("%{}%", escape_like(&s.to_lowercase()));
         let ph = p.push(pattern);
-        conds.push(format!("(lower(properties) LIKE {ph} ESCAPE '\\' OR lower(event_type) LIKE {ph} ESCAPE '\\')"));
+        conds.push(format!(
+            "(lower(properties) LIKE {ph} ESCAPE '\\' OR lower(event_type) LIKE {ph} ESCAPE '\\')"
+        ));
     }
     if let Some(from) = f.from {
         conds.push(format!("occurred_at >= {}", p.push(from)));
@@ -110,7 +117,9 @@ fn where_clause(p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
 
 /// Escapes LIKE metacharacters so user text matches literally.
 pub fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn from_row(r: &super::db::Row) -> Event {
@@ -126,7 +135,13 @@ fn from_row(r: &super::db::Row) -> Event {
 }
 
 /// A page of a contact's events, newest first, and the total matching.
-pub async fn page(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: i64, limit: i64) -> DbResult<(Vec<Event>, i64)> {
+pub async fn page(
+    db: &mut impl Exec,
+    contact_id: i64,
+    f: &EventFilter,
+    offset: i64,
+    limit: i64,
+) -> DbResult<(Vec<Event>, i64)> {
     let total = count(db, contact_id, f).await?;
     Ok((rows(db, contact_id, f, offset, limit).await?, total))
 }
@@ -135,12 +150,24 @@ pub async fn page(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: 
 pub async fn count(db: &mut impl Exec, contact_id: i64, f: &EventFilter) -> DbResult<i64> {
     let mut p = Params::default();
     let cond = where_clause(&mut p, contact_id, f);
-    Ok(db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"), p.values).await?.unwrap_or(0))
+    Ok(db
+        .fetch_i64(
+            &format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"),
+            p.values,
+        )
+        .await?
+        .unwrap_or(0))
 }
 
 /// A page of a contact's events, newest first, without the total (callers that know it
 /// from `type_counts`, like the contact page when the history is not searched).
-pub async fn rows(db: &mut impl Exec, contact_id: i64, f: &EventFilter, offset: i64, limit: i64) -> DbResult<Vec<Event>> {
+pub async fn rows(
+    db: &mut impl Exec,
+    contact_id: i64,
+    f: &EventFilter,
+    offset: i64,
+    limit: i64,
+) -> DbResult<Vec<Event>> {
     let mut p = Params::default();
     let cond = where_clause(&mut p, contact_id, f);
     let lim = p.push(limit);
@@ -161,11 +188,18 @@ pub async fn type_counts(db: &mut impl Exec, contact_id: i64) -> DbResult<HashMa
             params![contact_id],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.text("event_type"), r.i64("n"))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.text("event_type"), r.i64("n")))
+        .collect())
 }
 
 /// Events per UTC month bucket since `since` (for the engagement chart): (month start ms, count).
-pub async fn timestamps_since(db: &mut impl Exec, contact_id: i64, since: i64) -> DbResult<Vec<(i64, String, Json)>> {
+pub async fn timestamps_since(
+    db: &mut impl Exec,
+    contact_id: i64,
+    since: i64,
+) -> DbResult<Vec<(i64, String, Json)>> {
     let rows = db
         .fetch_all(
             "SELECT occurred_at, event_type, properties FROM contact_events WHERE contact_id = $1 AND occurred_at >= $2",
@@ -174,7 +208,13 @@ pub async fn timestamps_since(db: &mut impl Exec, contact_id: i64, since: i64) -
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.i64("occurred_at"), r.text("event_type"), serde_json::from_str(&r.text("properties")).unwrap_or(Json::Null)))
+        .map(|r| {
+            (
+                r.i64("occurred_at"),
+                r.text("event_type"),
+                serde_json::from_str(&r.text("properties")).unwrap_or(Json::Null),
+            )
+        })
         .collect())
 }
 
@@ -191,7 +231,11 @@ pub struct MonthTotals {
 /// the end of the last bucket (n + 1 values for n buckets). Two grouped statements that
 /// each read one contiguous range of a `(contact_id, …, occurred_at)` index, so the cost
 /// is one index range scan however the events are spread (50,000 events: a few ms).
-pub async fn monthly_totals(db: &mut impl Exec, contact_id: i64, bounds: &[i64]) -> DbResult<Vec<MonthTotals>> {
+pub async fn monthly_totals(
+    db: &mut impl Exec,
+    contact_id: i64,
+    bounds: &[i64],
+) -> DbResult<Vec<MonthTotals>> {
     let n = bounds.len().saturating_sub(1);
     let mut out = vec![MonthTotals::default(); n];
     if n == 0 {
@@ -207,7 +251,9 @@ pub async fn monthly_totals(db: &mut impl Exec, contact_id: i64, bounds: &[i64])
     }
     case.push_str(&format!(" ELSE {} END", n - 1));
     let range = format!("contact_id = {c} AND occurred_at >= {lo} AND occurred_at < {hi}");
-    let sql = format!("SELECT {case} AS bucket, COUNT(*) AS n FROM contact_events WHERE {range} GROUP BY 1");
+    let sql = format!(
+        "SELECT {case} AS bucket, COUNT(*) AS n FROM contact_events WHERE {range} GROUP BY 1"
+    );
     for r in db.fetch_all(&sql, p.values.clone()).await? {
         if let Some(m) = out.get_mut(r.i64("bucket") as usize) {
             m.events = r.i64("n");
@@ -233,7 +279,14 @@ pub async fn monthly_totals(db: &mut impl Exec, contact_id: i64, bounds: &[i64])
 }
 
 /// Rewrites the properties of the events that describe a row (an edited note).
-pub async fn update_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &str, ref_id: i64, occurred_at: i64, properties: &Json) -> DbResult<()> {
+pub async fn update_for_ref(
+    db: &mut impl Exec,
+    contact_id: i64,
+    event_type: &str,
+    ref_id: i64,
+    occurred_at: i64,
+    properties: &Json,
+) -> DbResult<()> {
     db.execute(
         "UPDATE contact_events SET properties = $1, occurred_at = $2 WHERE contact_id = $3 AND event_type = $4 AND ref_id = $5",
         params![properties.to_string(), occurred_at, contact_id, event_type, ref_id],
@@ -243,7 +296,12 @@ pub async fn update_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &st
 }
 
 /// Removes the events that describe a row (a deleted note).
-pub async fn delete_for_ref(db: &mut impl Exec, contact_id: i64, event_type: &str, ref_id: i64) -> DbResult<()> {
+pub async fn delete_for_ref(
+    db: &mut impl Exec,
+    contact_id: i64,
+    event_type: &str,
+    ref_id: i64,
+) -> DbResult<()> {
     db.execute(
         "DELETE FROM contact_events WHERE contact_id = $1 AND event_type = $2 AND ref_id = $3",
         params![contact_id, event_type, ref_id],

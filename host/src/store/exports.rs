@@ -49,7 +49,14 @@ fn from_row(r: &Row) -> ExportRow {
     }
 }
 
-pub async fn insert(db: &mut impl Exec, job_id: i64, created_by: i64, format: &str, query: &Json, now: i64) -> DbResult<i64> {
+pub async fn insert(
+    db: &mut impl Exec,
+    job_id: i64,
+    created_by: i64,
+    format: &str,
+    query: &Json,
+    now: i64,
+) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
             "INSERT INTO exports (job_id, created_by, format, query, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -60,16 +67,41 @@ pub async fn insert(db: &mut impl Exec, job_id: i64, created_by: i64, format: &s
 }
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<ExportRow>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM exports WHERE id = $1"), params![id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM exports WHERE id = $1"),
+            params![id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub async fn by_job(db: &mut impl Exec, job_id: i64) -> DbResult<Option<ExportRow>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM exports WHERE job_id = $1"), params![job_id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM exports WHERE job_id = $1"),
+            params![job_id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 /// One user's exports, newest first.
-pub async fn list(db: &mut impl Exec, user: i64, offset: i64, limit: i64) -> DbResult<(Vec<ExportRow>, i64)> {
-    let total = db.fetch_i64("SELECT COUNT(*) FROM exports WHERE created_by = $1", params![user]).await?.unwrap_or(0);
+pub async fn list(
+    db: &mut impl Exec,
+    user: i64,
+    offset: i64,
+    limit: i64,
+) -> DbResult<(Vec<ExportRow>, i64)> {
+    let total = db
+        .fetch_i64(
+            "SELECT COUNT(*) FROM exports WHERE created_by = $1",
+            params![user],
+        )
+        .await?
+        .unwrap_or(0);
     let rows = db
         .fetch_all(
             &format!("SELECT {COLUMNS} FROM exports WHERE created_by = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"),
@@ -102,27 +134,52 @@ pub async fn finish(db: &mut impl Exec, id: i64, f: &Finished<'_>, now: i64) -> 
 }
 
 pub async fn set_email_status(db: &mut impl Exec, id: i64, status: &str) -> DbResult<()> {
-    db.execute("UPDATE exports SET email_status = $1 WHERE id = $2", params![status, id]).await.map(drop)
+    db.execute(
+        "UPDATE exports SET email_status = $1 WHERE id = $2",
+        params![status, id],
+    )
+    .await
+    .map(drop)
 }
 
 /// Exports whose link expired and whose file is still on disk.
 pub async fn expired_files(db: &mut impl Exec, now: i64) -> DbResult<Vec<ExportRow>> {
     let rows = db
-        .fetch_all(&format!("SELECT {COLUMNS} FROM exports WHERE expires_at < $1 AND stored_name IS NOT NULL"), params![now])
+        .fetch_all(
+            &format!(
+                "SELECT {COLUMNS} FROM exports WHERE expires_at < $1 AND stored_name IS NOT NULL"
+            ),
+            params![now],
+        )
         .await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn forget_file(db: &mut impl Exec, id: i64) -> DbResult<()> {
-    db.execute("UPDATE exports SET stored_name = NULL WHERE id = $1", params![id]).await.map(drop)
+    db.execute(
+        "UPDATE exports SET stored_name = NULL WHERE id = $1",
+        params![id],
+    )
+    .await
+    .map(drop)
 }
 
 /// The columns of an export page, in order: these system columns, then one per field
 /// (in the field set's order; points and last_active included).
-pub const PAGE_SYSTEM_COLUMNS: [&str; 6] = ["id", "date_added", "date_modified", "date_identified", "owner_id", "stage_id"];
+pub const PAGE_SYSTEM_COLUMNS: [&str; 6] = [
+    "id",
+    "date_added",
+    "date_modified",
+    "date_identified",
+    "owner_id",
+    "stage_id",
+];
 
 fn page_select(fields: &FieldSet) -> String {
-    let mut cols: Vec<String> = PAGE_SYSTEM_COLUMNS.iter().map(|c| format!("c.{c}")).collect();
+    let mut cols: Vec<String> = PAGE_SYSTEM_COLUMNS
+        .iter()
+        .map(|c| format!("c.{c}"))
+        .collect();
     for f in fields.iter() {
         cols.push(match f.storage() {
             Storage::Column => format!("c.{}", column(&f.alias)),
@@ -135,7 +192,14 @@ fn page_select(fields: &FieldSet) -> String {
 
 /// The next page of contacts matching `condition` (built by
 /// `contact_search::condition`), ids above `after`, in id order.
-pub async fn page_after(db: &mut impl Exec, fields: &FieldSet, condition: &str, params: &Params, after: i64, limit: i64) -> DbResult<Vec<Row>> {
+pub async fn page_after(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    condition: &str,
+    params: &Params,
+    after: i64,
+    limit: i64,
+) -> DbResult<Vec<Row>> {
     let mut values = params.values.clone();
     values.push(Value::Int(after));
     let after_ph = values.len();
@@ -155,7 +219,11 @@ pub async fn page_of_ids(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> 
     }
     let mut p = Params::default();
     let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
-    let sql = format!("SELECT {} FROM contacts c WHERE c.id IN ({}) ORDER BY c.id", page_select(fields), list.join(", "));
+    let sql = format!(
+        "SELECT {} FROM contacts c WHERE c.id IN ({}) ORDER BY c.id",
+        page_select(fields),
+        list.join(", ")
+    );
     db.fetch_all(&sql, p.values).await
 }
 
@@ -163,7 +231,8 @@ pub async fn page_of_ids(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> 
 /// map the whole database into the process) and a small page cache (8 MB).
 pub async fn scan_begin(db: &mut impl Exec) -> DbResult<()> {
     if db.backend() == super::Backend::Sqlite {
-        db.execute_script("PRAGMA mmap_size = 0; PRAGMA cache_size = -8192").await?;
+        db.execute_script("PRAGMA mmap_size = 0; PRAGMA cache_size = -8192")
+            .await?;
     }
     Ok(())
 }
@@ -171,15 +240,31 @@ pub async fn scan_begin(db: &mut impl Exec) -> DbResult<()> {
 /// After the scan: the connection's usual settings (see `db.rs`).
 pub async fn scan_end(db: &mut impl Exec) -> DbResult<()> {
     if db.backend() == super::Backend::Sqlite {
-        db.execute_script("PRAGMA mmap_size = 268435456; PRAGMA cache_size = -65536").await?;
+        db.execute_script("PRAGMA mmap_size = 268435456; PRAGMA cache_size = -65536")
+            .await?;
     }
     Ok(())
 }
 
 /// Id → name of every stage, and id → username of every user (small tables).
-pub async fn names(db: &mut impl Exec) -> DbResult<(std::collections::HashMap<i64, String>, std::collections::HashMap<i64, String>)> {
-    let stages = db.fetch_all("SELECT id, name FROM stages", vec![]).await?.iter().map(|r| (r.i64("id"), r.text("name"))).collect();
-    let users = db.fetch_all("SELECT id, username FROM users", vec![]).await?.iter().map(|r| (r.i64("id"), r.text("username"))).collect();
+pub async fn names(
+    db: &mut impl Exec,
+) -> DbResult<(
+    std::collections::HashMap<i64, String>,
+    std::collections::HashMap<i64, String>,
+)> {
+    let stages = db
+        .fetch_all("SELECT id, name FROM stages", vec![])
+        .await?
+        .iter()
+        .map(|r| (r.i64("id"), r.text("name")))
+        .collect();
+    let users = db
+        .fetch_all("SELECT id, username FROM users", vec![])
+        .await?
+        .iter()
+        .map(|r| (r.i64("id"), r.text("username")))
+        .collect();
     Ok((stages, users))
 }
 
@@ -195,7 +280,15 @@ pub struct Notification {
     pub read_at: Option<i64>,
 }
 
-pub async fn notify(db: &mut impl Exec, user_id: i64, kind: &str, title: &str, message: &str, link: Option<&str>, now: i64) -> DbResult<i64> {
+pub async fn notify(
+    db: &mut impl Exec,
+    user_id: i64,
+    kind: &str,
+    title: &str,
+    message: &str,
+    link: Option<&str>,
+    now: i64,
+) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
             "INSERT INTO notifications (user_id, kind, title, message, link, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -206,7 +299,11 @@ pub async fn notify(db: &mut impl Exec, user_id: i64, kind: &str, title: &str, m
 }
 
 /// A user's notifications, newest first, and how many are unread.
-pub async fn notifications(db: &mut impl Exec, user_id: i64, limit: i64) -> DbResult<(Vec<Notification>, i64)> {
+pub async fn notifications(
+    db: &mut impl Exec,
+    user_id: i64,
+    limit: i64,
+) -> DbResult<(Vec<Notification>, i64)> {
     let unread = unread_count(db, user_id).await?;
     let rows = db
         .fetch_all(
@@ -232,10 +329,20 @@ pub async fn notifications(db: &mut impl Exec, user_id: i64, limit: i64) -> DbRe
 }
 
 pub async fn mark_notifications_read(db: &mut impl Exec, user_id: i64, now: i64) -> DbResult<u64> {
-    db.execute("UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL", params![now, user_id]).await
+    db.execute(
+        "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL",
+        params![now, user_id],
+    )
+    .await
 }
 
 /// How many of a user's notifications are unread.
 pub async fn unread_count(db: &mut impl Exec, user_id: i64) -> DbResult<i64> {
-    Ok(db.fetch_i64("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL", params![user_id]).await?.unwrap_or(0))
+    Ok(db
+        .fetch_i64(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+            params![user_id],
+        )
+        .await?
+        .unwrap_or(0))
 }

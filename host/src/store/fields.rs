@@ -40,7 +40,10 @@ fn from_row(r: &Row) -> FieldDef {
 
 pub async fn list(db: &mut impl Exec) -> DbResult<Vec<FieldDef>> {
     let rows = db
-        .fetch_all(&format!("SELECT {COLUMNS} FROM contact_fields ORDER BY field_order, id"), vec![])
+        .fetch_all(
+            &format!("SELECT {COLUMNS} FROM contact_fields ORDER BY field_order, id"),
+            vec![],
+        )
         .await?;
     Ok(rows.iter().map(from_row).collect())
 }
@@ -48,7 +51,10 @@ pub async fn list(db: &mut impl Exec) -> DbResult<Vec<FieldDef>> {
 /// The counter bumped by every field change; caches compare it.
 pub async fn version(db: &mut impl Exec) -> DbResult<i64> {
     Ok(db
-        .fetch_optional("SELECT value FROM settings WHERE key = 'fields_version'", vec![])
+        .fetch_optional(
+            "SELECT value FROM settings WHERE key = 'fields_version'",
+            vec![],
+        )
         .await?
         .and_then(|r| r.at(0).as_i64())
         .unwrap_or(0))
@@ -70,7 +76,10 @@ async fn bump_version(db: &mut impl Exec) -> DbResult<()> {
 
 /// Inserts the default field rows on first start (their columns come from migration 1).
 pub async fn seed_defaults(db: &mut impl Exec, now: i64) -> DbResult<()> {
-    let count = db.fetch_i64("SELECT COUNT(*) FROM contact_fields", vec![]).await?.unwrap_or(0);
+    let count = db
+        .fetch_i64("SELECT COUNT(*) FROM contact_fields", vec![])
+        .await?
+        .unwrap_or(0);
     if count > 0 {
         return Ok(());
     }
@@ -136,7 +145,11 @@ pub fn search_expr(backend: Backend, column: &str, kind: Kind) -> String {
 
 /// Quotes an alias as a column name (aliases are validated to `[a-z][a-z0-9_]*`).
 pub fn column(alias: &str) -> String {
-    debug_assert!(alias.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+    debug_assert!(
+        alias
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    );
     format!("\"{alias}\"")
 }
 
@@ -148,21 +161,29 @@ async fn create_index(db: &mut impl Exec, f: &FieldDef) -> DbResult<()> {
     let expr = search_expr(db.backend(), &column(&f.alias), f.kind());
     // Partial on known contacts, like the built-in search indexes: a contact with a value in
     // an identifier is known, and the list hides anonymous visitors unless asked for.
-    let sql = format!("CREATE INDEX IF NOT EXISTS {} ON contacts (({expr})) WHERE date_identified IS NOT NULL", index_name(&f.alias));
+    let sql = format!(
+        "CREATE INDEX IF NOT EXISTS {} ON contacts (({expr})) WHERE date_identified IS NOT NULL",
+        index_name(&f.alias)
+    );
     db.execute_script(&sql).await?;
     if db.backend() == Backend::Postgres && f.kind() == Kind::Text {
         // The planner ignores the statistics of partial indexes; without these it guesses
         // 0.5% of the table for any prefix (see migration 7).
-        let sql = format!("CREATE STATISTICS IF NOT EXISTS contacts_s_{} ON (({expr})) FROM contacts", f.alias);
+        let sql = format!(
+            "CREATE STATISTICS IF NOT EXISTS contacts_s_{} ON (({expr})) FROM contacts",
+            f.alias
+        );
         db.execute_script(&sql).await?;
     }
     Ok(())
 }
 
 async fn drop_index(db: &mut impl Exec, alias: &str) -> DbResult<()> {
-    db.execute_script(&format!("DROP INDEX IF EXISTS {}", index_name(alias))).await?;
+    db.execute_script(&format!("DROP INDEX IF EXISTS {}", index_name(alias)))
+        .await?;
     if db.backend() == Backend::Postgres {
-        db.execute_script(&format!("DROP STATISTICS IF EXISTS contacts_s_{alias}")).await?;
+        db.execute_script(&format!("DROP STATISTICS IF EXISTS contacts_s_{alias}"))
+            .await?;
     }
     Ok(())
 }
@@ -170,7 +191,11 @@ async fn drop_index(db: &mut impl Exec, alias: &str) -> DbResult<()> {
 /// Creates the field's row, column and (when indexed) index, in the caller's transaction.
 pub async fn create(db: &mut impl Exec, f: &FieldDef) -> DbResult<i64> {
     let id = insert_row(db, f).await?;
-    let sql = format!("ALTER TABLE contacts ADD COLUMN {} {}", column(&f.alias), sql_type(db.backend(), f.kind()));
+    let sql = format!(
+        "ALTER TABLE contacts ADD COLUMN {} {}",
+        column(&f.alias),
+        sql_type(db.backend(), f.kind())
+    );
     db.execute_script(&sql).await?;
     if f.is_indexed() {
         create_index(db, f).await?;
@@ -220,7 +245,11 @@ pub async fn update(db: &mut impl Exec, before: &FieldDef, after: &FieldDef) -> 
 /// Sets the display order of many fields at once (admin reordering).
 pub async fn reorder(db: &mut impl Exec, order: &[(i64, i64)]) -> DbResult<()> {
     for (id, position) in order {
-        db.execute("UPDATE contact_fields SET field_order = $1 WHERE id = $2", params![*position, *id]).await?;
+        db.execute(
+            "UPDATE contact_fields SET field_order = $1 WHERE id = $2",
+            params![*position, *id],
+        )
+        .await?;
     }
     bump_version(db).await
 }
@@ -228,13 +257,24 @@ pub async fn reorder(db: &mut impl Exec, order: &[(i64, i64)]) -> DbResult<()> {
 /// Drops the field's index, column and row.
 pub async fn delete(db: &mut impl Exec, f: &FieldDef) -> DbResult<()> {
     drop_index(db, &f.alias).await?;
-    db.execute_script(&format!("ALTER TABLE contacts DROP COLUMN {}", column(&f.alias))).await?;
-    db.execute("DELETE FROM contact_fields WHERE id = $1", params![f.id]).await?;
+    db.execute_script(&format!(
+        "ALTER TABLE contacts DROP COLUMN {}",
+        column(&f.alias)
+    ))
+    .await?;
+    db.execute("DELETE FROM contact_fields WHERE id = $1", params![f.id])
+        .await?;
     bump_version(db).await
 }
 
 pub async fn max_order(db: &mut impl Exec) -> DbResult<i64> {
-    Ok(db.fetch_i64("SELECT COALESCE(MAX(field_order), 0) FROM contact_fields", vec![]).await?.unwrap_or(0))
+    Ok(db
+        .fetch_i64(
+            "SELECT COALESCE(MAX(field_order), 0) FROM contact_fields",
+            vec![],
+        )
+        .await?
+        .unwrap_or(0))
 }
 
 /// A NULL of the column type, for clearing.

@@ -30,16 +30,38 @@ fn from_row(r: &Row) -> FormRow {
 const COLUMNS: &str = "id, name, fields, record_utm, is_published, date_added, date_modified";
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<FormRow>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM forms WHERE id = $1"), params![id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM forms WHERE id = $1"),
+            params![id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub async fn list(db: &mut impl Exec, offset: i64, limit: i64) -> DbResult<(Vec<FormRow>, i64)> {
-    let total = db.fetch_i64("SELECT COUNT(*) FROM forms", vec![]).await?.unwrap_or(0);
-    let rows = db.fetch_all(&format!("SELECT {COLUMNS} FROM forms ORDER BY id LIMIT $1 OFFSET $2"), params![limit, offset]).await?;
+    let total = db
+        .fetch_i64("SELECT COUNT(*) FROM forms", vec![])
+        .await?
+        .unwrap_or(0);
+    let rows = db
+        .fetch_all(
+            &format!("SELECT {COLUMNS} FROM forms ORDER BY id LIMIT $1 OFFSET $2"),
+            params![limit, offset],
+        )
+        .await?;
     Ok((rows.iter().map(from_row).collect(), total))
 }
 
-pub async fn insert(db: &mut impl Exec, name: &str, fields: &str, record_utm: bool, is_published: bool, now: i64) -> DbResult<i64> {
+pub async fn insert(
+    db: &mut impl Exec,
+    name: &str,
+    fields: &str,
+    record_utm: bool,
+    is_published: bool,
+    now: i64,
+) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
             "INSERT INTO forms (name, fields, record_utm, is_published, date_added, date_modified) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
@@ -49,7 +71,15 @@ pub async fn insert(db: &mut impl Exec, name: &str, fields: &str, record_utm: bo
         .unwrap_or_default())
 }
 
-pub async fn update(db: &mut impl Exec, id: i64, name: &str, fields: &str, record_utm: bool, is_published: bool, now: i64) -> DbResult<()> {
+pub async fn update(
+    db: &mut impl Exec,
+    id: i64,
+    name: &str,
+    fields: &str,
+    record_utm: bool,
+    is_published: bool,
+    now: i64,
+) -> DbResult<()> {
     db.execute(
         "UPDATE forms SET name = $1, fields = $2, record_utm = $3, is_published = $4, date_modified = $5 WHERE id = $6",
         params![name, fields, record_utm, is_published, now, id],
@@ -59,10 +89,21 @@ pub async fn update(db: &mut impl Exec, id: i64, name: &str, fields: &str, recor
 }
 
 pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<bool> {
-    Ok(db.execute("DELETE FROM forms WHERE id = $1", params![id]).await? > 0)
+    Ok(db
+        .execute("DELETE FROM forms WHERE id = $1", params![id])
+        .await?
+        > 0)
 }
 
-pub async fn insert_submission(db: &mut impl Exec, form_id: i64, contact_id: i64, data: &str, referer: Option<&str>, ip: Option<&str>, now: i64) -> DbResult<i64> {
+pub async fn insert_submission(
+    db: &mut impl Exec,
+    form_id: i64,
+    contact_id: i64,
+    data: &str,
+    referer: Option<&str>,
+    ip: Option<&str>,
+    now: i64,
+) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
             "INSERT INTO form_submissions (form_id, contact_id, data, referer, ip, date_submitted) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -74,12 +115,18 @@ pub async fn insert_submission(db: &mut impl Exec, form_id: i64, contact_id: i64
 
 pub async fn submission_count(db: &mut impl Exec, form_id: i64) -> DbResult<i64> {
     let mut p = Params::default();
-    let sql = format!("SELECT COUNT(*) FROM form_submissions WHERE form_id = {}", p.push(form_id));
+    let sql = format!(
+        "SELECT COUNT(*) FROM form_submissions WHERE form_id = {}",
+        p.push(form_id)
+    );
     Ok(db.fetch_i64(&sql, p.values).await?.unwrap_or(0))
 }
 
 /// Submissions per form, with the latest one's time (forms without any are absent).
-pub async fn submission_stats(db: &mut impl Exec, form_ids: &[i64]) -> DbResult<std::collections::HashMap<i64, (i64, i64)>> {
+pub async fn submission_stats(
+    db: &mut impl Exec,
+    form_ids: &[i64],
+) -> DbResult<std::collections::HashMap<i64, (i64, i64)>> {
     let mut out = std::collections::HashMap::new();
     for chunk in form_ids.chunks(500) {
         if chunk.is_empty() {
@@ -112,7 +159,12 @@ pub struct SubmissionRow {
 }
 
 /// A form's submissions, newest first.
-pub async fn submissions(db: &mut impl Exec, form_id: i64, offset: i64, limit: i64) -> DbResult<Vec<SubmissionRow>> {
+pub async fn submissions(
+    db: &mut impl Exec,
+    form_id: i64,
+    offset: i64,
+    limit: i64,
+) -> DbResult<Vec<SubmissionRow>> {
     let rows = db
         .fetch_all(
             "SELECT id, form_id, contact_id, data, referer, ip, date_submitted FROM form_submissions

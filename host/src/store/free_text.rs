@@ -47,7 +47,12 @@ pub async fn index_pending(store: &Store) -> DbResult<u64> {
         params![last],
     )
     .await?;
-    let taken = tx.execute("DELETE FROM contacts_fts_pending WHERE contact_id <= $1", params![last]).await?;
+    let taken = tx
+        .execute(
+            "DELETE FROM contacts_fts_pending WHERE contact_id <= $1",
+            params![last],
+        )
+        .await?;
     tx.commit().await?;
     Ok(taken)
 }
@@ -55,12 +60,18 @@ pub async fn index_pending(store: &Store) -> DbResult<u64> {
 /// Whether anything waits to be indexed (a read: no write lock taken when idle).
 async fn has_pending(store: &Store) -> DbResult<bool> {
     let mut db = store.read().await?;
-    Ok(db.fetch_i64("SELECT 1 FROM contacts_fts_pending LIMIT 1", vec![]).await?.is_some())
+    Ok(db
+        .fetch_i64("SELECT 1 FROM contacts_fts_pending LIMIT 1", vec![])
+        .await?
+        .is_some())
 }
 
 /// The background indexer: drains the queue shortly after writes, until `stop`.
 /// What it has not indexed at shutdown stays queued for the next start.
-pub fn spawn_indexer(store: Store, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn_indexer(
+    store: Store,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
     if store.backend() != Backend::Sqlite {
         return None;
     }

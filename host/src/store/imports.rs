@@ -87,29 +87,67 @@ pub async fn insert(db: &mut impl Exec, n: &NewImport<'_>, now: i64) -> DbResult
 }
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<ImportRow>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM imports WHERE id = $1"), params![id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM imports WHERE id = $1"),
+            params![id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub async fn by_job(db: &mut impl Exec, job_id: i64) -> DbResult<Option<ImportRow>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM imports WHERE job_id = $1"), params![job_id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM imports WHERE job_id = $1"),
+            params![job_id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 /// Newest first; `user` limits to one user's imports.
-pub async fn list(db: &mut impl Exec, user: Option<i64>, offset: i64, limit: i64) -> DbResult<(Vec<ImportRow>, i64)> {
+pub async fn list(
+    db: &mut impl Exec,
+    user: Option<i64>,
+    offset: i64,
+    limit: i64,
+) -> DbResult<(Vec<ImportRow>, i64)> {
     let (cond, mut p) = match user {
         Some(u) => ("WHERE created_by = $1", params![u]),
         None => ("", vec![]),
     };
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM imports {cond}"), p.clone()).await?.unwrap_or(0);
+    let total = db
+        .fetch_i64(&format!("SELECT COUNT(*) FROM imports {cond}"), p.clone())
+        .await?
+        .unwrap_or(0);
     let n = p.len();
     p.push(Value::Int(limit));
     p.push(Value::Int(offset));
-    let sql = format!("SELECT {COLUMNS} FROM imports {cond} ORDER BY id DESC LIMIT ${} OFFSET ${}", n + 1, n + 2);
-    Ok((db.fetch_all(&sql, p).await?.iter().map(from_row).collect(), total))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM imports {cond} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    Ok((
+        db.fetch_all(&sql, p).await?.iter().map(from_row).collect(),
+        total,
+    ))
 }
 
 /// Records the chosen settings and the job that runs the import.
-pub async fn set_started(db: &mut impl Exec, id: i64, job_id: i64, settings: &Json, offset: i64, next_row: i64, next_line: i64, now: i64) -> DbResult<()> {
+pub async fn set_started(
+    db: &mut impl Exec,
+    id: i64,
+    job_id: i64,
+    settings: &Json,
+    offset: i64,
+    next_row: i64,
+    next_line: i64,
+    now: i64,
+) -> DbResult<()> {
     db.execute(
         "UPDATE imports SET job_id = $1, settings = $2, started_at = $3, updated_at = $3, offset_bytes = $4, next_row = $5, next_line = $6
          WHERE id = $7",
@@ -120,7 +158,12 @@ pub async fn set_started(db: &mut impl Exec, id: i64, job_id: i64, settings: &Js
 }
 
 pub async fn set_settings(db: &mut impl Exec, id: i64, settings: &Json, now: i64) -> DbResult<()> {
-    db.execute("UPDATE imports SET settings = $1, updated_at = $2 WHERE id = $3", params![settings.to_string(), now, id]).await.map(drop)
+    db.execute(
+        "UPDATE imports SET settings = $1, updated_at = $2 WHERE id = $3",
+        params![settings.to_string(), now, id],
+    )
+    .await
+    .map(drop)
 }
 
 /// A run (first or resumed) starts: the base of the rate and ETA.
@@ -166,7 +209,9 @@ pub async fn finish(db: &mut impl Exec, id: i64, total_rows: i64, now: i64) -> D
 }
 
 pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
-    db.execute("DELETE FROM imports WHERE id = $1", params![id]).await.map(drop)
+    db.execute("DELETE FROM imports WHERE id = $1", params![id])
+        .await
+        .map(drop)
 }
 
 /// A row that could not be imported.
@@ -179,7 +224,11 @@ pub struct Failure {
     pub values: Vec<String>,
 }
 
-pub async fn insert_failures(db: &mut impl Exec, import_id: i64, failures: &[Failure]) -> DbResult<()> {
+pub async fn insert_failures(
+    db: &mut impl Exec,
+    import_id: i64,
+    failures: &[Failure],
+) -> DbResult<()> {
     for chunk in failures.chunks(500) {
         if chunk.is_empty() {
             continue;
@@ -208,7 +257,12 @@ pub async fn insert_failures(db: &mut impl Exec, import_id: i64, failures: &[Fai
 }
 
 /// Failed rows after `after_row`, in row order (for streaming the failed-rows CSV).
-pub async fn failures_after(db: &mut impl Exec, import_id: i64, after_row: i64, limit: i64) -> DbResult<Vec<Failure>> {
+pub async fn failures_after(
+    db: &mut impl Exec,
+    import_id: i64,
+    after_row: i64,
+    limit: i64,
+) -> DbResult<Vec<Failure>> {
     let rows = db
         .fetch_all(
             "SELECT row_number, line_number, reason, raw FROM import_failures WHERE import_id = $1 AND row_number > $2
@@ -228,7 +282,10 @@ pub async fn failures_after(db: &mut impl Exec, import_id: i64, after_row: i64, 
 }
 
 /// Which of these contact ids exist (matching an import's id column).
-pub async fn existing_contact_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<std::collections::HashSet<i64>> {
+pub async fn existing_contact_ids(
+    db: &mut impl Exec,
+    ids: &[i64],
+) -> DbResult<std::collections::HashSet<i64>> {
     let mut out = std::collections::HashSet::new();
     for chunk in ids.chunks(1000) {
         if chunk.is_empty() {
@@ -236,7 +293,13 @@ pub async fn existing_contact_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<s
         }
         let mut p = Params::default();
         let list: Vec<String> = chunk.iter().map(|i| p.push(*i)).collect();
-        for r in db.fetch_all(&format!("SELECT id FROM contacts WHERE id IN ({})", list.join(", ")), p.values).await? {
+        for r in db
+            .fetch_all(
+                &format!("SELECT id FROM contacts WHERE id IN ({})", list.join(", ")),
+                p.values,
+            )
+            .await?
+        {
             out.insert(r.i64("id"));
         }
     }
@@ -245,14 +308,33 @@ pub async fn existing_contact_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<s
 
 /// Dates a file carried for contacts the import created (`dateAdded`, `dateIdentified`
 /// columns): set after the write path created them, in the same transaction.
-pub async fn set_contact_dates(db: &mut impl Exec, dates: &[(i64, Option<i64>, Option<i64>)]) -> DbResult<()> {
+pub async fn set_contact_dates(
+    db: &mut impl Exec,
+    dates: &[(i64, Option<i64>, Option<i64>)],
+) -> DbResult<()> {
     for (id, added, identified) in dates {
         match (added, identified) {
             (Some(a), Some(i)) => {
-                db.execute("UPDATE contacts SET date_added = $1, date_identified = $2 WHERE id = $3", params![*a, *i, *id]).await?
+                db.execute(
+                    "UPDATE contacts SET date_added = $1, date_identified = $2 WHERE id = $3",
+                    params![*a, *i, *id],
+                )
+                .await?
             }
-            (Some(a), None) => db.execute("UPDATE contacts SET date_added = $1 WHERE id = $2", params![*a, *id]).await?,
-            (None, Some(i)) => db.execute("UPDATE contacts SET date_identified = $1 WHERE id = $2", params![*i, *id]).await?,
+            (Some(a), None) => {
+                db.execute(
+                    "UPDATE contacts SET date_added = $1 WHERE id = $2",
+                    params![*a, *id],
+                )
+                .await?
+            }
+            (None, Some(i)) => {
+                db.execute(
+                    "UPDATE contacts SET date_identified = $1 WHERE id = $2",
+                    params![*i, *id],
+                )
+                .await?
+            }
             (None, None) => 0,
         };
     }
@@ -265,12 +347,18 @@ pub async fn set_contact_dates(db: &mut impl Exec, dates: &[(i64, Option<i64>, O
 /// for every batch, slower as it grows; the plan made without the values uses the index.
 pub async fn tune_batch(db: &mut impl Exec) -> DbResult<()> {
     if db.backend() == super::Backend::Postgres {
-        db.execute_script("SET LOCAL plan_cache_mode = force_generic_plan").await?;
+        db.execute_script("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await?;
     }
     Ok(())
 }
 
 /// Every user and stage, for resolving owner and stage columns.
 pub async fn stage_names(db: &mut impl Exec) -> DbResult<Vec<(i64, String)>> {
-    Ok(db.fetch_all("SELECT id, name FROM stages", vec![]).await?.iter().map(|r| (r.i64("id"), r.text("name"))).collect())
+    Ok(db
+        .fetch_all("SELECT id, name FROM stages", vec![])
+        .await?
+        .iter()
+        .map(|r| (r.i64("id"), r.text("name")))
+        .collect())
 }

@@ -54,8 +54,7 @@ pub struct JobRow {
     pub error: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, kind, state, created_by, created_at, updated_at, lease_owner, lease_until, attempts, stop_requested, error";
+const COLUMNS: &str = "id, kind, state, created_by, created_at, updated_at, lease_owner, lease_until, attempts, stop_requested, error";
 
 fn from_row(r: &Row) -> JobRow {
     JobRow {
@@ -74,7 +73,12 @@ fn from_row(r: &Row) -> JobRow {
 }
 
 /// Adds a queued job; returns its id.
-pub async fn enqueue(db: &mut impl Exec, kind: &str, created_by: Option<i64>, now: i64) -> DbResult<i64> {
+pub async fn enqueue(
+    db: &mut impl Exec,
+    kind: &str,
+    created_by: Option<i64>,
+    now: i64,
+) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
             "INSERT INTO jobs (kind, state, created_by, created_at, updated_at, run_after) VALUES ($1, 'queued', $2, $3, $3, 0) RETURNING id",
@@ -85,7 +89,14 @@ pub async fn enqueue(db: &mut impl Exec, kind: &str, created_by: Option<i64>, no
 }
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<JobRow>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), params![id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"),
+            params![id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<JobRow>> {
@@ -93,7 +104,10 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<JobRow>> {
     for chunk in ids.chunks(500) {
         let mut p = super::Params::default();
         let list: Vec<String> = chunk.iter().map(|i| p.push(*i)).collect();
-        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id IN ({})", list.join(", "));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE id IN ({})",
+            list.join(", ")
+        );
         out.extend(db.fetch_all(&sql, p.values).await?.iter().map(from_row));
     }
     Ok(out)
@@ -102,7 +116,13 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<JobRow>> {
 /// Claims the oldest runnable job: queued and due, or running with an expired lease
 /// (its process died) and fewer than `max_attempts` claims without progress. Run inside
 /// a transaction.
-pub async fn claim(db: &mut impl Exec, owner: &str, now: i64, lease_ms: i64, max_attempts: i64) -> DbResult<Option<JobRow>> {
+pub async fn claim(
+    db: &mut impl Exec,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+    max_attempts: i64,
+) -> DbResult<Option<JobRow>> {
     let lock = match db.backend() {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
@@ -112,7 +132,9 @@ pub async fn claim(db: &mut impl Exec, owner: &str, now: i64, lease_ms: i64, max
          WHERE (state = 'queued' AND run_after <= $1) OR (state = 'running' AND lease_until < $1 AND attempts < $2)
          ORDER BY id LIMIT 1{lock}"
     );
-    let Some(id) = db.fetch_i64(&sql, params![now, max_attempts]).await? else { return Ok(None) };
+    let Some(id) = db.fetch_i64(&sql, params![now, max_attempts]).await? else {
+        return Ok(None);
+    };
     let row = db
         .fetch_optional(
             &format!(
@@ -149,13 +171,23 @@ pub async fn requeue_orphans(db: &mut impl Exec, now: i64) -> DbResult<u64> {
 /// Renews the lease of a job this owner runs. `progress` resets the attempt counter.
 /// Returns `None` when the lease is no longer ours (taken over or the job was changed),
 /// else whether a stop was requested.
-pub async fn renew(db: &mut impl Exec, id: i64, owner: &str, now: i64, lease_ms: i64, progress: bool) -> DbResult<Option<bool>> {
+pub async fn renew(
+    db: &mut impl Exec,
+    id: i64,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+    progress: bool,
+) -> DbResult<Option<bool>> {
     let sql = if progress {
         "UPDATE jobs SET lease_until = $1, updated_at = $2, attempts = 0 WHERE id = $3 AND lease_owner = $4 AND state = 'running' RETURNING stop_requested"
     } else {
         "UPDATE jobs SET lease_until = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running' RETURNING stop_requested"
     };
-    Ok(db.fetch_optional(sql, params![now + lease_ms, now, id, owner]).await?.map(|r| r.bool("stop_requested")))
+    Ok(db
+        .fetch_optional(sql, params![now + lease_ms, now, id, owner])
+        .await?
+        .map(|r| r.bool("stop_requested")))
 }
 
 /// Ends this owner's run of a job: `done`, `failed`, `paused`, or `queued` again (shutdown,
@@ -169,19 +201,37 @@ pub async fn release(
     run_after: i64,
     now: i64,
 ) -> DbResult<bool> {
-    let stop_clear = if state == JobState::Paused { ", stop_requested = 0" } else { "" };
+    let stop_clear = if state == JobState::Paused {
+        ", stop_requested = 0"
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE jobs SET state = $1, error = $2, run_after = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL{stop_clear}
          WHERE id = $5 AND lease_owner = $6 AND state = 'running'"
     );
-    Ok(db.execute(&sql, params![state.as_str(), error, run_after, now, id, owner]).await? > 0)
+    Ok(db
+        .execute(
+            &sql,
+            params![state.as_str(), error, run_after, now, id, owner],
+        )
+        .await?
+        > 0)
 }
 
 /// Asks a job to stop: a queued job pauses at once, a running one at its next
 /// checkpoint. Returns the job as it is now.
 pub async fn request_stop(db: &mut impl Exec, id: i64, now: i64) -> DbResult<Option<JobRow>> {
-    db.execute("UPDATE jobs SET state = 'paused', updated_at = $1 WHERE id = $2 AND state = 'queued'", params![now, id]).await?;
-    db.execute("UPDATE jobs SET stop_requested = 1, updated_at = $1 WHERE id = $2 AND state = 'running'", params![now, id]).await?;
+    db.execute(
+        "UPDATE jobs SET state = 'paused', updated_at = $1 WHERE id = $2 AND state = 'queued'",
+        params![now, id],
+    )
+    .await?;
+    db.execute(
+        "UPDATE jobs SET stop_requested = 1, updated_at = $1 WHERE id = $2 AND state = 'running'",
+        params![now, id],
+    )
+    .await?;
     get(db, id).await
 }
 
@@ -194,6 +244,10 @@ pub async fn resume(db: &mut impl Exec, id: i64, now: i64) -> DbResult<Option<Jo
     )
     .await?;
     // A stop asked for while it was running, withdrawn before it took effect.
-    db.execute("UPDATE jobs SET stop_requested = 0, updated_at = $1 WHERE id = $2 AND state = 'running'", params![now, id]).await?;
+    db.execute(
+        "UPDATE jobs SET stop_requested = 0, updated_at = $1 WHERE id = $2 AND state = 'running'",
+        params![now, id],
+    )
+    .await?;
     get(db, id).await
 }

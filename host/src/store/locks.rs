@@ -21,9 +21,15 @@ pub async fn identifier_locks(db: &mut impl Exec, keys: &mut Vec<String>) -> DbR
     ids.sort_unstable();
     ids.dedup();
     for chunk in ids.chunks(500) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i}::bigint)")).collect();
-        let sql = format!("SELECT pg_advisory_xact_lock(k) FROM (VALUES {}) AS v(k) ORDER BY k", list.join(", "));
-        db.fetch_all(&sql, chunk.iter().map(|i| Value::Int(*i)).collect()).await?;
+        let list: Vec<String> = (1..=chunk.len())
+            .map(|i| format!("(${i}::bigint)"))
+            .collect();
+        let sql = format!(
+            "SELECT pg_advisory_xact_lock(k) FROM (VALUES {}) AS v(k) ORDER BY k",
+            list.join(", ")
+        );
+        db.fetch_all(&sql, chunk.iter().map(|i| Value::Int(*i)).collect())
+            .await?;
     }
     Ok(())
 }

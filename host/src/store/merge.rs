@@ -56,11 +56,20 @@ pub async fn move_rows(db: &mut impl Exec, winner: i64, loser: i64) -> DbResult<
             )
             .await?;
         }
-        let n = db.execute(&format!("UPDATE {table} SET contact_id = $1 WHERE contact_id = $2"), params![winner, loser]).await?;
+        let n = db
+            .execute(
+                &format!("UPDATE {table} SET contact_id = $1 WHERE contact_id = $2"),
+                params![winner, loser],
+            )
+            .await?;
         moved.push((*table, n));
     }
     // Earlier merges into the loser now point at the winner, so every old id resolves in one step.
-    db.execute("UPDATE contact_merges SET winner_id = $1 WHERE winner_id = $2", params![winner, loser]).await?;
+    db.execute(
+        "UPDATE contact_merges SET winner_id = $1 WHERE winner_id = $2",
+        params![winner, loser],
+    )
+    .await?;
     Ok(moved)
 }
 
@@ -77,5 +86,10 @@ pub async fn record(db: &mut impl Exec, winner: i64, loser: i64, now: i64) -> Db
 
 /// The contact a merged-away id now lives in, if it was merged.
 pub async fn resolve(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
-    Ok(db.fetch_i64("SELECT winner_id FROM contact_merges WHERE loser_id = $1", params![id]).await?)
+    Ok(db
+        .fetch_i64(
+            "SELECT winner_id FROM contact_merges WHERE loser_id = $1",
+            params![id],
+        )
+        .await?)
 }

@@ -41,9 +41,11 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
         return apply(store, Backend::Sqlite).await;
     }
     let mut lock = store.write_conn().await?;
-    lock.execute("SELECT pg_advisory_lock(7011969)", vec![]).await?;
+    lock.execute("SELECT pg_advisory_lock(7011969)", vec![])
+        .await?;
     let result = apply(store, Backend::Postgres).await;
-    lock.execute("SELECT pg_advisory_unlock(7011969)", vec![]).await?;
+    lock.execute("SELECT pg_advisory_unlock(7011969)", vec![])
+        .await?;
     result
 }
 
@@ -58,7 +60,10 @@ async fn apply(store: &Store, backend: Backend) -> anyhow::Result<()> {
     for m in MIGRATIONS {
         let mut tx = store.begin().await?;
         let done = tx
-            .fetch_optional("SELECT version FROM magpie_migrations WHERE version = $1", params![m.version])
+            .fetch_optional(
+                "SELECT version FROM magpie_migrations WHERE version = $1",
+                params![m.version],
+            )
             .await?
             .is_some();
         if done {

@@ -15,7 +15,8 @@ pub struct Note {
     pub date_modified: i64,
 }
 
-const COLUMNS: &str = "id, contact_id, text, type, date_time, created_by, date_added, date_modified";
+const COLUMNS: &str =
+    "id, contact_id, text, type, date_time, created_by, date_added, date_modified";
 
 fn from_row(r: &Row) -> Note {
     Note {
@@ -31,7 +32,14 @@ fn from_row(r: &Row) -> Note {
 }
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<Note>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM contact_notes WHERE id = $1"), params![id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM contact_notes WHERE id = $1"),
+            params![id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub struct NoteQuery<'a> {
@@ -50,13 +58,25 @@ pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>,
         conds.push(format!("contact_id = {}", p.push(c)));
     }
     if let Some(s) = q.search.filter(|s| !s.is_empty()) {
-        conds.push(format!("lower(text) LIKE {} ESCAPE '\\'", p.push(format!("%{}%", super::events::escape_like(&s.to_lowercase())))));
+        conds.push(format!(
+            "lower(text) LIKE {} ESCAPE '\\'",
+            p.push(format!(
+                "%{}%",
+                super::events::escape_like(&s.to_lowercase())
+            ))
+        ));
     }
     if let Some(t) = q.note_type {
         conds.push(format!("type = {}", p.push(t)));
     }
     let cond = conds.join(" AND ");
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM contact_notes WHERE {cond}"), p.values.clone()).await?.unwrap_or(0);
+    let total = db
+        .fetch_i64(
+            &format!("SELECT COUNT(*) FROM contact_notes WHERE {cond}"),
+            p.values.clone(),
+        )
+        .await?
+        .unwrap_or(0);
     let dir = if q.ascending { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT {COLUMNS} FROM contact_notes WHERE {cond} ORDER BY date_added {dir}, id {dir} LIMIT {} OFFSET {}",
@@ -67,7 +87,15 @@ pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>,
     Ok((rows.iter().map(from_row).collect(), total))
 }
 
-pub async fn insert(db: &mut impl Exec, contact_id: i64, text: &str, note_type: &str, date_time: Option<i64>, created_by: Option<i64>, now: i64) -> DbResult<i64> {
+pub async fn insert(
+    db: &mut impl Exec,
+    contact_id: i64,
+    text: &str,
+    note_type: &str,
+    date_time: Option<i64>,
+    created_by: Option<i64>,
+    now: i64,
+) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
             "INSERT INTO contact_notes (contact_id, text, type, date_time, created_by, date_added, date_modified)
@@ -78,7 +106,14 @@ pub async fn insert(db: &mut impl Exec, contact_id: i64, text: &str, note_type: 
         .unwrap_or_default())
 }
 
-pub async fn update(db: &mut impl Exec, id: i64, text: &str, note_type: &str, date_time: Option<i64>, now: i64) -> DbResult<()> {
+pub async fn update(
+    db: &mut impl Exec,
+    id: i64,
+    text: &str,
+    note_type: &str,
+    date_time: Option<i64>,
+    now: i64,
+) -> DbResult<()> {
     db.execute(
         "UPDATE contact_notes SET text = $1, type = $2, date_time = $3, date_modified = $4 WHERE id = $5",
         params![text, note_type, date_time, now, id],
@@ -88,5 +123,7 @@ pub async fn update(db: &mut impl Exec, id: i64, text: &str, note_type: &str, da
 }
 
 pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
-    db.execute("DELETE FROM contact_notes WHERE id = $1", params![id]).await.map(drop)
+    db.execute("DELETE FROM contact_notes WHERE id = $1", params![id])
+        .await
+        .map(drop)
 }

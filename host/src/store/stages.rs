@@ -19,7 +19,12 @@ pub async fn existing_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashSet<i
     }
     let mut p = Params::default();
     let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
-    let rows = db.fetch_all(&format!("SELECT id FROM stages WHERE id IN ({})", list.join(", ")), p.values).await?;
+    let rows = db
+        .fetch_all(
+            &format!("SELECT id FROM stages WHERE id IN ({})", list.join(", ")),
+            p.values,
+        )
+        .await?;
     Ok(rows.iter().map(|r| r.i64("id")).collect())
 }
 
@@ -33,7 +38,12 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<StageRow>> 
         "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE id IN ({})",
         list.join(", ")
     );
-    Ok(db.fetch_all(&sql, p.values).await?.iter().map(from_row).collect())
+    Ok(db
+        .fetch_all(&sql, p.values)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
 }
 
 pub async fn list(db: &mut impl Exec) -> DbResult<Vec<StageRow>> {
@@ -43,7 +53,13 @@ pub async fn list(db: &mut impl Exec) -> DbResult<Vec<StageRow>> {
     Ok(rows.iter().map(from_row).collect())
 }
 
-pub async fn create(db: &mut impl Exec, name: &str, description: &str, weight: i64, now: i64) -> DbResult<i64> {
+pub async fn create(
+    db: &mut impl Exec,
+    name: &str,
+    description: &str,
+    weight: i64,
+    now: i64,
+) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
             "INSERT INTO stages (name, description, weight, date_added) VALUES ($1, $2, $3, $4) RETURNING id",

@@ -10,13 +10,30 @@ pub struct Tag {
     pub contacts: i64,
 }
 
-pub async fn list(db: &mut impl Exec, search: Option<&str>, offset: i64, limit: i64) -> DbResult<(Vec<Tag>, i64)> {
+pub async fn list(
+    db: &mut impl Exec,
+    search: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> DbResult<(Vec<Tag>, i64)> {
     let mut p = Params::default();
     let cond = match search.filter(|s| !s.is_empty()) {
-        Some(s) => format!("lower(t.tag) LIKE {} ESCAPE '\\'", p.push(format!("%{}%", super::events::escape_like(&s.to_lowercase())))),
+        Some(s) => format!(
+            "lower(t.tag) LIKE {} ESCAPE '\\'",
+            p.push(format!(
+                "%{}%",
+                super::events::escape_like(&s.to_lowercase())
+            ))
+        ),
         None => "1 = 1".to_owned(),
     };
-    let total = db.fetch_i64(&format!("SELECT COUNT(*) FROM tags t WHERE {cond}"), p.values.clone()).await?.unwrap_or(0);
+    let total = db
+        .fetch_i64(
+            &format!("SELECT COUNT(*) FROM tags t WHERE {cond}"),
+            p.values.clone(),
+        )
+        .await?
+        .unwrap_or(0);
     let sql = format!(
         "SELECT t.id, t.tag, (SELECT COUNT(*) FROM contact_tags ct WHERE ct.tag_id = t.id) AS contacts
          FROM tags t WHERE {cond} ORDER BY t.tag LIMIT {} OFFSET {}",
@@ -24,23 +41,46 @@ pub async fn list(db: &mut impl Exec, search: Option<&str>, offset: i64, limit: 
         p.push(offset)
     );
     let rows = db.fetch_all(&sql, p.values).await?;
-    Ok((rows.iter().map(|r| Tag { id: r.i64("id"), tag: r.text("tag"), contacts: r.i64("contacts") }).collect(), total))
+    Ok((
+        rows.iter()
+            .map(|r| Tag {
+                id: r.i64("id"),
+                tag: r.text("tag"),
+                contacts: r.i64("contacts"),
+            })
+            .collect(),
+        total,
+    ))
 }
 
 pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Tag>> {
     Ok(db
         .fetch_optional("SELECT id, tag FROM tags WHERE tag = $1", params![name])
         .await?
-        .map(|r| Tag { id: r.i64("id"), tag: r.text("tag"), contacts: 0 }))
+        .map(|r| Tag {
+            id: r.i64("id"),
+            tag: r.text("tag"),
+            contacts: 0,
+        }))
 }
 
 pub async fn by_id(db: &mut impl Exec, id: i64) -> DbResult<Option<Tag>> {
     Ok(db
         .fetch_optional("SELECT id, tag FROM tags WHERE id = $1", params![id])
         .await?
-        .map(|r| Tag { id: r.i64("id"), tag: r.text("tag"), contacts: 0 }))
+        .map(|r| Tag {
+            id: r.i64("id"),
+            tag: r.text("tag"),
+            contacts: 0,
+        }))
 }
 
 pub async fn insert(db: &mut impl Exec, name: &str) -> DbResult<i64> {
-    Ok(db.fetch_i64("INSERT INTO tags (tag) VALUES ($1) RETURNING id", params![name]).await?.unwrap_or_default())
+    Ok(db
+        .fetch_i64(
+            "INSERT INTO tags (tag) VALUES ($1) RETURNING id",
+            params![name],
+        )
+        .await?
+        .unwrap_or_default())
 }

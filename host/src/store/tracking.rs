@@ -36,7 +36,10 @@ fn device(r: &Row) -> Device {
     }
 }
 
-pub async fn devices_by_tracking_ids(db: &mut impl Exec, ids: &[String]) -> DbResult<HashMap<String, Device>> {
+pub async fn devices_by_tracking_ids(
+    db: &mut impl Exec,
+    ids: &[String],
+) -> DbResult<HashMap<String, Device>> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(500) {
         if chunk.is_empty() {
@@ -44,7 +47,10 @@ pub async fn devices_by_tracking_ids(db: &mut impl Exec, ids: &[String]) -> DbRe
         }
         let mut p = Params::default();
         let list: Vec<String> = chunk.iter().map(|i| p.push(i.as_str())).collect();
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE tracking_id IN ({})", list.join(", "));
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tracking_id IN ({})",
+            list.join(", ")
+        );
         for r in db.fetch_all(&sql, p.values).await? {
             let d = device(&r);
             out.insert(d.tracking_id.clone(), d);
@@ -55,7 +61,12 @@ pub async fn devices_by_tracking_ids(db: &mut impl Exec, ids: &[String]) -> DbRe
 
 pub async fn devices_of(db: &mut impl Exec, contact_id: i64) -> DbResult<Vec<Device>> {
     let rows = db
-        .fetch_all(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE contact_id = $1 ORDER BY last_seen DESC"), params![contact_id])
+        .fetch_all(
+            &format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE contact_id = $1 ORDER BY last_seen DESC"
+            ),
+            params![contact_id],
+        )
         .await?;
     Ok(rows.iter().map(device).collect())
 }
@@ -98,7 +109,12 @@ pub async fn insert_devices(db: &mut impl Exec, rows: &[NewDevice]) -> DbResult<
             "INSERT INTO devices (tracking_id, contact_id, device_type, os, browser, user_agent, date_added, last_seen) VALUES {} RETURNING id",
             tuples.join(", ")
         );
-        let mut got: Vec<i64> = db.fetch_all(&sql, p.values).await?.iter().map(|r| r.i64("id")).collect();
+        let mut got: Vec<i64> = db
+            .fetch_all(&sql, p.values)
+            .await?
+            .iter()
+            .map(|r| r.i64("id"))
+            .collect();
         got.sort_unstable();
         ids.extend(got);
     }
@@ -106,11 +122,21 @@ pub async fn insert_devices(db: &mut impl Exec, rows: &[NewDevice]) -> DbResult<
 }
 
 pub async fn move_device(db: &mut impl Exec, device_id: i64, contact_id: i64) -> DbResult<()> {
-    db.execute("UPDATE devices SET contact_id = $1 WHERE id = $2", params![contact_id, device_id]).await.map(drop)
+    db.execute(
+        "UPDATE devices SET contact_id = $1 WHERE id = $2",
+        params![contact_id, device_id],
+    )
+    .await
+    .map(drop)
 }
 
 /// `WITH v(a, b, …) AS (VALUES …)` with typed placeholders, for bulk updates by key.
-pub(super) fn values_cte(p: &mut Params, name: &str, columns: &[&str], rows: Vec<Vec<Value>>) -> String {
+pub(super) fn values_cte(
+    p: &mut Params,
+    name: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> String {
     let tuples: Vec<String> = rows
         .into_iter()
         .map(|row| {
@@ -128,7 +154,11 @@ pub(super) fn values_cte(p: &mut Params, name: &str, columns: &[&str], rows: Vec
             format!("({})", cells.join(", "))
         })
         .collect();
-    format!("WITH {name}({}) AS (VALUES {})", columns.join(", "), tuples.join(", "))
+    format!(
+        "WITH {name}({}) AS (VALUES {})",
+        columns.join(", "),
+        tuples.join(", ")
+    )
 }
 
 /// After a batch of hits: each device's last hit and when it was seen.
@@ -142,7 +172,10 @@ pub async fn touch_devices(db: &mut impl Exec, rows: &[(i64, Option<i64>, i64)])
             &mut p,
             "v",
             &["id", "hit", "at"],
-            chunk.iter().map(|(id, hit, at)| vec![Value::Int(*id), Value::from(*hit), Value::Int(*at)]).collect(),
+            chunk
+                .iter()
+                .map(|(id, hit, at)| vec![Value::Int(*id), Value::from(*hit), Value::Int(*at)])
+                .collect(),
         );
         let sql = format!(
             "{cte} UPDATE devices SET last_hit_id = COALESCE(v.hit, devices.last_hit_id), last_seen = v.at FROM v WHERE devices.id = v.id"
@@ -160,12 +193,28 @@ pub async fn set_date_left(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult<
             continue;
         }
         let mut p = Params::default();
-        let cte = values_cte(&mut p, "v", &["id", "at"], chunk.iter().map(|(id, at)| vec![Value::Int(*id), Value::Int(*at)]).collect());
+        let cte = values_cte(
+            &mut p,
+            "v",
+            &["id", "at"],
+            chunk
+                .iter()
+                .map(|(id, at)| vec![Value::Int(*id), Value::Int(*at)])
+                .collect(),
+        );
         let set = match backend {
-            Backend::Sqlite => "properties = json_set(contact_events.properties, '$.date_left', v.at)",
-            Backend::Postgres => "properties = (contact_events.properties::jsonb || jsonb_build_object('date_left', v.at))::text",
+            Backend::Sqlite => {
+                "properties = json_set(contact_events.properties, '$.date_left', v.at)"
+            }
+            Backend::Postgres => {
+                "properties = (contact_events.properties::jsonb || jsonb_build_object('date_left', v.at))::text"
+            }
         };
-        db.execute(&format!("{cte} UPDATE contact_events SET {set} FROM v WHERE contact_events.id = v.id"), p.values).await?;
+        db.execute(
+            &format!("{cte} UPDATE contact_events SET {set} FROM v WHERE contact_events.id = v.id"),
+            p.values,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -177,7 +226,15 @@ pub async fn touch_contacts(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult
             continue;
         }
         let mut p = Params::default();
-        let cte = values_cte(&mut p, "v", &["id", "at"], chunk.iter().map(|(id, at)| vec![Value::Int(*id), Value::Int(*at)]).collect());
+        let cte = values_cte(
+            &mut p,
+            "v",
+            &["id", "at"],
+            chunk
+                .iter()
+                .map(|(id, at)| vec![Value::Int(*id), Value::Int(*at)])
+                .collect(),
+        );
         let sql = format!(
             "{cte} UPDATE contacts SET last_active = v.at FROM v WHERE contacts.id = v.id AND (contacts.last_active IS NULL OR contacts.last_active < v.at)"
         );
@@ -187,7 +244,10 @@ pub async fn touch_contacts(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult
 }
 
 /// Which of these (contact, ip) pairs are already known.
-pub async fn known_ips(db: &mut impl Exec, pairs: &[(i64, String)]) -> DbResult<std::collections::HashSet<(i64, String)>> {
+pub async fn known_ips(
+    db: &mut impl Exec,
+    pairs: &[(i64, String)],
+) -> DbResult<std::collections::HashSet<(i64, String)>> {
     let mut out = std::collections::HashSet::new();
     for chunk in pairs.chunks(500) {
         if chunk.is_empty() {
@@ -195,7 +255,10 @@ pub async fn known_ips(db: &mut impl Exec, pairs: &[(i64, String)]) -> DbResult<
         }
         let mut p = Params::default();
         let ids: Vec<String> = chunk.iter().map(|(c, _)| p.push(*c)).collect();
-        let sql = format!("SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({})", ids.join(", "));
+        let sql = format!(
+            "SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({})",
+            ids.join(", ")
+        );
         for r in db.fetch_all(&sql, p.values).await? {
             out.insert((r.i64("contact_id"), r.text("ip")));
         }
@@ -211,7 +274,10 @@ pub async fn upsert_ips(db: &mut impl Exec, rows: &[(i64, String, i64)]) -> DbRe
         let e = latest.entry((*c, ip.as_str())).or_insert(*at);
         *e = (*e).max(*at);
     }
-    let rows: Vec<(i64, String, i64)> = latest.into_iter().map(|((c, ip), at)| (c, ip.to_owned(), at)).collect();
+    let rows: Vec<(i64, String, i64)> = latest
+        .into_iter()
+        .map(|((c, ip), at)| (c, ip.to_owned(), at))
+        .collect();
     for chunk in rows.chunks(500) {
         if chunk.is_empty() {
             continue;
@@ -219,7 +285,15 @@ pub async fn upsert_ips(db: &mut impl Exec, rows: &[(i64, String, i64)]) -> DbRe
         let mut p = Params::default();
         let tuples: Vec<String> = chunk
             .iter()
-            .map(|(c, ip, at)| format!("({}, {}, {}, {})", p.push(*c), p.push(ip.as_str()), p.push(*at), p.push(*at)))
+            .map(|(c, ip, at)| {
+                format!(
+                    "({}, {}, {}, {})",
+                    p.push(*c),
+                    p.push(ip.as_str()),
+                    p.push(*at),
+                    p.push(*at)
+                )
+            })
             .collect();
         let sql = format!(
             "INSERT INTO contact_ips (contact_id, ip, first_seen, last_seen) VALUES {}

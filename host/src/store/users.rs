@@ -25,19 +25,32 @@ pub(super) fn from_row(r: &Row) -> User {
 }
 
 pub async fn count(db: &mut impl Exec) -> DbResult<i64> {
-    Ok(db.fetch_i64("SELECT COUNT(*) FROM users", vec![]).await?.unwrap_or(0))
+    Ok(db
+        .fetch_i64("SELECT COUNT(*) FROM users", vec![])
+        .await?
+        .unwrap_or(0))
 }
 
 pub async fn by_username(db: &mut impl Exec, username: &str) -> DbResult<Option<User>> {
     Ok(db
-        .fetch_optional(&format!("SELECT {COLUMNS} FROM users WHERE username = $1"), params![username])
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM users WHERE username = $1"),
+            params![username],
+        )
         .await?
         .as_ref()
         .map(from_row))
 }
 
 pub async fn by_id(db: &mut impl Exec, id: i64) -> DbResult<Option<User>> {
-    Ok(db.fetch_optional(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"), params![id]).await?.as_ref().map(from_row))
+    Ok(db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
+            params![id],
+        )
+        .await?
+        .as_ref()
+        .map(from_row))
 }
 
 pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<User>> {
@@ -46,12 +59,25 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<User>> {
     }
     let mut p = Params::default();
     let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
-    let rows = db.fetch_all(&format!("SELECT {COLUMNS} FROM users WHERE id IN ({})", list.join(", ")), p.values).await?;
+    let rows = db
+        .fetch_all(
+            &format!(
+                "SELECT {COLUMNS} FROM users WHERE id IN ({})",
+                list.join(", ")
+            ),
+            p.values,
+        )
+        .await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 pub async fn list(db: &mut impl Exec) -> DbResult<Vec<User>> {
-    let rows = db.fetch_all(&format!("SELECT {COLUMNS} FROM users ORDER BY username"), vec![]).await?;
+    let rows = db
+        .fetch_all(
+            &format!("SELECT {COLUMNS} FROM users ORDER BY username"),
+            vec![],
+        )
+        .await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -79,7 +105,14 @@ pub async fn insert(db: &mut impl Exec, u: &NewUser<'_>, now: i64) -> DbResult<i
         .unwrap_or_default())
 }
 
-pub async fn update_profile(db: &mut impl Exec, id: i64, email: &str, first_name: &str, last_name: &str, now: i64) -> DbResult<()> {
+pub async fn update_profile(
+    db: &mut impl Exec,
+    id: i64,
+    email: &str,
+    first_name: &str,
+    last_name: &str,
+    now: i64,
+) -> DbResult<()> {
     db.execute(
         "UPDATE users SET email = $1, first_name = $2, last_name = $3, date_modified = $4 WHERE id = $5",
         params![email, first_name, last_name, now, id],
@@ -88,7 +121,13 @@ pub async fn update_profile(db: &mut impl Exec, id: i64, email: &str, first_name
     .map(drop)
 }
 
-pub async fn set_role_and_active(db: &mut impl Exec, id: i64, role: Role, is_active: bool, now: i64) -> DbResult<()> {
+pub async fn set_role_and_active(
+    db: &mut impl Exec,
+    id: i64,
+    role: Role,
+    is_active: bool,
+    now: i64,
+) -> DbResult<()> {
     db.execute(
         "UPDATE users SET role = $1, is_active = $2, date_modified = $3 WHERE id = $4",
         params![role.as_str(), is_active, now, id],
@@ -98,11 +137,19 @@ pub async fn set_role_and_active(db: &mut impl Exec, id: i64, role: Role, is_act
 }
 
 pub async fn set_password_hash(db: &mut impl Exec, id: i64, hash: &str, now: i64) -> DbResult<()> {
-    db.execute("UPDATE users SET password_hash = $1, date_modified = $2 WHERE id = $3", params![hash, now, id])
-        .await
-        .map(drop)
+    db.execute(
+        "UPDATE users SET password_hash = $1, date_modified = $2 WHERE id = $3",
+        params![hash, now, id],
+    )
+    .await
+    .map(drop)
 }
 
 pub async fn touch_login(db: &mut impl Exec, id: i64, now: i64) -> DbResult<()> {
-    db.execute("UPDATE users SET last_login = $1 WHERE id = $2", params![now, id]).await.map(drop)
+    db.execute(
+        "UPDATE users SET last_login = $1 WHERE id = $2",
+        params![now, id],
+    )
+    .await
+    .map(drop)
 }

@@ -31,7 +31,14 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(contact_id: i64, event_type: &str, occurred_at: i64, properties: Json) -> NewEvent {
-        NewEvent { contact_id, event_type: event_type.to_owned(), source: None, occurred_at, ref_id: None, properties }
+        NewEvent {
+            contact_id,
+            event_type: event_type.to_owned(),
+            source: None,
+            occurred_at,
+            ref_id: None,
+            properties,
+        }
     }
     pub fn source(mut self, source: &str) -> NewEvent {
         self.source = Some(source.to_owned());

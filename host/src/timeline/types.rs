@@ -63,7 +63,10 @@ impl Catalogue {
     }
 
     fn snap(&self) -> Arc<Snapshot> {
-        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the types: (type, providing plugin), in display order.
@@ -103,18 +106,26 @@ impl Catalogue {
     }
 
     pub fn icon(&self, key: &str) -> String {
-        self.find(key).map_or_else(|| "fa-circle".to_owned(), |t| t.icon)
+        self.find(key)
+            .map_or_else(|| "fa-circle".to_owned(), |t| t.icon)
     }
 
     /// The raw rendering: label (or key) and the properties as rows, marked raw.
     pub fn render_raw(&self, e: &Event) -> Rendered {
-        Rendered { summary: self.label(&e.event_type), rows: flatten(&e.properties), link: None, raw: true }
+        Rendered {
+            summary: self.label(&e.event_type),
+            rows: flatten(&e.properties),
+            link: None,
+            raw: true,
+        }
     }
 
     /// One event's details (blocking: runs the plugin on this thread). Async code
     /// renders pages with `render_page`.
     pub fn render(&self, e: &Event) -> Rendered {
-        self.render_blocking(std::slice::from_ref(e)).pop().unwrap_or_else(|| self.render_raw(e))
+        self.render_blocking(std::slice::from_ref(e))
+            .pop()
+            .unwrap_or_else(|| self.render_raw(e))
     }
 
     /// Renders events (one plugin call per provider), on this thread.
@@ -137,11 +148,16 @@ impl Catalogue {
                             out[*i] = r;
                         }
                     }
-                    Err(error) => tracing::warn!(plugin = provider, %error, "rendering events failed; they are shown raw"),
+                    Err(error) => {
+                        tracing::warn!(plugin = provider, %error, "rendering events failed; they are shown raw")
+                    }
                 }
             }
         }
-        out.into_iter().zip(events).map(|(r, e)| r.unwrap_or_else(|| self.render_raw(e))).collect()
+        out.into_iter()
+            .zip(events)
+            .map(|(r, e)| r.unwrap_or_else(|| self.render_raw(e)))
+            .collect()
     }
 
     /// A page of events, rendered off the async workers (a plugin that loops is
@@ -150,7 +166,9 @@ impl Catalogue {
     pub async fn render_page(self: &Arc<Self>, events: Vec<Event>) -> Vec<Rendered> {
         let this = self.clone();
         let fallback: Vec<Rendered> = events.iter().map(|e| self.render_raw(e)).collect();
-        tokio::task::spawn_blocking(move || this.render_blocking(&events)).await.unwrap_or(fallback)
+        tokio::task::spawn_blocking(move || this.render_blocking(&events))
+            .await
+            .unwrap_or(fallback)
     }
 }
 
@@ -160,13 +178,23 @@ pub fn flatten(v: &Json) -> Vec<(String, String)> {
         match v {
             Json::Object(m) => {
                 for (k, v) in m {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&key, v, out);
                 }
             }
             Json::Null => {}
             Json::String(s) => out.push((prefix.to_owned(), s.clone())),
-            Json::Array(a) => out.push((prefix.to_owned(), a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join(", "))),
+            Json::Array(a) => out.push((
+                prefix.to_owned(),
+                a.iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
             other => out.push((prefix.to_owned(), other.to_string())),
         }
     }
@@ -188,13 +216,29 @@ mod tests {
     }
 
     fn event(key: &str) -> Event {
-        Event { id: 1, contact_id: 1, event_type: key.into(), source: None, occurred_at: 0, ref_id: None, properties: serde_json::json!({"a": {"b": 1}}) }
+        Event {
+            id: 1,
+            contact_id: 1,
+            event_type: key.into(),
+            source: None,
+            occurred_at: 0,
+            ref_id: None,
+            properties: serde_json::json!({"a": {"b": 1}}),
+        }
     }
 
     #[test]
     fn unknown_and_failing_types_render_raw() {
         let c = Arc::new(Catalogue::default());
-        c.set_types(vec![(EventType { key: "x.y".into(), label: "X".into(), icon: "fa-x".into(), group: "G".into() }, "p".into())]);
+        c.set_types(vec![(
+            EventType {
+                key: "x.y".into(),
+                label: "X".into(),
+                icon: "fa-x".into(),
+                group: "G".into(),
+            },
+            "p".into(),
+        )]);
         let fails: Arc<dyn Renderer> = Arc::new(Fails);
         c.set_renderer(Arc::downgrade(&fails));
         let r = c.render_blocking(&[event("x.y"), event("nope.z")]);

@@ -18,7 +18,10 @@ pub fn is_private(ip: &IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(&IpAddr::V4(v4));
             }
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -30,9 +33,19 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
     if !is_private(&peer) {
         return peer;
     }
-    let Some(list) = forwarded_for else { return peer };
-    let hops: Vec<IpAddr> = list.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    hops.iter().rev().find(|ip| !is_private(ip)).or_else(|| hops.first()).copied().unwrap_or(peer)
+    let Some(list) = forwarded_for else {
+        return peer;
+    };
+    let hops: Vec<IpAddr> = list
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_private(ip))
+        .or_else(|| hops.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 /// A CIDR block or a single address from the configuration.
@@ -48,10 +61,16 @@ impl Block {
             Some((a, p)) => (a, Some(p)),
             None => (s.trim(), None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| format!("'{s}' is not an IP address or CIDR block"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address or CIDR block"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("'{s}' has an invalid prefix length"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}' has an invalid prefix length"))?,
             None => max,
         };
         Ok(Block { addr, prefix })
@@ -60,15 +79,25 @@ impl Block {
     pub fn contains(&self, ip: &IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 (u32::from(a) & mask) == (u32::from(*b) & mask)
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 (u128::from(a) & mask) == (u128::from(*b) & mask)
             }
             (IpAddr::V6(_), IpAddr::V4(b)) => self.contains(&IpAddr::V6(b.to_ipv6_mapped())),
-            (IpAddr::V4(_), IpAddr::V6(b)) => b.to_ipv4_mapped().is_some_and(|v4| self.contains(&IpAddr::V4(v4))),
+            (IpAddr::V4(_), IpAddr::V6(b)) => b
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(&IpAddr::V4(v4))),
         }
     }
 }
@@ -97,19 +126,48 @@ mod tests {
 
     #[test]
     fn private_ranges() {
-        for p in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0"] {
+        for p in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(is_private(&ip(p)), "{p}");
         }
-        for p in ["8.8.8.8", "192.0.2.1", "2001:db8::1", "172.32.0.1", "100.128.0.1"] {
+        for p in [
+            "8.8.8.8",
+            "192.0.2.1",
+            "2001:db8::1",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
             assert!(!is_private(&ip(p)), "{p}");
         }
     }
 
     #[test]
     fn forwarded_for() {
-        assert_eq!(client_ip(ip("203.0.113.9"), Some("1.2.3.4")), ip("203.0.113.9"), "a public peer cannot spoof");
-        assert_eq!(client_ip(ip("127.0.0.1"), Some("1.2.3.4, 10.0.0.2")), ip("1.2.3.4"));
-        assert_eq!(client_ip(ip("127.0.0.1"), Some("6.6.6.6, 1.2.3.4")), ip("1.2.3.4"), "right-most public hop");
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), Some("1.2.3.4")),
+            ip("203.0.113.9"),
+            "a public peer cannot spoof"
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("1.2.3.4, 10.0.0.2")),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("6.6.6.6, 1.2.3.4")),
+            ip("1.2.3.4"),
+            "right-most public hop"
+        );
         assert_eq!(client_ip(ip("127.0.0.1"), Some("garbage")), ip("127.0.0.1"));
         assert_eq!(client_ip(ip("127.0.0.1"), None), ip("127.0.0.1"));
     }
@@ -127,7 +185,11 @@ mod tests {
             ("192.0.2.0/24", "::ffff:192.0.2.9", true),
         ];
         for (block, addr, want) in cases {
-            assert_eq!(Block::parse(block).unwrap().contains(&ip(addr)), want, "{block} {addr}");
+            assert_eq!(
+                Block::parse(block).unwrap().contains(&ip(addr)),
+                want,
+                "{block} {addr}"
+            );
         }
         assert!(Block::parse("10.0.0.0/33").is_err());
         assert!(Block::parse("nope").is_err());

@@ -64,7 +64,10 @@ pub struct Tracker {
 impl Default for Tracker {
     fn default() -> Self {
         let (sender, receiver) = mpsc::channel(MAX_BATCH * 16);
-        Tracker { sender, receiver: std::sync::Mutex::new(Some(receiver)) }
+        Tracker {
+            sender,
+            receiver: std::sync::Mutex::new(Some(receiver)),
+        }
     }
 }
 
@@ -76,11 +79,16 @@ impl Tracker {
             .send(Job { hit, reply })
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the tracking writer has stopped")))?;
-        answer.await.map_err(|_| AppError::Internal(anyhow::anyhow!("the tracking writer dropped a hit")))?
+        answer
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("the tracking writer dropped a hit")))?
     }
 
     /// Starts the writer. It runs until `stop` resolves, then records what is still queued.
-    pub fn spawn_writer(state: Arc<AppState>, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_writer(
+        state: Arc<AppState>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let receiver = state.tracker.receiver.lock().expect("tracker lock").take();
         tokio::spawn(async move {
             let Some(mut receiver) = receiver else { return };
@@ -127,7 +135,9 @@ async fn run_batch(state: &AppState, batch: Vec<Job>) {
         Err(e) if batch.len() > 1 => {
             tracing::warn!(error = %e, hits = batch.len(), "tracking batch failed; recording hits one by one");
             for job in batch {
-                let r = record_batch(state, std::slice::from_ref(&job.hit)).await.map(|mut v| v.remove(0));
+                let r = record_batch(state, std::slice::from_ref(&job.hit))
+                    .await
+                    .map(|mut v| v.remove(0));
                 let _ = job.reply.send(r);
             }
         }
@@ -151,8 +161,12 @@ fn public_values(fields: &FieldSet, hit: &HitParams) -> Vec<(String, Json)> {
     hit.fields
         .iter()
         .filter_map(|(alias, raw)| {
-            let f = fields.get(alias).filter(|f| f.is_publicly_updatable && f.is_published)?;
-            values::normalize(f, &Json::String(raw.clone())).ok().flatten()?;
+            let f = fields
+                .get(alias)
+                .filter(|f| f.is_publicly_updatable && f.is_published)?;
+            values::normalize(f, &Json::String(raw.clone()))
+                .ok()
+                .flatten()?;
             Some((alias.clone(), Json::String(raw.clone())))
         })
         .collect()
@@ -177,12 +191,18 @@ pub async fn identify(
     values: &[(String, Json)],
 ) -> AppResult<Identity> {
     if let Some(id) = ct_contact {
-        let id = if store::contacts::exists(tx, id).await? { Some(id) } else { store::merge::resolve(tx, id).await? };
+        let id = if store::contacts::exists(tx, id).await? {
+            Some(id)
+        } else {
+            store::merge::resolve(tx, id).await?
+        };
         if let Some(id) = id.filter(|id| Some(*id) != current) {
             return Ok(Identity::Switch(id));
         }
     }
-    let has_identifier = values.iter().any(|(a, _)| fields.get(a).is_some_and(|f| f.is_unique_identifier));
+    let has_identifier = values
+        .iter()
+        .any(|(a, _)| fields.get(a).is_some_and(|f| f.is_unique_identifier));
     if !has_identifier {
         return Ok(Identity::Keep);
     }
@@ -196,7 +216,16 @@ pub async fn identify(
 
 /// Moves the visitor to `target`: an anonymous current contact is merged into it (the
 /// known contact survives); a known one is left alone and only the device moves.
-pub async fn switch_to(tx: &mut Tx, fields: &FieldSet, current: Option<i64>, device: Option<i64>, target: i64, source: Source, now: i64, via: &str) -> AppResult<()> {
+pub async fn switch_to(
+    tx: &mut Tx,
+    fields: &FieldSet,
+    current: Option<i64>,
+    device: Option<i64>,
+    target: i64,
+    source: Source,
+    now: i64,
+    via: &str,
+) -> AppResult<()> {
     let current_contact = match current {
         Some(c) => store::contacts::load(tx, fields, &[c]).await?.pop(),
         None => None,
@@ -212,7 +241,17 @@ pub async fn switch_to(tx: &mut Tx, fields: &FieldSet, current: Option<i64>, dev
         }
         None => {}
     }
-    store::events::insert(tx, &[NewEvent::new(target, keys::IDENTIFIED, now, json!({ "source": source.as_str(), "via": via })).source(source.as_str())]).await?;
+    store::events::insert(
+        tx,
+        &[NewEvent::new(
+            target,
+            keys::IDENTIFIED,
+            now,
+            json!({ "source": source.as_str(), "via": via }),
+        )
+        .source(source.as_str())],
+    )
+    .await?;
     Ok(())
 }
 
@@ -266,15 +305,27 @@ fn company_values(hit: &HitParams) -> Vec<(&'static str, Value)> {
 }
 
 /// Finds or creates the company a hit names and links the contact to it.
-pub async fn attach_company(tx: &mut Tx, contact_id: i64, hit: &HitParams, now: i64) -> AppResult<()> {
+pub async fn attach_company(
+    tx: &mut Tx,
+    contact_id: i64,
+    hit: &HitParams,
+    now: i64,
+) -> AppResult<()> {
     let values = company_values(hit);
-    let Some(name) = values.iter().find(|(c, _)| *c == "name").and_then(|(_, v)| v.to_text()) else {
+    let Some(name) = values
+        .iter()
+        .find(|(c, _)| *c == "name")
+        .and_then(|(_, v)| v.to_text())
+    else {
         return Ok(());
     };
     let company_id = match store::companies::by_name(tx, &name).await? {
         Some(existing) => {
             // Fill what the company lacks; never overwrite what it has from a visitor's params.
-            let missing: Vec<(&'static str, Value)> = values.into_iter().filter(|(c, _)| existing.get(c).is_none()).collect();
+            let missing: Vec<(&'static str, Value)> = values
+                .into_iter()
+                .filter(|(c, _)| existing.get(c).is_none())
+                .collect();
             store::companies::update(tx, existing.id, &missing, now).await?;
             existing.id
         }
@@ -300,10 +351,23 @@ fn hit_properties(hit: &Hit, device: &ua::Agent, device_id: &str) -> Json {
     put("timezone_offset", p.timezone_offset.map(Json::from));
     put("platform", p.platform.clone().map(Json::String));
     put("ip", hit.ip.clone().map(Json::String));
-    put("user_agent", Some(Json::String(hit.user_agent.chars().take(512).collect())));
-    put("device", Some(json!({ "type": device.device_type, "os": device.os, "browser": device.browser, "id": device_id })));
+    put(
+        "user_agent",
+        Some(Json::String(hit.user_agent.chars().take(512).collect())),
+    );
+    put(
+        "device",
+        Some(
+            json!({ "type": device.device_type, "os": device.os, "browser": device.browser, "id": device_id }),
+        ),
+    );
     if let Some(u) = &p.utm {
-        put("utm", Some(json!({ "source": u.utm_source, "medium": u.utm_medium, "campaign": u.utm_campaign, "content": u.utm_content, "term": u.utm_term })));
+        put(
+            "utm",
+            Some(
+                json!({ "source": u.utm_source, "medium": u.utm_medium, "campaign": u.utm_campaign, "content": u.utm_content, "term": u.utm_term }),
+            ),
+        );
     }
     if !p.query.is_empty() {
         put("query", Some(Json::Object(p.query.clone())));
@@ -318,7 +382,10 @@ pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Track
     let operator = state.operator(&mut tx).await?;
 
     // 1. The devices the hits come from (unknown or forged ids count as none).
-    let wanted: Vec<String> = hits.iter().filter_map(|h| h.params.device_id.clone()).collect();
+    let wanted: Vec<String> = hits
+        .iter()
+        .filter_map(|h| h.params.device_id.clone())
+        .collect();
     let mut devices = store::tracking::devices_by_tracking_ids(&mut tx, &wanted).await?;
 
     // 2. Identify, hit by hit (rare: only hits carrying identifiers or tokens).
@@ -329,13 +396,33 @@ pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Track
     }
     let mut plans = Vec::with_capacity(hits.len());
     for hit in hits {
-        let mut device = hit.params.device_id.as_ref().and_then(|d| devices.get(d).cloned());
+        let mut device = hit
+            .params
+            .device_id
+            .as_ref()
+            .and_then(|d| devices.get(d).cloned());
         let mut contact = device.as_ref().map(|d| d.contact_id);
         let values = public_values(&fields, &hit.params);
         if hit.ct_contact.is_some() || !values.is_empty() {
-            if let Identity::Switch(target) = identify(&mut tx, &fields, operator, contact, hit.ct_contact, &values).await? {
-                let via = if hit.ct_contact.is_some() { "tracking url" } else { "unique identifier" };
-                switch_to(&mut tx, &fields, contact, device.as_ref().map(|d| d.id), target, Source::Tracking, hit.at, via).await?;
+            if let Identity::Switch(target) =
+                identify(&mut tx, &fields, operator, contact, hit.ct_contact, &values).await?
+            {
+                let via = if hit.ct_contact.is_some() {
+                    "tracking url"
+                } else {
+                    "unique identifier"
+                };
+                switch_to(
+                    &mut tx,
+                    &fields,
+                    contact,
+                    device.as_ref().map(|d| d.id),
+                    target,
+                    Source::Tracking,
+                    hit.at,
+                    via,
+                )
+                .await?;
                 if let Some(d) = device.as_mut() {
                     d.contact_id = target;
                     devices.insert(d.tracking_id.clone(), d.clone());
@@ -343,20 +430,47 @@ pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Track
                 contact = Some(target);
             }
         }
-        let mut input = ContactInput { values, tags: hit.params.tags.clone(), ip_address: hit.ip.clone(), ..ContactInput::default() };
-        input.values.push(("last_active".into(), Json::String(crate::time::sql_datetime(hit.at))));
+        let mut input = ContactInput {
+            values,
+            tags: hit.params.tags.clone(),
+            ip_address: hit.ip.clone(),
+            ..ContactInput::default()
+        };
+        input.values.push((
+            "last_active".into(),
+            Json::String(crate::time::sql_datetime(hit.at)),
+        ));
         if let Some(utm) = &hit.params.utm {
-            input.utm = vec![UtmInput { user_agent: Some(hit.user_agent.chars().take(1024).collect()), remote_host: hit.ip.clone(), ..utm.clone() }];
+            input.utm = vec![UtmInput {
+                user_agent: Some(hit.user_agent.chars().take(1024).collect()),
+                remote_host: hit.ip.clone(),
+                ..utm.clone()
+            }];
         }
-        plans.push(Plan { contact, device, input });
+        plans.push(Plan {
+            contact,
+            device,
+            input,
+        });
     }
 
     // 3. Contacts: new visitors get an anonymous contact; everyone gets last-active, IP,
     //    tags, UTM and publicly updatable values, through the one write path.
-    let ctx = SaveContext { fields: &fields, operator, actor: None, source: Source::Tracking, now: hits.iter().map(|h| h.at).max().unwrap_or(0) };
+    let ctx = SaveContext {
+        fields: &fields,
+        operator,
+        actor: None,
+        source: Source::Tracking,
+        now: hits.iter().map(|h| h.at).max().unwrap_or(0),
+    };
     let items: Vec<(Target, ContactInput)> = plans
         .iter()
-        .map(|p| (p.contact.map_or(Target::Create, Target::Patch), p.input.clone()))
+        .map(|p| {
+            (
+                p.contact.map_or(Target::Create, Target::Patch),
+                p.input.clone(),
+            )
+        })
         .collect();
     let saved = service::save_in(&mut tx, &ctx, items).await?;
     let mut contact_ids = Vec::with_capacity(hits.len());
@@ -414,7 +528,15 @@ pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Track
     let events: Vec<NewEvent> = hits
         .iter()
         .enumerate()
-        .map(|(i, h)| NewEvent::new(contact_ids[i], keys::PAGE_HIT, h.at, hit_properties(h, &agents[i], &device_ids[i].1)).source("tracking"))
+        .map(|(i, h)| {
+            NewEvent::new(
+                contact_ids[i],
+                keys::PAGE_HIT,
+                h.at,
+                hit_properties(h, &agents[i], &device_ids[i].1),
+            )
+            .source("tracking")
+        })
         .collect();
     let event_ids = store::events::insert_returning_ids(&mut tx, &events).await?;
     let mut last_hit: HashMap<i64, (Option<i64>, i64)> = HashMap::new();
@@ -430,9 +552,19 @@ pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Track
         }
         last_hit.insert(device, (Some(event_ids[i]), h.at));
     }
-    let touches: Vec<(i64, Option<i64>, i64)> = last_hit.into_iter().map(|(d, (hit, at))| (d, hit, at)).collect();
+    let touches: Vec<(i64, Option<i64>, i64)> = last_hit
+        .into_iter()
+        .map(|(d, (hit, at))| (d, hit, at))
+        .collect();
     store::tracking::touch_devices(&mut tx, &touches).await?;
     store::tracking::set_date_left(&mut tx, &date_left).await?;
     tx.commit().await?;
-    Ok(contact_ids.into_iter().zip(device_ids).map(|(contact_id, (_, device_id))| Tracked { contact_id, device_id }).collect())
+    Ok(contact_ids
+        .into_iter()
+        .zip(device_ids)
+        .map(|(contact_id, (_, device_id))| Tracked {
+            contact_id,
+            device_id,
+        })
+        .collect())
 }

@@ -36,17 +36,39 @@ pub struct HitParams {
 
 /// Names that describe the page, not the contact.
 const PAGE_KEYS: [&str; 16] = [
-    "page_url", "url", "page_title", "title", "page_referrer", "referrer", "page_language", "language", "resolution",
-    "timezone_offset", "platform", "counter", "do_not_track", "timezone_name", "preferred_locale_browser", "mtc_id",
+    "page_url",
+    "url",
+    "page_title",
+    "title",
+    "page_referrer",
+    "referrer",
+    "page_language",
+    "language",
+    "resolution",
+    "timezone_offset",
+    "platform",
+    "counter",
+    "do_not_track",
+    "timezone_name",
+    "preferred_locale_browser",
+    "mtc_id",
 ];
 
 fn clean(value: &str, max: usize) -> String {
-    value.chars().filter(|c| !c.is_control() || *c == ' ').take(max).collect::<String>().trim().to_owned()
+    value
+        .chars()
+        .filter(|c| !c.is_control() || *c == ' ')
+        .take(max)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// A device id as we issue them (32 hex) or as Mautic did (23 of `[0-9a-z]`).
 pub fn valid_device_id(s: &str) -> bool {
-    (16..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    (16..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
 fn http_url(s: &str) -> Option<String> {
@@ -55,7 +77,9 @@ fn http_url(s: &str) -> Option<String> {
 }
 
 fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Splits a URL-encoded string into pairs.
@@ -89,17 +113,28 @@ pub fn parse(raw: Vec<(String, String)>) -> HitParams {
         if map.len() >= MAX_PARAMS {
             break;
         }
-        let max = if key.contains("url") || key.contains("referrer") || key.contains("referer") { MAX_URL } else { MAX_VALUE };
+        let max = if key.contains("url") || key.contains("referrer") || key.contains("referer") {
+            MAX_URL
+        } else {
+            MAX_VALUE
+        };
         map.push((key, clean(&v, max)));
     }
-    let get = |names: &[&str]| names.iter().find_map(|n| map.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())).filter(|v| !v.is_empty());
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| map.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+            .filter(|v| !v.is_empty())
+    };
     let mut hit = HitParams {
         page_url: get(&["page_url", "url"]).and_then(|u| http_url(&u)),
         page_title: get(&["page_title", "title"]).map(|t| t.chars().take(512).collect()),
         page_referrer: get(&["page_referrer", "referrer"]),
         page_language: get(&["page_language", "language"]).map(|l| l.chars().take(35).collect()),
         resolution: get(&["resolution"]).filter(|r| r.len() <= 20),
-        timezone_offset: get(&["timezone_offset"]).and_then(|t| t.parse::<i64>().ok()).filter(|t| t.abs() <= 24 * 60),
+        timezone_offset: get(&["timezone_offset"])
+            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|t| t.abs() <= 24 * 60),
         platform: get(&["platform"]).map(|p| p.chars().take(64).collect()),
         device_id: get(&["mautic_device_id"]).filter(|d| valid_device_id(d)),
         ct: get(&["ct"]),
@@ -113,7 +148,10 @@ pub fn parse(raw: Vec<(String, String)>) -> HitParams {
             let query = query.split('#').next().unwrap_or("");
             for (k, v) in pairs(query) {
                 let key = clean(&k, MAX_NAME).to_ascii_lowercase();
-                if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || all.iter().any(|(e, _)| *e == key) {
+                if key.is_empty()
+                    || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    || all.iter().any(|(e, _)| *e == key)
+                {
                     continue;
                 }
                 if all.len() >= MAX_PARAMS {
@@ -140,7 +178,9 @@ pub fn parse(raw: Vec<(String, String)>) -> HitParams {
             "utm_term" => utm.utm_term = value,
             "tags" => hit.tags = parse_tags(&Json::String(v.clone())).unwrap_or_default(),
             "mautic_device_id" | "ct" => {}
-            k if k == "company" || k.starts_with("company") => hit.company.push((k.to_owned(), v.clone())),
+            k if k == "company" || k.starts_with("company") => {
+                hit.company.push((k.to_owned(), v.clone()))
+            }
             k if PAGE_KEYS.contains(&k) => {}
             k => hit.fields.push((k.to_owned(), v.clone())),
         }
@@ -158,13 +198,20 @@ mod tests {
     use super::*;
 
     fn p(list: &[(&str, &str)]) -> HitParams {
-        parse(list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        parse(
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     #[test]
     fn mautic_script_parameters() {
         let h = p(&[
-            ("page_url", "https://shop.example/offer?utm_source=news&email=page@example.org&Campaign=x"),
+            (
+                "page_url",
+                "https://shop.example/offer?utm_source=news&email=page@example.org&Campaign=x",
+            ),
             ("page_title", "Offer <script>alert(1)</script>"),
             ("page_language", "en-GB"),
             ("page_referrer", "search.example"),
@@ -176,13 +223,30 @@ mod tests {
             ("companyname", "Acme"),
             ("utm_campaign", "spring"),
         ]);
-        assert_eq!(h.page_url.as_deref(), Some("https://shop.example/offer?utm_source=news&email=page@example.org&Campaign=x"));
-        assert_eq!(h.page_title.as_deref(), Some("Offer <script>alert(1)</script>"), "stored as text, escaped when shown");
+        assert_eq!(
+            h.page_url.as_deref(),
+            Some("https://shop.example/offer?utm_source=news&email=page@example.org&Campaign=x")
+        );
+        assert_eq!(
+            h.page_title.as_deref(),
+            Some("Offer <script>alert(1)</script>"),
+            "stored as text, escaped when shown"
+        );
         assert_eq!(h.timezone_offset, Some(-60));
-        assert_eq!(h.device_id.as_deref(), Some("0123456789abcdef0123456789abcdef"));
-        assert!(h.fields.contains(&("email".into(), "explicit@example.org".into())), "explicit wins over the page URL");
+        assert_eq!(
+            h.device_id.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert!(
+            h.fields
+                .contains(&("email".into(), "explicit@example.org".into())),
+            "explicit wins over the page URL"
+        );
         assert!(!h.fields.iter().any(|(_, v)| v == "page@example.org"));
-        assert!(h.fields.contains(&("campaign".into(), "x".into())), "URL keys are lower-cased");
+        assert!(
+            h.fields.contains(&("campaign".into(), "x".into())),
+            "URL keys are lower-cased"
+        );
         assert_eq!(h.tags.add, vec!["vip"]);
         assert_eq!(h.tags.remove, vec!["old"]);
         assert_eq!(h.company, vec![("companyname".into(), "Acme".into())]);
@@ -193,19 +257,32 @@ mod tests {
 
     #[test]
     fn hostile_parameters() {
-        let many: Vec<(String, String)> = (0..10_000).map(|i| (format!("p{i}"), "x".into())).collect();
+        let many: Vec<(String, String)> =
+            (0..10_000).map(|i| (format!("p{i}"), "x".into())).collect();
         let h = parse(many);
         assert_eq!(h.fields.len(), MAX_PARAMS);
-        let h = p(&[("page_url", "javascript:alert(1)"), ("mautic_device_id", "../../etc/passwd"), ("email\u{0}", "x"), ("a b", "c")]);
+        let h = p(&[
+            ("page_url", "javascript:alert(1)"),
+            ("mautic_device_id", "../../etc/passwd"),
+            ("email\u{0}", "x"),
+            ("a b", "c"),
+        ]);
         assert_eq!(h.page_url, None);
         assert_eq!(h.device_id, None);
         assert!(h.fields.is_empty());
-        let h = p(&[("page_title", &"x".repeat(100_000)), ("firstname", "a\u{0}b\u{1b}c")]);
+        let h = p(&[
+            ("page_title", &"x".repeat(100_000)),
+            ("firstname", "a\u{0}b\u{1b}c"),
+        ]);
         assert_eq!(h.page_title.unwrap().len(), 512);
         assert_eq!(h.fields, vec![("firstname".into(), "abc".into())]);
         let raw = pairs("a=%FF%FE&b=%E2%28%A1&page_url=https%3A%2F%2Fx.example%2F");
         let h = parse(raw);
         assert_eq!(h.page_url.as_deref(), Some("https://x.example/"));
-        assert!(h.fields.iter().all(|(_, v)| v.chars().all(|c| !c.is_control())));
+        assert!(
+            h.fields
+                .iter()
+                .all(|(_, v)| v.chars().all(|c| !c.is_control()))
+        );
     }
 }

@@ -48,10 +48,22 @@ mod tests {
         let t = issue(secret, 42, 2_000_000_000);
         assert_eq!(verify(secret, &t, 1_900_000_000), Some(42));
         assert_eq!(verify(secret, &t, 2_000_000_001), None, "expired");
-        assert_eq!(verify(b"another secret", &t, 1_900_000_000), None, "wrong key");
+        assert_eq!(
+            verify(b"another secret", &t, 1_900_000_000),
+            None,
+            "wrong key"
+        );
         let forged = t.replacen("v1.42.", "v1.43.", 1);
         assert_eq!(verify(secret, &forged, 1_900_000_000), None, "tampered id");
-        for junk in ["", "v1", "v1.42", "v1.42.2000000000", "v2.42.2000000000.x", "v1.-1.2000000000.x", "YToxOntzOjQ6ImxlYWQiO30="] {
+        for junk in [
+            "",
+            "v1",
+            "v1.42",
+            "v1.42.2000000000",
+            "v2.42.2000000000.x",
+            "v1.-1.2000000000.x",
+            "YToxOntzOjQ6ImxlYWQiO30=",
+        ] {
             assert_eq!(verify(secret, junk, 0), None, "{junk}");
         }
     }

@@ -12,9 +12,28 @@ pub struct Agent {
 /// Substrings (lower case) of robots' User-Agents. Crawlers of search engines, link
 /// previewers and monitoring tools.
 const BOTS: &[&str] = &[
-    "bot", "crawler", "spider", "slurp", "mediapartners-google", "google web preview", "facebookexternalhit", "ezooms",
-    "yahooseeker", "altavista", "avsearch", "mercator", "yandex", "yanga", "zgrab", "xovi", "yacy", "pingdom", "embedly",
-    "whatsapp", "skypeuripreview", "ia_archiver",
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "mediapartners-google",
+    "google web preview",
+    "facebookexternalhit",
+    "ezooms",
+    "yahooseeker",
+    "altavista",
+    "avsearch",
+    "mercator",
+    "yandex",
+    "yanga",
+    "zgrab",
+    "xovi",
+    "yacy",
+    "pingdom",
+    "embedly",
+    "whatsapp",
+    "skypeuripreview",
+    "ia_archiver",
 ];
 
 /// Robots are not tracked. Headless browsers are not robots here: people test their
@@ -72,7 +91,11 @@ pub fn parse(user_agent: &str) -> Agent {
     } else {
         "desktop"
     };
-    Agent { device_type, os, browser }
+    Agent {
+        device_type,
+        os,
+        browser,
+    }
 }
 
 #[cfg(test)]
@@ -82,21 +105,71 @@ mod tests {
     #[test]
     fn agents() {
         let cases = [
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", "desktop", "Windows", "Chrome"),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0", "desktop", "Windows", "Edge"),
-            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15", "desktop", "macOS", "Safari"),
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1", "smartphone", "iOS", "Safari"),
-            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36", "smartphone", "Android", "Chrome"),
-            ("Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", "tablet", "Android", "Chrome"),
-            ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "desktop", "Linux", "Firefox"),
-            ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "bot", "", ""),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+                "desktop",
+                "Windows",
+                "Chrome",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0",
+                "desktop",
+                "Windows",
+                "Edge",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15",
+                "desktop",
+                "macOS",
+                "Safari",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+                "smartphone",
+                "iOS",
+                "Safari",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
+                "smartphone",
+                "Android",
+                "Chrome",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+                "tablet",
+                "Android",
+                "Chrome",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+                "desktop",
+                "Linux",
+                "Firefox",
+            ),
+            (
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                "bot",
+                "",
+                "",
+            ),
             ("", "", "", ""),
         ];
         for (ua, t, os, browser) in cases {
-            assert_eq!(parse(ua), Agent { device_type: t, os, browser }, "{ua}");
+            assert_eq!(
+                parse(ua),
+                Agent {
+                    device_type: t,
+                    os,
+                    browser
+                },
+                "{ua}"
+            );
         }
         assert!(is_bot("Mozilla/5.0 (compatible; bingbot/2.0)"));
         assert!(is_bot("facebookexternalhit/1.1"));
-        assert!(!is_bot("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"));
+        assert!(!is_bot(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+        ));
     }
 }

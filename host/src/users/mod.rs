@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -54,7 +54,11 @@ pub struct User {
 impl std::fmt::Debug for User {
     // Never print the hash.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User").field("id", &self.id).field("username", &self.username).field("role", &self.role).finish()
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish()
     }
 }
 
@@ -63,8 +67,14 @@ impl User {
         self.role == Role::Admin
     }
     pub fn full_name(&self) -> String {
-        let n = format!("{} {}", self.first_name, self.last_name).trim().to_owned();
-        if n.is_empty() { self.username.clone() } else { n }
+        let n = format!("{} {}", self.first_name, self.last_name)
+            .trim()
+            .to_owned();
+        if n.is_empty() {
+            self.username.clone()
+        } else {
+            n
+        }
     }
 }
 
@@ -78,7 +88,9 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -99,7 +111,10 @@ pub fn check_username(username: &str) -> Result<(), String> {
     if username.is_empty() || username.chars().count() > 64 {
         return Err("the user name must have 1 to 64 characters".into());
     }
-    if !username.chars().all(|c| c.is_alphanumeric() || "._-@".contains(c)) {
+    if !username
+        .chars()
+        .all(|c| c.is_alphanumeric() || "._-@".contains(c))
+    {
         return Err("the user name may contain letters, digits and . _ - @".into());
     }
     Ok(())
@@ -110,7 +125,10 @@ pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 20];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// Remembers recent successful Basic-auth verifications.
@@ -126,7 +144,10 @@ impl Default for CredentialCache {
     fn default() -> Self {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        CredentialCache { key, entries: Mutex::new(HashMap::new()) }
+        CredentialCache {
+            key,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -146,7 +167,10 @@ impl CredentialCache {
         {
             let entries = self.entries.lock().expect("credential cache poisoned");
             if let Some((hash, at)) = entries.get(&fp) {
-                if at.elapsed() < CACHE_TTL && subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), user.password_hash.as_bytes()).into() {
+                if at.elapsed() < CACHE_TTL
+                    && subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), user.password_hash.as_bytes())
+                        .into()
+                {
                     return true;
                 }
             }
@@ -201,7 +225,10 @@ mod tests {
         assert!(cache.verify(&user, "first password"));
         assert!(!cache.verify(&user, "other"));
         user.password_hash = hash_password("second password").unwrap();
-        assert!(!cache.verify(&user, "first password"), "old password must stop working after a change");
+        assert!(
+            !cache.verify(&user, "first password"),
+            "old password must stop working after a change"
+        );
         assert!(cache.verify(&user, "second password"));
     }
 

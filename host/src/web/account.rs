@@ -36,23 +36,53 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-fn login_response(status: StatusCode, headers: &HeaderMap, error: Option<String>, next: String, username: String) -> Response {
+fn login_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    error: Option<String>,
+    next: String,
+    username: String,
+) -> Response {
     // The double-submit token: the same random value in a cookie and in the form.
     let token = session::random_token();
-    let page = LoginPage { chrome: Chrome::anonymous(token.clone()), error, next, username };
+    let page = LoginPage {
+        chrome: Chrome::anonymous(token.clone()),
+        error,
+        next,
+        username,
+    };
     let mut r = render_status(status, &page);
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(LOGIN_CSRF_COOKIE, &token, Some(3600), headers)) {
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(
+        LOGIN_CSRF_COOKIE,
+        &token,
+        Some(3600),
+        headers,
+    )) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
 }
 
-pub async fn login_page(State(state): State<SharedState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> WebResult<Response> {
-    let next = q.next.as_deref().and_then(session::safe_next).unwrap_or_default();
+pub async fn login_page(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> WebResult<Response> {
+    let next = q
+        .next
+        .as_deref()
+        .and_then(session::safe_next)
+        .unwrap_or_default();
     if session::load(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(if next.is_empty() { "/contacts" } else { &next }).into_response());
     }
-    Ok(login_response(StatusCode::OK, &headers, None, next, String::new()))
+    Ok(login_response(
+        StatusCode::OK,
+        &headers,
+        None,
+        next,
+        String::new(),
+    ))
 }
 
 pub async fn login_submit(
@@ -73,21 +103,38 @@ pub async fn login_submit(
     let limiter = &state.web.login_limiter;
     if !limiter.allowed(&username, ip) {
         let msg = "Too many failed attempts. Wait a few minutes and try again.".to_owned();
-        return Ok(login_response(StatusCode::TOO_MANY_REQUESTS, &headers, Some(msg), next, username));
+        return Ok(login_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            Some(msg),
+            next,
+            username,
+        ));
     }
     let user = {
         let mut db = state.store.read().await?;
         store::users::by_username(&mut db, &username).await?
     };
-    let hash = user.as_ref().filter(|u| u.is_active).map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+    let hash = user
+        .as_ref()
+        .filter(|u| u.is_active)
+        .map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
     // argon2 is CPU-heavy: off the async workers. Unknown and disabled users cost the same.
-    let verified = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash)).await.unwrap_or(false);
+    let verified = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
     let user = match user {
         Some(u) if verified && u.is_active => u,
         _ => {
             limiter.failed(&username, ip);
             let msg = "Wrong user name or password, or the account is disabled.".to_owned();
-            return Ok(login_response(StatusCode::UNAUTHORIZED, &headers, Some(msg), next, username));
+            return Ok(login_response(
+                StatusCode::UNAUTHORIZED,
+                &headers,
+                Some(msg),
+                next,
+                username,
+            ));
         }
     };
     limiter.succeeded(&username);
@@ -97,16 +144,23 @@ pub async fn login_submit(
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         h.append(header::SET_COOKIE, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(LOGIN_CSRF_COOKIE, "", None, &headers)) {
+    if let Ok(v) =
+        HeaderValue::from_str(&session::set_cookie(LOGIN_CSRF_COOKIE, "", None, &headers))
+    {
         h.append(header::SET_COOKIE, v);
     }
     Ok(r)
 }
 
-pub async fn logout(State(state): State<SharedState>, headers: HeaderMap, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn logout(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     session::end(&state, &session).await?;
     let mut r = Redirect::to("/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(session::COOKIE, "", None, &headers)) {
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(session::COOKIE, "", None, &headers))
+    {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(r)
@@ -143,7 +197,11 @@ pub async fn profile_page(Extension(session): Extension<Session>) -> WebResult<R
     }))
 }
 
-pub async fn profile_save(State(state): State<SharedState>, Extension(session): Extension<Session>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn profile_save(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     let form = FormData(form);
     let mut errors = std::collections::HashMap::new();
     let first = form.str("first_name").trim().to_owned();
@@ -151,7 +209,10 @@ pub async fn profile_save(State(state): State<SharedState>, Extension(session): 
     let email = form.str("email").trim().to_owned();
     for (key, v) in [("first_name", &first), ("last_name", &last)] {
         if v.chars().count() > 100 || v.chars().any(char::is_control) {
-            errors.insert(key.to_owned(), "must be at most 100 characters, without control characters".to_owned());
+            errors.insert(
+                key.to_owned(),
+                "must be at most 100 characters, without control characters".to_owned(),
+            );
         }
     }
     if !email.is_empty() {
@@ -163,17 +224,28 @@ pub async fn profile_save(State(state): State<SharedState>, Extension(session): 
     let mut new_hash = None;
     if !new_password.is_empty() {
         if new_password != form.str("confirm_password") {
-            errors.insert("confirm_password".to_owned(), "the two new passwords differ".to_owned());
+            errors.insert(
+                "confirm_password".to_owned(),
+                "the two new passwords differ".to_owned(),
+            );
         } else if let Err(m) = users::check_new_password(&new_password) {
             errors.insert("new_password".to_owned(), m);
         } else {
             let current = form.str("current_password");
             let hash = session.user.password_hash.clone();
-            let ok = tokio::task::spawn_blocking(move || users::verify_password(&current, &hash)).await.unwrap_or(false);
+            let ok = tokio::task::spawn_blocking(move || users::verify_password(&current, &hash))
+                .await
+                .unwrap_or(false);
             if !ok {
-                errors.insert("current_password".to_owned(), "is not your current password".to_owned());
+                errors.insert(
+                    "current_password".to_owned(),
+                    "is not your current password".to_owned(),
+                );
             } else {
-                let hashed = tokio::task::spawn_blocking(move || users::hash_password(&new_password)).await.map_err(|e| anyhow::anyhow!(e))??;
+                let hashed =
+                    tokio::task::spawn_blocking(move || users::hash_password(&new_password))
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))??;
                 new_hash = Some(hashed);
             }
         }
@@ -199,7 +271,13 @@ pub async fn profile_save(State(state): State<SharedState>, Extension(session): 
     tx.commit().await?;
     if new_hash.is_some() {
         session::end_others(&state, &session).await?;
-        session::flash(&state, &session, "success", "Profile saved. Your password was changed and your other sessions were logged out.").await?;
+        session::flash(
+            &state,
+            &session,
+            "success",
+            "Profile saved. Your password was changed and your other sessions were logged out.",
+        )
+        .await?;
     } else {
         session::flash(&state, &session, "success", "Profile saved.").await?;
     }

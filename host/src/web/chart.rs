@@ -17,7 +17,10 @@ const BOTTOM: f64 = 30.0;
 /// Bucket bounds for `monthly_totals`: the starts of the last `MONTHS` months and the
 /// start of the next one (ms), plus their labels ("Jan 2026").
 pub fn month_bounds(now_ms: i64) -> (Vec<i64>, Vec<String>) {
-    let now = Utc.timestamp_millis_opt(now_ms).single().unwrap_or_else(Utc::now);
+    let now = Utc
+        .timestamp_millis_opt(now_ms)
+        .single()
+        .unwrap_or_else(Utc::now);
     let first = |y: i32, m: u32| Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single();
     let mut months = Vec::new();
     let (mut y, mut m) = (now.year(), now.month());
@@ -31,9 +34,19 @@ pub fn month_bounds(now_ms: i64) -> (Vec<i64>, Vec<String>) {
         }
     }
     months.reverse();
-    let mut bounds: Vec<i64> = months.iter().map(|(y, m)| first(*y, *m).map_or(0, |t| t.timestamp_millis())).collect();
-    let labels = months.iter().map(|(y, m)| first(*y, *m).map_or_else(String::new, |t| t.format("%b %Y").to_string())).collect();
-    let (ny, nm) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+    let mut bounds: Vec<i64> = months
+        .iter()
+        .map(|(y, m)| first(*y, *m).map_or(0, |t| t.timestamp_millis()))
+        .collect();
+    let labels = months
+        .iter()
+        .map(|(y, m)| first(*y, *m).map_or_else(String::new, |t| t.format("%b %Y").to_string()))
+        .collect();
+    let (ny, nm) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
     bounds.push(first(ny, nm).map_or(i64::MAX, |t| t.timestamp_millis()));
     (bounds, labels)
 }
@@ -78,7 +91,12 @@ fn nice(max: i64) -> (i64, i64) {
     }
     let raw = max as f64 / 4.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag).ceil() as i64;
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
+        .ceil() as i64;
     (step * 4, step)
 }
 
@@ -94,8 +112,15 @@ pub fn build(totals: &[MonthTotals], labels: &[String]) -> Chart {
     let (emax, estep) = nice(totals.iter().map(|t| t.events).max().unwrap_or(0));
     let pmin = totals.iter().map(|t| t.points).min().unwrap_or(0).min(0);
     let (pmax, pstep) = nice(totals.iter().map(|t| t.points).max().unwrap_or(0).max(0));
-    let (pmin, _) = if pmin < 0 { let (m, _) = nice(-pmin); (-m, 0) } else { (0, 0) };
-    let y_of = |v: i64, lo: i64, hi: i64| TOP + plot_h - (v - lo) as f64 / ((hi - lo).max(1)) as f64 * plot_h;
+    let (pmin, _) = if pmin < 0 {
+        let (m, _) = nice(-pmin);
+        (-m, 0)
+    } else {
+        (0, 0)
+    };
+    let y_of = |v: i64, lo: i64, hi: i64| {
+        TOP + plot_h - (v - lo) as f64 / ((hi - lo).max(1)) as f64 * plot_h
+    };
     let mut bars = Vec::new();
     let mut path = String::new();
     for (i, t) in totals.iter().enumerate() {
@@ -103,7 +128,12 @@ pub fn build(totals: &[MonthTotals], labels: &[String]) -> Chart {
         let bw = (slot * 0.46).min(48.0);
         let y = y_of(t.events, 0, emax);
         let py = y_of(t.points, pmin, pmax);
-        path.push_str(&format!("{}{} {} ", if i == 0 { "M" } else { "L" }, f(cx), f(py)));
+        path.push_str(&format!(
+            "{}{} {} ",
+            if i == 0 { "M" } else { "L" },
+            f(cx),
+            f(py)
+        ));
         bars.push(Bar {
             x: f(cx - bw / 2.0),
             y: f(y),
@@ -116,12 +146,20 @@ pub fn build(totals: &[MonthTotals], labels: &[String]) -> Chart {
             point_y: f(py),
         });
     }
-    let ticks = (0..=4).map(|k| Tick { y: f(y_of(k * estep, 0, emax)), label: (k * estep).to_string() }).collect();
+    let ticks = (0..=4)
+        .map(|k| Tick {
+            y: f(y_of(k * estep, 0, emax)),
+            label: (k * estep).to_string(),
+        })
+        .collect();
     let prange = pmax - pmin;
     let point_ticks = (0..=4)
         .map(|k| {
             let v = pmin + prange * k / 4;
-            Tick { y: f(y_of(v, pmin, pmax)), label: v.to_string() }
+            Tick {
+                y: f(y_of(v, pmin, pmax)),
+                label: v.to_string(),
+            }
         })
         .collect();
     let _ = pstep;
@@ -140,7 +178,9 @@ pub fn build(totals: &[MonthTotals], labels: &[String]) -> Chart {
         right_x: f(W - RIGHT + 6.0),
         total_events,
         total_points,
-        summary: format!("{total_events} engagements and {total_points} points in the last {MONTHS} months"),
+        summary: format!(
+            "{total_events} engagements and {total_points} points in the last {MONTHS} months"
+        ),
     }
 }
 
@@ -151,14 +191,41 @@ mod tests {
     #[test]
     fn six_month_buckets() {
         // 2026-03-15
-        let now = Utc.with_ymd_and_hms(2026, 3, 15, 12, 0, 0).unwrap().timestamp_millis();
+        let now = Utc
+            .with_ymd_and_hms(2026, 3, 15, 12, 0, 0)
+            .unwrap()
+            .timestamp_millis();
         let (bounds, labels) = month_bounds(now);
         assert_eq!(bounds.len(), MONTHS + 1);
-        assert_eq!(labels, ["Oct 2025", "Nov 2025", "Dec 2025", "Jan 2026", "Feb 2026", "Mar 2026"]);
-        assert_eq!(bounds[0], Utc.with_ymd_and_hms(2025, 10, 1, 0, 0, 0).unwrap().timestamp_millis());
-        assert_eq!(bounds[6], Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap().timestamp_millis());
-        let (b, _) = month_bounds(Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).unwrap().timestamp_millis());
-        assert_eq!(b[6], Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap().timestamp_millis());
+        assert_eq!(
+            labels,
+            [
+                "Oct 2025", "Nov 2025", "Dec 2025", "Jan 2026", "Feb 2026", "Mar 2026"
+            ]
+        );
+        assert_eq!(
+            bounds[0],
+            Utc.with_ymd_and_hms(2025, 10, 1, 0, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        );
+        assert_eq!(
+            bounds[6],
+            Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        );
+        let (b, _) = month_bounds(
+            Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0)
+                .unwrap()
+                .timestamp_millis(),
+        );
+        assert_eq!(
+            b[6],
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
+                .unwrap()
+                .timestamp_millis()
+        );
     }
 
     #[test]
@@ -167,7 +234,13 @@ mod tests {
         assert_eq!(nice(7), (8, 2));
         assert_eq!(nice(95), (100, 25));
         assert!(nice(50_000).0 >= 50_000);
-        let totals = vec![MonthTotals { events: 3, points: 10 }; 6];
+        let totals = vec![
+            MonthTotals {
+                events: 3,
+                points: 10
+            };
+            6
+        ];
         let c = build(&totals, &vec!["x".into(); 6]);
         assert_eq!(c.bars.len(), 6);
         assert!(c.points_path.starts_with('M'));

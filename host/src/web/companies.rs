@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::Extension;
 use serde::Deserialize;
 
 use super::display::{self, enc};
@@ -23,13 +23,18 @@ const PER_PAGE: i64 = 25;
 const CONTACTS_PER_PAGE: i64 = 50;
 
 fn id_of(s: &str) -> WebResult<i64> {
-    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)
+    s.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or(WebError::NotFound)
 }
 
 fn text(c: &store::companies::Company, column: &str) -> String {
     match c.get(column) {
         Some(Value::Int(i)) => display::thousands(*i),
-        Some(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => display::thousands(*f as i64),
+        Some(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => {
+            display::thousands(*f as i64)
+        }
         Some(v) => v.to_text().unwrap_or_default(),
         None => String::new(),
     }
@@ -43,7 +48,11 @@ pub struct ListParams {
 }
 
 fn page_of(p: &Option<String>) -> i64 {
-    p.as_deref().and_then(|s| s.parse::<i64>().ok()).filter(|n| *n >= 1).unwrap_or(1).min(1_000_000)
+    p.as_deref()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+        .min(1_000_000)
 }
 
 pub struct CompanyRow {
@@ -73,11 +82,16 @@ fn web_href(url: &str) -> Option<String> {
     (lower.starts_with("https://") || lower.starts_with("http://")).then(|| url.to_owned())
 }
 
-pub async fn list(State(state): State<SharedState>, Extension(session): Extension<Session>, Query(p): Query<ListParams>) -> WebResult<Response> {
+pub async fn list(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Query(p): Query<ListParams>,
+) -> WebResult<Response> {
     let page = page_of(&p.page);
     let q: String = p.q.trim().chars().take(200).collect();
     let mut db = state.store.read().await?;
-    let (companies, total) = store::companies::list(&mut db, Some(q.as_str()), (page - 1) * PER_PAGE, PER_PAGE).await?;
+    let (companies, total) =
+        store::companies::list(&mut db, Some(q.as_str()), (page - 1) * PER_PAGE, PER_PAGE).await?;
     let ids: Vec<i64> = companies.iter().map(|c| c.id).collect();
     let counts = store::companies::contact_counts(&mut db, &ids).await?;
     let rows = companies
@@ -90,7 +104,15 @@ pub async fn list(State(state): State<SharedState>, Extension(session): Extensio
                 email: display::clip(&text(c, "email"), 120),
                 website_href: web_href(&website),
                 website: display::clip(&website, 80),
-                location: display::clip(&["city", "state", "country"].iter().map(|k| text(c, k)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", "), 120),
+                location: display::clip(
+                    &["city", "state", "country"]
+                        .iter()
+                        .map(|k| text(c, k))
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    120,
+                ),
                 contacts: display::thousands(counts.get(&c.id).copied().unwrap_or(0)),
             }
         })
@@ -104,15 +126,28 @@ pub async fn list(State(state): State<SharedState>, Extension(session): Extensio
         if n > 1 {
             parts.push(format!("page={n}"));
         }
-        if parts.is_empty() { "/companies".to_owned() } else { format!("/companies?{}", parts.join("&")) }
+        if parts.is_empty() {
+            "/companies".to_owned()
+        } else {
+            format!("/companies?{}", parts.join("&"))
+        }
     };
-    let first = if total == 0 { 0 } else { (page - 1) * PER_PAGE + 1 };
+    let first = if total == 0 {
+        0
+    } else {
+        (page - 1) * PER_PAGE + 1
+    };
     let last = (page * PER_PAGE).min(total);
     Ok(render(&CompaniesPage {
         chrome: Chrome::new(&session, "companies"),
         rows,
         total: display::thousands(total),
-        range: format!("{}–{} of {}", display::thousands(first), display::thousands(last), display::thousands(total)),
+        range: format!(
+            "{}–{} of {}",
+            display::thousands(first),
+            display::thousands(last),
+            display::thousands(total)
+        ),
         prev: (page > 1).then(|| href(page - 1)),
         next: (page < pages).then(|| href(page + 1)),
         q,
@@ -142,21 +177,43 @@ struct CompanyPage {
     next: Option<String>,
 }
 
-pub async fn view(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, Query(p): Query<ListParams>) -> WebResult<Response> {
+pub async fn view(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(p): Query<ListParams>,
+) -> WebResult<Response> {
     let id = id_of(&id)?;
     let page = page_of(&p.page);
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
-    let company = store::companies::get(&mut db, id).await?.ok_or(WebError::NotFound)?;
-    let (links, total) = store::companies::contacts_of(&mut db, id, (page - 1) * CONTACTS_PER_PAGE, CONTACTS_PER_PAGE).await?;
+    let company = store::companies::get(&mut db, id)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    let (links, total) = store::companies::contacts_of(
+        &mut db,
+        id,
+        (page - 1) * CONTACTS_PER_PAGE,
+        CONTACTS_PER_PAGE,
+    )
+    .await?;
     let ids: Vec<i64> = links.iter().map(|(c, _, _)| *c).collect();
-    let loaded: HashMap<i64, crate::contacts::Contact> = store::contacts::load(&mut db, &fields, &ids).await?.into_iter().map(|c| (c.id, c)).collect();
+    let loaded: HashMap<i64, crate::contacts::Contact> =
+        store::contacts::load(&mut db, &fields, &ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
     let now = now_ms();
     let contacts = links
         .iter()
         .filter_map(|(cid, primary, linked)| {
             let c = loaded.get(cid)?;
-            let name = if c.is_anonymous() { format!("Visitor #{cid}") } else { c.display_name() };
+            let name = if c.is_anonymous() {
+                format!("Visitor #{cid}")
+            } else {
+                c.display_name()
+            };
             Some(ContactLink {
                 id: *cid,
                 name: display::clip(&name, 120),

@@ -150,7 +150,10 @@ struct ContactPage {
 }
 
 fn id_of(s: &str) -> WebResult<i64> {
-    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)
+    s.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or(WebError::NotFound)
 }
 
 fn capitalised(s: &str) -> String {
@@ -170,7 +173,12 @@ fn note_type_label(t: &str) -> &'static str {
     }
 }
 
-const NOTE_TYPES: [(&str, &str); 4] = [("general", "General"), ("email", "Email"), ("call", "Call"), ("meeting", "Meeting")];
+const NOTE_TYPES: [(&str, &str); 4] = [
+    ("general", "General"),
+    ("email", "Email"),
+    ("call", "Call"),
+    ("meeting", "Meeting"),
+];
 
 /// The history's query: `eq` text, `inc`/`exc` event types, `ep` page, `tab`.
 #[derive(Default)]
@@ -184,14 +192,26 @@ struct HistoryParams {
 
 impl HistoryParams {
     fn parse(query: Option<&str>) -> HistoryParams {
-        let pairs: Vec<(String, String)> = query.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
-        let mut p = HistoryParams { page: 1, ..HistoryParams::default() };
+        let pairs: Vec<(String, String)> = query
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default();
+        let mut p = HistoryParams {
+            page: 1,
+            ..HistoryParams::default()
+        };
         for (k, v) in pairs {
             match k.as_str() {
                 "eq" => p.text = v.chars().take(200).collect(),
                 "inc" if !v.is_empty() && p.include.len() < 100 => p.include.push(v),
                 "exc" if !v.is_empty() && p.exclude.len() < 100 => p.exclude.push(v),
-                "ep" => p.page = v.parse::<i64>().ok().filter(|n| *n >= 1).unwrap_or(1).min(100_000),
+                "ep" => {
+                    p.page = v
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .unwrap_or(1)
+                        .min(100_000)
+                }
                 "tab" => p.tab = v,
                 _ => {}
             }
@@ -209,7 +229,11 @@ impl HistoryParams {
         if page > 1 {
             parts.push(format!("ep={page}"));
         }
-        let q = if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) };
+        let q = if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        };
         format!("/contacts/{id}{q}#history")
     }
 }
@@ -226,19 +250,34 @@ fn about_groups(fields: &FieldSet, c: &Contact) -> Vec<InfoGroup> {
                         return None;
                     }
                     let href = match f.field_type {
-                        crate::contacts::fields::FieldType::Url if display::safe_href(&text) => Some(text.clone()),
+                        crate::contacts::fields::FieldType::Url if display::safe_href(&text) => {
+                            Some(text.clone())
+                        }
                         crate::contacts::fields::FieldType::Email => Some(format!("mailto:{text}")),
                         _ => None,
                     };
-                    Some(Info { label: f.label.clone(), value: display::clip(&text, 500), href })
+                    Some(Info {
+                        label: f.label.clone(),
+                        value: display::clip(&text, 500),
+                        href,
+                    })
                 })
                 .collect();
-            (!items.is_empty()).then(|| InfoGroup { label: forms::group_label(&g), items })
+            (!items.is_empty()).then(|| InfoGroup {
+                label: forms::group_label(&g),
+                items,
+            })
         })
         .collect()
 }
 
-async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&str>, note_form: NoteForm) -> WebResult<ContactPage> {
+async fn build(
+    state: &SharedState,
+    session: &Session,
+    id: i64,
+    query: Option<&str>,
+    note_form: NoteForm,
+) -> WebResult<ContactPage> {
     let now = now_ms();
     let hp = HistoryParams::parse(query);
     let filter = EventFilter {
@@ -255,20 +294,41 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
     let contact_part = async {
         let mut db: Conn = state.store.read().await?;
         let fields = state.fields(&mut db).await?;
-        let c = store::contacts::load(&mut db, &fields, &[id]).await?.pop().ok_or(WebError::NotFound)?;
+        let c = store::contacts::load(&mut db, &fields, &[id])
+            .await?
+            .pop()
+            .ok_or(WebError::NotFound)?;
         let (note_rows, _) = store::notes::list(
             &mut db,
-            &store::notes::NoteQuery { contact_id: Some(id), search: None, note_type: None, offset: 0, limit: 200, ascending: false },
+            &store::notes::NoteQuery {
+                contact_id: Some(id),
+                search: None,
+                note_type: None,
+                offset: 0,
+                limit: 200,
+                ascending: false,
+            },
         )
         .await?;
         let mut user_ids: Vec<i64> = c.owner_id.into_iter().collect();
         user_ids.extend(note_rows.iter().filter_map(|n| n.created_by));
-        let users: HashMap<i64, String> = store::users::by_ids(&mut db, &user_ids).await?.into_iter().map(|u| (u.id, u.full_name())).collect();
+        let users: HashMap<i64, String> = store::users::by_ids(&mut db, &user_ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.full_name()))
+            .collect();
         let stage = match c.stage_id {
-            Some(s) => store::stages::by_ids(&mut db, &[s]).await?.pop().map(|s| s.name).unwrap_or_default(),
+            Some(s) => store::stages::by_ids(&mut db, &[s])
+                .await?
+                .pop()
+                .map(|s| s.name)
+                .unwrap_or_default(),
             None => String::new(),
         };
-        let mut ips: Vec<store::contacts::IpRow> = store::contacts::ips_of(&mut db, &[id]).await?.remove(&id).unwrap_or_default();
+        let mut ips: Vec<store::contacts::IpRow> = store::contacts::ips_of(&mut db, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
         ips.sort_by_key(|r| std::cmp::Reverse(r.last_seen));
         Ok::<_, WebError>((fields, c, note_rows, users, stage, ips))
     };
@@ -292,20 +352,41 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
     // counts useless for it.
     let history_part = async {
         let mut db = state.store.read().await?;
-        let rows = store::events::rows(&mut db, id, &filter, (hp.page - 1) * EVENTS_PER_PAGE, EVENTS_PER_PAGE).await?;
+        let rows = store::events::rows(
+            &mut db,
+            id,
+            &filter,
+            (hp.page - 1) * EVENTS_PER_PAGE,
+            EVENTS_PER_PAGE,
+        )
+        .await?;
         let total = match filter.search {
             Some(_) => Some(store::events::count(&mut db, id, &filter).await?),
             None => None,
         };
         Ok::<_, WebError>((rows, total))
     };
-    let ((fields, c, note_rows, users, stage, ips), totals, counts, (events, counted), (devices, companies)) =
-        tokio::try_join!(contact_part, chart_part, counts_part, history_part, links_part)?;
+    let (
+        (fields, c, note_rows, users, stage, ips),
+        totals,
+        counts,
+        (events, counted),
+        (devices, companies),
+    ) = tokio::try_join!(
+        contact_part,
+        chart_part,
+        counts_part,
+        history_part,
+        links_part
+    )?;
     let chart = chart::build(&totals, &labels);
     let total = counted.unwrap_or_else(|| {
         counts
             .iter()
-            .filter(|(k, _)| (filter.include.is_empty() || filter.include.contains(k)) && !filter.exclude.contains(k))
+            .filter(|(k, _)| {
+                (filter.include.is_empty() || filter.include.contains(k))
+                    && !filter.exclude.contains(k)
+            })
             .map(|(_, n)| n)
             .sum()
     });
@@ -321,7 +402,10 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
             excluded: hp.exclude.contains(&t.key),
         })
         .collect();
-    let mut unknown: Vec<&String> = counts.keys().filter(|k| catalogue.find(k).is_none()).collect();
+    let mut unknown: Vec<&String> = counts
+        .keys()
+        .filter(|k| catalogue.find(k).is_none())
+        .collect();
     unknown.sort();
     for k in unknown {
         type_options.push(TypeOption {
@@ -339,18 +423,28 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
             EventView {
                 id: e.id,
                 label: display::clip(&catalogue.label(&e.event_type), 80),
-                group: catalogue.find(&e.event_type).map_or_else(|| "Other".to_owned(), |t| t.group.clone()),
+                group: catalogue
+                    .find(&e.event_type)
+                    .map_or_else(|| "Other".to_owned(), |t| t.group.clone()),
                 summary: display::clip(&r.summary, 300),
                 when: display::relative(e.occurred_at, now),
                 when_full: display::datetime(e.occurred_at),
-                rows: r.rows.iter().map(|(k, v)| (display::clip(k, 100), display::clip(v, MAX_DETAIL))).collect(),
+                rows: r
+                    .rows
+                    .iter()
+                    .map(|(k, v)| (display::clip(k, 100), display::clip(v, MAX_DETAIL)))
+                    .collect(),
                 link: r.link.filter(|l| display::safe_href(l)),
                 raw: r.raw,
                 source: e.source.clone().unwrap_or_default(),
             }
         })
         .collect();
-    let first = if total == 0 { 0 } else { (hp.page - 1) * EVENTS_PER_PAGE + 1 };
+    let first = if total == 0 {
+        0
+    } else {
+        (hp.page - 1) * EVENTS_PER_PAGE + 1
+    };
     let last = (hp.page * EVENTS_PER_PAGE).min(total);
     let max_page = ((total + EVENTS_PER_PAGE - 1) / EVENTS_PER_PAGE).max(1);
 
@@ -362,14 +456,21 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
             type_label: note_type_label(&n.note_type),
             text: n.text.clone(),
             when: display::datetime(n.date_time.unwrap_or(n.date_added)),
-            date_time_input: n.date_time.map(|t| display::datetime(t).replace(' ', "T")).unwrap_or_default(),
-            author: n.created_by.and_then(|u| users.get(&u).cloned()).unwrap_or_default(),
+            date_time_input: n
+                .date_time
+                .map(|t| display::datetime(t).replace(' ', "T"))
+                .unwrap_or_default(),
+            author: n
+                .created_by
+                .and_then(|u| users.get(&u).cloned())
+                .unwrap_or_default(),
             editing: note_form.editing == Some(n.id),
         })
         .collect();
 
     let name = if c.is_anonymous() {
-        ips.first().map_or_else(|| "Visitor".to_owned(), |ip| ip.ip.clone())
+        ips.first()
+            .map_or_else(|| "Visitor".to_owned(), |ip| ip.ip.clone())
     } else {
         c.display_name()
     };
@@ -377,7 +478,11 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
         .filter(|f| f.group == "social")
         .filter_map(|f| {
             let v = display::field_value(f, &c.field_value(f));
-            (!v.is_empty()).then(|| Info { label: f.label.clone(), href: display::safe_href(&v).then(|| v.clone()), value: display::clip(&v, 300) })
+            (!v.is_empty()).then(|| Info {
+                label: f.label.clone(),
+                href: display::safe_href(&v).then(|| v.clone()),
+                value: display::clip(&v, 300),
+            })
         })
         .collect();
     let tab = match hp.tab.as_str() {
@@ -394,12 +499,25 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
         initials: display::initials(&name),
         avatar: display::avatar_url(&c, 160),
         email: display::clip(&c.text("email").unwrap_or_default(), 200),
-        position: display::clip(&[c.text("position"), c.text("company")].into_iter().flatten().collect::<Vec<_>>().join(" · "), 200),
-        owner: c.owner_id.and_then(|o| users.get(&o).cloned()).unwrap_or_default(),
+        position: display::clip(
+            &[c.text("position"), c.text("company")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · "),
+            200,
+        ),
+        owner: c
+            .owner_id
+            .and_then(|o| users.get(&o).cloned())
+            .unwrap_or_default(),
         points: display::thousands(c.points),
         stage,
         tags: c.tags.iter().map(|t| display::clip(t, 60)).collect(),
-        last_active: c.last_active.map(|t| display::relative(t, now)).unwrap_or_else(|| "never".to_owned()),
+        last_active: c
+            .last_active
+            .map(|t| display::relative(t, now))
+            .unwrap_or_else(|| "never".to_owned()),
         last_active_full: display::datetime_opt(c.last_active),
         date_added: display::datetime(c.date_added),
         ips: ips.iter().take(10).map(|r| r.ip.clone()).collect(),
@@ -407,7 +525,12 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
         chart,
         events,
         events_total: display::thousands(total),
-        events_range: format!("{}–{} of {}", display::thousands(first), display::thousands(last), display::thousands(total)),
+        events_range: format!(
+            "{}–{} of {}",
+            display::thousands(first),
+            display::thousands(last),
+            display::thousands(total)
+        ),
         events_prev: (hp.page > 1).then(|| hp.href(id, hp.page - 1)),
         events_next: (hp.page < max_page).then(|| hp.href(id, hp.page + 1)),
         type_options,
@@ -423,7 +546,14 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
             .iter()
             .take(20)
             .map(|d| DeviceView {
-                kind: display::clip(&capitalised(if d.device_type.is_empty() { "unknown" } else { &d.device_type }), 40),
+                kind: display::clip(
+                    &capitalised(if d.device_type.is_empty() {
+                        "unknown"
+                    } else {
+                        &d.device_type
+                    }),
+                    40,
+                ),
                 os: display::clip(&d.os, 60),
                 browser: display::clip(&d.browser, 60),
                 last_seen: display::relative(d.last_seen, now),
@@ -433,14 +563,34 @@ async fn build(state: &SharedState, session: &Session, id: i64, query: Option<&s
             .collect(),
         companies: companies
             .iter()
-            .map(|(co, _, primary)| CompanyView { id: co.id, name: display::clip(&co.name(), 120), primary: *primary })
+            .map(|(co, _, primary)| CompanyView {
+                id: co.id,
+                name: display::clip(&co.name(), 120),
+                primary: *primary,
+            })
             .collect(),
     })
 }
 
-pub async fn page(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, RawQuery(query): RawQuery) -> WebResult<Response> {
+pub async fn page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> WebResult<Response> {
     let id = id_of(&id)?;
-    match build(&state, &session, id, query.as_deref(), NoteForm { note_type: "general".into(), ..NoteForm::default() }).await {
+    match build(
+        &state,
+        &session,
+        id,
+        query.as_deref(),
+        NoteForm {
+            note_type: "general".into(),
+            ..NoteForm::default()
+        },
+    )
+    .await
+    {
         Ok(p) => Ok(render_status(StatusCode::OK, &p)),
         // A contact merged into another: its old address lands on the one it went into.
         Err(WebError::NotFound) => {
@@ -451,27 +601,49 @@ pub async fn page(State(state): State<SharedState>, Extension(session): Extensio
                     _ => return Err(WebError::NotFound),
                 }
             };
-            session::flash(&state, &session, "info", &format!("Contact #{id} was merged into this contact.")).await?;
-            let q = query.filter(|q| !q.is_empty()).map(|q| format!("?{q}")).unwrap_or_default();
+            session::flash(
+                &state,
+                &session,
+                "info",
+                &format!("Contact #{id} was merged into this contact."),
+            )
+            .await?;
+            let q = query
+                .filter(|q| !q.is_empty())
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
             Ok(Redirect::to(&format!("/contacts/{winner}{q}")).into_response())
         }
         Err(e) => Err(e),
     }
 }
 
-pub async fn delete(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {
+pub async fn delete(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
     let id = id_of(&id)?;
     let name = {
         let mut db = state.store.read().await?;
         let fields = state.fields(&mut db).await?;
-        let c = store::contacts::load(&mut db, &fields, &[id]).await?.pop().ok_or(WebError::NotFound)?;
+        let c = store::contacts::load(&mut db, &fields, &[id])
+            .await?
+            .pop()
+            .ok_or(WebError::NotFound)?;
         c.display_name()
     };
     if service::delete(&state.store, &[id]).await? == 0 {
         return Err(WebError::NotFound);
     }
     upload::remove(&state, id).await;
-    session::flash(&state, &session, "success", &format!("{} was deleted.", display::clip(&name, 80))).await?;
+    session::flash(
+        &state,
+        &session,
+        "success",
+        &format!("{} was deleted.", display::clip(&name, 80)),
+    )
+    .await?;
     Ok(Redirect::to("/contacts").into_response())
 }
 
@@ -480,15 +652,29 @@ fn note_input(form: &FormData, contact_id: i64) -> Result<NoteInput, Box<NoteFor
     let raw_type = form.str("type");
     let text = form.str("text");
     let date_time = form.str("date_time");
-    let keep = |error: String| Box::new(NoteForm { note_type: raw_type.clone(), text: text.clone(), date_time: date_time.clone(), error: Some(error.clone()), editing: None });
+    let keep = |error: String| {
+        Box::new(NoteForm {
+            note_type: raw_type.clone(),
+            text: text.clone(),
+            date_time: date_time.clone(),
+            error: Some(error.clone()),
+            editing: None,
+        })
+    };
     let note_type = notes::parse_type(&raw_type).map_err(|_| keep("Choose a note type.".into()))?;
     if text.trim().is_empty() {
         return Err(keep("Write the note's text.".into()));
     }
     if text.chars().count() > notes::MAX_TEXT {
-        return Err(keep(format!("A note can have at most {} characters.", notes::MAX_TEXT)));
+        return Err(keep(format!(
+            "A note can have at most {} characters.",
+            notes::MAX_TEXT
+        )));
     }
-    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
         return Err(keep("The text must not contain control characters.".into()));
     }
     let dt = if matches!(note_type, "call" | "meeting") && !date_time.trim().is_empty() {
@@ -499,15 +685,30 @@ fn note_input(form: &FormData, contact_id: i64) -> Result<NoteInput, Box<NoteFor
     } else {
         None
     };
-    Ok(NoteInput { contact_id: Some(contact_id), text: Some(text), note_type: Some(note_type), date_time: Some(dt) })
+    Ok(NoteInput {
+        contact_id: Some(contact_id),
+        text: Some(text),
+        note_type: Some(note_type),
+        date_time: Some(dt),
+    })
 }
 
-async fn note_error(state: &SharedState, session: &Session, id: i64, form: NoteForm) -> WebResult<Response> {
+async fn note_error(
+    state: &SharedState,
+    session: &Session,
+    id: i64,
+    form: NoteForm,
+) -> WebResult<Response> {
     let p = build(state, session, id, Some("tab=notes"), form).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }
 
-pub async fn note_create(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn note_create(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     let id = id_of(&id)?;
     let form = FormData(form);
     let input = match note_input(&form, id) {
@@ -555,7 +756,11 @@ pub async fn note_update(
     Ok(Redirect::to(&format!("/contacts/{id}?tab=notes#notes")).into_response())
 }
 
-pub async fn note_delete(State(state): State<SharedState>, Extension(session): Extension<Session>, Path((id, note)): Path<(String, String)>) -> WebResult<Response> {
+pub async fn note_delete(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path((id, note)): Path<(String, String)>,
+) -> WebResult<Response> {
     let id = id_of(&id)?;
     let note = owned_note(&state, id, &note).await?;
     notes::delete(&state.store, note).await?;

@@ -120,10 +120,19 @@ pub struct QuickAdd {
 
 impl ListParams {
     fn page(&self) -> i64 {
-        self.page.as_deref().and_then(|p| p.parse::<i64>().ok()).filter(|p| *p >= 1).unwrap_or(1).min(1_000_000)
+        self.page
+            .as_deref()
+            .and_then(|p| p.parse::<i64>().ok())
+            .filter(|p| *p >= 1)
+            .unwrap_or(1)
+            .min(1_000_000)
     }
     fn limit(&self) -> i64 {
-        self.limit.as_deref().and_then(|l| l.parse::<i64>().ok()).filter(|l| PAGE_SIZES.contains(l)).unwrap_or(DEFAULT_PAGE_SIZE)
+        self.limit
+            .as_deref()
+            .and_then(|l| l.parse::<i64>().ok())
+            .filter(|l| PAGE_SIZES.contains(l))
+            .unwrap_or(DEFAULT_PAGE_SIZE)
     }
     fn sort_column(&self) -> Option<&'static (&'static str, &'static str, &'static str)> {
         COLUMNS.iter().find(|(k, _, _)| *k == self.sort)
@@ -132,7 +141,12 @@ impl ListParams {
         match self.dir.as_str() {
             "asc" => Dir::Asc,
             "desc" => Dir::Desc,
-            _ if self.sort_column().is_some_and(|c| c.0 != "last_active" && c.0 != "points") => Dir::Asc,
+            _ if self
+                .sort_column()
+                .is_some_and(|c| c.0 != "last_active" && c.0 != "points") =>
+            {
+                Dir::Asc
+            }
             _ => Dir::Desc,
         }
     }
@@ -154,7 +168,11 @@ impl ListParams {
         if page > 1 {
             parts.push(format!("page={page}"));
         }
-        if parts.is_empty() { "/contacts".to_owned() } else { format!("/contacts?{}", parts.join("&")) }
+        if parts.is_empty() {
+            "/contacts".to_owned()
+        } else {
+            format!("/contacts?{}", parts.join("&"))
+        }
     }
 }
 
@@ -173,10 +191,22 @@ fn row(c: &Contact, ip: Option<&str>, now: i64, highlight: bool) -> Row {
         email: display::clip(&c.text("email").unwrap_or_default(), 120),
         location: display::clip(&display::location(c), 120),
         points: display::thousands(c.points),
-        last_active: c.last_active.map(|t| display::relative(t, now)).unwrap_or_default(),
+        last_active: c
+            .last_active
+            .map(|t| display::relative(t, now))
+            .unwrap_or_default(),
         last_active_full: display::datetime_opt(c.last_active),
-        tags: c.tags.iter().take(6).map(|t| display::clip(t, 40)).collect(),
-        avatar: if anonymous { None } else { display::avatar_url(c, 64) },
+        tags: c
+            .tags
+            .iter()
+            .take(6)
+            .map(|t| display::clip(t, 40))
+            .collect(),
+        avatar: if anonymous {
+            None
+        } else {
+            display::avatar_url(c, 64)
+        },
         highlight,
     }
 }
@@ -192,11 +222,19 @@ async fn owners(db: &mut Conn, selected: Option<i64>) -> WebResult<Vec<(i64, Str
 
 /// The quick-add form: fields marked short-form visible, in field order.
 fn quick_widgets(fields: &FieldSet, state: &FormState) -> Vec<Widget> {
-    forms::form_fields(fields).filter(|f| f.is_short_visible).map(|f| forms::widget(f, state)).collect()
+    forms::form_fields(fields)
+        .filter(|f| f.is_short_visible)
+        .map(|f| forms::widget(f, state))
+        .collect()
 }
 
 /// Builds the list page (shared by the list and a quick add that needs to show errors).
-async fn build(state: &SharedState, session: &Session, p: &ListParams, quick: Option<QuickAdd>) -> WebResult<(ListPage, bool)> {
+async fn build(
+    state: &SharedState,
+    session: &Session,
+    p: &ListParams,
+    quick: Option<QuickAdd>,
+) -> WebResult<(ListPage, bool)> {
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let now = now_ms();
@@ -241,11 +279,27 @@ async fn build(state: &SharedState, session: &Session, p: &ListParams, quick: Op
             shown.push((c, true));
         }
     }
-    shown.extend(contacts.into_iter().filter(|c| Some(c.id) != added).map(|c| (c, false)));
-    let anonymous: Vec<i64> = shown.iter().filter(|(c, _)| c.is_anonymous()).map(|(c, _)| c.id).collect();
+    shown.extend(
+        contacts
+            .into_iter()
+            .filter(|c| Some(c.id) != added)
+            .map(|c| (c, false)),
+    );
+    let anonymous: Vec<i64> = shown
+        .iter()
+        .filter(|(c, _)| c.is_anonymous())
+        .map(|(c, _)| c.id)
+        .collect();
     let ips = store::contacts::ips_of(&mut db, &anonymous).await?;
-    let latest_ip = |id: i64| ips.get(&id).and_then(|v| v.iter().max_by_key(|r| r.last_seen)).map(|r| r.ip.clone());
-    let rows: Vec<Row> = shown.iter().map(|(c, h)| row(c, latest_ip(c.id).as_deref(), now, *h)).collect();
+    let latest_ip = |id: i64| {
+        ips.get(&id)
+            .and_then(|v| v.iter().max_by_key(|r| r.last_seen))
+            .map(|r| r.ip.clone())
+    };
+    let rows: Vec<Row> = shown
+        .iter()
+        .map(|(c, h)| row(c, latest_ip(c.id).as_deref(), now, *h))
+        .collect();
 
     let current_sort = sort.map_or("last_active", |c| c.0);
     let current_dir = if dir == Dir::Asc { "asc" } else { "desc" };
@@ -253,14 +307,23 @@ async fn build(state: &SharedState, session: &Session, p: &ListParams, quick: Op
         .iter()
         .filter(|(k, _, _)| *k != "id")
         .map(|(key, label, _)| {
-            let sorted = if *key == current_sort { current_dir } else { "" };
+            let sorted = if *key == current_sort {
+                current_dir
+            } else {
+                ""
+            };
             let next_dir = match (sorted, *key) {
                 ("asc", _) => "desc",
                 ("desc", _) => "asc",
                 (_, "last_active" | "points") => "desc",
                 _ => "asc",
             };
-            Heading { label, href: p.href(1, key, next_dir, limit), sorted, key }
+            Heading {
+                label,
+                href: p.href(1, key, next_dir, limit),
+                sorted,
+                key,
+            }
         })
         .collect();
     let pages_total = ((total + limit - 1) / limit).max(1);
@@ -275,12 +338,26 @@ async fn build(state: &SharedState, session: &Session, p: &ListParams, quick: Op
             continue;
         }
         if n - last > 1 {
-            pages.push(PageLink { label: "…".into(), href: String::new(), current: false, gap: true });
+            pages.push(PageLink {
+                label: "…".into(),
+                href: String::new(),
+                current: false,
+                gap: true,
+            });
         }
-        pages.push(PageLink { label: display::thousands(n), href: link(n), current: n == page, gap: false });
+        pages.push(PageLink {
+            label: display::thousands(n),
+            href: link(n),
+            current: n == page,
+            gap: false,
+        });
         last = n;
     }
-    let first = if total == 0 { 0 } else { (page - 1) * limit + 1 };
+    let first = if total == 0 {
+        0
+    } else {
+        (page - 1) * limit + 1
+    };
     let last_shown = (page * limit).min(total);
     let quick = match quick {
         Some(q) => q,
@@ -305,7 +382,12 @@ async fn build(state: &SharedState, session: &Session, p: &ListParams, quick: Op
             rows,
             headings,
             total: display::thousands(total),
-            range: format!("{}–{} of {}", display::thousands(first), display::thousands(last_shown), display::thousands(total)),
+            range: format!(
+                "{}–{} of {}",
+                display::thousands(first),
+                display::thousands(last_shown),
+                display::thousands(total)
+            ),
             pages,
             prev: (page > 1).then(|| link(page - 1)),
             next: (page < pages_total).then(|| link(page + 1)),
@@ -316,33 +398,59 @@ async fn build(state: &SharedState, session: &Session, p: &ListParams, quick: Op
             commands: search::COMMANDS,
             segments: Vec::new(),
             quick,
-            empty_hint: if p.q.is_empty() { "No contacts yet. Add one with Quick add or New contact." } else { "No contact matches this search." },
+            empty_hint: if p.q.is_empty() {
+                "No contacts yet. Add one with Quick add or New contact."
+            } else {
+                "No contact matches this search."
+            },
         },
         bad,
     ))
 }
 
-pub async fn list_page(State(state): State<SharedState>, Extension(session): Extension<Session>, Query(p): Query<ListParams>) -> WebResult<Response> {
+pub async fn list_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Query(p): Query<ListParams>,
+) -> WebResult<Response> {
     let (page, bad) = build(&state, &session, &p, None).await?;
-    Ok(render_status(if bad { StatusCode::BAD_REQUEST } else { StatusCode::OK }, &page))
+    Ok(render_status(
+        if bad {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        &page,
+    ))
 }
 
 /// Parses `?q=…&sort=…` from the local list URL the quick-add form came from.
 fn params_of(return_to: &str) -> ListParams {
-    let query = return_to.strip_prefix("/contacts").and_then(|r| r.strip_prefix('?')).unwrap_or("");
+    let query = return_to
+        .strip_prefix("/contacts")
+        .and_then(|r| r.strip_prefix('?'))
+        .unwrap_or("");
     serde_urlencoded::from_str(query).unwrap_or_default()
 }
 
-pub async fn quick_add(State(state): State<SharedState>, Extension(session): Extension<Session>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn quick_add(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     let form = FormData(form);
-    let return_to = session::safe_next(&form.str("_return")).filter(|r| r.starts_with("/contacts")).unwrap_or_else(|| "/contacts".to_owned());
+    let return_to = session::safe_next(&form.str("_return"))
+        .filter(|r| r.starts_with("/contacts"))
+        .unwrap_or_else(|| "/contacts".to_owned());
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let operator = state.operator(&mut db).await?;
     let mut fs = FormState::from_form(&form);
     let mut input = forms::contact_input(&fields, &form, false);
     // Only the quick form's fields are accepted here.
-    input.values.retain(|(alias, _)| fields.get(alias).is_some_and(|f| f.is_short_visible));
+    input
+        .values
+        .retain(|(alias, _)| fields.get(alias).is_some_and(|f| f.is_short_visible));
     let mut problems = Problems::default();
     match forms::optional_id(&form.str("_owner")) {
         Ok(o) => input.owner = Some(o),
@@ -357,16 +465,33 @@ pub async fn quick_add(State(state): State<SharedState>, Extension(session): Ext
     let mut saved_id = None;
     if let Err(AppError::Validation { details, .. }) = problems.into_result() {
         fs.add_errors(&details);
-    } else if input.values.iter().all(|(_, v)| crate::contacts::values::is_blank(v)) {
+    } else if input
+        .values
+        .iter()
+        .all(|(_, v)| crate::contacts::values::is_blank(v))
+    {
         general_error = Some("Fill in at least one field.".to_owned());
     } else {
         let probe = forms::identifier_values(&fields, &input);
         let found = service::find_duplicates(&mut db, &fields, operator, &probe, None).await?;
         if !found.is_empty() && !form.checked("_confirm") {
-            duplicates = found.iter().take(5).map(|c| (c.id, display::clip(&c.display_name(), 80))).collect();
+            duplicates = found
+                .iter()
+                .take(5)
+                .map(|c| (c.id, display::clip(&c.display_name(), 80)))
+                .collect();
         } else {
-            let ctx = SaveContext { fields: &fields, operator, actor: Some(session.user.id), source: Source::Admin, now: now_ms() };
-            match service::save(&state.store, &ctx, vec![(Target::Create, input)]).await?.remove(0) {
+            let ctx = SaveContext {
+                fields: &fields,
+                operator,
+                actor: Some(session.user.id),
+                source: Source::Admin,
+                now: now_ms(),
+            };
+            match service::save(&state.store, &ctx, vec![(Target::Create, input)])
+                .await?
+                .remove(0)
+            {
                 Ok(saved) => saved_id = Some(saved.id),
                 Err(AppError::Validation { details, .. }) => fs.add_errors(&details),
                 Err(e) => return Err(e.into()),
@@ -374,8 +499,18 @@ pub async fn quick_add(State(state): State<SharedState>, Extension(session): Ext
         }
     }
     if let Some(id) = saved_id {
-        let name = store::contacts::load(&mut db, &fields, &[id]).await?.pop().map(|c| c.display_name()).unwrap_or_default();
-        session::flash(&state, &session, "success", &format!("{} was added.", display::clip(&name, 80))).await?;
+        let name = store::contacts::load(&mut db, &fields, &[id])
+            .await?
+            .pop()
+            .map(|c| c.display_name())
+            .unwrap_or_default();
+        session::flash(
+            &state,
+            &session,
+            "success",
+            &format!("{} was added.", display::clip(&name, 80)),
+        )
+        .await?;
         let sep = if return_to.contains('?') { '&' } else { '?' };
         return Ok(Redirect::to(&format!("{return_to}{sep}added={id}")).into_response());
     }
@@ -397,4 +532,3 @@ pub async fn quick_add(State(state): State<SharedState>, Extension(session): Ext
     let (page, _) = build(&state, &session, &params_of(&return_to), Some(quick)).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
-

@@ -16,7 +16,12 @@ fn is_bidi_control(c: char) -> bool {
 
 /// Text for a `<title>` or another place without markup: no bidi controls, clipped.
 pub fn plain(s: &str, max: usize) -> String {
-    clip(&s.chars().filter(|c| !is_bidi_control(*c) && !c.is_control()).collect::<String>(), max)
+    clip(
+        &s.chars()
+            .filter(|c| !is_bidi_control(*c) && !c.is_control())
+            .collect::<String>(),
+        max,
+    )
 }
 
 /// At most `max` characters, with an ellipsis when cut.
@@ -37,12 +42,19 @@ pub fn initials(name: &str) -> String {
         .take(2)
         .flat_map(char::to_uppercase)
         .collect();
-    if letters.is_empty() { "?".to_owned() } else { letters }
+    if letters.is_empty() {
+        "?".to_owned()
+    } else {
+        letters
+    }
 }
 
 /// `2024-05-01 14:30` (UTC).
 pub fn datetime(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
 }
 
 pub fn datetime_opt(ms: Option<i64>) -> String {
@@ -52,14 +64,24 @@ pub fn datetime_opt(ms: Option<i64>) -> String {
 /// "3 minutes ago", "2 days ago", or the date when older than a month.
 pub fn relative(ms: i64, now: i64) -> String {
     let secs = (now - ms) / 1000;
-    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") };
+    let plural = |n: i64, unit: &str| {
+        if n == 1 {
+            format!("1 {unit} ago")
+        } else {
+            format!("{n} {unit}s ago")
+        }
+    };
     match secs {
         s if s < 0 => datetime(ms),
         s if s < 60 => "just now".to_owned(),
         s if s < 3600 => plural(s / 60, "minute"),
         s if s < 86_400 => plural(s / 3600, "hour"),
         s if s < 30 * 86_400 => plural(s / 86_400, "day"),
-        _ => Utc.timestamp_millis_opt(ms).single().map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+        _ => Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -79,7 +101,10 @@ pub fn thousands(n: i64) -> String {
 /// Gravatar's URL for an email (SHA-256 of the trimmed, lower-cased address). `d=404`
 /// so the page's initials show when there is no Gravatar.
 pub fn gravatar(email: &str, size: u32) -> String {
-    let hash: String = Sha256::digest(email.trim().to_lowercase().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = Sha256::digest(email.trim().to_lowercase().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("https://www.gravatar.com/avatar/{hash}?s={size}&d=404")
 }
 
@@ -93,7 +118,11 @@ pub fn avatar_url(c: &Contact, size: u32) -> Option<String> {
 
 /// "Berlin, Germany".
 pub fn location(c: &Contact) -> String {
-    ["city", "state", "country"].iter().filter_map(|a| c.text(a)).collect::<Vec<_>>().join(", ")
+    ["city", "state", "country"]
+        .iter()
+        .filter_map(|a| c.text(a))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A field's stored value as text for reading (labels for options and booleans).
@@ -110,11 +139,20 @@ pub fn field_value(f: &FieldDef, v: &Value) -> String {
         Value::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => (*x as i64).to_string(),
         other => other.to_text().unwrap_or_default(),
     };
-    let label_of = |value: &str| f.options().into_iter().find(|(_, v)| v == value).map_or_else(|| value.to_owned(), |(l, _)| l);
+    let label_of = |value: &str| {
+        f.options()
+            .into_iter()
+            .find(|(_, v)| v == value)
+            .map_or_else(|| value.to_owned(), |(l, _)| l)
+    };
     match f.field_type {
         FieldType::Boolean => {
             let key = if text == "1" { "yes" } else { "no" };
-            f.properties.get(key).and_then(|v| v.as_str()).unwrap_or(if text == "1" { "Yes" } else { "No" }).to_owned()
+            f.properties
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or(if text == "1" { "Yes" } else { "No" })
+                .to_owned()
         }
         FieldType::Select | FieldType::Lookup => label_of(&text),
         FieldType::Multiselect => text.split('|').map(label_of).collect::<Vec<_>>().join(", "),
@@ -149,7 +187,9 @@ pub fn input_value(f: &FieldDef, v: &Value) -> String {
 /// Whether a URL from stored data may become a link: http(s) or a path on this site.
 pub fn safe_href(url: &str) -> bool {
     let lower = url.trim().to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://") || (lower.starts_with('/') && !lower.starts_with("//"))
+    lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || (lower.starts_with('/') && !lower.starts_with("//"))
 }
 
 /// Percent-encodes a query value.

@@ -45,7 +45,12 @@ impl IntoResponse for WebError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Something went wrong on our side; it has been logged.".to_owned())
             }
         };
-        let page = ErrorPage { chrome: Chrome::anonymous(String::new()), status: status.as_u16(), title, message };
+        let page = ErrorPage {
+            chrome: Chrome::anonymous(String::new()),
+            status: status.as_u16(),
+            title,
+            message,
+        };
         render_status(status, &page)
     }
 }

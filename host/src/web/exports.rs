@@ -28,17 +28,31 @@ use crate::time::now_ms;
 
 /// The contacts list for a search (where an export form returns).
 fn list_url(q: &str) -> String {
-    if q.is_empty() { "/contacts".to_owned() } else { format!("/contacts?q={}", enc(q)) }
+    if q.is_empty() {
+        "/contacts".to_owned()
+    } else {
+        format!("/contacts?q={}", enc(q))
+    }
 }
 
 /// `POST /contacts/export` (`format` csv|xlsx, `q` the list's search, `ids` the selected
 /// contacts, repeated or comma-separated): CSV is queued and announced by a message;
 /// XLSX downloads at once.
-pub async fn export(State(state): State<SharedState>, Extension(session): Extension<Session>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn export(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     let form = FormData(form);
     let q = form.str("q");
     let back = list_url(&q);
-    let ids: Vec<&str> = form.all("ids").into_iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
+    let ids: Vec<&str> = form
+        .all("ids")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
     let mut m = Map::new();
     m.insert("search".into(), Json::String(q.clone()));
     if !ids.is_empty() {
@@ -51,16 +65,29 @@ pub async fn export(State(state): State<SharedState>, Extension(session): Extens
     };
     match format {
         Format::Xlsx => match exports::direct(&state, &session.user, format, &query).await {
-            Ok((file, size)) => Ok(csv_response(file_body(file), &exports::download_name(format, now_ms()), format.content_type(), Some(size))),
+            Ok((file, size)) => Ok(csv_response(
+                file_body(file),
+                &exports::download_name(format, now_ms()),
+                format.content_type(),
+                Some(size),
+            )),
             Err(e) => fail(&state, &session, &back, e).await,
         },
         Format::Csv => match exports::request(&state, &session.user, format, &query).await {
             Ok(_) => {
-                let what = if ids.is_empty() { "The export" } else { "The export of the selected contacts" };
-                let text = if session.user.email.trim().is_empty() {
-                    format!("{what} has started. Its download link will be in your notifications when the file is ready.")
+                let what = if ids.is_empty() {
+                    "The export"
                 } else {
-                    format!("{what} has started: you will receive an email with the link when the file is ready (it will also be in your notifications).")
+                    "The export of the selected contacts"
+                };
+                let text = if session.user.email.trim().is_empty() {
+                    format!(
+                        "{what} has started. Its download link will be in your notifications when the file is ready."
+                    )
+                } else {
+                    format!(
+                        "{what} has started: you will receive an email with the link when the file is ready (it will also be in your notifications)."
+                    )
                 };
                 session::flash(&state, &session, "success", &text).await?;
                 Ok(Redirect::to(&back).into_response())
@@ -71,11 +98,22 @@ pub async fn export(State(state): State<SharedState>, Extension(session): Extens
 }
 
 /// A refused export (a bad search, bad ids): back to the list with the reason.
-async fn fail(state: &SharedState, session: &Session, back: &str, e: AppError) -> WebResult<Response> {
+async fn fail(
+    state: &SharedState,
+    session: &Session,
+    back: &str,
+    e: AppError,
+) -> WebResult<Response> {
     if let AppError::Internal(e) = e {
         return Err(WebError::Internal(e));
     }
-    session::flash(state, session, "error", &format!("The contacts could not be exported: {e}")).await?;
+    session::flash(
+        state,
+        session,
+        "error",
+        &format!("The contacts could not be exported: {e}"),
+    )
+    .await?;
     Ok(Redirect::to(back).into_response())
 }
 
@@ -88,13 +126,34 @@ pub struct TokenParam {
 /// `GET /exports/{id}/download?token=…`: the link of the email and the notification,
 /// for the logged-in user who asked for the export (403 page for anyone else, a wrong
 /// token or an expired link; 404 for an unknown export).
-pub async fn download(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, Query(p): Query<TokenParam>) -> WebResult<Response> {
-    let id = id.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)?;
-    let (e, format, path) = exports::authorize_download(&state, &session.user, id, &p.token).await?;
-    let file = tokio::fs::File::open(&path).await.map_err(|err| WebError::Internal(err.into()))?;
-    let size = file.metadata().await.map_err(|err| WebError::Internal(err.into()))?.len();
+pub async fn download(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(p): Query<TokenParam>,
+) -> WebResult<Response> {
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or(WebError::NotFound)?;
+    let (e, format, path) =
+        exports::authorize_download(&state, &session.user, id, &p.token).await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|err| WebError::Internal(err.into()))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|err| WebError::Internal(err.into()))?
+        .len();
     let name = exports::download_name(format, e.finished_at.unwrap_or(e.created_at));
-    Ok(csv_response(file_body(file), &name, format.content_type(), Some(size)))
+    Ok(csv_response(
+        file_body(file),
+        &name,
+        format.content_type(),
+        Some(size),
+    ))
 }
 
 /// One notification on its page.
@@ -119,7 +178,9 @@ pub struct NotificationsPage {
 /// other links only when http(s).
 fn shown_link(link: &str) -> Option<String> {
     let path = match link.split_once("://") {
-        Some((scheme, rest)) if scheme == "http" || scheme == "https" => rest.find('/').map(|i| &rest[i..]),
+        Some((scheme, rest)) if scheme == "http" || scheme == "https" => {
+            rest.find('/').map(|i| &rest[i..])
+        }
         _ => Some(link).filter(|l| l.starts_with('/')),
     };
     match path {
@@ -130,7 +191,10 @@ fn shown_link(link: &str) -> Option<String> {
 }
 
 /// `GET /notifications`: yours, newest first (exports ready, with their links).
-pub async fn notifications_page(State(state): State<SharedState>, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn notifications_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     let (list, _) = {
         let mut db = state.store.read().await?;
         store::exports::notifications(&mut db, session.user.id, 100).await?
@@ -146,11 +210,17 @@ pub async fn notifications_page(State(state): State<SharedState>, Extension(sess
             link: n.link.as_deref().and_then(shown_link),
         })
         .collect();
-    Ok(render(&NotificationsPage { chrome: Chrome::new(&session, "notifications"), rows }))
+    Ok(render(&NotificationsPage {
+        chrome: Chrome::new(&session, "notifications"),
+        rows,
+    }))
 }
 
 /// `POST /notifications/read`: marks all of yours read.
-pub async fn notifications_read(State(state): State<SharedState>, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn notifications_read(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     let mut tx = state.store.begin().await?;
     store::exports::mark_notifications_read(&mut tx, session.user.id, now_ms()).await?;
     tx.commit().await?;
@@ -163,9 +233,18 @@ mod tests {
 
     #[test]
     fn links_become_local() {
-        assert_eq!(shown_link("http://127.0.0.1:8080/exports/3/download?token=a").as_deref(), Some("/exports/3/download?token=a"));
-        assert_eq!(shown_link("https://m.example/api/exports/3/download?token=a").as_deref(), Some("/exports/3/download?token=a"));
-        assert_eq!(shown_link("https://m.example/other").as_deref(), Some("https://m.example/other"));
+        assert_eq!(
+            shown_link("http://127.0.0.1:8080/exports/3/download?token=a").as_deref(),
+            Some("/exports/3/download?token=a")
+        );
+        assert_eq!(
+            shown_link("https://m.example/api/exports/3/download?token=a").as_deref(),
+            Some("/exports/3/download?token=a")
+        );
+        assert_eq!(
+            shown_link("https://m.example/other").as_deref(),
+            Some("https://m.example/other")
+        );
         assert_eq!(shown_link("javascript:alert(1)"), None);
     }
 }

@@ -18,12 +18,18 @@ pub struct FormData(pub Vec<(String, String)>);
 
 impl FormData {
     pub fn from_urlencoded(bytes: &[u8]) -> Result<FormData, WebError> {
-        serde_urlencoded::from_bytes(bytes).map(FormData).map_err(|_| WebError::BadRequest("The form could not be read.".into()))
+        serde_urlencoded::from_bytes(bytes)
+            .map(FormData)
+            .map_err(|_| WebError::BadRequest("The form could not be read.".into()))
     }
 
     /// The last value of a key (a checkbox after its hidden default wins).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn str(&self, key: &str) -> String {
@@ -31,7 +37,11 @@ impl FormData {
     }
 
     pub fn all(&self, key: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -51,7 +61,10 @@ pub struct Upload {
 
 /// Reads a multipart body: text fields, plus the one file field named `file_field`
 /// (empty file inputs are skipped).
-pub async fn read_multipart(mut mp: Multipart, file_field: &str) -> Result<(FormData, Option<Upload>), WebError> {
+pub async fn read_multipart(
+    mut mp: Multipart,
+    file_field: &str,
+) -> Result<(FormData, Option<Upload>), WebError> {
     let mut form = FormData::default();
     let mut upload = None;
     let bad = |_| WebError::BadRequest("The form could not be read.".into());
@@ -61,7 +74,10 @@ pub async fn read_multipart(mut mp: Multipart, file_field: &str) -> Result<(Form
             let file_name = field.file_name().unwrap_or("").to_owned();
             let bytes = field.bytes().await.map_err(bad)?;
             if !bytes.is_empty() || !file_name.is_empty() {
-                upload = Some(Upload { file_name, bytes: bytes.to_vec() });
+                upload = Some(Upload {
+                    file_name,
+                    bytes: bytes.to_vec(),
+                });
             }
         } else {
             let text = field.text().await.map_err(bad)?;
@@ -147,7 +163,11 @@ pub struct FormState {
 
 impl FormState {
     pub fn one(&self, key: &str) -> String {
-        self.values.get(key).and_then(|v| v.last()).cloned().unwrap_or_default()
+        self.values
+            .get(key)
+            .and_then(|v| v.last())
+            .cloned()
+            .unwrap_or_default()
     }
     pub fn error(&self, key: &str) -> Option<String> {
         self.errors.get(key).cloned()
@@ -156,7 +176,11 @@ impl FormState {
     pub fn add_errors(&mut self, details: &Json) {
         if let Json::Object(m) = details {
             for (k, v) in m {
-                let msg = v.as_array().and_then(|a| a.first()).and_then(Json::as_str).unwrap_or("is invalid");
+                let msg = v
+                    .as_array()
+                    .and_then(|a| a.first())
+                    .and_then(Json::as_str)
+                    .unwrap_or("is invalid");
                 self.errors.insert(k.clone(), msg.to_owned());
             }
         }
@@ -166,7 +190,10 @@ impl FormState {
         for (k, v) in &form.0 {
             values.entry(k.clone()).or_default().push(v.clone());
         }
-        FormState { values, errors: HashMap::new() }
+        FormState {
+            values,
+            errors: HashMap::new(),
+        }
     }
 }
 
@@ -184,11 +211,22 @@ pub fn widget(f: &FieldDef, state: &FormState) -> Widget {
         error: state.error(&f.alias),
         required: f.is_required,
         unique: f.is_unique_identifier,
-        placeholder: f.properties.get("placeholder").and_then(Json::as_str).unwrap_or("").to_owned(),
+        placeholder: f
+            .properties
+            .get("placeholder")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_owned(),
         step: "",
     };
     let opts = |list: Vec<(String, String)>, chosen: &[String]| -> Vec<Opt> {
-        list.into_iter().map(|(label, v)| Opt { selected: chosen.contains(&v), value: v, label }).collect()
+        list.into_iter()
+            .map(|(label, v)| Opt {
+                selected: chosen.contains(&v),
+                value: v,
+                label,
+            })
+            .collect()
     };
     match (f.storage(), f.field_type) {
         (Storage::Timestamp, _) | (_, FieldType::Datetime) => w.input_type = "datetime-local",
@@ -214,21 +252,37 @@ pub fn widget(f: &FieldDef, state: &FormState) -> Widget {
         }
         (_, FieldType::Multiselect) => {
             w.kind = "multiselect";
-            let chosen: Vec<String> = values_of().iter().flat_map(|v| v.split('|').map(str::to_owned).collect::<Vec<_>>()).collect();
+            let chosen: Vec<String> = values_of()
+                .iter()
+                .flat_map(|v| v.split('|').map(str::to_owned).collect::<Vec<_>>())
+                .collect();
             w.options = opts(f.options(), &chosen);
         }
         (_, FieldType::Lookup) => w.suggestions = f.options().into_iter().map(|(_, v)| v).collect(),
         (_, FieldType::Country) => {
             w.kind = "select";
-            w.options = opts(values::country_names().map(|n| (n.to_owned(), n.to_owned())).collect(), &[value]);
+            w.options = opts(
+                values::country_names()
+                    .map(|n| (n.to_owned(), n.to_owned()))
+                    .collect(),
+                &[value],
+            );
         }
         (_, FieldType::Timezone) => {
             w.kind = "select";
-            w.options = opts(values::timezone_names().map(|n| (n.to_owned(), n.to_owned())).collect(), &[value]);
+            w.options = opts(
+                values::timezone_names()
+                    .map(|n| (n.to_owned(), n.to_owned()))
+                    .collect(),
+                &[value],
+            );
         }
         (_, FieldType::Locale) => {
             w.kind = "select";
-            let mut list: Vec<(String, String)> = LOCALES.iter().map(|(code, name)| (format!("{name} ({code})"), (*code).to_owned())).collect();
+            let mut list: Vec<(String, String)> = LOCALES
+                .iter()
+                .map(|(code, name)| (format!("{name} ({code})"), (*code).to_owned()))
+                .collect();
             if !w.value.is_empty() && !LOCALES.iter().any(|(c, _)| *c == w.value) {
                 list.insert(0, (w.value.clone(), w.value.clone()));
             }
@@ -243,12 +297,20 @@ pub fn groups(fields: &FieldSet, state: &FormState) -> Vec<Group> {
     group_order(fields)
         .into_iter()
         .filter_map(|key| {
-            let widgets: Vec<Widget> = form_fields(fields).filter(|f| f.group == key).map(|f| widget(f, state)).collect();
+            let widgets: Vec<Widget> = form_fields(fields)
+                .filter(|f| f.group == key)
+                .map(|f| widget(f, state))
+                .collect();
             if widgets.is_empty() {
                 return None;
             }
             let has_error = widgets.iter().any(|w| w.error.is_some());
-            Some(Group { label: group_label(&key), key, widgets, has_error })
+            Some(Group {
+                label: group_label(&key),
+                key,
+                widgets,
+                has_error,
+            })
         })
         .collect()
 }
@@ -256,15 +318,22 @@ pub fn groups(fields: &FieldSet, state: &FormState) -> Vec<Group> {
 /// The submitted field values of a contact form, as the service's input. Only fields
 /// whose input was in the form are sent; `overwrite` makes blanks clear values (edit).
 pub fn contact_input(fields: &FieldSet, form: &FormData, overwrite: bool) -> ContactInput {
-    let mut input = ContactInput { overwrite_with_blank: overwrite, ..ContactInput::default() };
+    let mut input = ContactInput {
+        overwrite_with_blank: overwrite,
+        ..ContactInput::default()
+    };
     for f in form_fields(fields) {
         if !form.has(&f.alias) {
             continue;
         }
         let value = match f.field_type {
-            FieldType::Multiselect if f.storage() == Storage::Column => {
-                Json::Array(form.all(&f.alias).into_iter().filter(|v| !v.is_empty()).map(|v| Json::String(v.to_owned())).collect())
-            }
+            FieldType::Multiselect if f.storage() == Storage::Column => Json::Array(
+                form.all(&f.alias)
+                    .into_iter()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Json::String(v.to_owned()))
+                    .collect(),
+            ),
             _ => Json::String(form.str(&f.alias)),
         };
         input.values.push((f.alias.clone(), value));
@@ -289,8 +358,16 @@ pub fn tag_changes(typed: &str, current: &[String]) -> Result<TagChanges, String
         return Err("at most 200 tags".into());
     }
     Ok(TagChanges {
-        add: wanted.iter().filter(|t| !current.contains(t)).cloned().collect(),
-        remove: current.iter().filter(|t| !wanted.contains(t)).cloned().collect(),
+        add: wanted
+            .iter()
+            .filter(|t| !current.contains(t))
+            .cloned()
+            .collect(),
+        remove: current
+            .iter()
+            .filter(|t| !wanted.contains(t))
+            .cloned()
+            .collect(),
     })
 }
 
@@ -300,12 +377,21 @@ pub fn optional_id(s: &str) -> Result<Option<i64>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    s.parse::<i64>().ok().filter(|i| *i > 0).map(Some).ok_or_else(|| "is not a valid choice".to_owned())
+    s.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .map(Some)
+        .ok_or_else(|| "is not a valid choice".to_owned())
 }
 
 /// The field values for duplicate detection: (alias, raw value) of unique identifiers.
 pub fn identifier_values(fields: &FieldSet, input: &ContactInput) -> Vec<(String, Json)> {
-    input.values.iter().filter(|(a, _)| fields.get(a).is_some_and(|f| f.is_unique_identifier)).cloned().collect()
+    input
+        .values
+        .iter()
+        .filter(|(a, _)| fields.get(a).is_some_and(|f| f.is_unique_identifier))
+        .cloned()
+        .collect()
 }
 
 /// A JSON object from pairs (for the field service).
@@ -319,18 +405,69 @@ pub fn object(pairs: Vec<(&str, Json)>) -> Json {
 
 /// Locales offered by the locale widget (any valid locale is accepted).
 pub const LOCALES: &[(&str, &str)] = &[
-    ("ar", "Arabic"), ("bg", "Bulgarian"), ("ca", "Catalan"), ("cs", "Czech"), ("da", "Danish"), ("de", "German"),
-    ("de_AT", "German (Austria)"), ("de_CH", "German (Switzerland)"), ("de_DE", "German (Germany)"), ("el", "Greek"),
-    ("en", "English"), ("en_AU", "English (Australia)"), ("en_CA", "English (Canada)"), ("en_GB", "English (United Kingdom)"),
-    ("en_IE", "English (Ireland)"), ("en_IN", "English (India)"), ("en_NZ", "English (New Zealand)"), ("en_US", "English (United States)"),
-    ("es", "Spanish"), ("es_419", "Spanish (Latin America)"), ("es_ES", "Spanish (Spain)"), ("es_MX", "Spanish (Mexico)"),
-    ("et", "Estonian"), ("fa", "Persian"), ("fi", "Finnish"), ("fr", "French"), ("fr_BE", "French (Belgium)"), ("fr_CA", "French (Canada)"),
-    ("fr_CH", "French (Switzerland)"), ("fr_FR", "French (France)"), ("he", "Hebrew"), ("hi", "Hindi"), ("hr", "Croatian"),
-    ("hu", "Hungarian"), ("id", "Indonesian"), ("it", "Italian"), ("it_IT", "Italian (Italy)"), ("ja", "Japanese"), ("ko", "Korean"),
-    ("lt", "Lithuanian"), ("lv", "Latvian"), ("ms", "Malay"), ("nb", "Norwegian Bokmål"), ("nl", "Dutch"), ("nl_BE", "Dutch (Belgium)"),
-    ("nl_NL", "Dutch (Netherlands)"), ("pl", "Polish"), ("pt", "Portuguese"), ("pt_BR", "Portuguese (Brazil)"), ("pt_PT", "Portuguese (Portugal)"),
-    ("ro", "Romanian"), ("ru", "Russian"), ("sk", "Slovak"), ("sl", "Slovenian"), ("sr", "Serbian"), ("sv", "Swedish"), ("th", "Thai"),
-    ("tr", "Turkish"), ("uk", "Ukrainian"), ("vi", "Vietnamese"), ("zh", "Chinese"), ("zh_CN", "Chinese (China)"), ("zh_TW", "Chinese (Taiwan)"),
+    ("ar", "Arabic"),
+    ("bg", "Bulgarian"),
+    ("ca", "Catalan"),
+    ("cs", "Czech"),
+    ("da", "Danish"),
+    ("de", "German"),
+    ("de_AT", "German (Austria)"),
+    ("de_CH", "German (Switzerland)"),
+    ("de_DE", "German (Germany)"),
+    ("el", "Greek"),
+    ("en", "English"),
+    ("en_AU", "English (Australia)"),
+    ("en_CA", "English (Canada)"),
+    ("en_GB", "English (United Kingdom)"),
+    ("en_IE", "English (Ireland)"),
+    ("en_IN", "English (India)"),
+    ("en_NZ", "English (New Zealand)"),
+    ("en_US", "English (United States)"),
+    ("es", "Spanish"),
+    ("es_419", "Spanish (Latin America)"),
+    ("es_ES", "Spanish (Spain)"),
+    ("es_MX", "Spanish (Mexico)"),
+    ("et", "Estonian"),
+    ("fa", "Persian"),
+    ("fi", "Finnish"),
+    ("fr", "French"),
+    ("fr_BE", "French (Belgium)"),
+    ("fr_CA", "French (Canada)"),
+    ("fr_CH", "French (Switzerland)"),
+    ("fr_FR", "French (France)"),
+    ("he", "Hebrew"),
+    ("hi", "Hindi"),
+    ("hr", "Croatian"),
+    ("hu", "Hungarian"),
+    ("id", "Indonesian"),
+    ("it", "Italian"),
+    ("it_IT", "Italian (Italy)"),
+    ("ja", "Japanese"),
+    ("ko", "Korean"),
+    ("lt", "Lithuanian"),
+    ("lv", "Latvian"),
+    ("ms", "Malay"),
+    ("nb", "Norwegian Bokmål"),
+    ("nl", "Dutch"),
+    ("nl_BE", "Dutch (Belgium)"),
+    ("nl_NL", "Dutch (Netherlands)"),
+    ("pl", "Polish"),
+    ("pt", "Portuguese"),
+    ("pt_BR", "Portuguese (Brazil)"),
+    ("pt_PT", "Portuguese (Portugal)"),
+    ("ro", "Romanian"),
+    ("ru", "Russian"),
+    ("sk", "Slovak"),
+    ("sl", "Slovenian"),
+    ("sr", "Serbian"),
+    ("sv", "Swedish"),
+    ("th", "Thai"),
+    ("tr", "Turkish"),
+    ("uk", "Ukrainian"),
+    ("vi", "Vietnamese"),
+    ("zh", "Chinese"),
+    ("zh_CN", "Chinese (China)"),
+    ("zh_TW", "Chinese (Taiwan)"),
 ];
 
 #[cfg(test)]
@@ -355,7 +492,13 @@ mod tests {
             ("bogus".into(), "y".into()),
         ]);
         let input = contact_input(&fields, &form, true);
-        assert_eq!(input.values, vec![("firstname".into(), Json::String("Ada".into())), ("email".into(), Json::String("".into()))]);
+        assert_eq!(
+            input.values,
+            vec![
+                ("firstname".into(), Json::String("Ada".into())),
+                ("email".into(), Json::String("".into()))
+            ]
+        );
         assert!(input.overwrite_with_blank);
     }
 }

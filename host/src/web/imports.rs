@@ -28,9 +28,9 @@ use crate::error::AppError;
 use crate::imports::mapping::{Special, Target};
 use crate::imports::{self, DialectOverride, Preview, detect};
 use crate::state::SharedState;
+use crate::store;
 use crate::store::imports::ImportRow;
 use crate::store::jobs::JobRow;
-use crate::store;
 use crate::time::now_ms;
 
 /// The select value of "do not import" and "create a new field" (aliases never start
@@ -43,7 +43,10 @@ const SAMPLES: usize = 3;
 const HISTORY: i64 = 25;
 
 fn id_of(s: &str) -> WebResult<i64> {
-    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)
+    s.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or(WebError::NotFound)
 }
 
 /// The messages of an error, for an alert (validation details are listed one by one).
@@ -52,9 +55,18 @@ fn messages(e: &AppError) -> Vec<String> {
         AppError::Validation { message, details } => {
             let listed: Vec<String> = details
                 .as_object()
-                .map(|o| o.values().flat_map(|v| v.as_array().cloned().unwrap_or_default()).filter_map(|m| m.as_str().map(str::to_owned)).collect())
+                .map(|o| {
+                    o.values()
+                        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+                        .filter_map(|m| m.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
-            if listed.is_empty() { vec![message.clone()] } else { listed }
+            if listed.is_empty() {
+                vec![message.clone()]
+            } else {
+                listed
+            }
         }
         other => vec![other.to_string()],
     }
@@ -122,11 +134,19 @@ pub struct UploadPage {
     pub total: String,
 }
 
-async fn upload_page(state: &SharedState, session: &Session, error: Option<String>) -> WebResult<UploadPage> {
+async fn upload_page(
+    state: &SharedState,
+    session: &Session,
+    error: Option<String>,
+) -> WebResult<UploadPage> {
     let (rows, total) = imports::list_for(state, &session.user, 0, HISTORY).await?;
     let users: HashMap<i64, String> = {
         let mut db = state.store.read().await?;
-        store::users::list(&mut db).await?.into_iter().map(|u| (u.id, u.full_name())).collect()
+        store::users::list(&mut db)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.full_name()))
+            .collect()
     };
     let imports = rows
         .iter()
@@ -138,7 +158,10 @@ async fn upload_page(state: &SharedState, session: &Session, error: Option<Strin
                 status,
                 status_label: status_label(status),
                 when: display::datetime(i.created_at),
-                by: i.created_by.and_then(|u| users.get(&u).cloned()).unwrap_or_default(),
+                by: i
+                    .created_by
+                    .and_then(|u| users.get(&u).cloned())
+                    .unwrap_or_default(),
                 rows: display::thousands(i.rows_done),
                 created: display::thousands(i.created),
                 updated: display::thousands(i.updated),
@@ -158,13 +181,23 @@ async fn upload_page(state: &SharedState, session: &Session, error: Option<Strin
 }
 
 /// `GET /contacts/import`: the upload form and the past imports.
-pub async fn page(State(state): State<SharedState>, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     Ok(render(&upload_page(&state, &session, None).await?))
 }
 
 /// Streams the form's file into an `imports::Upload`; checks that a header can be read.
-async fn receive(state: &SharedState, session: &Session, mut mp: Multipart, drain: bool) -> Result<ImportRow, AppError> {
-    let bad = |e: axum::extract::multipart::MultipartError| AppError::bad_request(format!("the upload was interrupted: {e}"));
+async fn receive(
+    state: &SharedState,
+    session: &Session,
+    mut mp: Multipart,
+    drain: bool,
+) -> Result<ImportRow, AppError> {
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        AppError::bad_request(format!("the upload was interrupted: {e}"))
+    };
     while let Some(mut field) = mp.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
             continue;
@@ -203,9 +236,14 @@ pub async fn upload(
     headers: HeaderMap,
     mp: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> WebResult<Response> {
-    let mp = mp.map_err(|_| WebError::BadRequest("Send the file with the upload form (multipart/form-data).".into()))?;
+    let mp = mp.map_err(|_| {
+        WebError::BadRequest("Send the file with the upload form (multipart/form-data).".into())
+    })?;
     let limit = state.config.file.import.max_upload_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let result = match declared {
         // The form's other fields take a few hundred bytes: a body this much larger
         // than the limit is refused before reading it.
@@ -219,9 +257,16 @@ pub async fn upload(
         Ok(import) => Ok(Redirect::to(&format!("/contacts/imports/{}", import.id)).into_response()),
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
         Err(e) => {
-            let status = if matches!(e, AppError::PayloadTooLarge(_)) { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::UNPROCESSABLE_ENTITY };
+            let status = if matches!(e, AppError::PayloadTooLarge(_)) {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
             let message = messages(&e).join(" ");
-            Ok(render_status(status, &upload_page(&state, &session, Some(message)).await?))
+            Ok(render_status(
+                status,
+                &upload_page(&state, &session, Some(message)).await?,
+            ))
         }
     }
 }
@@ -287,7 +332,10 @@ enum Choice {
 fn choice_of(form: &FormData, i: usize) -> Choice {
     match form.str(&format!("col_{i}")).as_str() {
         SKIP => Choice::Skip,
-        CREATE => Choice::Create { label: form.str(&format!("new_label_{i}")).trim().to_owned(), field_type: form.str(&format!("new_type_{i}")) },
+        CREATE => Choice::Create {
+            label: form.str(&format!("new_label_{i}")).trim().to_owned(),
+            field_type: form.str(&format!("new_type_{i}")),
+        },
         name => Choice::Target(name.to_owned()),
     }
 }
@@ -302,7 +350,11 @@ fn proposal_choice(p: &imports::mapping::Proposal) -> Choice {
 /// Types a new field can get here (select types need their options: create those in
 /// Settings → Custom fields).
 fn creatable_types() -> Vec<&'static str> {
-    FieldType::ALL.iter().filter(|t| !matches!(t, FieldType::Select | FieldType::Multiselect)).map(|t| t.as_str()).collect()
+    FieldType::ALL
+        .iter()
+        .filter(|t| !matches!(t, FieldType::Select | FieldType::Multiselect))
+        .map(|t| t.as_str())
+        .collect()
 }
 
 fn column_rows(p: &Preview, fields: &FieldSet, choices: &[Choice]) -> Vec<ColumnRow> {
@@ -326,12 +378,20 @@ fn column_rows(p: &Preview, fields: &FieldSet, choices: &[Choice]) -> Vec<Column
                 .collect();
             let fields_opts = fields
                 .iter()
-                .map(|f| Opt { value: f.alias.clone(), label: format!("{} ({})", f.label, f.alias), selected: f.alias == chosen })
+                .map(|f| Opt {
+                    value: f.alias.clone(),
+                    label: format!("{} ({})", f.label, f.alias),
+                    selected: f.alias == chosen,
+                })
                 .collect();
             let specials = Special::ALL
                 .iter()
                 .filter(|s| fields.get(s.as_str()).is_none())
-                .map(|s| Opt { value: s.as_str().to_owned(), label: s.label().to_owned(), selected: s.as_str() == chosen })
+                .map(|s| Opt {
+                    value: s.as_str().to_owned(),
+                    label: s.label().to_owned(),
+                    selected: s.as_str() == chosen,
+                })
                 .collect();
             let (new_label, new_type) = match &choice {
                 Choice::Create { label, field_type } => (label.clone(), field_type.clone()),
@@ -347,7 +407,11 @@ fn column_rows(p: &Preview, fields: &FieldSet, choices: &[Choice]) -> Vec<Column
                 create: matches!(choice, Choice::Create { .. }),
                 new_label,
                 new_type,
-                matched_by: p.proposals.get(i).and_then(|m| m.matched_by).filter(|_| choice == proposal_choice(&p.proposals[i])),
+                matched_by: p
+                    .proposals
+                    .get(i)
+                    .and_then(|m| m.matched_by)
+                    .filter(|_| choice == proposal_choice(&p.proposals[i])),
             }
         })
         .collect()
@@ -365,11 +429,24 @@ fn dialect_of(pairs: &[(String, String)]) -> Result<DialectOverride, AppError> {
 }
 
 fn opts(list: &[(&str, &str)], current: &str) -> Vec<Opt> {
-    list.iter().map(|(v, l)| Opt { value: (*v).to_owned(), label: (*l).to_owned(), selected: *v == current }).collect()
+    list.iter()
+        .map(|(v, l)| Opt {
+            value: (*v).to_owned(),
+            label: (*l).to_owned(),
+            selected: *v == current,
+        })
+        .collect()
 }
 
 /// Builds the mapping page; `form` is a submitted mapping to show again with `errors`.
-async fn mapping_page(state: &SharedState, session: &Session, import: &ImportRow, over: &DialectOverride, form: Option<&FormData>, errors: Vec<String>) -> WebResult<MappingPage> {
+async fn mapping_page(
+    state: &SharedState,
+    session: &Session,
+    import: &ImportRow,
+    over: &DialectOverride,
+    form: Option<&FormData>,
+    errors: Vec<String>,
+) -> WebResult<MappingPage> {
     let preview = imports::preview(state, import, over).await;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
@@ -384,10 +461,17 @@ async fn mapping_page(state: &SharedState, session: &Session, import: &ImportRow
         Err(AppError::Internal(e)) => return Err(WebError::Internal(e)),
         Err(e) => (None, [messages(&e), errors].concat()),
     };
-    let value = |k: &str, d: &str| form.and_then(|f| f.get(k)).map_or_else(|| d.to_owned(), str::to_owned);
+    let value = |k: &str, d: &str| {
+        form.and_then(|f| f.get(k))
+            .map_or_else(|| d.to_owned(), str::to_owned)
+    };
     let owner = form.map_or_else(String::new, |f| f.str("owner"));
     let options = MappingOptions {
-        owners: users.iter().filter(|u| u.is_active).map(|u| (u.id, u.full_name(), u.id.to_string() == owner)).collect(),
+        owners: users
+            .iter()
+            .filter(|u| u.is_active)
+            .map(|u| (u.id, u.full_name(), u.id.to_string() == owner))
+            .collect(),
         tags: value("tags", ""),
         if_exists: value("ifExists", "update"),
         match_by: value("matchBy", "identifiers"),
@@ -399,10 +483,27 @@ async fn mapping_page(state: &SharedState, session: &Session, import: &ImportRow
                 Some(f) => (0..p.headers.len()).map(|i| choice_of(f, i)).collect(),
                 None => p.proposals.iter().map(proposal_choice).collect(),
             };
-            let bad = p.rows.iter().filter_map(|r| r.as_ref().err()).map(|m| display::clip(m, 300)).collect();
-            (column_rows(p, &fields, &choices), p.notes.clone(), p.warnings.clone(), bad, p.dialect)
+            let bad = p
+                .rows
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .map(|m| display::clip(m, 300))
+                .collect();
+            (
+                column_rows(p, &fields, &choices),
+                p.notes.clone(),
+                p.warnings.clone(),
+                bad,
+                p.dialect,
+            )
         }
-        None => (Vec::new(), Vec::new(), Vec::new(), Vec::new(), imports::Settings::from_json(&import.settings, None).dialect),
+        None => (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            imports::Settings::from_json(&import.settings, None).dialect,
+        ),
     };
     if preview.is_some() && columns.is_empty() {
         errors.push("The file has no columns.".into());
@@ -423,9 +524,26 @@ async fn mapping_page(state: &SharedState, session: &Session, import: &ImportRow
         warnings,
         errors,
         bad_rows,
-        delimiters: opts(&[(",", "Comma ,"), (";", "Semicolon ;"), ("tab", "Tab"), ("|", "Pipe |")], &delimiter),
-        quotes: opts(&[("\"", "Double quote \""), ("'", "Single quote '")], &quote),
-        encodings: opts(&[("utf-8", "UTF-8"), ("windows-1252", "Windows-1252 (Latin-1)")], &encoding),
+        delimiters: opts(
+            &[
+                (",", "Comma ,"),
+                (";", "Semicolon ;"),
+                ("tab", "Tab"),
+                ("|", "Pipe |"),
+            ],
+            &delimiter,
+        ),
+        quotes: opts(
+            &[("\"", "Double quote \""), ("'", "Single quote '")],
+            &quote,
+        ),
+        encodings: opts(
+            &[
+                ("utf-8", "UTF-8"),
+                ("windows-1252", "Windows-1252 (Latin-1)"),
+            ],
+            &encoding,
+        ),
         delimiter,
         quote,
         encoding,
@@ -476,9 +594,20 @@ fn progress_view(import: &ImportRow, job: Option<&JobRow>) -> ProgressView {
         skipped: display::thousands(import.skipped),
         failed: display::thousands(import.failed),
         has_failed: import.failed > 0,
-        eta: if status == "running" { eta(p.eta_seconds) } else { String::new() },
-        rate: p.rows_per_second.filter(|_| status == "running").map(|r| format!("{} rows/s", display::thousands(r.round() as i64))).unwrap_or_default(),
-        error: job.filter(|_| status == "failed" || status == "paused").and_then(|j| j.error.clone()).map(|e| display::clip(&e, 500)),
+        eta: if status == "running" {
+            eta(p.eta_seconds)
+        } else {
+            String::new()
+        },
+        rate: p
+            .rows_per_second
+            .filter(|_| status == "running")
+            .map(|r| format!("{} rows/s", display::thousands(r.round() as i64)))
+            .unwrap_or_default(),
+        error: job
+            .filter(|_| status == "failed" || status == "paused")
+            .and_then(|j| j.error.clone())
+            .map(|e| display::clip(&e, 500)),
         live,
         can_stop: matches!(status, "queued" | "running"),
         can_resume: matches!(status, "paused" | "failed"),
@@ -504,7 +633,12 @@ pub struct ProgressPage {
     pub mapped: Vec<MappedColumn>,
 }
 
-async fn progress_page(state: &SharedState, session: &Session, import: &ImportRow, job: Option<&JobRow>) -> WebResult<ProgressPage> {
+async fn progress_page(
+    state: &SharedState,
+    session: &Session,
+    import: &ImportRow,
+    job: Option<&JobRow>,
+) -> WebResult<ProgressPage> {
     let settings = imports::Settings::from_json(&import.settings, None);
     let fields = {
         let mut db = state.store.read().await?;
@@ -520,7 +654,10 @@ async fn progress_page(state: &SharedState, session: &Session, import: &ImportRo
                 Target::Field(a) => fields.get(a).map_or_else(|| a.clone(), |f| f.label.clone()),
                 Target::Special(s) => s.label().to_owned(),
             };
-            Some(MappedColumn { header: display::clip(settings.headers.get(i).map_or("", String::as_str), 120), target })
+            Some(MappedColumn {
+                header: display::clip(settings.headers.get(i).map_or("", String::as_str), 120),
+                target,
+            })
         })
         .collect();
     Ok(ProgressPage {
@@ -545,13 +682,17 @@ pub async fn import_page(
 ) -> WebResult<Response> {
     let (import, job) = imports::get_for(&state, &session.user, id_of(&id)?).await?;
     if job.is_some() {
-        return Ok(render(&progress_page(&state, &session, &import, job.as_ref()).await?));
+        return Ok(render(
+            &progress_page(&state, &session, &import, job.as_ref()).await?,
+        ));
     }
     let (over, errors) = match dialect_of(&q) {
         Ok(o) => (o, Vec::new()),
         Err(e) => (DialectOverride::default(), messages(&e)),
     };
-    Ok(render(&mapping_page(&state, &session, &import, &over, None, errors).await?))
+    Ok(render(
+        &mapping_page(&state, &session, &import, &over, None, errors).await?,
+    ))
 }
 
 /// The start request of the API (`imports::start`'s body) from the mapping form.
@@ -560,7 +701,9 @@ fn start_body(form: &FormData, columns: usize) -> Json {
         .map(|i| match choice_of(form, i) {
             Choice::Skip => json!({ "column": i, "field": null }),
             Choice::Target(name) => json!({ "column": i, "field": name }),
-            Choice::Create { label, field_type } => json!({ "column": i, "create": { "label": label, "type": field_type } }),
+            Choice::Create { label, field_type } => {
+                json!({ "column": i, "create": { "label": label, "type": field_type } })
+            }
         })
         .collect();
     let mut body = json!({
@@ -587,7 +730,12 @@ fn start_body(form: &FormData, columns: usize) -> Json {
 
 /// `POST /contacts/imports/{id}/start`: the mapping form. Starts the job and shows its
 /// progress, or shows the form again with what is wrong.
-pub async fn start(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn start(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     let form = FormData(form);
     let (import, job) = imports::get_for(&state, &session.user, id_of(&id)?).await?;
     if job.is_some() {
@@ -595,27 +743,50 @@ pub async fn start(State(state): State<SharedState>, Extension(session): Extensi
     }
     let columns = form.0.iter().filter(|(k, _)| k.starts_with("col_")).count();
     let over = dialect_of(&form.0).unwrap_or_default();
-    match imports::start(&state, &session.user, import.id, &start_body(&form, columns)).await {
+    match imports::start(
+        &state,
+        &session.user,
+        import.id,
+        &start_body(&form, columns),
+    )
+    .await
+    {
         Ok(()) => {
             session::flash(&state, &session, "success", "The import started.").await?;
             Ok(Redirect::to(&format!("/contacts/imports/{}", import.id)).into_response())
         }
         Err(AppError::Internal(e)) => Err(WebError::Internal(e)),
-        Err(AppError::Conflict(_)) => Ok(Redirect::to(&format!("/contacts/imports/{}", import.id)).into_response()),
+        Err(AppError::Conflict(_)) => {
+            Ok(Redirect::to(&format!("/contacts/imports/{}", import.id)).into_response())
+        }
         Err(e) => {
-            let page = mapping_page(&state, &session, &import, &over, Some(&form), messages(&e)).await?;
+            let page =
+                mapping_page(&state, &session, &import, &over, Some(&form), messages(&e)).await?;
             Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
     }
 }
 
 /// Stop and resume: the change, then back to the progress page with a message.
-async fn control(state: &SharedState, session: &Session, id: &str, stop: bool) -> WebResult<Response> {
+async fn control(
+    state: &SharedState,
+    session: &Session,
+    id: &str,
+    stop: bool,
+) -> WebResult<Response> {
     let id = id_of(id)?;
-    let result = if stop { imports::stop(state, &session.user, id).await } else { imports::resume(state, &session.user, id).await };
+    let result = if stop {
+        imports::stop(state, &session.user, id).await
+    } else {
+        imports::resume(state, &session.user, id).await
+    };
     match result {
         Ok(()) => {
-            let text = if stop { "The import will stop after the rows in hand; resume it whenever you like." } else { "The import continues from where it stopped." };
+            let text = if stop {
+                "The import will stop after the rows in hand; resume it whenever you like."
+            } else {
+                "The import continues from where it stopped."
+            };
             session::flash(state, session, "success", text).await?;
         }
         Err(AppError::Conflict(m)) => session::flash(state, session, "error", &m).await?,
@@ -625,19 +796,35 @@ async fn control(state: &SharedState, session: &Session, id: &str, stop: bool) -
 }
 
 /// `POST /contacts/imports/{id}/stop`
-pub async fn stop(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {
+pub async fn stop(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
     control(&state, &session, &id, true).await
 }
 
 /// `POST /contacts/imports/{id}/resume`
-pub async fn resume(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {
+pub async fn resume(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
     control(&state, &session, &id, false).await
 }
 
 /// `GET /contacts/imports/{id}/progress`: the import as the API shows it, for the
 /// progress bar's script (which sends the session's CSRF token in `X-CSRF-Token`).
-pub async fn progress_json(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, headers: HeaderMap) -> WebResult<Response> {
-    let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+pub async fn progress_json(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> WebResult<Response> {
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !tokens_match(token, &session.csrf) {
         return Err(WebError::Csrf);
     }
@@ -650,12 +837,19 @@ pub async fn progress_json(State(state): State<SharedState>, Extension(session):
         "eta": view.eta, "rate": view.rate, "error": view.error, "live": view.live, "canStop": view.can_stop, "canResume": view.can_resume,
     });
     let mut r = axum::Json(json!({ "import": body })).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
 /// `GET /contacts/imports/{id}/failed.csv`: the rows that could not be imported.
-pub async fn failed_csv(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {
+pub async fn failed_csv(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
     let (import, _) = imports::get_for(&state, &session.user, id_of(&id)?).await?;
-    Ok(crate::http::api::imports::failed_rows_response(&state, &import)?)
+    Ok(crate::http::api::imports::failed_rows_response(
+        &state, &import,
+    )?)
 }

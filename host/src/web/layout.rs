@@ -36,7 +36,10 @@ impl Flash {
             Some(("info", t)) => ("info", t),
             _ => ("info", stored),
         };
-        Flash { kind, text: text.to_owned() }
+        Flash {
+            kind,
+            text: text.to_owned(),
+        }
     }
 }
 
@@ -81,12 +84,19 @@ pub fn render_status(status: StatusCode, t: &impl askama::Template) -> Response 
     match t.render() {
         Ok(body) => {
             let mut r = (status, Html(body)).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             r
         }
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side; it has been logged.").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side; it has been logged.",
+            )
+                .into_response()
         }
     }
 }
@@ -97,7 +107,16 @@ mod tests {
 
     #[test]
     fn flash_kinds() {
-        for (stored, kind, text) in [("success:Saved.", "success", "Saved."), ("info:Contact #2 was merged.", "info", "Contact #2 was merged."), ("error:No: really", "error", "No: really"), ("Note: plain", "info", "Note: plain")] {
+        for (stored, kind, text) in [
+            ("success:Saved.", "success", "Saved."),
+            (
+                "info:Contact #2 was merged.",
+                "info",
+                "Contact #2 was merged.",
+            ),
+            ("error:No: really", "error", "No: really"),
+            ("Note: plain", "info", "Note: plain"),
+        ] {
             let f = Flash::parse(stored);
             assert_eq!((f.kind, f.text.as_str()), (kind, text), "{stored}");
         }

@@ -33,7 +33,10 @@ use crate::time::now_ms;
 const MAX_RESULTS: usize = 10;
 
 fn id_of(s: &str) -> WebResult<i64> {
-    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)
+    s.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or(WebError::NotFound)
 }
 
 /// A contact offered for merging.
@@ -52,7 +55,10 @@ async fn shown_name(db: &mut Conn, c: &Contact) -> WebResult<String> {
         return Ok(c.display_name());
     }
     let ips = store::contacts::ips_of(db, &[c.id]).await?;
-    let ip = ips.get(&c.id).and_then(|v| v.iter().max_by_key(|r| r.last_seen)).map(|r| r.ip.clone());
+    let ip = ips
+        .get(&c.id)
+        .and_then(|v| v.iter().max_by_key(|r| r.last_seen))
+        .map(|r| r.ip.clone());
     Ok(ip.map_or_else(|| "Visitor".to_owned(), |ip| format!("Visitor {ip}")))
 }
 
@@ -78,7 +84,12 @@ async fn candidate(db: &mut Conn, c: &Contact, now: i64) -> WebResult<Candidate>
 
 /// Contacts matching `q` (the contacts list's search grammar), without `id` itself.
 /// An invalid search is the error message, for the user.
-async fn candidates(state: &SharedState, session: &Session, id: i64, q: &str) -> WebResult<Result<Vec<Candidate>, String>> {
+async fn candidates(
+    state: &SharedState,
+    session: &Session,
+    id: i64,
+    q: &str,
+) -> WebResult<Result<Vec<Candidate>, String>> {
     let q = q.trim();
     if q.is_empty() {
         return Ok(Ok(Vec::new()));
@@ -132,7 +143,10 @@ pub async fn search_json(
     headers: HeaderMap,
     Query(p): Query<SearchParams>,
 ) -> WebResult<Response> {
-    let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !tokens_match(token, &session.csrf) {
         return Err(WebError::Csrf);
     }
@@ -153,7 +167,8 @@ pub async fn search_json(
         Err(m) => json!({ "results": [], "error": display::clip(&m, 300) }),
     };
     let mut r = Json(body).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
@@ -173,13 +188,20 @@ struct MergePage {
 }
 
 /// `GET /contacts/{id}/merge`: the merge steps as a page (what the modal does, without script).
-pub async fn page(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, Query(p): Query<SearchParams>) -> WebResult<Response> {
+pub async fn page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(p): Query<SearchParams>,
+) -> WebResult<Response> {
     let id = id_of(&id)?;
     let now = now_ms();
     let (me, other) = {
         let mut db = state.store.read().await?;
         let fields = state.fields(&mut db).await?;
-        let c = load_contact(&mut db, &fields, id).await?.ok_or(WebError::NotFound)?;
+        let c = load_contact(&mut db, &fields, id)
+            .await?
+            .ok_or(WebError::NotFound)?;
         let me = candidate(&mut db, &c, now).await?;
         let other = match p.with.as_deref().map(str::parse::<i64>) {
             Some(Ok(o)) if o != id => match load_contact(&mut db, &fields, o).await? {
@@ -209,7 +231,12 @@ pub async fn page(State(state): State<SharedState>, Extension(session): Extensio
 
 impl MergePage {
     fn pick_href(&self, other: &Candidate) -> String {
-        format!("/contacts/{}/merge?q={}&with={}#confirm", self.id, enc(&self.q), other.id)
+        format!(
+            "/contacts/{}/merge?q={}&with={}#confirm",
+            self.id,
+            enc(&self.q),
+            other.id
+        )
     }
 
     fn back_href(&self) -> String {
@@ -232,51 +259,122 @@ fn moved_text(rows: &[(String, u64)]) -> String {
             "contact_dnc" => ("do-not-contact record", "do-not-contact records"),
             _ => ("other row", "other rows"),
         };
-        (n > 0).then(|| format!("{} {}", display::thousands(n as i64), if n == 1 { one } else { many }))
+        (n > 0).then(|| {
+            format!(
+                "{} {}",
+                display::thousands(n as i64),
+                if n == 1 { one } else { many }
+            )
+        })
     };
-    rows.iter().filter_map(|(t, n)| label(t, *n)).collect::<Vec<_>>().join(", ")
+    rows.iter()
+        .filter_map(|(t, n)| label(t, *n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `POST /contacts/{id}/merge` with `other`: merges the other contact into this one.
-pub async fn merge(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn merge(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     let id = id_of(&id)?;
     let form = FormData(form);
     let back = format!("/contacts/{id}");
-    let Some(requested) = form.str("other").trim().parse::<i64>().ok().filter(|o| *o > 0) else {
-        session::flash(&state, &session, "error", "Choose the contact to merge into this one.").await?;
+    let Some(requested) = form
+        .str("other")
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|o| *o > 0)
+    else {
+        session::flash(
+            &state,
+            &session,
+            "error",
+            "Choose the contact to merge into this one.",
+        )
+        .await?;
         return Ok(Redirect::to(&format!("/contacts/{id}/merge")).into_response());
     };
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
-    let me = load_contact(&mut db, &fields, id).await?.ok_or(WebError::NotFound)?;
+    let me = load_contact(&mut db, &fields, id)
+        .await?
+        .ok_or(WebError::NotFound)?;
     // An id merged away earlier names the contact it went into.
-    let other = store::merge::resolve(&mut db, requested).await?.unwrap_or(requested);
+    let other = store::merge::resolve(&mut db, requested)
+        .await?
+        .unwrap_or(requested);
     if other == id {
         drop(db);
-        session::flash(&state, &session, "info", "That contact is already this one; nothing was merged.").await?;
+        session::flash(
+            &state,
+            &session,
+            "info",
+            "That contact is already this one; nothing was merged.",
+        )
+        .await?;
         return Ok(Redirect::to(&back).into_response());
     }
     let Some(loser) = load_contact(&mut db, &fields, other).await? else {
         drop(db);
-        session::flash(&state, &session, "error", "The contact to merge no longer exists; nothing was merged.").await?;
+        session::flash(
+            &state,
+            &session,
+            "error",
+            "The contact to merge no longer exists; nothing was merged.",
+        )
+        .await?;
         return Ok(Redirect::to(&back).into_response());
     };
-    let (my_name, other_name) = (shown_name(&mut db, &me).await?, shown_name(&mut db, &loser).await?);
+    let (my_name, other_name) = (
+        shown_name(&mut db, &me).await?,
+        shown_name(&mut db, &loser).await?,
+    );
     drop(db);
-    match crate::contacts::merge::merge(&state.store, &fields, id, other, Source::Admin, Some(session.user.id), now_ms()).await {
+    match crate::contacts::merge::merge(
+        &state.store,
+        &fields,
+        id,
+        other,
+        Source::Admin,
+        Some(session.user.id),
+        now_ms(),
+    )
+    .await
+    {
         Ok(summary) => {
             let moved = moved_text(&summary.rows_moved);
-            let mut text = format!("{} (#{other}) was merged into {}.", display::clip(&other_name, 80), display::clip(&my_name, 80));
+            let mut text = format!(
+                "{} (#{other}) was merged into {}.",
+                display::clip(&other_name, 80),
+                display::clip(&my_name, 80)
+            );
             if !moved.is_empty() {
                 text.push_str(&format!(" Moved here: {moved}."));
             }
             session::flash(&state, &session, "success", &text).await?;
         }
         Err(AppError::NotFound(_)) => {
-            session::flash(&state, &session, "error", "One of the contacts no longer exists; nothing was merged.").await?;
+            session::flash(
+                &state,
+                &session,
+                "error",
+                "One of the contacts no longer exists; nothing was merged.",
+            )
+            .await?;
         }
         Err(AppError::Validation { message, .. }) => {
-            session::flash(&state, &session, "error", &format!("Nothing was merged: {message}")).await?;
+            session::flash(
+                &state,
+                &session,
+                "error",
+                &format!("Nothing was merged: {message}"),
+            )
+            .await?;
         }
         Err(e) => return Err(e.into()),
     }
@@ -289,7 +387,12 @@ mod tests {
 
     #[test]
     fn moved_rows_read_well() {
-        let rows = vec![("contact_events".to_owned(), 12), ("devices".to_owned(), 1), ("contact_notes".to_owned(), 0), ("contact_ips".to_owned(), 2)];
+        let rows = vec![
+            ("contact_events".to_owned(), 12),
+            ("devices".to_owned(), 1),
+            ("contact_notes".to_owned(), 0),
+            ("contact_ips".to_owned(), 2),
+        ];
         assert_eq!(moved_text(&rows), "12 events, 1 device, 2 IP addresses");
         assert_eq!(moved_text(&[]), "");
     }

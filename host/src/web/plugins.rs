@@ -35,7 +35,13 @@ use crate::state::SharedState;
 const FILE_FIELD: &str = "plugin";
 
 fn require_admin(session: &Session) -> WebResult<()> {
-    if session.user.is_admin() { Ok(()) } else { Err(WebError::Forbidden("Only administrators can manage plugins.".into())) }
+    if session.user.is_admin() {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden(
+            "Only administrators can manage plugins.".into(),
+        ))
+    }
 }
 
 fn plugin(state: &SharedState, name: &str) -> WebResult<Arc<Plugin>> {
@@ -54,11 +60,17 @@ fn kind_label(k: Kind) -> &'static str {
 /// What a capability lets a plugin do, for the admin deciding whether to grant it.
 fn capability_help(c: &Capability) -> String {
     match c {
-        Capability::ReadContacts => "Read contacts (fields and tags) and find them by email or id.".into(),
+        Capability::ReadContacts => {
+            "Read contacts (fields and tags) and find them by email or id.".into()
+        }
         Capability::WriteFields => "Change contacts' field values.".into(),
         Capability::WriteTags => "Add and remove contacts' tags.".into(),
-        Capability::RecordEvents => "Record timeline events, including those its webhook receives.".into(),
-        Capability::PrivateNetwork => "Reach addresses on private networks through the origins granted below.".into(),
+        Capability::RecordEvents => {
+            "Record timeline events, including those its webhook receives.".into()
+        }
+        Capability::PrivateNetwork => {
+            "Reach addresses on private networks through the origins granted below.".into()
+        }
         Capability::Http(p) => format!("Send HTTP requests to {p}."),
     }
 }
@@ -69,7 +81,13 @@ fn mean_time(p: &Plugin) -> String {
         return "—".into();
     }
     let ms = p.mean_call_ms();
-    if ms < 1.0 { format!("{:.0} µs", ms * 1000.0) } else if ms < 100.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") }
+    if ms < 1.0 {
+        format!("{:.0} µs", ms * 1000.0)
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
 }
 
 /// A plugin's state for the page.
@@ -87,21 +105,40 @@ fn state_of(p: &Plugin) -> StateView {
     let s = p.settings();
     let streak = p.stats.streak.load(Ordering::Relaxed);
     match (s.enabled, s.disabled_reason) {
-        (true, _) => StateView { code: "enabled", label: "Enabled".into(), reason: None, streak },
+        (true, _) => StateView {
+            code: "enabled",
+            label: "Enabled".into(),
+            reason: None,
+            streak,
+        },
         (false, Some(reason)) => {
             let label = match streak {
                 0 => "Disabled after failures".to_owned(),
                 n => format!("Disabled after {n} failures"),
             };
-            StateView { code: "failed", label, reason: Some(display::clip(&reason, 600)), streak }
+            StateView {
+                code: "failed",
+                label,
+                reason: Some(display::clip(&reason, 600)),
+                streak,
+            }
         }
-        (false, None) => StateView { code: "disabled", label: "Disabled by an admin".into(), reason: None, streak },
+        (false, None) => StateView {
+            code: "disabled",
+            label: "Disabled by an admin".into(),
+            reason: None,
+            streak,
+        },
     }
 }
 
 /// The plugin's title, or its name when it gives none.
 fn title_of(p: &Plugin) -> String {
-    if p.manifest.title.trim().is_empty() { p.manifest.name.clone() } else { p.manifest.title.clone() }
+    if p.manifest.title.trim().is_empty() {
+        p.manifest.name.clone()
+    } else {
+        p.manifest.title.clone()
+    }
 }
 
 // ---------------------------------------------------------------- the list
@@ -140,8 +177,17 @@ fn row(p: &Plugin, highlight: &str) -> PluginRow {
         kind_label: kind_label(m.kind),
         description: display::clip(&m.description, 240),
         built_in: p.origin == Origin::BuiltIn,
-        requested: m.capabilities.iter().map(|c| (c.to_string(), s.granted.contains(c))).collect(),
-        extra: s.granted.iter().filter(|c| !m.capabilities.contains(c)).map(ToString::to_string).collect(),
+        requested: m
+            .capabilities
+            .iter()
+            .map(|c| (c.to_string(), s.granted.contains(c)))
+            .collect(),
+        extra: s
+            .granted
+            .iter()
+            .filter(|c| !m.capabilities.contains(c))
+            .map(ToString::to_string)
+            .collect(),
         granted_count: s.granted.len(),
         calls: display::thousands(p.stats.calls.load(Ordering::Relaxed) as i64),
         errors: display::thousands(errors as i64),
@@ -174,13 +220,28 @@ pub struct ListQuery {
     pub installed: String,
 }
 
-fn list_page(state: &SharedState, session: &Session, highlight: &str, upload_error: Option<String>) -> ListPage {
+fn list_page(
+    state: &SharedState,
+    session: &Session,
+    highlight: &str,
+    upload_error: Option<String>,
+) -> ListPage {
     let limits = state.plugins.limits();
     ListPage {
         chrome: Chrome::new(session, "settings"),
         section: "plugins",
-        rows: state.plugins.list().iter().map(|p| row(p, highlight)).collect(),
-        failures: state.plugins.load_failures().into_iter().map(|f| (f.file, display::clip(&f.error, 600))).collect(),
+        rows: state
+            .plugins
+            .list()
+            .iter()
+            .map(|p| row(p, highlight))
+            .collect(),
+        failures: state
+            .plugins
+            .load_failures()
+            .into_iter()
+            .map(|f| (f.file, display::clip(&f.error, 600)))
+            .collect(),
         upload_error,
         max_upload_mb: super::MAX_BODY >> 20,
         call_timeout_ms: limits.call_timeout.as_millis() as u64,
@@ -189,37 +250,77 @@ fn list_page(state: &SharedState, session: &Session, highlight: &str, upload_err
     }
 }
 
-pub async fn list(State(state): State<SharedState>, Extension(session): Extension<Session>, Query(q): Query<ListQuery>) -> WebResult<Response> {
+pub async fn list(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<ListQuery>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     Ok(render(&list_page(&state, &session, &q.installed, None)))
 }
 
 /// `POST /settings/plugins` (multipart: `_csrf`, `plugin`): validated and
 /// installed by the registry, or refused with its message and nothing changed.
-pub async fn upload(State(state): State<SharedState>, Extension(session): Extension<Session>, mp: Multipart) -> WebResult<Response> {
+pub async fn upload(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    mp: Multipart,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let (_, file) = forms::read_multipart(mp, FILE_FIELD).await?;
-    let refuse = |message: String| render_status(StatusCode::UNPROCESSABLE_ENTITY, &list_page(&state, &session, "", Some(message)));
-    let Some(file) = file else { return Ok(refuse("Choose a plugin file (.wasm) to upload.".into())) };
+    let refuse = |message: String| {
+        render_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &list_page(&state, &session, "", Some(message)),
+        )
+    };
+    let Some(file) = file else {
+        return Ok(refuse("Choose a plugin file (.wasm) to upload.".into()));
+    };
     if file.bytes.is_empty() {
-        return Ok(refuse(format!("The file {} is empty.", display::plain(&file.file_name, 100))));
+        return Ok(refuse(format!(
+            "The file {} is empty.",
+            display::plain(&file.file_name, 100)
+        )));
     }
-    let before: HashMap<String, String> = state.plugins.list().iter().map(|p| (p.name().to_owned(), p.manifest.version.clone())).collect();
+    let before: HashMap<String, String> = state
+        .plugins
+        .list()
+        .iter()
+        .map(|p| (p.name().to_owned(), p.manifest.version.clone()))
+        .collect();
     match state.plugins.install(file.bytes).await {
         Ok(p) => {
             let name = p.name().to_owned();
             let mut text = match before.get(&name) {
-                Some(old) => format!("Plugin {name} {} replaced version {old}, without a restart.", p.manifest.version),
+                Some(old) => format!(
+                    "Plugin {name} {} replaced version {old}, without a restart.",
+                    p.manifest.version
+                ),
                 None => format!("Plugin {name} {} was installed.", p.manifest.version),
             };
-            let missing = p.manifest.capabilities.iter().filter(|c| !p.settings().granted.contains(c)).count();
+            let missing = p
+                .manifest
+                .capabilities
+                .iter()
+                .filter(|c| !p.settings().granted.contains(c))
+                .count();
             if missing > 0 {
-                text.push_str(&format!(" It requests {missing} capabilit{} not granted yet: open it to grant them.", if missing == 1 { "y" } else { "ies" }));
+                text.push_str(&format!(
+                    " It requests {missing} capabilit{} not granted yet: open it to grant them.",
+                    if missing == 1 { "y" } else { "ies" }
+                ));
             }
             session::flash(&state, &session, "success", &text).await?;
-            Ok(Redirect::to(&format!("/settings/plugins?installed={name}#plugin-{name}")).into_response())
+            Ok(
+                Redirect::to(&format!("/settings/plugins?installed={name}#plugin-{name}"))
+                    .into_response(),
+            )
         }
-        Err(message) => Ok(refuse(format!("The plugin was refused: {}", display::clip(&message, 1000)))),
+        Err(message) => Ok(refuse(format!(
+            "The plugin was refused: {}",
+            display::clip(&message, 1000)
+        ))),
     }
 }
 
@@ -241,7 +342,9 @@ pub async fn set_enabled(
     state.plugins.set_enabled(&name, enabled).await?;
     let text = match (enabled, p.manifest.kind) {
         (true, _) => format!("Plugin {name} was enabled."),
-        (false, Kind::EventTypes) => format!("Plugin {name} was disabled: its events show raw and its webhook is refused."),
+        (false, Kind::EventTypes) => {
+            format!("Plugin {name} was disabled: its events show raw and its webhook is refused.")
+        }
         (false, _) => format!("Plugin {name} was disabled."),
     };
     session::flash(&state, &session, "success", &text).await?;
@@ -249,7 +352,11 @@ pub async fn set_enabled(
 }
 
 fn back(form: &FormData, name: &str) -> String {
-    if form.str("back") == "detail" { format!("/settings/plugins/{name}") } else { format!("/settings/plugins#plugin-{name}") }
+    if form.str("back") == "detail" {
+        format!("/settings/plugins/{name}")
+    } else {
+        format!("/settings/plugins#plugin-{name}")
+    }
 }
 
 // ---------------------------------------------------------------- one plugin
@@ -335,11 +442,29 @@ struct Submitted {
 
 /// `scheme://host` of the request, for the webhook's full URL.
 fn site(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty() && h.len() <= 255).unwrap_or("localhost");
-    format!("{}://{host}", if session::is_https(headers) { "https" } else { "http" })
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+        .unwrap_or("localhost");
+    format!(
+        "{}://{host}",
+        if session::is_https(headers) {
+            "https"
+        } else {
+            "http"
+        }
+    )
 }
 
-fn detail_page(state: &SharedState, session: &Session, p: &Plugin, headers: &HeaderMap, show_secret: bool, sent: Submitted) -> DetailPage {
+fn detail_page(
+    state: &SharedState,
+    session: &Session,
+    p: &Plugin,
+    headers: &HeaderMap,
+    show_secret: bool,
+    sent: Submitted,
+) -> DetailPage {
     let s = p.settings();
     let m = &p.manifest;
     let name = m.name.clone();
@@ -352,18 +477,38 @@ fn detail_page(state: &SharedState, session: &Session, p: &Plugin, headers: &Hea
         None => granted,
     };
     let mut boxes: Vec<CapabilityBox> = Vec::new();
-    for c in m.capabilities.iter().filter(|c| **c != Capability::PrivateNetwork) {
+    for c in m
+        .capabilities
+        .iter()
+        .filter(|c| **c != Capability::PrivateNetwork)
+    {
         let value = c.to_string();
-        boxes.push(CapabilityBox { checked: is_checked(&value, s.granted.contains(c)), help: capability_help(c), requested: true, value });
+        boxes.push(CapabilityBox {
+            checked: is_checked(&value, s.granted.contains(c)),
+            help: capability_help(c),
+            requested: true,
+            value,
+        });
     }
-    for c in s.granted.iter().filter(|c| !m.capabilities.contains(c) && !matches!(c, Capability::Http(_) | Capability::PrivateNetwork)) {
+    for c in s.granted.iter().filter(|c| {
+        !m.capabilities.contains(c)
+            && !matches!(c, Capability::Http(_) | Capability::PrivateNetwork)
+    }) {
         let value = c.to_string();
-        boxes.push(CapabilityBox { checked: is_checked(&value, true), help: capability_help(c), requested: false, value });
+        boxes.push(CapabilityBox {
+            checked: is_checked(&value, true),
+            help: capability_help(c),
+            requested: false,
+            value,
+        });
     }
     let private_network = CapabilityBox {
         value: Capability::PrivateNetwork.to_string(),
         help: capability_help(&Capability::PrivateNetwork),
-        checked: is_checked("private-network", s.granted.contains(&Capability::PrivateNetwork)),
+        checked: is_checked(
+            "private-network",
+            s.granted.contains(&Capability::PrivateNetwork),
+        ),
         requested: m.capabilities.contains(&Capability::PrivateNetwork),
     };
     let origins = match cap_form {
@@ -401,18 +546,41 @@ fn detail_page(state: &SharedState, session: &Session, p: &Plugin, headers: &Hea
                 "email" => ("email", ""),
                 _ => ("text", ""),
             };
-            let effective = if value.is_empty() && sent.config.is_none() { spec.default_value.clone().unwrap_or_default() } else { value.clone() };
-            let value = if spec.kind == "boolean" { if matches!(effective.as_str(), "1" | "true") { "1".into() } else { "0".into() } } else { value };
+            let effective = if value.is_empty() && sent.config.is_none() {
+                spec.default_value.clone().unwrap_or_default()
+            } else {
+                value.clone()
+            };
+            let value = if spec.kind == "boolean" {
+                if matches!(effective.as_str(), "1" | "true") {
+                    "1".into()
+                } else {
+                    "0".into()
+                }
+            } else {
+                value
+            };
             ConfigWidget {
                 key: spec.key.clone(),
-                label: if spec.label.trim().is_empty() { spec.key.clone() } else { spec.label.clone() },
+                label: if spec.label.trim().is_empty() {
+                    spec.key.clone()
+                } else {
+                    spec.label.clone()
+                },
                 description: spec.description.clone(),
                 kind: spec.kind,
                 input_type,
                 step,
                 required: spec.required && spec.default_value.is_none(),
-                default: spec.default_value.clone().filter(|d| !d.is_empty() && !spec.is_secret()),
-                options: spec.options.iter().map(|o| (o.clone(), *o == value)).collect(),
+                default: spec
+                    .default_value
+                    .clone()
+                    .filter(|d| !d.is_empty() && !spec.is_secret()),
+                options: spec
+                    .options
+                    .iter()
+                    .map(|o| (o.clone(), *o == value))
+                    .collect(),
                 secret_set: spec.is_secret() && stored_value.as_deref() == Some(SECRET_MASK),
                 value,
                 error,
@@ -482,7 +650,14 @@ pub async fn detail(
 ) -> WebResult<Response> {
     require_admin(&session)?;
     let p = plugin(&state, &name)?;
-    Ok(render(&detail_page(&state, &session, &p, &headers, q.secret == "show", Submitted::default())))
+    Ok(render(&detail_page(
+        &state,
+        &session,
+        &p,
+        &headers,
+        q.secret == "show",
+        Submitted::default(),
+    )))
 }
 
 /// `POST /settings/plugins/{name}/capabilities`: `cap` (repeated: checked capabilities),
@@ -498,19 +673,50 @@ pub async fn capabilities(
     let p = plugin(&state, &name)?;
     let form = FormData(form);
     let mut texts: Vec<String> = form.all("cap").into_iter().map(str::to_owned).collect();
-    for line in form.str("origins").lines().map(str::trim).filter(|l| !l.is_empty()) {
-        texts.push(if line.starts_with("http:") && !line.starts_with("http://") { line.to_owned() } else { format!("http:{line}") });
+    for line in form
+        .str("origins")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        texts.push(
+            if line.starts_with("http:") && !line.starts_with("http://") {
+                line.to_owned()
+            } else {
+                format!("http:{line}")
+            },
+        );
     }
     let granted = match capabilities::parse_grants(texts.iter().map(String::as_str)) {
         Ok(g) => g,
         Err(message) => {
-            let sent = Submitted { capabilities: Some((form, message)), config: None };
-            return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &detail_page(&state, &session, &p, &headers, false, sent)));
+            let sent = Submitted {
+                capabilities: Some((form, message)),
+                config: None,
+            };
+            return Ok(render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &detail_page(&state, &session, &p, &headers, false, sent),
+            ));
         }
     };
-    let summary = if granted.is_empty() { "nothing".to_owned() } else { granted.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") };
+    let summary = if granted.is_empty() {
+        "nothing".to_owned()
+    } else {
+        granted
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     state.plugins.set_granted(&name, granted).await?;
-    session::flash(&state, &session, "success", &format!("Plugin {name} is now granted {summary}.")).await?;
+    session::flash(
+        &state,
+        &session,
+        "success",
+        &format!("Plugin {name} is now granted {summary}."),
+    )
+    .await?;
     Ok(Redirect::to(&format!("/settings/plugins/{name}#capabilities")).into_response())
 }
 
@@ -526,11 +732,22 @@ pub async fn config(
     require_admin(&session)?;
     let p = plugin(&state, &name)?;
     let form = FormData(form);
-    let values: Map<String, Json> = p.manifest.settings.iter().filter_map(|s| Some((s.key.clone(), Json::String(form.get(&s.key)?.to_owned())))).collect();
+    let values: Map<String, Json> = p
+        .manifest
+        .settings
+        .iter()
+        .filter_map(|s| Some((s.key.clone(), Json::String(form.get(&s.key)?.to_owned()))))
+        .collect();
     match p.check_config(&values) {
         Ok(out) => {
             state.plugins.set_config(&name, out).await?;
-            session::flash(&state, &session, "success", &format!("The configuration of {name} was saved.")).await?;
+            session::flash(
+                &state,
+                &session,
+                "success",
+                &format!("The configuration of {name} was saved."),
+            )
+            .await?;
             Ok(Redirect::to(&format!("/settings/plugins/{name}#configuration")).into_response())
         }
         Err(problems) => {
@@ -538,33 +755,69 @@ pub async fn config(
             for (key, message) in problems {
                 errors.entry(key).or_insert(message);
             }
-            let sent = Submitted { capabilities: None, config: Some((form, errors)) };
-            Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &detail_page(&state, &session, &p, &headers, false, sent)))
+            let sent = Submitted {
+                capabilities: None,
+                config: Some((form, errors)),
+            };
+            Ok(render_status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &detail_page(&state, &session, &p, &headers, false, sent),
+            ))
         }
     }
 }
 
 /// `POST /settings/plugins/{name}/secret/rotate`: a new webhook secret, shown once the
 /// page is back.
-pub async fn rotate(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(name): Path<String>) -> WebResult<Response> {
+pub async fn rotate(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+) -> WebResult<Response> {
     require_admin(&session)?;
-    state.plugins.rotate_secret(&name).await?.ok_or(WebError::NotFound)?;
-    session::flash(&state, &session, "success", &format!("Plugin {name} has a new webhook secret; the old one no longer works.")).await?;
+    state
+        .plugins
+        .rotate_secret(&name)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    session::flash(
+        &state,
+        &session,
+        "success",
+        &format!("Plugin {name} has a new webhook secret; the old one no longer works."),
+    )
+    .await?;
     Ok(Redirect::to(&format!("/settings/plugins/{name}?secret=show#webhook")).into_response())
 }
 
 /// `POST /settings/plugins/{name}/delete`: removes an uploaded plugin (its settings and
 /// storage stay for a reinstall). Built-ins can only be disabled.
-pub async fn delete(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(name): Path<String>) -> WebResult<Response> {
+pub async fn delete(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     match state.plugins.remove(&name).await {
         Ok(true) => {
-            session::flash(&state, &session, "success", &format!("Plugin {name} was removed.")).await?;
+            session::flash(
+                &state,
+                &session,
+                "success",
+                &format!("Plugin {name} was removed."),
+            )
+            .await?;
             Ok(Redirect::to("/settings/plugins").into_response())
         }
         Ok(false) => Err(WebError::NotFound),
         Err(message) => {
-            session::flash(&state, &session, "error", &format!("Plugin {name} could not be removed: {message}")).await?;
+            session::flash(
+                &state,
+                &session,
+                "error",
+                &format!("Plugin {name} could not be removed: {message}"),
+            )
+            .await?;
             Ok(Redirect::to(&format!("/settings/plugins/{name}")).into_response())
         }
     }

@@ -78,14 +78,20 @@ pub fn is_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")))
+        .is_some_and(|v| {
+            v.split(',')
+                .next()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+        })
 }
 
 /// A `Set-Cookie` value. `max_age` None removes the cookie.
 pub fn set_cookie(name: &str, value: &str, max_age: Option<i64>, headers: &HeaderMap) -> String {
     let secure = if is_https(headers) { "; Secure" } else { "" };
     match max_age {
-        Some(age) => format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}"),
+        Some(age) => {
+            format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}")
+        }
         None => format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
     }
 }
@@ -101,7 +107,9 @@ pub async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<Sessio
         let mut db = state.store.read().await?;
         store::sessions::find_live(&mut db, &token_hash, now).await?
     };
-    let Some((row, user)) = found else { return Ok(None) };
+    let Some((row, user)) = found else {
+        return Ok(None);
+    };
     let unread = {
         let mut db = state.store.read().await?;
         store::exports::unread_count(&mut db, user.id).await?
@@ -111,7 +119,13 @@ pub async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<Sessio
         store::sessions::touch(&mut tx, &token_hash, now, now + IDLE_MS).await?;
         tx.commit().await?;
     }
-    Ok(Some(Session { user, csrf: row.csrf_token, flash: row.flash, unread, token_hash }))
+    Ok(Some(Session {
+        user,
+        csrf: row.csrf_token,
+        flash: row.flash,
+        unread,
+        token_hash,
+    }))
 }
 
 /// For other parts of Magpie (tracking must not count the marketer's own visits):
@@ -126,7 +140,15 @@ pub async fn start(state: &AppState, user: &User, headers: &HeaderMap) -> Result
     let now = now_ms();
     let mut tx = state.store.begin().await?;
     store::sessions::delete_expired(&mut tx, now).await?;
-    store::sessions::insert(&mut tx, &hash_token(&token), user.id, &random_token(), now, now + IDLE_MS).await?;
+    store::sessions::insert(
+        &mut tx,
+        &hash_token(&token),
+        user.id,
+        &random_token(),
+        now,
+        now + IDLE_MS,
+    )
+    .await?;
     store::users::touch_login(&mut tx, user.id, now).await?;
     tx.commit().await?;
     Ok(set_cookie(COOKIE, &token, Some(IDLE_MS / 1000), headers))
@@ -148,10 +170,20 @@ pub async fn end_others(state: &AppState, session: &Session) -> Result<(), WebEr
 }
 
 /// A message for the next page: `kind` is "success", "error" or "info".
-pub async fn flash(state: &AppState, session: &Session, kind: &str, text: &str) -> Result<(), WebError> {
+pub async fn flash(
+    state: &AppState,
+    session: &Session,
+    kind: &str,
+    text: &str,
+) -> Result<(), WebError> {
     let text: String = text.chars().take(500).collect();
     let mut tx = state.store.begin().await?;
-    store::sessions::set_flash(&mut tx, &session.token_hash, Some(&format!("{kind}:{text}"))).await?;
+    store::sessions::set_flash(
+        &mut tx,
+        &session.token_hash,
+        Some(&format!("{kind}:{text}")),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -170,7 +202,11 @@ pub fn safe_next(next: &str) -> Option<String> {
 
 fn login_redirect(req: &Request) -> Response {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let next = if req.method() == Method::GET { safe_next(target) } else { None };
+    let next = if req.method() == Method::GET {
+        safe_next(target)
+    } else {
+        None
+    };
     match next {
         Some(n) => {
             let enc = percent_encoding::utf8_percent_encode(&n, percent_encoding::NON_ALPHANUMERIC);
@@ -188,7 +224,11 @@ pub fn tokens_match(a: &str, b: &str) -> bool {
 /// The CSRF token a request sends: header, url-encoded `_csrf`, or multipart `_csrf`.
 /// Returns the request rebuilt with its body so the handler can still read it.
 async fn csrf_of(req: Request) -> Result<(Option<String>, Request), WebError> {
-    if let Some(t) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
+    if let Some(t) = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+    {
         return Ok((Some(t.to_owned()), req));
     }
     let content_type = req
@@ -200,12 +240,27 @@ async fn csrf_of(req: Request) -> Result<(Option<String>, Request), WebError> {
     let (parts, body) = req.into_parts();
     let bytes = crate::http::extract::read_body(body, super::MAX_BODY)
         .await
-        .map_err(|_| WebError::TooLarge(format!("The request is larger than {} MB.", super::MAX_BODY / (1024 * 1024))))?;
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        .map_err(|_| {
+            WebError::TooLarge(format!(
+                "The request is larger than {} MB.",
+                super::MAX_BODY / (1024 * 1024)
+            ))
+        })?;
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let token = if mime == "application/x-www-form-urlencoded" {
         serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
             .ok()
-            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "_csrf").map(|(_, v)| v))
+            .and_then(|pairs| {
+                pairs
+                    .into_iter()
+                    .find(|(k, _)| k == "_csrf")
+                    .map(|(_, v)| v)
+            })
     } else if mime == "multipart/form-data" {
         let mut probe = Request::builder()
             .header(header::CONTENT_TYPE, &content_type)
@@ -233,7 +288,11 @@ fn is_multipart(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
 }
 
 /// The body of a request being probed for its CSRF field: chunks pass through and are
@@ -250,7 +309,10 @@ struct TeeStream(Arc<Mutex<Tee>>);
 impl futures_util::Stream for TeeStream {
     type Item = Result<bytes::Bytes, std::io::Error>;
 
-    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
         let mut tee = self.0.lock().expect("tee poisoned");
         // The CSRF field comes first; a body that does not reach it within the admin's
@@ -258,7 +320,9 @@ impl futures_util::Stream for TeeStream {
         if tee.seen_bytes > super::MAX_BODY {
             return Poll::Ready(None);
         }
-        let Some(rest) = tee.rest.as_mut() else { return Poll::Ready(None) };
+        let Some(rest) = tee.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
         match std::pin::Pin::new(rest).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 tee.seen_bytes += chunk.len();
@@ -279,9 +343,21 @@ impl futures_util::Stream for TeeStream {
 async fn csrf_of_streaming(req: Request) -> Result<(Option<String>, Request), WebError> {
     use futures_util::StreamExt;
     let (parts, body) = req.into_parts();
-    let shared = Arc::new(Mutex::new(Tee { rest: Some(body.into_data_stream()), seen: Vec::new(), seen_bytes: 0, failed: false }));
+    let shared = Arc::new(Mutex::new(Tee {
+        rest: Some(body.into_data_stream()),
+        seen: Vec::new(),
+        seen_bytes: 0,
+        failed: false,
+    }));
     let mut probe = Request::builder()
-        .header(header::CONTENT_TYPE, parts.headers.get(header::CONTENT_TYPE).cloned().unwrap_or(header::HeaderValue::from_static("")))
+        .header(
+            header::CONTENT_TYPE,
+            parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(header::HeaderValue::from_static("")),
+        )
         .body(Body::from_stream(TeeStream(shared.clone())))
         .map_err(|e| WebError::Internal(e.into()))?;
     *probe.extensions_mut() = parts.extensions.clone();
@@ -311,14 +387,22 @@ async fn csrf_of_streaming(req: Request) -> Result<(Option<String>, Request), We
 
 /// Middleware of every admin route but login: a live session, and a CSRF token on
 /// state-changing requests. Unauthenticated visits go to the login page and come back.
-pub async fn require_session(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+pub async fn require_session(
+    State(state): State<SharedState>,
+    req: Request,
+    next: Next,
+) -> Response {
     check_session(&state, req, next, false).await
 }
 
 /// `require_session` for routes that take uploads of any size (the CSV import): a
 /// multipart body is read only as far as its `_csrf` field, which the form sends first,
 /// and the handler streams the rest.
-pub async fn require_session_streaming(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+pub async fn require_session_streaming(
+    State(state): State<SharedState>,
+    req: Request,
+    next: Next,
+) -> Response {
     check_session(&state, req, next, true).await
 }
 
@@ -330,7 +414,11 @@ async fn check_session(state: &AppState, req: Request, next: Next, streaming: bo
     };
     let mut req = req;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let found = if streaming && is_multipart(req.headers()) { csrf_of_streaming(req).await } else { csrf_of(req).await };
+        let found = if streaming && is_multipart(req.headers()) {
+            csrf_of_streaming(req).await
+        } else {
+            csrf_of(req).await
+        };
         let (token, rebuilt) = match found {
             Ok(x) => x,
             Err(e) => return e.into_response(),
@@ -343,7 +431,10 @@ async fn check_session(state: &AppState, req: Request, next: Next, streaming: bo
     } else if session.flash.is_some() && req.method() == Method::GET {
         // The flash is shown by this page: consume it.
         if let Ok(mut tx) = state.store.begin().await {
-            if store::sessions::set_flash(&mut tx, &session.token_hash, None).await.is_ok() {
+            if store::sessions::set_flash(&mut tx, &session.token_hash, None)
+                .await
+                .is_ok()
+            {
                 let _ = tx.commit().await;
             }
         }
@@ -380,9 +471,10 @@ impl LoginLimiter {
     /// Whether an attempt may be made now.
     pub fn allowed(&self, username: &str, ip: Option<IpAddr>) -> bool {
         let map = self.failures.lock().expect("limiter poisoned");
-        Self::keys(username, ip)
-            .iter()
-            .all(|k| map.get(k).is_none_or(|(n, since)| *n < MAX_FAILURES || since.elapsed() > WINDOW))
+        Self::keys(username, ip).iter().all(|k| {
+            map.get(k)
+                .is_none_or(|(n, since)| *n < MAX_FAILURES || since.elapsed() > WINDOW)
+        })
     }
 
     pub fn failed(&self, username: &str, ip: Option<IpAddr>) {
@@ -400,7 +492,10 @@ impl LoginLimiter {
     }
 
     pub fn succeeded(&self, username: &str) {
-        self.failures.lock().expect("limiter poisoned").remove(&format!("u:{}", username.to_lowercase()));
+        self.failures
+            .lock()
+            .expect("limiter poisoned")
+            .remove(&format!("u:{}", username.to_lowercase()));
     }
 }
 
@@ -411,7 +506,16 @@ mod tests {
     #[test]
     fn next_must_stay_local() {
         assert_eq!(safe_next("/contacts?q=a"), Some("/contacts?q=a".into()));
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "", "/login", "/a\u{0}b", "/a\\b"] {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "evil",
+            "",
+            "/login",
+            "/a\u{0}b",
+            "/a\\b",
+        ] {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }
     }
@@ -419,7 +523,10 @@ mod tests {
     #[test]
     fn cookies_and_tokens() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; magpie_session=tok; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; magpie_session=tok; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie(&h, COOKIE), Some("tok"));
         assert_eq!(cookie(&h, "c"), None);
         assert!(tokens_match("abc", "abc"));

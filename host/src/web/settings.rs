@@ -18,7 +18,9 @@ use super::layout::{Chrome, render, render_status};
 use super::session::{self, Session};
 use crate::config::UniqueIdentifierOperator;
 use crate::contacts::field_service;
-use crate::contacts::fields::{FieldDef, FieldSet, FieldType, SEARCH_TEXT_COLUMNS, STANDARD_GROUPS};
+use crate::contacts::fields::{
+    FieldDef, FieldSet, FieldType, SEARCH_TEXT_COLUMNS, STANDARD_GROUPS,
+};
 use crate::error::AppError;
 use crate::state::{OPERATOR_SETTING, SharedState};
 use crate::store;
@@ -29,12 +31,17 @@ fn require_admin(session: &Session) -> WebResult<()> {
     if session.user.is_admin() {
         Ok(())
     } else {
-        Err(WebError::Forbidden("Only administrators can change settings.".into()))
+        Err(WebError::Forbidden(
+            "Only administrators can change settings.".into(),
+        ))
     }
 }
 
 fn id_of(s: &str) -> WebResult<i64> {
-    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)
+    s.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or(WebError::NotFound)
 }
 
 type Errors = HashMap<String, String>;
@@ -43,7 +50,11 @@ fn errors_from(details: &Json) -> Errors {
     let mut out = Errors::new();
     if let Json::Object(m) = details {
         for (k, v) in m {
-            let msg = v.as_array().and_then(|a| a.first()).and_then(Json::as_str).unwrap_or("is invalid");
+            let msg = v
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(Json::as_str)
+                .unwrap_or("is invalid");
             out.insert(k.clone(), msg.to_owned());
         }
     }
@@ -73,7 +84,10 @@ struct FieldsPage {
     rows: Vec<FieldRow>,
 }
 
-pub async fn fields_page(State(state): State<SharedState>, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn fields_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
@@ -118,7 +132,11 @@ pub async fn fields_page(State(state): State<SharedState>, Extension(session): E
             }
         })
         .collect();
-    Ok(render(&FieldsPage { chrome: Chrome::new(&session, "settings"), section: "fields", rows }))
+    Ok(render(&FieldsPage {
+        chrome: Chrome::new(&session, "settings"),
+        section: "fields",
+        rows,
+    }))
 }
 
 #[derive(Template)]
@@ -154,14 +172,42 @@ impl FieldFormPage {
 }
 
 const FLAG_KEYS: [(&str, &str, &str); 8] = [
-    ("isPublished", "Published", "Unpublished fields are hidden from forms and the API's writes."),
-    ("isRequired", "Required", "A contact cannot be saved without a value."),
-    ("isUniqueIdentifier", "Unique identifier", "Used to find duplicates (with the AND/OR rule of the contact settings)."),
-    ("isShortVisible", "Show in quick add", "The quick-add form shows it."),
+    (
+        "isPublished",
+        "Published",
+        "Unpublished fields are hidden from forms and the API's writes.",
+    ),
+    (
+        "isRequired",
+        "Required",
+        "A contact cannot be saved without a value.",
+    ),
+    (
+        "isUniqueIdentifier",
+        "Unique identifier",
+        "Used to find duplicates (with the AND/OR rule of the contact settings).",
+    ),
+    (
+        "isShortVisible",
+        "Show in quick add",
+        "The quick-add form shows it.",
+    ),
     ("isListable", "Listable", "Offered in lists and filters."),
-    ("isPubliclyUpdatable", "Publicly updatable", "Tracking and forms may set it."),
-    ("isIndex", "Indexed", "Searchable quickly at millions of contacts."),
-    ("isVisible", "Visible", "Shown on the contact form and page."),
+    (
+        "isPubliclyUpdatable",
+        "Publicly updatable",
+        "Tracking and forms may set it.",
+    ),
+    (
+        "isIndex",
+        "Indexed",
+        "Searchable quickly at millions of contacts.",
+    ),
+    (
+        "isVisible",
+        "Visible",
+        "Shown on the contact form and page.",
+    ),
 ];
 
 fn flag_value(f: &FieldDef, key: &str) -> bool {
@@ -179,7 +225,11 @@ fn flag_value(f: &FieldDef, key: &str) -> bool {
 }
 
 fn options_text(f: &FieldDef) -> String {
-    f.options().into_iter().map(|(l, v)| if l == v { v } else { format!("{l} = {v}") }).collect::<Vec<_>>().join("\n")
+    f.options()
+        .into_iter()
+        .map(|(l, v)| if l == v { v } else { format!("{l} = {v}") })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn prop(f: &FieldDef, key: &str) -> String {
@@ -190,7 +240,13 @@ fn prop(f: &FieldDef, key: &str) -> String {
     }
 }
 
-fn field_page(session: &Session, fields: &FieldSet, def: Option<&FieldDef>, form: Option<&FormData>, errors: Errors) -> FieldFormPage {
+fn field_page(
+    session: &Session,
+    fields: &FieldSet,
+    def: Option<&FieldDef>,
+    form: Option<&FormData>,
+    errors: Errors,
+) -> FieldFormPage {
     let creating = def.is_none();
     let get = |key: &str, from_def: &dyn Fn(&FieldDef) -> String| -> String {
         match form {
@@ -199,9 +255,17 @@ fn field_page(session: &Session, fields: &FieldSet, def: Option<&FieldDef>, form
         }
     };
     let field_type = get("type", &|d| d.field_type.as_str().to_owned());
-    let field_type = if field_type.is_empty() { "text".to_owned() } else { field_type };
+    let field_type = if field_type.is_empty() {
+        "text".to_owned()
+    } else {
+        field_type
+    };
     let group = get("group", &|d| d.group.clone());
-    let group = if group.is_empty() { "core".to_owned() } else { group };
+    let group = if group.is_empty() {
+        "core".to_owned()
+    } else {
+        group
+    };
     let mut group_keys: Vec<String> = STANDARD_GROUPS.iter().map(|g| (*g).to_owned()).collect();
     for f in fields.iter() {
         if !group_keys.contains(&f.group) {
@@ -226,16 +290,27 @@ fn field_page(session: &Session, fields: &FieldSet, def: Option<&FieldDef>, form
             Some(d) => format!("Edit field {}", display::plain(&d.label, 80)),
             None => "New field".to_owned(),
         },
-        action: def.map_or_else(|| "/settings/fields/new".to_owned(), |d| format!("/settings/fields/{}/edit", d.id)),
+        action: def.map_or_else(
+            || "/settings/fields/new".to_owned(),
+            |d| format!("/settings/fields/{}/edit", d.id),
+        ),
         creating,
         fixed: def.is_some_and(|d| d.is_fixed),
         label: get("label", &|d| d.label.clone()),
         alias: get("alias", &|d| d.alias.clone()),
-        types: FieldType::ALL.iter().map(|t| (t.as_str(), t.as_str() == field_type)).collect(),
+        types: FieldType::ALL
+            .iter()
+            .map(|t| (t.as_str(), t.as_str() == field_type))
+            .collect(),
         field_type,
-        groups: group_keys.iter().map(|g| (g.clone(), group_label(g), *g == group)).collect(),
+        groups: group_keys
+            .iter()
+            .map(|g| (g.clone(), group_label(g), *g == group))
+            .collect(),
         new_group: form.map(|f| f.str("group_new")).unwrap_or_default(),
-        default_value: get("defaultValue", &|d| d.default_value.clone().unwrap_or_default()),
+        default_value: get("defaultValue", &|d| {
+            d.default_value.clone().unwrap_or_default()
+        }),
         options: get("options", &options_text),
         scale: get("scale", &|d| prop(d, "scale")),
         roundmode: get("roundmode", &|d| prop(d, "roundmode")),
@@ -257,7 +332,14 @@ fn field_body(form: &FormData, creating: bool) -> Json {
         body.insert("type".into(), json!(form.str("type")));
     }
     let group_new = form.str("group_new").trim().to_owned();
-    body.insert("group".into(), json!(if group_new.is_empty() { form.str("group") } else { group_new }));
+    body.insert(
+        "group".into(),
+        json!(if group_new.is_empty() {
+            form.str("group")
+        } else {
+            group_new
+        }),
+    );
     body.insert("defaultValue".into(), json!(form.str("defaultValue")));
     for (key, _, _) in FLAG_KEYS {
         body.insert(key.into(), json!(form.checked(key)));
@@ -298,23 +380,47 @@ fn field_body(form: &FormData, creating: bool) -> Json {
     Json::Object(body)
 }
 
-pub async fn field_new_page(State(state): State<SharedState>, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn field_new_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
-    Ok(render(&field_page(&session, &fields, None, None, Errors::new())))
+    Ok(render(&field_page(
+        &session,
+        &fields,
+        None,
+        None,
+        Errors::new(),
+    )))
 }
 
-pub async fn field_edit_page(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {
+pub async fn field_edit_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let id = id_of(&id)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let def = fields.by_id(id).ok_or(WebError::NotFound)?;
-    Ok(render(&field_page(&session, &fields, Some(def), None, Errors::new())))
+    Ok(render(&field_page(
+        &session,
+        &fields,
+        Some(def),
+        None,
+        Errors::new(),
+    )))
 }
 
-async fn field_save(state: SharedState, session: Session, id: Option<i64>, form: FormData) -> WebResult<Response> {
+async fn field_save(
+    state: SharedState,
+    session: Session,
+    id: Option<i64>,
+    form: FormData,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let body = field_body(&form, id.is_none());
     let result = match id {
@@ -324,7 +430,13 @@ async fn field_save(state: SharedState, session: Session, id: Option<i64>, form:
     match result {
         Ok(def) => {
             let verb = if id.is_none() { "created" } else { "saved" };
-            session::flash(&state, &session, "success", &format!("Field {} was {verb}.", display::clip(&def.label, 80))).await?;
+            session::flash(
+                &state,
+                &session,
+                "success",
+                &format!("Field {} was {verb}.", display::clip(&def.label, 80)),
+            )
+            .await?;
             Ok(Redirect::to("/settings/fields").into_response())
         }
         Err(AppError::Validation { details, .. }) => {
@@ -334,7 +446,13 @@ async fn field_save(state: SharedState, session: Session, id: Option<i64>, form:
             if id.is_some() && def.is_none() {
                 return Err(WebError::NotFound);
             }
-            let page = field_page(&session, &fields, def.as_ref(), Some(&form), errors_from(&details));
+            let page = field_page(
+                &session,
+                &fields,
+                def.as_ref(),
+                Some(&form),
+                errors_from(&details),
+            );
             Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
         Err(AppError::NotFound(_)) => Err(WebError::NotFound),
@@ -342,7 +460,11 @@ async fn field_save(state: SharedState, session: Session, id: Option<i64>, form:
     }
 }
 
-pub async fn field_create(State(state): State<SharedState>, Extension(session): Extension<Session>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn field_create(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     field_save(state, session, None, FormData(form)).await
 }
 
@@ -369,7 +491,10 @@ pub async fn field_move(
     let fields = state.fields(&mut db).await?;
     drop(db);
     let mut ids: Vec<i64> = fields.iter().map(|f| f.id).collect();
-    let pos = ids.iter().position(|i| *i == id).ok_or(WebError::NotFound)?;
+    let pos = ids
+        .iter()
+        .position(|i| *i == id)
+        .ok_or(WebError::NotFound)?;
     match form.str("dir").as_str() {
         "up" if pos > 0 => ids.swap(pos, pos - 1),
         "down" if pos + 1 < ids.len() => ids.swap(pos, pos + 1),
@@ -383,11 +508,26 @@ pub async fn field_move(
     Ok(Redirect::to(&format!("/settings/fields#field-{id}")).into_response())
 }
 
-pub async fn field_delete(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {
+pub async fn field_delete(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let id = id_of(&id)?;
     match field_service::delete(&state.store, &state.fields, id).await {
-        Ok(def) => session::flash(&state, &session, "success", &format!("Field {} was deleted with its values.", display::clip(&def.label, 80))).await?,
+        Ok(def) => {
+            session::flash(
+                &state,
+                &session,
+                "success",
+                &format!(
+                    "Field {} was deleted with its values.",
+                    display::clip(&def.label, 80)
+                ),
+            )
+            .await?
+        }
         Err(AppError::Forbidden(m)) => session::flash(&state, &session, "error", &m).await?,
         Err(AppError::NotFound(_)) => return Err(WebError::NotFound),
         Err(e) => return Err(e.into()),
@@ -416,7 +556,10 @@ struct UsersPage {
     rows: Vec<UserRow>,
 }
 
-pub async fn users_page(State(state): State<SharedState>, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn users_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let mut db = state.store.read().await?;
     let now = now_ms();
@@ -430,11 +573,18 @@ pub async fn users_page(State(state): State<SharedState>, Extension(session): Ex
             email: u.email,
             role: u.role.as_str(),
             active: u.is_active,
-            last_login: u.last_login.map(|t| display::relative(t, now)).unwrap_or_else(|| "never".into()),
+            last_login: u
+                .last_login
+                .map(|t| display::relative(t, now))
+                .unwrap_or_else(|| "never".into()),
             me: u.id == session.user.id,
         })
         .collect();
-    Ok(render(&UsersPage { chrome: Chrome::new(&session, "settings"), section: "users", rows }))
+    Ok(render(&UsersPage {
+        chrome: Chrome::new(&session, "settings"),
+        section: "users",
+        rows,
+    }))
 }
 
 #[derive(Template)]
@@ -480,11 +630,17 @@ pub async fn user_new_page(Extension(session): Extension<Session>) -> WebResult<
     }))
 }
 
-pub async fn user_edit_page(State(state): State<SharedState>, Extension(session): Extension<Session>, Path(id): Path<String>) -> WebResult<Response> {
+pub async fn user_edit_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let id = id_of(&id)?;
     let mut db = state.store.read().await?;
-    let u = store::users::by_id(&mut db, id).await?.ok_or(WebError::NotFound)?;
+    let u = store::users::by_id(&mut db, id)
+        .await?
+        .ok_or(WebError::NotFound)?;
     Ok(render(&UserFormPage {
         chrome: Chrome::new(&session, "settings"),
         section: "users",
@@ -506,7 +662,10 @@ fn check_person(form: &FormData, errors: &mut Errors) {
     for key in ["first_name", "last_name"] {
         let v = form.str(key);
         if v.chars().count() > 100 || v.chars().any(char::is_control) {
-            errors.insert(key.into(), "must be at most 100 characters, without control characters".into());
+            errors.insert(
+                key.into(),
+                "must be at most 100 characters, without control characters".into(),
+            );
         }
     }
     let email = form.str("email");
@@ -520,12 +679,25 @@ fn check_person(form: &FormData, errors: &mut Errors) {
     }
 }
 
-fn user_form_again(session: &Session, id: Option<i64>, form: &FormData, errors: Errors, me: bool) -> Response {
+fn user_form_again(
+    session: &Session,
+    id: Option<i64>,
+    form: &FormData,
+    errors: Errors,
+    me: bool,
+) -> Response {
     let page = UserFormPage {
         chrome: Chrome::new(session, "settings"),
         section: "users",
-        title: if id.is_some() { format!("Edit user {}", display::plain(&form.str("username"), 64)) } else { "New user".into() },
-        action: id.map_or_else(|| "/settings/users/new".into(), |i| format!("/settings/users/{i}/edit")),
+        title: if id.is_some() {
+            format!("Edit user {}", display::plain(&form.str("username"), 64))
+        } else {
+            "New user".into()
+        },
+        action: id.map_or_else(
+            || "/settings/users/new".into(),
+            |i| format!("/settings/users/{i}/edit"),
+        ),
         creating: id.is_none(),
         me,
         username: form.str("username"),
@@ -539,7 +711,11 @@ fn user_form_again(session: &Session, id: Option<i64>, form: &FormData, errors: 
     render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
-pub async fn user_create(State(state): State<SharedState>, Extension(session): Extension<Session>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn user_create(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let form = FormData(form);
     let mut errors = Errors::new();
@@ -554,16 +730,25 @@ pub async fn user_create(State(state): State<SharedState>, Extension(session): E
     }
     if errors.is_empty() {
         let mut db = state.store.read().await?;
-        if store::users::by_username(&mut db, &username).await?.is_some() {
+        if store::users::by_username(&mut db, &username)
+            .await?
+            .is_some()
+        {
             errors.insert("username".into(), "is already taken".into());
         }
     }
     if !errors.is_empty() {
         return Ok(user_form_again(&session, None, &form, errors, false));
     }
-    let hash = tokio::task::spawn_blocking(move || users::hash_password(&password)).await.map_err(|e| anyhow::anyhow!(e))??;
+    let hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))??;
     let role = Role::parse(&form.str("role")).unwrap_or(Role::User);
-    let (email, first_name, last_name) = (form.str("email"), form.str("first_name"), form.str("last_name"));
+    let (email, first_name, last_name) = (
+        form.str("email"),
+        form.str("first_name"),
+        form.str("last_name"),
+    );
     let mut tx = state.store.begin().await?;
     let new = store::users::NewUser {
         username: &username,
@@ -575,7 +760,13 @@ pub async fn user_create(State(state): State<SharedState>, Extension(session): E
     };
     store::users::insert(&mut tx, &new, now_ms()).await?;
     tx.commit().await?;
-    session::flash(&state, &session, "success", &format!("User {username} was added.")).await?;
+    session::flash(
+        &state,
+        &session,
+        "success",
+        &format!("User {username} was added."),
+    )
+    .await?;
     Ok(Redirect::to("/settings/users").into_response())
 }
 
@@ -589,7 +780,9 @@ pub async fn user_update(
     let id = id_of(&id)?;
     let mut form = FormData(form);
     let mut db = state.store.read().await?;
-    let user = store::users::by_id(&mut db, id).await?.ok_or(WebError::NotFound)?;
+    let user = store::users::by_id(&mut db, id)
+        .await?
+        .ok_or(WebError::NotFound)?;
     let all = store::users::list(&mut db).await?;
     drop(db);
     form.0.push(("username".into(), user.username.clone()));
@@ -599,11 +792,20 @@ pub async fn user_update(
     let role = Role::parse(&form.str("role")).unwrap_or(user.role);
     let active = form.checked("is_active");
     if me && (!active || role != Role::Admin) {
-        errors.insert("role".into(), "you cannot disable yourself or take away your own admin role".into());
+        errors.insert(
+            "role".into(),
+            "you cannot disable yourself or take away your own admin role".into(),
+        );
     }
-    let other_admins = all.iter().filter(|u| u.id != id && u.is_active && u.is_admin()).count();
+    let other_admins = all
+        .iter()
+        .filter(|u| u.id != id && u.is_active && u.is_admin())
+        .count();
     if user.is_admin() && user.is_active && (!active || role != Role::Admin) && other_admins == 0 {
-        errors.insert("role".into(), "Magpie needs at least one active administrator".into());
+        errors.insert(
+            "role".into(),
+            "Magpie needs at least one active administrator".into(),
+        );
     }
     let password = form.str("password");
     if !password.is_empty() {
@@ -617,11 +819,23 @@ pub async fn user_update(
     let hash = if password.is_empty() {
         None
     } else {
-        Some(tokio::task::spawn_blocking(move || users::hash_password(&password)).await.map_err(|e| anyhow::anyhow!(e))??)
+        Some(
+            tokio::task::spawn_blocking(move || users::hash_password(&password))
+                .await
+                .map_err(|e| anyhow::anyhow!(e))??,
+        )
     };
     let now = now_ms();
     let mut tx = state.store.begin().await?;
-    store::users::update_profile(&mut tx, id, form.str("email").trim(), form.str("first_name").trim(), form.str("last_name").trim(), now).await?;
+    store::users::update_profile(
+        &mut tx,
+        id,
+        form.str("email").trim(),
+        form.str("first_name").trim(),
+        form.str("last_name").trim(),
+        now,
+    )
+    .await?;
     store::users::set_role_and_active(&mut tx, id, role, active, now).await?;
     if let Some(h) = &hash {
         store::users::set_password_hash(&mut tx, id, h, now).await?;
@@ -631,7 +845,13 @@ pub async fn user_update(
         store::sessions::delete_for_user(&mut tx, id, None).await?;
     }
     tx.commit().await?;
-    session::flash(&state, &session, "success", &format!("User {} was saved.", user.username)).await?;
+    session::flash(
+        &state,
+        &session,
+        "success",
+        &format!("User {} was saved.", user.username),
+    )
+    .await?;
     Ok(Redirect::to("/settings/users").into_response())
 }
 
@@ -654,7 +874,10 @@ fn op_str(op: UniqueIdentifierOperator) -> &'static str {
     }
 }
 
-pub async fn contact_settings_page(State(state): State<SharedState>, Extension(session): Extension<Session>) -> WebResult<Response> {
+pub async fn contact_settings_page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let mut db = state.store.read().await?;
     let op = state.operator(&mut db).await?;
@@ -664,21 +887,38 @@ pub async fn contact_settings_page(State(state): State<SharedState>, Extension(s
         section: "contacts",
         operator: op_str(op),
         from_file: op_str(state.config.file.contacts.unique_identifier_operator),
-        identifiers: fields.unique_identifiers().map(|f| f.label.clone()).collect(),
+        identifiers: fields
+            .unique_identifiers()
+            .map(|f| f.label.clone())
+            .collect(),
     }))
 }
 
-pub async fn contact_settings_save(State(state): State<SharedState>, Extension(session): Extension<Session>, Form(form): Form<Vec<(String, String)>>) -> WebResult<Response> {
+pub async fn contact_settings_save(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> WebResult<Response> {
     require_admin(&session)?;
     let form = FormData(form);
     let op = match form.str("operator").as_str() {
         "and" => "and",
         "or" => "or",
-        _ => return Err(WebError::BadRequest("The operator must be AND or OR.".into())),
+        _ => {
+            return Err(WebError::BadRequest(
+                "The operator must be AND or OR.".into(),
+            ));
+        }
     };
     let mut tx = state.store.begin().await?;
     store::settings::set(&mut tx, OPERATOR_SETTING, op).await?;
     tx.commit().await?;
-    session::flash(&state, &session, "success", &format!("Unique identifiers now match with {}.", op.to_uppercase())).await?;
+    session::flash(
+        &state,
+        &session,
+        "success",
+        &format!("Unique identifiers now match with {}.", op.to_uppercase()),
+    )
+    .await?;
     Ok(Redirect::to("/settings/contacts").into_response())
 }

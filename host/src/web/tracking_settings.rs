@@ -4,10 +4,10 @@
 //! (read-only: they change in the file, with a restart).
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Extension;
 
 use super::error::{WebError, WebResult};
 use super::layout::{Chrome, render};
@@ -43,18 +43,39 @@ struct TrackingPage {
 }
 
 fn list(items: &[String], empty: &str) -> String {
-    if items.is_empty() { empty.to_owned() } else { items.join(", ") }
+    if items.is_empty() {
+        empty.to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
-pub async fn page(State(state): State<SharedState>, Extension(session): Extension<Session>, headers: HeaderMap) -> WebResult<Response> {
+pub async fn page(
+    State(state): State<SharedState>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+) -> WebResult<Response> {
     if !session.user.is_admin() {
-        return Err(WebError::Forbidden("Only administrators can change settings.".into()));
+        return Err(WebError::Forbidden(
+            "Only administrators can change settings.".into(),
+        ));
     }
     let base = crate::http::tracking::base_url(&headers);
     let t = &state.config.file.tracking;
-    let flag = |key, label, on: bool, help| OptionRow { key, label, value: if on { "on".into() } else { "off".into() }, on: Some(on), help };
+    let flag = |key, label, on: bool, help| OptionRow {
+        key,
+        label,
+        value: if on { "on".into() } else { "off".into() },
+        on: Some(on),
+        help,
+    };
     let options = vec![
-        flag("track_private_ip_ranges", "Track private and loopback addresses", t.track_private_ip_ranges, "Visitors from 10.x, 192.168.x, 127.x … are ignored unless on."),
+        flag(
+            "track_private_ip_ranges",
+            "Track private and loopback addresses",
+            t.track_private_ip_ranges,
+            "Visitors from 10.x, 192.168.x, 127.x … are ignored unless on.",
+        ),
         OptionRow {
             key: "cors_allowed_origins",
             label: "Sites allowed to send hits (CORS)",
@@ -62,8 +83,18 @@ pub async fn page(State(state): State<SharedState>, Extension(session): Extensio
             on: None,
             help: "Exact origins or wildcards such as https://*.example.com; empty allows any site.",
         },
-        flag("identify_by_tracking_url", "Identify visitors by tracking URL", t.identify_by_tracking_url, "Accept signed ct tokens in links; unsigned or altered tokens are always ignored."),
-        flag("anonymize_ip", "Anonymize IP addresses", t.anonymize_ip, "Store IPv4 addresses without their last byte, IPv6 without their last 80 bits."),
+        flag(
+            "identify_by_tracking_url",
+            "Identify visitors by tracking URL",
+            t.identify_by_tracking_url,
+            "Accept signed ct tokens in links; unsigned or altered tokens are always ignored.",
+        ),
+        flag(
+            "anonymize_ip",
+            "Anonymize IP addresses",
+            t.anonymize_ip,
+            "Store IPv4 addresses without their last byte, IPv6 without their last 80 bits.",
+        ),
         OptionRow {
             key: "do_not_track_ips",
             label: "Addresses never tracked",
@@ -71,14 +102,24 @@ pub async fn page(State(state): State<SharedState>, Extension(session): Extensio
             on: None,
             help: "IP addresses and CIDR blocks, e.g. your office.",
         },
-        flag("honor_do_not_track", "Honour Do Not Track", t.honor_do_not_track, "Skip browsers that send DNT: 1 or Sec-GPC: 1."),
+        flag(
+            "honor_do_not_track",
+            "Honour Do Not Track",
+            t.honor_do_not_track,
+            "Skip browsers that send DNT: 1 or Sec-GPC: 1.",
+        ),
     ];
-    let pixel_url = format!("{base}/mtracking.gif?page_url=https%3A%2F%2Fyour-site.example%2Fpricing&page_title=Pricing");
+    let pixel_url = format!(
+        "{base}/mtracking.gif?page_url=https%3A%2F%2Fyour-site.example%2Fpricing&page_title=Pricing"
+    );
     Ok(render(&TrackingPage {
         chrome: Chrome::new(&session, "settings"),
         section: "tracking",
         snippet: snippet(&format!("{base}/mtc.js")),
-        pixel_tag: format!("<img src=\"{}\" alt=\"\" width=\"1\" height=\"1\" style=\"display:none\">", pixel_url.replace('&', "&amp;")),
+        pixel_tag: format!(
+            "<img src=\"{}\" alt=\"\" width=\"1\" height=\"1\" style=\"display:none\">",
+            pixel_url.replace('&', "&amp;")
+        ),
         pixel_url,
         base,
         options,
@@ -90,6 +131,9 @@ mod tests {
     #[test]
     fn the_snippet_is_mautics() {
         let expected = "<script>\n(function(w,d,t,u,n,a,m){w['MauticTrackingObject']=n;\n w[n]=w[n]||function(){(w[n].q=w[n].q||[]).push(arguments)},a=d.createElement(t),\n m=d.getElementsByTagName(t)[0];a.async=1;a.src=u;m.parentNode.insertBefore(a,m)\n})(window,document,'script','https://magpie.example.com/mtc.js','mt');\nmt('send', 'pageview');\n</script>";
-        assert_eq!(super::snippet("https://magpie.example.com/mtc.js"), expected);
+        assert_eq!(
+            super::snippet("https://magpie.example.com/mtc.js"),
+            expected
+        );
     }
 }

@@ -35,7 +35,10 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
         return Err("the file is empty".into());
     }
     if bytes.len() > MAX_AVATAR_BYTES {
-        return Err(format!("the image is too big ({} KB); the limit is 2 MB", bytes.len() / 1024));
+        return Err(format!(
+            "the image is too big ({} KB); the limit is 2 MB",
+            bytes.len() / 1024
+        ));
     }
     if sniff(bytes).is_none() {
         return Err("the file is not a PNG, JPEG, GIF or WebP image".into());
@@ -44,7 +47,11 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
 }
 
 fn path(state: &AppState, contact_id: i64) -> PathBuf {
-    state.config.data_dir.join("avatars").join(format!("{contact_id}.img"))
+    state
+        .config
+        .data_dir
+        .join("avatars")
+        .join(format!("{contact_id}.img"))
 }
 
 pub fn exists(state: &AppState, contact_id: i64) -> bool {
@@ -55,10 +62,19 @@ pub fn exists(state: &AppState, contact_id: i64) -> bool {
 pub async fn store(state: &AppState, contact_id: i64, bytes: Vec<u8>) -> WebResult<()> {
     let target = path(state, contact_id);
     let dir = target.parent().expect("avatars dir").to_path_buf();
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| WebError::Internal(e.into()))?;
-    let tmp = dir.join(format!("{contact_id}.{}.tmp", super::session::random_token()));
-    tokio::fs::write(&tmp, bytes).await.map_err(|e| WebError::Internal(e.into()))?;
-    tokio::fs::rename(&tmp, &target).await.map_err(|e| WebError::Internal(e.into()))?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| WebError::Internal(e.into()))?;
+    let tmp = dir.join(format!(
+        "{contact_id}.{}.tmp",
+        super::session::random_token()
+    ));
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .map_err(|e| WebError::Internal(e.into()))?;
+    tokio::fs::rename(&tmp, &target)
+        .await
+        .map_err(|e| WebError::Internal(e.into()))?;
     Ok(())
 }
 
@@ -66,16 +82,34 @@ pub async fn remove(state: &AppState, contact_id: i64) {
     let _ = tokio::fs::remove_file(path(state, contact_id)).await;
 }
 
-pub async fn serve_avatar(State(state): State<SharedState>, Path(id): Path<String>) -> WebResult<Response> {
-    let id = id.parse::<i64>().ok().filter(|i| *i > 0).ok_or(WebError::NotFound)?;
-    let bytes = tokio::fs::read(path(&state, id)).await.map_err(|_| WebError::NotFound)?;
+pub async fn serve_avatar(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> WebResult<Response> {
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or(WebError::NotFound)?;
+    let bytes = tokio::fs::read(path(&state, id))
+        .await
+        .map_err(|_| WebError::NotFound)?;
     let content_type = sniff(&bytes).ok_or(WebError::NotFound)?;
     let mut r = (StatusCode::OK, bytes).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("inline"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("inline"),
+    );
     Ok(r)
 }
 

@@ -20,11 +20,18 @@ pub struct VideoEvents;
 
 impl EventTypes for VideoEvents {
     fn describe() -> PluginInfo {
-        plugin_info!().title("Video views").capability(Capability::RecordEvents)
+        plugin_info!()
+            .title("Video views")
+            .capability(Capability::RecordEvents)
     }
 
     fn event_types() -> Vec<EventType> {
-        vec![EventType::new(VIEW, "Video view", "fa-play-circle", "Video")]
+        vec![EventType::new(
+            VIEW,
+            "Video view",
+            "fa-play-circle",
+            "Video",
+        )]
     }
 
     fn render(event: &Event) -> Result<Rendered> {
@@ -35,16 +42,28 @@ impl EventTypes for VideoEvents {
         let body = request.json()?;
         let views: Vec<&Json> = match &body {
             Json::Array(a) => a.iter().collect(),
-            Json::Object(o) if o.contains_key("views") => {
-                o["views"].as_array().ok_or_else(|| Error::invalid("views must be a list"))?.iter().collect()
-            }
+            Json::Object(o) if o.contains_key("views") => o["views"]
+                .as_array()
+                .ok_or_else(|| Error::invalid("views must be a list"))?
+                .iter()
+                .collect(),
             Json::Object(_) => vec![&body],
-            _ => return Err(Error::invalid("the body must be a JSON object or a list of objects")),
+            _ => {
+                return Err(Error::invalid(
+                    "the body must be a JSON object or a list of objects",
+                ));
+            }
         };
         if views.len() > MAX_VIEWS {
-            return Err(Error::invalid(format!("at most {MAX_VIEWS} views per request")));
+            return Err(Error::invalid(format!(
+                "at most {MAX_VIEWS} views per request"
+            )));
         }
-        let events = views.iter().enumerate().map(|(i, v)| view(v).map_err(|m| Error::invalid(format!("view {i}: {m}")))).collect::<Result<Vec<_>>>()?;
+        let events = views
+            .iter()
+            .enumerate()
+            .map(|(i, v)| view(v).map_err(|m| Error::invalid(format!("view {i}: {m}"))))
+            .collect::<Result<Vec<_>>>()?;
         let n = events.len();
         Ok(IngestResult::events(events).message(format!("{n} video view(s) received")))
     }
@@ -62,14 +81,21 @@ fn view(v: &Json) -> std::result::Result<IngestedEvent, String> {
     } else {
         return Err("email, device_id or contact_id is required".into());
     };
-    let url = v["url"].as_str().filter(|u| u.starts_with("http://") || u.starts_with("https://")).ok_or("url must be an http(s) URL")?;
+    let url = v["url"]
+        .as_str()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or("url must be an http(s) URL")?;
     let seconds = number(&v["seconds"]).ok_or("seconds must be a number")?;
     if !(0.0..=86_400.0 * 7.0).contains(&seconds) {
         return Err("seconds is out of range".into());
     }
     let percentage = match &v["percentage"] {
         Json::Null => None,
-        p => Some(number(p).filter(|p| (0.0..=100.0).contains(p)).ok_or("percentage must be between 0 and 100")?),
+        p => Some(
+            number(p)
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or("percentage must be between 0 and 100")?,
+        ),
     };
     let mut props = json!({ "url": url, "seconds": seconds.round() as i64 });
     if let Some(p) = percentage {
@@ -91,7 +117,9 @@ fn view(v: &Json) -> std::result::Result<IngestedEvent, String> {
 }
 
 fn number(v: &Json) -> Option<f64> {
-    v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())).filter(|f| f.is_finite())
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|f| f.is_finite())
 }
 
 fn duration(secs: i64) -> String {
@@ -104,7 +132,10 @@ fn duration(secs: i64) -> String {
 
 pub fn render(p: &Json) -> Rendered {
     let url = p["url"].as_str().unwrap_or("").to_owned();
-    let title = p["title"].as_str().map(str::to_owned).unwrap_or_else(|| url.clone());
+    let title = p["title"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| url.clone());
     let pct = p["percentage"].as_f64();
     let summary = match (title.is_empty(), pct) {
         (true, _) => "Video view".to_owned(),
@@ -129,7 +160,13 @@ mod tests {
     use super::*;
 
     fn request(body: &str) -> WebhookRequest {
-        WebhookRequest { method: "POST".into(), path: "view".into(), query: vec![], headers: vec![], body: body.as_bytes().to_vec() }
+        WebhookRequest {
+            method: "POST".into(),
+            path: "view".into(),
+            query: vec![],
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     #[test]
@@ -140,10 +177,16 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.events.len(), 2);
-        assert_eq!(r.events[0].contact, ContactRef::Email("a@example.org".into()));
+        assert_eq!(
+            r.events[0].contact,
+            ContactRef::Email("a@example.org".into())
+        );
         assert_eq!(r.events[1].contact, ContactRef::DeviceId("abc".into()));
         let p: Json = magpie_sdk::serde_json::from_str(&r.events[0].properties).unwrap();
-        assert_eq!(p, json!({"url": "https://v.example/1", "seconds": 95, "percentage": 75.0, "referrer": "https://example.org/"}));
+        assert_eq!(
+            p,
+            json!({"url": "https://v.example/1", "seconds": 95, "percentage": 75.0, "referrer": "https://example.org/"})
+        );
     }
 
     #[test]
@@ -156,15 +199,27 @@ mod tests {
             r#"{"email":"a@b.c","url":"https://v.example/1"}"#,
             r#"{"email":"a@b.c","url":"https://v.example/1","seconds":1,"percentage":140}"#,
         ] {
-            assert!(matches!(VideoEvents::ingest(request(body)), Err(Error::InvalidInput(_))), "{body}");
+            assert!(
+                matches!(
+                    VideoEvents::ingest(request(body)),
+                    Err(Error::InvalidInput(_))
+                ),
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn renders_a_view() {
-        let r = render(&json!({"url": "https://v.example/1", "title": "Intro", "seconds": 95, "percentage": 75.0}));
+        let r = render(
+            &json!({"url": "https://v.example/1", "title": "Intro", "seconds": 95, "percentage": 75.0}),
+        );
         assert_eq!(r.summary, "Watched \u{201c}Intro\u{201d} (75 %)");
-        assert!(r.rows.iter().any(|p| p.name == "Watched" && p.value == "1 min 35 s"));
+        assert!(
+            r.rows
+                .iter()
+                .any(|p| p.name == "Watched" && p.value == "1 min 35 s")
+        );
         assert_eq!(r.link.unwrap().url, "https://v.example/1");
     }
 }

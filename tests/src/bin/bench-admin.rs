@@ -24,11 +24,24 @@ use magpie_tests::{ADMIN_PASSWORD, Backend, TestServer, json};
 /// selective as in real data (a uniform handful of names would make every prefix match
 /// a tenth of the table).
 const SYL: &[&str] = &[
-    "ka", "lo", "mi", "ra", "te", "no", "su", "vi", "da", "re", "an", "el", "is", "or", "un", "ba", "co", "fe", "gi", "ha", "jo",
-    "ki", "le", "ma", "ne", "pa", "qu", "ri", "sa", "to",
+    "ka", "lo", "mi", "ra", "te", "no", "su", "vi", "da", "re", "an", "el", "is", "or", "un", "ba",
+    "co", "fe", "gi", "ha", "jo", "ki", "le", "ma", "ne", "pa", "qu", "ri", "sa", "to",
 ];
-const CITIES: &[&str] = &["Berlin", "Paris", "London", "Lyon", "Madrid", "Oslo", "Vienna", "Prague", "Lisbon", "Dublin"];
-const COUNTRIES: &[&str] = &["Germany", "France", "United Kingdom", "France", "Spain", "Norway", "Austria", "Czechia", "Portugal", "Ireland"];
+const CITIES: &[&str] = &[
+    "Berlin", "Paris", "London", "Lyon", "Madrid", "Oslo", "Vienna", "Prague", "Lisbon", "Dublin",
+];
+const COUNTRIES: &[&str] = &[
+    "Germany",
+    "France",
+    "United Kingdom",
+    "France",
+    "Spain",
+    "Norway",
+    "Austria",
+    "Czechia",
+    "Portugal",
+    "Ireland",
+];
 
 /// A deterministic scramble of `i` (so names do not follow ids).
 fn mix(i: u64) -> u64 {
@@ -40,20 +53,31 @@ fn mix(i: u64) -> u64 {
 
 fn capitalize(s: String) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn name_of(i: usize) -> (String, String) {
     let h = mix(i as u64) as usize;
     let n = SYL.len();
     let first = format!("{}{}", SYL[h % n], SYL[(h / n) % n]);
-    let last = format!("{}{}{}", SYL[(h / n / n) % n], SYL[(h / n / n / n) % n], SYL[(h / n / n / n / n) % n]);
+    let last = format!(
+        "{}{}{}",
+        SYL[(h / n / n) % n],
+        SYL[(h / n / n / n) % n],
+        SYL[(h / n / n / n / n) % n]
+    );
     (capitalize(first), capitalize(last))
 }
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_owned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_owned())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -77,15 +101,34 @@ async fn seed_contacts(s: &TestServer, n: usize) {
             .map(|i| {
                 let (first, last) = name_of(i);
                 let mut values = HashMap::new();
-                values.insert("email".to_owned(), Value::Text(format!("{}.{}{}@example{}.org", first.to_lowercase(), last.to_lowercase(), i % 1000, i % 50)));
+                values.insert(
+                    "email".to_owned(),
+                    Value::Text(format!(
+                        "{}.{}{}@example{}.org",
+                        first.to_lowercase(),
+                        last.to_lowercase(),
+                        i % 1000,
+                        i % 50
+                    )),
+                );
                 values.insert("firstname".to_owned(), Value::Text(first));
                 values.insert("lastname".to_owned(), Value::Text(last));
-                values.insert("city".to_owned(), Value::Text(CITIES[i % CITIES.len()].to_owned()));
-                values.insert("country".to_owned(), Value::Text(COUNTRIES[i % COUNTRIES.len()].to_owned()));
+                values.insert(
+                    "city".to_owned(),
+                    Value::Text(CITIES[i % CITIES.len()].to_owned()),
+                );
+                values.insert(
+                    "country".to_owned(),
+                    Value::Text(COUNTRIES[i % COUNTRIES.len()].to_owned()),
+                );
                 NewContact {
                     date_added: now - (n - i) as i64 * 1000,
                     date_identified: Some(now - (n - i) as i64 * 1000),
-                    last_active: if i % 3 == 0 { None } else { Some(now - (i as i64 * 7919) % (200 * 86_400_000)) },
+                    last_active: if i % 3 == 0 {
+                        None
+                    } else {
+                        Some(now - (i as i64 * 7919) % (200 * 86_400_000))
+                    },
                     created_by: None,
                     owner_id: None,
                     stage_id: None,
@@ -96,11 +139,16 @@ async fn seed_contacts(s: &TestServer, n: usize) {
             })
             .collect();
         let mut tx = state.store.begin().await.unwrap();
-        magpie::store::contacts::insert(&mut tx, &fields, &rows).await.unwrap();
+        magpie::store::contacts::insert(&mut tx, &fields, &rows)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         done = end;
         if done % 200_000 == 0 || done == n {
-            eprintln!("  {done} contacts ({:.0} s)", started.elapsed().as_secs_f64());
+            eprintln!(
+                "  {done} contacts ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
         }
     }
 }
@@ -126,7 +174,10 @@ async fn seed_events(s: &TestServer, contact: i64, m: usize) {
 }
 
 async fn login(s: &TestServer) -> (reqwest::Client, String) {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let page = http.get(s.url("/login")).send().await.unwrap();
     let cookie = page
         .headers()
@@ -146,7 +197,11 @@ async fn login(s: &TestServer) -> (reqwest::Client, String) {
     let r = http
         .post(s.url("/login"))
         .header("cookie", cookie)
-        .form(&[("_csrf", token), ("username", "admin"), ("password", ADMIN_PASSWORD)])
+        .form(&[
+            ("_csrf", token),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -164,12 +219,22 @@ async fn login(s: &TestServer) -> (reqwest::Client, String) {
     (http, session)
 }
 
-async fn measure(http: &reqwest::Client, session: &str, url: &str, requests: usize) -> (f64, f64, f64, usize) {
+async fn measure(
+    http: &reqwest::Client,
+    session: &str,
+    url: &str,
+    requests: usize,
+) -> (f64, f64, f64, usize) {
     let mut times = Vec::with_capacity(requests);
     let mut size = 0;
     for i in 0..requests + 10 {
         let t = Instant::now();
-        let r = http.get(url).header("cookie", session).send().await.unwrap();
+        let r = http
+            .get(url)
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{url}");
         size = r.bytes().await.unwrap().len();
         if i >= 10 {
@@ -177,7 +242,12 @@ async fn measure(http: &reqwest::Client, session: &str, url: &str, requests: usi
         }
     }
     times.sort_by(f64::total_cmp);
-    (percentile(&times, 0.5), percentile(&times, 0.95), *times.last().unwrap(), size)
+    (
+        percentile(&times, 0.5),
+        percentile(&times, 0.95),
+        *times.last().unwrap(),
+        size,
+    )
 }
 
 #[tokio::main]
@@ -208,21 +278,50 @@ async fn main() {
         let mut db = s.state().store.read().await.unwrap();
         let now = magpie::time::now_ms();
         let bounds: Vec<i64> = (0..=6).map(|i| now - (6 - i) * 30 * 86_400_000).collect();
-        magpie::store::events::monthly_totals(&mut db, busy, &bounds).await.expect("monthly totals");
-        magpie::store::events::page(&mut db, busy, &Default::default(), 0, 25).await.expect("events page");
-        magpie::store::events::type_counts(&mut db, busy).await.expect("type counts");
+        magpie::store::events::monthly_totals(&mut db, busy, &bounds)
+            .await
+            .expect("monthly totals");
+        magpie::store::events::page(&mut db, busy, &Default::default(), 0, 25)
+            .await
+            .expect("events page");
+        magpie::store::events::type_counts(&mut db, busy)
+            .await
+            .expect("type counts");
     }
     let (http, session) = login(&s).await;
     let pages: Vec<(String, String)> = vec![
-        ("list, first page (25, by last active)".into(), "/contacts".into()),
-        ("list, prefix search `email:kalo.mi` (~40 matches)".into(), "/contacts?q=email%3Akalo.mi".into()),
-        ("list, prefix search `name:kalo` (~1,100 matches)".into(), "/contacts?q=name%3Akalo".into()),
-        ("list, free text `lomira` (trigram, contains)".into(), "/contacts?q=lomira".into()),
-        ("list, by points, page 2 of 100".into(), "/contacts?sort=points&dir=desc&limit=100&page=2".into()),
-        (format!("contact page, {events} events"), format!("/contacts/{busy}")),
-        ("contact page, history filtered by text".into(), format!("/contacts/{busy}?eq=Product+4999")),
+        (
+            "list, first page (25, by last active)".into(),
+            "/contacts".into(),
+        ),
+        (
+            "list, prefix search `email:kalo.mi` (~40 matches)".into(),
+            "/contacts?q=email%3Akalo.mi".into(),
+        ),
+        (
+            "list, prefix search `name:kalo` (~1,100 matches)".into(),
+            "/contacts?q=name%3Akalo".into(),
+        ),
+        (
+            "list, free text `lomira` (trigram, contains)".into(),
+            "/contacts?q=lomira".into(),
+        ),
+        (
+            "list, by points, page 2 of 100".into(),
+            "/contacts?sort=points&dir=desc&limit=100&page=2".into(),
+        ),
+        (
+            format!("contact page, {events} events"),
+            format!("/contacts/{busy}"),
+        ),
+        (
+            "contact page, history filtered by text".into(),
+            format!("/contacts/{busy}?eq=Product+4999"),
+        ),
     ];
-    println!("\n{backend:?}, {contacts} contacts, {events} events on one contact, {requests} sequential requests per page after 10 warm-up requests\n");
+    println!(
+        "\n{backend:?}, {contacts} contacts, {events} events on one contact, {requests} sequential requests per page after 10 warm-up requests\n"
+    );
     println!("| page | p50 ms | p95 ms | max ms | bytes |");
     println!("|---|---:|---:|---:|---:|");
     for (name, path) in &pages {

@@ -18,19 +18,70 @@ use std::time::{Duration, Instant};
 use magpie_tests::{Backend, TestServer, json};
 
 const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "John", "Radia", "Tim", "Hedy", "Edsger",
-    "Karen", "Donald", "Sophie", "Niklaus", "Jean", "Guido", "Anita", "Bjarne", "Shafi", "Leslie", "Zoë", "José", "Chloé", "Jürgen",
+    "Ada", "Grace", "Alan", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "John",
+    "Radia", "Tim", "Hedy", "Edsger", "Karen", "Donald", "Sophie", "Niklaus", "Jean", "Guido",
+    "Anita", "Bjarne", "Shafi", "Leslie", "Zoë", "José", "Chloé", "Jürgen",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson", "Allen", "McCarthy", "Perlman",
-    "Berners-Lee", "Lamarr", "Dijkstra", "Spärck Jones", "Knuth", "Wilson", "Wirth", "Sammet", "van Rossum", "Borg", "Stroustrup",
-    "Goldwasser", "Lamport", "Müller", "O'Brien", "García", "Nguyen",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "McCarthy",
+    "Perlman",
+    "Berners-Lee",
+    "Lamarr",
+    "Dijkstra",
+    "Spärck Jones",
+    "Knuth",
+    "Wilson",
+    "Wirth",
+    "Sammet",
+    "van Rossum",
+    "Borg",
+    "Stroustrup",
+    "Goldwasser",
+    "Lamport",
+    "Müller",
+    "O'Brien",
+    "García",
+    "Nguyen",
 ];
 const COMPANIES: &[&str] = &[
-    "Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", "Wayne Enterprises", "Wonka Ltd", "Tyrell",
-    "Cyberdyne", "Soylent", "Aperture Science", "Black Mesa", "Vandelay Industries", "Pied Piper", "Massive Dynamic",
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Wonka Ltd",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Aperture Science",
+    "Black Mesa",
+    "Vandelay Industries",
+    "Pied Piper",
+    "Massive Dynamic",
 ];
-const POSITIONS: &[&str] = &["Engineer", "Manager", "Director", "Analyst", "Designer", "Consultant", "CTO", "Sales", "Support", "Founder"];
+const POSITIONS: &[&str] = &[
+    "Engineer",
+    "Manager",
+    "Director",
+    "Analyst",
+    "Designer",
+    "Consultant",
+    "CTO",
+    "Sales",
+    "Support",
+    "Founder",
+];
 const CITIES: &[(&str, &str, &str)] = &[
     ("Berlin", "10115", "Germany"),
     ("Paris", "75001", "France"),
@@ -49,11 +100,29 @@ fn row(k: usize, seed: bool) -> String {
     let l = LAST[(k / 7) % LAST.len()];
     let c = COMPANIES[(k / 3) % COMPANIES.len()];
     let (city, zip, country) = CITIES[(k / 11) % CITIES.len()];
-    let email = format!("{}.{}{k}@example{}.com", f.to_lowercase().replace(['ë', 'é'], "e").replace('ü', "u"), l.to_lowercase().replace([' ', '\''], "").replace(['ä', 'ü'], "a").replace('í', "i"), k % 97);
+    let email = format!(
+        "{}.{}{k}@example{}.com",
+        f.to_lowercase().replace(['ë', 'é'], "e").replace('ü', "u"),
+        l.to_lowercase()
+            .replace([' ', '\''], "")
+            .replace(['ä', 'ü'], "a")
+            .replace('í', "i"),
+        k % 97
+    );
     let phone = format!("+49 30 {:07}", (k * 7919) % 10_000_000);
-    let position = if seed { "Unknown" } else { POSITIONS[k % POSITIONS.len()] };
+    let position = if seed {
+        "Unknown"
+    } else {
+        POSITIONS[k % POSITIONS.len()]
+    };
     let website = format!("https://www.{}.example", c.to_lowercase().replace(' ', "-"));
-    let quote = |s: &str| if s.contains([',', '"']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() };
+    let quote = |s: &str| {
+        if s.contains([',', '"']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
     format!(
         "{email},{},{},{},{position},{phone},{},{zip},{country},{website}\n",
         quote(f),
@@ -63,7 +132,8 @@ fn row(k: usize, seed: bool) -> String {
     )
 }
 
-const HEADER: &str = "email,firstname,lastname,company,position,phone,city,zipcode,country,website\n";
+const HEADER: &str =
+    "email,firstname,lastname,company,position,phone,city,zipcode,country,website\n";
 
 /// The file to import: `rows` rows; every tenth is a contact that exists already.
 fn write_files(dir: &std::path::Path, rows: usize) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -87,14 +157,26 @@ fn write_files(dir: &std::path::Path, rows: usize) -> (std::path::PathBuf, std::
 async fn import_file(s: &TestServer, path: &std::path::Path) -> (f64, f64, serde_json::Value) {
     let bytes = std::fs::read(path).unwrap();
     let t = Instant::now();
-    let r = s.raw(reqwest::Method::POST, "/api/imports?filename=contacts.csv", "text/csv", bytes).await;
+    let r = s
+        .raw(
+            reqwest::Method::POST,
+            "/api/imports?filename=contacts.csv",
+            "text/csv",
+            bytes,
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let upload = t.elapsed().as_secs_f64();
     let id = r.body["import"]["id"].as_i64().unwrap();
     let t = Instant::now();
-    s.post(&format!("/api/imports/{id}/start"), json!({})).await.expect(202);
+    s.post(&format!("/api/imports/{id}/start"), json!({}))
+        .await
+        .expect(202);
     loop {
-        let r = s.get(&format!("/api/imports/{id}?preview=0")).await.expect(200);
+        let r = s
+            .get(&format!("/api/imports/{id}?preview=0"))
+            .await
+            .expect(200);
         let status = r["import"]["status"].as_str().unwrap().to_owned();
         if status == "done" || status == "failed" {
             return (upload, t.elapsed().as_secs_f64(), r["import"].clone());
@@ -141,26 +223,51 @@ where
     sampler.join().unwrap();
     let hwm = status_kb("VmHWM:");
     let peak = peak_anon.load(std::sync::atomic::Ordering::Relaxed);
-    (out, secs, (hwm.saturating_sub(rss0)) as f64 / 1024.0, (peak.saturating_sub(anon0)) as f64 / 1024.0)
+    (
+        out,
+        secs,
+        (hwm.saturating_sub(rss0)) as f64 / 1024.0,
+        (peak.saturating_sub(anon0)) as f64 / 1024.0,
+    )
 }
 
 fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rows: usize = args.iter().position(|a| a == "--rows").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = args
+        .iter()
+        .position(|a| a == "--rows")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let postgres = args.iter().any(|a| a == "--postgres");
     let skip_sqlite = args.iter().any(|a| a == "--only-postgres");
     let skip_export = args.iter().any(|a| a == "--no-export");
-    let batch: Option<usize> = args.iter().position(|a| a == "--batch").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok());
+    let batch: Option<usize> = args
+        .iter()
+        .position(|a| a == "--batch")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
     let config = batch.map_or(String::new(), |b| format!("[import]\nbatch_rows = {b}\n"));
-    let dir = tempfile::Builder::new().prefix("magpie-bench-").tempdir_in("/var/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("magpie-bench-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let (main_file, seed_file) = write_files(dir.path(), rows);
     let size_mb = std::fs::metadata(&main_file).unwrap().len() as f64 / 1e6;
-    println!("file: {rows} rows, 10 columns, {size_mb:.1} MB; {} of them match existing contacts", rows / 10);
+    println!(
+        "file: {rows} rows, 10 columns, {size_mb:.1} MB; {} of them match existing contacts",
+        rows / 10
+    );
     println!("load before: {}", load());
 
     if !skip_sqlite {
@@ -177,34 +284,57 @@ async fn main() {
         assert!(status.success());
         let sqlite3_secs = t.elapsed().as_secs_f64();
         let sqlite3_rate = rows as f64 / sqlite3_secs;
-        println!("sqlite3 .import (bare table, no indexes): {sqlite3_secs:.2} s, {sqlite3_rate:.0} rows/s");
+        println!(
+            "sqlite3 .import (bare table, no indexes): {sqlite3_secs:.2} s, {sqlite3_rate:.0} rows/s"
+        );
 
         let s = TestServer::start_with(Backend::Sqlite, &config).await;
         let (_, seed_secs, seeded) = import_file(&s, &seed_file).await;
-        println!("seeded {} existing contacts in {seed_secs:.1} s", seeded["progress"]["created"]);
+        println!(
+            "seeded {} existing contacts in {seed_secs:.1} s",
+            seeded["progress"]["created"]
+        );
         let (upload, secs, done) = import_file(&s, &main_file).await;
         let p = &done["progress"];
         let rate = rows as f64 / secs;
         println!(
             "SQLite import: upload {upload:.2} s; import {secs:.2} s = {rate:.0} rows/s (created {}, updated {}, failed {}); end to end {:.0} rows/s; load {}",
-            p["created"], p["updated"], p["failed"], rows as f64 / (upload + secs), load()
+            p["created"],
+            p["updated"],
+            p["failed"],
+            rows as f64 / (upload + secs),
+            load()
         );
-        println!("ratio to sqlite3 .import: {:.1}x slower", sqlite3_rate / rate);
+        println!(
+            "ratio to sqlite3 .import: {:.1}x slower",
+            sqlite3_rate / rate
+        );
 
         // Exports of every contact.
         let me = {
             let mut db = s.state().store.read().await.unwrap();
-            magpie::store::users::by_username(&mut db, "admin").await.unwrap().unwrap()
+            magpie::store::users::by_username(&mut db, "admin")
+                .await
+                .unwrap()
+                .unwrap()
         };
         let total = {
             let r = s.get("/api/contacts?limit=1").await.expect(200);
             r["total"].as_str().unwrap().parse::<f64>().unwrap()
         };
-        let formats = if skip_export { vec![] } else { vec![magpie::exports::Format::Csv, magpie::exports::Format::Xlsx] };
+        let formats = if skip_export {
+            vec![]
+        } else {
+            vec![magpie::exports::Format::Csv, magpie::exports::Format::Xlsx]
+        };
         for format in formats {
             let state = s.state().clone();
             let me = me.clone();
-            let (result, secs, rss, anon) = measure(async move { magpie::exports::direct(&state, &me, format, &magpie::exports::Query::default()).await }).await;
+            let (result, secs, rss, anon) = measure(async move {
+                magpie::exports::direct(&state, &me, format, &magpie::exports::Query::default())
+                    .await
+            })
+            .await;
             let (_, size) = result.expect("export");
             println!(
                 "export {} of {total} contacts: {secs:.2} s = {:.0} rows/s, {:.1} MB; peak RSS growth {rss:.1} MB (anonymous memory {anon:.1} MB); load {}",
@@ -220,7 +350,10 @@ async fn main() {
     if postgres {
         let s = TestServer::start_with(Backend::Postgres, &config).await;
         let (_, seed_secs, seeded) = import_file(&s, &seed_file).await;
-        println!("PostgreSQL: seeded {} existing contacts in {seed_secs:.1} s", seeded["progress"]["created"]);
+        println!(
+            "PostgreSQL: seeded {} existing contacts in {seed_secs:.1} s",
+            seeded["progress"]["created"]
+        );
         let (upload, secs, done) = import_file(&s, &main_file).await;
         let p = &done["progress"];
         println!(

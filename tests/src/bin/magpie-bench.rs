@@ -17,27 +17,160 @@ use magpie_tests::{Backend, json};
 use serde_json::Value;
 
 const FIRST: &[&str] = &[
-    "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "William", "Elizabeth", "David", "Barbara",
-    "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen", "Ada", "Alan", "Grace", "Linus", "Margaret",
-    "Dennis", "Barbara", "Ken", "Edsger", "Frances", "Tim", "Radia", "Guido", "Anita", "Bjarne", "Katherine", "Niklaus", "Sophie",
-    "Lucas", "Emma", "Noah", "Olivia", "Liam", "Mia", "Hugo", "Chloé", "Léa", "Jürgen", "Zoë", "Mateo",
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "William",
+    "Elizabeth",
+    "David",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Edsger",
+    "Frances",
+    "Tim",
+    "Radia",
+    "Guido",
+    "Anita",
+    "Bjarne",
+    "Katherine",
+    "Niklaus",
+    "Sophie",
+    "Lucas",
+    "Emma",
+    "Noah",
+    "Olivia",
+    "Liam",
+    "Mia",
+    "Hugo",
+    "Chloé",
+    "Léa",
+    "Jürgen",
+    "Zoë",
+    "Mateo",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez",
-    "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White",
-    "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres",
-    "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts",
-    "Müller", "Schmidt", "Dubois", "Lefèvre", "Rossi", "Bianchi", "Novak", "Kowalski", "Smithson", "Goldsmith",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "Müller",
+    "Schmidt",
+    "Dubois",
+    "Lefèvre",
+    "Rossi",
+    "Bianchi",
+    "Novak",
+    "Kowalski",
+    "Smithson",
+    "Goldsmith",
 ];
 const DOMAINS: &[&str] = &[
-    "gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "example.org", "example.com", "acme.io", "mail.de", "proton.me", "fastmail.fm",
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.com",
+    "example.org",
+    "example.com",
+    "acme.io",
+    "mail.de",
+    "proton.me",
+    "fastmail.fm",
 ];
 const CITIES: &[(&str, &str)] = &[
-    ("London", "United Kingdom"), ("Paris", "France"), ("Berlin", "Germany"), ("Madrid", "Spain"), ("Rome", "Italy"),
-    ("New York", "United States"), ("Chicago", "United States"), ("Toronto", "Canada"), ("Sydney", "Australia"), ("Lyon", "France"),
-    ("Munich", "Germany"), ("Boston", "United States"), ("Dublin", "Ireland"), ("Amsterdam", "Netherlands"), ("Vienna", "Austria"),
+    ("London", "United Kingdom"),
+    ("Paris", "France"),
+    ("Berlin", "Germany"),
+    ("Madrid", "Spain"),
+    ("Rome", "Italy"),
+    ("New York", "United States"),
+    ("Chicago", "United States"),
+    ("Toronto", "Canada"),
+    ("Sydney", "Australia"),
+    ("Lyon", "France"),
+    ("Munich", "Germany"),
+    ("Boston", "United States"),
+    ("Dublin", "Ireland"),
+    ("Amsterdam", "Netherlands"),
+    ("Vienna", "Austria"),
 ];
-const COMPANIES: &[&str] = &["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", "Wayne Enterprises", "Soylent", "Vandelay", "Wonka"];
+const COMPANIES: &[&str] = &[
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Soylent",
+    "Vandelay",
+    "Wonka",
+];
 
 /// A small deterministic generator so every run seeds the same data.
 struct Rng(u64);
@@ -101,13 +234,25 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { contacts: 1_000_000, backend: Backend::Sqlite, keep: None, samples: 200, clients: 4 };
+    let mut a = Args {
+        contacts: 1_000_000,
+        backend: Backend::Sqlite,
+        keep: None,
+        samples: 200,
+        clients: 4,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--contacts" => a.contacts = value().parse().expect("--contacts N"),
-            "--backend" => a.backend = if value() == "postgres" { Backend::Postgres } else { Backend::Sqlite },
+            "--backend" => {
+                a.backend = if value() == "postgres" {
+                    Backend::Postgres
+                } else {
+                    Backend::Sqlite
+                }
+            }
             "--keep" => a.keep = Some(value().into()),
             "--samples" => a.samples = value().parse().expect("--samples N"),
             "--clients" => a.clients = value().parse().expect("--clients N"),
@@ -133,17 +278,30 @@ async fn main() {
         None => tempfile::tempdir().unwrap().keep(),
     };
     let (database_url, pg) = match args.backend {
-        Backend::Sqlite => (format!("sqlite://{}", dir.join("magpie.db").display()), None),
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.join("magpie.db").display()),
+            None,
+        ),
         Backend::Postgres => match &args.keep {
             // `--keep NAME` with PostgreSQL: a database of that name, kept (and reused).
             Some(name) => {
-                let name = name.file_name().and_then(|n| n.to_str()).unwrap_or("magpie_bench").replace('-', "_");
-                let admin = std::env::var("MAGPIE_TEST_DATABASE_URL").expect("MAGPIE_TEST_DATABASE_URL");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+                let name = name
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("magpie_bench")
+                    .replace('-', "_");
+                let admin =
+                    std::env::var("MAGPIE_TEST_DATABASE_URL").expect("MAGPIE_TEST_DATABASE_URL");
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(b, _)| b)
+                    .to_owned();
                 {
                     use sqlx::Connection;
                     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                        .execute(&mut conn)
+                        .await;
                 }
                 (format!("{base}/{name}"), None)
             }
@@ -157,17 +315,32 @@ async fn main() {
     config.admin_password = Some(magpie_tests::ADMIN_PASSWORD.into());
     let running = magpie::server::start(config).await.expect("server starts");
     let base = format!("http://{}", running.addr);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    let auth = |r: reqwest::RequestBuilder| r.basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let auth =
+        |r: reqwest::RequestBuilder| r.basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD));
 
     let existing: u64 = {
-        let r: Value = auth(client.get(format!("{base}/api/contacts?search=is:anonymous%20OR%20!is:anonymous&limit=1"))).send().await.unwrap().json().await.unwrap();
+        let r: Value = auth(client.get(format!(
+            "{base}/api/contacts?search=is:anonymous%20OR%20!is:anonymous&limit=1"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
         r["total"].as_str().unwrap().parse().unwrap()
     };
     println!("backend: {:?}, data: {}", args.backend, dir.display());
     if existing < args.contacts {
         let todo = args.contacts - existing;
-        println!("seeding {todo} contacts through POST /api/contacts/batch/new (200 per request, {} clients)…", args.clients);
+        println!(
+            "seeding {todo} contacts through POST /api/contacts/batch/new (200 per request, {} clients)…",
+            args.clients
+        );
         let started = Instant::now();
         let batches = todo.div_ceil(200);
         let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -195,7 +368,10 @@ async fn main() {
                     // The server rendered every contact; the client only checks for refusals.
                     let answer = r.bytes().await.unwrap();
                     if answer.windows(9).any(|w| w == b"\"errors\":") {
-                        panic!("seeding: items refused: {}", String::from_utf8_lossy(&answer));
+                        panic!(
+                            "seeding: items refused: {}",
+                            String::from_utf8_lossy(&answer)
+                        );
                     }
                     if b % 500 == 0 {
                         eprintln!("  … batch {b}/{batches}");
@@ -207,7 +383,10 @@ async fn main() {
             t.await.unwrap();
         }
         let secs = started.elapsed().as_secs_f64();
-        println!("batch create: {todo} contacts in {secs:.1} s = {:.0} contacts/s", todo as f64 / secs);
+        println!(
+            "batch create: {todo} contacts in {secs:.1} s = {:.0} contacts/s",
+            todo as f64 / secs
+        );
     }
     // Let SQLite/PostgreSQL settle their statistics for the planner.
     {
@@ -240,7 +419,11 @@ async fn main() {
             total = body["total"].as_str().unwrap_or("?").to_owned();
         }
         times.sort();
-        println!("| {label} | {total} | {:.1} | {:.1} |", percentile(&times, 0.5), percentile(&times, 0.95));
+        println!(
+            "| {label} | {total} | {:.1} | {:.1} |",
+            percentile(&times, 0.5),
+            percentile(&times, 0.95)
+        );
     }
     running.shutdown().await.unwrap();
     if let Some((admin, name)) = pg {
@@ -251,7 +434,9 @@ async fn main() {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -49,12 +49,30 @@ fn history_page() -> Vec<Event> {
         ("lead.create", json!({"source": "api"})),
         ("lead.identified", json!({"source": "form"})),
         ("lead.ipadded", json!({"ip": "93.184.216.34"})),
-        ("lead.tags", json!({"added": ["vip", "newsletter"], "removed": ["trial"]})),
-        ("point.gained", json!({"delta": 10, "points": 35, "action": "form"})),
-        ("lead.utmtagsadded", json!({"utm_source": "news", "utm_medium": "email", "utm_campaign": "spring"})),
-        ("lead.note", json!({"text": "Called about pricing; wants a demo next week.", "type": "call"})),
-        ("email.read", json!({"subject": "Spring offer", "reads": (0..20).map(|i| json!({"datetime": format!("2024-03-{:02} 10:00", i + 1)})).collect::<Vec<_>>()})),
-        ("form.submitted", json!({"form": "Contact us", "values": {"email": "ada@example.org", "message": "Hello"}, "page_url": "https://example.org/contact"})),
+        (
+            "lead.tags",
+            json!({"added": ["vip", "newsletter"], "removed": ["trial"]}),
+        ),
+        (
+            "point.gained",
+            json!({"delta": 10, "points": 35, "action": "form"}),
+        ),
+        (
+            "lead.utmtagsadded",
+            json!({"utm_source": "news", "utm_medium": "email", "utm_campaign": "spring"}),
+        ),
+        (
+            "lead.note",
+            json!({"text": "Called about pricing; wants a demo next week.", "type": "call"}),
+        ),
+        (
+            "email.read",
+            json!({"subject": "Spring offer", "reads": (0..20).map(|i| json!({"datetime": format!("2024-03-{:02} 10:00", i + 1)})).collect::<Vec<_>>()}),
+        ),
+        (
+            "form.submitted",
+            json!({"form": "Contact us", "values": {"email": "ada@example.org", "message": "Hello"}, "page_url": "https://example.org/contact"}),
+        ),
         ("stage.changed", json!({"from": 1, "to": 2})),
     ];
     (0..25)
@@ -63,15 +81,30 @@ fn history_page() -> Vec<Event> {
             if i % 3 == 0 {
                 return page_hit(i as i64);
             }
-            Event { id: i as i64, contact_id: 1, event_type: (*key).into(), source: None, occurred_at: i as i64, properties: props.to_string() }
+            Event {
+                id: i as i64,
+                contact_id: 1,
+                event_type: (*key).into(),
+                source: None,
+                occurred_at: i as i64,
+                properties: props.to_string(),
+            }
         })
         .collect()
 }
 
 fn main() -> anyhow::Result<()> {
     let limits = Limits::default();
-    let bytes = BUILT_IN.iter().find(|(n, _)| *n == "core-events").unwrap().1;
-    println!("core-events.wasm: {} KiB; {} cores", bytes.len() / 1024, std::thread::available_parallelism()?.get());
+    let bytes = BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == "core-events")
+        .unwrap()
+        .1;
+    println!(
+        "core-events.wasm: {} KiB; {} cores",
+        bytes.len() / 1024,
+        std::thread::available_parallelism()?.get()
+    );
 
     // Cold load: compile (empty cache each time). Warm load: deserialize from the cache.
     let mut cold = Vec::new();
@@ -148,7 +181,11 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..1000 {
         let (r, d) = time(|| {
             let mut s = rt.instantiate(&pre, ctx()).unwrap();
-            s.render(&page).unwrap().into_iter().map(|r| r.map(clean_rendered)).collect::<Vec<_>>()
+            s.render(&page)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.map(clean_rendered))
+                .collect::<Vec<_>>()
         });
         assert_eq!(r.len(), 25);
         pages.push(d);
@@ -158,7 +195,12 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..5000 {
         let (r, d) = time(|| {
             page.iter()
-                .map(|e| core_events::render(&e.event_type, &serde_json::from_str(&e.properties).unwrap()))
+                .map(|e| {
+                    core_events::render(
+                        &e.event_type,
+                        &serde_json::from_str(&e.properties).unwrap(),
+                    )
+                })
                 .collect::<Vec<_>>()
         });
         std::hint::black_box(r);

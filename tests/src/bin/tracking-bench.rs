@@ -24,7 +24,9 @@ const PIXEL_QUERY: &str = "page_url=https%3A%2F%2Fshop.example%2Fproducts%2Fwidg
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 struct WrkResult {
@@ -37,13 +39,24 @@ struct WrkResult {
 
 fn wrk(url: &str, script: &std::path::Path, seconds: u64, connections: u64) -> WrkResult {
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(script)
         .arg(url)
         .output()
         .expect("wrk runs (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let find = |prefix: &str| text.lines().find(|l| l.trim_start().starts_with(prefix)).map(|l| l.trim().to_owned()).unwrap_or_default();
+    let find = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_default()
+    };
     let requests = text
         .lines()
         .find(|l| l.contains("requests in"))
@@ -56,16 +69,36 @@ fn wrk(url: &str, script: &std::path::Path, seconds: u64, connections: u64) -> W
         .and_then(|l| l.split(':').nth(1))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
-    let rps = find("Requests/sec:").split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0.0);
-    let p50 = find("50%").split_whitespace().nth(1).unwrap_or("?").to_owned();
-    let p99 = find("99%").split_whitespace().nth(1).unwrap_or("?").to_owned();
-    WrkResult { requests, errors, rps, p50, p99 }
+    let rps = find("Requests/sec:")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    let p50 = find("50%")
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("?")
+        .to_owned();
+    let p99 = find("99%")
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("?")
+        .to_owned();
+    WrkResult {
+        requests,
+        errors,
+        rps,
+        p50,
+        p99,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(20);
-    let connections: u64 = arg("--connections").and_then(|s| s.parse().ok()).unwrap_or(64);
+    let connections: u64 = arg("--connections")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     let dir = match arg("--data") {
         Some(d) => std::path::PathBuf::from(d),
         None => tempfile::tempdir().unwrap().keep(),
@@ -78,13 +111,20 @@ async fn main() {
     let app = Router::new().route(
         "/mtracking.gif",
         get(|| async {
-            ([(axum::http::header::CONTENT_TYPE, "image/gif"), (axum::http::header::CACHE_CONTROL, "no-store")], magpie::http::tracking::PIXEL.as_slice())
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "image/gif"),
+                    (axum::http::header::CACHE_CONTROL, "no-store"),
+                ],
+                magpie::http::tracking::PIXEL.as_slice(),
+            )
         }),
     );
     tokio::spawn(async move { axum::serve(bare, app).await.unwrap() });
 
     let mut config = magpie::config::Config::for_data_dir(&dir, None);
-    config.file = magpie::config::FileConfig::parse("[tracking]\ntrack_private_ip_ranges = true\n").unwrap();
+    config.file =
+        magpie::config::FileConfig::parse("[tracking]\ntrack_private_ip_ranges = true\n").unwrap();
     config.admin_password = Some(magpie_tests::ADMIN_PASSWORD.into());
     let running = magpie::server::start(config).await.expect("server starts");
     let base = format!("http://{}", running.addr);
@@ -95,12 +135,28 @@ async fn main() {
     println!("creating 2,000 returning visitors…");
     let mut devices = Vec::new();
     for _ in 0..2000 {
-        let r = client.get(format!("{base}/mtracking.gif?{PIXEL_QUERY}")).header("user-agent", ua).send().await.unwrap();
+        let r = client
+            .get(format!("{base}/mtracking.gif?{PIXEL_QUERY}"))
+            .header("user-agent", ua)
+            .send()
+            .await
+            .unwrap();
         let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-        devices.push(cookie.split(';').next().unwrap().trim_start_matches("mautic_device_id=").to_owned());
+        devices.push(
+            cookie
+                .split(';')
+                .next()
+                .unwrap()
+                .trim_start_matches("mautic_device_id=")
+                .to_owned(),
+        );
     }
     let script = work.path().join("hits.lua");
-    let list = devices.iter().map(|d| format!("\"{d}\"")).collect::<Vec<_>>().join(",");
+    let list = devices
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(",");
     std::fs::write(
         &script,
         format!(
@@ -119,27 +175,58 @@ end
 
     let count_hits = || async {
         let mut db = running.state.store.read().await.unwrap();
-        db.fetch_i64("SELECT COUNT(*) FROM contact_events WHERE event_type = 'page.hit'", vec![]).await.unwrap().unwrap_or(0)
+        db.fetch_i64(
+            "SELECT COUNT(*) FROM contact_events WHERE event_type = 'page.hit'",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .unwrap_or(0)
     };
     let contacts = {
         let mut db = running.state.store.read().await.unwrap();
-        db.fetch_i64("SELECT COUNT(*) FROM contacts", vec![]).await.unwrap().unwrap_or(0)
+        db.fetch_i64("SELECT COUNT(*) FROM contacts", vec![])
+            .await
+            .unwrap()
+            .unwrap_or(0)
     };
-    println!("contacts in the database: {contacts}; {seconds}s per run, {connections} connections, 2 wrk threads, 80% returning visitors");
+    println!(
+        "contacts in the database: {contacts}; {seconds}s per run, {connections} connections, 2 wrk threads, 80% returning visitors"
+    );
 
-    let bare_result = wrk(&format!("http://{bare_addr}/mtracking.gif"), &script, seconds, connections);
+    let bare_result = wrk(
+        &format!("http://{bare_addr}/mtracking.gif"),
+        &script,
+        seconds,
+        connections,
+    );
     let before = count_hits().await;
-    let magpie_result = wrk(&format!("{base}/mtracking.gif"), &script, seconds, connections);
+    let magpie_result = wrk(
+        &format!("{base}/mtracking.gif"),
+        &script,
+        seconds,
+        connections,
+    );
     let after = count_hits().await;
     println!("\n| handler | requests/s | p50 | p99 | non-2xx |\n|---|---|---|---|---|");
-    println!("| bare axum GIF | {:.0} | {} | {} | {} |", bare_result.rps, bare_result.p50, bare_result.p99, bare_result.errors);
-    println!("| Magpie /mtracking.gif | {:.0} | {} | {} | {} |", magpie_result.rps, magpie_result.p50, magpie_result.p99, magpie_result.errors);
+    println!(
+        "| bare axum GIF | {:.0} | {} | {} | {} |",
+        bare_result.rps, bare_result.p50, bare_result.p99, bare_result.errors
+    );
+    println!(
+        "| Magpie /mtracking.gif | {:.0} | {} | {} | {} |",
+        magpie_result.rps, magpie_result.p50, magpie_result.p99, magpie_result.errors
+    );
     println!(
         "\nMagpie/bare throughput: {:.0}%; answered hits: {}, page.hit rows added: {} ({})",
         100.0 * magpie_result.rps / bare_result.rps.max(1.0),
         magpie_result.requests - magpie_result.errors,
         after - before,
-        if after - before >= (magpie_result.requests - magpie_result.errors) as i64 { "every answered hit is stored" } else { "HITS MISSING" }
+        if after - before >= (magpie_result.requests - magpie_result.errors) as i64 {
+            "every answered hit is stored"
+        } else {
+            "HITS MISSING"
+        }
     );
 
     // A merge of two contacts with 10,000 events each.
@@ -161,15 +248,37 @@ end
             .unwrap();
         let id = r["contact"]["id"].as_i64().unwrap();
         let events: Vec<magpie::timeline::NewEvent> = (0..10_000)
-            .map(|i| magpie::timeline::NewEvent::new(id, "page.hit", 1_700_000_000_000 + i, serde_json::json!({"url": format!("https://x.example/{i}")})))
+            .map(|i| {
+                magpie::timeline::NewEvent::new(
+                    id,
+                    "page.hit",
+                    1_700_000_000_000 + i,
+                    serde_json::json!({"url": format!("https://x.example/{i}")}),
+                )
+            })
             .collect();
         let mut tx = running.state.store.begin().await.unwrap();
-        magpie::store::events::insert(&mut tx, &events).await.unwrap();
+        magpie::store::events::insert(&mut tx, &events)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         ids.push(id);
     }
     let started = Instant::now();
-    magpie::contacts::merge::merge(&running.state.store, &fields, ids[0], ids[1], magpie::contacts::service::Source::Api, None, magpie::time::now_ms()).await.unwrap();
-    println!("merge of two contacts with 10,000 events each: {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    magpie::contacts::merge::merge(
+        &running.state.store,
+        &fields,
+        ids[0],
+        ids[1],
+        magpie::contacts::service::Source::Api,
+        None,
+        magpie::time::now_ms(),
+    )
+    .await
+    .unwrap();
+    println!(
+        "merge of two contacts with 10,000 events each: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     running.shutdown().await.unwrap();
 }

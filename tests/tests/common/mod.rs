@@ -7,7 +7,13 @@ use magpie_tests::{TestServer, Value};
 
 /// Uploads `bytes` as a raw body named `name`; returns the response.
 pub async fn upload_raw(s: &TestServer, name: &str, bytes: Vec<u8>) -> magpie_tests::Response {
-    s.raw(reqwest::Method::POST, &format!("/api/imports?filename={name}"), "text/csv", bytes).await
+    s.raw(
+        reqwest::Method::POST,
+        &format!("/api/imports?filename={name}"),
+        "text/csv",
+        bytes,
+    )
+    .await
 }
 
 /// Uploads and expects a 201; returns the import JSON.
@@ -21,12 +27,18 @@ pub async fn upload(s: &TestServer, name: &str, bytes: impl Into<Vec<u8>>) -> Va
 pub async fn wait_import(s: &TestServer, id: i64) -> Value {
     let started = Instant::now();
     loop {
-        let r = s.get(&format!("/api/imports/{id}?preview=0")).await.expect(200);
+        let r = s
+            .get(&format!("/api/imports/{id}?preview=0"))
+            .await
+            .expect(200);
         let status = r["import"]["status"].as_str().unwrap_or("").to_owned();
         if ["done", "failed", "paused"].contains(&status.as_str()) {
             return r["import"].clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(180), "import {id} did not finish: {r}");
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "import {id} did not finish: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -39,7 +51,13 @@ pub async fn run_import(s: &TestServer, id: i64, body: Value) -> Value {
 }
 
 /// Creates a user directly in the store; returns its id.
-pub async fn add_user(s: &TestServer, username: &str, password: &str, email: &str, admin: bool) -> i64 {
+pub async fn add_user(
+    s: &TestServer,
+    username: &str,
+    password: &str,
+    email: &str,
+    admin: bool,
+) -> i64 {
     let hash = magpie::users::hash_password(password).unwrap();
     let mut tx = s.state().store.begin().await.unwrap();
     let id = magpie::store::users::insert(
@@ -49,7 +67,11 @@ pub async fn add_user(s: &TestServer, username: &str, password: &str, email: &st
             email,
             first_name: username,
             last_name: "",
-            role: if admin { magpie::users::Role::Admin } else { magpie::users::Role::User },
+            role: if admin {
+                magpie::users::Role::Admin
+            } else {
+                magpie::users::Role::User
+            },
             password_hash: &hash,
         },
         magpie::time::now_ms(),
@@ -61,29 +83,67 @@ pub async fn add_user(s: &TestServer, username: &str, password: &str, email: &st
 }
 
 /// A GET as another user.
-pub async fn get_as(s: &TestServer, user: &str, password: &str, path: &str) -> magpie_tests::Response {
-    s.send(s.client.get(s.url(path)).basic_auth(user, Some(password))).await
+pub async fn get_as(
+    s: &TestServer,
+    user: &str,
+    password: &str,
+    path: &str,
+) -> magpie_tests::Response {
+    s.send(s.client.get(s.url(path)).basic_auth(user, Some(password)))
+        .await
 }
 
-pub async fn post_as(s: &TestServer, user: &str, password: &str, path: &str, body: Value) -> magpie_tests::Response {
-    s.send(s.client.post(s.url(path)).basic_auth(user, Some(password)).json(&body)).await
+pub async fn post_as(
+    s: &TestServer,
+    user: &str,
+    password: &str,
+    path: &str,
+    body: Value,
+) -> magpie_tests::Response {
+    s.send(
+        s.client
+            .post(s.url(path))
+            .basic_auth(user, Some(password))
+            .json(&body),
+    )
+    .await
 }
 
 /// Every contact, anonymous or not.
 pub async fn count_contacts(s: &TestServer) -> i64 {
-    let r = s.get("/api/contacts?search=is:anonymous%20OR%20!is:anonymous&limit=1").await.expect(200);
+    let r = s
+        .get("/api/contacts?search=is:anonymous%20OR%20!is:anonymous&limit=1")
+        .await
+        .expect(200);
     r["total"].as_str().unwrap().parse().unwrap()
 }
 
 /// The contacts with this exact email.
 pub async fn by_email(s: &TestServer, email: &str) -> Vec<Value> {
-    let r = s.get(&format!("/api/contacts?search=email:%2B{}&limit=100", urlencode(email))).await.expect(200);
-    r["contacts"].as_object().unwrap().values().cloned().collect()
+    let r = s
+        .get(&format!(
+            "/api/contacts?search=email:%2B{}&limit=100",
+            urlencode(email)
+        ))
+        .await
+        .expect(200);
+    r["contacts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .cloned()
+        .collect()
 }
 
 pub fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -128,7 +188,10 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
 /// Rows of a parsed CSV as maps from header to value.
 pub fn records(rows: &[Vec<String>]) -> Vec<std::collections::HashMap<String, String>> {
     let header = &rows[0];
-    rows[1..].iter().map(|r| header.iter().cloned().zip(r.iter().cloned()).collect()).collect()
+    rows[1..]
+        .iter()
+        .map(|r| header.iter().cloned().zip(r.iter().cloned()).collect())
+        .collect()
 }
 
 /// A tiny SMTP receiver on a free port: accepts every message and hands it over.
@@ -139,7 +202,9 @@ pub async fn smtp_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Strin
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
@@ -154,7 +219,12 @@ pub async fn smtp_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Strin
                     let cmd = line.trim_end().to_ascii_uppercase();
                     let reply: &[u8] = if cmd.starts_with("EHLO") {
                         b"250-test.local\r\n250 8BITMIME\r\n"
-                    } else if cmd.starts_with("HELO") || cmd.starts_with("MAIL") || cmd.starts_with("RCPT") || cmd.starts_with("RSET") || cmd.starts_with("NOOP") {
+                    } else if cmd.starts_with("HELO")
+                        || cmd.starts_with("MAIL")
+                        || cmd.starts_with("RCPT")
+                        || cmd.starts_with("RSET")
+                        || cmd.starts_with("NOOP")
+                    {
                         b"250 OK\r\n"
                     } else if cmd.starts_with("DATA") {
                         let _ = write.write_all(b"354 go ahead\r\n").await;
@@ -167,7 +237,11 @@ pub async fn smtp_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Strin
                             if line == ".\r\n" || line == ".\n" {
                                 break;
                             }
-                            message.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
+                            message.push_str(
+                                line.strip_prefix('.')
+                                    .filter(|_| line.starts_with(".."))
+                                    .unwrap_or(&line),
+                            );
                         }
                         let _ = tx.send(message);
                         b"250 queued\r\n"
@@ -192,12 +266,21 @@ pub fn email_text(message: &str) -> String {
     let (head, body) = message.split_once("\n\n").unwrap_or((&message, ""));
     let encoding = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-transfer-encoding:").map(|v| v.trim().to_owned()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-transfer-encoding:")
+                .map(|v| v.trim().to_owned())
+        })
         .unwrap_or_default();
     match encoding.as_str() {
         "base64" => {
             let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(clean).unwrap()).unwrap()
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(clean)
+                    .unwrap(),
+            )
+            .unwrap()
         }
         "quoted-printable" => {
             let joined = body.replace("=\n", "");
@@ -206,7 +289,10 @@ pub fn email_text(message: &str) -> String {
             let mut i = 0;
             while i < bytes.len() {
                 if bytes[i] == b'=' && i + 3 <= bytes.len() {
-                    if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    if let Ok(b) = u8::from_str_radix(
+                        std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
                         out.push(b);
                         i += 3;
                         continue;
@@ -223,10 +309,17 @@ pub fn email_text(message: &str) -> String {
 
 /// The first `http…/api/exports/N/download?token=…` link in an email or a text.
 pub fn find_link(text: &str) -> Option<String> {
-    let decoded = if text.contains("Content-Transfer-Encoding") { email_text(text) } else { text.to_owned() };
+    let decoded = if text.contains("Content-Transfer-Encoding") {
+        email_text(text)
+    } else {
+        text.to_owned()
+    };
     let text = decoded.as_str();
     let start = text.find("http://")?;
-    let link: String = text[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
     link.contains("/download?token=").then_some(link)
 }
 

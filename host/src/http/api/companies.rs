@@ -1,9 +1,9 @@
 //! `/api/companies…`: Mautic's companies API.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Map, Value, json};
 
 use super::openapi::ErrorBody;
@@ -21,39 +21,63 @@ pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Js
         0 => 1000,
         n => n.min(1000),
     };
-    let (rows, total) = store::companies::list(&mut db, q.str("search"), q.int("start", 0)?, limit).await?;
+    let (rows, total) =
+        store::companies::list(&mut db, q.str("search"), q.int("start", 0)?, limit).await?;
     let mut out = Map::new();
     for c in &rows {
         out.insert(c.id.to_string(), companies::to_json(c));
     }
-    Ok(Json(json!({ "total": total.to_string(), "companies": out })))
+    Ok(Json(
+        json!({ "total": total.to_string(), "companies": out }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/companies/{id}", tag = "companies", summary = "Get a company", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<SharedState>, Path(company_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(company_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
-    let c = store::companies::get(&mut db, id(&company_id)?).await?.ok_or_else(AppError::not_found)?;
+    let c = store::companies::get(&mut db, id(&company_id)?)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     Ok(Json(json!({ "company": companies::to_json(&c) })))
 }
 
 #[utoipa::path(post, path = "/api/companies/new", tag = "companies", summary = "Create a company (updates the one with the same name unless force)", request_body = Object, responses((status = 201), (status = 200), (status = 422, body = ErrorBody)))]
-pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) -> AppResult<Response> {
+pub async fn create(
+    State(state): State<SharedState>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
     let (c, created) = companies::create(&state.store, &body).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(json!({ "company": companies::to_json(&c) }))).into_response())
 }
 
 #[utoipa::path(patch, path = "/api/companies/{id}/edit", tag = "companies", summary = "Edit a company", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn edit(State(state): State<SharedState>, Path(company_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+pub async fn edit(
+    State(state): State<SharedState>,
+    Path(company_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
     let c = companies::update(&state.store, id(&company_id)?, &body).await?;
     Ok(Json(json!({ "company": companies::to_json(&c) })))
 }
 
 #[utoipa::path(delete, path = "/api/companies/{id}/delete", tag = "companies", summary = "Delete a company", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(state): State<SharedState>, Path(company_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(company_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let company_id = id(&company_id)?;
     let mut tx = state.store.begin().await?;
-    let c = store::companies::get(&mut tx, company_id).await?.ok_or_else(AppError::not_found)?;
+    let c = store::companies::get(&mut tx, company_id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     store::companies::delete(&mut tx, company_id).await?;
     tx.commit().await?;
     let mut j = companies::to_json(&c);
@@ -62,7 +86,10 @@ pub async fn delete(State(state): State<SharedState>, Path(company_id): Path<Str
 }
 
 #[utoipa::path(post, path = "/api/companies/{id}/contact/{contact_id}/{action}", tag = "companies", summary = "Add a contact to a company (add) or take it out (remove)", params(("id" = i64, Path), ("contact_id" = i64, Path), ("action" = String, Path)), responses((status = 200, description = "{\"success\": 1}"), (status = 404, body = ErrorBody)))]
-pub async fn contact(State(state): State<SharedState>, Path((company_id, contact_id, action)): Path<(String, String, String)>) -> AppResult<Json<Value>> {
+pub async fn contact(
+    State(state): State<SharedState>,
+    Path((company_id, contact_id, action)): Path<(String, String, String)>,
+) -> AppResult<Json<Value>> {
     let (company_id, contact_id) = (id(&company_id)?, id(&contact_id)?);
     let mut tx = state.store.begin().await?;
     if store::companies::get(&mut tx, company_id).await?.is_none() {

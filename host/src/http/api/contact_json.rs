@@ -29,24 +29,46 @@ pub struct Extras {
 }
 
 impl Extras {
-    pub async fn load(db: &mut impl Exec, contacts: &[Contact], minimal: bool) -> AppResult<Extras> {
-        let mut user_ids: Vec<i64> = contacts.iter().flat_map(|c| [c.owner_id, c.created_by, c.modified_by]).flatten().collect();
+    pub async fn load(
+        db: &mut impl Exec,
+        contacts: &[Contact],
+        minimal: bool,
+    ) -> AppResult<Extras> {
+        let mut user_ids: Vec<i64> = contacts
+            .iter()
+            .flat_map(|c| [c.owner_id, c.created_by, c.modified_by])
+            .flatten()
+            .collect();
         user_ids.sort_unstable();
         user_ids.dedup();
-        let users = store::users::by_ids(db, &user_ids).await?.into_iter().map(|u| (u.id, u)).collect();
+        let users = store::users::by_ids(db, &user_ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect();
         if minimal {
-            return Ok(Extras { users, ..Extras::default() });
+            return Ok(Extras {
+                users,
+                ..Extras::default()
+            });
         }
         let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
         let mut stage_ids: Vec<i64> = contacts.iter().filter_map(|c| c.stage_id).collect();
         stage_ids.sort_unstable();
         stage_ids.dedup();
-        let mut tags: Vec<String> = contacts.iter().flat_map(|c| c.tags.iter().cloned()).collect();
+        let mut tags: Vec<String> = contacts
+            .iter()
+            .flat_map(|c| c.tags.iter().cloned())
+            .collect();
         tags.sort();
         tags.dedup();
         Ok(Extras {
             users,
-            stages: store::stages::by_ids(db, &stage_ids).await?.into_iter().map(|s| (s.id, s)).collect(),
+            stages: store::stages::by_ids(db, &stage_ids)
+                .await?
+                .into_iter()
+                .map(|s| (s.id, s))
+                .collect(),
             ips: store::contacts::ips_of(db, &ids).await?,
             dnc: store::contacts::dnc_of(db, &ids).await?,
             utm: store::contacts::utm_of(db, &ids).await?,
@@ -72,7 +94,9 @@ impl Serialize for ValueView<'_> {
                 None => s.serialize_none(),
             },
             (_, Value::Int(i)) => s.serialize_i64(*i),
-            (_, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => s.serialize_i64(*f as i64),
+            (_, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => {
+                s.serialize_i64(*f as i64)
+            }
             (_, Value::Float(f)) => s.serialize_f64(*f),
             (_, Value::Text(t)) => s.serialize_str(t),
         }
@@ -83,20 +107,39 @@ impl Serialize for ValueView<'_> {
 fn normalized<'a>(f: &'a FieldDef, v: &'a Value) -> Cow<'a, str> {
     let text: Cow<str> = match (f.storage(), v) {
         (_, Value::Null(_)) => return Cow::Borrowed(""),
-        (Storage::Timestamp, v) => Cow::Owned(v.as_i64().map(crate::time::sql_datetime).unwrap_or_default()),
+        (Storage::Timestamp, v) => Cow::Owned(
+            v.as_i64()
+                .map(crate::time::sql_datetime)
+                .unwrap_or_default(),
+        ),
         (_, Value::Text(t)) => Cow::Borrowed(t.as_str()),
-        (_, Value::Float(x)) if x.fract() == 0.0 && x.abs() < 1e15 => Cow::Owned((*x as i64).to_string()),
+        (_, Value::Float(x)) if x.fract() == 0.0 && x.abs() < 1e15 => {
+            Cow::Owned((*x as i64).to_string())
+        }
         (_, other) => Cow::Owned(other.to_text().unwrap_or_default()),
     };
-    let label_of = |value: &str| f.options().into_iter().find(|(_, v)| v == value).map_or_else(|| value.to_owned(), |(l, _)| l);
+    let label_of = |value: &str| {
+        f.options()
+            .into_iter()
+            .find(|(_, v)| v == value)
+            .map_or_else(|| value.to_owned(), |(l, _)| l)
+    };
     match f.field_type {
         FieldType::Boolean => {
             let yes = text == "1";
             let key = if yes { "yes" } else { "no" };
-            Cow::Owned(f.properties.get(key).and_then(Json::as_str).unwrap_or(if yes { "Yes" } else { "No" }).to_owned())
+            Cow::Owned(
+                f.properties
+                    .get(key)
+                    .and_then(Json::as_str)
+                    .unwrap_or(if yes { "Yes" } else { "No" })
+                    .to_owned(),
+            )
         }
         FieldType::Select => Cow::Owned(label_of(&text)),
-        FieldType::Multiselect => Cow::Owned(text.split('|').map(label_of).collect::<Vec<_>>().join("|")),
+        FieldType::Multiselect => {
+            Cow::Owned(text.split('|').map(label_of).collect::<Vec<_>>().join("|"))
+        }
         _ => text,
     }
 }
@@ -138,7 +181,11 @@ struct GroupView<'a> {
 
 impl Serialize for GroupView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let members: Vec<&FieldDef> = self.fields.iter().filter(|f| f.is_published && f.group == self.group).collect();
+        let members: Vec<&FieldDef> = self
+            .fields
+            .iter()
+            .filter(|f| f.is_published && f.group == self.group)
+            .collect();
         if members.is_empty() {
             return s.serialize_seq(Some(0))?.end();
         }
@@ -176,9 +223,22 @@ impl Serialize for FieldsView<'_> {
         }
         let mut m = s.serialize_map(Some(groups.len() + 1))?;
         for g in groups {
-            m.serialize_entry(g, &GroupView { fields: self.fields, contact: self.contact, group: g })?;
+            m.serialize_entry(
+                g,
+                &GroupView {
+                    fields: self.fields,
+                    contact: self.contact,
+                    group: g,
+                },
+            )?;
         }
-        m.serialize_entry("all", &AllView { fields: self.fields, contact: self.contact })?;
+        m.serialize_entry(
+            "all",
+            &AllView {
+                fields: self.fields,
+                contact: self.contact,
+            },
+        )?;
         m.end()
     }
 }
@@ -227,12 +287,21 @@ impl Serialize for ContactView<'_> {
         m.serialize_entry("id", &c.id)?;
         m.serialize_entry("points", &c.points)?;
         m.serialize_entry("color", &None::<String>)?;
-        m.serialize_entry("fields", &FieldsView { fields: self.fields, contact: c })?;
+        m.serialize_entry(
+            "fields",
+            &FieldsView {
+                fields: self.fields,
+                contact: c,
+            },
+        )?;
         if self.minimal {
             return m.end();
         }
         m.serialize_entry("lastActive", &c.last_active.map(iso))?;
-        m.serialize_entry("owner", &c.owner_id.and_then(|id| x.users.get(&id)).map(owner_json))?;
+        m.serialize_entry(
+            "owner",
+            &c.owner_id.and_then(|id| x.users.get(&id)).map(owner_json),
+        )?;
         let mut ips = Map::new();
         for ip in x.ips.get(&c.id).map(Vec::as_slice).unwrap_or(&[]) {
             ips.insert(
@@ -247,7 +316,13 @@ impl Serialize for ContactView<'_> {
             );
         }
         m.serialize_entry("ipAddresses", &ips)?;
-        m.serialize_entry("tags", &seq(c.tags.iter().map(|t| json!({ "id": x.tag_ids.get(t), "tag": t, "description": null }))))?;
+        m.serialize_entry(
+            "tags",
+            &seq(c
+                .tags
+                .iter()
+                .map(|t| json!({ "id": x.tag_ids.get(t), "tag": t, "description": null }))),
+        )?;
         let utm = x.utm.get(&c.id).map(Vec::as_slice).unwrap_or(&[]).iter().map(|u| {
             let f: HashMap<&str, &Option<String>> = u.fields.iter().map(|(k, v)| (*k, v)).collect();
             json!({
@@ -265,7 +340,10 @@ impl Serialize for ContactView<'_> {
         });
         m.serialize_entry("stage", &stage)?;
         m.serialize_entry("dateIdentified", &c.date_identified.map(iso))?;
-        m.serialize_entry("preferredProfileImage", c.preferred_profile_image.as_deref().unwrap_or("gravatar"))?;
+        m.serialize_entry(
+            "preferredProfileImage",
+            c.preferred_profile_image.as_deref().unwrap_or("gravatar"),
+        )?;
         let dnc = x.dnc.get(&c.id).map(Vec::as_slice).unwrap_or(&[]).iter().map(|d| {
             json!({ "id": d.id, "dateAdded": iso(d.date_added), "reason": d.reason, "comments": d.comments,
                     "channel": d.channel, "channelId": d.channel_id })
@@ -278,7 +356,13 @@ impl Serialize for ContactView<'_> {
 
 /// A contact as a JSON value (for answers that change it, like delete's `id: null`).
 pub fn contact_json(fields: &FieldSet, extras: &Extras, c: &Contact, minimal: bool) -> Json {
-    serde_json::to_value(ContactView { fields, extras, contact: c, minimal }).unwrap_or(Json::Null)
+    serde_json::to_value(ContactView {
+        fields,
+        extras,
+        contact: c,
+        minimal,
+    })
+    .unwrap_or(Json::Null)
 }
 
 /// A field entry as a JSON value (used by the admin and other areas).

@@ -9,12 +9,12 @@ use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
 use super::contact_json::{ContactView, Extras, contact_json};
+use super::openapi::ErrorBody;
 use crate::contacts::Contact;
 use crate::contacts::fields::FieldSet;
 use crate::contacts::input::{ContactInput, DNC_MANUAL, DncInput, parse_dnc, parse_utm};
 use crate::contacts::search;
 use crate::contacts::service::{self, SaveContext, Saved, Source, Target};
-use super::openapi::ErrorBody;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -24,15 +24,22 @@ use crate::store::{self, Conn};
 use crate::time::now_ms;
 use crate::timeline::{self, types};
 
-
 /// Default and largest page size of the list.
 const DEFAULT_LIMIT: i64 = 30;
 pub const MAX_LIMIT: i64 = 1000;
 
 /// Renders contacts (already loaded) with everything their JSON needs.
-async fn render(db: &mut Conn, fields: &FieldSet, contacts: &[Contact], minimal: bool) -> AppResult<Vec<Value>> {
+async fn render(
+    db: &mut Conn,
+    fields: &FieldSet,
+    contacts: &[Contact],
+    minimal: bool,
+) -> AppResult<Vec<Value>> {
     let extras = Extras::load(db, contacts, minimal).await?;
-    Ok(contacts.iter().map(|c| contact_json(fields, &extras, c, minimal)).collect())
+    Ok(contacts
+        .iter()
+        .map(|c| contact_json(fields, &extras, c, minimal))
+        .collect())
 }
 
 /// An id as the API sees it: a merged-away contact's id names the contact it went into.
@@ -41,28 +48,46 @@ async fn resolve_id(state: &SharedState, contact_id: i64) -> AppResult<i64> {
     if store::contacts::exists(&mut db, contact_id).await? {
         return Ok(contact_id);
     }
-    Ok(store::merge::resolve(&mut db, contact_id).await?.unwrap_or(contact_id))
+    Ok(store::merge::resolve(&mut db, contact_id)
+        .await?
+        .unwrap_or(contact_id))
 }
 
-async fn load_one(state: &SharedState, contact_id: i64) -> AppResult<(Conn, std::sync::Arc<FieldSet>, Contact)> {
+async fn load_one(
+    state: &SharedState,
+    contact_id: i64,
+) -> AppResult<(Conn, std::sync::Arc<FieldSet>, Contact)> {
     let contact_id = resolve_id(state, contact_id).await?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
-    let contact = store::contacts::load(&mut db, &fields, &[contact_id]).await?.pop().ok_or_else(AppError::not_found)?;
+    let contact = store::contacts::load(&mut db, &fields, &[contact_id])
+        .await?
+        .pop()
+        .ok_or_else(AppError::not_found)?;
     Ok((db, fields, contact))
 }
 
 async fn one_json(state: &SharedState, contact_id: i64) -> AppResult<Value> {
     let (mut db, fields, contact) = load_one(state, contact_id).await?;
-    Ok(render(&mut db, &fields, std::slice::from_ref(&contact), false).await?.remove(0))
+    Ok(
+        render(&mut db, &fields, std::slice::from_ref(&contact), false)
+            .await?
+            .remove(0),
+    )
 }
 
 fn parse_where(q: &PhpQuery) -> AppResult<Vec<WhereFilter>> {
-    let Some(w) = q.0.get("where") else { return Ok(Vec::new()) };
+    let Some(w) = q.0.get("where") else {
+        return Ok(Vec::new());
+    };
     let items: Vec<&Value> = match w {
         Value::Array(a) => a.iter().collect(),
         Value::Object(o) => o.values().collect(),
-        _ => return Err(AppError::bad_request("where must be a list like where[0][col]=…&where[0][expr]=…")),
+        _ => {
+            return Err(AppError::bad_request(
+                "where must be a list like where[0][col]=…&where[0][expr]=…",
+            ));
+        }
     };
     if items.len() > 50 {
         return Err(AppError::bad_request("at most 50 where filters"));
@@ -70,54 +95,116 @@ fn parse_where(q: &PhpQuery) -> AppResult<Vec<WhereFilter>> {
     items
         .into_iter()
         .map(|item| {
-            let o = item.as_object().ok_or_else(|| AppError::bad_request("each where filter needs col, expr and val"))?;
-            let col = o.get("col").or_else(|| o.get("column")).and_then(Value::as_str).ok_or_else(|| AppError::bad_request("where: missing col"))?;
-            let expr = o.get("expr").and_then(Value::as_str).ok_or_else(|| AppError::bad_request("where: missing expr"))?;
+            let o = item.as_object().ok_or_else(|| {
+                AppError::bad_request("each where filter needs col, expr and val")
+            })?;
+            let col = o
+                .get("col")
+                .or_else(|| o.get("column"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| AppError::bad_request("where: missing col"))?;
+            let expr = o
+                .get("expr")
+                .and_then(Value::as_str)
+                .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
             let val = match o.get("val").or_else(|| o.get("value")) {
                 None => WhereValue::None,
                 Some(Value::String(s)) => WhereValue::One(s.clone()),
-                Some(Value::Array(a)) => WhereValue::Many(a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()),
+                Some(Value::Array(a)) => WhereValue::Many(
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                ),
                 Some(other) => WhereValue::One(other.to_string()),
             };
-            Ok(WhereFilter { col: col.to_owned(), expr: expr.to_owned(), val })
+            Ok(WhereFilter {
+                col: col.to_owned(),
+                expr: expr.to_owned(),
+                val,
+            })
         })
         .collect()
 }
 
 /// `GET /api/contacts`
 #[utoipa::path(get, path = "/api/contacts", tag = "contacts", summary = "List and search contacts", params(("search" = Option<String>, Query, description = "Search grammar: free text, email:, name:, company:, owner:, tag:, stage:, ip:, ids:, is:anonymous|unowned|mine, segment:, common:, <alias>:; % wildcard, + exact, ! not, quotes, OR/AND, parentheses"), ("start" = Option<i64>, Query, description = "Offset"), ("limit" = Option<i64>, Query, description = "Page size, default 30, at most 1000"), ("orderBy" = Option<String>, Query, description = "Field alias or id, dateAdded, dateModified, lastActive, points"), ("orderByDir" = Option<String>, Query, description = "asc or desc"), ("minimal" = Option<bool>, Query, description = "Only id, points and fields"), ("where[0][col]" = Option<String>, Query, description = "Mautic where filters: col, expr (eq, neq, lt, lte, gt, gte, like, notLike, isNull, isNotNull, isEmpty, isNotEmpty, in, notIn, between, notBetween), val")), responses((status = 200, description = "{\"total\": \"N\", \"contacts\": {id: Contact}}"), (status = 400, description = "Malformed search", body = ErrorBody)))]
-pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, q: PhpQuery) -> AppResult<Response> {
+pub async fn list(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    q: PhpQuery,
+) -> AppResult<Response> {
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let search_text = q.str("search").unwrap_or("");
-    let expr = search::parse(search_text, &fields).map_err(|m| AppError::bad_request(format!("invalid search: {m}")))?;
+    let expr = search::parse(search_text, &fields)
+        .map_err(|m| AppError::bad_request(format!("invalid search: {m}")))?;
     let start = q.int("start", 0)?;
     let limit = match q.int("limit", DEFAULT_LIMIT)? {
         // Mautic reads 0 as "no limit"; at millions of contacts that must still be bounded.
         0 => Some(MAX_LIMIT),
-        n if n > MAX_LIMIT => return Err(AppError::bad_request(format!("limit must be at most {MAX_LIMIT}"))),
+        n if n > MAX_LIMIT => {
+            return Err(AppError::bad_request(format!(
+                "limit must be at most {MAX_LIMIT}"
+            )));
+        }
         n => Some(n),
     };
     let order_by = q.str("orderBy").filter(|s| !s.is_empty());
     let dir = match q.str("orderByDir").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("") => if order_by.is_some() { Dir::Asc } else { Dir::Desc },
+        None | Some("") => {
+            if order_by.is_some() {
+                Dir::Asc
+            } else {
+                Dir::Desc
+            }
+        }
         Some("asc") => Dir::Asc,
         Some("desc") => Dir::Desc,
-        Some(other) => return Err(AppError::bad_request(format!("orderByDir must be asc or desc, not '{other}'"))),
+        Some(other) => {
+            return Err(AppError::bad_request(format!(
+                "orderByDir must be asc or desc, not '{other}'"
+            )));
+        }
     };
     let wheres = parse_where(&q)?;
     let minimal = q.flag("minimal");
-    let query = ListQuery { search: expr.as_ref(), wheres: &wheres, order_by, dir, offset: start, limit, me: Some(me.id) };
+    let query = ListQuery {
+        search: expr.as_ref(),
+        wheres: &wheres,
+        order_by,
+        dir,
+        offset: start,
+        limit,
+        me: Some(me.id),
+    };
     let (contacts, total) = match store::contact_search::list(&mut db, &fields, &query).await {
         Ok(r) => r,
         Err(ListError::BadQuery(m)) => return Err(AppError::bad_request(m)),
         Err(ListError::Db(e)) => return Err(e.into()),
     };
     let extras = Extras::load(&mut db, &contacts, minimal).await?;
-    let views: Vec<(String, ContactView)> =
-        contacts.iter().map(|c| (c.id.to_string(), ContactView { fields: &fields, extras: &extras, contact: c, minimal })).collect();
+    let views: Vec<(String, ContactView)> = contacts
+        .iter()
+        .map(|c| {
+            (
+                c.id.to_string(),
+                ContactView {
+                    fields: &fields,
+                    extras: &extras,
+                    contact: c,
+                    minimal,
+                },
+            )
+        })
+        .collect();
     // Mautic sends the total as a string, and the contacts as an object keyed by id.
-    Ok(json_response(StatusCode::OK, &ListBody { total: total.to_string(), contacts: KeyedMap(&views) }))
+    Ok(json_response(
+        StatusCode::OK,
+        &ListBody {
+            total: total.to_string(),
+            contacts: KeyedMap(&views),
+        },
+    ))
 }
 
 #[derive(serde::Serialize)]
@@ -143,23 +230,46 @@ impl<T: serde::Serialize> serde::Serialize for KeyedMap<'_, T> {
 /// A JSON answer serialised straight to bytes.
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
         Err(e) => AppError::Internal(e.into()).into_response(),
     }
 }
 
 /// `GET /api/contacts/{id}`
 #[utoipa::path(get, path = "/api/contacts/{id}", tag = "contacts", summary = "Get a contact", params(("id" = i64, Path)), responses((status = 200, description = "{\"contact\": Contact}"), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
-    Ok(Json(json!({ "contact": one_json(&state, id(&contact_id)?).await? })))
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+) -> AppResult<Json<Value>> {
+    Ok(Json(
+        json!({ "contact": one_json(&state, id(&contact_id)?).await? }),
+    ))
 }
 
-async fn save(state: &SharedState, me: &crate::users::User, items: Vec<(Target, ContactInput)>) -> AppResult<Vec<AppResult<Saved>>> {
+async fn save(
+    state: &SharedState,
+    me: &crate::users::User,
+    items: Vec<(Target, ContactInput)>,
+) -> AppResult<Vec<AppResult<Saved>>> {
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let operator = state.operator(&mut db).await?;
     drop(db);
-    let ctx = SaveContext { fields: &fields, operator, actor: Some(me.id), source: Source::Api, now: now_ms() };
+    let ctx = SaveContext {
+        fields: &fields,
+        operator,
+        actor: Some(me.id),
+        source: Source::Api,
+        now: now_ms(),
+    };
     service::save(&state.store, &ctx, items).await
 }
 
@@ -170,7 +280,11 @@ async fn parse_input(state: &SharedState, body: &Value) -> AppResult<ContactInpu
 }
 
 fn saved_response(saved: Saved, contact: Value) -> Response {
-    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if saved.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let mut r = (status, Json(json!({ "contact": contact }))).into_response();
     if saved.created {
         if let Ok(v) = HeaderValue::from_str(&format!("/api/contacts/{}", saved.id)) {
@@ -182,34 +296,59 @@ fn saved_response(saved: Saved, contact: Value) -> Response {
 
 /// `POST /api/contacts/new`: creates, or updates the contact matching the unique identifiers.
 #[utoipa::path(post, path = "/api/contacts/new", tag = "contacts", summary = "Create a contact, or update the one matching the unique identifiers", request_body(content = Object, description = "Field aliases plus ipAddress, lastActive, owner, points, stage, tags, doNotContact, utmtags, overwriteWithBlank"), responses((status = 201, description = "Created; Location header"), (status = 200, description = "Matched an existing contact and updated it"), (status = 422, body = ErrorBody)))]
-pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
+pub async fn create(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
     let input = parse_input(&state, &body).await?;
-    let saved = save(&state, &me, vec![(Target::Upsert, input)]).await?.remove(0)?;
+    let saved = save(&state, &me, vec![(Target::Upsert, input)])
+        .await?
+        .remove(0)?;
     Ok(saved_response(saved, one_json(&state, saved.id).await?))
 }
 
 /// `PATCH /api/contacts/{id}/edit`
 #[utoipa::path(patch, path = "/api/contacts/{id}/edit", tag = "contacts", summary = "Change some fields of a contact", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn patch(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
+pub async fn patch(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(contact_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
     let contact_id = resolve_id(&state, id(&contact_id)?).await?;
     let input = parse_input(&state, &body).await?;
-    let saved = save(&state, &me, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
+    let saved = save(&state, &me, vec![(Target::Patch(contact_id), input)])
+        .await?
+        .remove(0)?;
     Ok(saved_response(saved, one_json(&state, saved.id).await?))
 }
 
 /// `PUT /api/contacts/{id}/edit`: replaces; creates when the id is unknown.
 #[utoipa::path(put, path = "/api/contacts/{id}/edit", tag = "contacts", summary = "Replace a contact (fields not sent are cleared); creates when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
-pub async fn put(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
-    let contact_id = contact_id.parse::<i64>().map_err(|_| AppError::not_found())?;
+pub async fn put(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(contact_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    let contact_id = contact_id
+        .parse::<i64>()
+        .map_err(|_| AppError::not_found())?;
     let contact_id = resolve_id(&state, contact_id).await?;
     let input = parse_input(&state, &body).await?;
-    let saved = save(&state, &me, vec![(Target::Put(contact_id), input)]).await?.remove(0)?;
+    let saved = save(&state, &me, vec![(Target::Put(contact_id), input)])
+        .await?
+        .remove(0)?;
     Ok(saved_response(saved, one_json(&state, saved.id).await?))
 }
 
 /// `DELETE /api/contacts/{id}/delete`: answers with the contact as it was, id null.
 #[utoipa::path(delete, path = "/api/contacts/{id}/delete", tag = "contacts", summary = "Delete a contact", params(("id" = i64, Path)), responses((status = 200, description = "The deleted contact, id null"), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let contact_id = resolve_id(&state, id(&contact_id)?).await?;
     let mut contact = one_json(&state, contact_id).await?;
     if service::delete(&state.store, &[contact_id]).await? == 0 {
@@ -223,12 +362,20 @@ fn batch_items(state: &SharedState, body: &Value) -> AppResult<Vec<Value>> {
     let items: Vec<Value> = match body {
         Value::Array(a) => a.clone(),
         // Form-encoded lists arrive keyed "0", "1", …
-        Value::Object(o) if o.keys().all(|k| k.parse::<usize>().is_ok()) && !o.is_empty() => o.values().cloned().collect(),
-        _ => return Err(AppError::bad_request("a batch body must be a JSON array of contacts")),
+        Value::Object(o) if o.keys().all(|k| k.parse::<usize>().is_ok()) && !o.is_empty() => {
+            o.values().cloned().collect()
+        }
+        _ => {
+            return Err(AppError::bad_request(
+                "a batch body must be a JSON array of contacts",
+            ));
+        }
     };
     let max = state.config.file.api.batch_limit;
     if items.len() > max {
-        return Err(AppError::bad_request(format!("A max of {max} entities are supported at a time.")));
+        return Err(AppError::bad_request(format!(
+            "A max of {max} entities are supported at a time."
+        )));
     }
     if items.is_empty() {
         return Err(AppError::bad_request("the batch is empty"));
@@ -237,7 +384,12 @@ fn batch_items(state: &SharedState, body: &Value) -> AppResult<Vec<Value>> {
 }
 
 /// Runs a batch and answers `{"contacts": […], "statusCodes": […], "errors": {index: …}}`.
-async fn run_batch(state: &SharedState, me: &crate::users::User, items: Vec<Result<(Target, ContactInput), AppError>>, status: StatusCode) -> AppResult<Response> {
+async fn run_batch(
+    state: &SharedState,
+    me: &crate::users::User,
+    items: Vec<Result<(Target, ContactInput), AppError>>,
+    status: StatusCode,
+) -> AppResult<Response> {
     let mut slots: Vec<Option<AppResult<Saved>>> = Vec::with_capacity(items.len());
     let mut to_save = Vec::new();
     let mut positions = Vec::new();
@@ -255,7 +407,10 @@ async fn run_batch(state: &SharedState, me: &crate::users::User, items: Vec<Resu
     for (pos, r) in positions.into_iter().zip(results) {
         slots[pos] = Some(r);
     }
-    let ids: Vec<i64> = slots.iter().filter_map(|s| s.as_ref().and_then(|r| r.as_ref().ok()).map(|s| s.id)).collect();
+    let ids: Vec<i64> = slots
+        .iter()
+        .filter_map(|s| s.as_ref().and_then(|r| r.as_ref().ok()).map(|s| s.id))
+        .collect();
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let contacts = store::contacts::load(&mut db, &fields, &ids).await?;
@@ -268,7 +423,15 @@ async fn run_batch(state: &SharedState, me: &crate::users::User, items: Vec<Resu
         match slot.expect("every slot filled") {
             Ok(saved) => {
                 if let Some(c) = by_id.get(&saved.id) {
-                    views.push((i.to_string(), ContactView { fields: &fields, extras: &extras, contact: c, minimal: false }));
+                    views.push((
+                        i.to_string(),
+                        ContactView {
+                            fields: &fields,
+                            extras: &extras,
+                            contact: c,
+                            minimal: false,
+                        },
+                    ));
                 }
                 codes.push(if saved.created { 201 } else { 200 });
             }
@@ -299,24 +462,47 @@ async fn run_batch(state: &SharedState, me: &crate::users::User, items: Vec<Resu
             }
         }
     }
-    let contacts_json = if errors.is_empty() { BatchContacts::List(views.iter().map(|(_, v)| v).collect()) } else { BatchContacts::Keyed(KeyedMap(&views)) };
-    Ok(json_response(status, &BatchBody { contacts: contacts_json, status_codes: codes, errors }))
+    let contacts_json = if errors.is_empty() {
+        BatchContacts::List(views.iter().map(|(_, v)| v).collect())
+    } else {
+        BatchContacts::Keyed(KeyedMap(&views))
+    };
+    Ok(json_response(
+        status,
+        &BatchBody {
+            contacts: contacts_json,
+            status_codes: codes,
+            errors,
+        },
+    ))
 }
 
 /// `POST /api/contacts/batch/new`
 #[utoipa::path(post, path = "/api/contacts/batch/new", tag = "contacts", summary = "Create or update many contacts (at most api.batch_limit)", request_body(content = Vec<Object>), responses((status = 201, description = "{contacts, statusCodes, errors}"), (status = 400, body = ErrorBody)))]
-pub async fn batch_new(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
+pub async fn batch_new(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
     let raw = batch_items(&state, &body)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     drop(db);
-    let items = raw.iter().map(|b| ContactInput::from_json(b, &fields).map(|i| (Target::Upsert, i))).collect();
+    let items = raw
+        .iter()
+        .map(|b| ContactInput::from_json(b, &fields).map(|i| (Target::Upsert, i)))
+        .collect();
     run_batch(&state, &me, items, StatusCode::CREATED).await
 }
 
 /// `PATCH|PUT /api/contacts/batch/edit`: every item carries its `id`.
 #[utoipa::path(patch, path = "/api/contacts/batch/edit", tag = "contacts", summary = "Edit many contacts; each item carries its id (PUT replaces)", request_body(content = Vec<Object>), responses((status = 200, description = "{contacts, statusCodes, errors}")))]
-pub async fn batch_edit(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, method: axum::http::Method, ApiBody(body): ApiBody) -> AppResult<Response> {
+pub async fn batch_edit(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    method: axum::http::Method,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
     let raw = batch_items(&state, &body)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
@@ -325,14 +511,24 @@ pub async fn batch_edit(State(state): State<SharedState>, Extension(CurrentUser(
     let items = raw
         .into_iter()
         .map(|mut b| {
-            let contact_id = b.as_object_mut().and_then(|o| o.remove("id")).ok_or_else(|| AppError::bad_request("each item needs an id"))?;
+            let contact_id = b
+                .as_object_mut()
+                .and_then(|o| o.remove("id"))
+                .ok_or_else(|| AppError::bad_request("each item needs an id"))?;
             let contact_id = contact_id
                 .as_i64()
                 .or_else(|| contact_id.as_str().and_then(|s| s.parse().ok()))
                 .filter(|i| *i > 0)
                 .ok_or_else(|| AppError::bad_request("id must be a positive number"))?;
             let input = ContactInput::from_json(&b, &fields)?;
-            Ok((if put { Target::Put(contact_id) } else { Target::Patch(contact_id) }, input))
+            Ok((
+                if put {
+                    Target::Put(contact_id)
+                } else {
+                    Target::Patch(contact_id)
+                },
+                input,
+            ))
         })
         .collect();
     run_batch(&state, &me, items, StatusCode::OK).await
@@ -342,8 +538,15 @@ pub async fn batch_edit(State(state): State<SharedState>, Extension(CurrentUser(
 #[utoipa::path(delete, path = "/api/contacts/batch/delete", tag = "contacts", summary = "Delete many contacts", params(("ids" = String, Query, description = "Comma-separated ids")), responses((status = 200)))]
 pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let ids: Vec<i64> = match q.0.get("ids") {
-        Some(Value::String(s)) => s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>(),
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().unwrap_or("").trim().parse::<i64>()).collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse::<i64>())
+            .collect::<Result<_, _>>(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").trim().parse::<i64>())
+            .collect(),
         _ => return Err(AppError::bad_request("ids is required, e.g. ?ids=1,2,3")),
     }
     .map_err(|_| AppError::bad_request("ids must be numbers separated by commas"))?;
@@ -388,7 +591,11 @@ pub async fn list_owners(State(state): State<SharedState>, q: PhpQuery) -> AppRe
         .await?
         .into_iter()
         .filter(|u| u.is_active)
-        .filter(|u| filter.is_empty() || u.full_name().to_lowercase().contains(&filter) || u.username.to_lowercase().contains(&filter))
+        .filter(|u| {
+            filter.is_empty()
+                || u.full_name().to_lowercase().contains(&filter)
+                || u.username.to_lowercase().contains(&filter)
+        })
         .skip(start)
         .take(limit.max(1))
         .map(|u| json!({ "id": u.id, "firstName": u.first_name, "lastName": u.last_name }))
@@ -398,7 +605,11 @@ pub async fn list_owners(State(state): State<SharedState>, q: PhpQuery) -> AppRe
 
 /// `GET /api/contacts/{id}/notes`
 #[utoipa::path(get, path = "/api/contacts/{id}/notes", tag = "contacts", summary = "Notes of a contact", params(("id" = i64, Path)), responses((status = 200)))]
-pub async fn notes(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+pub async fn notes(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+    q: PhpQuery,
+) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     let mut db = state.store.read().await?;
     if !store::contacts::exists(&mut db, contact_id).await? {
@@ -410,14 +621,21 @@ pub async fn notes(State(state): State<SharedState>, Path(contact_id): Path<Stri
         note_type: None,
         offset: q.int("start", 0)?,
         limit: q.int("limit", 30)?.clamp(1, MAX_LIMIT),
-        ascending: q.str("orderByDir").is_some_and(|d| d.eq_ignore_ascii_case("asc")),
+        ascending: q
+            .str("orderByDir")
+            .is_some_and(|d| d.eq_ignore_ascii_case("asc")),
     };
     let (notes, total) = store::notes::list(&mut db, &query).await?;
-    Ok(Json(json!({ "total": total, "notes": notes.iter().map(super::notes::note_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "total": total, "notes": notes.iter().map(super::notes::note_json).collect::<Vec<_>>() }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/contacts/{id}/devices", tag = "contacts", summary = "Tracked devices of a contact", params(("id" = i64, Path)), responses((status = 200)))]
-pub async fn devices(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn devices(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
     let mut db = state.store.read().await?;
     let devices: Vec<Value> = store::tracking::devices_of(&mut db, contact_id)
@@ -441,7 +659,10 @@ pub async fn devices(State(state): State<SharedState>, Path(contact_id): Path<St
 }
 
 #[utoipa::path(get, path = "/api/contacts/{id}/companies", tag = "contacts", summary = "Companies of a contact", params(("id" = i64, Path)), responses((status = 200)))]
-pub async fn companies(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn companies(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
     let mut db = state.store.read().await?;
     let rows: Vec<Value> = store::companies::of_contact(&mut db, contact_id)
@@ -450,11 +671,19 @@ pub async fn companies(State(state): State<SharedState>, Path(contact_id): Path<
         .map(|(c, linked, primary)| {
             let mut row = Map::new();
             row.insert("company_id".into(), json!(c.id));
-            row.insert("date_associated".into(), json!(crate::time::sql_datetime(linked)));
+            row.insert(
+                "date_associated".into(),
+                json!(crate::time::sql_datetime(linked)),
+            );
             row.insert("is_primary".into(), json!(if primary { "1" } else { "0" }));
             row.insert("id".into(), json!(c.id));
             for (alias, column, _, _) in crate::companies::FIELDS {
-                row.insert(alias.into(), c.get(column).and_then(|v| v.to_text()).map_or(Value::Null, Value::String));
+                row.insert(
+                    alias.into(),
+                    c.get(column)
+                        .and_then(|v| v.to_text())
+                        .map_or(Value::Null, Value::String),
+                );
             }
             Value::Object(row)
         })
@@ -463,23 +692,35 @@ pub async fn companies(State(state): State<SharedState>, Path(contact_id): Path<
 }
 
 #[utoipa::path(get, path = "/api/contacts/{id}/tracking-token", tag = "contacts", summary = "A signed click-through token (ct) naming this contact, for links in emails", params(("id" = i64, Path), ("days" = Option<i64>, Query, description = "Validity, default 30, at most 365")), responses((status = 200, description = "{token, expires, parameter}")))]
-pub async fn tracking_token(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+pub async fn tracking_token(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+    q: PhpQuery,
+) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
     let days = q.int("days", 30)?.clamp(1, 365);
     let expires = now_ms() / 1000 + days * 86_400;
     let token = crate::tracking::token::issue(&state.tracking_secret, contact_id, expires);
-    Ok(Json(json!({ "token": token, "expires": crate::time::iso(expires * 1000), "parameter": "ct" })))
+    Ok(Json(
+        json!({ "token": token, "expires": crate::time::iso(expires * 1000), "parameter": "ct" }),
+    ))
 }
 
 /// Sub-resources that later areas fill: answered in Mautic's shape, empty for now.
 #[utoipa::path(get, path = "/api/contacts/{id}/campaigns", tag = "contacts", summary = "Campaigns of a contact", params(("id" = i64, Path)), responses((status = 200)))]
-pub async fn campaigns(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn campaigns(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
     Ok(Json(json!({ "total": 0, "campaigns": {} })))
 }
 
 #[utoipa::path(get, path = "/api/contacts/{id}/segments", tag = "contacts", summary = "Segments of a contact (key lists)", params(("id" = i64, Path)), responses((status = 200)))]
-pub async fn segments(State(state): State<SharedState>, Path(contact_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn segments(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
     Ok(Json(json!({ "total": 0, "lists": {} })))
 }
@@ -495,23 +736,51 @@ async fn require_contact(state: &SharedState, contact_id: &str) -> AppResult<i64
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     match v {
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).filter(|s| !s.is_empty()).collect(),
-        Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        Some(Value::Object(o)) => o.values().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::Object(o)) => o
+            .values()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 /// `GET /api/contacts/{id}/activity`: the timeline in Mautic's shape.
 #[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
-pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+pub async fn activity(
+    State(state): State<SharedState>,
+    Path(contact_id): Path<String>,
+    q: PhpQuery,
+) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
-    let filters = q.0.get("filters").and_then(Value::as_object).cloned().unwrap_or_default();
-    let search = filters.get("search").and_then(Value::as_str).unwrap_or("").to_owned();
+    let filters =
+        q.0.get("filters")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+    let search = filters
+        .get("search")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     let include = string_list(filters.get("includeEvents"));
     let exclude = string_list(filters.get("excludeEvents"));
     let parse_date = |key: &str| -> AppResult<Option<i64>> {
-        match filters.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        match filters
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             None => Ok(None),
             Some(s) => crate::time::parse_datetime(s)
                 .map(|t| Some(t.timestamp_millis()))
@@ -528,7 +797,8 @@ pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<S
     let page = q.int("page", 1)?.max(1);
     let limit = q.int("limit", 25)?.clamp(1, 500);
     let mut db = state.store.read().await?;
-    let (events, total) = store::events::page(&mut db, contact_id, &filter, (page - 1) * limit, limit).await?;
+    let (events, total) =
+        store::events::page(&mut db, contact_id, &filter, (page - 1) * limit, limit).await?;
     let counts = store::events::type_counts(&mut db, contact_id).await?;
     let catalogue = &state.events;
     let mut type_map = Map::new();
@@ -536,14 +806,20 @@ pub async fn activity(State(state): State<SharedState>, Path(contact_id): Path<S
         type_map.insert(t.key.clone(), json!(t.label));
     }
     for key in counts.keys() {
-        type_map.entry(key.clone()).or_insert_with(|| json!(catalogue.label(key)));
+        type_map
+            .entry(key.clone())
+            .or_insert_with(|| json!(catalogue.label(key)));
     }
     let rendered = catalogue.render_page(events.clone()).await;
-    let events: Vec<Value> = events.iter().zip(rendered).map(|(e, r)| {
-        let mut j = event_json(catalogue, e);
-        j["rendered"] = rendered_json(&r);
-        j
-    }).collect();
+    let events: Vec<Value> = events
+        .iter()
+        .zip(rendered)
+        .map(|(e, r)| {
+            let mut j = event_json(catalogue, e);
+            j["rendered"] = rendered_json(&r);
+            j
+        })
+        .collect();
     Ok(Json(json!({
         "events": events,
         "filters": { "search": search, "includeEvents": include, "excludeEvents": exclude },
@@ -584,7 +860,12 @@ pub fn event_json(catalogue: &types::Catalogue, e: &timeline::Event) -> Value {
 
 /// `POST /api/contacts/{id}/dnc/{channel}/add`
 #[utoipa::path(post, path = "/api/contacts/{id}/dnc/{channel}/add", tag = "contacts", summary = "Mark a contact do-not-contact on a channel", params(("id" = i64, Path), ("channel" = String, Path)), request_body(content = Object, description = "reason (1 unsubscribed, 2 bounced, 3 manual), comments, channelId"), responses((status = 200)))]
-pub async fn dnc_add(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((contact_id, channel)): Path<(String, String)>, body: Option<ApiBody>) -> AppResult<Json<Value>> {
+pub async fn dnc_add(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path((contact_id, channel)): Path<(String, String)>,
+    body: Option<ApiBody>,
+) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     let body = body.map(|b| b.0).unwrap_or(json!({}));
     let mut o = body.as_object().cloned().unwrap_or_default();
@@ -595,15 +876,26 @@ pub async fn dnc_add(State(state): State<SharedState>, Extension(CurrentUser(me)
     if o.get("reason").is_none() {
         o.insert("reason".into(), json!(DNC_MANUAL));
     }
-    let dnc: Vec<DncInput> = parse_dnc(&Value::Object(o)).map_err(|m| AppError::bad_request(format!("invalid do-not-contact: {m}")))?;
-    let input = ContactInput { dnc, ..ContactInput::default() };
-    save(&state, &me, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
-    Ok(Json(json!({ "contact": one_json(&state, contact_id).await? })))
+    let dnc: Vec<DncInput> = parse_dnc(&Value::Object(o))
+        .map_err(|m| AppError::bad_request(format!("invalid do-not-contact: {m}")))?;
+    let input = ContactInput {
+        dnc,
+        ..ContactInput::default()
+    };
+    save(&state, &me, vec![(Target::Patch(contact_id), input)])
+        .await?
+        .remove(0)?;
+    Ok(Json(
+        json!({ "contact": one_json(&state, contact_id).await? }),
+    ))
 }
 
 /// `POST /api/contacts/{id}/dnc/{channel}/remove`
 #[utoipa::path(post, path = "/api/contacts/{id}/dnc/{channel}/remove", tag = "contacts", summary = "Remove a do-not-contact record", params(("id" = i64, Path), ("channel" = String, Path)), responses((status = 200, description = "{recordFound, contact}")))]
-pub async fn dnc_remove(State(state): State<SharedState>, Path((contact_id, channel)): Path<(String, String)>) -> AppResult<Json<Value>> {
+pub async fn dnc_remove(
+    State(state): State<SharedState>,
+    Path((contact_id, channel)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
     require_contact(&state, &contact_id.to_string()).await?;
     let mut tx = state.store.begin().await?;
@@ -611,19 +903,35 @@ pub async fn dnc_remove(State(state): State<SharedState>, Path((contact_id, chan
     if found {
         store::events::insert(
             &mut tx,
-            &[timeline::NewEvent::new(contact_id, timeline::keys::DNC, now_ms(), json!({ "channel": channel, "removed": true })).source("api")],
+            &[timeline::NewEvent::new(
+                contact_id,
+                timeline::keys::DNC,
+                now_ms(),
+                json!({ "channel": channel, "removed": true }),
+            )
+            .source("api")],
         )
         .await?;
     }
     tx.commit().await?;
-    Ok(Json(json!({ "recordFound": found, "contact": one_json(&state, contact_id).await? })))
+    Ok(Json(
+        json!({ "recordFound": found, "contact": one_json(&state, contact_id).await? }),
+    ))
 }
 
 /// `POST /api/contacts/{id}/utm/add`
 #[utoipa::path(post, path = "/api/contacts/{id}/utm/add", tag = "contacts", summary = "Record UTM tags", params(("id" = i64, Path)), request_body = Object, responses((status = 200)))]
-pub async fn utm_add(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(contact_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+pub async fn utm_add(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(contact_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
-    let mut o = body.as_object().cloned().ok_or_else(|| AppError::bad_request("the body must be an object of utm_* values"))?;
+    let mut o = body
+        .as_object()
+        .cloned()
+        .ok_or_else(|| AppError::bad_request("the body must be an object of utm_* values"))?;
     // Mautic's names for these two.
     if let Some(v) = o.remove("useragent") {
         o.insert("user_agent".into(), v);
@@ -632,31 +940,65 @@ pub async fn utm_add(State(state): State<SharedState>, Extension(CurrentUser(me)
         o.insert("remote_host".into(), v);
     }
     let last_active = o.remove("lastActive");
-    let utm = parse_utm(&Value::Object(o)).map_err(|m| AppError::Validation { message: format!("utmtags: {m}"), details: json!({ "utmtags": [m] }) })?;
-    let mut input = ContactInput { utm, ..ContactInput::default() };
+    let utm = parse_utm(&Value::Object(o)).map_err(|m| AppError::Validation {
+        message: format!("utmtags: {m}"),
+        details: json!({ "utmtags": [m] }),
+    })?;
+    let mut input = ContactInput {
+        utm,
+        ..ContactInput::default()
+    };
     if let Some(v) = last_active {
         input.values.push(("last_active".into(), v));
     }
-    save(&state, &me, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
-    Ok(Json(json!({ "contact": one_json(&state, contact_id).await? })))
+    save(&state, &me, vec![(Target::Patch(contact_id), input)])
+        .await?
+        .remove(0)?;
+    Ok(Json(
+        json!({ "contact": one_json(&state, contact_id).await? }),
+    ))
 }
 
 /// `POST /api/contacts/{id}/points/{plus|minus}/{delta}`
 #[utoipa::path(post, path = "/api/contacts/{id}/points/{op}/{delta}", tag = "contacts", summary = "Add (plus) or subtract (minus) points", params(("id" = i64, Path), ("op" = String, Path, description = "plus or minus"), ("delta" = i64, Path)), responses((status = 200, description = "{\"success\": 1}")))]
-pub async fn points(State(state): State<SharedState>, Path((contact_id, op, delta)): Path<(String, String, String)>) -> AppResult<Json<Value>> {
+pub async fn points(
+    State(state): State<SharedState>,
+    Path((contact_id, op, delta)): Path<(String, String, String)>,
+) -> AppResult<Json<Value>> {
     let contact_id = id(&contact_id)?;
-    let delta: i64 = delta.parse().ok().filter(|d: &i64| *d >= 0 && *d <= 1_000_000_000).ok_or_else(|| AppError::bad_request("the delta must be a whole number from 0 to 1000000000"))?;
+    let delta: i64 = delta
+        .parse()
+        .ok()
+        .filter(|d: &i64| *d >= 0 && *d <= 1_000_000_000)
+        .ok_or_else(|| {
+            AppError::bad_request("the delta must be a whole number from 0 to 1000000000")
+        })?;
     let delta = match op.as_str() {
         "plus" => delta,
         "minus" => -delta,
         _ => return Err(AppError::bad_request("Invalid operator: use plus or minus")),
     };
-    service::change_points(&state.store, contact_id, delta, if delta >= 0 { "add (+)" } else { "subtract (-)" }, now_ms()).await?;
+    service::change_points(
+        &state.store,
+        contact_id,
+        delta,
+        if delta >= 0 {
+            "add (+)"
+        } else {
+            "subtract (-)"
+        },
+        now_ms(),
+    )
+    .await?;
     Ok(Json(json!({ "success": 1 })))
 }
 
 #[utoipa::path(post, path = "/api/contacts/{id}/merge/{other_id}", tag = "contacts", summary = "Merge another contact into this one (this one survives; nothing is lost)", params(("id" = i64, Path), ("other_id" = i64, Path)), responses((status = 200, description = "{contact, merged: {fieldsTaken, rowsMoved}}"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn merge(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((winner, loser)): Path<(String, String)>) -> AppResult<Json<Value>> {
+pub async fn merge(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path((winner, loser)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
     let winner = resolve_id(&state, id(&winner)?).await?;
     let loser = id(&loser)?;
     let mut db = state.store.read().await?;
@@ -665,8 +1007,21 @@ pub async fn merge(State(state): State<SharedState>, Extension(CurrentUser(me)):
         return Err(AppError::not_found());
     }
     drop(db);
-    let summary = crate::contacts::merge::merge(&state.store, &fields, winner, loser, Source::Api, Some(me.id), now_ms()).await?;
-    let moved: Map<String, Value> = summary.rows_moved.iter().map(|(t, n)| (t.clone(), json!(n))).collect();
+    let summary = crate::contacts::merge::merge(
+        &state.store,
+        &fields,
+        winner,
+        loser,
+        Source::Api,
+        Some(me.id),
+        now_ms(),
+    )
+    .await?;
+    let moved: Map<String, Value> = summary
+        .rows_moved
+        .iter()
+        .map(|(t, n)| (t.clone(), json!(n)))
+        .collect();
     Ok(Json(json!({
         "contact": one_json(&state, winner).await?,
         "merged": { "loserId": loser, "fieldsTaken": summary.fields_taken, "rowsMoved": moved },

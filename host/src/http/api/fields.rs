@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
-use crate::contacts::field_service;
 use super::openapi::ErrorBody;
+use crate::contacts::field_service;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -16,18 +16,30 @@ use crate::state::SharedState;
 fn check_object(object: &str) -> AppResult<()> {
     match object {
         "contact" | "lead" => Ok(()),
-        "company" => Err(AppError::NotFound("company fields are not available yet".into())),
+        "company" => Err(AppError::NotFound(
+            "company fields are not available yet".into(),
+        )),
         _ => Err(AppError::not_found()),
     }
 }
 
 fn require_admin(user: &crate::users::User) -> AppResult<()> {
-    if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("You do not have access to the requested area/action.".into())) }
+    if user.is_admin() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "You do not have access to the requested area/action.".into(),
+        ))
+    }
 }
 
 /// `GET /api/fields/contact`
 #[utoipa::path(get, path = "/api/fields/{object}", tag = "fields", summary = "List contact fields", params(("object" = String, Path, description = "contact")), responses((status = 200)))]
-pub async fn list(State(state): State<SharedState>, Path(object): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+pub async fn list(
+    State(state): State<SharedState>,
+    Path(object): Path<String>,
+    q: PhpQuery,
+) -> AppResult<Json<Value>> {
     check_object(&object)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
@@ -36,10 +48,18 @@ pub async fn list(State(state): State<SharedState>, Path(object): Path<String>, 
     let limit = q.int("limit", 0)? as usize;
     let matching: Vec<_> = fields
         .iter()
-        .filter(|f| search.is_empty() || f.alias.contains(&search) || f.label.to_lowercase().contains(&search))
+        .filter(|f| {
+            search.is_empty()
+                || f.alias.contains(&search)
+                || f.label.to_lowercase().contains(&search)
+        })
         .collect();
     let mut out = Map::new();
-    for f in matching.iter().skip(start).take(if limit == 0 { usize::MAX } else { limit }) {
+    for f in matching
+        .iter()
+        .skip(start)
+        .take(if limit == 0 { usize::MAX } else { limit })
+    {
         out.insert(f.id.to_string(), f.to_json());
     }
     Ok(Json(json!({ "total": matching.len(), "fields": out })))
@@ -47,7 +67,10 @@ pub async fn list(State(state): State<SharedState>, Path(object): Path<String>, 
 
 /// `GET /api/fields/contact/{id}`
 #[utoipa::path(get, path = "/api/fields/{object}/{id}", tag = "fields", summary = "Get a field", params(("object" = String, Path), ("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<SharedState>, Path((object, field_id)): Path<(String, String)>) -> AppResult<Json<Value>> {
+pub async fn get(
+    State(state): State<SharedState>,
+    Path((object, field_id)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
     check_object(&object)?;
     let field_id = id(&field_id)?;
     let mut db = state.store.read().await?;
@@ -58,7 +81,12 @@ pub async fn get(State(state): State<SharedState>, Path((object, field_id)): Pat
 
 /// `POST /api/fields/contact/new`
 #[utoipa::path(post, path = "/api/fields/{object}/new", tag = "fields", summary = "Create a field (a new column); admins only", params(("object" = String, Path)), request_body = Object, responses((status = 201), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(object): Path<String>, ApiBody(body): ApiBody) -> AppResult<Response> {
+pub async fn create(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(object): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
     check_object(&object)?;
     require_admin(&me)?;
     let def = field_service::create(&state.store, &state.fields, &body).await?;
@@ -67,7 +95,12 @@ pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me))
 
 /// `PATCH|PUT /api/fields/contact/{id}/edit`
 #[utoipa::path(patch, path = "/api/fields/{object}/{id}/edit", tag = "fields", summary = "Edit a field; alias and storage type are fixed", params(("object" = String, Path), ("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 422, body = ErrorBody)))]
-pub async fn edit(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((object, field_id)): Path<(String, String)>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+pub async fn edit(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path((object, field_id)): Path<(String, String)>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
     check_object(&object)?;
     require_admin(&me)?;
     let def = field_service::update(&state.store, &state.fields, id(&field_id)?, &body).await?;
@@ -76,7 +109,11 @@ pub async fn edit(State(state): State<SharedState>, Extension(CurrentUser(me)): 
 
 /// `DELETE /api/fields/contact/{id}/delete`: answers with the field as it was, id null.
 #[utoipa::path(delete, path = "/api/fields/{object}/{id}/delete", tag = "fields", summary = "Delete a field and its column", params(("object" = String, Path), ("id" = i64, Path)), responses((status = 200), (status = 403, body = ErrorBody)))]
-pub async fn delete(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((object, field_id)): Path<(String, String)>) -> AppResult<Json<Value>> {
+pub async fn delete(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path((object, field_id)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
     check_object(&object)?;
     require_admin(&me)?;
     let def = field_service::delete(&state.store, &state.fields, id(&field_id)?).await?;

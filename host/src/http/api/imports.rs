@@ -16,14 +16,17 @@ use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::imports::{self, DialectOverride, Preview, Settings, detect, mapping};
 use crate::state::SharedState;
+use crate::store;
 use crate::store::imports::ImportRow;
 use crate::store::jobs::JobRow;
-use crate::store;
 use crate::time::{iso, iso_opt, now_ms};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route("/imports", get(list).post(upload).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/imports",
+            get(list).post(upload).layer(DefaultBodyLimit::disable()),
+        )
         .route("/imports/{id}", get(get_one))
         .route("/imports/{id}/start", post(start))
         .route("/imports/{id}/stop", post(stop))
@@ -45,10 +48,14 @@ fn preview_json(p: &Preview, fields: &crate::contacts::fields::FieldSet) -> Valu
             json!({ "column": m.column, "header": m.header, "field": m.target.name(), "label": label, "matchedBy": m.matched_by })
         })
         .collect();
-    let rows: Vec<Value> = p.rows.iter().map(|r| match r {
-        Ok(values) => json!(values),
-        Err(message) => json!({ "error": message }),
-    }).collect();
+    let rows: Vec<Value> = p
+        .rows
+        .iter()
+        .map(|r| match r {
+            Ok(values) => json!(values),
+            Err(message) => json!({ "error": message }),
+        })
+        .collect();
     let mut targets: Vec<Value> = fields
         .iter()
         .map(|f| json!({ "field": f.alias, "label": f.label, "type": f.field_type.as_str(), "isUniqueIdentifier": f.is_unique_identifier }))
@@ -132,7 +139,12 @@ pub fn import_json(i: &ImportRow, job: Option<&JobRow>, preview: Option<Value>) 
     out
 }
 
-async fn with_preview(state: &SharedState, i: &ImportRow, job: Option<&JobRow>, over: &DialectOverride) -> AppResult<Value> {
+async fn with_preview(
+    state: &SharedState,
+    i: &ImportRow,
+    job: Option<&JobRow>,
+    over: &DialectOverride,
+) -> AppResult<Value> {
     let preview = match imports::preview(state, i, over).await {
         Ok(p) => {
             let mut db = state.store.read().await?;
@@ -151,11 +163,22 @@ fn file_name_of(req: &Request, q: &PhpQuery) -> String {
     }
     let h = req.headers();
     if let Some(n) = h.get("x-file-name").and_then(|v| v.to_str().ok()) {
-        return percent_encoding::percent_decode_str(n).decode_utf8_lossy().into_owned();
+        return percent_encoding::percent_decode_str(n)
+            .decode_utf8_lossy()
+            .into_owned();
     }
-    if let Some(cd) = h.get(header::CONTENT_DISPOSITION).and_then(|v| v.to_str().ok()) {
+    if let Some(cd) = h
+        .get(header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(rest) = cd.split("filename=").nth(1) {
-            return rest.split(';').next().unwrap_or("").trim().trim_matches('"').to_owned();
+            return rest
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"')
+                .to_owned();
         }
     }
     "upload.csv".to_owned()
@@ -167,7 +190,12 @@ fn file_name_of(req: &Request, q: &PhpQuery) -> String {
     params(("filename" = Option<String>, Query, description = "Name of the uploaded file (raw bodies)")),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 201, description = "{\"import\": Import} with preview"), (status = 413, body = ErrorBody), (status = 422, description = "Not a CSV file", body = ErrorBody)))]
-pub async fn upload(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, q: PhpQuery, req: Request) -> AppResult<Response> {
+pub async fn upload(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    q: PhpQuery,
+    req: Request,
+) -> AppResult<Response> {
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -180,18 +208,27 @@ pub async fn upload(State(state): State<SharedState>, Extension(CurrentUser(me))
             .await
             .map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))?;
         let mut found = None;
-        while let Some(mut field) = form.next_field().await.map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))? {
+        while let Some(mut field) = form
+            .next_field()
+            .await
+            .map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))?
+        {
             if field.file_name().is_none() && field.name() != Some("file") {
                 continue;
             }
             let n = field.file_name().unwrap_or("upload.csv").to_owned();
-            while let Some(chunk) = field.chunk().await.map_err(|e| AppError::bad_request(format!("the upload was interrupted: {e}")))? {
+            while let Some(chunk) = field
+                .chunk()
+                .await
+                .map_err(|e| AppError::bad_request(format!("the upload was interrupted: {e}")))?
+            {
                 upload.write(&chunk).await?;
             }
             found = Some(n);
             break;
         }
-        name = found.ok_or_else(|| AppError::bad_request("the multipart body has no file field"))?;
+        name =
+            found.ok_or_else(|| AppError::bad_request("the multipart body has no file field"))?;
     } else {
         name = file_name_of(&req, &q);
         let mut body = req.into_body();
@@ -223,11 +260,18 @@ pub async fn upload(State(state): State<SharedState>, Extension(CurrentUser(me))
 #[utoipa::path(get, path = "/api/imports", tag = "imports", summary = "List imports, newest first (yours; all for admins)",
     params(("start" = Option<i64>, Query), ("limit" = Option<i64>, Query, description = "default 30, at most 200")),
     responses((status = 200, description = "{\"total\": N, \"imports\": [Import]}")))]
-pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, q: PhpQuery) -> AppResult<Json<Value>> {
+pub async fn list(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    q: PhpQuery,
+) -> AppResult<Json<Value>> {
     let start = q.int("start", 0)?;
     let limit = q.int("limit", 30)?.clamp(1, 200);
     let (rows, total) = imports::list_for(&state, &me, start, limit).await?;
-    let items: Vec<Value> = rows.iter().map(|(i, job)| import_json(i, job.as_ref(), None)).collect();
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|(i, job)| import_json(i, job.as_ref(), None))
+        .collect();
     Ok(Json(json!({ "total": total, "imports": items })))
 }
 
@@ -237,7 +281,12 @@ pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): 
         ("delimiter" = Option<String>, Query, description = "Preview with another delimiter: , ; | or tab"),
         ("quote" = Option<String>, Query), ("encoding" = Option<String>, Query, description = "utf-8 or windows-1252")),
     responses((status = 200, description = "{\"import\": Import}"), (status = 404, body = ErrorBody)))]
-pub async fn get_one(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(import_id): Path<String>, q: PhpQuery) -> AppResult<Json<Value>> {
+pub async fn get_one(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(import_id): Path<String>,
+    q: PhpQuery,
+) -> AppResult<Json<Value>> {
     let (import, job) = imports::get_for(&state, &me, id(&import_id)?).await?;
     let want_preview = match q.0.get("preview") {
         Some(v) => crate::contacts::input::flag(v).unwrap_or(true),
@@ -252,9 +301,15 @@ pub async fn get_one(State(state): State<SharedState>, Extension(CurrentUser(me)
     Ok(Json(json!({ "import": body })))
 }
 
-async fn current(state: &SharedState, me: &crate::users::User, import_id: i64) -> AppResult<Json<Value>> {
+async fn current(
+    state: &SharedState,
+    me: &crate::users::User,
+    import_id: i64,
+) -> AppResult<Json<Value>> {
     let (import, job) = imports::get_for(state, me, import_id).await?;
-    Ok(Json(json!({ "import": import_json(&import, job.as_ref(), None) })))
+    Ok(Json(
+        json!({ "import": import_json(&import, job.as_ref(), None) }),
+    ))
 }
 
 /// `POST /api/imports/{id}/start`
@@ -262,7 +317,12 @@ async fn current(state: &SharedState, me: &crate::users::User, import_id: i64) -
     description = "Body: {\"mapping\": [{\"column\": 0, \"field\": \"email\"}, {\"column\": 3, \"create\": {\"label\": \"Shoe size\", \"type\": \"number\"}}, {\"column\": 4, \"field\": null}], \"ifExists\": \"update\"|\"skip\", \"matchBy\": \"identifiers\"|\"id\", \"operator\": \"and\"|\"or\", \"owner\": userId, \"tags\": [\"imported\"], \"delimiter\", \"quote\", \"encoding\"}. mapping may also be an object {\"<header or column number>\": alias|null|{\"create\": {…}}}; without mapping the proposal is used. Besides field aliases a column may go to id, tags, owner, stage, dateAdded, dateIdentified or ipAddress. Empty cells never overwrite; the text NULL clears a field.",
     params(("id" = i64, Path)), request_body = Object,
     responses((status = 202, description = "{\"import\": Import}, queued"), (status = 409, description = "Already started", body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn start(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(import_id): Path<String>, body: Option<ApiBody>) -> AppResult<Response> {
+pub async fn start(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(import_id): Path<String>,
+    body: Option<ApiBody>,
+) -> AppResult<Response> {
     let import_id = id(&import_id)?;
     let body = body.map_or(Value::Object(Map::new()), |b| b.0);
     imports::start(&state, &me, import_id, &body).await?;
@@ -272,7 +332,11 @@ pub async fn start(State(state): State<SharedState>, Extension(CurrentUser(me)):
 /// `POST /api/imports/{id}/stop`
 #[utoipa::path(post, path = "/api/imports/{id}/stop", tag = "imports", summary = "Stop (pause) an import at its next checkpoint; resume it later",
     params(("id" = i64, Path)), responses((status = 200, description = "{\"import\": Import} (status stopping or paused)"), (status = 409, body = ErrorBody)))]
-pub async fn stop(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(import_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn stop(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(import_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let import_id = id(&import_id)?;
     imports::stop(&state, &me, import_id).await?;
     current(&state, &me, import_id).await
@@ -281,7 +345,11 @@ pub async fn stop(State(state): State<SharedState>, Extension(CurrentUser(me)): 
 /// `POST /api/imports/{id}/resume`
 #[utoipa::path(post, path = "/api/imports/{id}/resume", tag = "imports", summary = "Resume a paused or failed import from its checkpoint",
     params(("id" = i64, Path)), responses((status = 200, description = "{\"import\": Import}"), (status = 409, body = ErrorBody)))]
-pub async fn resume(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(import_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn resume(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(import_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let import_id = id(&import_id)?;
     imports::resume(&state, &me, import_id).await?;
     current(&state, &me, import_id).await
@@ -290,7 +358,11 @@ pub async fn resume(State(state): State<SharedState>, Extension(CurrentUser(me))
 /// `DELETE /api/imports/{id}/delete`
 #[utoipa::path(delete, path = "/api/imports/{id}/delete", tag = "imports", summary = "Delete an import that is not running (its file and record; imported contacts stay)",
     params(("id" = i64, Path)), responses((status = 200), (status = 409, body = ErrorBody)))]
-pub async fn delete_one(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(import_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn delete_one(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(import_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let import_id = id(&import_id)?;
     imports::delete(&state, &me, import_id).await?;
     Ok(Json(json!({ "import": { "id": Value::Null } })))
@@ -299,7 +371,11 @@ pub async fn delete_one(State(state): State<SharedState>, Extension(CurrentUser(
 /// `GET /api/imports/{id}/failed.csv`
 #[utoipa::path(get, path = "/api/imports/{id}/failed.csv", tag = "imports", summary = "The rows that could not be imported, as CSV: row, line, reason, then the row's values",
     params(("id" = i64, Path)), responses((status = 200, content_type = "text/csv"), (status = 404, body = ErrorBody)))]
-pub async fn failed_csv(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(import_id): Path<String>) -> AppResult<Response> {
+pub async fn failed_csv(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(import_id): Path<String>,
+) -> AppResult<Response> {
     let (import, _) = imports::get_for(&state, &me, id(&import_id)?).await?;
     failed_rows_response(&state, &import)
 }
@@ -312,49 +388,86 @@ pub fn failed_rows_response(state: &SharedState, import: &ImportRow) -> AppResul
     head.extend_from_slice(b"\xEF\xBB\xBF");
     let mut cols: Vec<String> = vec!["row".into(), "line".into(), "reason".into()];
     cols.extend(settings.headers.iter().cloned());
-    crate::exports::write_csv_row(&mut head, cols.iter().map(|c| crate::exports::neutralize(c))).map_err(|e| AppError::Internal(e.into()))?;
+    crate::exports::write_csv_row(
+        &mut head,
+        cols.iter().map(|c| crate::exports::neutralize(c)),
+    )
+    .map_err(|e| AppError::Internal(e.into()))?;
     let import_id = import.id;
-    let stream = futures_util::stream::unfold((state.clone(), 0i64, false, Some(head)), move |(state, after, done, head)| async move {
-        if let Some(h) = head {
-            return Some((Ok::<Bytes, std::io::Error>(Bytes::from(h)), (state, after, done, None)));
-        }
-        if done {
-            return None;
-        }
-        let page = async {
-            let mut db = state.store.read().await?;
-            anyhow::Ok(store::imports::failures_after(&mut db, import_id, after, 5000).await?)
-        }
-        .await;
-        match page {
-            Err(e) => Some((Err(std::io::Error::other(e.to_string())), (state, after, true, None))),
-            Ok(rows) if rows.is_empty() => None,
-            Ok(rows) => {
-                let last = rows.last().map_or(after, |f| f.row);
-                let mut buf = Vec::new();
-                for f in &rows {
-                    let mut cells: Vec<std::borrow::Cow<'_, str>> = vec![f.row.to_string().into(), f.line.to_string().into(), crate::exports::neutralize(&f.reason)];
-                    cells.extend(f.values.iter().map(|v| crate::exports::neutralize(v)));
-                    let _ = crate::exports::write_csv_row(&mut buf, cells);
-                }
-                Some((Ok(Bytes::from(buf)), (state, last, rows.len() < 5000, None)))
+    let stream = futures_util::stream::unfold(
+        (state.clone(), 0i64, false, Some(head)),
+        move |(state, after, done, head)| async move {
+            if let Some(h) = head {
+                return Some((
+                    Ok::<Bytes, std::io::Error>(Bytes::from(h)),
+                    (state, after, done, None),
+                ));
             }
-        }
-    });
+            if done {
+                return None;
+            }
+            let page = async {
+                let mut db = state.store.read().await?;
+                anyhow::Ok(store::imports::failures_after(&mut db, import_id, after, 5000).await?)
+            }
+            .await;
+            match page {
+                Err(e) => Some((
+                    Err(std::io::Error::other(e.to_string())),
+                    (state, after, true, None),
+                )),
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let last = rows.last().map_or(after, |f| f.row);
+                    let mut buf = Vec::new();
+                    for f in &rows {
+                        let mut cells: Vec<std::borrow::Cow<'_, str>> = vec![
+                            f.row.to_string().into(),
+                            f.line.to_string().into(),
+                            crate::exports::neutralize(&f.reason),
+                        ];
+                        cells.extend(f.values.iter().map(|v| crate::exports::neutralize(v)));
+                        let _ = crate::exports::write_csv_row(&mut buf, cells);
+                    }
+                    Some((Ok(Bytes::from(buf)), (state, last, rows.len() < 5000, None)))
+                }
+            }
+        },
+    );
     let name = format!("import-{}-failed-rows.csv", import.id);
-    Ok(csv_response(Body::from_stream(stream), &name, "text/csv; charset=utf-8", None))
+    Ok(csv_response(
+        Body::from_stream(stream),
+        &name,
+        "text/csv; charset=utf-8",
+        None,
+    ))
 }
 
 /// A download response: the type, an attachment name and no caching.
-pub fn csv_response(body: Body, file_name: &str, content_type: &str, length: Option<u64>) -> Response {
+pub fn csv_response(
+    body: Body,
+    file_name: &str,
+    content_type: &str,
+    length: Option<u64>,
+) -> Response {
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file_name.replace(['"', '\\'], "_"))) {
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        file_name.replace(['"', '\\'], "_")
+    )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if let Some(n) = length {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }

@@ -13,9 +13,9 @@ pub mod plugins;
 pub mod stages;
 pub mod tags;
 
+use axum::Router;
 use axum::middleware;
 use axum::routing::{delete, get, patch, post, put};
-use axum::Router;
 
 use crate::error::AppError;
 use crate::state::SharedState;
@@ -26,12 +26,18 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/contacts", get(contacts::list))
         .route("/contacts/new", post(contacts::create))
         .route("/contacts/batch/new", post(contacts::batch_new))
-        .route("/contacts/batch/edit", patch(contacts::batch_edit).put(contacts::batch_edit))
+        .route(
+            "/contacts/batch/edit",
+            patch(contacts::batch_edit).put(contacts::batch_edit),
+        )
         .route("/contacts/batch/delete", delete(contacts::batch_delete))
         .route("/contacts/list/fields", get(contacts::list_fields))
         .route("/contacts/list/owners", get(contacts::list_owners))
         .route("/contacts/{id}", get(contacts::get))
-        .route("/contacts/{id}/edit", patch(contacts::patch).put(contacts::put))
+        .route(
+            "/contacts/{id}/edit",
+            patch(contacts::patch).put(contacts::put),
+        )
         .route("/contacts/{id}/delete", delete(contacts::delete))
         .route("/contacts/{id}/notes", get(contacts::notes))
         .route("/contacts/{id}/devices", get(contacts::devices))
@@ -40,27 +46,42 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/contacts/{id}/segments", get(contacts::segments))
         .route("/contacts/{id}/activity", get(contacts::activity))
         .route("/contacts/{id}/dnc/{channel}/add", post(contacts::dnc_add))
-        .route("/contacts/{id}/dnc/{channel}/remove", post(contacts::dnc_remove))
+        .route(
+            "/contacts/{id}/dnc/{channel}/remove",
+            post(contacts::dnc_remove),
+        )
         .route("/contacts/{id}/utm/add", post(contacts::utm_add))
         .route("/contacts/{id}/points/{op}/{delta}", post(contacts::points))
         .route("/contacts/{id}/merge/{other_id}", post(contacts::merge))
         .route("/fields/{object}", get(fields::list))
         .route("/fields/{object}/new", post(fields::create))
         .route("/fields/{object}/{id}", get(fields::get))
-        .route("/fields/{object}/{id}/edit", patch(fields::edit).put(fields::edit))
+        .route(
+            "/fields/{object}/{id}/edit",
+            patch(fields::edit).put(fields::edit),
+        )
         .route("/fields/{object}/{id}/delete", delete(fields::delete))
         .route("/notes", get(notes::list))
         .route("/notes/new", post(notes::create))
         .route("/notes/{id}", get(notes::get))
         .route("/notes/{id}/edit", patch(notes::edit).put(notes::edit))
         .route("/notes/{id}/delete", delete(notes::delete))
-        .route("/contacts/{id}/tracking-token", get(contacts::tracking_token))
+        .route(
+            "/contacts/{id}/tracking-token",
+            get(contacts::tracking_token),
+        )
         .route("/companies", get(companies::list))
         .route("/companies/new", post(companies::create))
         .route("/companies/{id}", get(companies::get))
-        .route("/companies/{id}/edit", patch(companies::edit).put(companies::edit))
+        .route(
+            "/companies/{id}/edit",
+            patch(companies::edit).put(companies::edit),
+        )
         .route("/companies/{id}/delete", delete(companies::delete))
-        .route("/companies/{id}/contact/{contact_id}/{action}", post(companies::contact))
+        .route(
+            "/companies/{id}/contact/{contact_id}/{action}",
+            post(companies::contact),
+        )
         .route("/forms", get(forms::list))
         .route("/forms/new", post(forms::create))
         .route("/forms/{id}", get(forms::get))
@@ -70,7 +91,10 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/tags/new", post(tags::create))
         .route("/stages", get(stages::list))
         .route("/stages/new", post(stages::create))
-        .route("/stages/{id}/contact/{contact_id}/{action}", post(stages::change_contact))
+        .route(
+            "/stages/{id}/contact/{contact_id}/{action}",
+            post(stages::change_contact),
+        )
         .merge(imports::routes())
         .merge(exports::routes())
         .route("/plugins", get(plugins::list))
@@ -81,7 +105,14 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/plugins/{name}/secret", get(plugins::secret))
         .route("/plugins/{name}/secret/rotate", post(plugins::rotate))
         .route("/plugins/{name}/{action}", post(plugins::enable))
-        .fallback(|| async { AppError::NotFound("Requested URL not found: see /api/openapi.json for the API.".into()) })
-        .method_not_allowed_fallback(|| async { AppError::bad_request("this method is not allowed on this URL") })
-        .route_layer(middleware::from_fn_with_state(state, crate::http::auth::require_basic_auth))
+        .fallback(|| async {
+            AppError::NotFound("Requested URL not found: see /api/openapi.json for the API.".into())
+        })
+        .method_not_allowed_fallback(|| async {
+            AppError::bad_request("this method is not allowed on this URL")
+        })
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            crate::http::auth::require_basic_auth,
+        ))
 }

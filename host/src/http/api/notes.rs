@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use crate::contacts::notes::{self as note_service, NoteInput};
 use super::openapi::ErrorBody;
+use crate::contacts::notes::{self as note_service, NoteInput};
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -46,31 +46,52 @@ pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Js
         note_type,
         offset: q.int("start", 0)?,
         limit: q.int("limit", 30)?.clamp(1, 1000),
-        ascending: q.str("orderByDir").is_some_and(|d| d.eq_ignore_ascii_case("asc")),
+        ascending: q
+            .str("orderByDir")
+            .is_some_and(|d| d.eq_ignore_ascii_case("asc")),
     };
     let (notes, total) = store::notes::list(&mut db, &query).await?;
-    Ok(Json(json!({ "total": total, "notes": notes.iter().map(note_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "total": total, "notes": notes.iter().map(note_json).collect::<Vec<_>>() }),
+    ))
 }
 
 /// `GET /api/notes/{id}`
 #[utoipa::path(get, path = "/api/notes/{id}", tag = "notes", summary = "Get a note", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<SharedState>, Path(note_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(note_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
-    let note = store::notes::get(&mut db, id(&note_id)?).await?.ok_or_else(AppError::not_found)?;
+    let note = store::notes::get(&mut db, id(&note_id)?)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     Ok(Json(json!({ "note": note_json(&note) })))
 }
 
 /// `POST /api/notes/new`
 #[utoipa::path(post, path = "/api/notes/new", tag = "notes", summary = "Create a note: lead, text, type (general, email, call, meeting), dateTime", request_body = Object, responses((status = 201), (status = 422, body = ErrorBody)))]
-pub async fn create(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, ApiBody(body): ApiBody) -> AppResult<Response> {
+pub async fn create(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
     let input = NoteInput::from_json(&body, true)?;
     let note = note_service::create(&state.store, &input, Some(me.id)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "note": note_json(&note) }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "note": note_json(&note) })),
+    )
+        .into_response())
 }
 
 /// `PATCH|PUT /api/notes/{id}/edit`
 #[utoipa::path(patch, path = "/api/notes/{id}/edit", tag = "notes", summary = "Edit a note", params(("id" = i64, Path)), request_body = Object, responses((status = 200)))]
-pub async fn edit(State(state): State<SharedState>, Path(note_id): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+pub async fn edit(
+    State(state): State<SharedState>,
+    Path(note_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
     let input = NoteInput::from_json(&body, false)?;
     let note = note_service::update(&state.store, id(&note_id)?, &input).await?;
     Ok(Json(json!({ "note": note_json(&note) })))
@@ -78,7 +99,10 @@ pub async fn edit(State(state): State<SharedState>, Path(note_id): Path<String>,
 
 /// `DELETE /api/notes/{id}/delete`
 #[utoipa::path(delete, path = "/api/notes/{id}/delete", tag = "notes", summary = "Delete a note", params(("id" = i64, Path)), responses((status = 200)))]
-pub async fn delete(State(state): State<SharedState>, Path(note_id): Path<String>) -> AppResult<Json<Value>> {
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(note_id): Path<String>,
+) -> AppResult<Json<Value>> {
     let note = note_service::delete(&state.store, id(&note_id)?).await?;
     let mut j = note_json(&note);
     j["id"] = Value::Null;

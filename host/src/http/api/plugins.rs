@@ -29,11 +29,20 @@ pub const MAX_UPLOAD: usize = 64 << 20;
 pub const MAX_HOOK_BODY: usize = 1 << 20;
 
 fn require_admin(user: &crate::users::User) -> AppResult<()> {
-    if user.is_admin() { Ok(()) } else { Err(AppError::Forbidden("You do not have access to the requested area/action.".into())) }
+    if user.is_admin() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "You do not have access to the requested area/action.".into(),
+        ))
+    }
 }
 
 fn plugin(state: &SharedState, name: &str) -> AppResult<std::sync::Arc<Plugin>> {
-    state.plugins.get(name).ok_or_else(|| AppError::NotFound(format!("there is no plugin `{name}`")))
+    state
+        .plugins
+        .get(name)
+        .ok_or_else(|| AppError::NotFound(format!("there is no plugin `{name}`")))
 }
 
 /// A plugin as the Plugins page shows it (never its secret).
@@ -75,7 +84,10 @@ pub fn plugin_json(p: &Plugin) -> Value {
 #[utoipa::path(get, path = "/api/plugins", tag = "plugins", summary = "List plugins (admins only)",
     description = "Every loaded plugin with its kind, capabilities requested and granted, configuration, call statistics and state; `failed` lists files of the plugins directory that could not be loaded.",
     responses((status = 200, description = "{plugins: [...], failed: [{file, error}], runtime: {pooling, callTimeoutMs, memoryLimitMb, maxConsecutiveFailures}}"), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>) -> AppResult<Json<Value>> {
+pub async fn list(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
     let limits = state.plugins.limits();
     Ok(Json(json!({
@@ -92,7 +104,11 @@ pub async fn list(State(state): State<SharedState>, Extension(CurrentUser(me)): 
 
 /// `GET /api/plugins/{name}`
 #[utoipa::path(get, path = "/api/plugins/{name}", tag = "plugins", summary = "One plugin (admins only)", params(("name" = String, Path)), responses((status = 200, description = "{plugin}"), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(name): Path<String>) -> AppResult<Json<Value>> {
+pub async fn get(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(name): Path<String>,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
     let p = plugin(&state, &name)?;
     Ok(Json(json!({ "plugin": plugin_json(&p) })))
@@ -102,7 +118,11 @@ pub async fn get(State(state): State<SharedState>, Extension(CurrentUser(me)): E
 #[utoipa::path(post, path = "/api/plugins/{name}/{action}", tag = "plugins", summary = "Enable or disable a plugin (admins only)",
     description = "`action` is `enable` or `disable`. Enabling also clears a disable-after-failures.",
     params(("name" = String, Path), ("action" = String, Path, description = "enable | disable")), responses((status = 200, description = "{plugin}"), (status = 404, body = ErrorBody)))]
-pub async fn enable(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path((name, action)): Path<(String, String)>) -> AppResult<Json<Value>> {
+pub async fn enable(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path((name, action)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
     let enabled = match action.as_str() {
         "enable" => true,
@@ -119,11 +139,25 @@ pub async fn enable(State(state): State<SharedState>, Extension(CurrentUser(me))
 #[utoipa::path(put, path = "/api/plugins/{name}/capabilities", tag = "plugins", summary = "Grant capabilities (admins only)",
     description = "`{\"granted\": [\"record-events\", \"read-contacts\", \"write-fields\", \"write-tags\", \"private-network\", \"http:https://api.example.com\", \"http:https://*.example.com:*\"]}` replaces the grants. Any valid capability may be granted, requested or not.",
     params(("name" = String, Path)), request_body = Object, responses((status = 200, description = "{plugin}"), (status = 422, body = ErrorBody)))]
-pub async fn capabilities(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(name): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+pub async fn capabilities(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(name): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
     plugin(&state, &name)?;
-    let list = body.get("granted").and_then(Value::as_array).ok_or_else(|| AppError::invalid("granted", "must be a list of capabilities"))?;
-    let texts = list.iter().map(|c| c.as_str().ok_or_else(|| AppError::invalid("granted", "capabilities are strings"))).collect::<AppResult<Vec<&str>>>()?;
+    let list = body
+        .get("granted")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AppError::invalid("granted", "must be a list of capabilities"))?;
+    let texts = list
+        .iter()
+        .map(|c| {
+            c.as_str()
+                .ok_or_else(|| AppError::invalid("granted", "capabilities are strings"))
+        })
+        .collect::<AppResult<Vec<&str>>>()?;
     let granted = capabilities::parse_grants(texts).map_err(|e| AppError::invalid("granted", e))?;
     state.plugins.set_granted(&name, granted).await?;
     let p = plugin(&state, &name)?;
@@ -134,16 +168,27 @@ pub async fn capabilities(State(state): State<SharedState>, Extension(CurrentUse
 #[utoipa::path(put, path = "/api/plugins/{name}/config", tag = "plugins", summary = "Edit a plugin's configuration (admins only)",
     description = "`{\"values\": {key: value}}` replaces the values; keys must be in the plugin's schema, required ones set, selects one of their options. A secret sent back as `********` keeps its stored value.",
     params(("name" = String, Path)), request_body = Object, responses((status = 200, description = "{plugin}"), (status = 422, body = ErrorBody)))]
-pub async fn config(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(name): Path<String>, ApiBody(body): ApiBody) -> AppResult<Json<Value>> {
+pub async fn config(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(name): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
     let p = plugin(&state, &name)?;
-    let values = body.get("values").and_then(Value::as_object).ok_or_else(|| AppError::invalid("values", "must be an object of setting values"))?;
+    let values = body
+        .get("values")
+        .and_then(Value::as_object)
+        .ok_or_else(|| AppError::invalid("values", "must be an object of setting values"))?;
     let out = p.check_config(values).map_err(|list| {
         let mut problems = crate::contacts::input::Problems::default();
         for (key, message) in list {
             problems.add(&key, message);
         }
-        problems.into_result().err().unwrap_or_else(|| AppError::invalid("values", "are invalid"))
+        problems
+            .into_result()
+            .err()
+            .unwrap_or_else(|| AppError::invalid("values", "are invalid"))
     })?;
     state.plugins.set_config(&name, out).await?;
     let p = plugin(&state, &name)?;
@@ -153,34 +198,63 @@ pub async fn config(State(state): State<SharedState>, Extension(CurrentUser(me))
 /// `GET /api/plugins/{name}/secret`
 #[utoipa::path(get, path = "/api/plugins/{name}/secret", tag = "plugins", summary = "The plugin's webhook secret (admins only)",
     params(("name" = String, Path)), responses((status = 200, description = "{secret, header, url}"), (status = 404, body = ErrorBody)))]
-pub async fn secret(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(name): Path<String>) -> AppResult<Json<Value>> {
+pub async fn secret(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(name): Path<String>,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
     let p = plugin(&state, &name)?;
-    Ok(Json(json!({ "secret": p.settings().secret, "header": SECRET_HEADER, "url": format!("/plugins/{name}/hook/") })))
+    Ok(Json(
+        json!({ "secret": p.settings().secret, "header": SECRET_HEADER, "url": format!("/plugins/{name}/hook/") }),
+    ))
 }
 
 /// `POST /api/plugins/{name}/secret/rotate`
 #[utoipa::path(post, path = "/api/plugins/{name}/secret/rotate", tag = "plugins", summary = "Replace the webhook secret (admins only)",
     params(("name" = String, Path)), responses((status = 200, description = "{secret, header, url}"), (status = 404, body = ErrorBody)))]
-pub async fn rotate(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(name): Path<String>) -> AppResult<Json<Value>> {
+pub async fn rotate(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(name): Path<String>,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
-    let secret = state.plugins.rotate_secret(&name).await?.ok_or_else(|| AppError::NotFound(format!("there is no plugin `{name}`")))?;
-    Ok(Json(json!({ "secret": secret, "header": SECRET_HEADER, "url": format!("/plugins/{name}/hook/") })))
+    let secret = state
+        .plugins
+        .rotate_secret(&name)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("there is no plugin `{name}`")))?;
+    Ok(Json(
+        json!({ "secret": secret, "header": SECRET_HEADER, "url": format!("/plugins/{name}/hook/") }),
+    ))
 }
 
 /// `POST /api/plugins/upload`: the body is the `.wasm` itself.
 #[utoipa::path(post, path = "/api/plugins/upload", tag = "plugins", summary = "Install or replace a plugin (admins only)",
     description = "The body is the component (`application/wasm`). It is compiled, linked and described before it is accepted; a bad file is refused with a message and the running plugins are unchanged. A plugin of the same name is swapped without a restart (calls in flight finish on the old code). Built-in names are refused. Uploaded plugins start with no capability granted.",
     request_body(content = Vec<u8>, content_type = "application/wasm"), responses((status = 201, description = "{plugin}"), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody)))]
-pub async fn upload(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, req: Request<Body>) -> AppResult<Response> {
+pub async fn upload(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    req: Request<Body>,
+) -> AppResult<Response> {
     require_admin(&me)?;
     let bytes = read_body(req.into_body(), MAX_UPLOAD).await?;
     if bytes.is_empty() {
-        return Err(AppError::bad_request("send the plugin's .wasm file as the request body"));
+        return Err(AppError::bad_request(
+            "send the plugin's .wasm file as the request body",
+        ));
     }
     match state.plugins.install(bytes.to_vec()).await {
-        Ok(p) => Ok((StatusCode::CREATED, Json(json!({ "plugin": plugin_json(&p) }))).into_response()),
-        Err(message) => Err(AppError::Validation { message: format!("the plugin was refused: {message}"), details: json!({ "file": [message] }) }),
+        Ok(p) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "plugin": plugin_json(&p) })),
+        )
+            .into_response()),
+        Err(message) => Err(AppError::Validation {
+            message: format!("the plugin was refused: {message}"),
+            details: json!({ "file": [message] }),
+        }),
     }
 }
 
@@ -188,7 +262,11 @@ pub async fn upload(State(state): State<SharedState>, Extension(CurrentUser(me))
 #[utoipa::path(delete, path = "/api/plugins/{name}", tag = "plugins", summary = "Remove an installed plugin (admins only)",
     description = "Built-in plugins cannot be removed (disable them). The plugin's settings and storage are kept for a reinstall.",
     params(("name" = String, Path)), responses((status = 200, description = "{removed: true}"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove(State(state): State<SharedState>, Extension(CurrentUser(me)): Extension<CurrentUser>, Path(name): Path<String>) -> AppResult<Json<Value>> {
+pub async fn remove(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(name): Path<String>,
+) -> AppResult<Json<Value>> {
     require_admin(&me)?;
     match state.plugins.remove(&name).await {
         Ok(true) => Ok(Json(json!({ "removed": true }))),
@@ -203,25 +281,45 @@ pub async fn remove(State(state): State<SharedState>, Extension(CurrentUser(me))
     description = "Reaches the plugin's `ingest`, which turns the request into timeline events; contacts are found by email (or id; device ids once tracking exists). 401 without the right secret, 404 for a plugin without webhooks, 400 when the plugin refuses the input, 502 when the plugin fails, 503 when it is disabled.",
     params(("name" = String, Path), ("rest" = String, Path), ("secret" = Option<String>, Query)), security(()), request_body = Object,
     responses((status = 200, description = "{recorded, skipped, message}"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
-pub async fn hook(State(state): State<SharedState>, Path(params): Path<Vec<(String, String)>>, req: Request<Body>) -> Response {
-    let name = params.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or_default();
-    let rest = params.iter().find(|(k, _)| k == "rest").map(|(_, v)| v.clone()).unwrap_or_default();
-    let method = req.method().as_str().to_owned();
-    let query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(query_pairs)
+pub async fn hook(
+    State(state): State<SharedState>,
+    Path(params): Path<Vec<(String, String)>>,
+    req: Request<Body>,
+) -> Response {
+    let name = params
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let mut secret = query.iter().find(|(k, _)| k == "secret").map(|(_, v)| v.clone());
-    if let Some(h) = req.headers().get(SECRET_HEADER).and_then(|v| v.to_str().ok()) {
+    let rest = params
+        .iter()
+        .find(|(k, _)| k == "rest")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let query: Vec<(String, String)> = req.uri().query().map(query_pairs).unwrap_or_default();
+    let mut secret = query
+        .iter()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.clone());
+    if let Some(h) = req
+        .headers()
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         secret = Some(h.to_owned());
     }
     let headers: Vec<types::Pair> = req
         .headers()
         .iter()
-        .filter(|(k, _)| k.as_str() != SECRET_HEADER && *k != header::AUTHORIZATION && *k != header::COOKIE)
+        .filter(|(k, _)| {
+            k.as_str() != SECRET_HEADER && *k != header::AUTHORIZATION && *k != header::COOKIE
+        })
         .take(100)
-        .map(|(k, v)| types::Pair { name: k.as_str().to_owned(), value: String::from_utf8_lossy(v.as_bytes()).into_owned() })
+        .map(|(k, v)| types::Pair {
+            name: k.as_str().to_owned(),
+            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        })
         .collect();
     let body = match read_body(req.into_body(), MAX_HOOK_BODY).await {
         Ok(b) => b,
@@ -230,7 +328,11 @@ pub async fn hook(State(state): State<SharedState>, Path(params): Path<Vec<(Stri
     let request = timeline::WebhookRequest {
         method,
         path: rest.trim_start_matches('/').to_owned(),
-        query: query.into_iter().filter(|(k, _)| k != "secret").map(|(name, value)| types::Pair { name, value }).collect(),
+        query: query
+            .into_iter()
+            .filter(|(k, _)| k != "secret")
+            .map(|(name, value)| types::Pair { name, value })
+            .collect(),
         headers,
         body: body.to_vec(),
     };
@@ -257,11 +359,16 @@ fn hook_error(e: IngestError) -> Response {
             types::Error::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             types::Error::Failed(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
         },
-        IngestError::Call(CallError::Disabled(_)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        IngestError::Call(CallError::Disabled(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         IngestError::Call(c) => (StatusCode::BAD_GATEWAY, c.to_string()),
         IngestError::Database(err) => {
             tracing::error!(error = %err, "webhook: database error");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side; it has been logged.".to_owned())
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side; it has been logged.".to_owned(),
+            )
         }
     };
     let message: String = message.chars().take(2000).collect();
@@ -270,7 +377,11 @@ fn hook_error(e: IngestError) -> Response {
 
 /// `a=1&b=x+y` → [("a", "1"), ("b", "x y")], percent-decoded.
 fn query_pairs(q: &str) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     q.split('&')
         .filter(|p| !p.is_empty())
         .take(200)

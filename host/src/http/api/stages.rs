@@ -34,19 +34,38 @@ pub async fn list(State(state): State<SharedState>) -> AppResult<Json<Value>> {
 
 /// `POST /api/stages/new`
 #[utoipa::path(post, path = "/api/stages/new", tag = "stages", summary = "Create a stage", request_body = Object, responses((status = 201)))]
-pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) -> AppResult<Response> {
-    let o = body.as_object().ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
-    if let Some(k) = o.keys().find(|k| !["name", "description", "weight", "isPublished"].contains(&k.as_str())) {
+pub async fn create(
+    State(state): State<SharedState>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    let o = body
+        .as_object()
+        .ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
+    if let Some(k) = o
+        .keys()
+        .find(|k| !["name", "description", "weight", "isPublished"].contains(&k.as_str()))
+    {
         return Err(AppError::invalid(k, "is not a stage property"));
     }
-    let name = o.get("name").and_then(Value::as_str).map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| AppError::invalid("name", "is required"))?;
+    let name = o
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| AppError::invalid("name", "is required"))?;
     if name.chars().count() > 191 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid("name", "must be at most 191 characters without control characters"));
+        return Err(AppError::invalid(
+            "name",
+            "must be at most 191 characters without control characters",
+        ));
     }
     let description = o.get("description").and_then(Value::as_str).unwrap_or("");
     let weight = match o.get("weight") {
         None | Some(Value::Null) => 0,
-        Some(w) => w.as_i64().or_else(|| w.as_str().and_then(|s| s.parse().ok())).ok_or_else(|| AppError::invalid("weight", "must be a whole number"))?,
+        Some(w) => w
+            .as_i64()
+            .or_else(|| w.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| AppError::invalid("weight", "must be a whole number"))?,
     };
     let mut tx = state.store.begin().await?;
     let existing = store::stages::list(&mut tx).await?;
@@ -56,7 +75,11 @@ pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) ->
     let stage_id = store::stages::create(&mut tx, name, description, weight, now_ms()).await?;
     let stage = store::stages::by_ids(&mut tx, &[stage_id]).await?.remove(0);
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(json!({ "stage": stage_json(&stage) }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "stage": stage_json(&stage) })),
+    )
+        .into_response())
 }
 
 /// `POST /api/stages/{id}/contact/{contactId}/add` and `/remove`.
@@ -76,12 +99,26 @@ pub async fn change_contact(
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let operator = state.operator(&mut db).await?;
-    if store::stages::by_ids(&mut db, &[stage_id]).await?.is_empty() {
+    if store::stages::by_ids(&mut db, &[stage_id])
+        .await?
+        .is_empty()
+    {
         return Err(AppError::not_found());
     }
     drop(db);
-    let ctx = SaveContext { fields: &fields, operator, actor: Some(me.id), source: Source::Api, now: now_ms() };
-    let input = ContactInput { stage: Some(stage), ..ContactInput::default() };
-    service::save(&state.store, &ctx, vec![(Target::Patch(contact_id), input)]).await?.remove(0)?;
+    let ctx = SaveContext {
+        fields: &fields,
+        operator,
+        actor: Some(me.id),
+        source: Source::Api,
+        now: now_ms(),
+    };
+    let input = ContactInput {
+        stage: Some(stage),
+        ..ContactInput::default()
+    };
+    service::save(&state.store, &ctx, vec![(Target::Patch(contact_id), input)])
+        .await?
+        .remove(0)?;
     Ok(Json(json!({ "success": 1 })))
 }

@@ -1,9 +1,9 @@
 //! `/api/tags`: the tag list, and creating a tag.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Map, Value, json};
 
 use crate::contacts::input::normalize_tag;
@@ -24,7 +24,8 @@ pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Js
         0 => 1000,
         n => n.min(1000),
     };
-    let (tags, total) = store::tags::list(&mut db, q.str("search"), q.int("start", 0)?, limit).await?;
+    let (tags, total) =
+        store::tags::list(&mut db, q.str("search"), q.int("start", 0)?, limit).await?;
     let mut out = Map::new();
     for t in &tags {
         out.insert(t.id.to_string(), tag_json(t));
@@ -34,13 +35,22 @@ pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Js
 
 /// `POST /api/tags/new`: 201 for a new tag, 200 with the existing one when the name exists.
 #[utoipa::path(post, path = "/api/tags/new", tag = "tags", summary = "Create a tag (200 with the existing one when the name exists)", request_body = Object, responses((status = 201), (status = 200)))]
-pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) -> AppResult<Response> {
-    let name = body.get("tag").and_then(Value::as_str).ok_or_else(|| AppError::invalid("tag", "is required"))?;
+pub async fn create(
+    State(state): State<SharedState>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    let name = body
+        .get("tag")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::invalid("tag", "is required"))?;
     let name = normalize_tag(name.trim()).map_err(|m| AppError::invalid("tag", m))?;
     if name.is_empty() {
         return Err(AppError::invalid("tag", "is required"));
     }
-    if let Some(k) = body.as_object().and_then(|o| o.keys().find(|k| !["tag", "description"].contains(&k.as_str()))) {
+    if let Some(k) = body.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| !["tag", "description"].contains(&k.as_str()))
+    }) {
         return Err(AppError::invalid(k, "is not a tag property"));
     }
     let mut tx = state.store.begin().await?;
@@ -49,5 +59,9 @@ pub async fn create(State(state): State<SharedState>, ApiBody(body): ApiBody) ->
     }
     let id = store::tags::insert(&mut tx, &name).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(json!({ "tag": { "id": id, "tag": name, "description": null } }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "tag": { "id": id, "tag": name, "description": null } })),
+    )
+        .into_response())
 }

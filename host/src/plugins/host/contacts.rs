@@ -30,7 +30,10 @@ pub fn to_wit(fields: &FieldSet, c: &crate::contacts::Contact) -> Contact {
                 Value::Float(x) => FieldValue::Float(x),
                 Value::Text(s) => FieldValue::Text(s),
             };
-            Some(Field { alias: f.alias.clone(), value })
+            Some(Field {
+                alias: f.alias.clone(),
+                value,
+            })
         })
         .collect();
     Contact {
@@ -72,7 +75,9 @@ pub fn find_contact(s: &Sandbox, who: &ContactRef) -> Result<Option<i64>, Error>
 fn app_error(e: AppError) -> Error {
     match e {
         AppError::NotFound(m) => Error::NotFound(m),
-        AppError::Validation { message, details } => Error::InvalidInput(format!("{message} {details}")),
+        AppError::Validation { message, details } => {
+            Error::InvalidInput(format!("{message} {details}"))
+        }
         AppError::BadRequest(m) => Error::InvalidInput(m),
         AppError::Internal(e) => internal(e),
         other => Error::Failed(other.to_string()),
@@ -86,8 +91,17 @@ fn save(s: &Sandbox, contact_id: i64, input: ContactInput) -> Result<(), Error> 
         let fields = state.fields(&mut db).await?;
         let operator = state.operator(&mut db).await?;
         drop(db);
-        let ctx = SaveContext { fields: &fields, operator, actor: None, source: Source::Plugin, now: now_ms() };
-        service::save(&state.store, &ctx, vec![(Target::Patch(contact_id), input)]).await?.remove(0).map(drop)
+        let ctx = SaveContext {
+            fields: &fields,
+            operator,
+            actor: None,
+            source: Source::Plugin,
+            now: now_ms(),
+        };
+        service::save(&state.store, &ctx, vec![(Target::Patch(contact_id), input)])
+            .await?
+            .remove(0)
+            .map(drop)
     })
     .map_err(app_error)
 }
@@ -95,7 +109,9 @@ fn save(s: &Sandbox, contact_id: i64, input: ContactInput) -> Result<(), Error> 
 pub fn update_fields(s: &Sandbox, contact_id: i64, fields: Vec<Field>) -> Result<(), Error> {
     s.require(Capability::WriteFields)?;
     if fields.len() > MAX_CHANGES {
-        return Err(Error::InvalidInput(format!("at most {MAX_CHANGES} fields per call")));
+        return Err(Error::InvalidInput(format!(
+            "at most {MAX_CHANGES} fields per call"
+        )));
     }
     let values = fields
         .into_iter()
@@ -104,21 +120,53 @@ pub fn update_fields(s: &Sandbox, contact_id: i64, fields: Vec<Field>) -> Result
                 FieldValue::Null => Json::Null,
                 FieldValue::Text(s) => Json::String(s),
                 FieldValue::Integer(i) => Json::from(i),
-                FieldValue::Float(x) => serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number),
+                FieldValue::Float(x) => {
+                    serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
+                }
                 FieldValue::Boolean(b) => Json::Bool(b),
             };
             (f.alias, v)
         })
         .collect();
-    save(s, contact_id, ContactInput { values, overwrite_with_blank: true, ..ContactInput::default() })
+    save(
+        s,
+        contact_id,
+        ContactInput {
+            values,
+            overwrite_with_blank: true,
+            ..ContactInput::default()
+        },
+    )
 }
 
-pub fn change_tags(s: &Sandbox, contact_id: i64, add: Vec<String>, remove: Vec<String>) -> Result<(), Error> {
+pub fn change_tags(
+    s: &Sandbox,
+    contact_id: i64,
+    add: Vec<String>,
+    remove: Vec<String>,
+) -> Result<(), Error> {
     s.require(Capability::WriteTags)?;
     if add.len() + remove.len() > MAX_CHANGES {
-        return Err(Error::InvalidInput(format!("at most {MAX_CHANGES} tags per call")));
+        return Err(Error::InvalidInput(format!(
+            "at most {MAX_CHANGES} tags per call"
+        )));
     }
-    let clean = |v: Vec<String>| -> Vec<String> { v.into_iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect() };
-    let tags = TagChanges { add: clean(add), remove: clean(remove) };
-    save(s, contact_id, ContactInput { tags, ..ContactInput::default() })
+    let clean = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    let tags = TagChanges {
+        add: clean(add),
+        remove: clean(remove),
+    };
+    save(
+        s,
+        contact_id,
+        ContactInput {
+            tags,
+            ..ContactInput::default()
+        },
+    )
 }

@@ -28,7 +28,10 @@ impl Sandbox {
         if self.call.has(&c) {
             Ok(())
         } else {
-            Err(Error::Denied(format!("the plugin `{}` lacks the `{c}` capability (the admin grants it on the Plugins page)", self.call.plugin)))
+            Err(Error::Denied(format!(
+                "the plugin `{}` lacks the `{c}` capability (the admin grants it on the Plugins page)",
+                self.call.plugin
+            )))
         }
     }
 
@@ -76,7 +79,12 @@ impl wit::Host for Sandbox {
         Ok(contacts::update_fields(self, contact_id, fields))
     }
 
-    fn change_tags(&mut self, contact_id: i64, add: Vec<String>, remove: Vec<String>) -> HostResult<()> {
+    fn change_tags(
+        &mut self,
+        contact_id: i64,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> HostResult<()> {
         self.charge()?;
         Ok(contacts::change_tags(self, contact_id, add, remove))
     }
@@ -101,7 +109,12 @@ impl wit::Host for Sandbox {
         Ok(storage::delete(self, &key))
     }
 
-    fn storage_keys(&mut self, prefix: String, after: Option<String>, limit: u32) -> HostResult<Vec<String>> {
+    fn storage_keys(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> HostResult<Vec<String>> {
         self.charge()?;
         Ok(storage::keys(self, &prefix, after.as_deref(), limit))
     }

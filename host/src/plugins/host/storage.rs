@@ -11,7 +11,9 @@ const MAX_KEYS: i64 = 10_000;
 
 fn check_key(key: &str) -> Result<(), Error> {
     if key.is_empty() || key.len() > MAX_KEY {
-        return Err(Error::InvalidInput(format!("storage keys are 1 to {MAX_KEY} bytes")));
+        return Err(Error::InvalidInput(format!(
+            "storage keys are 1 to {MAX_KEY} bytes"
+        )));
     }
     Ok(())
 }
@@ -29,14 +31,22 @@ pub fn get(s: &Sandbox, key: &str) -> Result<Option<String>, Error> {
 pub fn set(s: &Sandbox, key: &str, value: &str) -> Result<(), Error> {
     check_key(key)?;
     if value.len() > MAX_VALUE {
-        return Err(Error::InvalidInput(format!("storage values are at most {MAX_VALUE} bytes")));
+        return Err(Error::InvalidInput(format!(
+            "storage values are at most {MAX_VALUE} bytes"
+        )));
     }
     let (state, rt) = s.server()?;
     let plugin = &s.call.plugin;
     block_on(&rt, async {
         let mut tx = state.store.begin().await?;
-        if store::plugins::kv_get(&mut tx, plugin, key).await?.is_none() && store::plugins::kv_count(&mut tx, plugin).await? >= MAX_KEYS {
-            return Ok(Err(Error::Denied(format!("the plugin's storage is full ({MAX_KEYS} keys)"))));
+        if store::plugins::kv_get(&mut tx, plugin, key)
+            .await?
+            .is_none()
+            && store::plugins::kv_count(&mut tx, plugin).await? >= MAX_KEYS
+        {
+            return Ok(Err(Error::Denied(format!(
+                "the plugin's storage is full ({MAX_KEYS} keys)"
+            ))));
         }
         store::plugins::kv_set(&mut tx, plugin, key, value, now_ms()).await?;
         tx.commit().await?;
@@ -56,11 +66,23 @@ pub fn delete(s: &Sandbox, key: &str) -> Result<(), Error> {
     .map_err(internal)
 }
 
-pub fn keys(s: &Sandbox, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, Error> {
+pub fn keys(
+    s: &Sandbox,
+    prefix: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<String>, Error> {
     let (state, rt) = s.server()?;
     block_on(&rt, async {
         let mut db = state.store.read().await?;
-        store::plugins::kv_keys(&mut db, &s.call.plugin, prefix, after, i64::from(limit.clamp(1, 1000))).await
+        store::plugins::kv_keys(
+            &mut db,
+            &s.call.plugin,
+            prefix,
+            after,
+            i64::from(limit.clamp(1, 1000)),
+        )
+        .await
     })
     .map_err(internal)
 }

@@ -12,12 +12,21 @@ pub const MAX_PROPERTIES: usize = 64 * 1024;
 
 /// Checks an event's type and properties: the type must be one the plugin declares
 /// (or, for plugins of other kinds, one the catalogue knows); properties a JSON object.
-pub fn check_event(own: &[String], known: impl Fn(&str) -> bool, event_type: &str, properties: &str) -> Result<Json, String> {
+pub fn check_event(
+    own: &[String],
+    known: impl Fn(&str) -> bool,
+    event_type: &str,
+    properties: &str,
+) -> Result<Json, String> {
     if !own.iter().any(|k| k == event_type) && !(own.is_empty() && known(event_type)) {
-        return Err(format!("the event type `{event_type}` is not one of this plugin's"));
+        return Err(format!(
+            "the event type `{event_type}` is not one of this plugin's"
+        ));
     }
     if properties.len() > MAX_PROPERTIES {
-        return Err(format!("event properties are at most {MAX_PROPERTIES} bytes"));
+        return Err(format!(
+            "event properties are at most {MAX_PROPERTIES} bytes"
+        ));
     }
     match serde_json::from_str::<Json>(properties) {
         Ok(v @ Json::Object(_)) => Ok(v),
@@ -29,14 +38,29 @@ pub fn check_event(own: &[String], known: impl Fn(&str) -> bool, event_type: &st
 pub fn record_event(s: &Sandbox, e: NewEvent) -> Result<i64, Error> {
     s.require(Capability::RecordEvents)?;
     let (state, rt) = s.server()?;
-    let properties = check_event(&s.call.own_types, |k| state.events.find(k).is_some(), &e.event_type, &e.properties).map_err(Error::InvalidInput)?;
+    let properties = check_event(
+        &s.call.own_types,
+        |k| state.events.find(k).is_some(),
+        &e.event_type,
+        &e.properties,
+    )
+    .map_err(Error::InvalidInput)?;
     let source = format!("plugin:{}", s.call.plugin);
     block_on(&rt, async {
         let mut tx = state.store.begin().await?;
         if !store::contacts::exists(&mut tx, e.contact_id).await? {
-            return Ok(Err(Error::NotFound(format!("there is no contact {}", e.contact_id))));
+            return Ok(Err(Error::NotFound(format!(
+                "there is no contact {}",
+                e.contact_id
+            ))));
         }
-        let event = crate::timeline::NewEvent::new(e.contact_id, &e.event_type, e.occurred_at.unwrap_or_else(now_ms), properties).source(&source);
+        let event = crate::timeline::NewEvent::new(
+            e.contact_id,
+            &e.event_type,
+            e.occurred_at.unwrap_or_else(now_ms),
+            properties,
+        )
+        .source(&source);
         let id = store::events::insert_returning_id(&mut tx, &event).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(Ok(id))

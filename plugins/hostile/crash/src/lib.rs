@@ -25,7 +25,10 @@ impl EventTypes for Crash {
         plugin_info!().title("Crash (test)")
     }
     fn event_types() -> Vec<EventType> {
-        ["loop", "alloc", "trap", "fine"].iter().map(|k| EventType::new(&format!("crash.{k}"), k, "fa-bomb", "Crash")).collect()
+        ["loop", "alloc", "trap", "fine"]
+            .iter()
+            .map(|k| EventType::new(&format!("crash.{k}"), k, "fa-bomb", "Crash"))
+            .collect()
     }
     fn render(event: &Event) -> Result<Rendered> {
         match event.event_type.as_str() {

@@ -14,11 +14,18 @@ impl EventTypes for Markup {
     fn describe() -> PluginInfo {
         plugin_info!()
             .title(format!("Markup {SCRIPT}"))
-            .description(format!("Says {IMG} and \u{202E}txet desrever, then goes on: {}", "and on ".repeat(300)))
+            .description(format!(
+                "Says {IMG} and \u{202E}txet desrever, then goes on: {}",
+                "and on ".repeat(300)
+            ))
             .capability(Capability::RecordEvents)
             .capability(Capability::ReadContacts)
             .capability(Capability::Http("https://api.example.com".into()))
-            .setting(Setting::text("greeting", format!("Greeting {IMG}")).help(format!("Help {SCRIPT}")).default_value(IMG))
+            .setting(
+                Setting::text("greeting", format!("Greeting {IMG}"))
+                    .help(format!("Help {SCRIPT}"))
+                    .default_value(IMG),
+            )
             .setting(Setting::secret("api_key", "API key").required())
             .setting(Setting::new("retries", "Retries", SettingKind::Integer).default_value("3"))
             .setting(Setting::new("ratio", "Ratio", SettingKind::Number))
@@ -30,11 +37,18 @@ impl EventTypes for Markup {
     }
 
     fn event_types() -> Vec<EventType> {
-        vec![EventType::new("markup.thing", &format!("Thing {SCRIPT}"), "fa-code\" onclick=\"alert(3)", IMG)]
+        vec![EventType::new(
+            "markup.thing",
+            &format!("Thing {SCRIPT}"),
+            "fa-code\" onclick=\"alert(3)",
+            IMG,
+        )]
     }
 
     fn render(_event: &Event) -> Result<Rendered> {
-        Ok(Rendered::new(SCRIPT).row(IMG, SCRIPT).link("javascript:alert(4)", IMG))
+        Ok(Rendered::new(SCRIPT)
+            .row(IMG, SCRIPT)
+            .link("javascript:alert(4)", IMG))
     }
 }
 
