@@ -14,7 +14,11 @@
 //! `+` asks for an exact match. Numeric fields also take `>`, `>=`, `<`, `<=`.
 //! This module only parses; `store::contact_search` turns the tree into SQL.
 
+use serde_json::Value as Json;
+
 use super::fields::{FieldSet, FieldType};
+use crate::error::{AppError, AppResult};
+use crate::store::contact_search::{WhereFilter, WhereValue};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
@@ -515,6 +519,56 @@ fn text_match(value: &str, _quoted: bool, command: bool) -> Result<Match, String
     } else {
         Match::Contains(value.to_owned())
     })
+}
+
+/// `where` filters as the API and exports receive them: a list (or PHP-style keyed
+/// object) of `{col, expr, val}`; null is none.
+pub fn where_filters(w: &Json) -> AppResult<Vec<WhereFilter>> {
+    let items: Vec<&Json> = match w {
+        Json::Null => return Ok(Vec::new()),
+        Json::Array(a) => a.iter().collect(),
+        Json::Object(o) => o.values().collect(),
+        _ => {
+            return Err(AppError::bad_request(
+                "where must be a list of {col, expr, val} (where[0][col]=…&where[0][expr]=… in a query)",
+            ));
+        }
+    };
+    if items.len() > 50 {
+        return Err(AppError::bad_request("at most 50 where filters"));
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let o = item.as_object().ok_or_else(|| {
+                AppError::bad_request("each where filter needs col, expr and val")
+            })?;
+            let col = o
+                .get("col")
+                .or_else(|| o.get("column"))
+                .and_then(Json::as_str)
+                .ok_or_else(|| AppError::bad_request("where: missing col"))?;
+            let expr = o
+                .get("expr")
+                .and_then(Json::as_str)
+                .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
+            let val = match o.get("val").or_else(|| o.get("value")) {
+                None | Some(Json::Null) => WhereValue::None,
+                Some(Json::String(s)) => WhereValue::One(s.clone()),
+                Some(Json::Array(a)) => WhereValue::Many(
+                    a.iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                        .collect(),
+                ),
+                Some(other) => WhereValue::One(other.to_string()),
+            };
+            Ok(WhereFilter {
+                col: col.to_owned(),
+                expr: expr.to_owned(),
+                val,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -114,54 +114,6 @@ pub struct Query {
     pub ids: Option<Vec<i64>>,
 }
 
-fn where_from_json(w: &Json) -> AppResult<Vec<WhereFilter>> {
-    let items: Vec<&Json> = match w {
-        Json::Null => return Ok(Vec::new()),
-        Json::Array(a) => a.iter().collect(),
-        Json::Object(o) => o.values().collect(),
-        _ => {
-            return Err(AppError::bad_request(
-                "where must be a list of {col, expr, val}",
-            ));
-        }
-    };
-    if items.len() > 50 {
-        return Err(AppError::bad_request("at most 50 where filters"));
-    }
-    items
-        .into_iter()
-        .map(|item| {
-            let o = item.as_object().ok_or_else(|| {
-                AppError::bad_request("each where filter needs col, expr and val")
-            })?;
-            let col = o
-                .get("col")
-                .or_else(|| o.get("column"))
-                .and_then(Json::as_str)
-                .ok_or_else(|| AppError::bad_request("where: missing col"))?;
-            let expr = o
-                .get("expr")
-                .and_then(Json::as_str)
-                .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
-            let val = match o.get("val").or_else(|| o.get("value")) {
-                None | Some(Json::Null) => WhereValue::None,
-                Some(Json::String(s)) => WhereValue::One(s.clone()),
-                Some(Json::Array(a)) => WhereValue::Many(
-                    a.iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                        .collect(),
-                ),
-                Some(other) => WhereValue::One(other.to_string()),
-            };
-            Ok(WhereFilter {
-                col: col.to_owned(),
-                expr: expr.to_owned(),
-                val,
-            })
-        })
-        .collect()
-}
-
 impl Query {
     /// From `search`, `where` and `ids` (a list or "1,2,3") of a JSON body or query string.
     pub fn from_map(m: &Map<String, Json>) -> AppResult<Query> {
@@ -170,7 +122,7 @@ impl Query {
             Some(Json::String(s)) => s.clone(),
             Some(_) => return Err(AppError::bad_request("search must be a string")),
         };
-        let wheres = where_from_json(m.get("where").unwrap_or(&Json::Null))?;
+        let wheres = search::where_filters(m.get("where").unwrap_or(&Json::Null))?;
         let ids = match m.get("ids") {
             None | Some(Json::Null) => None,
             Some(Json::String(s)) if s.trim().is_empty() => None,

@@ -188,22 +188,13 @@ impl Compiler<'_> {
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 let query = self.p.push(query);
-                // Contacts the background indexer has not reached yet: a scan of its queue
-                // (CROSS JOIN keeps the queue first whatever the statistics say of it).
-                let queued: Vec<String> = runs
+                let patterns: Vec<String> = runs
                     .iter()
-                    .map(|r| {
-                        format!(
-                            "{} LIKE {} ESCAPE '\\'",
-                            super::free_text::indexed_text("q"),
-                            self.p.push(format!("%{}%", like_escape_all(r)))
-                        )
-                    })
+                    .map(|r| self.p.push(format!("%{}%", like_escape_all(r))))
                     .collect();
                 format!(
-                    "c.id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {query} UNION ALL \
-                     SELECT q.id FROM contacts_fts_pending p CROSS JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {})",
-                    queued.join(" AND ")
+                    "c.id IN ({})",
+                    super::free_text::matching_ids(&query, &patterns)
                 )
             }
             Backend::Postgres => {
@@ -696,9 +687,8 @@ async fn count(
                 let phrase = format!("\"{}\"", fold(Backend::Sqlite, v).replace('"', "\"\""));
                 let pattern = format!("%{}%", like_escape_all(&fold(Backend::Sqlite, v)));
                 let sql = format!(
-                    "SELECT (SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH $1) + (SELECT COUNT(*) FROM contacts_fts_pending p \
-                     CROSS JOIN contacts q ON q.id = p.contact_id WHERE q.date_identified IS NOT NULL AND {} LIKE $2 ESCAPE '\\')",
-                    super::free_text::indexed_text("q")
+                    "SELECT COUNT(*) FROM ({})",
+                    super::free_text::matching_ids("$1", &["$2".to_owned()])
                 );
                 let n = db
                     .fetch_i64(&sql, vec![Value::Text(phrase), Value::Text(pattern)])

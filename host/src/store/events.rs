@@ -8,31 +8,34 @@ use super::db::{DbResult, Exec, Params};
 use crate::params;
 use crate::timeline::{Event, NewEvent};
 
+/// The multi-row `INSERT` of a chunk of events, with its parameters.
+fn insert_statement(chunk: &[NewEvent], returning: &str) -> (String, Params) {
+    let mut p = Params::default();
+    let tuples: Vec<String> = chunk
+        .iter()
+        .map(|e| {
+            format!(
+                "({}, {}, {}, {}, {}, {})",
+                p.push(e.contact_id),
+                p.push(e.event_type.as_str()),
+                p.push(e.source.clone()),
+                p.push(e.occurred_at),
+                p.push(e.ref_id),
+                p.push(e.properties.to_string())
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES {}{returning}",
+        tuples.join(", ")
+    );
+    (sql, p)
+}
+
 /// Inserts events with multi-row statements.
 pub async fn insert(db: &mut impl Exec, events: &[NewEvent]) -> DbResult<()> {
     for chunk in events.chunks(1000) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let mut p = Params::default();
-        let tuples: Vec<String> = chunk
-            .iter()
-            .map(|e| {
-                format!(
-                    "({}, {}, {}, {}, {}, {})",
-                    p.push(e.contact_id),
-                    p.push(e.event_type.as_str()),
-                    p.push(e.source.clone()),
-                    p.push(e.occurred_at),
-                    p.push(e.ref_id),
-                    p.push(e.properties.to_string())
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES {}",
-            tuples.join(", ")
-        );
+        let (sql, p) = insert_statement(chunk, "");
         db.execute(&sql, p.values).await?;
     }
     Ok(())
@@ -43,28 +46,7 @@ pub async fn insert(db: &mut impl Exec, events: &[NewEvent]) -> DbResult<()> {
 pub async fn insert_returning_ids(db: &mut impl Exec, events: &[NewEvent]) -> DbResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(events.len());
     for chunk in events.chunks(1000) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let mut p = Params::default();
-        let tuples: Vec<String> = chunk
-            .iter()
-            .map(|e| {
-                format!(
-                    "({}, {}, {}, {}, {}, {})",
-                    p.push(e.contact_id),
-                    p.push(e.event_type.as_str()),
-                    p.push(e.source.clone()),
-                    p.push(e.occurred_at),
-                    p.push(e.ref_id),
-                    p.push(e.properties.to_string())
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES {} RETURNING id",
-            tuples.join(", ")
-        );
+        let (sql, p) = insert_statement(chunk, " RETURNING id");
         let mut got: Vec<i64> = db
             .fetch_all(&sql, p.values)
             .await?

@@ -19,6 +19,24 @@ pub fn indexed_text(t: &str) -> String {
     )
 }
 
+/// The ids of known contacts whose indexed text matches: the FTS5 `phrase` query (a
+/// parameter) over the index, plus the queue the indexer has not reached, each of its
+/// contacts' text checked with every `LIKE` pattern (parameters). CROSS JOIN keeps the
+/// short queue first whatever the statistics say of it.
+pub fn matching_ids(phrase: &str, patterns: &[String]) -> String {
+    let text = indexed_text("q");
+    let likes: Vec<String> = patterns
+        .iter()
+        .map(|p| format!("{text} LIKE {p} ESCAPE '\\'"))
+        .collect();
+    format!(
+        "SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {phrase} UNION ALL \
+         SELECT q.id FROM contacts_fts_pending p CROSS JOIN contacts q ON q.id = p.contact_id \
+         WHERE q.date_identified IS NOT NULL AND {}",
+        likes.join(" AND ")
+    )
+}
+
 /// Contacts indexed per transaction: large enough to amortise the segment FTS5 writes
 /// per commit, small enough to hold the writer for well under a second.
 const CHUNK: i64 = 20_000;

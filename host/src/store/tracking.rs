@@ -219,53 +219,6 @@ pub async fn set_date_left(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult<
     Ok(())
 }
 
-/// A contact's last-active time, bulk: (contact id, ms); never moves backwards.
-pub async fn touch_contacts(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult<()> {
-    for chunk in rows.chunks(500) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let mut p = Params::default();
-        let cte = values_cte(
-            &mut p,
-            "v",
-            &["id", "at"],
-            chunk
-                .iter()
-                .map(|(id, at)| vec![Value::Int(*id), Value::Int(*at)])
-                .collect(),
-        );
-        let sql = format!(
-            "{cte} UPDATE contacts SET last_active = v.at FROM v WHERE contacts.id = v.id AND (contacts.last_active IS NULL OR contacts.last_active < v.at)"
-        );
-        db.execute(&sql, p.values).await?;
-    }
-    Ok(())
-}
-
-/// Which of these (contact, ip) pairs are already known.
-pub async fn known_ips(
-    db: &mut impl Exec,
-    pairs: &[(i64, String)],
-) -> DbResult<std::collections::HashSet<(i64, String)>> {
-    let mut out = std::collections::HashSet::new();
-    for chunk in pairs.chunks(500) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let mut p = Params::default();
-        let ids: Vec<String> = chunk.iter().map(|(c, _)| p.push(*c)).collect();
-        let sql = format!(
-            "SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({})",
-            ids.join(", ")
-        );
-        for r in db.fetch_all(&sql, p.values).await? {
-            out.insert((r.i64("contact_id"), r.text("ip")));
-        }
-    }
-    Ok(out)
-}
-
 /// Records (contact, ip, ms) sightings in bulk.
 pub async fn upsert_ips(db: &mut impl Exec, rows: &[(i64, String, i64)]) -> DbResult<()> {
     // One row per (contact, ip): PostgreSQL refuses to upsert the same row twice in a statement.

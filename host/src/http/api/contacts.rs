@@ -19,7 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
-use crate::store::contact_search::{Dir, ListError, ListQuery, WhereFilter, WhereValue};
+use crate::store::contact_search::{Dir, ListError, ListQuery};
 use crate::store::{self, Conn};
 use crate::time::now_ms;
 use crate::timeline::{self, types};
@@ -76,56 +76,6 @@ async fn one_json(state: &SharedState, contact_id: i64) -> AppResult<Value> {
     )
 }
 
-fn parse_where(q: &PhpQuery) -> AppResult<Vec<WhereFilter>> {
-    let Some(w) = q.0.get("where") else {
-        return Ok(Vec::new());
-    };
-    let items: Vec<&Value> = match w {
-        Value::Array(a) => a.iter().collect(),
-        Value::Object(o) => o.values().collect(),
-        _ => {
-            return Err(AppError::bad_request(
-                "where must be a list like where[0][col]=…&where[0][expr]=…",
-            ));
-        }
-    };
-    if items.len() > 50 {
-        return Err(AppError::bad_request("at most 50 where filters"));
-    }
-    items
-        .into_iter()
-        .map(|item| {
-            let o = item.as_object().ok_or_else(|| {
-                AppError::bad_request("each where filter needs col, expr and val")
-            })?;
-            let col = o
-                .get("col")
-                .or_else(|| o.get("column"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| AppError::bad_request("where: missing col"))?;
-            let expr = o
-                .get("expr")
-                .and_then(Value::as_str)
-                .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
-            let val = match o.get("val").or_else(|| o.get("value")) {
-                None => WhereValue::None,
-                Some(Value::String(s)) => WhereValue::One(s.clone()),
-                Some(Value::Array(a)) => WhereValue::Many(
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect(),
-                ),
-                Some(other) => WhereValue::One(other.to_string()),
-            };
-            Ok(WhereFilter {
-                col: col.to_owned(),
-                expr: expr.to_owned(),
-                val,
-            })
-        })
-        .collect()
-}
-
 /// `GET /api/contacts`
 #[utoipa::path(get, path = "/api/contacts", tag = "contacts", summary = "List and search contacts", params(("search" = Option<String>, Query, description = "Search grammar: free text, email:, name:, company:, owner:, tag:, stage:, ip:, ids:, is:anonymous|unowned|mine, segment:, common:, <alias>:; % wildcard, + exact, ! not, quotes, OR/AND, parentheses"), ("start" = Option<i64>, Query, description = "Offset"), ("limit" = Option<i64>, Query, description = "Page size, default 30, at most 1000"), ("orderBy" = Option<String>, Query, description = "Field alias or id, dateAdded, dateModified, lastActive, points"), ("orderByDir" = Option<String>, Query, description = "asc or desc"), ("minimal" = Option<bool>, Query, description = "Only id, points and fields"), ("where[0][col]" = Option<String>, Query, description = "Mautic where filters: col, expr (eq, neq, lt, lte, gt, gte, like, notLike, isNull, isNotNull, isEmpty, isNotEmpty, in, notIn, between, notBetween), val")), responses((status = 200, description = "{\"total\": \"N\", \"contacts\": {id: Contact}}"), (status = 400, description = "Malformed search", body = ErrorBody)))]
 pub async fn list(
@@ -166,7 +116,7 @@ pub async fn list(
             )));
         }
     };
-    let wheres = parse_where(&q)?;
+    let wheres = search::where_filters(q.0.get("where").unwrap_or(&Value::Null))?;
     let minimal = q.flag("minimal");
     let query = ListQuery {
         search: expr.as_ref(),
