@@ -125,10 +125,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let jobs = crate::jobs::Runner::start(state.clone()).await?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let (stop_writers, writers_stopped) = tokio::sync::watch::channel(false);
-    let mut writers = vec![crate::tracking::Tracker::spawn_writer(
-        state.clone(),
-        writers_stopped.clone(),
-    )];
+    let mut writers =
+        crate::tracking::Tracker::start(state.clone(), writers_stopped.clone()).await?;
     writers.extend(crate::store::free_text::spawn_indexer(
         state.store.clone(),
         writers_stopped.clone(),

@@ -227,7 +227,15 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// Waits until every pixel hit answered so far is applied (the pixel is answered once
+    /// its hit is journaled; see `tracking::journal`).
+    pub async fn settled(&self) {
+        self.state().tracker.settled().await;
+    }
+
+    /// Sends a request once earlier pixel hits are applied, so a test reads what it wrote.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Response {
+        self.settled().await;
         let r = req.send().await.expect("request sent");
         let status = r.status();
         let headers = r.headers().clone();

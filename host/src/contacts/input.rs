@@ -26,7 +26,7 @@ pub struct ContactInput {
     pub profile_image: Option<Option<String>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TagChanges {
     pub add: Vec<String>,
     pub remove: Vec<String>,
@@ -51,7 +51,7 @@ pub struct DncInput {
     pub comments: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UtmInput {
     pub utm_campaign: Option<String>,
     pub utm_content: Option<String>,

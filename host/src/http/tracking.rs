@@ -16,7 +16,7 @@ use crate::config::TrackingConfig;
 use crate::state::SharedState;
 use crate::store;
 use crate::time::now_ms;
-use crate::tracking::{self, Hit, ip, params, token, ua};
+use crate::tracking::{Hit, ip, params, token, ua};
 
 /// The 43-byte transparent GIF.
 pub const PIXEL: [u8; 43] = [
@@ -291,12 +291,12 @@ async fn read_capped(body: Body) -> Vec<u8> {
     out
 }
 
-/// Builds and records a hit; `None` when the request is not tracked or recording failed.
-async fn record(
+/// The hit a request describes; `Err` names why it is not tracked.
+async fn hit_of(
     state: &SharedState,
     peer: Option<SocketAddr>,
     req: Request,
-) -> Result<tracking::Tracked, &'static str> {
+) -> Result<Hit, &'static str> {
     let headers = req.headers().clone();
     let peer_ip = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
     let client = ip::client_ip(
@@ -333,7 +333,7 @@ async fn record(
     } else {
         client
     };
-    let hit = Hit {
+    Ok(Hit {
         params: hit_params,
         ip: Some(stored_ip.to_string()),
         user_agent: headers
@@ -345,11 +345,12 @@ async fn record(
             .collect(),
         at: now_ms(),
         ct_contact,
-    };
-    state.tracker.track(hit).await.map_err(|e| {
-        tracing::error!(error = %e, "tracking: a hit could not be recorded");
-        "not recorded"
     })
+}
+
+fn not_recorded(e: crate::error::AppError) -> &'static str {
+    tracing::error!(error = %e, "tracking: a hit could not be recorded");
+    "not recorded"
 }
 
 /// `POST|GET /mtc/event`: `{"success":1,"id":…,"sid":…,"device_id":…,"events":[]}`.
@@ -361,7 +362,11 @@ fn peer(req: &Request) -> Option<SocketAddr> {
 
 pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
     let headers = req.headers().clone();
-    let result = record(&state, peer(&req), req).await;
+    // The answer names the contact, so this waits until the hit is applied.
+    let result = match hit_of(&state, peer(&req), req).await {
+        Ok(hit) => state.tracker.track(hit).await.map_err(not_recorded),
+        Err(e) => Err(e),
+    };
     let (body, device) = match &result {
         Ok(t) => (
             json!({ "success": 1, "id": t.contact_id, "sid": t.device_id, "device_id": t.device_id, "events": [] }),
@@ -398,7 +403,11 @@ pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
 /// `GET /mtracking.gif`: the pixel, always.
 pub async fn pixel(State(state): State<SharedState>, req: Request) -> Response {
     let headers = req.headers().clone();
-    let result = record(&state, peer(&req), req).await;
+    // Answered once the hit is journaled; it is applied moments later.
+    let result = match hit_of(&state, peer(&req), req).await {
+        Ok(hit) => state.tracker.accept(hit).await.map_err(not_recorded),
+        Err(e) => Err(e),
+    };
     let status = if matches!(result, Err("not recorded")) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -420,10 +429,10 @@ pub async fn pixel(State(state): State<SharedState>, req: Request) -> Response {
         header::EXPIRES,
         HeaderValue::from_static("Wed, 11 Jan 2000 12:59:00 GMT"),
     );
-    if let Ok(t) = &result {
+    if let Ok(device_id) = &result {
         h.append(
             header::SET_COOKIE,
-            device_cookie(&t.device_id, is_https(&headers)),
+            device_cookie(device_id, is_https(&headers)),
         );
     }
     cors_headers(&state.config.file.tracking, &headers, &mut response);

@@ -31,6 +31,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_jobs"),
     migration!(6, "0006_deferred_fts"),
     migration!(7, "0007_expression_statistics"),
+    migration!(8, "0008_tracking_journal"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once

@@ -257,3 +257,25 @@ pub async fn upsert_ips(db: &mut impl Exec, rows: &[(i64, String, i64)]) -> DbRe
     }
     Ok(())
 }
+
+/// How far the hits of the journal `journal_id` are applied (0: none yet).
+pub async fn journal_mark(db: &mut impl Exec, journal_id: &str) -> DbResult<i64> {
+    Ok(db
+        .fetch_i64(
+            "SELECT applied_through FROM tracking_journal_marks WHERE journal_id = $1",
+            params![journal_id],
+        )
+        .await?
+        .unwrap_or(0))
+}
+
+/// Records that the journal's hits up to `through` are applied (in the applying transaction).
+pub async fn set_journal_mark(db: &mut impl Exec, journal_id: &str, through: i64) -> DbResult<()> {
+    db.execute(
+        "INSERT INTO tracking_journal_marks (journal_id, applied_through) VALUES ($1, $2) \
+         ON CONFLICT (journal_id) DO UPDATE SET applied_through = excluded.applied_through",
+        params![journal_id, through],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,35 +1,36 @@
 //! Website and app tracking: who a visitor is, and recording what they did.
 //!
-//! Hits (`/mtc/event`, `/mtracking.gif`) are answered only once they are committed, but
-//! they are committed together: a writer task takes every hit waiting, processes the
-//! batch in one transaction with bulk statements, commits once and then answers them all
-//! (group commit). Identification (a known email, a signed `ct` token) merges an
-//! anonymous visitor into the known contact, which survives; two known contacts are never
-//! merged automatically — the device moves instead.
+//! Hits (`/mtc/event`, `/mtracking.gif`) are answered only once they are durable in the
+//! tracking journal (`journal.rs`: group commit into a file of their own); an applier
+//! then records them here in large batches, one transaction each, with bulk statements.
+//! Identification (a known email, a signed `ct` token) merges an anonymous visitor into
+//! the known contact, which survives; two known contacts are never merged automatically —
+//! the device moves instead.
 
 pub mod ip;
+pub mod journal;
 pub mod params;
 pub mod token;
 pub mod ua;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde_json::{Map, Value as Json, json};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::contacts::fields::FieldSet;
 use crate::contacts::input::{ContactInput, UtmInput};
 use crate::contacts::service::{self, SaveContext, Source, Target};
 use crate::contacts::{merge, values};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store::{self, Tx, Value};
 use crate::timeline::{NewEvent, keys};
 use params::HitParams;
 
+pub use journal::Tracker;
+
 /// A hit, ready to record.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     pub params: HitParams,
     /// The address to store (already anonymised when configured).
@@ -45,106 +46,6 @@ pub struct Hit {
 pub struct Tracked {
     pub contact_id: i64,
     pub device_id: String,
-}
-
-struct Job {
-    hit: Hit,
-    reply: oneshot::Sender<AppResult<Tracked>>,
-}
-
-/// Largest batch one transaction takes.
-const MAX_BATCH: usize = 1000;
-
-/// The front door of the write path: a channel to the writer task.
-pub struct Tracker {
-    sender: mpsc::Sender<Job>,
-    receiver: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
-}
-
-impl Default for Tracker {
-    fn default() -> Self {
-        let (sender, receiver) = mpsc::channel(MAX_BATCH * 16);
-        Tracker {
-            sender,
-            receiver: std::sync::Mutex::new(Some(receiver)),
-        }
-    }
-}
-
-impl Tracker {
-    /// Records a hit; resolves once it is committed.
-    pub async fn track(&self, hit: Hit) -> AppResult<Tracked> {
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Job { hit, reply })
-            .await
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("the tracking writer has stopped")))?;
-        answer
-            .await
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("the tracking writer dropped a hit")))?
-    }
-
-    /// Starts the writer. It runs until `stop` resolves, then records what is still queued.
-    pub fn spawn_writer(
-        state: Arc<AppState>,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let receiver = state.tracker.receiver.lock().expect("tracker lock").take();
-        tokio::spawn(async move {
-            let Some(mut receiver) = receiver else { return };
-            let mut stop = stop;
-            loop {
-                let first = tokio::select! {
-                    job = receiver.recv() => job,
-                    _ = stop.wait_for(|s| *s) => None,
-                };
-                let Some(first) = first else { break };
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match receiver.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                run_batch(&state, batch).await;
-            }
-            // Shutting down: whatever is queued is still recorded.
-            receiver.close();
-            let mut rest = Vec::new();
-            while let Ok(job) = receiver.try_recv() {
-                rest.push(job);
-            }
-            while !rest.is_empty() {
-                let batch: Vec<Job> = rest.drain(..rest.len().min(MAX_BATCH)).collect();
-                run_batch(&state, batch).await;
-            }
-        })
-    }
-}
-
-/// Records a batch; when the batch fails as a whole, each hit is retried on its own so one
-/// bad hit cannot lose the others.
-async fn run_batch(state: &AppState, batch: Vec<Job>) {
-    let hits: Vec<Hit> = batch.iter().map(|j| j.hit.clone()).collect();
-    match record_batch(state, &hits).await {
-        Ok(results) => {
-            for (job, r) in batch.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(r));
-            }
-        }
-        Err(e) if batch.len() > 1 => {
-            tracing::warn!(error = %e, hits = batch.len(), "tracking batch failed; recording hits one by one");
-            for job in batch {
-                let r = record_batch(state, std::slice::from_ref(&job.hit))
-                    .await
-                    .map(|mut v| v.remove(0));
-                let _ = job.reply.send(r);
-            }
-        }
-        Err(e) => {
-            let _ = batch.into_iter().next().map(|j| j.reply.send(Err(e)));
-        }
-    }
 }
 
 /// A new device id: 128 random bits as 32 hex characters.
@@ -375,13 +276,20 @@ fn hit_properties(hit: &Hit, device: &ua::Agent, device_id: &str) -> Json {
     Json::Object(props)
 }
 
-/// Records hits in one transaction; answers one `Tracked` per hit, in order.
-pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Tracked>> {
+/// Applies journaled hits in one transaction, moving the journal's mark (`journal id`,
+/// last hit) in it too; answers one `Tracked` per hit, in order. Every hit carries its
+/// device id, checked or handed out when the hit was journaled: an id not in the database
+/// yet becomes a new device.
+pub async fn record_batch(
+    state: &AppState,
+    hits: &[Hit],
+    mark: Option<(&str, i64)>,
+) -> AppResult<Vec<Tracked>> {
     let mut tx = state.store.begin().await?;
     let fields = state.fields(&mut tx).await?;
     let operator = state.operator(&mut tx).await?;
 
-    // 1. The devices the hits come from (unknown or forged ids count as none).
+    // 1. The devices the hits come from.
     let wanted: Vec<String> = hits
         .iter()
         .filter_map(|h| h.params.device_id.clone())
@@ -504,7 +412,11 @@ pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Track
         match &plan.device {
             Some(d) => device_ids.push((d.id, d.tracking_id.clone())),
             None => {
-                let tracking_id = new_device_id();
+                let tracking_id = hits[i]
+                    .params
+                    .device_id
+                    .clone()
+                    .unwrap_or_else(new_device_id);
                 new_devices.push(store::tracking::NewDevice {
                     tracking_id: tracking_id.clone(),
                     contact_id: *contact,
@@ -558,6 +470,9 @@ pub async fn record_batch(state: &AppState, hits: &[Hit]) -> AppResult<Vec<Track
         .collect();
     store::tracking::touch_devices(&mut tx, &touches).await?;
     store::tracking::set_date_left(&mut tx, &date_left).await?;
+    if let Some((journal_id, through)) = mark {
+        store::tracking::set_journal_mark(&mut tx, journal_id, through).await?;
+    }
     tx.commit().await?;
     Ok(contact_ids
         .into_iter()

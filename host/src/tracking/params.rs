@@ -13,7 +13,7 @@ const MAX_URL: usize = 2048;
 const MAX_VALUE: usize = 1000;
 
 /// What a hit says, cleaned.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HitParams {
     pub page_url: Option<String>,
     pub page_title: Option<String>,
