@@ -10,14 +10,19 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Cli, Command, Config, RoleArg, ServeArgs, UserCommand};
 use crate::{server, store, users};
 
-pub fn main() -> ExitCode {
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`).
+pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+pub fn main() -> ExitCode {
+    init_logging("info,sqlx=warn");
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -339,23 +339,17 @@ pub async fn update_many(
             .chain((0..columns.len()).map(|i| format!("c{i}")))
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let assignments: Vec<String> = columns
+        let assignments: Vec<(&str, String)> = columns
             .iter()
             .enumerate()
-            .map(|(i, col)| format!("{col} = v.c{i}"))
+            .map(|(i, col)| (col.as_str(), format!("v.c{i}")))
             .collect();
         let per_statement = (MAX_PARAMS / names.len()).clamp(1, 500);
         for chunk in rows.chunks(per_statement) {
             let mut p = Params::default();
             let cte = super::tracking::values_cte(&mut p, "v", &names, chunk.to_vec());
-            db.execute(
-                &format!(
-                    "{cte} UPDATE contacts SET {} FROM v WHERE contacts.id = v.id",
-                    assignments.join(", ")
-                ),
-                p.values,
-            )
-            .await?;
+            let sql = super::tracking::update_by_id(db.backend(), &cte, "contacts", &assignments);
+            db.execute(&sql, p.values).await?;
         }
     }
     Ok(())

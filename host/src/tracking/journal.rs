@@ -470,8 +470,10 @@ async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<J
             .iter()
             .filter_map(|j| j.hit.as_ref().ok().cloned())
             .collect();
+        let started = std::time::Instant::now();
         match record_batch(state, &hits, Some((journal_id, through))).await {
             Ok(results) => {
+                tracing::debug!(hits = hits.len(), ms = started.elapsed().as_secs_f64() * 1e3, "tracking: hits applied");
                 return applied(state, &batch, results.into_iter().map(Ok).collect());
             }
             Err(e) => {

@@ -95,6 +95,7 @@ fn wrk(url: &str, script: &std::path::Path, seconds: u64, connections: u64) -> W
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    magpie::cli::init_logging("off");
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(20);
     let connections: u64 = arg("--connections")
         .and_then(|s| s.parse().ok())
@@ -200,6 +201,7 @@ end
         seconds,
         connections,
     );
+    running.state.tracker.settled().await;
     let before = count_hits().await;
     let magpie_result = wrk(
         &format!("{base}/mtracking.gif"),
@@ -207,6 +209,11 @@ end
         seconds,
         connections,
     );
+    // Answered hits are journaled; the applier may still be recording the last of them.
+    let at_end = count_hits().await;
+    let drain = Instant::now();
+    running.state.tracker.settled().await;
+    let drain = drain.elapsed().as_secs_f64();
     let after = count_hits().await;
     println!("\n| handler | requests/s | p50 | p99 | non-2xx |\n|---|---|---|---|---|");
     println!(
@@ -227,6 +234,12 @@ end
         } else {
             "HITS MISSING"
         }
+    );
+    println!(
+        "applied while the load ran: {} hits; the rest ({}) was applied {drain:.1} s after it ended: {:.0} hits/s applied overall",
+        at_end - before,
+        after - at_end,
+        (after - before) as f64 / (seconds as f64 + drain)
     );
 
     // A merge of two contacts with 10,000 events each.
