@@ -381,7 +381,7 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
         Some(d) => d.tracking_id.clone(),
         None => {
             let agent = crate::tracking::ua::parse(&s.user_agent);
-            let id = tracking::new_device_id();
+            let id = tracking::token::issue_device_id(&state.tracking_secret);
             store::tracking::insert_devices(
                 &mut tx,
                 &[store::tracking::NewDevice {

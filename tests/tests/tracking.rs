@@ -78,7 +78,7 @@ async fn anonymous_then_returning_visitor(backend: Backend) {
         .unwrap()
         .trim_start_matches("mautic_device_id=")
         .to_owned();
-    assert_eq!(device.len(), 32);
+    assert_eq!(device.len(), 48, "128 random bits and a 64-bit signature");
     let raw = s
         .client
         .get(s.url("/mtracking.gif"))

@@ -11,9 +11,9 @@
 //! applies every journaled hit exactly once.
 //!
 //! What a caller sees: the pixel is answered as soon as its hit is journaled; `/mtc/event`
-//! waits until its hit is applied, because it answers with the contact id. A device id
-//! handed out with a first hit counts as known from that moment (`pending_devices`), so
-//! the visitor's next hit is the same visitor even before the first one is applied.
+//! waits until its hit is applied, because it answers with the contact id. Device ids are
+//! signed (`token::issue_device_id`), so a visitor's next hit proves its id without a
+//! lookup, even before the first hit is applied; only other ids are looked up.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Hit, Tracked, new_device_id, record_batch};
+use super::{Hit, Tracked, new_device_id, record_batch, token};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{self, Exec, Params, Store};
@@ -69,8 +69,6 @@ struct Accepted {
 }
 
 struct Shared {
-    /// Device ids handed out with hits that are not applied yet.
-    pending_devices: Mutex<HashSet<String>>,
     /// Callers waiting for their hit (journal id) to be applied.
     waiters: Mutex<HashMap<i64, oneshot::Sender<AppResult<Tracked>>>>,
     /// The last journal id committed.
@@ -95,7 +93,6 @@ impl Default for Tracker {
             sender,
             receiver: Mutex::new(Some(receiver)),
             shared: Arc::new(Shared {
-                pending_devices: Mutex::default(),
                 waiters: Mutex::default(),
                 committed: AtomicI64::new(0),
                 applied: watch::Sender::new(0),
@@ -179,18 +176,11 @@ impl Tracker {
             .await?
             .unwrap_or(0)
             .max(mark);
-        let pending: HashSet<String> = conn
-            .fetch_all("SELECT device_id FROM hits WHERE new_device = 1", vec![])
-            .await?
-            .iter()
-            .map(|r| r.text("device_id"))
-            .collect();
         drop(conn);
         if last > mark {
             tracing::info!(hits = last - mark, "tracking: applying hits journaled before the restart");
         }
         let shared = state.tracker.shared.clone();
-        *shared.pending_devices.lock().expect("lock") = pending;
         shared.committed.store(last, Ordering::Release);
         shared.applied.send_replace(mark);
 
@@ -247,18 +237,17 @@ async fn accept_loop(
 
 async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>) {
     let shared = &state.tracker.shared;
-    // A device id the visitor sends is theirs when we handed it out (applied or not);
-    // any other id is forged or forgotten, and the visitor gets a new one.
+    // A device id the visitor sends is theirs when we signed it, or when the database
+    // knows it (ids from before signing); any other id is forged or forgotten, and the
+    // visitor gets a new one.
+    let secret = &state.tracking_secret;
     let mut real: HashSet<String> = HashSet::new();
     let mut unsure: Vec<String> = Vec::new();
-    {
-        let pending = shared.pending_devices.lock().expect("lock");
-        for d in batch.iter().filter_map(|s| s.hit.params.device_id.as_ref()) {
-            if pending.contains(d) {
-                real.insert(d.clone());
-            } else {
-                unsure.push(d.clone());
-            }
+    for d in batch.iter().filter_map(|s| s.hit.params.device_id.as_ref()) {
+        if token::is_issued_device_id(secret, d) {
+            real.insert(d.clone());
+        } else {
+            unsure.push(d.clone());
         }
     }
     if !unsure.is_empty() {
@@ -275,7 +264,6 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
 
     let first_id = shared.committed.load(Ordering::Acquire) + 1;
     let mut rows = Vec::with_capacity(batch.len());
-    let mut new_devices = Vec::new();
     let mut receivers = Vec::with_capacity(batch.len());
     for (i, s) in batch.iter_mut().enumerate() {
         let id = first_id + i as i64;
@@ -286,9 +274,7 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
             .as_ref()
             .is_some_and(|d| real.contains(d));
         if !known {
-            let d = new_device_id();
-            new_devices.push(d.clone());
-            s.hit.params.device_id = Some(d);
+            s.hit.params.device_id = Some(token::issue_device_id(secret));
         }
         let body = match serde_json::to_string(&s.hit) {
             Ok(b) => b,
@@ -307,11 +293,6 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
                 receivers[i] = Some(rx);
             }
         }
-        shared
-            .pending_devices
-            .lock()
-            .expect("lock")
-            .extend(new_devices.iter().cloned());
     }
     let written = async {
         let mut tx = journal.begin().await?;
@@ -347,10 +328,6 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
             for (id, ..) in &rows {
                 waiters.remove(id);
             }
-            let mut pending = shared.pending_devices.lock().expect("lock");
-            for d in &new_devices {
-                pending.remove(d);
-            }
         }
         tracing::error!(error = %e, hits = batch.len(), "tracking: hits could not be journaled");
         return fail_all(batch, &AppError::from(e));
@@ -375,7 +352,6 @@ fn fail_all(batch: Vec<Submit>, e: &AppError) {
 /// A journaled hit, as the applier reads it back.
 struct Journaled {
     id: i64,
-    new_device: bool,
     hit: Result<Hit, String>,
     body: String,
 }
@@ -442,14 +418,12 @@ async fn read_batch(journal: &Store, applied: i64) -> anyhow::Result<Vec<Journal
         if new_here.contains(&device) {
             break;
         }
-        let new_device = r.bool("new_device");
-        if new_device {
+        if r.bool("new_device") {
             new_here.insert(device);
         }
         let body = r.text("body");
         out.push(Journaled {
             id: r.i64("id"),
-            new_device,
             hit: serde_json::from_str(&body).map_err(|e| e.to_string()),
             body,
         });
@@ -540,22 +514,12 @@ async fn set_aside(
     Ok(())
 }
 
-/// After a commit: the mark moves, handed-out devices now exist, waiters hear back.
+/// After a commit: the mark moves, waiters hear back.
 fn applied(state: &AppState, done: &[Journaled], results: Vec<AppResult<Tracked>>) {
     let Some(through) = done.last().map(|j| j.id) else {
         return;
     };
     let shared = &state.tracker.shared;
-    {
-        let mut pending = shared.pending_devices.lock().expect("lock");
-        for j in done.iter().filter(|j| j.new_device) {
-            if let Ok(hit) = &j.hit {
-                if let Some(d) = &hit.params.device_id {
-                    pending.remove(d);
-                }
-            }
-        }
-    }
     {
         let mut waiters = shared.waiters.lock().expect("lock");
         for (j, r) in done.iter().zip(results) {

@@ -48,7 +48,7 @@ pub struct Tracked {
     pub device_id: String,
 }
 
-/// A new device id: 128 random bits as 32 hex characters.
+/// A random 128-bit id as 32 hex characters (device ids are signed: `token::issue_device_id`).
 pub fn new_device_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];

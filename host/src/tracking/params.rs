@@ -64,7 +64,7 @@ fn clean(value: &str, max: usize) -> String {
         .to_owned()
 }
 
-/// A device id as we issue them (32 hex) or as Mautic did (23 of `[0-9a-z]`).
+/// A device id as we issue them (48 hex, signed; 32 before) or as Mautic did (23 of `[0-9a-z]`).
 pub fn valid_device_id(s: &str) -> bool {
     (16..=64).contains(&s.len())
         && s.bytes()

@@ -38,8 +38,56 @@ pub fn verify(secret: &[u8], token: &str, now_unix: i64) -> Option<i64> {
     (ok && expires >= now_unix).then_some(contact_id)
 }
 
+/// A new device id: 128 random bits and a 64-bit signature, 48 hex characters. The
+/// signature lets a hit prove its device id is one we handed out without a database
+/// lookup (and before the first hit with it is even applied); anything else is looked up.
+pub fn issue_device_id(secret: &[u8]) -> String {
+    use rand::RngCore;
+    let mut random = [0u8; 16];
+    rand::rng().fill_bytes(&mut random);
+    let random = hex(&random);
+    let tag = device_tag(secret, &random);
+    format!("{random}{tag}")
+}
+
+/// Whether `id` was handed out by `issue_device_id` with this secret.
+pub fn is_issued_device_id(secret: &[u8], id: &str) -> bool {
+    if id.len() != 48 {
+        return false;
+    }
+    let (random, tag) = id.split_at(32);
+    let expected = device_tag(secret, random);
+    subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), tag.as_bytes()).into()
+}
+
+fn device_tag(secret: &[u8], random: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(b"device.v1.");
+    mac.update(random.as_bytes());
+    hex(&mac.finalize().into_bytes()[..8])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_ids() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let id = issue_device_id(secret);
+        assert_eq!(id.len(), 48);
+        assert!(super::super::params::valid_device_id(&id));
+        assert!(is_issued_device_id(secret, &id));
+        assert!(!is_issued_device_id(b"another secret", &id));
+        let mut tampered = id.clone().into_bytes();
+        tampered[3] = if tampered[3] == b'0' { b'1' } else { b'0' };
+        assert!(!is_issued_device_id(secret, &String::from_utf8(tampered).unwrap()));
+        assert!(!is_issued_device_id(secret, &id[..32]));
+        assert_ne!(issue_device_id(secret), id);
+    }
+
     use super::*;
 
     #[test]
