@@ -11,6 +11,7 @@ use magpie::config::{Config, FileConfig};
 use magpie::server::Running;
 
 pub mod browser;
+pub mod process;
 pub mod web;
 
 pub const ADMIN_PASSWORD: &str = "admin-test-password";

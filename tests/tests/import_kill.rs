@@ -2,64 +2,21 @@
 //! started again on the same database, and the import finishes from its checkpoint with
 //! the right counts and no contact written twice. On SQLite and on PostgreSQL.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use magpie_tests::process::ProcessServer;
 use magpie_tests::{Backend, json, magpie_binary};
 use serde_json::Value;
 
 const PASSWORD: &str = "kill-test-password";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(data_dir: &std::path::Path, database_url: &str, config: &std::path::Path) -> Server {
-    let port = free_port();
-    let child = Command::new(magpie_binary!())
-        .arg("serve")
-        .env("MAGPIE_DATA_DIR", data_dir)
-        .env("MAGPIE_DATABASE_URL", database_url)
-        .env("MAGPIE_CONFIG", config)
-        .env("MAGPIE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("MAGPIE_ADMIN_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn magpie");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not become healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Server { child, base }
+async fn serve(
+    data_dir: &std::path::Path,
+    database_url: &str,
+    config: &std::path::Path,
+) -> ProcessServer {
+    ProcessServer::start(magpie_binary!(), data_dir, database_url, config, PASSWORD).await
 }
 
 async fn api(

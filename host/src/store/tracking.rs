@@ -247,7 +247,12 @@ pub async fn set_date_left(db: &mut impl Exec, rows: &[(i64, i64)]) -> DbResult<
                 "(contact_events.properties::jsonb || jsonb_build_object('date_left', v.at))::text"
             }
         };
-        let sql = update_by_id(backend, &cte, "contact_events", &[("properties", set.into())]);
+        let sql = update_by_id(
+            backend,
+            &cte,
+            "contact_events",
+            &[("properties", set.into())],
+        );
         db.execute(&sql, p.values).await?;
     }
     Ok(())

@@ -178,7 +178,10 @@ impl Tracker {
             .max(mark);
         drop(conn);
         if last > mark {
-            tracing::info!(hits = last - mark, "tracking: applying hits journaled before the restart");
+            tracing::info!(
+                hits = last - mark,
+                "tracking: applying hits journaled before the restart"
+            );
         }
         let shared = state.tracker.shared.clone();
         shared.committed.store(last, Ordering::Release);
@@ -280,7 +283,12 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
             Ok(b) => b,
             Err(e) => return fail_all(batch, &AppError::Internal(e.into())),
         };
-        rows.push((id, s.hit.params.device_id.clone().unwrap_or_default(), !known, body));
+        rows.push((
+            id,
+            s.hit.params.device_id.clone().unwrap_or_default(),
+            !known,
+            body,
+        ));
         receivers.push(None);
     }
     // Known before the commit, so an applier never sees a hit nobody waits for.
@@ -447,7 +455,11 @@ async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<J
         let started = std::time::Instant::now();
         match record_batch(state, &hits, Some((journal_id, through))).await {
             Ok(results) => {
-                tracing::debug!(hits = hits.len(), ms = started.elapsed().as_secs_f64() * 1e3, "tracking: hits applied");
+                tracing::debug!(
+                    hits = hits.len(),
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "tracking: hits applied"
+                );
                 return applied(state, &batch, results.into_iter().map(Ok).collect());
             }
             Err(e) => {
@@ -460,12 +472,10 @@ async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<J
         let mut tries = 0;
         let error = loop {
             let outcome = match &j.hit {
-                Ok(hit) => {
-                    record_batch(state, std::slice::from_ref(hit), Some((journal_id, j.id)))
-                        .await
-                        .map(|mut v| v.remove(0))
-                        .map_err(|e| e.to_string())
-                }
+                Ok(hit) => record_batch(state, std::slice::from_ref(hit), Some((journal_id, j.id)))
+                    .await
+                    .map(|mut v| v.remove(0))
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("unreadable journal entry: {e}")),
             };
             match outcome {

@@ -83,7 +83,10 @@ mod tests {
         assert!(!is_issued_device_id(b"another secret", &id));
         let mut tampered = id.clone().into_bytes();
         tampered[3] = if tampered[3] == b'0' { b'1' } else { b'0' };
-        assert!(!is_issued_device_id(secret, &String::from_utf8(tampered).unwrap()));
+        assert!(!is_issued_device_id(
+            secret,
+            &String::from_utf8(tampered).unwrap()
+        ));
         assert!(!is_issued_device_id(secret, &id[..32]));
         assert_ne!(issue_device_id(secret), id);
     }
