@@ -34,7 +34,30 @@ const MAX_ACCEPT: usize = 1000;
 const MAX_APPLY: usize = 2000;
 /// Applied hits are deleted from the journal in steps of this many.
 const PRUNE_EVERY: i64 = 20_000;
-pub const FILE: &str = "tracking-journal.db";
+
+/// The first journal of the data dir no other process holds: `tracking-journal.db`, then
+/// `tracking-journal-1.db` … Processes sharing a data dir (PostgreSQL) each hold one; a
+/// journal left by a process that died is applied by the next one to take it.
+fn claim_journal(dir: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(dir)?;
+    for n in 0..1000 {
+        let name = match n {
+            0 => "tracking-journal.db".to_owned(),
+            n => format!("tracking-journal-{n}.db"),
+        };
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{name}.lock")))?;
+        match lock.try_lock() {
+            Ok(()) => return Ok((dir.join(name), lock)),
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("no free tracking journal in {}", dir.display())
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -148,7 +171,7 @@ impl Tracker {
         let Some(receiver) = state.tracker.receiver.lock().expect("lock").take() else {
             return Ok(Vec::new());
         };
-        let path = state.config.data_dir.join(FILE);
+        let (path, lock) = claim_journal(&state.config.data_dir)?;
         let journal = Store::connect(&format!("sqlite://{}", path.display())).await?;
         let mut conn = journal.write_conn().await?;
         conn.execute_script(SCHEMA).await?;
@@ -194,7 +217,7 @@ impl Tracker {
                 receiver,
                 stop.clone(),
             )),
-            tokio::spawn(apply_loop(state.clone(), journal.clone(), journal_id)),
+            tokio::spawn(apply_loop(state.clone(), journal.clone(), journal_id, lock)),
         ];
         tasks.extend(journal.spawn_checkpointer(stop));
         Ok(tasks)
@@ -365,7 +388,13 @@ struct Journaled {
 }
 
 /// Applies journaled hits in order until accepting has stopped and nothing is left.
-async fn apply_loop(state: Arc<AppState>, journal: Store, journal_id: String) {
+/// `_lock` keeps this process's claim on the journal until the last hit is applied.
+async fn apply_loop(
+    state: Arc<AppState>,
+    journal: Store,
+    journal_id: String,
+    _lock: std::fs::File,
+) {
     let shared = state.tracker.shared.clone();
     let mut pruned_through = *shared.applied.borrow();
     loop {
@@ -539,4 +568,22 @@ fn applied(state: &AppState, done: &[Journaled], results: Vec<AppResult<Tracked>
         }
     }
     shared.applied.send_replace(through);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_journal;
+
+    #[test]
+    fn each_process_claims_a_journal_of_its_own() {
+        let dir = std::env::temp_dir().join(format!("magpie-journal-claim-{}", std::process::id()));
+        let (first, lock) = claim_journal(&dir).unwrap();
+        let (second, _second_lock) = claim_journal(&dir).unwrap();
+        assert!(first.ends_with("tracking-journal.db"));
+        assert!(second.ends_with("tracking-journal-1.db"));
+        drop(lock);
+        let (again, _) = claim_journal(&dir).unwrap();
+        assert_eq!(again, first, "a released journal is taken again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
