@@ -32,8 +32,9 @@ use crate::store::{self, Exec, Params, Store};
 const MAX_ACCEPT: usize = 1000;
 /// Largest number of hits one applying transaction takes.
 const MAX_APPLY: usize = 2000;
-/// Applied hits are deleted from the journal in steps of this many.
-const PRUNE_EVERY: i64 = 20_000;
+/// Applied hits are deleted from the journal in steps of about this many: small steps
+/// hold the journal's write lock (which accepting hits needs) only briefly.
+const PRUNE_EVERY: i64 = 2_000;
 
 /// The first journal of the data dir no other process holds: `tracking-journal.db`, then
 /// `tracking-journal-1.db` … Processes sharing a data dir (PostgreSQL) each hold one; a
