@@ -676,6 +676,9 @@ impl Sink {
             }
             Format::Xlsx => {
                 let mut book = rust_xlsxwriter::Workbook::new();
+                // Deflate at level 3 (Excel's own) instead of 6: compressing the sheets
+                // was most of an export's time (1M rows: 11.3 s → 7.2 s; 80 → 90 MB).
+                book.set_zip_compression_level(3);
                 if let Some(dir) = path.parent() {
                     book.set_tempdir(dir).map_err(xlsx_err)?;
                 }
