@@ -16,7 +16,8 @@
 //! `DIR/magpie.db` at the end (SQLite's backup, page for page, so the layout is the
 //! import's); later runs with the same `DIR` skip the file and the import, start the
 //! server on `DIR`, wait for the free-text queue to drain, and time the exports alone.
-//! `--formats csv` (or `xlsx`, `csv,xlsx`: the default) picks the exports.
+//! `--formats csv` (or `xlsx`, `csv,xlsx`: the default) picks the exports; `--save DIR`
+//! keeps each export's file in DIR (copied after the timing), to compare versions.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -247,7 +248,11 @@ fn load() -> String {
 }
 
 /// Exports every contact in each format, timing it and measuring memory.
-async fn exports(state: &magpie::state::SharedState, formats: &[magpie::exports::Format]) {
+async fn exports(
+    state: &magpie::state::SharedState,
+    formats: &[magpie::exports::Format],
+    save: Option<&std::path::Path>,
+) {
     let me = {
         let mut db = state.store.read().await.unwrap();
         magpie::store::users::by_username(&mut db, "admin")
@@ -274,7 +279,7 @@ async fn exports(state: &magpie::state::SharedState, formats: &[magpie::exports:
             magpie::exports::direct(&state, &me, format, &magpie::exports::Query::default()).await
         })
         .await;
-        let (_, size) = result.expect("export");
+        let (mut file, size) = result.expect("export");
         println!(
             "export {} of {total} contacts: {secs:.2} s = {:.0} rows/s, {:.1} MB; peak RSS growth {rss:.1} MB (anonymous memory {anon:.1} MB); load {}",
             format.as_str(),
@@ -282,12 +287,23 @@ async fn exports(state: &magpie::state::SharedState, formats: &[magpie::exports:
             size as f64 / 1e6,
             load()
         );
+        if let Some(dir) = save {
+            std::fs::create_dir_all(dir).unwrap();
+            let path = dir.join(format!("contacts.{}", format.as_str()));
+            let mut out = tokio::fs::File::create(&path).await.unwrap();
+            tokio::io::copy(&mut file, &mut out).await.unwrap();
+            println!("saved {}", path.display());
+        }
     }
 }
 
 /// Exports from a database kept by an earlier run (`--keep`), once its free-text queue
 /// is drained (the indexer would otherwise compete for the CPU).
-async fn exports_of_kept(dir: &std::path::Path, formats: &[magpie::exports::Format]) {
+async fn exports_of_kept(
+    dir: &std::path::Path,
+    formats: &[magpie::exports::Format],
+    save: Option<&std::path::Path>,
+) {
     use magpie::store::Exec;
     let config = magpie::config::Config::for_data_dir(dir, None);
     let running = magpie::server::start(config).await.expect("server starts");
@@ -306,7 +322,7 @@ async fn exports_of_kept(dir: &std::path::Path, formats: &[magpie::exports::Form
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     println!("kept database {}; load before: {}", dir.display(), load());
-    exports(&state, formats).await;
+    exports(&state, formats, save).await;
     drop(state);
     running.shutdown().await.expect("clean shutdown");
 }
@@ -342,8 +358,13 @@ async fn main() {
         .split(',')
         .map(|f| magpie::exports::Format::parse(f).expect("--formats csv,xlsx"))
         .collect();
+    let save: Option<std::path::PathBuf> = args
+        .iter()
+        .position(|a| a == "--save")
+        .and_then(|i| args.get(i + 1))
+        .map(Into::into);
     if let Some(kept) = keep.as_ref().filter(|k| k.join("magpie.db").exists()) {
-        exports_of_kept(kept, &formats).await;
+        exports_of_kept(kept, &formats, save.as_deref()).await;
         return;
     }
     let dir = tempfile::Builder::new()
@@ -400,7 +421,7 @@ async fn main() {
 
         // Exports of every contact.
         if !skip_export {
-            exports(s.state(), &formats).await;
+            exports(s.state(), &formats, save.as_deref()).await;
         }
         if let Some(kept) = &keep {
             std::fs::create_dir_all(kept).unwrap();
