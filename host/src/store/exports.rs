@@ -227,6 +227,190 @@ pub async fn page_of_ids(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> 
     db.fetch_all(&sql, p.values).await
 }
 
+/// SQLite's separators in a page of lines (`lines`): rows by U+001E, fields by
+/// U+001F. A value that contains either is caught when the page is split (a row or
+/// field too many) and the page is read again the usual way.
+pub const ROW_SEP: u8 = 0x1e;
+pub const FIELD_SEP: u8 = 0x1f;
+
+/// Fields whose values go through the usual decoding even on the fast path: numbers
+/// (SQLite's text for a REAL is not the export's) and booleans.
+pub fn is_numeric_column(f: &crate::contacts::fields::FieldDef) -> bool {
+    f.storage() == Storage::Column && f.kind() != super::db::Kind::Text
+}
+
+/// One text per row: `id`, one value per field (empty for numeric fields, see
+/// `is_numeric_column`), then `owner_id`, `stage_id`, `date_added`, `date_modified`,
+/// `date_identified`; NULL as empty. Columns that cannot be NULL are left bare: were one
+/// NULL anyway, `concat_ws` would skip it and the row would have a field too few.
+fn line_expr(fields: &FieldSet) -> String {
+    let mut parts: Vec<String> = vec!["c.id".to_owned()];
+    for f in fields.iter() {
+        parts.push(if is_numeric_column(f) {
+            "''".to_owned()
+        } else {
+            match f.storage() {
+                Storage::Column => format!("ifnull(c.{}, '')", column(&f.alias)),
+                Storage::Points => "c.points".to_owned(),
+                Storage::Timestamp => "ifnull(c.last_active, '')".to_owned(),
+            }
+        });
+    }
+    parts.extend(
+        [
+            "ifnull(c.owner_id, '')",
+            "ifnull(c.stage_id, '')",
+            "c.date_added",
+            "c.date_modified",
+            "ifnull(c.date_identified, '')",
+        ]
+        .map(str::to_owned),
+    );
+    // concat_ws takes at most SQLITE_MAX_FUNCTION_ARG arguments: nest beyond 100.
+    while parts.len() > 100 {
+        parts = parts
+            .chunks(100)
+            .map(|c| format!("concat_ws(char(31), {})", c.join(", ")))
+            .collect();
+    }
+    format!("concat_ws(char(31), {})", parts.join(", "))
+}
+
+/// Whether any numeric field of the row has a value (then `numbers` reads them).
+fn numbers_expr(fields: &FieldSet) -> String {
+    let cols: Vec<String> = fields
+        .iter()
+        .filter(|f| is_numeric_column(f))
+        .map(|f| format!("c.{} IS NOT NULL", column(&f.alias)))
+        .collect();
+    if cols.is_empty() {
+        "0".to_owned()
+    } else {
+        cols.join(" OR ")
+    }
+}
+
+/// A page read by `lines`.
+pub struct Lines {
+    /// Rows in the page.
+    pub rows: i64,
+    /// The rows' lines, separated by `ROW_SEP`, in id order.
+    pub text: String,
+    /// Whether some row has a numeric field with a value.
+    pub numbers: bool,
+}
+
+fn lines_of(rows: Vec<Row>) -> Lines {
+    let r = rows.first();
+    Lines {
+        rows: r.and_then(|r| r.at(0).as_i64()).unwrap_or(0),
+        text: r.and_then(|r| r.at(1).as_str()).unwrap_or("").to_owned(),
+        numbers: r.and_then(|r| r.at(2).as_i64()).unwrap_or(0) != 0,
+    }
+}
+
+/// Which contacts a page of an export holds.
+pub enum Scope<'a> {
+    /// Matches of `condition` (from `contact_search::condition`, with its `params`) with
+    /// ids above `after`: the first `limit` of them, or those up to `until` included.
+    After {
+        condition: &'a str,
+        params: &'a Params,
+        after: i64,
+        limit: Option<i64>,
+        until: Option<i64>,
+    },
+    /// These contacts (ids sorted ascending).
+    Ids(&'a [i64]),
+}
+
+impl Scope<'_> {
+    /// The WHERE condition over `contacts c` (with ORDER BY and LIMIT) and its values.
+    fn sql(&self) -> (String, Vec<Value>) {
+        match self {
+            Scope::After {
+                condition,
+                params,
+                after,
+                limit,
+                until,
+            } => {
+                let mut values = params.values.clone();
+                values.push(Value::Int(*after));
+                let mut sql = format!("({condition}) AND c.id > ${}", values.len());
+                if let Some(until) = until {
+                    values.push(Value::Int(*until));
+                    sql.push_str(&format!(" AND c.id <= ${}", values.len()));
+                }
+                sql.push_str(" ORDER BY c.id");
+                if let Some(limit) = limit {
+                    values.push(Value::Int(*limit));
+                    sql.push_str(&format!(" LIMIT ${}", values.len()));
+                }
+                (sql, values)
+            }
+            Scope::Ids(ids) => {
+                let mut p = Params::default();
+                let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
+                (
+                    format!("c.id IN ({}) ORDER BY c.id", list.join(", ")),
+                    p.values,
+                )
+            }
+        }
+    }
+}
+
+/// SQLite only: the page `page_after` or `page_of_ids` would read, as text built by
+/// SQLite (see `line_expr`): a page is one value to decode instead of one per cell.
+pub async fn lines(db: &mut impl Exec, fields: &FieldSet, scope: &Scope<'_>) -> DbResult<Lines> {
+    let (inner, values) = scope.sql();
+    let sql = format!(
+        "SELECT count(*), group_concat(l, char(30)), max(n) FROM (
+            SELECT {} AS l, {} AS n FROM contacts c WHERE {inner}
+        )",
+        line_expr(fields),
+        numbers_expr(fields)
+    );
+    Ok(lines_of(db.fetch_all(&sql, values).await?))
+}
+
+/// The numeric fields (`is_numeric_column`) of the contacts of `scope` that have one:
+/// `id` first, then those fields in the field set's order.
+pub async fn numbers(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    scope: &Scope<'_>,
+) -> DbResult<Vec<Row>> {
+    let cols: Vec<String> = fields
+        .iter()
+        .filter(|f| is_numeric_column(f))
+        .map(|f| format!("c.{}", column(&f.alias)))
+        .collect();
+    if cols.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (inner, values) = scope.sql();
+    let sql = format!(
+        "SELECT c.id, {} FROM contacts c WHERE ({}) AND {inner}",
+        cols.join(", "),
+        numbers_expr(fields)
+    );
+    db.fetch_all(&sql, values).await
+}
+
+/// The tags of the contacts with ids in `first..=last` (each contact's in tag order, as
+/// `contacts::tags_of` gives them): one range of the primary key instead of a lookup
+/// per contact, for pages whose ids are dense.
+pub async fn tags_between(db: &mut impl Exec, first: i64, last: i64) -> DbResult<Vec<Row>> {
+    db.fetch_all(
+        "SELECT ct.contact_id, t.tag FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
+         WHERE ct.contact_id >= $1 AND ct.contact_id <= $2 ORDER BY ct.contact_id, t.tag",
+        params![first, last],
+    )
+    .await
+}
+
 /// Before a long scan on SQLite: no memory-mapped reads on this connection (they would
 /// map the whole database into the process) and a small page cache (8 MB).
 pub async fn scan_begin(db: &mut impl Exec) -> DbResult<()> {

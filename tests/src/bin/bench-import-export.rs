@@ -11,6 +11,13 @@
 //! for comparison. Then exports every contact to CSV and to XLSX, timing each and
 //! measuring the peak growth of the process's resident memory. With `--postgres`, the
 //! same import on PostgreSQL.
+//!
+//! `--keep DIR` keeps the imported SQLite database: the first run copies it to
+//! `DIR/magpie.db` at the end (SQLite's backup, page for page, so the layout is the
+//! import's); later runs with the same `DIR` skip the file and the import, start the
+//! server on `DIR`, wait for the free-text queue to drain, and time the exports alone.
+//! `--formats csv` (or `xlsx`, `csv,xlsx`: the default) picks the exports; `--save DIR`
+//! keeps each export's file in DIR (copied after the timing), to compare versions.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -240,6 +247,86 @@ fn load() -> String {
         .join(" ")
 }
 
+/// Exports every contact in each format, timing it and measuring memory.
+async fn exports(
+    state: &magpie::state::SharedState,
+    formats: &[magpie::exports::Format],
+    save: Option<&std::path::Path>,
+) {
+    let me = {
+        let mut db = state.store.read().await.unwrap();
+        magpie::store::users::by_username(&mut db, "admin")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let total = {
+        use magpie::store::Exec;
+        let mut db = state.store.read().await.unwrap();
+        // What an export without a search covers: the known contacts.
+        db.fetch_i64(
+            "SELECT COUNT(*) FROM contacts WHERE date_identified IS NOT NULL",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .unwrap_or(0) as f64
+    };
+    for format in formats.iter().copied() {
+        let state = state.clone();
+        let me = me.clone();
+        let (result, secs, rss, anon) = measure(async move {
+            magpie::exports::direct(&state, &me, format, &magpie::exports::Query::default()).await
+        })
+        .await;
+        let (mut file, size) = result.expect("export");
+        println!(
+            "export {} of {total} contacts: {secs:.2} s = {:.0} rows/s, {:.1} MB; peak RSS growth {rss:.1} MB (anonymous memory {anon:.1} MB); load {}",
+            format.as_str(),
+            total / secs,
+            size as f64 / 1e6,
+            load()
+        );
+        if let Some(dir) = save {
+            std::fs::create_dir_all(dir).unwrap();
+            let path = dir.join(format!("contacts.{}", format.as_str()));
+            let mut out = tokio::fs::File::create(&path).await.unwrap();
+            tokio::io::copy(&mut file, &mut out).await.unwrap();
+            println!("saved {}", path.display());
+        }
+    }
+}
+
+/// Exports from a database kept by an earlier run (`--keep`), once its free-text queue
+/// is drained (the indexer would otherwise compete for the CPU).
+async fn exports_of_kept(
+    dir: &std::path::Path,
+    formats: &[magpie::exports::Format],
+    save: Option<&std::path::Path>,
+) {
+    use magpie::store::Exec;
+    let config = magpie::config::Config::for_data_dir(dir, None);
+    let running = magpie::server::start(config).await.expect("server starts");
+    let state = running.state.clone();
+    loop {
+        let mut db = state.store.read().await.unwrap();
+        let pending = db
+            .fetch_i64("SELECT COUNT(*) FROM contacts_fts_pending", vec![])
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        if pending == 0 {
+            break;
+        }
+        println!("waiting for the free-text queue: {pending} contacts");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    println!("kept database {}; load before: {}", dir.display(), load());
+    exports(&state, formats, save).await;
+    drop(state);
+    running.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -258,6 +345,28 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
     let config = batch.map_or(String::new(), |b| format!("[import]\nbatch_rows = {b}\n"));
+    let keep: Option<std::path::PathBuf> = args
+        .iter()
+        .position(|a| a == "--keep")
+        .and_then(|i| args.get(i + 1))
+        .map(Into::into);
+    let formats: Vec<magpie::exports::Format> = args
+        .iter()
+        .position(|a| a == "--formats")
+        .and_then(|i| args.get(i + 1))
+        .map_or("csv,xlsx", String::as_str)
+        .split(',')
+        .map(|f| magpie::exports::Format::parse(f).expect("--formats csv,xlsx"))
+        .collect();
+    let save: Option<std::path::PathBuf> = args
+        .iter()
+        .position(|a| a == "--save")
+        .and_then(|i| args.get(i + 1))
+        .map(Into::into);
+    if let Some(kept) = keep.as_ref().filter(|k| k.join("magpie.db").exists()) {
+        exports_of_kept(kept, &formats, save.as_deref()).await;
+        return;
+    }
     let dir = tempfile::Builder::new()
         .prefix("magpie-bench-")
         .tempdir_in("/var/tmp")
@@ -311,38 +420,18 @@ async fn main() {
         );
 
         // Exports of every contact.
-        let me = {
-            let mut db = s.state().store.read().await.unwrap();
-            magpie::store::users::by_username(&mut db, "admin")
-                .await
-                .unwrap()
-                .unwrap()
-        };
-        let total = {
-            let r = s.get("/api/contacts?limit=1").await.expect(200);
-            r["total"].as_str().unwrap().parse::<f64>().unwrap()
-        };
-        let formats = if skip_export {
-            vec![]
-        } else {
-            vec![magpie::exports::Format::Csv, magpie::exports::Format::Xlsx]
-        };
-        for format in formats {
-            let state = s.state().clone();
-            let me = me.clone();
-            let (result, secs, rss, anon) = measure(async move {
-                magpie::exports::direct(&state, &me, format, &magpie::exports::Query::default())
-                    .await
-            })
-            .await;
-            let (_, size) = result.expect("export");
-            println!(
-                "export {} of {total} contacts: {secs:.2} s = {:.0} rows/s, {:.1} MB; peak RSS growth {rss:.1} MB (anonymous memory {anon:.1} MB); load {}",
-                format.as_str(),
-                total / secs,
-                size as f64 / 1e6,
-                load()
-            );
+        if !skip_export {
+            exports(s.state(), &formats, save.as_deref()).await;
+        }
+        if let Some(kept) = &keep {
+            std::fs::create_dir_all(kept).unwrap();
+            let status = std::process::Command::new("sqlite3")
+                .arg(s.data_dir.join("magpie.db"))
+                .arg(format!(".backup {}", kept.join("magpie.db").display()))
+                .status()
+                .expect("sqlite3 CLI");
+            assert!(status.success());
+            println!("kept the database in {}", kept.display());
         }
         s.stop().await;
     }
