@@ -6,14 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use magpie_tests::magpie_binary;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use magpie_tests::process::free_port;
 
 fn magpie() -> Command {
     let mut c = Command::new(magpie_binary!());
