@@ -83,6 +83,24 @@ pub async fn create_pg_database() -> (String, String, String) {
     (format!("{base}/{name}{query}"), admin.clone(), name)
 }
 
+/// A database for a test that runs the real binary: a SQLite file in `dir`, or a fresh
+/// PostgreSQL database; returns its URL and, for PostgreSQL, what `drop_pg_database` needs.
+pub async fn scratch_database(
+    backend: Backend,
+    dir: &std::path::Path,
+) -> (String, Option<(String, String)>) {
+    match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.join("magpie.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let (url, admin, name) = create_pg_database().await;
+            (url, Some((admin, name)))
+        }
+    }
+}
+
 pub async fn drop_pg_database(admin: &str, name: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {

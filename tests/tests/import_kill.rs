@@ -46,16 +46,7 @@ async fn kill_nine_in_the_middle_of_an_import(backend: Backend) {
 /// instead of SIGKILL.
 async fn interrupt_in_the_middle_of_an_import(backend: Backend, graceful: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (database_url, pg) = match backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}", dir.path().join("magpie.db").display()),
-            None,
-        ),
-        Backend::Postgres => {
-            let (url, admin, name) = magpie_tests::create_pg_database().await;
-            (url, Some((admin, name)))
-        }
-    };
+    let (database_url, pg) = magpie_tests::scratch_database(backend, dir.path()).await;
     let config = dir.path().join("magpie.toml");
     // Small batches (many checkpoints) and a short lease (PostgreSQL waits for it).
     std::fs::write(

@@ -79,16 +79,7 @@ async fn wait_for_hits(database_url: &str, want: i64) -> i64 {
 
 async fn kill_nine_loses_no_answered_hit(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let (database_url, pg) = match backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}", dir.path().join("magpie.db").display()),
-            None,
-        ),
-        Backend::Postgres => {
-            let (url, admin, name) = magpie_tests::create_pg_database().await;
-            (url, Some((admin, name)))
-        }
-    };
+    let (database_url, pg) = magpie_tests::scratch_database(backend, dir.path()).await;
     let config = dir.path().join("magpie.toml");
     std::fs::write(&config, "[tracking]\ntrack_private_ip_ranges = true\n").unwrap();
     let start = || {

@@ -483,7 +483,7 @@ async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<J
             .filter_map(|j| j.hit.as_ref().ok().cloned())
             .collect();
         let started = std::time::Instant::now();
-        match record_batch(state, &hits, Some((journal_id, through))).await {
+        match record_batch(state, &hits, (journal_id, through)).await {
             Ok(results) => {
                 tracing::debug!(
                     hits = hits.len(),
@@ -502,7 +502,7 @@ async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<J
         let mut tries = 0;
         let error = loop {
             let outcome = match &j.hit {
-                Ok(hit) => record_batch(state, std::slice::from_ref(hit), Some((journal_id, j.id)))
+                Ok(hit) => record_batch(state, std::slice::from_ref(hit), (journal_id, j.id))
                     .await
                     .map(|mut v| v.remove(0))
                     .map_err(|e| e.to_string()),

@@ -283,7 +283,7 @@ fn hit_properties(hit: &Hit, device: &ua::Agent, device_id: &str) -> Json {
 pub async fn record_batch(
     state: &AppState,
     hits: &[Hit],
-    mark: Option<(&str, i64)>,
+    (journal_id, through): (&str, i64),
 ) -> AppResult<Vec<Tracked>> {
     let mut tx = state.store.begin().await?;
     let fields = state.fields(&mut tx).await?;
@@ -470,9 +470,7 @@ pub async fn record_batch(
         .collect();
     store::tracking::touch_devices(&mut tx, &touches).await?;
     store::tracking::set_date_left(&mut tx, &date_left).await?;
-    if let Some((journal_id, through)) = mark {
-        store::tracking::set_journal_mark(&mut tx, journal_id, through).await?;
-    }
+    store::tracking::set_journal_mark(&mut tx, journal_id, through).await?;
     tx.commit().await?;
     Ok(contact_ids
         .into_iter()
