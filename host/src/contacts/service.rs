@@ -417,6 +417,29 @@ pub async fn save_in(
         .flat_map(|w| w.ips.iter().map(|ip| (w.state.id, ip.clone())))
         .collect();
     let mut first_seen = store::contacts::touch_ips(tx, &ip_pairs, ctx.now).await?;
+    let utms: Vec<(i64, UtmInput)> = work
+        .iter_mut()
+        .flat_map(|w| {
+            let id = w.state.id;
+            std::mem::take(&mut w.utm).into_iter().map(move |u| (id, u))
+        })
+        .collect();
+    let utm_rows = utms
+        .iter()
+        .map(|(id, u)| {
+            let (values, query) = utm_values(u);
+            (*id, ctx.now, values, query)
+        })
+        .collect();
+    let utm_ids = store::contacts::insert_utms(tx, utm_rows).await?;
+    // Each contact's UTM events keep their place among its other events (below).
+    let mut utm_events: HashMap<i64, Vec<NewEvent>> = HashMap::new();
+    for ((id, u), utm_id) in utms.iter().zip(utm_ids) {
+        utm_events
+            .entry(*id)
+            .or_default()
+            .push(NewEvent::new(*id, keys::UTM, ctx.now, utm_json(u)).ref_id(utm_id));
+    }
     let mut events = Vec::new();
     for w in &mut work {
         let id = w.state.id;
@@ -450,11 +473,7 @@ pub async fn save_in(
                 }),
             ));
         }
-        for u in std::mem::take(&mut w.utm) {
-            let (values, query) = utm_values(&u);
-            let utm_id = store::contacts::insert_utm(tx, id, ctx.now, values, &query).await?;
-            events.push(NewEvent::new(id, keys::UTM, ctx.now, utm_json(&u)).ref_id(utm_id));
-        }
+        events.extend(utm_events.remove(&id).unwrap_or_default());
         for mut e in std::mem::take(&mut w.events) {
             e.contact_id = id;
             events.push(e);

@@ -618,25 +618,41 @@ pub const UTM_COLUMNS: [&str; 9] = [
     "user_agent",
 ];
 
-pub async fn insert_utm(
-    db: &mut impl Exec,
-    contact_id: i64,
-    now: i64,
-    values: [Option<String>; 9],
-    query: &str,
-) -> DbResult<i64> {
-    let mut p = Params::default();
-    let mut phs = vec![p.push(contact_id), p.push(now)];
-    for v in values {
-        phs.push(p.push(v));
+/// A UTM row to insert: contact, time, the nine UTM values, the query string.
+pub type NewUtm = (i64, i64, [Option<String>; 9], String);
+
+/// Inserts UTM rows with multi-row statements; returns their ids in the given order.
+pub async fn insert_utms(db: &mut impl Exec, rows: Vec<NewUtm>) -> DbResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut p = Params::default();
+        let tuples: Vec<String> = rows
+            .by_ref()
+            .take(1000)
+            .map(|(contact_id, at, values, query)| {
+                let mut phs = vec![p.push(contact_id), p.push(at)];
+                phs.extend(values.into_iter().map(|v| p.push(v)));
+                phs.push(p.push(query));
+                format!("({})", phs.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO contact_utm_tags (contact_id, date_added, {}, query) VALUES {} RETURNING id",
+            UTM_COLUMNS.join(", "),
+            tuples.join(", ")
+        );
+        let mut got: Vec<i64> = db
+            .fetch_all(&sql, p.values)
+            .await?
+            .iter()
+            .map(|r| r.i64("id"))
+            .collect();
+        // Ids are assigned in VALUES order; RETURNING's order is not promised.
+        got.sort_unstable();
+        ids.extend(got);
     }
-    phs.push(p.push(query));
-    let sql = format!(
-        "INSERT INTO contact_utm_tags (contact_id, date_added, {}, query) VALUES ({}) RETURNING id",
-        UTM_COLUMNS.join(", "),
-        phs.join(", ")
-    );
-    Ok(db.fetch_i64(&sql, p.values).await?.unwrap_or_default())
+    Ok(ids)
 }
 
 pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Vec<UtmRow>>> {

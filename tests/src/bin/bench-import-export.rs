@@ -329,6 +329,7 @@ async fn exports_of_kept(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    magpie::cli::init_logging("off");
     let args: Vec<String> = std::env::args().collect();
     let rows: usize = args
         .iter()
