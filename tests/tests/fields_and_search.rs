@@ -391,6 +391,27 @@ async fn search_grammar(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(ids(&r), vec![alan, grace, ada]);
+    // Known and anonymous contacts have a last-active index each: one of them, or both
+    // sorted together.
+    for (query, want) in [
+        ("is:anonymous", vec![anon]),
+        ("is:anonymous email:a", vec![]),
+        ("is:anonymous OR email:a", vec![alan, ada, anon]),
+    ] {
+        let r = s
+            .get(&format!("/api/contacts?search={}", urlencode(query)))
+            .await
+            .expect(200);
+        assert_eq!(ids(&r), want, "{query}");
+    }
+    // Totals: `is:unowned` is counted through the index of owned contacts.
+    for (query, want) in [("is:unowned", 4), ("!is:unowned", 1), ("is:anonymous", 1)] {
+        let r = s
+            .get(&format!("/api/contacts?search={}", urlencode(query)))
+            .await
+            .expect(200);
+        assert_eq!(r["total"], want.to_string(), "{query}");
+    }
     for bad in [
         "(smith", "\"open", "bogus:x", "is:robot", "ids:x", "smith OR",
     ] {

@@ -89,6 +89,15 @@ impl Expr {
             Expr::Cond(c) => *c == Cond::Anonymous,
         }
     }
+
+    /// Whether only anonymous contacts can match (`is:anonymous`, alone or AND-ed).
+    pub fn only_anonymous(&self) -> bool {
+        match self {
+            Expr::And(v) => v.iter().any(Expr::only_anonymous),
+            Expr::Or(_) | Expr::Not(_) => false,
+            Expr::Cond(c) => *c == Cond::Anonymous,
+        }
+    }
 }
 
 /// The commands, for help texts: (syntax, meaning).

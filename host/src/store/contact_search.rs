@@ -680,6 +680,17 @@ async fn count(
         match q.search {
             None => return Ok((known, base)),
             Some(Expr::Cond(Cond::Anonymous)) => return Ok((anonymous, base)),
+            // The owner index holds the owned known contacts only.
+            Some(Expr::Cond(Cond::Unowned)) => {
+                let owned = db
+                    .fetch_i64(
+                        "SELECT COUNT(*) FROM contacts WHERE date_identified IS NOT NULL AND owner_id IS NOT NULL",
+                        vec![],
+                    )
+                    .await?
+                    .unwrap_or(0);
+                return Ok((known - owned, base));
+            }
             // The trigram table holds exactly the known contacts.
             Some(Expr::Cond(Cond::Text(Match::Contains(v))))
                 if db.backend() == Backend::Sqlite && v.chars().count() >= 3 =>
@@ -762,13 +773,15 @@ pub async fn list(
             .is_none_or(|o| matches!(o, "last_active" | "lastActive"))
             && wanted.saturating_mul(base) / total.max(1) <= MAX_WALK;
         let (cond, mut p) = where_clause(backend, fields, q, walk).map_err(ListError::BadQuery)?;
-        let from = match (
-            backend,
-            walk,
-            q.search.is_some_and(Expr::mentions_anonymous),
-        ) {
-            (Backend::Sqlite, true, false) => "contacts c INDEXED BY contacts_known_active",
-            (Backend::Sqlite, true, true) => "contacts c INDEXED BY contacts_active",
+        // Known and anonymous contacts have a last-active index each; a search that may
+        // match both is sorted.
+        let from = match (backend, walk) {
+            (Backend::Sqlite, true) if !q.search.is_some_and(Expr::mentions_anonymous) => {
+                "contacts c INDEXED BY contacts_known_active"
+            }
+            (Backend::Sqlite, true) if q.search.is_some_and(Expr::only_anonymous) => {
+                "contacts c INDEXED BY contacts_anonymous_active"
+            }
             _ => "contacts c",
         };
         let mut sql = format!(

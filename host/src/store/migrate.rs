@@ -32,6 +32,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_deferred_fts"),
     migration!(7, "0007_expression_statistics"),
     migration!(8, "0008_tracking_journal"),
+    migration!(9, "0009_narrower_write_indexes"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once
