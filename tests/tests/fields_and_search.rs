@@ -345,6 +345,13 @@ async fn search_grammar(backend: Backend) {
         ("email:A", vec![ada, alan]),
         ("email:%@example.org", vec![ada, jane]),
         ("email:%example.org", vec![ada, grace, jane]),
+        // Suffixes: a domain, a part of one, and one reaching into the local part.
+        ("email:%@EXAMPLE.org", vec![ada, jane]),
+        ("email:%.ORG", vec![ada, grace, jane]),
+        ("email:%s@example.org", vec![jane]),
+        ("email:%n@example.com", vec![alan]),
+        ("email:%@example", vec![]),
+        ("!email:%@example.org", vec![alan, grace, john]),
         ("email:+ada@example.org", vec![ada]),
         ("email:jane_", vec![jane]),
         ("name:gr", vec![grace]),

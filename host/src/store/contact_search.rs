@@ -256,19 +256,36 @@ impl Compiler<'_> {
                 }
             }
             Cond::Field { alias, m } if alias == "email" && email_suffix(m).is_some() => {
-                // `%@example.org`: a range on the reversed email.
-                let suffix = email_suffix(m).unwrap_or_default();
-                let lo: String = suffix.to_ascii_lowercase().chars().rev().collect();
-                let hi = format!("{lo}\u{10FFFF}");
+                // The index holds each email's reversed domain ("gro.elpmaxe@"): a suffix
+                // within the domain (`%.org`) is a range of it; one reaching into the local
+                // part (`%smith@example.org`) is that domain exactly, then the text match.
+                let suffix = email_suffix(m).unwrap_or_default().to_ascii_lowercase();
                 let col = match b {
                     Backend::Sqlite => "c.email_rev".to_owned(),
                     Backend::Postgres => "(c.email_rev COLLATE \"C\")".to_owned(),
                 };
-                format!(
-                    "({col} >= {} AND {col} < {})",
-                    self.p.push(lo),
-                    self.p.push(hi)
-                )
+                match suffix.rfind('@') {
+                    Some(at) => {
+                        let key: String = suffix[at..].chars().rev().collect();
+                        let domain = format!("{col} = {}", self.p.push(key));
+                        if at == 0 {
+                            domain
+                        } else {
+                            let kind = self.fields.get("email").map_or(Kind::Text, |f| f.kind());
+                            let email = search_expr(b, "c.email", kind);
+                            format!("({domain} AND {})", self.text_match(&email, m))
+                        }
+                    }
+                    None => {
+                        let lo: String = suffix.chars().rev().collect();
+                        let hi = format!("{lo}\u{10FFFF}");
+                        format!(
+                            "({col} >= {} AND {col} < {})",
+                            self.p.push(lo),
+                            self.p.push(hi)
+                        )
+                    }
+                }
             }
             Cond::Field { alias, m } => {
                 let f = self

@@ -277,9 +277,13 @@ pub async fn insert(
     Ok(ids)
 }
 
-/// The lower-cased, reversed email that suffix searches use (`email:%@example.org`).
+/// The key suffix searches use (`email:%@example.org`): the email's domain with its `@`,
+/// lower-cased and reversed ("ada@Example.org" → "gro.elpmaxe@"). Keyed by domain, the
+/// index takes a new contact at the end of its domain's run (a few hot pages) instead of
+/// at a random place (a page written per contact). Migration 9 spells the same in SQL.
 pub fn email_rev(email: &str) -> String {
-    email.to_ascii_lowercase().chars().rev().collect()
+    let from = email.find('@').unwrap_or(0);
+    email[from..].to_ascii_lowercase().chars().rev().collect()
 }
 
 /// Sets columns of one contact. `sets` holds raw column names (quoted for fields).
