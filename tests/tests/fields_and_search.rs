@@ -403,6 +403,7 @@ async fn search_grammar(backend: Backend) {
     for (query, want) in [
         ("is:anonymous", vec![anon]),
         ("is:anonymous email:a", vec![]),
+        ("is:anonymous city:paris", vec![anon]),
         ("is:anonymous OR email:a", vec![alan, ada, anon]),
     ] {
         let r = s
