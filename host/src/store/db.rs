@@ -361,11 +361,20 @@ impl Store {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
-                if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                let started = std::time::Instant::now();
+                match sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(&pool)
                     .await
                 {
-                    tracing::debug!(error = %e, "background checkpoint skipped");
+                    Err(e) => tracing::debug!(error = %e, "background checkpoint skipped"),
+                    // Long checkpoints share the disk with every commit's fsync.
+                    Ok(_) if started.elapsed() > Duration::from_millis(100) => {
+                        tracing::debug!(
+                            ms = started.elapsed().as_millis() as u64,
+                            "slow background checkpoint"
+                        );
+                    }
+                    Ok(_) => {}
                 }
             }
         }))

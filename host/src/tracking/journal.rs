@@ -326,6 +326,7 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
             }
         }
     }
+    let started = std::time::Instant::now();
     let written = async {
         let mut tx = journal.begin().await?;
         for chunk in rows.chunks(200) {
@@ -363,6 +364,14 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
         }
         tracing::error!(error = %e, hits = batch.len(), "tracking: hits could not be journaled");
         return fail_all(batch, &AppError::from(e));
+    }
+    if started.elapsed() > Duration::from_millis(100) {
+        // Every hit of the batch waited this long for its answer.
+        tracing::warn!(
+            ms = started.elapsed().as_millis() as u64,
+            hits = batch.len(),
+            "tracking: slow journal commit"
+        );
     }
     shared
         .committed
