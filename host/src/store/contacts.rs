@@ -264,15 +264,7 @@ pub async fn insert(
             col_list.join(", "),
             tuples.join(", ")
         );
-        let mut got: Vec<i64> = db
-            .fetch_all(&sql, p.values)
-            .await?
-            .iter()
-            .map(|r| r.i64("id"))
-            .collect();
-        // Ids are assigned in VALUES order on both backends; RETURNING's order is not promised.
-        got.sort_unstable();
-        ids.extend(got);
+        ids.extend(db.inserted_ids(&sql, p.values).await?);
     }
     Ok(ids)
 }
@@ -646,15 +638,7 @@ pub async fn insert_utms(db: &mut impl Exec, rows: Vec<NewUtm>) -> DbResult<Vec<
             UTM_COLUMNS.join(", "),
             tuples.join(", ")
         );
-        let mut got: Vec<i64> = db
-            .fetch_all(&sql, p.values)
-            .await?
-            .iter()
-            .map(|r| r.i64("id"))
-            .collect();
-        // Ids are assigned in VALUES order; RETURNING's order is not promised.
-        got.sort_unstable();
-        ids.extend(got);
+        ids.extend(db.inserted_ids(&sql, p.values).await?);
     }
     Ok(ids)
 }

@@ -223,6 +223,24 @@ pub trait Exec: Send {
                 .and_then(|r| r.values.first().and_then(Value::as_i64)))
         }
     }
+    /// The ids of a multi-row `INSERT … RETURNING id`, in the order of its `VALUES`: both
+    /// databases assign them in that order, but RETURNING does not promise to answer so.
+    fn inserted_ids(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = DbResult<Vec<i64>>> + Send {
+        async move {
+            let mut ids: Vec<i64> = self
+                .fetch_all(sql, params)
+                .await?
+                .iter()
+                .filter_map(|r| r.values.first().and_then(Value::as_i64))
+                .collect();
+            ids.sort_unstable();
+            Ok(ids)
+        }
+    }
 }
 
 enum Pools {

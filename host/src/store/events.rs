@@ -47,15 +47,7 @@ pub async fn insert_returning_ids(db: &mut impl Exec, events: &[NewEvent]) -> Db
     let mut ids = Vec::with_capacity(events.len());
     for chunk in events.chunks(1000) {
         let (sql, p) = insert_statement(chunk, " RETURNING id");
-        let mut got: Vec<i64> = db
-            .fetch_all(&sql, p.values)
-            .await?
-            .iter()
-            .map(|r| r.i64("id"))
-            .collect();
-        // Ids are assigned in VALUES order; RETURNING's order is not promised.
-        got.sort_unstable();
-        ids.extend(got);
+        ids.extend(db.inserted_ids(&sql, p.values).await?);
     }
     Ok(ids)
 }

@@ -109,14 +109,7 @@ pub async fn insert_devices(db: &mut impl Exec, rows: &[NewDevice]) -> DbResult<
             "INSERT INTO devices (tracking_id, contact_id, device_type, os, browser, user_agent, date_added, last_seen) VALUES {} RETURNING id",
             tuples.join(", ")
         );
-        let mut got: Vec<i64> = db
-            .fetch_all(&sql, p.values)
-            .await?
-            .iter()
-            .map(|r| r.i64("id"))
-            .collect();
-        got.sort_unstable();
-        ids.extend(got);
+        ids.extend(db.inserted_ids(&sql, p.values).await?);
     }
     Ok(ids)
 }
