@@ -535,23 +535,17 @@ impl Reader {
         &mut self,
         chunk: Option<std::ops::Range<usize>>,
     ) -> AppResult<Vec<Vec<Cell>>> {
+        let page_scope = scope(
+            &self.ids,
+            &chunk,
+            &self.cond,
+            &self.params,
+            self.after,
+            Some(PAGE),
+            None,
+        );
         let db = &mut self.db;
-        let rows = match (&chunk, &self.ids) {
-            (Some(range), Some(ids)) => {
-                store::exports::page_of_ids(db, &self.fields, &ids[range.clone()]).await?
-            }
-            _ => {
-                store::exports::page_after(
-                    db,
-                    &self.fields,
-                    &self.cond,
-                    &self.params,
-                    self.after,
-                    PAGE,
-                )
-                .await?
-            }
-        };
+        let rows = store::exports::page(db, &self.fields, &page_scope).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }

@@ -190,41 +190,17 @@ fn page_select(fields: &FieldSet) -> String {
     cols.join(", ")
 }
 
-/// The next page of contacts matching `condition` (built by
-/// `contact_search::condition`), ids above `after`, in id order.
-pub async fn page_after(
-    db: &mut impl Exec,
-    fields: &FieldSet,
-    condition: &str,
-    params: &Params,
-    after: i64,
-    limit: i64,
-) -> DbResult<Vec<Row>> {
-    let mut values = params.values.clone();
-    values.push(Value::Int(after));
-    let after_ph = values.len();
-    values.push(Value::Int(limit));
-    let limit_ph = values.len();
+/// The contacts of `scope`, in id order, as cells.
+pub async fn page(db: &mut impl Exec, fields: &FieldSet, scope: &Scope<'_>) -> DbResult<Vec<Row>> {
+    if matches!(scope, Scope::Ids(ids) if ids.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let (inner, values) = scope.sql();
     let sql = format!(
-        "SELECT {} FROM contacts c WHERE ({condition}) AND c.id > ${after_ph} ORDER BY c.id LIMIT ${limit_ph}",
+        "SELECT {} FROM contacts c WHERE {inner}",
         page_select(fields)
     );
     db.fetch_all(&sql, values).await
-}
-
-/// These contacts (ids sorted ascending by the caller), in id order.
-pub async fn page_of_ids(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> DbResult<Vec<Row>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut p = Params::default();
-    let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
-    let sql = format!(
-        "SELECT {} FROM contacts c WHERE c.id IN ({}) ORDER BY c.id",
-        page_select(fields),
-        list.join(", ")
-    );
-    db.fetch_all(&sql, p.values).await
 }
 
 /// SQLite's separators in a page of lines (`lines`): rows by U+001E, fields by
@@ -276,12 +252,20 @@ fn line_expr(fields: &FieldSet) -> String {
     format!("concat_ws(char(31), {})", parts.join(", "))
 }
 
-/// Whether any numeric field of the row has a value (then `numbers` reads them).
-fn numbers_expr(fields: &FieldSet) -> String {
-    let cols: Vec<String> = fields
+/// The columns of the numeric fields (`is_numeric_column`), as `c.column`.
+fn numeric_columns(fields: &FieldSet) -> Vec<String> {
+    fields
         .iter()
         .filter(|f| is_numeric_column(f))
-        .map(|f| format!("c.{} IS NOT NULL", column(&f.alias)))
+        .map(|f| format!("c.{}", column(&f.alias)))
+        .collect()
+}
+
+/// Whether any numeric field of the row has a value (then `numbers` reads them).
+fn numbers_expr(fields: &FieldSet) -> String {
+    let cols: Vec<String> = numeric_columns(fields)
+        .into_iter()
+        .map(|c| format!("{c} IS NOT NULL"))
         .collect();
     if cols.is_empty() {
         "0".to_owned()
@@ -361,7 +345,7 @@ impl Scope<'_> {
     }
 }
 
-/// SQLite only: the page `page_after` or `page_of_ids` would read, as text built by
+/// SQLite only: the page `page` would read, as text built by
 /// SQLite (see `line_expr`): a page is one value to decode instead of one per cell.
 pub async fn lines(db: &mut impl Exec, fields: &FieldSet, scope: &Scope<'_>) -> DbResult<Lines> {
     let (inner, values) = scope.sql();
@@ -382,11 +366,7 @@ pub async fn numbers(
     fields: &FieldSet,
     scope: &Scope<'_>,
 ) -> DbResult<Vec<Row>> {
-    let cols: Vec<String> = fields
-        .iter()
-        .filter(|f| is_numeric_column(f))
-        .map(|f| format!("c.{}", column(&f.alias)))
-        .collect();
+    let cols = numeric_columns(fields);
     if cols.is_empty() {
         return Ok(Vec::new());
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Hit, Tracked, new_device_id, record_batch, token};
+use super::{Hit, Tracked, random_id, record_batch, token};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{self, Exec, Params, Store};
@@ -182,7 +182,7 @@ impl Tracker {
         {
             Some(r) => r.text("value"),
             None => {
-                let id = new_device_id();
+                let id = random_id();
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('journal_id', $1)",
                     crate::params![id.as_str()],

@@ -48,8 +48,9 @@ pub struct Tracked {
     pub device_id: String,
 }
 
-/// A random 128-bit id as 32 hex characters (device ids are signed: `token::issue_device_id`).
-pub fn new_device_id() -> String {
+/// A random 128-bit id as 32 hex characters (a journal's id; the random part of a signed
+/// device id, `token::issue_device_id`).
+pub fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
@@ -416,7 +417,7 @@ pub async fn record_batch(
                     .params
                     .device_id
                     .clone()
-                    .unwrap_or_else(new_device_id);
+                    .unwrap_or_else(|| token::issue_device_id(&state.tracking_secret));
                 new_devices.push(store::tracking::NewDevice {
                     tracking_id: tracking_id.clone(),
                     contact_id: *contact,

@@ -42,10 +42,7 @@ pub fn verify(secret: &[u8], token: &str, now_unix: i64) -> Option<i64> {
 /// signature lets a hit prove its device id is one we handed out without a database
 /// lookup (and before the first hit with it is even applied); anything else is looked up.
 pub fn issue_device_id(secret: &[u8]) -> String {
-    use rand::RngCore;
-    let mut random = [0u8; 16];
-    rand::rng().fill_bytes(&mut random);
-    let random = hex(&random);
+    let random = super::random_id();
     let tag = device_tag(secret, &random);
     format!("{random}{tag}")
 }
