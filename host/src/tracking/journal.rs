@@ -3,9 +3,10 @@
 //!
 //! Why: applying a hit (contact, device, page hit, "date left", last active, IP) is a dozen
 //! row writes in the main database, whose one SQLite writer would make every visitor wait
-//! for everyone else's. Appending a hit to its own SQLite file (`tracking-journal.db` in the
-//! data dir) is one short row, committed together with every other hit waiting at that
-//! moment (group commit, `synchronous = FULL`). The applier reads journaled hits in order,
+//! for everyone else's. Appending a hit to the journal's files (`hitlog.rs`, in
+//! `tracking-journal/` in the data dir) is one short record, made durable together with
+//! every other hit waiting at that moment (group commit: one write and one `fdatasync`).
+//! The applier reads journaled hits in order,
 //! applies up to `MAX_APPLY` of them in one transaction of the main database and records
 //! how far it got in that same transaction (`tracking_journal_marks`), so a crash anywhere
 //! applies every journaled hit exactly once.
@@ -16,6 +17,7 @@
 //! lookup, even before the first hit is applied; only other ids are looked up.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,28 +25,29 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::hitlog::{self, Appender, Reader, Record};
 use super::{Hit, Tracked, random_id, record_batch, token};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::{self, Exec, Params, Store};
+use crate::store::{self, Exec, Store};
 
 /// Largest number of hits one journal commit takes.
 const MAX_ACCEPT: usize = 1000;
 /// Largest number of hits one applying transaction takes.
 const MAX_APPLY: usize = 2000;
-/// Applied hits are deleted from the journal in steps of about this many: small steps
-/// hold the journal's write lock (which accepting hits needs) only briefly.
-const PRUNE_EVERY: i64 = 2_000;
+/// Segments whose hits are all applied are deleted after about this many more hits.
+const PRUNE_EVERY: i64 = 20_000;
 
-/// The first journal of the data dir no other process holds: `tracking-journal.db`, then
-/// `tracking-journal-1.db` … Processes sharing a data dir (PostgreSQL) each hold one; a
-/// journal left by a process that died is applied by the next one to take it.
-fn claim_journal(dir: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, std::fs::File)> {
+/// The first journal of the data dir no other process holds: `tracking-journal/`, then
+/// `tracking-journal-1/` … (each claimed through a lock file beside it). Processes sharing
+/// a data dir (PostgreSQL) each hold one; a journal left by a process that died is applied
+/// by the next one to take it.
+fn claim_journal(dir: &Path) -> anyhow::Result<(String, std::fs::File)> {
     std::fs::create_dir_all(dir)?;
     for n in 0..1000 {
         let name = match n {
-            0 => "tracking-journal.db".to_owned(),
-            n => format!("tracking-journal-{n}.db"),
+            0 => "tracking-journal".to_owned(),
+            n => format!("tracking-journal-{n}"),
         };
         let lock = std::fs::File::options()
             .create(true)
@@ -52,32 +55,13 @@ fn claim_journal(dir: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, s
             .write(true)
             .open(dir.join(format!("{name}.lock")))?;
         match lock.try_lock() {
-            Ok(()) => return Ok((dir.join(name), lock)),
+            Ok(()) => return Ok((name, lock)),
             Err(std::fs::TryLockError::WouldBlock) => continue,
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
     }
     anyhow::bail!("no free tracking journal in {}", dir.display())
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- device_id: the hit's device, checked or handed out when the hit was accepted;
--- new_device: it was handed out with this hit.
-CREATE TABLE IF NOT EXISTS hits (
-    id         INTEGER PRIMARY KEY,
-    device_id  TEXT    NOT NULL,
-    new_device INTEGER NOT NULL,
-    body       TEXT    NOT NULL
-);
--- Hits that could not be applied even on their own: kept for inspection, never dropped.
-CREATE TABLE IF NOT EXISTS failed (
-    id        INTEGER PRIMARY KEY,
-    body      TEXT    NOT NULL,
-    error     TEXT    NOT NULL,
-    failed_at INTEGER NOT NULL
-);
-";
 
 struct Submit {
     hit: Hit,
@@ -172,67 +156,56 @@ impl Tracker {
         let Some(receiver) = state.tracker.receiver.lock().expect("lock").take() else {
             return Ok(Vec::new());
         };
-        let (path, lock) = claim_journal(&state.config.data_dir)?;
-        let journal = Store::connect(&format!("sqlite://{}", path.display())).await?;
-        let mut conn = journal.write_conn().await?;
-        conn.execute_script(SCHEMA).await?;
-        let journal_id = match conn
-            .fetch_optional("SELECT value FROM meta WHERE key = 'journal_id'", vec![])
-            .await?
-        {
-            Some(r) => r.text("value"),
-            None => {
-                let id = random_id();
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('journal_id', $1)",
-                    crate::params![id.as_str()],
-                )
-                .await?;
-                id
-            }
+        let data_dir = state.config.data_dir.clone();
+        let (name, lock) = claim_journal(&data_dir)?;
+        let dir = data_dir.join(&name);
+        let journal_id = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir)?;
+                hitlog::journal_id(&dir, random_id)
+            })
+            .await??
         };
+        drain_legacy(&state, &data_dir.join(format!("{name}.db")), &dir).await?;
         let mark =
             store::tracking::journal_mark(&mut state.store.read().await?, &journal_id).await?;
-        conn.execute("DELETE FROM hits WHERE id <= $1", crate::params![mark])
-            .await?;
-        let last = conn
-            .fetch_i64("SELECT MAX(id) FROM hits", vec![])
-            .await?
-            .unwrap_or(0)
-            .max(mark);
-        drop(conn);
-        if last > mark {
+        let opened = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || hitlog::open(&dir, mark)).await??
+        };
+        if opened.last_id > mark {
             tracing::info!(
-                hits = last - mark,
+                hits = opened.last_id - mark,
                 "tracking: applying hits journaled before the restart"
             );
         }
         let shared = state.tracker.shared.clone();
-        shared.committed.store(last, Ordering::Release);
+        shared.committed.store(opened.last_id, Ordering::Release);
         shared.applied.send_replace(mark);
 
-        let mut tasks = vec![
-            tokio::spawn(accept_loop(
+        Ok(vec![
+            tokio::spawn(accept_loop(state.clone(), opened.appender, receiver, stop)),
+            tokio::spawn(apply_loop(
                 state.clone(),
-                journal.clone(),
-                receiver,
-                stop.clone(),
+                Reader::new(&dir, mark),
+                dir,
+                journal_id,
+                lock,
             )),
-            tokio::spawn(apply_loop(state.clone(), journal.clone(), journal_id, lock)),
-        ];
-        tasks.extend(journal.spawn_checkpointer(stop));
-        Ok(tasks)
+        ])
     }
 }
 
 /// Takes every hit waiting, journals them in one commit, answers them.
 async fn accept_loop(
     state: Arc<AppState>,
-    journal: Store,
+    appender: Appender,
     mut receiver: mpsc::Receiver<Submit>,
     mut stop: watch::Receiver<bool>,
 ) {
     let shared = state.tracker.shared.clone();
+    let mut appender = Some(appender);
     loop {
         let first = tokio::select! {
             job = receiver.recv() => job,
@@ -246,7 +219,7 @@ async fn accept_loop(
                 Err(_) => break,
             }
         }
-        journal_batch(&state, &journal, batch).await;
+        journal_batch(&state, &mut appender, batch).await;
     }
     // Shutting down: what is queued is still journaled (and then applied).
     receiver.close();
@@ -256,13 +229,27 @@ async fn accept_loop(
     }
     while !rest.is_empty() {
         let batch: Vec<Submit> = rest.drain(..rest.len().min(MAX_ACCEPT)).collect();
-        journal_batch(&state, &journal, batch).await;
+        journal_batch(&state, &mut appender, batch).await;
     }
     shared.accepting_done.store(true, Ordering::Release);
     shared.wake.notify_one();
 }
 
-async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>) {
+/// Runs blocking file work off the async workers, handing `owner` there and back.
+async fn blocking<T: Send + 'static, R: Send + 'static>(
+    owner: T,
+    work: impl FnOnce(&mut T) -> R + Send + 'static,
+) -> (T, R) {
+    tokio::task::spawn_blocking(move || {
+        let mut owner = owner;
+        let r = work(&mut owner);
+        (owner, r)
+    })
+    .await
+    .expect("tracking journal file work panicked")
+}
+
+async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut batch: Vec<Submit>) {
     let shared = &state.tracker.shared;
     // A device id the visitor sends is theirs when we signed it, or when the database
     // knows it (ids from before signing); any other id is forged or forgotten, and the
@@ -290,10 +277,9 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
     }
 
     let first_id = shared.committed.load(Ordering::Acquire) + 1;
-    let mut rows = Vec::with_capacity(batch.len());
+    let mut records = Vec::with_capacity(batch.len());
     let mut receivers = Vec::with_capacity(batch.len());
     for (i, s) in batch.iter_mut().enumerate() {
-        let id = first_id + i as i64;
         let known = s
             .hit
             .params
@@ -307,12 +293,12 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
             Ok(b) => b,
             Err(e) => return fail_all(batch, &AppError::Internal(e.into())),
         };
-        rows.push((
-            id,
-            s.hit.params.device_id.clone().unwrap_or_default(),
-            !known,
+        records.push(Record {
+            id: first_id + i as i64,
+            new_device: !known,
+            device_id: s.hit.params.device_id.clone().unwrap_or_default(),
             body,
-        ));
+        });
         receivers.push(None);
     }
     // Known before the commit, so an applier never sees a hit nobody waits for.
@@ -321,49 +307,27 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
         for (i, s) in batch.iter().enumerate() {
             if s.wait {
                 let (tx, rx) = oneshot::channel();
-                waiters.insert(rows[i].0, tx);
+                waiters.insert(records[i].id, tx);
                 receivers[i] = Some(rx);
             }
         }
     }
     let started = std::time::Instant::now();
-    let written = async {
-        let mut tx = journal.begin().await?;
-        for chunk in rows.chunks(200) {
-            let mut p = Params::default();
-            let tuples: Vec<String> = chunk
-                .iter()
-                .map(|(id, device, new, body)| {
-                    format!(
-                        "({}, {}, {}, {})",
-                        p.push(*id),
-                        p.push(device.as_str()),
-                        p.push(*new),
-                        p.push(body.as_str())
-                    )
-                })
-                .collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO hits (id, device_id, new_device, body) VALUES {}",
-                    tuples.join(", ")
-                ),
-                p.values,
-            )
-            .await?;
-        }
-        tx.commit().await
-    }
+    let (app, (records, written)) = blocking(appender.take().expect("appender"), move |a| {
+        let r = a.append(&records);
+        (records, r)
+    })
     .await;
+    *appender = Some(app);
     if let Err(e) = written {
         {
             let mut waiters = shared.waiters.lock().expect("lock");
-            for (id, ..) in &rows {
-                waiters.remove(id);
+            for r in &records {
+                waiters.remove(&r.id);
             }
         }
         tracing::error!(error = %e, hits = batch.len(), "tracking: hits could not be journaled");
-        return fail_all(batch, &AppError::from(e));
+        return fail_all(batch, &AppError::Internal(e.into()));
     }
     if started.elapsed() > Duration::from_millis(100) {
         // Every hit of the batch waited this long for its answer.
@@ -377,8 +341,11 @@ async fn journal_batch(state: &AppState, journal: &Store, mut batch: Vec<Submit>
         .committed
         .store(first_id + batch.len() as i64 - 1, Ordering::Release);
     shared.wake.notify_one();
-    for ((s, (_, device_id, ..)), applied) in batch.into_iter().zip(rows).zip(receivers) {
-        let _ = s.reply.send(Ok(Accepted { device_id, applied }));
+    for ((s, r), applied) in batch.into_iter().zip(records).zip(receivers) {
+        let _ = s.reply.send(Ok(Accepted {
+            device_id: r.device_id,
+            applied,
+        }));
     }
 }
 
@@ -397,22 +364,47 @@ struct Journaled {
     body: String,
 }
 
+/// The hits of `held` for one applying transaction, taken from its front. A batch ends
+/// before a second hit of a device handed out within it, so each batch creates a new
+/// device once.
+fn take_batch(held: &mut Vec<Record>) -> Vec<Journaled> {
+    let mut new_here = HashSet::new();
+    let mut cut = held.len();
+    for (i, r) in held.iter().enumerate() {
+        if new_here.contains(r.device_id.as_str()) {
+            cut = i;
+            break;
+        }
+        if r.new_device {
+            new_here.insert(r.device_id.as_str());
+        }
+    }
+    held.drain(..cut)
+        .map(|r| Journaled {
+            id: r.id,
+            hit: serde_json::from_str(&r.body).map_err(|e| e.to_string()),
+            body: r.body,
+        })
+        .collect()
+}
+
 /// Applies journaled hits in order until accepting has stopped and nothing is left.
 /// `_lock` keeps this process's claim on the journal until the last hit is applied.
 async fn apply_loop(
     state: Arc<AppState>,
-    journal: Store,
+    reader: Reader,
+    dir: PathBuf,
     journal_id: String,
     _lock: std::fs::File,
 ) {
     let shared = state.tracker.shared.clone();
+    let mut reader = Some(reader);
+    let mut held: Vec<Record> = Vec::new();
     let mut pruned_through = *shared.applied.borrow();
     loop {
         let applied = *shared.applied.borrow();
-        if shared.committed.load(Ordering::Acquire) <= applied {
-            if applied > pruned_through {
-                pruned_through = prune(&journal, applied).await.unwrap_or(pruned_through);
-            }
+        let committed = shared.committed.load(Ordering::Acquire);
+        if committed <= applied {
             if shared.accepting_done.load(Ordering::Acquire)
                 && shared.committed.load(Ordering::Acquire) <= applied
             {
@@ -424,65 +416,102 @@ async fn apply_loop(
             }
             continue;
         }
-        let batch = match read_batch(&journal, applied).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "tracking: cannot read the journal");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        if held.len() < MAX_APPLY {
+            let want = MAX_APPLY - held.len();
+            let (r, read) = blocking(reader.take().expect("reader"), move |r| {
+                r.read(committed, want)
+            })
+            .await;
+            reader = Some(r);
+            match read {
+                Ok(more) => held.extend(more),
+                Err(e) => {
+                    tracing::error!(error = %e, "tracking: cannot read the journal");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
             }
-        };
-        apply(&state, &journal, &journal_id, batch).await;
+        }
+        let batch = take_batch(&mut held);
+        apply(&state, &dir, &journal_id, batch).await;
         let applied = *shared.applied.borrow();
         if applied - pruned_through >= PRUNE_EVERY {
-            pruned_through = prune(&journal, applied).await.unwrap_or(pruned_through);
+            let (_, pruned) = blocking(dir.clone(), move |d| hitlog::prune(d, applied)).await;
+            match pruned {
+                Ok(()) => pruned_through = applied,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tracking: cannot delete applied journal segments")
+                }
+            }
         }
     }
 }
 
-async fn prune(journal: &Store, through: i64) -> anyhow::Result<i64> {
-    let mut conn = journal.write_conn().await?;
-    conn.execute("DELETE FROM hits WHERE id <= $1", crate::params![through])
-        .await?;
-    Ok(through)
-}
-
-/// The next hits after `applied`. A batch ends before a second hit of a device handed
-/// out within it, so each batch creates a new device once.
-async fn read_batch(journal: &Store, applied: i64) -> anyhow::Result<Vec<Journaled>> {
-    let rows = journal
+/// Hits an earlier version journaled in SQLite (`tracking-journal.db`) and left unapplied
+/// are applied first, exactly once (the old journal's mark moves with them); then the old
+/// file goes.
+async fn drain_legacy(state: &AppState, path: &Path, dir: &Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let old = Store::connect(&format!("sqlite://{}", path.display())).await?;
+    let old_id = old
         .read()
         .await?
-        .fetch_all(
-            "SELECT id, device_id, new_device, body FROM hits WHERE id > $1 ORDER BY id LIMIT $2",
-            crate::params![applied, MAX_APPLY as i64],
-        )
-        .await?;
-    let mut new_here = HashSet::new();
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let device = r.text("device_id");
-        if new_here.contains(&device) {
-            break;
+        .fetch_optional("SELECT value FROM meta WHERE key = 'journal_id'", vec![])
+        .await?
+        .map(|r| r.text("value"));
+    if let Some(old_id) = old_id {
+        loop {
+            let mark =
+                store::tracking::journal_mark(&mut state.store.read().await?, &old_id).await?;
+            let rows = old
+                .read()
+                .await?
+                .fetch_all(
+                    "SELECT id, device_id, new_device, body FROM hits WHERE id > $1 ORDER BY id LIMIT $2",
+                    crate::params![mark, MAX_APPLY as i64],
+                )
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            tracing::info!(
+                hits = rows.len(),
+                "tracking: applying hits of the old SQLite journal"
+            );
+            let mut held: Vec<Record> = rows
+                .into_iter()
+                .map(|r| Record {
+                    id: r.i64("id"),
+                    new_device: r.bool("new_device"),
+                    device_id: r.text("device_id"),
+                    body: r.text("body"),
+                })
+                .collect();
+            while !held.is_empty() {
+                let batch = take_batch(&mut held);
+                apply(state, dir, &old_id, batch).await;
+            }
         }
-        if r.bool("new_device") {
-            new_here.insert(device);
-        }
-        let body = r.text("body");
-        out.push(Journaled {
-            id: r.i64("id"),
-            hit: serde_json::from_str(&body).map_err(|e| e.to_string()),
-            body,
-        });
     }
-    Ok(out)
+    old.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Err(e) = std::fs::remove_file(&file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 /// Applies a batch in one transaction; when that fails, hit by hit, so one bad hit
 /// cannot hold up the others. A hit that still fails on its own after a few tries is set
-/// aside in the journal's `failed` table (kept, never dropped). Setting aside writes to the
+/// aside in the journal's `failed.jsonl` (kept, never dropped). Setting aside writes to the
 /// main database too, so while that database is unavailable nothing moves on.
-async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<Journaled>) {
+async fn apply(state: &AppState, dir: &Path, journal_id: &str, batch: Vec<Journaled>) {
     let Some(through) = batch.last().map(|j| j.id) else {
         return;
     };
@@ -530,12 +559,12 @@ async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<J
                 Err(e) => break e,
             }
         };
-        if let Err(e) = set_aside(state, journal, journal_id, j, &error).await {
+        if let Err(e) = set_aside(state, dir, journal_id, j, &error).await {
             tracing::error!(error = %e, "tracking: cannot set a failed hit aside; trying again later");
             tokio::time::sleep(Duration::from_secs(1)).await;
             break;
         }
-        tracing::error!(error = %error, journal_id = j.id, "tracking: hit set aside in the journal's failed table");
+        tracing::error!(error = %error, journal_id = j.id, "tracking: hit set aside in the journal's failed.jsonl");
         results.push(Err(AppError::Internal(anyhow::anyhow!(error))));
     }
     let done = &batch[..results.len()];
@@ -544,19 +573,20 @@ async fn apply(state: &AppState, journal: &Store, journal_id: &str, batch: Vec<J
 
 async fn set_aside(
     state: &AppState,
-    journal: &Store,
+    dir: &Path,
     journal_id: &str,
     j: &Journaled,
     error: &str,
 ) -> anyhow::Result<()> {
-    journal
-        .write_conn()
-        .await?
-        .execute(
-            "INSERT OR REPLACE INTO failed (id, body, error, failed_at) VALUES ($1, $2, $3, $4)",
-            crate::params![j.id, j.body.as_str(), error, crate::time::now_ms()],
-        )
-        .await?;
+    let entry = serde_json::json!({
+        "journal": journal_id,
+        "id": j.id,
+        "body": j.body,
+        "error": error,
+        "failed_at": crate::time::now_ms(),
+    });
+    let (_, kept) = blocking(dir.to_owned(), move |d| hitlog::set_aside(d, &entry)).await;
+    kept?;
     let mut tx = state.store.begin().await?;
     store::tracking::set_journal_mark(&mut tx, journal_id, j.id).await?;
     tx.commit().await?;
@@ -589,8 +619,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("magpie-journal-claim-{}", std::process::id()));
         let (first, lock) = claim_journal(&dir).unwrap();
         let (second, _second_lock) = claim_journal(&dir).unwrap();
-        assert!(first.ends_with("tracking-journal.db"));
-        assert!(second.ends_with("tracking-journal-1.db"));
+        assert_eq!(first, "tracking-journal");
+        assert_eq!(second, "tracking-journal-1");
         drop(lock);
         let (again, _) = claim_journal(&dir).unwrap();
         assert_eq!(again, first, "a released journal is taken again");

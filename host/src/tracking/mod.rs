@@ -7,6 +7,7 @@
 //! the known contact, which survives; two known contacts are never merged automatically —
 //! the device moves instead.
 
+pub mod hitlog;
 pub mod ip;
 pub mod journal;
 pub mod params;
