@@ -166,3 +166,95 @@ async fn postgres_kill_nine_loses_no_answered_hit() {
     }
     kill_nine_loses_no_answered_hit(Backend::Postgres).await;
 }
+
+/// Hits that an earlier version left in its SQLite journal (`tracking-journal.db`) are
+/// applied by the next start, each once, and the old file is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_left_in_the_old_sqlite_journal_are_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, _) = magpie_tests::scratch_database(Backend::Sqlite, dir.path()).await;
+    let config = dir.path().join("magpie.toml");
+    std::fs::write(&config, "[tracking]\ntrack_private_ip_ranges = true\n").unwrap();
+    let start = || {
+        ProcessServer::start(
+            magpie_binary!(),
+            dir.path(),
+            &database_url,
+            &config,
+            PASSWORD,
+        )
+    };
+    // The database exists (migrated) before the old journal is found beside it.
+    let mut server = start().await;
+    server.kill_nine();
+    for leftover in ["tracking-journal", "tracking-journal.lock"] {
+        let p = dir.path().join(leftover);
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    let old = dir.path().join("tracking-journal.db");
+    let journal = Store::connect(&format!("sqlite://{}", old.display()))
+        .await
+        .unwrap();
+    let mut conn = journal.write_conn().await.unwrap();
+    conn.execute_script(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE hits (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL,
+                            new_device INTEGER NOT NULL, body TEXT NOT NULL);
+         CREATE TABLE failed (id INTEGER PRIMARY KEY, body TEXT NOT NULL,
+                              error TEXT NOT NULL, failed_at INTEGER NOT NULL);
+         INSERT INTO meta VALUES ('journal_id', 'the-old-journal');",
+    )
+    .await
+    .unwrap();
+    let device = "0123456789abcdef0123456789abcdef";
+    for view in 1..=3i64 {
+        let hit = magpie::tracking::Hit {
+            params: magpie::tracking::params::HitParams {
+                page_url: Some(format!("https://shop.example/old{view}")),
+                device_id: Some(device.into()),
+                ..Default::default()
+            },
+            ip: Some("203.0.113.9".into()),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0".into(),
+            at: 1_700_000_000_000 + view,
+            ct_contact: None,
+        };
+        conn.execute(
+            "INSERT INTO hits (id, device_id, new_device, body) VALUES ($1, $2, $3, $4)",
+            magpie::params![
+                view,
+                device,
+                (view == 1) as i64,
+                serde_json::to_string(&hit).unwrap()
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    journal.close().await;
+
+    let mut server = start().await;
+    assert_eq!(
+        wait_for_hits(&database_url, 3).await,
+        3,
+        "the old hits are applied"
+    );
+    assert!(!old.exists(), "the old journal is removed");
+    assert_eq!(
+        count(&database_url, "SELECT COUNT(*) FROM devices").await,
+        1,
+        "one device for the three hits"
+    );
+    server.kill_nine();
+    let server = start().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        page_hits(&database_url).await,
+        3,
+        "nothing is applied twice"
+    );
+    drop(server);
+}

@@ -186,14 +186,45 @@ impl Tracker {
 
         Ok(vec![
             tokio::spawn(accept_loop(state.clone(), opened.appender, receiver, stop)),
-            tokio::spawn(apply_loop(
+            spawn_applier(apply_loop(
                 state.clone(),
                 Reader::new(&dir, mark),
                 dir,
                 journal_id,
                 lock,
-            )),
+            ))?,
         ])
+    }
+}
+
+/// The applier runs on a thread of its own, at a lower OS priority than the server's
+/// workers: applying is batch work that may fall behind for a while (its hits are durable
+/// in the journal), while visitors wait for their answers. Its future still runs on the
+/// server's runtime (through its handle), so connections and timers are the runtime's.
+fn spawn_applier(
+    applying: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::current();
+    let (done, finished) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("tracking-apply".into())
+        .spawn(move || {
+            lower_thread_priority();
+            runtime.block_on(applying);
+            let _ = done.send(());
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = finished.await;
+    }))
+}
+
+/// Nice 10 for the calling thread (on Linux the nice value is per thread). Elsewhere, or
+/// when refused, the thread keeps the normal priority.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments; `who` 0 is the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 

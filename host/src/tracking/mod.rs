@@ -30,6 +30,10 @@ use params::HitParams;
 
 pub use journal::Tracker;
 
+/// A hit within this long of its device's previous one leaves the contact's last-active
+/// time as it is.
+const LAST_ACTIVE_STEP_MS: i64 = 60_000;
+
 /// A hit, ready to record.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
@@ -312,6 +316,11 @@ pub async fn record_batch(
             .as_ref()
             .and_then(|d| devices.get(d).cloned());
         let mut contact = device.as_ref().map(|d| d.contact_id);
+        // Last active moves in steps of a minute: otherwise each hit of a browsing visitor
+        // would rewrite their contact row and its entry in the last-active index.
+        let mut recently_seen = device
+            .as_ref()
+            .is_some_and(|d| (0..LAST_ACTIVE_STEP_MS).contains(&(hit.at - d.last_seen)));
         let values = public_values(&fields, &hit.params);
         if hit.ct_contact.is_some() || !values.is_empty() {
             if let Identity::Switch(target) =
@@ -338,6 +347,7 @@ pub async fn record_batch(
                     devices.insert(d.tracking_id.clone(), d.clone());
                 }
                 contact = Some(target);
+                recently_seen = false;
             }
         }
         let mut input = ContactInput {
@@ -346,10 +356,12 @@ pub async fn record_batch(
             ip_address: hit.ip.clone(),
             ..ContactInput::default()
         };
-        input.values.push((
-            "last_active".into(),
-            Json::String(crate::time::sql_datetime(hit.at)),
-        ));
+        if !recently_seen {
+            input.values.push((
+                "last_active".into(),
+                Json::String(crate::time::sql_datetime(hit.at)),
+            ));
+        }
         if let Some(utm) = &hit.params.utm {
             input.utm = vec![UtmInput {
                 user_agent: Some(hit.user_agent.chars().take(1024).collect()),

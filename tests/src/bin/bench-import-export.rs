@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use magpie_tests::{Backend, TestServer, json};
 
+// The allocator of the `magpie` binary, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FIRST: &[&str] = &[
     "Ada", "Grace", "Alan", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "John",
     "Radia", "Tim", "Hedy", "Edsger", "Karen", "Donald", "Sophie", "Niklaus", "Jean", "Guido",
