@@ -381,10 +381,11 @@ pub async fn save_in(
 
     // 5. Write.
     let new_idx: Vec<usize> = (0..work.len()).filter(|w| work[*w].is_new()).collect();
+    // A new record's values are needed only to insert it: moved, not copied.
     let rows: Vec<store::contacts::NewContact> = new_idx
         .iter()
         .map(|w| {
-            let s = &work[*w].state;
+            let s = &mut work[*w].state;
             store::contacts::NewContact {
                 date_added: s.date_added,
                 date_identified: s.date_identified,
@@ -394,7 +395,7 @@ pub async fn save_in(
                 stage_id: s.stage_id,
                 points: s.points,
                 preferred_profile_image: s.preferred_profile_image.clone(),
-                values: s.values.clone(),
+                values: std::mem::take(&mut s.values),
             }
         })
         .collect();
@@ -656,18 +657,13 @@ fn changed_columns(
     ctx: &SaveContext<'_>,
 ) -> Vec<(String, Value)> {
     let mut sets = Vec::new();
+    // Compared in place: only changed values are copied (a tracking hit changes one or two
+    // of some thirty columns).
     for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
-        let a = before
-            .values
-            .get(&f.alias)
-            .cloned()
-            .unwrap_or(Value::Null(f.kind()));
-        let b = after
-            .values
-            .get(&f.alias)
-            .cloned()
-            .unwrap_or(Value::Null(f.kind()));
-        if a != b && !(a.is_null() && b.is_null()) {
+        let (a, b) = (before.values.get(&f.alias), after.values.get(&f.alias));
+        let null = |v: Option<&Value>| v.is_none_or(Value::is_null);
+        if a != b && !(null(a) && null(b)) {
+            let b = b.cloned().unwrap_or(Value::Null(f.kind()));
             sets.push((store::fields::column(&f.alias), b));
         }
     }
