@@ -55,6 +55,10 @@ const PAGE_KEYS: [&str; 16] = [
 ];
 
 fn clean(value: &str, max: usize) -> String {
+    // Most values have nothing to remove: one copy, no char-by-char rebuild.
+    if value.len() <= max && !value.chars().any(|c| c.is_control()) {
+        return value.trim().to_owned();
+    }
     value
         .chars()
         .filter(|c| !c.is_control() || *c == ' ')
@@ -77,6 +81,9 @@ fn http_url(s: &str) -> Option<String> {
 }
 
 fn decode(s: &str) -> String {
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return s.to_owned();
+    }
     percent_encoding::percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()
         .into_owned()
