@@ -485,6 +485,17 @@ async fn drain_legacy(state: &AppState, path: &Path, dir: &Path) -> anyhow::Resu
     if !path.exists() {
         return Ok(());
     }
+    // A process of the earlier version still running on this data dir holds the old
+    // journal's lock and applies its hits itself.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{}.lock", path.display()))?;
+    if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
+        tracing::info!(journal = %path.display(), "tracking: the old journal is in use; left to its process");
+        return Ok(());
+    }
     let old = Store::connect(&format!("sqlite://{}", path.display())).await?;
     let old_id = old
         .read()
@@ -527,7 +538,7 @@ async fn drain_legacy(state: &AppState, path: &Path, dir: &Path) -> anyhow::Resu
         }
     }
     old.close().await;
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".lock"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
         if let Err(e) = std::fs::remove_file(&file)
             && e.kind() != std::io::ErrorKind::NotFound
