@@ -77,20 +77,17 @@ async fn wait_for_hits(database_url: &str, want: i64) -> i64 {
     }
 }
 
+/// The real binary on `dir`, tracking loopback visitors.
+async fn start_tracking(dir: &std::path::Path, database_url: &str) -> ProcessServer {
+    let config = dir.join("magpie.toml");
+    std::fs::write(&config, "[tracking]\ntrack_private_ip_ranges = true\n").unwrap();
+    ProcessServer::start(magpie_binary!(), dir, database_url, &config, PASSWORD).await
+}
+
 async fn kill_nine_loses_no_answered_hit(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, pg) = magpie_tests::scratch_database(backend, dir.path()).await;
-    let config = dir.path().join("magpie.toml");
-    std::fs::write(&config, "[tracking]\ntrack_private_ip_ranges = true\n").unwrap();
-    let start = || {
-        ProcessServer::start(
-            magpie_binary!(),
-            dir.path(),
-            &database_url,
-            &config,
-            PASSWORD,
-        )
-    };
+    let start = || start_tracking(dir.path(), &database_url);
 
     let mut server = start().await;
     let client = reqwest::Client::new();
@@ -173,17 +170,7 @@ async fn postgres_kill_nine_loses_no_answered_hit() {
 async fn hits_left_in_the_old_sqlite_journal_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, _) = magpie_tests::scratch_database(Backend::Sqlite, dir.path()).await;
-    let config = dir.path().join("magpie.toml");
-    std::fs::write(&config, "[tracking]\ntrack_private_ip_ranges = true\n").unwrap();
-    let start = || {
-        ProcessServer::start(
-            magpie_binary!(),
-            dir.path(),
-            &database_url,
-            &config,
-            PASSWORD,
-        )
-    };
+    let start = || start_tracking(dir.path(), &database_url);
     // The database exists (migrated) before the old journal is found beside it.
     let mut server = start().await;
     server.kill_nine();
