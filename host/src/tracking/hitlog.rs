@@ -143,23 +143,19 @@ pub fn journal_id(dir: &Path, new_id: impl FnOnce() -> String) -> io::Result<Str
     Ok(id)
 }
 
-/// The valid records of a segment from its start, and the byte length they take.
-fn scan(path: &Path) -> io::Result<(Vec<i64>, u64)> {
+/// The id of the last valid record of a segment, and the byte length of its valid part.
+fn scan(path: &Path) -> io::Result<(Option<i64>, u64)> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
-    let (mut ids, mut at) = (Vec::new(), 0usize);
+    let (mut last, mut at) = (None, 0usize);
     while let Frame::Record(payload, size) = frame(&bytes[at..]) {
-        let Some(id) = payload
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(i64::from_le_bytes)
-        else {
+        let Some(record) = Record::decode(payload) else {
             break;
         };
-        ids.push(id);
+        last = Some(record.id);
         at += size;
     }
-    Ok((ids, at as u64))
+    Ok((last, at as u64))
 }
 
 /// An opened journal directory.
@@ -177,17 +173,19 @@ pub fn open(dir: &Path, applied: i64) -> io::Result<Opened> {
     let mut current = None;
     if let Some(&first) = segments(dir)?.last() {
         let path = dir.join(segment_name(first));
-        let (ids, valid) = scan(&path)?;
+        let (last, valid) = scan(&path)?;
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        if file.metadata()?.len() > valid {
+        let size = file.metadata()?.len();
+        if size > valid {
             tracing::warn!(
                 segment = %path.display(),
+                bytes = size - valid,
                 "tracking journal: cutting off a torn record (never acknowledged)"
             );
             file.set_len(valid)?;
             file.sync_all()?;
         }
-        let segment_last = ids.last().copied().unwrap_or(first - 1);
+        let segment_last = last.unwrap_or(first - 1);
         if segment_last > applied {
             last_id = segment_last;
             current = Some((file, valid));
