@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -240,15 +241,15 @@ async fn exclusion(
 }
 
 /// Everything the hit says: query string, then the body (form or JSON).
-async fn collect_params(req: Request) -> Vec<(String, String)> {
-    let mut pairs = params::pairs(req.uri().query().unwrap_or(""));
-    if req.method() == Method::POST {
-        let json = req
-            .headers()
+async fn collect_params(parts: &Parts, body: Body) -> Vec<(String, String)> {
+    let mut pairs = params::pairs(parts.uri.query().unwrap_or(""));
+    if parts.method == Method::POST {
+        let json = parts
+            .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-        let body = read_capped(req.into_body()).await;
+        let body = read_capped(body).await;
         if json {
             if let Ok(serde_json::Value::Object(map)) =
                 serde_json::from_slice::<serde_json::Value>(&body)
@@ -292,24 +293,20 @@ async fn read_capped(body: Body) -> Vec<u8> {
 }
 
 /// The hit a request describes; `Err` names why it is not tracked.
-async fn hit_of(
-    state: &SharedState,
-    peer: Option<SocketAddr>,
-    req: Request,
-) -> Result<Hit, &'static str> {
-    let headers = req.headers().clone();
-    let peer_ip = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
+async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &'static str> {
+    let headers = &parts.headers;
+    let peer_ip = peer(parts).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
     let client = ip::client_ip(
         peer_ip,
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
     );
-    if let Some(reason) = exclusion(state, &headers, client).await {
+    if let Some(reason) = exclusion(state, headers, client).await {
         return Err(reason);
     }
-    let mut raw = collect_params(req).await;
+    let mut raw = collect_params(parts, body).await;
     // A cookie names the device before any parameter does.
     if let Some(device) =
-        cookie_value(&headers, DEVICE_COOKIE).filter(|d| params::valid_device_id(d))
+        cookie_value(headers, DEVICE_COOKIE).filter(|d| params::valid_device_id(d))
     {
         raw.retain(|(k, _)| !k.eq_ignore_ascii_case("mautic_device_id"));
         raw.insert(0, ("mautic_device_id".into(), device.to_owned()));
@@ -353,17 +350,19 @@ fn not_recorded(e: crate::error::AppError) -> &'static str {
     "not recorded"
 }
 
-/// `POST|GET /mtc/event`: `{"success":1,"id":…,"sid":…,"device_id":…,"events":[]}`.
-fn peer(req: &Request) -> Option<SocketAddr> {
-    req.extensions()
+fn peer(parts: &Parts) -> Option<SocketAddr> {
+    parts
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
 }
 
+/// `POST|GET /mtc/event`: `{"success":1,"id":…,"sid":…,"device_id":…,"events":[]}`.
 pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
     // The answer names the contact, so this waits until the hit is applied.
-    let result = match hit_of(&state, peer(&req), req).await {
+    let result = match hit_of(&state, &parts, body).await {
         Ok(hit) => state.tracker.track(hit).await.map_err(not_recorded),
         Err(e) => Err(e),
     };
@@ -394,17 +393,18 @@ pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
     if let Some(d) = device {
         response
             .headers_mut()
-            .append(header::SET_COOKIE, device_cookie(&d, is_https(&headers)));
+            .append(header::SET_COOKIE, device_cookie(&d, is_https(headers)));
     }
-    cors_headers(&state.config.file.tracking, &headers, &mut response);
+    cors_headers(&state.config.file.tracking, headers, &mut response);
     response
 }
 
 /// `GET /mtracking.gif`: the pixel, always.
 pub async fn pixel(State(state): State<SharedState>, req: Request) -> Response {
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
     // Answered once the hit is journaled; it is applied moments later.
-    let result = match hit_of(&state, peer(&req), req).await {
+    let result = match hit_of(&state, &parts, body).await {
         Ok(hit) => state.tracker.accept(hit).await.map_err(not_recorded),
         Err(e) => Err(e),
     };
@@ -432,10 +432,10 @@ pub async fn pixel(State(state): State<SharedState>, req: Request) -> Response {
     if let Ok(device_id) = &result {
         h.append(
             header::SET_COOKIE,
-            device_cookie(device_id, is_https(&headers)),
+            device_cookie(device_id, is_https(headers)),
         );
     }
-    cors_headers(&state.config.file.tracking, &headers, &mut response);
+    cors_headers(&state.config.file.tracking, headers, &mut response);
     response
 }
 
