@@ -75,8 +75,9 @@ async fn daily_workflow(backend: Backend) {
         .unwrap();
     b.fill("#field-group-new", "loyalty").await;
     b.click("#save-field").await;
-    b.wait_path("/settings/fields").await;
-    assert!(b.exists("#fields-table tr[data-alias=shoe_size]").await);
+    // The form's own path starts with "/settings/fields" too: wait for the new row itself.
+    b.find("#fields-table tr[data-alias=shoe_size]").await;
+    assert_eq!(b.path().await, "/settings/fields");
     b.screenshot(&format!("{}-settings-fields", prefix(backend)))
         .await;
 
