@@ -348,25 +348,33 @@ impl Page {
     }
 }
 
-/// The contacts of a page: the chunk of selected ids, or the matches after `after`.
-fn scope<'a>(
-    ids: &'a Option<Vec<i64>>,
-    chunk: &Option<std::ops::Range<usize>>,
-    cond: &'a str,
-    params: &'a Params,
-    after: i64,
-    limit: Option<i64>,
-    until: Option<i64>,
-) -> Scope<'a> {
-    match (chunk, ids) {
-        (Some(range), Some(ids)) => Scope::Ids(&ids[range.clone()]),
-        _ => Scope::After {
-            condition: cond,
-            params,
-            after,
-            limit,
-            until,
-        },
+/// What an export reads: the compiled search and filters, or the selected ids.
+struct Selection {
+    cond: String,
+    params: Params,
+    /// Sorted and without duplicates.
+    ids: Option<Vec<i64>>,
+}
+
+impl Selection {
+    /// The contacts of a page: the chunk of selected ids, or the matches after `after`.
+    fn scope(
+        &self,
+        chunk: &Option<std::ops::Range<usize>>,
+        after: i64,
+        limit: Option<i64>,
+        until: Option<i64>,
+    ) -> Scope<'_> {
+        match (chunk, &self.ids) {
+            (Some(range), Some(ids)) => Scope::Ids(&ids[range.clone()]),
+            _ => Scope::After {
+                condition: &self.cond,
+                params: &self.params,
+                after,
+                limit,
+                until,
+            },
+        }
     }
 }
 
@@ -375,9 +383,7 @@ struct Reader {
     /// One connection for the whole scan (with a bounded cache: see `scan_begin`).
     db: store::Conn,
     fields: Arc<FieldSet>,
-    cond: String,
-    params: Params,
-    ids: Option<Vec<i64>>,
+    selection: Selection,
     after: i64,
     next_id: usize,
     layout: Arc<lines::Layout>,
@@ -405,9 +411,7 @@ impl Reader {
             db,
             layout: Arc::new(lines::Layout::new(&fields, users, stages)),
             fields,
-            cond,
-            params,
-            ids,
+            selection: Selection { cond, params, ids },
             after: 0,
             next_id: 0,
             fast,
@@ -422,7 +426,7 @@ impl Reader {
     /// The next page; `None` when done.
     async fn next_page(&mut self) -> AppResult<Option<Page>> {
         // The chunk of ids this page reads, if exporting ids.
-        let chunk = match &self.ids {
+        let chunk = match &self.selection.ids {
             Some(ids) => {
                 if self.next_id >= ids.len() {
                     return Ok(None);
@@ -442,7 +446,7 @@ impl Reader {
             Some(p) => p,
             None => Page::Cells(self.cells_page(chunk).await?),
         };
-        if page.is_empty() && self.ids.is_none() {
+        if page.is_empty() && self.selection.ids.is_none() {
             return Ok(None);
         }
         // (A chunk of ids that no longer exist is an empty page: the next may have some.)
@@ -455,15 +459,7 @@ impl Reader {
         &mut self,
         chunk: Option<std::ops::Range<usize>>,
     ) -> AppResult<Option<lines::LinePage>> {
-        let page_scope = scope(
-            &self.ids,
-            &chunk,
-            &self.cond,
-            &self.params,
-            self.after,
-            Some(PAGE),
-            None,
-        );
+        let page_scope = self.selection.scope(&chunk, self.after, Some(PAGE), None);
         let read = store::exports::lines(&mut self.db, &self.fields, &page_scope).await;
         let read = match read {
             Ok(r) => r,
@@ -488,15 +484,7 @@ impl Reader {
             return Ok(Some(page));
         };
         if numbers {
-            let numbers_scope = scope(
-                &self.ids,
-                &chunk,
-                &self.cond,
-                &self.params,
-                self.after,
-                None,
-                Some(last),
-            );
+            let numbers_scope = self.selection.scope(&chunk, self.after, None, Some(last));
             let numeric: Vec<_> = self
                 .fields
                 .iter()
@@ -535,15 +523,7 @@ impl Reader {
         &mut self,
         chunk: Option<std::ops::Range<usize>>,
     ) -> AppResult<Vec<Vec<Cell>>> {
-        let page_scope = scope(
-            &self.ids,
-            &chunk,
-            &self.cond,
-            &self.params,
-            self.after,
-            Some(PAGE),
-            None,
-        );
+        let page_scope = self.selection.scope(&chunk, self.after, Some(PAGE), None);
         let db = &mut self.db;
         let rows = store::exports::page(db, &self.fields, &page_scope).await?;
         if rows.is_empty() {
