@@ -124,8 +124,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The journal's id: read from `id`, or made and written durably on first use.
+/// The journal's id: read from `id`, or made and written durably (with the directory) on
+/// first use.
 pub fn journal_id(dir: &Path, new_id: impl FnOnce() -> String) -> io::Result<String> {
+    fs::create_dir_all(dir)?;
     let path = dir.join("id");
     match fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
@@ -408,6 +410,15 @@ mod tests {
         open(dir, 0).unwrap()
     }
 
+    /// The ids of the next hits up to `committed`.
+    fn ids(r: &mut Reader, committed: i64) -> Vec<i64> {
+        r.read(committed, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("magpie-hitlog-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -417,7 +428,6 @@ mod tests {
     #[test]
     fn records_come_back_in_order_across_reopen() {
         let dir = temp("order");
-        fs::create_dir_all(&dir).unwrap();
         assert_eq!(journal_id(&dir, || "j1".into()).unwrap(), "j1");
         let opened = open(&dir, 0).unwrap();
         assert_eq!(opened.last_id, 0);
@@ -437,14 +447,7 @@ mod tests {
         let opened = open(&dir, 1).unwrap();
         assert_eq!(opened.last_id, 3);
         let mut r = Reader::new(&dir, 1);
-        assert_eq!(
-            r.read(3, 10)
-                .unwrap()
-                .iter()
-                .map(|r| r.id)
-                .collect::<Vec<_>>(),
-            [2, 3]
-        );
+        assert_eq!(ids(&mut r, 3), [2, 3]);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -465,8 +468,7 @@ mod tests {
         let mut a = opened.appender;
         a.append(&[record(3, "three")]).unwrap();
         let mut r = Reader::new(&dir, 0);
-        let ids: Vec<i64> = r.read(3, 10).unwrap().iter().map(|r| r.id).collect();
-        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(ids(&mut r, 3), [1, 2, 3]);
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -494,8 +496,7 @@ mod tests {
         a.append(&[record(2, "y"), record(3, "z")]).unwrap();
         assert_eq!(segments(&dir).unwrap(), [1, 2]);
         let mut r = Reader::new(&dir, 0);
-        let ids: Vec<i64> = r.read(3, 10).unwrap().iter().map(|r| r.id).collect();
-        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(ids(&mut r, 3), [1, 2, 3]);
         prune(&dir, 0).unwrap();
         assert_eq!(segments(&dir).unwrap(), [1, 2], "hit 1 is not applied yet");
         prune(&dir, 1).unwrap();
@@ -540,8 +541,7 @@ mod tests {
         a.append(&(1..=5).map(|i| record(i, "b")).collect::<Vec<_>>())
             .unwrap();
         let mut r = Reader::new(&dir, 3);
-        let ids: Vec<i64> = r.read(5, 10).unwrap().iter().map(|r| r.id).collect();
-        assert_eq!(ids, [4, 5]);
+        assert_eq!(ids(&mut r, 5), [4, 5]);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -49,18 +49,25 @@ fn claim_journal(dir: &Path) -> anyhow::Result<(String, std::fs::File)> {
             0 => "tracking-journal".to_owned(),
             n => format!("tracking-journal-{n}"),
         };
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(format!("{name}.lock")))?;
-        match lock.try_lock() {
-            Ok(()) => return Ok((name, lock)),
-            Err(std::fs::TryLockError::WouldBlock) => continue,
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        if let Some(lock) = try_lock(&dir.join(format!("{name}.lock")))? {
+            return Ok((name, lock));
         }
     }
     anyhow::bail!("no free tracking journal in {}", dir.display())
+}
+
+/// The lock file at `path`, locked by this process; `None` while another process holds it.
+fn try_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 struct Submit {
@@ -159,21 +166,13 @@ impl Tracker {
         let data_dir = state.config.data_dir.clone();
         let (name, lock) = claim_journal(&data_dir)?;
         let dir = data_dir.join(&name);
-        let journal_id = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir)?;
-                hitlog::journal_id(&dir, random_id)
-            })
-            .await??
-        };
+        let (_, journal_id) = blocking(dir.clone(), |d| hitlog::journal_id(d, random_id)).await;
+        let journal_id = journal_id?;
         drain_legacy(&state, &data_dir.join(format!("{name}.db")), &dir).await?;
         let mark =
             store::tracking::journal_mark(&mut state.store.read().await?, &journal_id).await?;
-        let opened = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || hitlog::open(&dir, mark)).await??
-        };
+        let (_, opened) = blocking(dir.clone(), move |d| hitlog::open(d, mark)).await;
+        let opened = opened?;
         if opened.last_id > mark {
             tracing::info!(
                 hits = opened.last_id - mark,
@@ -420,16 +419,17 @@ fn take_batch(held: &mut Vec<Record>) -> Vec<Journaled> {
 }
 
 /// Applies journaled hits in order until accepting has stopped and nothing is left.
-/// `_lock` keeps this process's claim on the journal until the last hit is applied.
+/// `_lock` keeps this process's claim on the journal until the last hit is applied. It
+/// runs on the applier's own thread (`spawn_applier`), so reading the journal's files
+/// blocks that thread, not the runtime's workers.
 async fn apply_loop(
     state: Arc<AppState>,
-    reader: Reader,
+    mut reader: Reader,
     dir: PathBuf,
     journal_id: String,
     _lock: std::fs::File,
 ) {
     let shared = state.tracker.shared.clone();
-    let mut reader = Some(reader);
     let mut held: Vec<Record> = Vec::new();
     let mut pruned_through = *shared.applied.borrow();
     loop {
@@ -448,13 +448,7 @@ async fn apply_loop(
             continue;
         }
         if held.len() < MAX_APPLY {
-            let want = MAX_APPLY - held.len();
-            let (r, read) = blocking(reader.take().expect("reader"), move |r| {
-                r.read(committed, want)
-            })
-            .await;
-            reader = Some(r);
-            match read {
+            match reader.read(committed, MAX_APPLY - held.len()) {
                 Ok(more) => held.extend(more),
                 Err(e) => {
                     tracing::error!(error = %e, "tracking: cannot read the journal");
@@ -467,8 +461,7 @@ async fn apply_loop(
         apply(&state, &dir, &journal_id, batch).await;
         let applied = *shared.applied.borrow();
         if applied - pruned_through >= PRUNE_EVERY {
-            let (_, pruned) = blocking(dir.clone(), move |d| hitlog::prune(d, applied)).await;
-            match pruned {
+            match hitlog::prune(&dir, applied) {
                 Ok(()) => pruned_through = applied,
                 Err(e) => {
                     tracing::warn!(error = %e, "tracking: cannot delete applied journal segments")
@@ -487,15 +480,10 @@ async fn drain_legacy(state: &AppState, path: &Path, dir: &Path) -> anyhow::Resu
     }
     // A process of the earlier version still running on this data dir holds the old
     // journal's lock and applies its hits itself.
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(format!("{}.lock", path.display()))?;
-    if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
+    let Some(_lock) = try_lock(Path::new(&format!("{}.lock", path.display())))? else {
         tracing::info!(journal = %path.display(), "tracking: the old journal is in use; left to its process");
         return Ok(());
-    }
+    };
     let old = Store::connect(&format!("sqlite://{}", path.display())).await?;
     let old_id = old
         .read()
