@@ -48,7 +48,10 @@ pub async fn script(headers: HeaderMap) -> Response {
         "__MAGPIE_BASE__",
         &base.replace('\'', "%27").replace('\\', ""),
     );
-    let etag = format!("\"{}\"", hex(&Sha256::digest(body.as_bytes())[..12]));
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(body.as_bytes())[..12])
+    );
     let mut response = if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -79,10 +82,6 @@ pub async fn script(headers: HeaderMap) -> Response {
         HeaderValue::from_static("*"),
     );
     response
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn is_https(headers: &HeaderMap) -> bool {

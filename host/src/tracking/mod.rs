@@ -59,7 +59,7 @@ pub fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// Publicly updatable field values a hit carries, validated; invalid ones are dropped

@@ -61,11 +61,7 @@ fn device_tag(secret: &[u8], random: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(b"device.v1.");
     mac.update(random.as_bytes());
-    hex(&mac.finalize().into_bytes()[..8])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&mac.finalize().into_bytes()[..8])
 }
 
 #[cfg(test)]
