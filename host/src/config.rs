@@ -143,6 +143,9 @@ pub struct TrackingConfig {
     pub anonymize_ip: bool,
     pub do_not_track_ips: Vec<String>,
     pub honor_do_not_track: bool,
+    /// During a burst of hits faster than the applier records them, it steps aside for up
+    /// to this long (the hits wait, durable, in the journal); 0: it never steps aside.
+    pub apply_lag_seconds: u64,
 }
 
 impl Default for TrackingConfig {
@@ -154,6 +157,7 @@ impl Default for TrackingConfig {
             anonymize_ip: false,
             do_not_track_ips: Vec::new(),
             honor_do_not_track: false,
+            apply_lag_seconds: 30,
         }
     }
 }

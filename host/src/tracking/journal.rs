@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::hitlog::{self, Appender, Reader, Record};
+use super::pace::Pace;
 use super::{Hit, Tracked, random_id, record_batch, token};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -35,6 +36,8 @@ use crate::store::{self, Exec, Store};
 const MAX_ACCEPT: usize = 1000;
 /// Largest number of hits one applying transaction takes.
 const MAX_APPLY: usize = 2000;
+/// How long a paced applier waits before it looks again (`pace.rs`).
+const PACE_STEP: Duration = Duration::from_millis(100);
 /// Segments whose hits are all applied are deleted after about this many more hits.
 const PRUNE_EVERY: i64 = 20_000;
 
@@ -90,8 +93,22 @@ struct Shared {
     committed: AtomicI64,
     /// The last journal id applied (or set aside).
     applied: watch::Sender<i64>,
+    /// A commit happened (or accepting stopped).
     wake: Notify,
+    /// Someone started waiting for applied hits: a paced applier must not wait.
+    urgent: Notify,
+    /// `settled` callers waiting.
+    settling: AtomicUsize,
     accepting_done: AtomicBool,
+}
+
+impl Shared {
+    /// Whether anyone waits for hits to be applied (or the server is stopping).
+    fn urgent(&self) -> bool {
+        self.accepting_done.load(Ordering::Acquire)
+            || self.settling.load(Ordering::Acquire) > 0
+            || !self.waiters.lock().expect("lock").is_empty()
+    }
 }
 
 /// The front door of the tracking write path.
@@ -112,6 +129,8 @@ impl Default for Tracker {
                 committed: AtomicI64::new(0),
                 applied: watch::Sender::new(0),
                 wake: Notify::new(),
+                urgent: Notify::new(),
+                settling: AtomicUsize::new(0),
                 accepting_done: AtomicBool::new(false),
             }),
         }
@@ -149,9 +168,13 @@ impl Tracker {
 
     /// Resolves once every hit journaled so far is applied.
     pub async fn settled(&self) {
-        let target = self.shared.committed.load(Ordering::Acquire);
-        let mut applied = self.shared.applied.subscribe();
+        let shared = &self.shared;
+        let target = shared.committed.load(Ordering::Acquire);
+        shared.settling.fetch_add(1, Ordering::AcqRel);
+        shared.urgent.notify_one();
+        let mut applied = shared.applied.subscribe();
         let _ = applied.wait_for(|a| *a >= target).await;
+        shared.settling.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Opens the journal, picks up where the last run stopped and starts the accepting and
@@ -371,6 +394,9 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
         .committed
         .store(first_id + batch.len() as i64 - 1, Ordering::Release);
     shared.wake.notify_one();
+    if batch.iter().any(|s| s.wait) {
+        shared.urgent.notify_one();
+    }
     for ((s, r), applied) in batch.into_iter().zip(records).zip(receivers) {
         let _ = s.reply.send(Ok(Accepted {
             device_id: r.device_id,
@@ -432,9 +458,21 @@ async fn apply_loop(
     let shared = state.tracker.shared.clone();
     let mut held: Vec<Record> = Vec::new();
     let mut pruned_through = *shared.applied.borrow();
+    let mut pace = Pace::new(Duration::from_secs(
+        state.config.file.tracking.apply_lag_seconds,
+    ));
     loop {
         let applied = *shared.applied.borrow();
         let committed = shared.committed.load(Ordering::Acquire);
+        let now = std::time::Instant::now();
+        pace.observe(now, committed, applied);
+        if committed > applied && pace.should_wait(now, shared.urgent()) {
+            tokio::select! {
+                _ = shared.urgent.notified() => {}
+                _ = tokio::time::sleep(PACE_STEP) => {}
+            }
+            continue;
+        }
         if committed <= applied {
             if shared.accepting_done.load(Ordering::Acquire)
                 && shared.committed.load(Ordering::Acquire) <= applied
@@ -458,7 +496,9 @@ async fn apply_loop(
             }
         }
         let batch = take_batch(&mut held);
+        let (hits, started) = (batch.len(), std::time::Instant::now());
         apply(&state, &dir, &journal_id, batch).await;
+        pace.applied(hits, started.elapsed());
         let applied = *shared.applied.borrow();
         if applied - pruned_through >= PRUNE_EVERY {
             match hitlog::prune(&dir, applied) {

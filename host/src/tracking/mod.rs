@@ -10,6 +10,7 @@
 pub mod hitlog;
 pub mod ip;
 pub mod journal;
+pub mod pace;
 pub mod params;
 pub mod token;
 pub mod ua;

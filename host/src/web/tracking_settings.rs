@@ -108,6 +108,16 @@ pub async fn page(
             t.honor_do_not_track,
             "Skip browsers that send DNT: 1 or Sec-GPC: 1.",
         ),
+        OptionRow {
+            key: "apply_lag_seconds",
+            label: "Longest recording delay in a burst",
+            value: match t.apply_lag_seconds {
+                0 => "none".to_owned(),
+                n => format!("{n} s"),
+            },
+            on: None,
+            help: "While hits arrive faster than they can be recorded, recording steps aside for up to this long so visitors are answered first; the hits wait, already durable, in the journal.",
+        },
     ];
     let pixel_url = format!(
         "{base}/mtracking.gif?page_url=https%3A%2F%2Fyour-site.example%2Fpricing&page_title=Pricing"
