@@ -197,7 +197,7 @@ async fn hits_left_in_the_old_sqlite_journal_are_applied_once() {
     .unwrap();
     let device = "0123456789abcdef0123456789abcdef";
     for view in 1..=3i64 {
-        let hit = magpie::tracking::Hit {
+        let hit = magpie::tracking::ParsedHit {
             params: magpie::tracking::params::HitParams {
                 page_url: Some(format!("https://shop.example/old{view}")),
                 device_id: Some(device.into()),

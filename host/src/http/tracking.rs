@@ -17,7 +17,7 @@ use crate::config::TrackingConfig;
 use crate::state::SharedState;
 use crate::store;
 use crate::time::now_ms;
-use crate::tracking::{Hit, ip, params, token, ua};
+use crate::tracking::{Hit, ip, params, ua};
 
 /// The 43-byte transparent GIF.
 pub const PIXEL: [u8; 43] = [
@@ -272,6 +272,7 @@ async fn collect_params(parts: &Parts, body: Body) -> Vec<(String, String)> {
             pairs.extend(params::pairs(&text));
         }
     }
+    params::bound(&mut pairs);
     pairs
 }
 
@@ -302,35 +303,28 @@ async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &
     if let Some(reason) = exclusion(state, headers, client).await {
         return Err(reason);
     }
-    let mut raw = collect_params(parts, body).await;
-    // A cookie names the device before any parameter does.
-    if let Some(device) =
-        cookie_value(headers, DEVICE_COOKIE).filter(|d| params::valid_device_id(d))
-    {
-        raw.retain(|(k, _)| !k.eq_ignore_ascii_case("mautic_device_id"));
-        raw.insert(0, ("mautic_device_id".into(), device.to_owned()));
-    }
-    let mut hit_params = params::parse(raw);
-    if hit_params.page_url.is_none() {
-        // A bare pixel: the page is the one that embedded it.
-        hit_params.page_url = headers
-            .get(header::REFERER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|r| r.starts_with("http"))
-            .map(|r| r.chars().take(2048).collect());
-    }
+    let raw = collect_params(parts, body).await;
+    // A cookie names the device before any parameter does. The rest of the parameters
+    // are parsed when the hit is applied (`Hit::parse`).
+    let device_id = cookie_value(headers, DEVICE_COOKIE)
+        .filter(|d| params::valid_device_id(d))
+        .map(str::to_owned)
+        .or_else(|| params::device_id(&raw));
     let config = &state.config.file.tracking;
-    let ct_contact = match (&hit_params.ct, config.identify_by_tracking_url) {
-        (Some(t), true) => token::verify(&state.tracking_secret, t, now_ms() / 1000),
-        _ => None,
-    };
     let stored_ip = if config.anonymize_ip {
         ip::anonymize(client)
     } else {
         client
     };
     Ok(Hit {
-        params: hit_params,
+        raw,
+        // A bare pixel's page is the one that embedded it.
+        referer: headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|r| r.starts_with("http"))
+            .map(|r| r.chars().take(2048).collect()),
+        device_id,
         ip: Some(stored_ip.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
@@ -340,7 +334,6 @@ async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &
             .take(1024)
             .collect(),
         at: now_ms(),
-        ct_contact,
     })
 }
 

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::hitlog::{self, Appender, Reader, Record};
 use super::pace::Pace;
-use super::{Hit, Tracked, random_id, record_batch, token};
+use super::{Hit, ParsedHit, Tracked, random_id, record_batch, token};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{self, Exec, Store};
@@ -310,7 +310,7 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
     let secret = &state.tracking_secret;
     let mut real: HashSet<String> = HashSet::new();
     let mut unsure: Vec<String> = Vec::new();
-    for d in batch.iter().filter_map(|s| s.hit.params.device_id.as_ref()) {
+    for d in batch.iter().filter_map(|s| s.hit.device_id.as_ref()) {
         if token::is_issued_device_id(secret, d) {
             real.insert(d.clone());
         } else {
@@ -333,14 +333,9 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
     let mut records = Vec::with_capacity(batch.len());
     let mut receivers = Vec::with_capacity(batch.len());
     for (i, s) in batch.iter_mut().enumerate() {
-        let known = s
-            .hit
-            .params
-            .device_id
-            .as_ref()
-            .is_some_and(|d| real.contains(d));
+        let known = s.hit.device_id.as_ref().is_some_and(|d| real.contains(d));
         if !known {
-            s.hit.params.device_id = Some(token::issue_device_id(secret));
+            s.hit.device_id = Some(token::issue_device_id(secret));
         }
         let body = match serde_json::to_string(&s.hit) {
             Ok(b) => b,
@@ -349,7 +344,7 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
         records.push(Record {
             id: first_id + i as i64,
             new_device: !known,
-            device_id: s.hit.params.device_id.clone().unwrap_or_default(),
+            device_id: s.hit.device_id.clone().unwrap_or_default(),
             body,
         });
         receivers.push(None);
@@ -416,14 +411,14 @@ fn fail_all(batch: Vec<Submit>, e: &AppError) {
 /// A journaled hit, as the applier reads it back.
 struct Journaled {
     id: i64,
-    hit: Result<Hit, String>,
+    hit: Result<ParsedHit, String>,
     body: String,
 }
 
 /// The hits of `held` for one applying transaction, taken from its front. A batch ends
 /// before a second hit of a device handed out within it, so each batch creates a new
 /// device once.
-fn take_batch(held: &mut Vec<Record>) -> Vec<Journaled> {
+fn take_batch(state: &AppState, held: &mut Vec<Record>) -> Vec<Journaled> {
     let mut new_here = HashSet::new();
     let mut cut = held.len();
     for (i, r) in held.iter().enumerate() {
@@ -438,7 +433,7 @@ fn take_batch(held: &mut Vec<Record>) -> Vec<Journaled> {
     held.drain(..cut)
         .map(|r| Journaled {
             id: r.id,
-            hit: serde_json::from_str(&r.body).map_err(|e| e.to_string()),
+            hit: Hit::read(&r.body, &state.config.file.tracking, &state.tracking_secret),
             body: r.body,
         })
         .collect()
@@ -495,7 +490,7 @@ async fn apply_loop(
                 }
             }
         }
-        let batch = take_batch(&mut held);
+        let batch = take_batch(&state, &mut held);
         let (hits, started) = (batch.len(), std::time::Instant::now());
         apply(&state, &dir, &journal_id, batch).await;
         pace.applied(hits, started.elapsed());
@@ -560,7 +555,7 @@ async fn drain_legacy(state: &AppState, path: &Path, dir: &Path) -> anyhow::Resu
                 })
                 .collect();
             while !held.is_empty() {
-                let batch = take_batch(&mut held);
+                let batch = take_batch(state, &mut held);
                 apply(state, dir, &old_id, batch).await;
             }
         }
@@ -586,7 +581,7 @@ async fn apply(state: &AppState, dir: &Path, journal_id: &str, batch: Vec<Journa
         return;
     };
     if batch.iter().all(|j| j.hit.is_ok()) {
-        let hits: Vec<Hit> = batch
+        let hits: Vec<ParsedHit> = batch
             .iter()
             .filter_map(|j| j.hit.as_ref().ok().cloned())
             .collect();

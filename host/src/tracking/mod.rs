@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value as Json, json};
 
+use crate::config::TrackingConfig;
 use crate::contacts::fields::FieldSet;
 use crate::contacts::input::{ContactInput, UtmInput};
 use crate::contacts::service::{self, SaveContext, Source, Target};
@@ -35,9 +36,64 @@ pub use journal::Tracker;
 /// time as it is.
 const LAST_ACTIVE_STEP_MS: i64 = 60_000;
 
-/// A hit, ready to record.
+/// A hit as the journal keeps it: what the request said, parsed only when it is applied,
+/// so answering a visitor costs little more than finding their device id.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
+    /// The request's parameters, decoded, in order: query string, then body.
+    pub raw: Vec<(String, String)>,
+    /// The `Referer` header when it names a web page: the page of a bare pixel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    /// The visitor's device id (the cookie's, else the parameter's); checked, or handed
+    /// out, when the hit is journaled.
+    pub device_id: Option<String>,
+    /// The address to store (already anonymised when configured).
+    pub ip: Option<String>,
+    pub user_agent: String,
+    pub at: i64,
+}
+
+impl Hit {
+    /// The hit's parameters cleaned and sorted out, its `ct` token checked.
+    pub fn parse(self, config: &TrackingConfig, secret: &[u8]) -> ParsedHit {
+        let mut raw = self.raw;
+        // The device id decided when the hit was journaled is the one parameter that counts.
+        raw.retain(|(k, _)| !k.trim().eq_ignore_ascii_case("mautic_device_id"));
+        if let Some(device) = &self.device_id {
+            raw.insert(0, ("mautic_device_id".into(), device.clone()));
+        }
+        let mut params = params::parse(raw);
+        params.device_id = self.device_id;
+        if params.page_url.is_none() {
+            params.page_url = self.referer;
+        }
+        let ct_contact = match (&params.ct, config.identify_by_tracking_url) {
+            (Some(t), true) => token::verify(secret, t, self.at / 1000),
+            _ => None,
+        };
+        ParsedHit {
+            params,
+            ip: self.ip,
+            user_agent: self.user_agent,
+            at: self.at,
+            ct_contact,
+        }
+    }
+
+    /// A journaled hit's body: this format, or a parsed hit as versions before 2026-11-29
+    /// journaled them.
+    pub fn read(body: &str, config: &TrackingConfig, secret: &[u8]) -> Result<ParsedHit, String> {
+        match serde_json::from_str::<Hit>(body) {
+            Ok(hit) => Ok(hit.parse(config, secret)),
+            Err(e) => serde_json::from_str::<ParsedHit>(body).map_err(|_| e.to_string()),
+        }
+    }
+}
+
+/// A hit, parsed and ready to record.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ParsedHit {
     pub params: HitParams,
     /// The address to store (already anonymised when configured).
     pub ip: Option<String>,
@@ -243,7 +299,7 @@ pub async fn attach_company(
     Ok(())
 }
 
-fn hit_properties(hit: &Hit, device: &ua::Agent, device_id: &str) -> Json {
+fn hit_properties(hit: &ParsedHit, device: &ua::Agent, device_id: &str) -> Json {
     let p = &hit.params;
     let mut props = Map::new();
     let mut put = |k: &str, v: Option<Json>| {
@@ -289,7 +345,7 @@ fn hit_properties(hit: &Hit, device: &ua::Agent, device_id: &str) -> Json {
 /// yet becomes a new device.
 pub async fn record_batch(
     state: &AppState,
-    hits: &[Hit],
+    hits: &[ParsedHit],
     (journal_id, through): (&str, i64),
 ) -> AppResult<Vec<Tracked>> {
     let mut tx = state.store.begin().await?;
@@ -495,4 +551,109 @@ pub async fn record_batch(
             device_id,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn hit(raw: &[(&str, &str)]) -> Hit {
+        Hit {
+            raw: pairs(raw),
+            referer: Some("https://blog.example/post".into()),
+            device_id: Some("0123456789abcdef0123456789abcdef".into()),
+            ip: Some("203.0.113.9".into()),
+            user_agent: "Mozilla/5.0".into(),
+            at: 1_800_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_journaled_hit_is_parsed_when_applied() {
+        let secret = b"secret";
+        let config = TrackingConfig {
+            identify_by_tracking_url: true,
+            ..TrackingConfig::default()
+        };
+        let token = token::issue(secret, 42, 1_800_000_000 + 60);
+        let h = hit(&[
+            ("page_title", "Pricing"),
+            ("MAUTIC_DEVICE_ID", "ffffffffffffffffffffffffffffffff"),
+            ("ct", &token),
+            ("email", "ada@example.org"),
+        ]);
+        let body = serde_json::to_string(&h).unwrap();
+        let parsed = Hit::read(&body, &config, secret).unwrap();
+        assert_eq!(
+            parsed.params.device_id.as_deref(),
+            Some("0123456789abcdef0123456789abcdef"),
+            "the device id decided when journaled wins over the parameter"
+        );
+        assert_eq!(
+            parsed.params.query.get("mautic_device_id"),
+            Some(&Json::String("0123456789abcdef0123456789abcdef".into()))
+        );
+        assert_eq!(
+            parsed.params.page_url.as_deref(),
+            Some("https://blog.example/post"),
+            "a bare pixel's page is its referrer"
+        );
+        assert_eq!(parsed.params.page_title.as_deref(), Some("Pricing"));
+        assert_eq!(parsed.ct_contact, Some(42), "checked at the hit's time");
+        assert_eq!(
+            parsed.params.fields,
+            vec![("email".to_owned(), "ada@example.org".to_owned())]
+        );
+        let expired = Hit {
+            at: 1_800_000_000_000 + 120_000,
+            ..h.clone()
+        };
+        assert_eq!(expired.parse(&config, secret).ct_contact, None);
+        let off = TrackingConfig::default();
+        assert_eq!(h.parse(&off, secret).ct_contact, None);
+    }
+
+    #[test]
+    fn hits_journaled_parsed_by_earlier_versions_still_read() {
+        let old = ParsedHit {
+            params: params::parse(pairs(&[
+                ("page_url", "https://shop.example/a"),
+                ("mautic_device_id", "0123456789abcdef0123456789abcdef"),
+            ])),
+            ip: None,
+            user_agent: "Mozilla/5.0".into(),
+            at: 1_700_000_000_000,
+            ct_contact: Some(7),
+        };
+        let body = serde_json::to_string(&old).unwrap();
+        let read = Hit::read(&body, &TrackingConfig::default(), b"s").unwrap();
+        assert_eq!(read.params, old.params);
+        assert_eq!(read.ct_contact, Some(7));
+        assert!(Hit::read("{\"nonsense\":1}", &TrackingConfig::default(), b"s").is_err());
+    }
+
+    #[test]
+    fn the_device_id_parameter_as_parse_reads_it() {
+        assert_eq!(
+            params::device_id(&pairs(&[
+                ("a", "b"),
+                (" Mautic_Device_Id[] ", " 0123456789abcdef0123456789abcdef "),
+                ("mautic_device_id", "fedcba9876543210fedcba9876543210"),
+            ]))
+            .as_deref(),
+            Some("0123456789abcdef0123456789abcdef"),
+            "the first one, trimmed"
+        );
+        assert_eq!(
+            params::device_id(&pairs(&[("mautic_device_id", "../../etc/passwd")])),
+            None
+        );
+        assert_eq!(params::device_id(&pairs(&[("x", "y")])), None);
+    }
 }

@@ -75,6 +75,34 @@ pub fn valid_device_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
+/// Bounds what a hit's raw parameters can weigh in the journal, without changing what
+/// `parse` makes of them: names it would skip go, values are cut far beyond what it keeps
+/// (`MAX_URL` characters of up to 4 bytes), and pairs beyond those it could look at go.
+pub fn bound(raw: &mut Vec<(String, String)>) {
+    raw.retain(|(k, _)| k.len() <= MAX_NAME);
+    raw.truncate(MAX_PARAMS * 4);
+    for (_, v) in raw.iter_mut() {
+        if v.len() > MAX_URL * 4 {
+            let mut end = MAX_URL * 4;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v.truncate(end);
+        }
+    }
+}
+
+/// The device id the parameters name, as `parse` reads it (the first `mautic_device_id`).
+pub fn device_id(raw: &[(String, String)]) -> Option<String> {
+    let (_, value) = raw.iter().find(|(k, _)| {
+        k.trim()
+            .trim_end_matches("[]")
+            .eq_ignore_ascii_case("mautic_device_id")
+    })?;
+    let value = value.trim();
+    valid_device_id(value).then(|| value.to_owned())
+}
+
 fn http_url(s: &str) -> Option<String> {
     let lower = s.to_ascii_lowercase();
     (lower.starts_with("http://") || lower.starts_with("https://")).then(|| s.to_owned())
@@ -283,6 +311,27 @@ mod tests {
         ]);
         assert_eq!(h.page_title.unwrap().len(), 512);
         assert_eq!(h.fields, vec![("firstname".into(), "abc".into())]);
+        let mut bounded: Vec<(String, String)> = (0..2000)
+            .map(|i| (format!("p{i}"), "é".repeat(10_000)))
+            .chain([("k".repeat(65), "x".into())])
+            .collect();
+        bound(&mut bounded);
+        assert_eq!(bounded.len(), MAX_PARAMS * 4);
+        assert!(
+            bounded
+                .iter()
+                .all(|(_, v)| v.len() <= MAX_URL * 4 && v.chars().count() >= MAX_URL)
+        );
+        assert_eq!(
+            parse(bounded.clone()).fields,
+            parse(
+                (0..2000)
+                    .map(|i| (format!("p{i}"), "é".repeat(10_000)))
+                    .collect()
+            )
+            .fields,
+            "bounding changes nothing parse keeps"
+        );
         let raw = pairs("a=%FF%FE&b=%E2%28%A1&page_url=https%3A%2F%2Fx.example%2F");
         let h = parse(raw);
         assert_eq!(h.page_url.as_deref(), Some("https://x.example/"));
