@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(1);
 /// The shortest span that gives an arrival rate.
 const MIN_SPAN: Duration = Duration::from_millis(200);
+/// The smallest batch whose time tells how fast the applier can go: a few hits take
+/// mostly the fixed cost of a transaction, and would make a light load look like more
+/// than the applier can take.
+const MIN_MEASURED: usize = 500;
 
 #[derive(Debug)]
 pub struct Pace {
@@ -57,6 +61,9 @@ impl Pace {
 
     /// Notes an applied batch.
     pub fn applied(&mut self, hits: usize, took: Duration) {
+        if hits < MIN_MEASURED {
+            return;
+        }
         let rate = hits as f64 / took.as_secs_f64().max(1e-6);
         self.apply_rate = Some(match self.apply_rate {
             Some(r) => 0.7 * r + 0.3 * rate,
@@ -163,6 +170,17 @@ mod tests {
             pace.observe(t, 20_000 + 2_000 * step as i64, 20_000);
         }
         assert!(pace.should_wait(now + Duration::from_secs(32), false));
+    }
+
+    #[test]
+    fn small_batches_do_not_make_a_light_load_look_heavy() {
+        let (mut pace, now) = burst(300, 6_000, Duration::from_secs(30));
+        // At 300 hits/s the applier takes a few hits at a time; each such batch, at
+        // 150 hits/s, says nothing of what it can take.
+        for _ in 0..20 {
+            pace.applied(3, ms(20));
+        }
+        assert!(!pace.should_wait(now, false));
     }
 
     #[test]
