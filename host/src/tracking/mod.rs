@@ -58,8 +58,8 @@ impl Hit {
     /// The hit's parameters cleaned and sorted out, its `ct` token checked.
     pub fn parse(self, config: &TrackingConfig, secret: &[u8]) -> ParsedHit {
         let mut raw = self.raw;
-        // The device id decided when the hit was journaled is the one parameter that counts.
-        raw.retain(|(k, _)| !k.trim().eq_ignore_ascii_case("mautic_device_id"));
+        // The device id decided when the hit was journaled is the one that counts: first,
+        // it wins over any parameter of that name (`parse` keeps a name's first value).
         if let Some(device) = &self.device_id {
             raw.insert(0, ("mautic_device_id".into(), device.clone()));
         }

@@ -92,15 +92,34 @@ pub fn bound(raw: &mut Vec<(String, String)>) {
     }
 }
 
+/// A parameter's name as `parse` reads it: trimmed, lower-cased, without a trailing
+/// `[]`; `None` for names it ignores.
+fn name(k: &str) -> Option<String> {
+    if k.len() > MAX_NAME || k.chars().any(char::is_control) {
+        return None;
+    }
+    let key = k.trim().to_ascii_lowercase();
+    let key = key.trim_end_matches("[]");
+    (!key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .then(|| key.to_owned())
+}
+
+/// A parameter's value as `parse` keeps it.
+fn value(name: &str, v: &str) -> String {
+    let max = if name.contains("url") || name.contains("referrer") || name.contains("referer") {
+        MAX_URL
+    } else {
+        MAX_VALUE
+    };
+    clean(v, max)
+}
+
 /// The device id the parameters name, as `parse` reads it (the first `mautic_device_id`).
 pub fn device_id(raw: &[(String, String)]) -> Option<String> {
-    let (_, value) = raw.iter().find(|(k, _)| {
-        k.trim()
-            .trim_end_matches("[]")
-            .eq_ignore_ascii_case("mautic_device_id")
-    })?;
-    let value = value.trim();
-    valid_device_id(value).then(|| value.to_owned())
+    let (_, v) = raw
+        .iter()
+        .find(|(k, _)| name(k).as_deref() == Some("mautic_device_id"))?;
+    Some(value("mautic_device_id", v)).filter(|d| valid_device_id(d))
 }
 
 fn http_url(s: &str) -> Option<String> {
@@ -134,26 +153,17 @@ pub fn parse(raw: Vec<(String, String)>) -> HitParams {
     // Later duplicates do not override earlier ones; names are case-insensitive.
     let mut map: Vec<(String, String)> = Vec::new();
     for (k, v) in raw {
-        if k.len() > MAX_NAME || k.chars().any(char::is_control) {
+        let Some(key) = name(&k) else {
             continue;
-        }
-        let key = k.trim().to_ascii_lowercase();
-        let key = key.trim_end_matches("[]").to_owned();
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            continue;
-        }
+        };
         if map.iter().any(|(existing, _)| *existing == key) {
             continue;
         }
         if map.len() >= MAX_PARAMS {
             break;
         }
-        let max = if key.contains("url") || key.contains("referrer") || key.contains("referer") {
-            MAX_URL
-        } else {
-            MAX_VALUE
-        };
-        map.push((key, clean(&v, max)));
+        let v = value(&key, &v);
+        map.push((key, v));
     }
     let get = |names: &[&str]| {
         names
