@@ -451,14 +451,19 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// A fresh journal holding hits 1 and 2: its segment's path and bytes.
+    fn two_hits(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let mut a = fresh(dir).appender;
+        a.append(&[record(1, "one"), record(2, "two")]).unwrap();
+        let path = dir.join(segment_name(1));
+        let bytes = fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
     #[test]
     fn a_torn_tail_is_cut_off_and_writing_goes_on_after_it() {
         let dir = temp("torn");
-        let mut a = fresh(&dir).appender;
-        a.append(&[record(1, "one"), record(2, "two")]).unwrap();
-        drop(a);
-        let path = dir.join(segment_name(1));
-        let mut bytes = fs::read(&path).unwrap();
+        let (path, mut bytes) = two_hits(&dir);
         let whole = bytes.len();
         bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]); // half a header of hit 3
         fs::write(&path, &bytes).unwrap();
@@ -475,10 +480,7 @@ mod tests {
     #[test]
     fn a_damaged_record_is_an_error_not_skipped() {
         let dir = temp("crc");
-        let mut a = fresh(&dir).appender;
-        a.append(&[record(1, "one"), record(2, "two")]).unwrap();
-        let path = dir.join(segment_name(1));
-        let mut bytes = fs::read(&path).unwrap();
+        let (path, mut bytes) = two_hits(&dir);
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
