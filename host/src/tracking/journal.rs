@@ -581,10 +581,7 @@ async fn apply(state: &AppState, dir: &Path, journal_id: &str, batch: Vec<Journa
         return;
     };
     if batch.iter().all(|j| j.hit.is_ok()) {
-        let hits: Vec<ParsedHit> = batch
-            .iter()
-            .filter_map(|j| j.hit.as_ref().ok().cloned())
-            .collect();
+        let hits: Vec<&ParsedHit> = batch.iter().filter_map(|j| j.hit.as_ref().ok()).collect();
         let started = std::time::Instant::now();
         match record_batch(state, &hits, (journal_id, through)).await {
             Ok(results) => {
@@ -605,7 +602,7 @@ async fn apply(state: &AppState, dir: &Path, journal_id: &str, batch: Vec<Journa
         let mut tries = 0;
         let error = loop {
             let outcome = match &j.hit {
-                Ok(hit) => record_batch(state, std::slice::from_ref(hit), (journal_id, j.id))
+                Ok(hit) => record_batch(state, &[hit], (journal_id, j.id))
                     .await
                     .map(|mut v| v.remove(0))
                     .map_err(|e| e.to_string()),

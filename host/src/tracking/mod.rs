@@ -345,7 +345,7 @@ fn hit_properties(hit: &ParsedHit, device: &ua::Agent, device_id: &str) -> Json 
 /// yet becomes a new device.
 pub async fn record_batch(
     state: &AppState,
-    hits: &[ParsedHit],
+    hits: &[&ParsedHit],
     (journal_id, through): (&str, i64),
 ) -> AppResult<Vec<Tracked>> {
     let mut tx = state.store.begin().await?;
