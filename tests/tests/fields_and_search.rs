@@ -1,5 +1,6 @@
 //! Custom fields (real columns) and the search grammar, end to end on both databases.
 
+use magpie::store::Exec;
 use magpie_tests::{Backend, TestServer, both_backends, json};
 
 both_backends!(
@@ -327,6 +328,83 @@ async fn free_text_follows_every_change(backend: Backend) {
     );
     index_now(&s).await;
     assert_eq!(search_ids(&s, "ultramarine").await, vec![a]);
+    s.stop().await;
+}
+
+/// A database whose free-text index was built before migration 10 (FTS5 with its own
+/// copy of the text, merged every 4 segments) is searchable throughout the upgrade: the
+/// migration empties the index and queues every known contact again, searches scan the
+/// queue meanwhile, and the indexer refills the new index.
+#[tokio::test]
+async fn free_text_index_rebuilt_by_migration_10() {
+    let mut s = TestServer::start(Backend::Sqlite).await;
+    let a = s
+        .create_contact(
+            json!({"firstname": "Perpetua", "lastname": "Zinnober", "email": "pz@example.org"}),
+        )
+        .await;
+    let b = s
+        .create_contact(json!({"firstname": "Ottilie", "lastname": "Zinnober"}))
+        .await;
+    let anonymous = s.create_contact(json!({"city": "Zinnober"})).await;
+    // The index as migration 9 left it, holding both contacts, and no migration 10.
+    let mut tx = s.state().store.begin().await.unwrap();
+    tx.execute_script(&format!(
+        "DROP TABLE contacts_fts; \
+         CREATE VIRTUAL TABLE contacts_fts USING fts5 (text, tokenize = 'trigram'); \
+         INSERT INTO contacts_fts (rowid, text) SELECT c.id, {} FROM contacts c WHERE c.date_identified IS NOT NULL; \
+         DELETE FROM contacts_fts_pending; \
+         DELETE FROM magpie_migrations WHERE version = 10",
+        magpie::store::free_text::indexed_text("c")
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(search_ids(&s, "zinnober").await, vec![a, b], "old index");
+
+    s.restart().await;
+    let mut db = s.state().store.read().await.unwrap();
+    let queued = db
+        .fetch_i64("SELECT count(*) FROM contacts_fts_pending", vec![])
+        .await
+        .unwrap();
+    assert_eq!(queued, Some(2), "both known contacts are queued again");
+    let content = db
+        .fetch_i64(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'contacts_fts_content'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(content, Some(0), "the index keeps no copy of the text");
+    drop(db);
+    assert_eq!(search_ids(&s, "zinnober").await, vec![a, b], "queued");
+    index_now(&s).await;
+    assert_eq!(search_ids(&s, "zinnober").await, vec![a, b], "indexed");
+    assert_eq!(search_ids(&s, "pz@exam").await, vec![a]);
+    // Changes and deletions after the rebuild (tombstones of contentless_delete).
+    s.patch(
+        &format!("/api/contacts/{a}/edit"),
+        json!({"lastname": "Scharlach"}),
+    )
+    .await
+    .expect(200);
+    index_now(&s).await;
+    assert_eq!(search_ids(&s, "zinnober").await, vec![b]);
+    assert_eq!(search_ids(&s, "scharlach").await, vec![a]);
+    s.delete(&format!("/api/contacts/{b}/delete"))
+        .await
+        .expect(200);
+    assert_eq!(search_ids(&s, "zinnober").await, Vec::<i64>::new());
+    let r = s
+        .get("/api/contacts?search=is:anonymous%20zinnober")
+        .await
+        .expect(200);
+    assert_eq!(
+        ids(&r),
+        vec![anonymous],
+        "anonymous contacts are searched apart"
+    );
     s.stop().await;
 }
 

@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_expression_statistics"),
     migration!(8, "0008_tracking_journal"),
     migration!(9, "0009_narrower_write_indexes"),
+    migration!(10, "0010_contentless_fts"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once
