@@ -26,6 +26,8 @@ pub struct AppState {
     pub tracking_secret: Vec<u8>,
     /// Background jobs: this process's lease owner id and the bell for new work.
     pub jobs: crate::jobs::Jobs,
+    /// The group commit of contact saves (SQLite).
+    pub saves: crate::contacts::save_group::SaveGroups,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -52,6 +54,7 @@ impl AppState {
             tracker: Default::default(),
             tracking_secret,
             jobs: Default::default(),
+            saves: Default::default(),
             web: Default::default(),
         })
     }

@@ -13,6 +13,7 @@ both_backends!(
     form_encoded_bodies_like_the_php_client,
     sub_resources_and_lists,
     totals_follow_identification_deletes_and_merges,
+    concurrent_batches_behave_as_one_after_another,
 );
 
 async fn count(s: &TestServer) -> i64 {
@@ -270,6 +271,62 @@ async fn authentication(backend: Backend) {
         .await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.body, json!({"total": "0", "contacts": {}}));
+    s.stop().await;
+}
+
+/// Batches sent at once (on SQLite written in one transaction by the save group) give the
+/// result of writing them one after another: an email two batches share is one contact,
+/// created by one and updated by the other; every answered id exists.
+async fn concurrent_batches_behave_as_one_after_another(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    // Batch i holds emails 25·i … 25·i + 49: each overlaps the next by 25.
+    let batch = |i: usize| {
+        let items: Vec<_> = (25 * i..25 * i + 50)
+            .map(|k| json!({"email": format!("c{k}@example.org"), "lastname": format!("Batch{i}")}))
+            .collect();
+        s.post("/api/contacts/batch/new", json!(items))
+    };
+    let answers = tokio::join!(
+        batch(0),
+        batch(1),
+        batch(2),
+        batch(3),
+        batch(4),
+        batch(5),
+        batch(6),
+        batch(7)
+    );
+    let answers = [
+        answers.0, answers.1, answers.2, answers.3, answers.4, answers.5, answers.6, answers.7,
+    ];
+    let mut id_of_email = std::collections::HashMap::new();
+    let mut created = 0;
+    for (i, r) in answers.iter().enumerate() {
+        assert_eq!(r.status, 201, "batch {i}: {}", r.text);
+        let codes = r.body["statusCodes"].as_array().unwrap();
+        assert_eq!(codes.len(), 50);
+        created += codes.iter().filter(|c| **c == 201).count();
+        for (j, c) in r.body["contacts"].as_array().unwrap().iter().enumerate() {
+            let email = format!("c{}@example.org", 25 * i + j);
+            assert_eq!(c["fields"]["all"]["email"], email.as_str());
+            let id = c["id"].as_i64().unwrap();
+            let earlier = id_of_email.insert(email.clone(), id);
+            assert!(
+                earlier.is_none() || earlier == Some(id),
+                "{email}: one contact, whichever batch came first"
+            );
+        }
+    }
+    assert_eq!(id_of_email.len(), 225);
+    assert_eq!(
+        created, 225,
+        "each email created once, updated by the other batch"
+    );
+    assert_eq!(count(&s).await, 225);
+    for (email, id) in &id_of_email {
+        let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
+        assert_eq!(c["contact"]["fields"]["all"]["email"], email.as_str());
+    }
     s.stop().await;
 }
 

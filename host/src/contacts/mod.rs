@@ -7,6 +7,7 @@ pub mod input;
 pub mod merge;
 pub mod notes;
 pub mod registry;
+pub mod save_group;
 pub mod search;
 pub mod service;
 pub mod values;

@@ -17,6 +17,7 @@ use super::input::{ContactInput, DncInput, Problems, TagChanges, UtmInput};
 use super::{Contact, is_identifying, values};
 use crate::config::UniqueIdentifierOperator;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{self, Exec, Store, Tx, Value};
 use crate::timeline::{NewEvent, keys};
 
@@ -73,9 +74,19 @@ pub struct Saved {
     pub created: bool,
 }
 
-/// Saves items in their own transaction. The outer error is a database failure (nothing
-/// was written); inner errors are per item (that item wrote nothing).
+/// Saves items: committed before this returns, on SQLite in one transaction with the
+/// saves that queued alongside (`save_group`). The outer error is a database failure
+/// (nothing was written); inner errors are per item (that item wrote nothing).
 pub async fn save(
+    state: &AppState,
+    ctx: &SaveContext<'_>,
+    items: Vec<(Target, ContactInput)>,
+) -> AppResult<Vec<AppResult<Saved>>> {
+    state.saves.save(&state.store, ctx, items).await
+}
+
+/// Saves items in a transaction of their own.
+pub(super) async fn save_alone(
     store: &Store,
     ctx: &SaveContext<'_>,
     items: Vec<(Target, ContactInput)>,

@@ -348,7 +348,7 @@ async fn submit(
                     source: Source::Admin,
                     now: now_ms(),
                 };
-                match service::save(&state.store, &save_ctx, vec![(target, input)])
+                match service::save(&state, &save_ctx, vec![(target, input)])
                     .await?
                     .remove(0)
                 {

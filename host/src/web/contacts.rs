@@ -488,7 +488,7 @@ pub async fn quick_add(
                 source: Source::Admin,
                 now: now_ms(),
             };
-            match service::save(&state.store, &ctx, vec![(Target::Create, input)])
+            match service::save(&state, &ctx, vec![(Target::Create, input)])
                 .await?
                 .remove(0)
             {

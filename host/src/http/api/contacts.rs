@@ -220,7 +220,7 @@ async fn save(
         source: Source::Api,
         now: now_ms(),
     };
-    service::save(&state.store, &ctx, items).await
+    service::save(&state, &ctx, items).await
 }
 
 async fn parse_input(state: &SharedState, body: &Value) -> AppResult<ContactInput> {

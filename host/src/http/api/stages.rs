@@ -117,7 +117,7 @@ pub async fn change_contact(
         stage: Some(stage),
         ..ContactInput::default()
     };
-    service::save(&state.store, &ctx, vec![(Target::Patch(contact_id), input)])
+    service::save(&state, &ctx, vec![(Target::Patch(contact_id), input)])
         .await?
         .remove(0)?;
     Ok(Json(json!({ "success": 1 })))

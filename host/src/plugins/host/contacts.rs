@@ -98,7 +98,7 @@ fn save(s: &Sandbox, contact_id: i64, input: ContactInput) -> Result<(), Error> 
             source: Source::Plugin,
             now: now_ms(),
         };
-        service::save(&state.store, &ctx, vec![(Target::Patch(contact_id), input)])
+        service::save(&state, &ctx, vec![(Target::Patch(contact_id), input)])
             .await?
             .remove(0)
             .map(drop)
