@@ -17,7 +17,7 @@
 //! PostgreSQL is left alone: its connections write concurrently, and several Magpie
 //! processes share one database.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -71,8 +71,6 @@ pub struct SaveGroups {
 
 #[derive(Default)]
 struct Counts {
-    /// Requests queued and not yet taken by the writer.
-    waiting: AtomicUsize,
     /// Groups that failed and were saved one request at a time.
     fallbacks: AtomicU64,
 }
@@ -104,26 +102,14 @@ impl SaveGroups {
             items,
             answer,
         };
-        self.counts.waiting.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(mut request)) = queue.send(request) {
             // The task is gone (the runtime that started it ended): write directly.
-            self.counts.waiting.fetch_sub(1, Ordering::Relaxed);
             let items = std::mem::take(&mut request.items);
             return save_alone(store, &request.ctx(), items).await;
         }
         answered
             .await
             .map_err(|_| anyhow::anyhow!("the contact writer stopped before answering"))?
-    }
-
-    /// Saves queued and not yet taken by the writer.
-    pub fn waiting(&self) -> usize {
-        self.counts.waiting.load(Ordering::Relaxed)
-    }
-
-    /// Groups that failed as a whole and were saved request by request.
-    pub fn fallbacks(&self) -> u64 {
-        self.counts.fallbacks.load(Ordering::Relaxed)
     }
 }
 
@@ -141,7 +127,6 @@ async fn run(store: Store, mut queue: mpsc::UnboundedReceiver<Request>, counts: 
                 Err(_) => break,
             }
         }
-        counts.waiting.fetch_sub(group.len(), Ordering::Relaxed);
         write(&store, group, &counts).await;
     }
 }
@@ -162,7 +147,7 @@ async fn write(store: &Store, mut group: Vec<Request>, counts: &Counts) {
         }
         Err(e) => {
             counts.fallbacks.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(error = %e, requests = group.len(), "group save failed; saving one by one");
+            tracing::warn!(error = %e, requests = group.len(), "group save failed; saving its requests one by one");
             for mut r in group {
                 let items = std::mem::take(&mut r.spare);
                 let answer = save_alone(store, &r.ctx(), items).await;
