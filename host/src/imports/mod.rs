@@ -1393,16 +1393,10 @@ async fn write_batch(
     batch: Batch,
 ) -> anyhow::Result<Control> {
     let now = now_ms();
-    let mut tx = state.store.begin().await?;
-    let control = ctx.checkpoint(&mut tx).await?;
-    if control == Control::LeaseLost {
-        return Ok(Control::LeaseLost);
-    }
-    store::imports::tune_batch(&mut tx).await?;
-    let fields = state.fields(&mut tx).await?;
     let mut counts = Counts::default();
     let mut failures: Vec<Failure> = Vec::new();
     let total_rows = batch.records.len() as i64;
+    // Rows become contact inputs before the transaction: the writer is not held for it.
     let mut items: Vec<Item> = Vec::with_capacity(batch.records.len());
     for r in batch.records {
         let (row, line) = (r.row as i64, r.line as i64);
@@ -1424,6 +1418,14 @@ async fn write_batch(
             },
         }
     }
+
+    let mut tx = state.store.begin().await?;
+    let control = ctx.checkpoint(&mut tx).await?;
+    if control == Control::LeaseLost {
+        return Ok(Control::LeaseLost);
+    }
+    store::imports::tune_batch(&mut tx).await?;
+    let fields = state.fields(&mut tx).await?;
 
     // Stages named in rows that do not exist yet are created (as Mautic does).
     for item in &mut items {
