@@ -951,10 +951,15 @@ pub async fn get_for(
     if e.created_by != user.id {
         return Err(AppError::not_found());
     }
-    let job = match e.job_id {
-        Some(j) => store::jobs::get(&mut db, j).await?,
-        None => None,
+    let Some(job_id) = e.job_id else {
+        return Ok((e, None));
     };
+    let job = store::jobs::get(&mut db, job_id).await?;
+    // Read again after the job, which is marked done only after the export's last write
+    // committed: read before it, a done job could come with a stale export row.
+    let e = store::exports::get(&mut db, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     Ok((e, job))
 }
 
