@@ -944,22 +944,18 @@ pub async fn get_for(
     user: &User,
     id: i64,
 ) -> AppResult<(ExportRow, Option<store::jobs::JobRow>)> {
-    let mut db = state.store.read().await?;
+    // One snapshot: the job is marked done after the export's last write committed.
+    let mut db = state.store.snapshot().await?;
     let e = store::exports::get(&mut db, id)
         .await?
         .ok_or_else(AppError::not_found)?;
     if e.created_by != user.id {
         return Err(AppError::not_found());
     }
-    let Some(job_id) = e.job_id else {
-        return Ok((e, None));
+    let job = match e.job_id {
+        Some(j) => store::jobs::get(&mut db, j).await?,
+        None => None,
     };
-    let job = store::jobs::get(&mut db, job_id).await?;
-    // Read again after the job, which is marked done only after the export's last write
-    // committed: read before it, a done job could come with a stale export row.
-    let e = store::exports::get(&mut db, id)
-        .await?
-        .ok_or_else(AppError::not_found)?;
     Ok((e, job))
 }
 

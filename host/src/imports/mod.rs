@@ -356,22 +356,19 @@ pub async fn get_for(
     user: &User,
     id: i64,
 ) -> AppResult<(ImportRow, Option<JobRow>)> {
-    let mut db = state.store.read().await?;
+    // One snapshot: a job is marked done after its last batch committed, so the import
+    // and its job read apart could show "done" without that batch.
+    let mut db = state.store.snapshot().await?;
     let import = store::imports::get(&mut db, id)
         .await?
         .ok_or_else(AppError::not_found)?;
     if !user.is_admin() && import.created_by != Some(user.id) {
         return Err(AppError::not_found());
     }
-    let Some(job_id) = import.job_id else {
-        return Ok((import, None));
+    let job = match import.job_id {
+        Some(j) => store::jobs::get(&mut db, j).await?,
+        None => None,
     };
-    let job = store::jobs::get(&mut db, job_id).await?;
-    // Read again after the job: a job is marked done only after its last batch committed,
-    // so an import read before its job could show "done" with the last batch missing.
-    let import = store::imports::get(&mut db, id)
-        .await?
-        .ok_or_else(AppError::not_found)?;
     Ok((import, job))
 }
 
@@ -382,13 +379,11 @@ pub async fn list_for(
     start: i64,
     limit: i64,
 ) -> AppResult<(Vec<(ImportRow, Option<JobRow>)>, i64)> {
-    let mut db = state.store.read().await?;
+    let mut db = state.store.snapshot().await?; // see `get_for`
     let owner = if user.is_admin() { None } else { Some(user.id) };
-    let (rows, _) = store::imports::list(&mut db, owner, start, limit).await?;
+    let (rows, total) = store::imports::list(&mut db, owner, start, limit).await?;
     let job_ids: Vec<i64> = rows.iter().filter_map(|i| i.job_id).collect();
     let mut jobs = jobs::states(&mut db, &job_ids).await?;
-    // The imports again, read after their jobs (see `get_for`).
-    let (rows, total) = store::imports::list(&mut db, owner, start, limit).await?;
     let rows = rows
         .into_iter()
         .map(|i| {

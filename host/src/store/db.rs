@@ -363,6 +363,19 @@ impl Store {
         }))
     }
 
+    /// Reads that must agree with each other: every statement sees the database as the
+    /// first one did (SQLite: a read transaction on a reader; PostgreSQL: `REPEATABLE
+    /// READ`, read only). Dropping it ends it; it cannot write.
+    pub async fn snapshot(&self) -> DbResult<Tx> {
+        Ok(Tx(match &*self.pools {
+            Pools::Sqlite { read, .. } => TxInner::Sqlite(read.begin_with("BEGIN").await?),
+            Pools::Postgres(pool) => TxInner::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+        }))
+    }
+
     /// SQLite: checkpoints the WAL every quarter second on a connection of its own
     /// (`PASSIVE`: never waits for, nor blocks, the writer or readers), until `stop`.
     pub fn spawn_checkpointer(
@@ -433,7 +446,7 @@ enum TxInner {
     Postgres(Transaction<'static, Postgres>),
 }
 
-/// A write transaction.
+/// A write transaction (`Store::begin`), or a read-only snapshot (`Store::snapshot`).
 pub struct Tx(TxInner);
 
 impl Tx {

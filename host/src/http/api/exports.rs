@@ -89,12 +89,10 @@ pub async fn list(
 ) -> AppResult<Json<Value>> {
     let start = q.int("start", 0)?;
     let limit = q.int("limit", 30)?.clamp(1, 200);
-    let mut db = state.store.read().await?;
-    let (rows, _) = store::exports::list(&mut db, me.id, start, limit).await?;
+    let mut db = state.store.snapshot().await?; // see `exports::get_for`
+    let (rows, total) = store::exports::list(&mut db, me.id, start, limit).await?;
     let job_ids: Vec<i64> = rows.iter().filter_map(|e| e.job_id).collect();
     let jobs = crate::jobs::states(&mut db, &job_ids).await?;
-    // The exports again, read after their jobs (see `exports::get_for`).
-    let (rows, total) = store::exports::list(&mut db, me.id, start, limit).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|e| export_json(e, e.job_id.and_then(|j| jobs.get(&j))))
