@@ -362,7 +362,7 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
         }
     }
     let ctx = SaveContext {
-        fields: &fields,
+        fields: fields.clone(),
         operator,
         actor: None,
         source: Source::Form,

@@ -22,10 +22,8 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::fields::FieldSet;
 use super::input::ContactInput;
-use super::service::{SaveContext, Saved, Source, Target, save_alone, save_in};
-use crate::config::UniqueIdentifierOperator;
+use super::service::{SaveContext, Saved, Target, save_alone, save_in};
 use crate::error::AppResult;
 use crate::store::{Backend, Store};
 
@@ -36,30 +34,14 @@ const GROUP_ITEMS: usize = 1000;
 
 type Answer = AppResult<Vec<AppResult<Saved>>>;
 
-/// A save waiting for its group: an owned `SaveContext` and where to answer.
+/// A save waiting for its group, and where to answer.
 struct Request {
-    fields: Arc<FieldSet>,
-    operator: UniqueIdentifierOperator,
-    actor: Option<i64>,
-    source: Source,
-    now: i64,
+    ctx: SaveContext,
     items: Vec<(Target, ContactInput)>,
     /// A copy of the items, made by the requester (not the writer), for running the
     /// request alone when its group fails.
     spare: Vec<(Target, ContactInput)>,
     answer: oneshot::Sender<Answer>,
-}
-
-impl Request {
-    fn ctx(&self) -> SaveContext<'_> {
-        SaveContext {
-            fields: &self.fields,
-            operator: self.operator,
-            actor: self.actor,
-            source: self.source,
-            now: self.now,
-        }
-    }
 }
 
 /// The queue of one server (its task starts with the first save).
@@ -80,7 +62,7 @@ impl SaveGroups {
     pub async fn save(
         &self,
         store: &Store,
-        ctx: &SaveContext<'_>,
+        ctx: &SaveContext,
         items: Vec<(Target, ContactInput)>,
     ) -> Answer {
         if store.backend() != Backend::Sqlite {
@@ -93,11 +75,7 @@ impl SaveGroups {
         });
         let (answer, answered) = oneshot::channel();
         let request = Request {
-            fields: Arc::new(ctx.fields.clone()),
-            operator: ctx.operator,
-            actor: ctx.actor,
-            source: ctx.source,
-            now: ctx.now,
+            ctx: ctx.clone(),
             spare: items.clone(),
             items,
             answer,
@@ -105,7 +83,7 @@ impl SaveGroups {
         if let Err(mpsc::error::SendError(mut request)) = queue.send(request) {
             // The task is gone (the runtime that started it ended): write directly.
             let items = std::mem::take(&mut request.items);
-            return save_alone(store, &request.ctx(), items).await;
+            return save_alone(store, &request.ctx, items).await;
         }
         answered
             .await
@@ -135,7 +113,7 @@ async fn write(store: &Store, mut group: Vec<Request>, counts: &Counts) {
     if group.len() == 1 {
         let mut r = group.pop().expect("one request");
         let items = std::mem::take(&mut r.items);
-        let answer = save_alone(store, &r.ctx(), items).await;
+        let answer = save_alone(store, &r.ctx, items).await;
         let _ = r.answer.send(answer);
         return;
     }
@@ -150,7 +128,7 @@ async fn write(store: &Store, mut group: Vec<Request>, counts: &Counts) {
             tracing::warn!(error = %e, requests = group.len(), "group save failed; saving its requests one by one");
             for mut r in group {
                 let items = std::mem::take(&mut r.spare);
-                let answer = save_alone(store, &r.ctx(), items).await;
+                let answer = save_alone(store, &r.ctx, items).await;
                 let _ = r.answer.send(answer);
             }
         }
@@ -166,7 +144,7 @@ async fn together(
     let mut answers = Vec::with_capacity(group.len());
     for r in group.iter_mut() {
         let items = std::mem::take(&mut r.items);
-        answers.push(save_in(&mut tx, &r.ctx(), items).await?);
+        answers.push(save_in(&mut tx, &r.ctx, items).await?);
     }
     tx.commit().await?;
     Ok(answers)
@@ -175,6 +153,9 @@ async fn together(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UniqueIdentifierOperator;
+    use crate::contacts::fields::FieldSet;
+    use crate::contacts::service::Source;
     use serde_json::json;
 
     fn request(
@@ -187,11 +168,13 @@ mod tests {
         )];
         let (answer, answered) = oneshot::channel();
         let r = Request {
-            fields: fields.clone(),
-            operator: UniqueIdentifierOperator::And,
-            actor: None,
-            source: Source::Api,
-            now: 1_700_000_000_000,
+            ctx: SaveContext {
+                fields: fields.clone(),
+                operator: UniqueIdentifierOperator::And,
+                actor: None,
+                source: Source::Api,
+                now: 1_700_000_000_000,
+            },
             spare: items.clone(),
             items,
             answer,

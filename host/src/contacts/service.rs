@@ -9,6 +9,7 @@
 //! transaction.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
@@ -46,8 +47,10 @@ impl Source {
     }
 }
 
-pub struct SaveContext<'a> {
-    pub fields: &'a FieldSet,
+#[derive(Clone)]
+pub struct SaveContext {
+    /// Shared, so a save queued for its group (`save_group`) keeps it without a copy.
+    pub fields: Arc<FieldSet>,
     pub operator: UniqueIdentifierOperator,
     /// The user writing, if any.
     pub actor: Option<i64>,
@@ -79,7 +82,7 @@ pub struct Saved {
 /// (nothing was written); inner errors are per item (that item wrote nothing).
 pub async fn save(
     state: &AppState,
-    ctx: &SaveContext<'_>,
+    ctx: &SaveContext,
     items: Vec<(Target, ContactInput)>,
 ) -> AppResult<Vec<AppResult<Saved>>> {
     state.saves.save(&state.store, ctx, items).await
@@ -88,7 +91,7 @@ pub async fn save(
 /// Saves items in a transaction of their own.
 pub(super) async fn save_alone(
     store: &Store,
-    ctx: &SaveContext<'_>,
+    ctx: &SaveContext,
     items: Vec<(Target, ContactInput)>,
 ) -> AppResult<Vec<AppResult<Saved>>> {
     let mut tx = store.begin().await?;
@@ -215,10 +218,10 @@ fn prepare<'f>(
 /// Saves items inside `tx`. See `save`.
 pub async fn save_in(
     tx: &mut Tx,
-    ctx: &SaveContext<'_>,
+    ctx: &SaveContext,
     items: Vec<(Target, ContactInput)>,
 ) -> AppResult<Vec<AppResult<Saved>>> {
-    let fields = ctx.fields;
+    let fields: &FieldSet = &ctx.fields;
     let mut results: Vec<Option<AppResult<Saved>>> = (0..items.len()).map(|_| None).collect();
 
     // 1. Validate.
@@ -512,13 +515,13 @@ pub async fn save_in(
 
 /// Applies a validated item to a contact (in memory), with the events it implies.
 fn apply(
-    ctx: &SaveContext<'_>,
+    ctx: &SaveContext,
     p: &Prepared<'_>,
     c: &mut Contact,
     is_create: bool,
     events: &mut Vec<NewEvent>,
 ) -> AppResult<()> {
-    let fields = ctx.fields;
+    let fields: &FieldSet = &ctx.fields;
     let points_before = c.points;
     let stage_before = c.stage_id;
     let mut problems = Problems::default();
@@ -665,7 +668,7 @@ fn changed_columns(
     fields: &FieldSet,
     before: &Contact,
     after: &Contact,
-    ctx: &SaveContext<'_>,
+    ctx: &SaveContext,
 ) -> Vec<(String, Value)> {
     let mut sets = Vec::new();
     // Compared in place: only changed values are copied (a tracking hit changes one or two

@@ -1547,7 +1547,7 @@ async fn write_batch(
         }
     }
     let save_ctx = SaveContext {
-        fields: &fields,
+        fields: fields.clone(),
         operator: plan.options.operator,
         actor: plan.actor,
         source: Source::Import,

@@ -436,7 +436,7 @@ pub async fn record_batch(
     // 3. Contacts: new visitors get an anonymous contact; everyone gets last-active, IP,
     //    tags, UTM and publicly updatable values, through the one write path.
     let ctx = SaveContext {
-        fields: &fields,
+        fields: fields.clone(),
         operator,
         actor: None,
         source: Source::Tracking,

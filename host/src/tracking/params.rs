@@ -75,9 +75,12 @@ pub fn valid_device_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
-/// Bounds what a hit's raw parameters can weigh in the journal, without changing what
-/// `parse` makes of them: names it would skip go, values are cut far beyond what it keeps
-/// (`MAX_URL` characters of up to 4 bytes), and pairs beyond those it could look at go.
+/// Bounds what a hit's raw parameters can weigh in the journal, cheaply (the visitor
+/// waits): names too long for `parse` go, values are cut far beyond what it keeps
+/// (`MAX_URL` characters of up to 4 bytes), and pairs beyond `4 × MAX_PARAMS` go. What
+/// `parse` keeps is unchanged but for hostile requests: names repeated or garbled so often
+/// that the first `MAX_PARAMS` usable ones come later than that, or values padded with
+/// thousands of control characters (which `parse` drops before cutting).
 pub fn bound(raw: &mut Vec<(String, String)>) {
     raw.retain(|(k, _)| k.len() <= MAX_NAME);
     raw.truncate(MAX_PARAMS * 4);

@@ -342,7 +342,7 @@ async fn submit(
                     None => Target::Create,
                 };
                 let save_ctx = SaveContext {
-                    fields: &fields,
+                    fields: fields.clone(),
                     operator,
                     actor: Some(session.user.id),
                     source: Source::Admin,

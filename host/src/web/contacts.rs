@@ -482,7 +482,7 @@ pub async fn quick_add(
                 .collect();
         } else {
             let ctx = SaveContext {
-                fields: &fields,
+                fields: fields.clone(),
                 operator,
                 actor: Some(session.user.id),
                 source: Source::Admin,

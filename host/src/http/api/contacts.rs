@@ -214,7 +214,7 @@ async fn save(
     let operator = state.operator(&mut db).await?;
     drop(db);
     let ctx = SaveContext {
-        fields: &fields,
+        fields: fields.clone(),
         operator,
         actor: Some(me.id),
         source: Source::Api,

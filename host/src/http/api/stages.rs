@@ -107,7 +107,7 @@ pub async fn change_contact(
     }
     drop(db);
     let ctx = SaveContext {
-        fields: &fields,
+        fields: fields.clone(),
         operator,
         actor: Some(me.id),
         source: Source::Api,

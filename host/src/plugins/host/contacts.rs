@@ -92,7 +92,7 @@ fn save(s: &Sandbox, contact_id: i64, input: ContactInput) -> Result<(), Error> 
         let operator = state.operator(&mut db).await?;
         drop(db);
         let ctx = SaveContext {
-            fields: &fields,
+            fields: fields.clone(),
             operator,
             actor: None,
             source: Source::Plugin,
