@@ -191,9 +191,19 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same data dir and database.
     pub async fn restart(&mut self) {
+        self.halt().await;
+        self.resume().await;
+    }
+
+    /// Stops the server, leaving its data dir and database (`resume` starts it again).
+    pub async fn halt(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.expect("clean shutdown");
         }
+    }
+
+    /// Starts a server on the data dir and database of a halted one.
+    pub async fn resume(&mut self) {
         let running = start_running(&self.data_dir, &self.database_url, &self.config_toml).await;
         self.base = format!("http://{}", running.addr);
         self.running = Some(running);

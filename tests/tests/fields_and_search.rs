@@ -331,12 +331,12 @@ async fn free_text_follows_every_change(backend: Backend) {
     s.stop().await;
 }
 
-/// A database whose free-text index was built before migration 10 (FTS5 with its own
-/// copy of the text, merged every 4 segments) is searchable throughout the upgrade: the
-/// migration empties the index and queues every known contact again, searches scan the
-/// queue meanwhile, and the indexer refills the new index.
+/// The free-text index lives in a file of its own (`magpie.db-search`). A server that
+/// finds it lost, or out of step with its database (ahead of its queue: an older copy
+/// of the database put back; or another database's), rebuilds it at start: every known
+/// contact is queued again, searches scan the queue meanwhile, and the indexer refills it.
 #[tokio::test]
-async fn free_text_index_rebuilt_by_migration_10() {
+async fn free_text_index_rebuilt_when_lost_or_out_of_step() {
     let mut s = TestServer::start(Backend::Sqlite).await;
     let a = s
         .create_contact(
@@ -347,54 +347,85 @@ async fn free_text_index_rebuilt_by_migration_10() {
         .create_contact(json!({"firstname": "Ottilie", "lastname": "Zinnober"}))
         .await;
     let anonymous = s.create_contact(json!({"city": "Zinnober"})).await;
-    // The index as migration 9 left it, holding both contacts, and no migration 10.
-    let mut tx = s.state().store.begin().await.unwrap();
-    tx.execute_script(&format!(
-        "DROP TABLE contacts_fts; \
-         CREATE VIRTUAL TABLE contacts_fts USING fts5 (text, tokenize = 'trigram'); \
-         INSERT INTO contacts_fts (rowid, text) SELECT c.id, {} FROM contacts c WHERE c.date_identified IS NOT NULL; \
-         DELETE FROM contacts_fts_pending; \
-         DELETE FROM magpie_migrations WHERE version = 10",
-        magpie::store::free_text::indexed_text("c")
-    ))
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!(search_ids(&s, "zinnober").await, vec![a, b], "old index");
-
-    s.restart().await;
-    let mut db = s.state().store.read().await.unwrap();
-    let queued = db
-        .fetch_i64("SELECT count(*) FROM contacts_fts_pending", vec![])
-        .await
-        .unwrap();
-    assert_eq!(queued, Some(2), "both known contacts are queued again");
-    let content = db
-        .fetch_i64(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'contacts_fts_content'",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(content, Some(0), "the index keeps no copy of the text");
-    drop(db);
-    assert_eq!(search_ids(&s, "zinnober").await, vec![a, b], "queued");
     index_now(&s).await;
     assert_eq!(search_ids(&s, "zinnober").await, vec![a, b], "indexed");
+
+    // Lost.
+    let before = queued_ever(&s).await;
+    s.halt().await;
+    for suffix in ["-search", "-search-wal", "-search-shm"] {
+        let _ = std::fs::remove_file(s.data_dir.join(format!("magpie.db{suffix}")));
+    }
+    s.resume().await;
+    // Counted by the queue's sequence: the background indexer may have run already.
+    assert_eq!(
+        queued_ever(&s).await,
+        before + 2,
+        "both known contacts are queued again"
+    );
+    assert_eq!(search_ids(&s, "zinnober").await, vec![a, b], "queued");
+    index_now(&s).await;
+    assert_eq!(
+        search_ids(&s, "zinnober").await,
+        vec![a, b],
+        "indexed again"
+    );
     assert_eq!(search_ids(&s, "pz@exam").await, vec![a]);
-    // Changes and deletions after the rebuild (tombstones of contentless_delete).
+
+    // Ahead of its queue, then another database's.
+    let out_of_step = [
+        "UPDATE free_text_state SET indexed_seq = indexed_seq + 1000",
+        "UPDATE magpie.free_text_generation SET generation = 'another'",
+    ];
+    for sql in out_of_step {
+        let before = queued_ever(&s).await;
+        s.halt().await;
+        let store = magpie::store::Store::connect(&s.database_url)
+            .await
+            .unwrap();
+        if sql.contains("magpie.") {
+            let mut tx = store.begin().await.unwrap();
+            tx.execute(&sql.replace("magpie.", ""), vec![])
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        } else {
+            let mut index = store.begin_free_text().await.unwrap().unwrap();
+            index.execute(sql, vec![]).await.unwrap();
+            index.commit().await.unwrap();
+        }
+        store.close().await;
+        s.resume().await;
+        assert_eq!(queued_ever(&s).await, before + 2, "{sql}: queued again");
+        assert_eq!(
+            search_ids(&s, "zinnober").await,
+            vec![a, b],
+            "{sql}: queued"
+        );
+        index_now(&s).await;
+        assert_eq!(
+            search_ids(&s, "zinnober").await,
+            vec![a, b],
+            "{sql}: indexed"
+        );
+    }
+
+    // Changes and deletions after the rebuild.
     s.patch(
         &format!("/api/contacts/{a}/edit"),
         json!({"lastname": "Scharlach"}),
     )
     .await
     .expect(200);
+    assert_eq!(search_ids(&s, "zinnober").await, vec![b], "changed, queued");
     index_now(&s).await;
     assert_eq!(search_ids(&s, "zinnober").await, vec![b]);
     assert_eq!(search_ids(&s, "scharlach").await, vec![a]);
     s.delete(&format!("/api/contacts/{b}/delete"))
         .await
         .expect(200);
+    assert_eq!(search_ids(&s, "zinnober").await, Vec::<i64>::new());
+    index_now(&s).await;
     assert_eq!(search_ids(&s, "zinnober").await, Vec::<i64>::new());
     let r = s
         .get("/api/contacts?search=is:anonymous%20zinnober")
@@ -406,6 +437,18 @@ async fn free_text_index_rebuilt_by_migration_10() {
         "anonymous contacts are searched apart"
     );
     s.stop().await;
+}
+
+/// How many entries the free-text queue has ever had.
+async fn queued_ever(s: &TestServer) -> i64 {
+    let mut db = s.state().store.read().await.unwrap();
+    db.fetch_i64(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'contacts_fts_pending'",
+        vec![],
+    )
+    .await
+    .unwrap()
+    .unwrap_or(0)
 }
 
 async fn search_grammar(backend: Backend) {

@@ -245,11 +245,13 @@ pub trait Exec: Send {
 
 enum Pools {
     /// `checkpoint`: one connection that copies the WAL into the database file in the
-    /// background (see `Store::spawn_checkpointer`).
+    /// background (see `Store::spawn_checkpointer`). `free_text`: the one writer of the
+    /// free-text index's own file (see `store::free_text`).
     Sqlite {
         read: SqlitePool,
         write: SqlitePool,
         checkpoint: SqlitePool,
+        free_text: SqlitePool,
     },
     Postgres(PgPool),
 }
@@ -310,16 +312,55 @@ impl Store {
                 .min_connections(0)
                 .connect_with(options.clone())
                 .await?;
+            // The free-text index lives in a file of its own with a writer of its own
+            // (`free_text`), so indexing runs beside the main writer instead of taking
+            // turns with it. It sees the main database read-only, as `magpie`; readers
+            // see the index as `free_text`. It is opened before the readers attach it.
+            let index_path = super::free_text::index_path(path);
+            let main_uri = super::free_text::read_only_uri(path);
+            let free_text = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _| {
+                    let main_uri = main_uri.clone();
+                    Box::pin(async move {
+                        sqlx::query("ATTACH DATABASE $1 AS magpie")
+                            .bind(main_uri)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options.clone().filename(&index_path))
+                .await?;
+            super::free_text::create_schema(&free_text).await?;
             let read = SqlitePoolOptions::new()
                 .max_connections(8)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _| {
+                    let index_path = index_path.clone();
+                    Box::pin(async move {
+                        sqlx::query("ATTACH DATABASE $1 AS free_text")
+                            .bind(index_path)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::raw_sql(
+                            "PRAGMA free_text.cache_size = -32768; PRAGMA free_text.mmap_size = 268435456",
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
                 .connect_with(options.read_only(true))
                 .await?;
             Pools::Sqlite {
                 read,
                 write,
                 checkpoint,
+                free_text,
             }
         } else {
             anyhow::bail!("unsupported database URL (expected sqlite://… or postgres://…)");
@@ -361,6 +402,20 @@ impl Store {
             }
             Pools::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
         }))
+    }
+
+    /// SQLite: a transaction on the free-text index's writer (`store::free_text`), which
+    /// writes only the index's file and reads the main database, as `magpie`, in one
+    /// snapshot. `None` on PostgreSQL.
+    pub async fn begin_free_text(&self) -> DbResult<Option<Tx>> {
+        Ok(match &*self.pools {
+            // Deferred: it takes the index file's write lock at its first write, and
+            // only ever reads the main database (attached read-only).
+            Pools::Sqlite { free_text, .. } => {
+                Some(Tx(TxInner::Sqlite(free_text.begin_with("BEGIN").await?)))
+            }
+            Pools::Postgres(_) => None,
+        })
     }
 
     /// Reads that must agree with each other: every statement sees the database as the
@@ -417,9 +472,16 @@ impl Store {
                 read,
                 write,
                 checkpoint,
+                free_text,
             } => {
                 read.close().await;
                 checkpoint.close().await;
+                if let Ok(mut conn) = free_text.acquire().await {
+                    let _ = sqlx::raw_sql("PRAGMA main.wal_checkpoint(TRUNCATE)")
+                        .execute(&mut *conn)
+                        .await;
+                }
+                free_text.close().await;
                 // A final checkpoint keeps the WAL file from outliving the process.
                 if let Ok(mut conn) = write.acquire().await {
                     let _ = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_tracking_journal"),
     migration!(9, "0009_narrower_write_indexes"),
     migration!(10, "0010_contentless_fts"),
+    migration!(11, "0011_free_text_file"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once
@@ -41,7 +42,9 @@ const MIGRATIONS: &[Migration] = &[
 pub async fn run(store: &Store) -> anyhow::Result<()> {
     if store.backend() == Backend::Sqlite {
         // One process owns a SQLite file; its single writer connection serialises us.
-        return apply(store, Backend::Sqlite).await;
+        apply(store, Backend::Sqlite).await?;
+        // The free-text index's file must belong to the database it now sees.
+        return Ok(super::free_text::prepare(store).await?);
     }
     let mut lock = store.write_conn().await?;
     lock.execute("SELECT pg_advisory_lock(7011969)", vec![])
