@@ -348,11 +348,13 @@ async fn main() {
         for _ in 0..args.clients {
             let (client, base, next) = (client.clone(), base.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 loop {
                     let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if b >= batches {
                         break;
                     }
+                    let sent = Instant::now();
                     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (existing + b));
                     let from = existing + b * 200;
                     let to = (from + 200).min(existing + todo);
@@ -367,6 +369,7 @@ async fn main() {
                     assert_eq!(r.status(), 201);
                     // The server rendered every contact; the client only checks for refusals.
                     let answer = r.bytes().await.unwrap();
+                    latencies.push(sent.elapsed());
                     if answer.windows(9).any(|w| w == b"\"errors\":") {
                         panic!(
                             "seeding: items refused: {}",
@@ -377,15 +380,24 @@ async fn main() {
                         eprintln!("  … batch {b}/{batches}");
                     }
                 }
+                latencies
             }));
         }
+        let mut latencies = Vec::new();
         for t in tasks {
-            t.await.unwrap();
+            latencies.extend(t.await.unwrap());
         }
         let secs = started.elapsed().as_secs_f64();
+        latencies.sort_unstable();
+        let at =
+            |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
         println!(
-            "batch create: {todo} contacts in {secs:.1} s = {:.0} contacts/s",
-            todo as f64 / secs
+            "batch create: {todo} contacts in {secs:.1} s = {:.0} contacts/s; per request of 200: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+            todo as f64 / secs,
+            at(0.5),
+            at(0.99),
+            at(0.999),
+            at(1.0)
         );
     }
     // Let SQLite/PostgreSQL settle their statistics for the planner.
