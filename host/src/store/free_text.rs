@@ -308,7 +308,16 @@ pub fn spawn_indexer(
                         break;
                     }
                 }
-                match index_pending(&store).await {
+                let started = std::time::Instant::now();
+                let indexed = index_pending(&store).await;
+                if let Ok(n) = indexed {
+                    tracing::debug!(
+                        entries = n,
+                        ms = started.elapsed().as_millis() as u64,
+                        "free-text index chunk"
+                    );
+                }
+                match indexed {
                     Ok(n) if n as i64 >= CHUNK => continue,
                     Ok(_) => break,
                     Err(e) => {
