@@ -886,6 +886,11 @@ mod tests {
     use crate::contacts::search::parse;
 
     fn sql(backend: Backend, q: &str) -> Result<String, String> {
+        compiled(backend, q, false).map(|(s, _)| s)
+    }
+
+    /// The condition of a page of `q`, walking an ordered index or not.
+    fn compiled(backend: Backend, q: &str, walk: bool) -> Result<(String, Params), String> {
         let fields = FieldSet::defaults_for_tests();
         let e = parse(q, &fields)?;
         let lq = ListQuery {
@@ -897,7 +902,7 @@ mod tests {
             limit: Some(30),
             me: Some(1),
         };
-        where_clause(backend, &fields, &lq, false).map(|(s, _)| s)
+        where_clause(backend, &fields, &lq, walk)
     }
 
     #[test]
@@ -962,18 +967,7 @@ mod tests {
         // too short for trigrams: no prefilter
         assert!(!sql(Backend::Sqlite, "ab").unwrap().contains("contacts_fts"));
         // walking an ordered index, PostgreSQL tests each row instead
-        let fields = FieldSet::defaults_for_tests();
-        let e = parse("smith", &fields).unwrap();
-        let lq = ListQuery {
-            search: e.as_ref(),
-            wheres: &[],
-            order_by: None,
-            dir: Dir::Desc,
-            offset: 0,
-            limit: Some(30),
-            me: Some(1),
-        };
-        let (walk, p) = where_clause(Backend::Postgres, &fields, &lq, true).unwrap();
+        let (walk, p) = compiled(Backend::Postgres, "smith", true).unwrap();
         assert!(walk.contains("strpos(c.search_text, $1) > 0"), "{walk}");
         assert!(!walk.contains("LIKE"), "{walk}");
         assert_eq!(p.values, vec![Value::Text("smith".into())]);
