@@ -22,7 +22,10 @@
 //!   starts their read transactions in that order), so a search that no longer sees an
 //!   entry in the queue sees the index that holds it.
 //! - If the index file is lost, belongs to another database or is ahead of the queue (an
-//!   older copy of the main database put back), `prepare` rebuilds it from scratch.
+//!   older copy of the main database put back), `prepare` rebuilds it from scratch. The
+//!   check cannot catch every older copy (the index may hold texts it read after the
+//!   copy was made, under a `seq` the copy had issued too), so the README says to delete
+//!   the index file when putting a copy back.
 
 use std::time::Duration;
 
