@@ -15,6 +15,58 @@ both_backends!(
     forms_identify_and_merge,
 );
 
+/// A returning device whose hit names no one is answered once its hit is journaled, as
+/// the pixel is, however long the applier's backlog; a hit that may switch contacts (a
+/// unique identifier) waits until it is applied. Here the test holds SQLite's one writer,
+/// so nothing is applied until it lets go.
+#[tokio::test]
+async fn returning_devices_do_not_wait_for_the_applier() {
+    let s = TestServer::start_with(Backend::Sqlite, TRACK_LOCAL).await;
+    let known = s.create_contact(json!({"email": "ada@example.org"})).await;
+    let (first, _) = event(&s, "page_url=https%3A%2F%2Fshop.example%2Fa", None).await;
+    let anonymous = first["id"].as_i64().unwrap();
+    let device = first["device_id"].as_str().unwrap().to_owned();
+    // Straight requests: the harness's own wait for applied hits would wait for the writer.
+    let post = |form: &str| {
+        s.client
+            .post(s.url("/mtc/event"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("user-agent", BROWSER)
+            .header("cookie", format!("mautic_device_id={device}"))
+            .body(form.to_owned())
+            .send()
+    };
+
+    let writer = s.state().store.begin().await.unwrap();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        post("page_url=https%3A%2F%2Fshop.example%2Fb"),
+    )
+    .await
+    .expect("answered while nothing can be applied")
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["id"], anonymous);
+    assert_eq!(r["device_id"], device.as_str());
+
+    let identifying = tokio::spawn(post(
+        "page_url=https%3A%2F%2Fshop.example%2Fc&email=ada%40example.org",
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        !identifying.is_finished(),
+        "a hit that may switch contacts waits until it is applied"
+    );
+    drop(writer);
+    let r: Value = identifying.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(r["id"], known, "the visitor became the known contact");
+    let hits = activity(&s, known, "page.hit").await;
+    assert_eq!(hits.len(), 3, "every hit recorded, in order: {hits:?}");
+    assert_eq!(hits[1]["extra"]["url"], "https://shop.example/b");
+    s.stop().await;
+}
+
 const TRACK_LOCAL: &str =
     "[tracking]\ntrack_private_ip_ranges = true\nidentify_by_tracking_url = true\n";
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";

@@ -17,7 +17,7 @@ use crate::config::TrackingConfig;
 use crate::state::SharedState;
 use crate::store;
 use crate::time::now_ms;
-use crate::tracking::{Hit, ip, params, ua};
+use crate::tracking::{Hit, Tracked, ip, params, ua};
 
 /// The 43-byte transparent GIF.
 pub const PIXEL: [u8; 43] = [
@@ -337,6 +337,24 @@ async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &
     })
 }
 
+/// The contact of the hit's device when the device is recorded and the hit cannot move
+/// it to another contact (no unique identifier, no valid `ct` token).
+async fn device_staying(state: &SharedState, hit: &Hit) -> Option<i64> {
+    let device = hit.device_id.as_ref()?;
+    let mut db = state.store.read().await.ok()?;
+    let contact_id =
+        store::tracking::devices_by_tracking_ids(&mut db, std::slice::from_ref(device))
+            .await
+            .ok()?
+            .remove(device)?
+            .contact_id;
+    let fields = state.fields(&mut db).await.ok()?;
+    let parsed = hit
+        .clone()
+        .parse(&state.config.file.tracking, &state.tracking_secret);
+    (!parsed.may_switch_contact(&fields)).then_some(contact_id)
+}
+
 fn not_recorded(e: crate::error::AppError) -> &'static str {
     tracing::error!(error = %e, "tracking: a hit could not be recorded");
     "not recorded"
@@ -353,9 +371,25 @@ fn peer(parts: &Parts) -> Option<SocketAddr> {
 pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    // The answer names the contact, so this waits until the hit is applied.
     let result = match hit_of(&state, &parts, body).await {
-        Ok(hit) => state.tracker.track(hit).await.map_err(not_recorded),
+        Ok(hit) => match device_staying(&state, &hit).await {
+            // A recorded device whose hit names no one stays with its contact: answered
+            // once the hit is journaled, like the pixel, however long the applier's
+            // backlog (an earlier hit still in it may yet move the device: the contact
+            // answered then resolves to its successor, as old ids do after a merge).
+            Some(contact_id) => state
+                .tracker
+                .accept(hit)
+                .await
+                .map(|device_id| Tracked {
+                    contact_id,
+                    device_id,
+                })
+                .map_err(not_recorded),
+            // Otherwise the answer names a contact the hit may create or switch to: wait
+            // until it is applied.
+            None => state.tracker.track(hit).await.map_err(not_recorded),
+        },
         Err(e) => Err(e),
     };
     let (body, device) = match &result {

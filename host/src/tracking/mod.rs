@@ -136,6 +136,26 @@ fn public_values(fields: &FieldSet, hit: &HitParams) -> Vec<(String, Json)> {
         .collect()
 }
 
+/// Whether a hit (its valid `ct` token, its publicly updatable values) may name a
+/// contact other than its device's: only such a hit can switch contacts (`identify`).
+fn names_someone(fields: &FieldSet, ct_contact: Option<i64>, values: &[(String, Json)]) -> bool {
+    ct_contact.is_some()
+        || values
+            .iter()
+            .any(|(a, _)| fields.get(a).is_some_and(|f| f.is_unique_identifier))
+}
+
+impl ParsedHit {
+    /// Whether applying this hit may move its visitor to another contact.
+    pub fn may_switch_contact(&self, fields: &FieldSet) -> bool {
+        names_someone(
+            fields,
+            self.ct_contact,
+            &public_values(fields, &self.params),
+        )
+    }
+}
+
 /// How a hit's visitor relates to the contact its identifiers name.
 pub enum Identity {
     /// Stay with the current contact (or a new one).
@@ -164,10 +184,7 @@ pub async fn identify(
             return Ok(Identity::Switch(id));
         }
     }
-    let has_identifier = values
-        .iter()
-        .any(|(a, _)| fields.get(a).is_some_and(|f| f.is_unique_identifier));
-    if !has_identifier {
+    if !names_someone(fields, None, values) {
         return Ok(Identity::Keep);
     }
     let found = service::find_duplicates(tx, fields, operator, values, current).await?;
