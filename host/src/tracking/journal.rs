@@ -11,8 +11,10 @@
 //! how far it got in that same transaction (`tracking_journal_marks`), so a crash anywhere
 //! applies every journaled hit exactly once.
 //!
-//! What a caller sees: the pixel is answered as soon as its hit is journaled; `/mtc/event`
-//! waits until its hit is applied, because it answers with the contact id. Device ids are
+//! What a caller sees: the pixel is answered as soon as its hit is journaled; so is
+//! `/mtc/event` for a recorded device whose hit names no one (it answers with the device's
+//! contact); any other `/mtc/event` hit waits until it is applied, because its answer names
+//! a contact the hit may create or switch to (`Tracker::track`). Device ids are
 //! signed (`token::issue_device_id`), so a visitor's next hit proves its id without a
 //! lookup, even before the first hit is applied; only other ids are looked up.
 

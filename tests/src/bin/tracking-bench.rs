@@ -225,7 +225,7 @@ end
         magpie_result.rps, magpie_result.p50, magpie_result.p99, magpie_result.errors
     );
     println!(
-        "\nMagpie/bare throughput: {:.0}%; answered hits: {}, page.hit rows added: {} ({})",
+        "\nMagpie/bare throughput: {:.1}%; answered hits: {}, page.hit rows added: {} ({})",
         100.0 * magpie_result.rps / bare_result.rps.max(1.0),
         magpie_result.requests - magpie_result.errors,
         after - before,
