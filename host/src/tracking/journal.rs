@@ -78,7 +78,16 @@ fn try_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
 struct Submit {
     hit: Hit,
     wait: bool,
+    /// The hit's record, made by the caller when its device is decided without the
+    /// database (no id: a new device; an id we signed: known), so the one task that
+    /// journals does not serialize every hit in turn.
+    ready: Option<Ready>,
     reply: oneshot::Sender<AppResult<Accepted>>,
+}
+
+struct Ready {
+    new_device: bool,
+    body: String,
 }
 
 /// A journaled hit.
@@ -101,6 +110,8 @@ struct Shared {
     urgent: Notify,
     /// `settled` callers waiting.
     settling: AtomicUsize,
+    /// The key that signs device ids (set by `Tracker::start`).
+    secret: std::sync::OnceLock<Vec<u8>>,
     accepting_done: AtomicBool,
 }
 
@@ -133,6 +144,7 @@ impl Default for Tracker {
                 wake: Notify::new(),
                 urgent: Notify::new(),
                 settling: AtomicUsize::new(0),
+                secret: std::sync::OnceLock::new(),
                 accepting_done: AtomicBool::new(false),
             }),
         }
@@ -144,10 +156,30 @@ fn stopped() -> AppError {
 }
 
 impl Tracker {
-    async fn submit(&self, hit: Hit, wait: bool) -> AppResult<Accepted> {
+    async fn submit(&self, mut hit: Hit, wait: bool) -> AppResult<Accepted> {
+        let ready = match (self.shared.secret.get(), &hit.device_id) {
+            (Some(secret), None) => {
+                hit.device_id = Some(token::issue_device_id(secret));
+                Some(true)
+            }
+            (Some(secret), Some(d)) if token::is_issued_device_id(secret, d) => Some(false),
+            _ => None,
+        };
+        let ready = match ready {
+            Some(new_device) => Some(Ready {
+                new_device,
+                body: serde_json::to_string(&hit).map_err(|e| AppError::Internal(e.into()))?,
+            }),
+            None => None,
+        };
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Submit { hit, wait, reply })
+            .send(Submit {
+                hit,
+                wait,
+                ready,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -213,6 +245,7 @@ impl Tracker {
             );
         }
         let shared = state.tracker.shared.clone();
+        let _ = shared.secret.set(state.tracking_secret.clone());
         shared.committed.store(opened.last_id, Ordering::Release);
         shared.applied.send_replace(mark);
 
@@ -320,7 +353,8 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
     let secret = &state.tracking_secret;
     let mut real: HashSet<String> = HashSet::new();
     let mut unsure: Vec<String> = Vec::new();
-    for d in batch.iter().filter_map(|s| s.hit.device_id.as_ref()) {
+    let undecided = batch.iter().filter(|s| s.ready.is_none());
+    for d in undecided.filter_map(|s| s.hit.device_id.as_ref()) {
         if token::is_issued_device_id(secret, d) {
             real.insert(d.clone());
         } else {
@@ -343,19 +377,27 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
     let mut records = Vec::with_capacity(batch.len());
     let mut receivers = Vec::with_capacity(batch.len());
     for (i, s) in batch.iter_mut().enumerate() {
-        let known = s.hit.device_id.as_ref().is_some_and(|d| real.contains(d));
-        if !known {
-            s.hit.device_id = Some(token::issue_device_id(secret));
-        }
-        let body = match serde_json::to_string(&s.hit) {
-            Ok(b) => b,
-            Err(e) => return fail_all(batch, &AppError::Internal(e.into())),
+        let ready = match s.ready.take() {
+            Some(ready) => ready,
+            None => {
+                let known = s.hit.device_id.as_ref().is_some_and(|d| real.contains(d));
+                if !known {
+                    s.hit.device_id = Some(token::issue_device_id(secret));
+                }
+                match serde_json::to_string(&s.hit) {
+                    Ok(body) => Ready {
+                        new_device: !known,
+                        body,
+                    },
+                    Err(e) => return fail_all(batch, &AppError::Internal(e.into())),
+                }
+            }
         };
         records.push(Record {
             id: first_id + i as i64,
-            new_device: !known,
+            new_device: ready.new_device,
             device_id: s.hit.device_id.clone().unwrap_or_default(),
-            body,
+            body: ready.body,
         });
         receivers.push(None);
     }
