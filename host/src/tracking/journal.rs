@@ -85,6 +85,7 @@ struct Submit {
     reply: oneshot::Sender<AppResult<Accepted>>,
 }
 
+/// A hit's journal record but for its id.
 struct Ready {
     new_device: bool,
     body: String,
@@ -157,7 +158,9 @@ fn stopped() -> AppError {
 
 impl Tracker {
     async fn submit(&self, mut hit: Hit, wait: bool) -> AppResult<Accepted> {
-        let ready = match (self.shared.secret.get(), &hit.device_id) {
+        // Decided here when no database is needed: no id is a new device, an id we
+        // signed is known. Other ids are left to the journaling task's lookup.
+        let new_device = match (self.shared.secret.get(), &hit.device_id) {
             (Some(secret), None) => {
                 hit.device_id = Some(token::issue_device_id(secret));
                 Some(true)
@@ -165,7 +168,7 @@ impl Tracker {
             (Some(secret), Some(d)) if token::is_issued_device_id(secret, d) => Some(false),
             _ => None,
         };
-        let ready = match ready {
+        let ready = match new_device {
             Some(new_device) => Some(Ready {
                 new_device,
                 body: serde_json::to_string(&hit).map_err(|e| AppError::Internal(e.into()))?,
