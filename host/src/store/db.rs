@@ -243,6 +243,29 @@ pub trait Exec: Send {
     }
 }
 
+/// Attaches the database `file` as `schema` on every connection the pool opens, then
+/// runs `pragmas` (for that schema).
+fn attach_on_connect(
+    pool: SqlitePoolOptions,
+    file: String,
+    schema: &'static str,
+    pragmas: &'static str,
+) -> SqlitePoolOptions {
+    pool.after_connect(move |conn, _| {
+        let file = file.clone();
+        Box::pin(async move {
+            sqlx::query(AssertSqlSafe(format!("ATTACH DATABASE $1 AS {schema}")))
+                .bind(file)
+                .execute(&mut *conn)
+                .await?;
+            if !pragmas.is_empty() {
+                sqlx::raw_sql(pragmas).execute(&mut *conn).await?;
+            }
+            Ok(())
+        })
+    })
+}
+
 enum Pools {
     /// `checkpoint`: one connection that copies the WAL into the database file in the
     /// background (see `Store::spawn_checkpointer`). `free_text`: the one writer of the
@@ -315,47 +338,32 @@ impl Store {
             // The free-text index lives in a file of its own with a writer of its own
             // (`free_text`), so indexing runs beside the main writer instead of taking
             // turns with it. It sees the main database read-only, as `magpie`; readers
-            // see the index as `free_text`. It is opened before the readers attach it.
+            // see the index as `free_text`. It is opened (created) before the readers
+            // attach it; `free_text::prepare` creates its tables.
             let index_path = super::free_text::index_path(path);
             let main_uri = super::free_text::read_only_uri(path);
-            let free_text = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _| {
-                    let main_uri = main_uri.clone();
-                    Box::pin(async move {
-                        sqlx::query("ATTACH DATABASE $1 AS magpie")
-                            .bind(main_uri)
-                            .execute(&mut *conn)
-                            .await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(options.clone().filename(&index_path))
-                .await?;
-            super::free_text::create_schema(&free_text).await?;
-            let read = SqlitePoolOptions::new()
-                .max_connections(8)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _| {
-                    let index_path = index_path.clone();
-                    Box::pin(async move {
-                        sqlx::query("ATTACH DATABASE $1 AS free_text")
-                            .bind(index_path)
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::raw_sql(
-                            "PRAGMA free_text.cache_size = -32768; PRAGMA free_text.mmap_size = 268435456",
-                        )
-                        .execute(&mut *conn)
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(options.read_only(true))
-                .await?;
+            let free_text = attach_on_connect(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(30)),
+                main_uri,
+                "magpie",
+                "",
+            )
+            .connect_with(options.clone().filename(&index_path))
+            .await?;
+            let read = attach_on_connect(
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(30)),
+                index_path,
+                "free_text",
+                "PRAGMA free_text.cache_size = -32768; PRAGMA free_text.mmap_size = 268435456",
+            )
+            .connect_with(options.read_only(true))
+            .await?;
             Pools::Sqlite {
                 read,
                 write,
