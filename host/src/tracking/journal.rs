@@ -91,6 +91,19 @@ struct Ready {
     body: String,
 }
 
+impl Ready {
+    /// Gives the hit a new device id unless its own is `known`, and serializes it.
+    fn record(hit: &mut Hit, known: bool, secret: &[u8]) -> serde_json::Result<Ready> {
+        if !known {
+            hit.device_id = Some(token::issue_device_id(secret));
+        }
+        Ok(Ready {
+            new_device: !known,
+            body: serde_json::to_string(hit)?,
+        })
+    }
+}
+
 /// A journaled hit.
 struct Accepted {
     device_id: String,
@@ -160,19 +173,18 @@ impl Tracker {
     async fn submit(&self, mut hit: Hit, wait: bool) -> AppResult<Accepted> {
         // Decided here when no database is needed: no id is a new device, an id we
         // signed is known. Other ids are left to the journaling task's lookup.
-        let new_device = match (self.shared.secret.get(), &hit.device_id) {
-            (Some(secret), None) => {
-                hit.device_id = Some(token::issue_device_id(secret));
-                Some(true)
+        let ready = match self.shared.secret.get() {
+            Some(secret) => {
+                let known = match &hit.device_id {
+                    None => Some(false),
+                    Some(d) if token::is_issued_device_id(secret, d) => Some(true),
+                    Some(_) => None,
+                };
+                known
+                    .map(|known| Ready::record(&mut hit, known, secret))
+                    .transpose()
+                    .map_err(|e| AppError::Internal(e.into()))?
             }
-            (Some(secret), Some(d)) if token::is_issued_device_id(secret, d) => Some(false),
-            _ => None,
-        };
-        let ready = match new_device {
-            Some(new_device) => Some(Ready {
-                new_device,
-                body: serde_json::to_string(&hit).map_err(|e| AppError::Internal(e.into()))?,
-            }),
             None => None,
         };
         let (reply, answer) = oneshot::channel();
@@ -384,14 +396,8 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
             Some(ready) => ready,
             None => {
                 let known = s.hit.device_id.as_ref().is_some_and(|d| real.contains(d));
-                if !known {
-                    s.hit.device_id = Some(token::issue_device_id(secret));
-                }
-                match serde_json::to_string(&s.hit) {
-                    Ok(body) => Ready {
-                        new_device: !known,
-                        body,
-                    },
+                match Ready::record(&mut s.hit, known, secret) {
+                    Ok(ready) => ready,
                     Err(e) => return fail_all(batch, &AppError::Internal(e.into())),
                 }
             }
