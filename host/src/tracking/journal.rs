@@ -265,32 +265,47 @@ impl Tracker {
         shared.applied.send_replace(mark);
 
         Ok(vec![
-            tokio::spawn(accept_loop(state.clone(), opened.appender, receiver, stop)),
-            spawn_applier(apply_loop(
-                state.clone(),
-                Reader::new(&dir, mark),
-                dir,
-                journal_id,
-                lock,
-            ))?,
+            spawn_on_own_thread(
+                "tracking-journal",
+                false,
+                accept_loop(state.clone(), opened.appender, receiver, stop),
+            )?,
+            spawn_on_own_thread(
+                "tracking-apply",
+                true,
+                apply_loop(
+                    state.clone(),
+                    Reader::new(&dir, mark),
+                    dir,
+                    journal_id,
+                    lock,
+                ),
+            )?,
         ])
     }
 }
 
-/// The applier runs on a thread of its own, at a lower OS priority than the server's
-/// workers: applying is batch work that may fall behind for a while (its hits are durable
-/// in the journal), while visitors wait for their answers. Its future still runs on the
-/// server's runtime (through its handle), so connections and timers are the runtime's.
-fn spawn_applier(
-    applying: impl Future<Output = ()> + Send + 'static,
+/// Runs a loop of the journal on a thread of its own (its future still on the server's
+/// runtime, through its handle, so connections and timers are the runtime's):
+/// - the journaling loop, so its `fdatasync` blocks that thread alone and each commit
+///   needs no hand-off to a blocking-pool thread and back;
+/// - the applier, at a lower OS priority (`lower_priority`): applying is batch work that
+///   may fall behind for a while (its hits are durable in the journal), while visitors
+///   wait for their answers.
+fn spawn_on_own_thread(
+    name: &str,
+    lower_priority: bool,
+    work: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
     let runtime = tokio::runtime::Handle::current();
     let (done, finished) = oneshot::channel::<()>();
     std::thread::Builder::new()
-        .name("tracking-apply".into())
+        .name(name.into())
         .spawn(move || {
-            lower_thread_priority();
-            runtime.block_on(applying);
+            if lower_priority {
+                lower_thread_priority();
+            }
+            runtime.block_on(work);
             let _ = done.send(());
         })?;
     Ok(tokio::spawn(async move {
@@ -308,15 +323,15 @@ fn lower_thread_priority() {
     }
 }
 
-/// Takes every hit waiting, journals them in one commit, answers them.
+/// Takes every hit waiting, journals them in one commit, answers them. It runs on a
+/// thread of its own (`spawn_on_own_thread`): appending blocks that thread.
 async fn accept_loop(
     state: Arc<AppState>,
-    appender: Appender,
+    mut appender: Appender,
     mut receiver: mpsc::Receiver<Submit>,
     mut stop: watch::Receiver<bool>,
 ) {
     let shared = state.tracker.shared.clone();
-    let mut appender = Some(appender);
     loop {
         let first = tokio::select! {
             job = receiver.recv() => job,
@@ -360,7 +375,7 @@ async fn blocking<T: Send + 'static, R: Send + 'static>(
     .expect("tracking journal file work panicked")
 }
 
-async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut batch: Vec<Submit>) {
+async fn journal_batch(state: &AppState, appender: &mut Appender, mut batch: Vec<Submit>) {
     let shared = &state.tracker.shared;
     // A device id the visitor sends is theirs when we signed it, or when the database
     // knows it (ids from before signing); any other id is forged or forgotten, and the
@@ -422,13 +437,7 @@ async fn journal_batch(state: &AppState, appender: &mut Option<Appender>, mut ba
         }
     }
     let started = std::time::Instant::now();
-    let (app, (records, written)) = blocking(appender.take().expect("appender"), move |a| {
-        let r = a.append(&records);
-        (records, r)
-    })
-    .await;
-    *appender = Some(app);
-    if let Err(e) = written {
+    if let Err(e) = appender.append(&records) {
         {
             let mut waiters = shared.waiters.lock().expect("lock");
             for r in &records {
@@ -502,7 +511,7 @@ fn take_batch(state: &AppState, held: &mut Vec<Record>) -> Vec<Journaled> {
 
 /// Applies journaled hits in order until accepting has stopped and nothing is left.
 /// `_lock` keeps this process's claim on the journal until the last hit is applied. It
-/// runs on the applier's own thread (`spawn_applier`), so reading the journal's files
+/// runs on the applier's own thread (`spawn_on_own_thread`), so reading the journal's files
 /// blocks that thread, not the runtime's workers.
 async fn apply_loop(
     state: Arc<AppState>,
