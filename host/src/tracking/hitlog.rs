@@ -244,16 +244,17 @@ fn make_spare(dir: &Path, bytes: u64) -> Option<std::thread::JoinHandle<io::Resu
                 .create(true)
                 .truncate(true)
                 .open(&path)?;
-            // A megabyte at a time, each synced, with pauses: one large flush would hold
-            // the disk for a tenth of a second, and every journal commit waiting behind it.
-            let zeros = vec![0u8; 1 << 20];
+            // A quarter megabyte at a time, each synced, with pauses: one large flush
+            // would hold the disk for a tenth of a second, and every journal commit
+            // waiting behind it (measured: p99 21–80 ms instead of 4 ms).
+            let zeros = vec![0u8; 256 << 10];
             let mut left = bytes;
             while left > 0 {
                 let n = left.min(zeros.len() as u64);
                 file.write_all(&zeros[..n as usize])?;
                 file.sync_data()?;
                 left -= n;
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::thread::sleep(std::time::Duration::from_millis(3));
             }
             file.sync_all()?;
             Ok(file)
