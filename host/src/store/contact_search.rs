@@ -198,25 +198,24 @@ impl Compiler<'_> {
                     super::free_text::matching_ids(&query, &patterns)
                 )
             }
-            // Walking the last-active index, the same test as `strpos`, which the
-            // trigram index cannot answer: the planner, misled by its estimate of a
-            // `LIKE '%…%'` (94 rows for 48,195 at a million contacts), would otherwise
-            // collect every match through the index and sort them (78 ms instead of 5).
-            Backend::Postgres if self.probe => {
-                let parts: Vec<String> = runs
-                    .iter()
-                    .map(|r| format!("strpos(c.search_text, {}) > 0", self.p.push(r.clone())))
-                    .collect();
-                format!("({})", parts.join(" AND "))
-            }
             Backend::Postgres => {
+                // Walking the last-active index (`probe`), each row is tested with
+                // `strpos`, the same test, which the trigram index cannot answer: the
+                // planner, misled by its estimate of a `LIKE '%…%'` (94 rows for 48,195
+                // at a million contacts), would otherwise collect every match through the
+                // index and sort them (78 ms instead of 5).
+                let probe = self.probe;
                 let parts: Vec<String> = runs
                     .iter()
                     .map(|r| {
-                        format!(
-                            "c.search_text LIKE {} ESCAPE '\\'",
-                            self.p.push(format!("%{}%", like_escape_all(r)))
-                        )
+                        if probe {
+                            format!("strpos(c.search_text, {}) > 0", self.p.push(r.to_string()))
+                        } else {
+                            format!(
+                                "c.search_text LIKE {} ESCAPE '\\'",
+                                self.p.push(format!("%{}%", like_escape_all(r)))
+                            )
+                        }
                     })
                     .collect();
                 format!("({})", parts.join(" AND "))

@@ -243,6 +243,15 @@ pub trait Exec: Send {
     }
 }
 
+/// A SQLite pool of up to `max_connections`, one kept open, where a caller waits up to
+/// 30 s for a connection.
+fn sqlite_pool(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+}
+
 /// Attaches the database `file` as `schema` on every connection the pool opens, then
 /// runs `pragmas` (for that schema).
 fn attach_on_connect(
@@ -324,10 +333,7 @@ impl Store {
             // The writer leaves checkpoints to `spawn_checkpointer`'s connection: copying
             // the WAL into the database (and its fsync) then runs beside the writer, not
             // inside its commits. A large threshold stays as a backstop.
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
+            let write = sqlite_pool(1)
                 .connect_with(options.clone().pragma("wal_autocheckpoint", "16384"))
                 .await?;
             let checkpoint = SqlitePoolOptions::new()
@@ -342,22 +348,11 @@ impl Store {
             // attach it; `free_text::prepare` creates its tables.
             let index_path = super::free_text::index_path(path);
             let main_uri = super::free_text::read_only_uri(path);
-            let free_text = attach_on_connect(
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .acquire_timeout(Duration::from_secs(30)),
-                main_uri,
-                "magpie",
-                "",
-            )
-            .connect_with(options.clone().filename(&index_path))
-            .await?;
+            let free_text = attach_on_connect(sqlite_pool(1), main_uri, "magpie", "")
+                .connect_with(options.clone().filename(&index_path))
+                .await?;
             let read = attach_on_connect(
-                SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .min_connections(1)
-                    .acquire_timeout(Duration::from_secs(30)),
+                sqlite_pool(8),
                 index_path,
                 "free_text",
                 "PRAGMA free_text.cache_size = -32768; PRAGMA free_text.mmap_size = 268435456",
