@@ -648,10 +648,11 @@ fn decode_pg(rows: Vec<PgRow>) -> DbResult<Vec<Row>> {
 /// Rewrites `$n` placeholders to anonymous `?` ones, reordering (and repeating) the values
 /// to match. SQLite looks named parameters up by linear scans, at parse and at bind time,
 /// which makes a 4,000-value multi-row INSERT quadratic; anonymous ones cost nothing.
-fn sqlite_positional(sql: &str, params: Vec<Value>) -> (String, Vec<Value>) {
+/// A value is moved to its last use and copied only for the uses before it.
+pub(super) fn sqlite_positional(sql: &str, params: Vec<Value>) -> (String, Vec<Value>) {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
-    let mut values = Vec::with_capacity(params.len());
+    let mut order: Vec<usize> = Vec::with_capacity(params.len());
     let mut i = 0;
     let mut copied = 0;
     while i < bytes.len() {
@@ -681,17 +682,33 @@ fn sqlite_positional(sql: &str, params: Vec<Value>) -> (String, Vec<Value>) {
                 out.push_str(&sql[copied..start]);
                 out.push('?');
                 copied = i;
-                values.push(
-                    params
-                        .get(n.wrapping_sub(1))
-                        .cloned()
-                        .unwrap_or(Value::Null(Kind::Text)),
-                );
+                order.push(n.wrapping_sub(1));
             }
             _ => i += 1,
         }
     }
     out.push_str(&sql[copied..]);
+    let mut uses_left = vec![0usize; params.len()];
+    for &at in &order {
+        if let Some(n) = uses_left.get_mut(at) {
+            *n += 1;
+        }
+    }
+    let mut slots: Vec<Option<Value>> = params.into_iter().map(Some).collect();
+    let values = order
+        .into_iter()
+        .map(|at| {
+            let value = match uses_left.get_mut(at) {
+                Some(1) => slots[at].take(),
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    slots[at].clone()
+                }
+                None => None,
+            };
+            value.unwrap_or(Value::Null(Kind::Text))
+        })
+        .collect();
     (out, values)
 }
 
@@ -852,6 +869,15 @@ mod tests {
         );
         assert_eq!(sql, "INSERT INTO t VALUES (?, ?), (?, ?)");
         assert_eq!(v.len(), 4);
+        // A value used twice is copied for the first use and moved to the last; a
+        // placeholder with no value binds NULL.
+        let text = |t: &str| Value::Text(t.into());
+        let (sql, v) = sqlite_positional("SELECT $1, $2, $1, $3", vec![text("a"), text("b")]);
+        assert_eq!(sql, "SELECT ?, ?, ?, ?");
+        assert_eq!(
+            v,
+            vec![text("a"), text("b"), text("a"), Value::Null(Kind::Text)]
+        );
     }
 }
 
