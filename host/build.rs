@@ -102,10 +102,10 @@ fn wasm_target_dir(out_dir: &Path) -> PathBuf {
     // OUT_DIR is <target>/<profile>/build/magpie-<hash>/out (or with a target triple).
     let mut dir = out_dir;
     while let Some(parent) = dir.parent() {
-        if dir.file_name().is_some_and(|n| n == "build") {
-            if let Some(target) = parent.parent() {
-                return target.join("wasm-plugins");
-            }
+        if dir.file_name().is_some_and(|n| n == "build")
+            && let Some(target) = parent.parent()
+        {
+            return target.join("wasm-plugins");
         }
         dir = parent;
     }

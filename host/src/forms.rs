@@ -172,11 +172,11 @@ pub fn parse(body: &Json, fields: &FieldSet, existing: Option<&Form>) -> AppResu
                 problems.add("fields", format!("field alias '{alias}' appears twice"));
                 continue;
             }
-            if let Some(m) = &mapped {
-                if fields.get(m).is_none() {
-                    problems.add("fields", format!("'{m}' is not a contact field"));
-                    continue;
-                }
+            if let Some(m) = &mapped
+                && fields.get(m).is_none()
+            {
+                problems.add("fields", format!("'{m}' is not a contact field"));
+                continue;
             }
             out.push(FormField {
                 label: if label.is_empty() {
@@ -349,16 +349,16 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
         "last_active".into(),
         Json::String(crate::time::sql_datetime(now)),
     ));
-    if form.record_utm {
-        if let Some(url) = &s.return_url {
-            let hit = crate::tracking::params::parse(vec![("page_url".into(), url.clone())]);
-            if let Some(utm) = hit.utm {
-                input.utm = vec![UtmInput {
-                    user_agent: Some(s.user_agent.chars().take(1024).collect()),
-                    remote_host: s.ip.clone(),
-                    ..utm
-                }];
-            }
+    if form.record_utm
+        && let Some(url) = &s.return_url
+    {
+        let hit = crate::tracking::params::parse(vec![("page_url".into(), url.clone())]);
+        if let Some(utm) = hit.utm {
+            input.utm = vec![UtmInput {
+                user_agent: Some(s.user_agent.chars().take(1024).collect()),
+                remote_host: s.ip.clone(),
+                ..utm
+            }];
         }
     }
     let ctx = SaveContext {

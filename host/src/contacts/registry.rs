@@ -16,10 +16,10 @@ impl FieldRegistry {
     /// The current field set, reloaded when the version moved.
     pub async fn current(&self, db: &mut impl Exec) -> DbResult<Arc<FieldSet>> {
         let version = store::fields::version(db).await?;
-        if let Some((v, set)) = self.cached.read().expect("field cache poisoned").as_ref() {
-            if *v == version {
-                return Ok(set.clone());
-            }
+        if let Some((v, set)) = self.cached.read().expect("field cache poisoned").as_ref()
+            && *v == version
+        {
+            return Ok(set.clone());
         }
         let set = Arc::new(FieldSet::new(store::fields::list(db).await?));
         *self.cached.write().expect("field cache poisoned") = Some((version, set.clone()));

@@ -246,15 +246,15 @@ pub async fn save_in(
     let known_stages = store::stages::existing_ids(tx, &stage_ids).await?;
     prepared.retain(|(i, p)| {
         let mut problems = Problems::default();
-        if let Some(Some(o)) = p.owner {
-            if !known_owners.contains(&o) {
-                problems.add("owner", format!("there is no user with id {o}"));
-            }
+        if let Some(Some(o)) = p.owner
+            && !known_owners.contains(&o)
+        {
+            problems.add("owner", format!("there is no user with id {o}"));
         }
-        if let Some(Some(s)) = p.stage {
-            if !known_stages.contains(&s) {
-                problems.add("stage", format!("there is no stage with id {s}"));
-            }
+        if let Some(Some(s)) = p.stage
+            && !known_stages.contains(&s)
+        {
+            problems.add("stage", format!("there is no stage with id {s}"));
         }
         match problems.into_result() {
             Ok(()) => true,
@@ -866,10 +866,10 @@ pub async fn find_duplicates(
 ) -> AppResult<Vec<Contact>> {
     let mut sets = Vec::new();
     for (alias, raw) in values {
-        if let Some(f) = fields.get(alias) {
-            if let Ok(Some(v)) = values::normalize(f, raw) {
-                sets.push((f, Some(v)));
-            }
+        if let Some(f) = fields.get(alias)
+            && let Ok(Some(v)) = values::normalize(f, raw)
+        {
+            sets.push((f, Some(v)));
         }
     }
     let probe = identifier_probe(fields, &sets);

@@ -345,10 +345,10 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
         }
     }
     for line in COUNTRY_ALIASES_TSV.lines() {
-        if let Some((alias, code)) = line.split_once('\t') {
-            if let Some(name) = by_code.get(code) {
-                countries.entry(alias.to_lowercase()).or_insert(*name);
-            }
+        if let Some((alias, code)) = line.split_once('\t')
+            && let Some(name) = by_code.get(code)
+        {
+            countries.entry(alias.to_lowercase()).or_insert(*name);
         }
     }
     let timezones = TIMEZONES_TXT

@@ -698,10 +698,10 @@ impl Sink {
 
     /// Writes a row; `date` is scratch space for formatting dates.
     fn row(&mut self, cells: &[CellRef<'_>], date: &mut String) -> std::io::Result<()> {
-        if let Sink::Xlsx { row, .. } = self {
-            if *row >= XLSX_MAX_ROWS {
-                self.new_sheet()?;
-            }
+        if let Sink::Xlsx { row, .. } = self
+            && *row >= XLSX_MAX_ROWS
+        {
+            self.new_sheet()?;
         }
         match self {
             Sink::Csv(w) => {

@@ -166,12 +166,12 @@ impl<R: BufRead + Seek> CsvReader<R> {
             match self.read_one()? {
                 None => return Ok(None),
                 Some(r) => {
-                    if let Ok(fields) = &r.fields {
-                        if fields.iter().all(|f| f.trim().is_empty()) {
-                            // A line of blanks (or separators only) is no row at all.
-                            self.pos.records -= 1;
-                            continue;
-                        }
+                    if let Ok(fields) = &r.fields
+                        && fields.iter().all(|f| f.trim().is_empty())
+                    {
+                        // A line of blanks (or separators only) is no row at all.
+                        self.pos.records -= 1;
+                        continue;
                     }
                     return Ok(Some(r));
                 }

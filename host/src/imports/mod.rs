@@ -731,13 +731,13 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
         let fields = state.fields(&mut db).await?;
         let operator = state.operator(&mut db).await?;
         let options = parse_options(&body, operator)?;
-        if let Some(o) = options.owner {
-            if store::users::by_id(&mut db, o).await?.is_none() {
-                return Err(AppError::invalid(
-                    "owner",
-                    format!("there is no user with id {o}"),
-                ));
-            }
+        if let Some(o) = options.owner
+            && store::users::by_id(&mut db, o).await?.is_none()
+        {
+            return Err(AppError::invalid(
+                "owner",
+                format!("there is no user with id {o}"),
+            ));
         }
         (fields, options)
     };
@@ -904,12 +904,12 @@ pub async fn resume(state: &SharedState, user: &User, id: i64) -> AppResult<()> 
 /// Deletes an import that is not running: its file and its record (not the contacts).
 pub async fn delete(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
     let (import, job) = get_for(state, user, id).await?;
-    if let Some(j) = &job {
-        if matches!(j.state, JobState::Running | JobState::Queued) {
-            return Err(AppError::Conflict(
-                "this import is running: stop it first".into(),
-            ));
-        }
+    if let Some(j) = &job
+        && matches!(j.state, JobState::Running | JobState::Queued)
+    {
+        return Err(AppError::Conflict(
+            "this import is running: stop it first".into(),
+        ));
     }
     let mut tx = state.store.begin().await?;
     store::imports::delete(&mut tx, id).await?;
@@ -1344,10 +1344,10 @@ fn to_item(
             },
         }
     }
-    if item.input.owner.is_none() {
-        if let Some(o) = plan.options.owner {
-            item.input.owner = Some(Some(o));
-        }
+    if item.input.owner.is_none()
+        && let Some(o) = plan.options.owner
+    {
+        item.input.owner = Some(Some(o));
     }
     for t in &plan.options.tags {
         if !item.input.tags.add.contains(t) {

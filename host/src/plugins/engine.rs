@@ -194,10 +194,10 @@ impl Runtime {
             ms = started.elapsed().as_millis() as u64,
             "compiled a plugin"
         );
-        if let Some(path) = &path {
-            if let Err(e) = write_atomically(path, &compiled) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled plugin");
-            }
+        if let Some(path) = &path
+            && let Err(e) = write_atomically(path, &compiled)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled plugin");
         }
         // SAFETY: produced just now by this engine.
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }

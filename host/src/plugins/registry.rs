@@ -200,9 +200,7 @@ impl Plugin {
                     Some("must be an http:// or https:// URL")
                 }
                 "email" if !text.contains('@') => Some("must be an email address"),
-                "select" if !spec.options.iter().any(|o| *o == text) => {
-                    Some("must be one of the options")
-                }
+                "select" if !spec.options.contains(&text) => Some("must be one of the options"),
                 _ if text.len() > 10_000 => Some("must be at most 10,000 bytes"),
                 _ => None,
             };
@@ -882,13 +880,13 @@ impl Plugins {
             let ctx = this.context(&p2, true);
             this.call(&p2, ctx, |s| {
                 let r = s.ingest(&request)?;
-                if let Ok(ok) = &r {
-                    if ok.events.len() > MAX_INGESTED {
-                        return Err(CallError::Malformed(format!(
-                            "ingest answered {} events (at most {MAX_INGESTED})",
-                            ok.events.len()
-                        )));
-                    }
+                if let Ok(ok) = &r
+                    && ok.events.len() > MAX_INGESTED
+                {
+                    return Err(CallError::Malformed(format!(
+                        "ingest answered {} events (at most {MAX_INGESTED})",
+                        ok.events.len()
+                    )));
                 }
                 Ok(r)
             })

@@ -86,10 +86,9 @@ pub async fn record(db: &mut impl Exec, winner: i64, loser: i64, now: i64) -> Db
 
 /// The contact a merged-away id now lives in, if it was merged.
 pub async fn resolve(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
-    Ok(db
-        .fetch_i64(
-            "SELECT winner_id FROM contact_merges WHERE loser_id = $1",
-            params![id],
-        )
-        .await?)
+    db.fetch_i64(
+        "SELECT winner_id FROM contact_merges WHERE loser_id = $1",
+        params![id],
+    )
+    .await
 }

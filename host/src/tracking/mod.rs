@@ -396,33 +396,32 @@ pub async fn record_batch(
             .as_ref()
             .is_some_and(|d| (0..LAST_ACTIVE_STEP_MS).contains(&(hit.at - d.last_seen)));
         let values = public_values(&fields, &hit.params);
-        if hit.ct_contact.is_some() || !values.is_empty() {
-            if let Identity::Switch(target) =
+        if (hit.ct_contact.is_some() || !values.is_empty())
+            && let Identity::Switch(target) =
                 identify(&mut tx, &fields, operator, contact, hit.ct_contact, &values).await?
-            {
-                let via = if hit.ct_contact.is_some() {
-                    "tracking url"
-                } else {
-                    "unique identifier"
-                };
-                switch_to(
-                    &mut tx,
-                    &fields,
-                    contact,
-                    device.as_ref().map(|d| d.id),
-                    target,
-                    Source::Tracking,
-                    hit.at,
-                    via,
-                )
-                .await?;
-                if let Some(d) = device.as_mut() {
-                    d.contact_id = target;
-                    devices.insert(d.tracking_id.clone(), d.clone());
-                }
-                contact = Some(target);
-                recently_seen = false;
+        {
+            let via = if hit.ct_contact.is_some() {
+                "tracking url"
+            } else {
+                "unique identifier"
+            };
+            switch_to(
+                &mut tx,
+                &fields,
+                contact,
+                device.as_ref().map(|d| d.id),
+                target,
+                Source::Tracking,
+                hit.at,
+                via,
+            )
+            .await?;
+            if let Some(d) = device.as_mut() {
+                d.contact_id = target;
+                devices.insert(d.tracking_id.clone(), d.clone());
             }
+            contact = Some(target);
+            recently_seen = false;
         }
         let mut input = ContactInput {
             values,

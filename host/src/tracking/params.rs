@@ -191,22 +191,22 @@ pub fn parse(raw: Vec<(String, String)>) -> HitParams {
     // Parameters in the page's own URL count too, beneath the explicit ones (Mautic does
     // this, so `?utm_source=x&email=…` on a landing page works).
     let mut all = map.clone();
-    if let Some(url) = &hit.page_url {
-        if let Some((_, query)) = url.split_once('?') {
-            let query = query.split('#').next().unwrap_or("");
-            for (k, v) in pairs(query) {
-                let key = clean(&k, MAX_NAME).to_ascii_lowercase();
-                if key.is_empty()
-                    || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    || all.iter().any(|(e, _)| *e == key)
-                {
-                    continue;
-                }
-                if all.len() >= MAX_PARAMS {
-                    break;
-                }
-                all.push((key, clean(&v, MAX_VALUE)));
+    if let Some(url) = &hit.page_url
+        && let Some((_, query)) = url.split_once('?')
+    {
+        let query = query.split('#').next().unwrap_or("");
+        for (k, v) in pairs(query) {
+            let key = clean(&k, MAX_NAME).to_ascii_lowercase();
+            if key.is_empty()
+                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || all.iter().any(|(e, _)| *e == key)
+            {
+                continue;
             }
+            if all.len() >= MAX_PARAMS {
+                break;
+            }
+            all.push((key, clean(&v, MAX_VALUE)));
         }
     }
     let mut utm = UtmInput::default();

@@ -166,13 +166,12 @@ impl CredentialCache {
         let fp = self.fingerprint(&user.username, password);
         {
             let entries = self.entries.lock().expect("credential cache poisoned");
-            if let Some((hash, at)) = entries.get(&fp) {
-                if at.elapsed() < CACHE_TTL
-                    && subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), user.password_hash.as_bytes())
-                        .into()
-                {
-                    return true;
-                }
+            if let Some((hash, at)) = entries.get(&fp)
+                && at.elapsed() < CACHE_TTL
+                && subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), user.password_hash.as_bytes())
+                    .into()
+            {
+                return true;
             }
         }
         if !verify_password(password, &user.password_hash) {

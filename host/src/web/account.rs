@@ -215,10 +215,10 @@ pub async fn profile_save(
             );
         }
     }
-    if !email.is_empty() {
-        if let Err(m) = crate::contacts::values::validate_email(&email) {
-            errors.insert("email".to_owned(), m);
-        }
+    if !email.is_empty()
+        && let Err(m) = crate::contacts::values::validate_email(&email)
+    {
+        errors.insert("email".to_owned(), m);
     }
     let new_password = form.str("new_password");
     let mut new_hash = None;

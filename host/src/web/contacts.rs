@@ -274,10 +274,10 @@ async fn build(
     // The contact just added by quick add, first and highlighted.
     let added = p.added.as_deref().and_then(|a| a.parse::<i64>().ok());
     let mut shown: Vec<(Contact, bool)> = Vec::new();
-    if let Some(id) = added {
-        if let Some(c) = store::contacts::load(&mut db, &fields, &[id]).await?.pop() {
-            shown.push((c, true));
-        }
+    if let Some(id) = added
+        && let Some(c) = store::contacts::load(&mut db, &fields, &[id]).await?.pop()
+    {
+        shown.push((c, true));
     }
     shown.extend(
         contacts

@@ -430,13 +430,12 @@ async fn check_session(state: &AppState, req: Request, next: Next, streaming: bo
         req = rebuilt;
     } else if session.flash.is_some() && req.method() == Method::GET {
         // The flash is shown by this page: consume it.
-        if let Ok(mut tx) = state.store.begin().await {
-            if store::sessions::set_flash(&mut tx, &session.token_hash, None)
+        if let Ok(mut tx) = state.store.begin().await
+            && store::sessions::set_flash(&mut tx, &session.token_hash, None)
                 .await
                 .is_ok()
-            {
-                let _ = tx.commit().await;
-            }
+        {
+            let _ = tx.commit().await;
         }
     }
     req.extensions_mut().insert(session);

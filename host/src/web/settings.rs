@@ -669,10 +669,10 @@ fn check_person(form: &FormData, errors: &mut Errors) {
         }
     }
     let email = form.str("email");
-    if !email.trim().is_empty() {
-        if let Err(m) = crate::contacts::values::validate_email(email.trim()) {
-            errors.insert("email".into(), m);
-        }
+    if !email.trim().is_empty()
+        && let Err(m) = crate::contacts::values::validate_email(email.trim())
+    {
+        errors.insert("email".into(), m);
     }
     if Role::parse(&form.str("role")).is_none() {
         errors.insert("role".into(), "choose admin or user".into());
@@ -808,10 +808,10 @@ pub async fn user_update(
         );
     }
     let password = form.str("password");
-    if !password.is_empty() {
-        if let Err(m) = users::check_new_password(&password) {
-            errors.insert("password".into(), m);
-        }
+    if !password.is_empty()
+        && let Err(m) = users::check_new_password(&password)
+    {
+        errors.insert("password".into(), m);
     }
     if !errors.is_empty() {
         return Ok(user_form_again(&session, Some(id), &form, errors, me));

@@ -220,7 +220,7 @@ async fn save(
         source: Source::Api,
         now: now_ms(),
     };
-    service::save(&state, &ctx, items).await
+    service::save(state, &ctx, items).await
 }
 
 async fn parse_input(state: &SharedState, body: &Value) -> AppResult<ContactInput> {
@@ -236,10 +236,10 @@ fn saved_response(saved: Saved, contact: Value) -> Response {
         StatusCode::OK
     };
     let mut r = (status, Json(json!({ "contact": contact }))).into_response();
-    if saved.created {
-        if let Ok(v) = HeaderValue::from_str(&format!("/api/contacts/{}", saved.id)) {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
+    if saved.created
+        && let Ok(v) = HeaderValue::from_str(&format!("/api/contacts/{}", saved.id))
+    {
+        r.headers_mut().insert(header::LOCATION, v);
     }
     r
 }

@@ -170,16 +170,15 @@ fn file_name_of(req: &Request, q: &PhpQuery) -> String {
     if let Some(cd) = h
         .get(header::CONTENT_DISPOSITION)
         .and_then(|v| v.to_str().ok())
+        && let Some(rest) = cd.split("filename=").nth(1)
     {
-        if let Some(rest) = cd.split("filename=").nth(1) {
-            return rest
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches('"')
-                .to_owned();
-        }
+        return rest
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"')
+            .to_owned();
     }
     "upload.csv".to_owned()
 }

@@ -79,12 +79,12 @@ fn fetch_checked(s: &Sandbox, r: HttpRequest) -> Result<HttpResponse, Error> {
         )));
     }
     // An address literal is checked before connecting, with a clear message.
-    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
-        if !capabilities::address_allowed(&s.call.granted, ip) {
-            return Err(denied(format!(
-                "{ip} is a private network address (grant `private-network` to allow it)"
-            )));
-        }
+    if let Ok(ip) = target.host.parse::<std::net::IpAddr>()
+        && !capabilities::address_allowed(&s.call.granted, ip)
+    {
+        return Err(denied(format!(
+            "{ip} is a private network address (grant `private-network` to allow it)"
+        )));
     }
     if r.body.as_ref().is_some_and(|b| b.len() > MAX_REQUEST_BODY) {
         return Err(Error::InvalidInput(
