@@ -34,10 +34,21 @@ pub fn iso_opt(ms: Option<i64>) -> serde_json::Value {
 
 /// `2024-05-01 12:00:00` — the storage and display form of datetime fields.
 pub fn sql_datetime(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
+    use chrono::{Datelike, Timelike};
+    match Utc.timestamp_millis_opt(ms).single() {
+        // By hand, as `iso`: it runs for every datetime field of every contact answered.
+        Some(t) if (0..=9999).contains(&t.year()) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => String::new(),
+    }
 }
 
 /// Parses the date-time forms API clients send: RFC 3339 (`2024-05-01T12:00:00Z`,
@@ -110,5 +121,27 @@ mod tests {
     fn formats_iso_with_offset() {
         assert_eq!(iso(0), "1970-01-01T00:00:00+00:00");
         assert_eq!(iso(1_714_564_800_000), "2024-05-01T12:00:00+00:00");
+    }
+
+    /// The hand-made format is chrono's `%Y-%m-%d %H:%M:%S`, outside four-digit years too.
+    #[test]
+    fn formats_sql_datetimes_as_chrono_does() {
+        for ms in [
+            0,
+            1_714_564_800_999,
+            -1,
+            -62_135_596_800_000, // 0001-01-01
+            253_402_300_799_000, // 9999-12-31 23:59:59
+            253_402_300_800_000, // 10000-01-01
+            -62_198_755_200_000, // year -1
+        ] {
+            let chrono = Utc
+                .timestamp_millis_opt(ms)
+                .single()
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            assert_eq!(sql_datetime(ms), chrono, "{ms}");
+        }
+        assert_eq!(sql_datetime(1_714_564_800_000), "2024-05-01 12:00:00");
     }
 }
