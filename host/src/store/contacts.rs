@@ -58,11 +58,9 @@ pub fn from_row(fields: &FieldSet, r: &Row) -> Contact {
 }
 
 fn placeholders(p: &mut Params, values: impl IntoIterator<Item = Value>) -> String {
-    values
-        .into_iter()
-        .map(|v| p.push(v))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut list = String::new();
+    p.write_list(&mut list, values);
+    list
 }
 
 /// Loads contacts (with their tags) by id, in the order of `ids`; unknown ids are skipped.

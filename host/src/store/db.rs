@@ -893,4 +893,17 @@ impl Params {
         self.values.push(v.into());
         format!("${}", self.values.len())
     }
+
+    /// Appends `$a, $b, …` for several values to `sql` (no string per placeholder: the
+    /// multi-row INSERTs of the write path hand out thousands per statement).
+    pub fn write_list(&mut self, sql: &mut String, values: impl IntoIterator<Item = Value>) {
+        use std::fmt::Write;
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            self.values.push(v);
+            let _ = write!(sql, "${}", self.values.len());
+        }
+    }
 }

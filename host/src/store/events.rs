@@ -4,31 +4,31 @@ use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
-use super::db::{DbResult, Exec, Params};
+use super::db::{DbResult, Exec, Params, Value};
 use crate::params;
 use crate::timeline::{Event, NewEvent};
 
 /// The multi-row `INSERT` of a chunk of events, with its parameters.
 fn insert_statement(chunk: &[NewEvent], returning: &str) -> (String, Params) {
     let mut p = Params::default();
-    let tuples: Vec<String> = chunk
-        .iter()
-        .map(|e| {
-            format!(
-                "({}, {}, {}, {}, {}, {})",
-                p.push(e.contact_id),
-                p.push(e.event_type.as_str()),
-                p.push(e.source.clone()),
-                p.push(e.occurred_at),
-                p.push(e.ref_id),
-                p.push(e.properties.to_string())
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES {}{returning}",
-        tuples.join(", ")
-    );
+    let mut sql = String::with_capacity(128 + chunk.len() * 40);
+    sql.push_str("INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) VALUES ");
+    for (i, e) in chunk.iter().enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        p.write_list(
+            &mut sql,
+            [
+                Value::Int(e.contact_id),
+                Value::from(e.event_type.as_str()),
+                Value::from(e.source.clone()),
+                Value::Int(e.occurred_at),
+                Value::from(e.ref_id),
+                Value::Text(e.properties.to_string()),
+            ],
+        );
+        sql.push(')');
+    }
+    sql.push_str(returning);
     (sql, p)
 }
 
@@ -293,4 +293,30 @@ pub async fn insert_returning_id(db: &mut impl Exec, e: &NewEvent) -> DbResult<i
     )
     .await
     .map(|id| id.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn insert_statement_numbers_each_rows_values_in_order() {
+        let events = [
+            NewEvent::new(7, "lead.create", 1_000, json!({})),
+            NewEvent::new(8, "page.hit", 2_000, json!({"url": "https://x"})).ref_id(3),
+        ];
+        let (sql, p) = insert_statement(&events, " RETURNING id");
+        assert!(
+            sql.ends_with(
+                "VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12) RETURNING id"
+            ),
+            "{sql}"
+        );
+        assert_eq!(p.values.len(), 12);
+        assert_eq!(p.values[6], Value::Int(8));
+        assert_eq!(p.values[7], Value::Text("page.hit".into()));
+        assert_eq!(p.values[10], Value::Int(3));
+        assert_eq!(p.values[11], Value::Text(r#"{"url":"https://x"}"#.into()));
+    }
 }
