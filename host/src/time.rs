@@ -7,23 +7,27 @@ pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// `YYYY-MM-DD<between>HH:MM:SS<after>`, formatted by hand: it runs for every date of
+/// every contact in every answer, and chrono's format strings are parsed on each call.
+fn by_hand(t: DateTime<Utc>, between: char, after: &str) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}{between}{:02}:{:02}:{:02}{after}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// `2024-05-01T12:00:00+00:00`
 pub fn iso(ms: i64) -> String {
-    use chrono::{Datelike, Timelike};
-    // Formatted by hand: this runs for every date of every contact in every answer, and
-    // chrono's format strings are parsed on each call.
-    match Utc.timestamp_millis_opt(ms).single() {
-        Some(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        None => String::new(),
-    }
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| by_hand(t, 'T', "+00:00"))
+        .unwrap_or_default()
 }
 
 pub fn iso_opt(ms: Option<i64>) -> serde_json::Value {
@@ -34,18 +38,10 @@ pub fn iso_opt(ms: Option<i64>) -> serde_json::Value {
 
 /// `2024-05-01 12:00:00` — the storage and display form of datetime fields.
 pub fn sql_datetime(ms: i64) -> String {
-    use chrono::{Datelike, Timelike};
+    use chrono::Datelike;
     match Utc.timestamp_millis_opt(ms).single() {
-        // By hand, as `iso`: it runs for every datetime field of every contact answered.
-        Some(t) if (0..=9999).contains(&t.year()) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
+        Some(t) if (0..=9999).contains(&t.year()) => by_hand(t, ' ', ""),
+        // chrono signs years outside four digits (`+10000`, `-0001`).
         Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
         None => String::new(),
     }
