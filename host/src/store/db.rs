@@ -698,14 +698,14 @@ pub(super) fn sqlite_positional(sql: &str, params: Vec<Value>) -> (String, Vec<V
     let values = order
         .into_iter()
         .map(|at| {
-            let value = match uses_left.get_mut(at) {
-                Some(1) => slots[at].take(),
-                Some(n) => {
-                    *n = n.saturating_sub(1);
+            let value = uses_left.get_mut(at).and_then(|left| {
+                *left -= 1; // counted above, so at least 1
+                if *left == 0 {
+                    slots[at].take()
+                } else {
                     slots[at].clone()
                 }
-                None => None,
-            };
+            });
             value.unwrap_or(Value::Null(Kind::Text))
         })
         .collect();
@@ -892,6 +892,13 @@ impl Params {
     pub fn push(&mut self, v: impl Into<Value>) -> String {
         self.values.push(v.into());
         format!("${}", self.values.len())
+    }
+
+    /// `$a, $b, …` for several values.
+    pub fn list(&mut self, values: impl IntoIterator<Item = Value>) -> String {
+        let mut list = String::new();
+        self.write_list(&mut list, values);
+        list
     }
 
     /// Appends `$a, $b, …` for several values to `sql` (no string per placeholder: the

@@ -220,14 +220,19 @@ pub fn open(dir: &Path, applied: i64) -> io::Result<Opened> {
     Ok(Opened { appender, last_id })
 }
 
-/// A new, empty segment (appends grow it).
-fn plain_segment(dir: &Path, first_id: i64) -> io::Result<File> {
-    let file = OpenOptions::new()
+/// An empty file at `path`, for reading and writing.
+fn create_empty(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(dir.join(segment_name(first_id)))?;
+        .open(path)
+}
+
+/// A new, empty segment (appends grow it).
+fn plain_segment(dir: &Path, first_id: i64) -> io::Result<File> {
+    let file = create_empty(&dir.join(segment_name(first_id)))?;
     sync_dir(dir)?;
     Ok(file)
 }
@@ -238,12 +243,7 @@ fn make_spare(dir: &Path, bytes: u64) -> Option<std::thread::JoinHandle<io::Resu
     let made = std::thread::Builder::new()
         .name("journal-spare".into())
         .spawn(move || {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)?;
+            let mut file = create_empty(&path)?;
             // A quarter megabyte at a time, each synced, with pauses: one large flush
             // would hold the disk for a tenth of a second, and every journal commit
             // waiting behind it (measured: p99 21–80 ms instead of 4 ms).
