@@ -536,10 +536,8 @@ async fn stop_and_resume(backend: Backend) {
     s.stop().await;
 }
 
-/// The job decides each batch while the one before it is being written, on a snapshot that
-/// may not see that batch: a row repeating an email of an earlier batch must still update
-/// that contact, never create a second one. (Whether a snapshot misses the batch before
-/// depends on timing here; `contacts::service`'s unit tests force it.)
+/// Rows of one file naming the same contact in different batches (and different case):
+/// each later row updates the contact an earlier batch created, never a second one.
 async fn repeats_across_batches_are_one_contact(backend: Backend) {
     let s = TestServer::start_with(backend, "[import]\nbatch_rows = 10\n").await;
     let before = count_contacts(&s).await;

@@ -198,7 +198,7 @@ impl FieldDef {
 }
 
 /// All field definitions, in display order, with lookup by alias.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct FieldSet {
     fields: Vec<FieldDef>,
 }
@@ -210,13 +210,6 @@ impl FieldSet {
     }
     pub fn get(&self, alias: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.alias == alias)
-    }
-    /// A field's place in the set (`at` gives it back).
-    pub fn position(&self, alias: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.alias == alias)
-    }
-    pub fn at(&self, position: usize) -> &FieldDef {
-        &self.fields[position]
     }
     pub fn by_id(&self, id: i64) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.id == id)

@@ -18,7 +18,7 @@ use crate::store::Value;
 use fields::{FieldDef, FieldSet};
 
 /// A contact as stored: system columns plus one value per field column.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Contact {
     pub id: i64,
     pub date_added: i64,

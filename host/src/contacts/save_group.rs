@@ -4,13 +4,9 @@
 //! mode writes every page a transaction dirtied, and the tails of the tables and indexes
 //! that every new contact touches (contacts, events, last-active, names …) are the same
 //! pages for every request. So saves that arrive while the writer is busy queue here, and
-//! one task writes each queue in one transaction: every request in turn, one commit, then
-//! each request gets its own answer. Nothing is answered before the commit that holds it.
-//!
-//! The writer's task does as little as it can: each request is validated and decided by
-//! its own task first, on a snapshot (`service::plan_ahead`), while the writer writes
-//! other requests; the writer reads again what the decision read, and writes it, or
-//! decides again when it changed (`service::write_planned`).
+//! one task writes each queue in one transaction: every request's `save_in` in turn, one
+//! commit, then each request gets its own answer. Nothing is answered before the commit
+//! that holds it.
 //!
 //! Requests in one transaction see each other as consecutive transactions would: a
 //! request's duplicate matching finds the contacts an earlier one created. When one
@@ -27,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
 use super::input::ContactInput;
-use super::service::{Planned, SaveContext, Saved, Target, plan_ahead, save_alone, write_planned};
+use super::service::{SaveContext, Saved, Target, save_alone, save_in};
 use crate::error::AppResult;
 use crate::store::{Backend, Store};
 
@@ -41,10 +37,7 @@ type Answer = AppResult<Vec<AppResult<Saved>>>;
 /// A save waiting for its group, and where to answer.
 struct Request {
     ctx: SaveContext,
-    /// The items, decided by the requester on a snapshot.
-    planned: Option<Planned>,
-    /// How many items (the group's size counts them).
-    count: usize,
+    items: Vec<(Target, ContactInput)>,
     /// A copy of the items, made by the requester (not the writer), for running the
     /// request alone when its group fails.
     spare: Vec<(Target, ContactInput)>,
@@ -80,20 +73,16 @@ impl SaveGroups {
             tokio::spawn(run(store.clone(), rx, self.counts.clone()));
             tx
         });
-        let spare = items.clone();
-        let count = items.len();
-        let planned = plan_ahead(store, ctx.clone(), items).await?;
         let (answer, answered) = oneshot::channel();
         let request = Request {
             ctx: ctx.clone(),
-            planned: Some(planned),
-            count,
-            spare,
+            spare: items.clone(),
+            items,
             answer,
         };
         if let Err(mpsc::error::SendError(mut request)) = queue.send(request) {
             // The task is gone (the runtime that started it ended): write directly.
-            let items = std::mem::take(&mut request.spare);
+            let items = std::mem::take(&mut request.items);
             return save_alone(store, &request.ctx, items).await;
         }
         answered
@@ -105,12 +94,12 @@ impl SaveGroups {
 /// The writer task: takes what has queued, up to `GROUP_ITEMS`, and writes it.
 async fn run(store: Store, mut queue: mpsc::UnboundedReceiver<Request>, counts: Arc<Counts>) {
     while let Some(first) = queue.recv().await {
-        let mut size = first.count;
+        let mut size = first.items.len();
         let mut group = vec![first];
         while size < GROUP_ITEMS {
             match queue.try_recv() {
                 Ok(r) => {
-                    size += r.count;
+                    size += r.items.len();
                     group.push(r);
                 }
                 Err(_) => break,
@@ -122,8 +111,9 @@ async fn run(store: Store, mut queue: mpsc::UnboundedReceiver<Request>, counts: 
 
 async fn write(store: &Store, mut group: Vec<Request>, counts: &Counts) {
     if group.len() == 1 {
-        let r = group.pop().expect("one request");
-        let answer = alone(store, r.ctx, r.planned).await;
+        let mut r = group.pop().expect("one request");
+        let items = std::mem::take(&mut r.items);
+        let answer = save_alone(store, &r.ctx, items).await;
         let _ = r.answer.send(answer);
         return;
     }
@@ -145,15 +135,6 @@ async fn write(store: &Store, mut group: Vec<Request>, counts: &Counts) {
     }
 }
 
-/// One request in a transaction of its own.
-async fn alone(store: &Store, ctx: SaveContext, planned: Option<Planned>) -> Answer {
-    let planned = planned.expect("a request is written once");
-    let mut tx = store.begin().await?;
-    let answer = write_planned(&mut tx, planned, ctx.fields).await?;
-    tx.commit().await?;
-    Ok(answer)
-}
-
 /// Every request of the group in one transaction; on failure nothing is written.
 async fn together(
     store: &Store,
@@ -162,8 +143,8 @@ async fn together(
     let mut tx = store.begin().await?;
     let mut answers = Vec::with_capacity(group.len());
     for r in group.iter_mut() {
-        let planned = r.planned.take().expect("a request is written once");
-        answers.push(write_planned(&mut tx, planned, r.ctx.fields.clone()).await?);
+        let items = std::mem::take(&mut r.items);
+        answers.push(save_in(&mut tx, &r.ctx, items).await?);
     }
     tx.commit().await?;
     Ok(answers)
@@ -177,9 +158,7 @@ mod tests {
     use crate::contacts::service::Source;
     use serde_json::json;
 
-    /// A request as `SaveGroups::save` queues it: decided on a snapshot of `store`.
-    async fn request(
-        store: &Store,
+    fn request(
         fields: &Arc<FieldSet>,
         body: serde_json::Value,
     ) -> (Request, oneshot::Receiver<Answer>) {
@@ -187,19 +166,17 @@ mod tests {
             Target::Upsert,
             ContactInput::from_json(&body, fields).expect("valid input"),
         )];
-        let ctx = SaveContext {
-            fields: fields.clone(),
-            operator: UniqueIdentifierOperator::And,
-            actor: None,
-            source: Source::Api,
-            now: 1_700_000_000_000,
-        };
         let (answer, answered) = oneshot::channel();
         let r = Request {
-            planned: Some(plan_ahead(store, ctx.clone(), items.clone()).await.unwrap()),
-            count: items.len(),
-            ctx,
-            spare: items,
+            ctx: SaveContext {
+                fields: fields.clone(),
+                operator: UniqueIdentifierOperator::And,
+                actor: None,
+                source: Source::Api,
+                now: 1_700_000_000_000,
+            },
+            spare: items.clone(),
+            items,
             answer,
         };
         (r, answered)
@@ -209,8 +186,7 @@ mod tests {
         answered.await.expect("answered")?.remove(0)
     }
 
-    /// A group is one transaction whose requests see each other (each was decided on a
-    /// snapshot without the others: the writer decides again); a request that fails
+    /// A group is one transaction whose requests see each other; a request that fails
     /// as a whole (here: validated against a field whose column was dropped since) fails
     /// alone, and the others are written.
     #[tokio::test]
@@ -231,13 +207,11 @@ mod tests {
         let with_ghost = Arc::new(FieldSet::new(with_ghost));
         let counts = Counts::default();
 
-        let (a, a_answer) = request(&store, &fields, json!({"email": "ada@example.org"})).await;
+        let (a, a_answer) = request(&fields, json!({"email": "ada@example.org"}));
         let (b, b_answer) = request(
-            &store,
             &fields,
             json!({"email": "ADA@example.org", "lastname": "Lovelace"}),
-        )
-        .await;
+        );
         write(&store, vec![a, b], &counts).await;
         let (a, b) = (
             saved(a_answer).await.unwrap(),
@@ -254,14 +228,12 @@ mod tests {
         );
         assert_eq!(counts.fallbacks.load(Ordering::Relaxed), 0);
 
-        let (c, c_answer) = request(&store, &fields, json!({"email": "grace@example.org"})).await;
+        let (c, c_answer) = request(&fields, json!({"email": "grace@example.org"}));
         let (ghostly, ghostly_answer) = request(
-            &store,
             &with_ghost,
             json!({"email": "alan@example.org", "ghost": "boo"}),
-        )
-        .await;
-        let (d, d_answer) = request(&store, &fields, json!({"email": "alan@example.org"})).await;
+        );
+        let (d, d_answer) = request(&fields, json!({"email": "alan@example.org"}));
         write(&store, vec![c, ghostly, d], &counts).await;
         assert_eq!(counts.fallbacks.load(Ordering::Relaxed), 1);
         assert!(saved(c_answer).await.unwrap().created);

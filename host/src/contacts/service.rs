@@ -100,11 +100,10 @@ pub(super) async fn save_alone(
     Ok(results)
 }
 
-/// A validated item. Fields are named by their place in the field set, so a plan owns
-/// its items without borrowing the set.
-struct Prepared {
+/// A validated item.
+struct Prepared<'f> {
     target: Target,
-    sets: Vec<(usize, Option<Value>)>,
+    sets: Vec<(&'f FieldDef, Option<Value>)>,
     overwrite_blank: bool,
     owner: Option<Option<i64>>,
     stage: Option<Option<i64>>,
@@ -113,40 +112,6 @@ struct Prepared {
     dnc: Vec<DncInput>,
     utm: Vec<UtmInput>,
     profile_image: Option<Option<String>>,
-}
-
-impl Prepared {
-    /// The item's unique-identifier values, folded.
-    fn probe(&self, fields: &FieldSet) -> Vec<(String, String)> {
-        identifier_probe(self.sets.iter().map(|(f, v)| (fields.at(*f), v.as_ref())))
-    }
-}
-
-/// The items that passed validation, and the errors of those that did not.
-struct Validated {
-    count: usize,
-    prepared: Vec<(usize, Prepared)>,
-    failed: Vec<(usize, AppError)>,
-}
-
-/// What deciding the items read from the database. A plan decided on a snapshot is
-/// written as decided only if its transaction reads the same.
-#[derive(PartialEq)]
-struct Read {
-    owners: HashSet<i64>,
-    stages: HashSet<i64>,
-    /// The contacts the items name by id or match by identifiers, by id.
-    contacts: Vec<Contact>,
-}
-
-/// What to write: the records, and which record each item became.
-struct Decided {
-    work: Vec<Work>,
-    /// Which item created which new record.
-    created_by: HashMap<usize, usize>,
-    /// (item, record) of every item that succeeded, in item order.
-    item_work: Vec<(usize, usize)>,
-    errors: Vec<(usize, AppError)>,
 }
 
 /// A contact being written: where it started and where it is now.
@@ -172,11 +137,14 @@ fn fold(v: &Value) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn identifier_probe<'a>(
-    sets: impl Iterator<Item = (&'a FieldDef, Option<&'a Value>)>,
+fn identifier_probe(
+    fields: &FieldSet,
+    sets: &[(&FieldDef, Option<Value>)],
 ) -> Vec<(String, String)> {
-    sets.filter(|(f, _)| f.is_unique_identifier)
-        .filter_map(|(f, v)| Some((f.alias.clone(), fold(v?)?)))
+    sets.iter()
+        .filter(|(f, v)| f.is_unique_identifier && v.is_some())
+        .filter_map(|(f, v)| Some((f.alias.clone(), fold(v.as_ref()?)?)))
+        .filter(|(alias, _)| fields.get(alias).is_some())
         .collect()
 }
 
@@ -214,16 +182,20 @@ fn matches(op: UniqueIdentifierOperator, probe: &[(String, String)], contact: &C
 }
 
 /// Validates one input against the fields.
-fn prepare(fields: &FieldSet, target: Target, input: &ContactInput) -> AppResult<Prepared> {
+fn prepare<'f>(
+    fields: &'f FieldSet,
+    target: Target,
+    input: ContactInput,
+) -> AppResult<Prepared<'f>> {
     let mut problems = Problems::default();
     let mut sets = Vec::with_capacity(input.values.len());
     for (alias, raw) in &input.values {
-        let Some(at) = fields.position(alias) else {
+        let Some(field) = fields.get(alias) else {
             problems.add(alias, "is not a contact field");
             continue;
         };
-        match values::normalize(fields.at(at), raw) {
-            Ok(v) => sets.push((at, v)),
+        match values::normalize(field, raw) {
+            Ok(v) => sets.push((field, v)),
             Err(m) => problems.add(alias, m),
         }
     }
@@ -235,47 +207,33 @@ fn prepare(fields: &FieldSet, target: Target, input: &ContactInput) -> AppResult
         overwrite_blank,
         owner: input.owner,
         stage: input.stage,
-        tags: input.tags.clone(),
-        ip: input.ip_address.clone(),
-        dnc: input.dnc.clone(),
-        utm: input.utm.clone(),
-        profile_image: input.profile_image.clone(),
+        tags: input.tags,
+        ip: input.ip_address,
+        dnc: input.dnc,
+        utm: input.utm,
+        profile_image: input.profile_image,
     })
 }
 
-fn validate(fields: &FieldSet, items: &[(Target, ContactInput)]) -> Validated {
-    let mut prepared = Vec::with_capacity(items.len());
-    let mut failed = Vec::new();
-    for (i, (target, input)) in items.iter().enumerate() {
-        match prepare(fields, *target, input) {
+/// Saves items inside `tx`. See `save`.
+pub async fn save_in(
+    tx: &mut Tx,
+    ctx: &SaveContext,
+    items: Vec<(Target, ContactInput)>,
+) -> AppResult<Vec<AppResult<Saved>>> {
+    let fields: &FieldSet = &ctx.fields;
+    let mut results: Vec<Option<AppResult<Saved>>> = (0..items.len()).map(|_| None).collect();
+
+    // 1. Validate.
+    let mut prepared: Vec<(usize, Prepared)> = Vec::with_capacity(items.len());
+    for (i, (target, input)) in items.into_iter().enumerate() {
+        match prepare(fields, target, input) {
             Ok(p) => prepared.push((i, p)),
-            Err(e) => failed.push((i, e)),
+            Err(e) => results[i] = Some(Err(e)),
         }
     }
-    Validated {
-        count: items.len(),
-        prepared,
-        failed,
-    }
-}
 
-/// Keys that serialize concurrent writers of the same identifier values (PostgreSQL).
-fn lock_keys(fields: &FieldSet, prepared: &[(usize, Prepared)]) -> Vec<String> {
-    prepared
-        .iter()
-        .filter(|(_, p)| p.target == Target::Upsert)
-        .flat_map(|(_, p)| p.probe(fields))
-        .map(|(alias, key)| format!("{alias}\u{0}{key}"))
-        .collect()
-}
-
-/// Reads what deciding the items needs: owners and stages they name, and the contacts they
-/// refer to by id or match by unique identifiers.
-async fn read(
-    db: &mut impl Exec,
-    fields: &FieldSet,
-    prepared: &[(usize, Prepared)],
-) -> AppResult<Read> {
+    // 2. Owners and stages must exist.
     let owner_ids: Vec<i64> = prepared
         .iter()
         .filter_map(|(_, p)| p.owner.flatten())
@@ -284,15 +242,41 @@ async fn read(
         .iter()
         .filter_map(|(_, p)| p.stage.flatten())
         .collect();
-    let owners = store::users::existing_ids(db, &owner_ids).await?;
-    let stages = store::stages::existing_ids(db, &stage_ids).await?;
+    let known_owners = store::users::existing_ids(tx, &owner_ids).await?;
+    let known_stages = store::stages::existing_ids(tx, &stage_ids).await?;
+    prepared.retain(|(i, p)| {
+        let mut problems = Problems::default();
+        if let Some(Some(o)) = p.owner
+            && !known_owners.contains(&o)
+        {
+            problems.add("owner", format!("there is no user with id {o}"));
+        }
+        if let Some(Some(s)) = p.stage
+            && !known_stages.contains(&s)
+        {
+            problems.add("stage", format!("there is no stage with id {s}"));
+        }
+        match problems.into_result() {
+            Ok(()) => true,
+            Err(e) => {
+                results[*i] = Some(Err(e));
+                false
+            }
+        }
+    });
+
+    // 3. Fetch what the items refer to: ids, and duplicate candidates.
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut lock_keys: Vec<String> = Vec::new();
     for (_, p) in prepared.iter().filter(|(_, p)| p.target == Target::Upsert) {
-        for (alias, key) in p.probe(fields) {
+        for (alias, key) in identifier_probe(fields, &p.sets) {
+            lock_keys.push(format!("{alias}\u{0}{key}"));
             probes.entry(alias).or_default().push(Value::Text(key));
         }
     }
-    let candidates = store::contacts::find_by_identifiers(db, fields, &probes).await?;
+    // Concurrent writers on PostgreSQL must not both miss and both insert the same email.
+    store::locks::identifier_locks(tx, &mut lock_keys).await?;
+    let candidates = store::contacts::find_by_identifiers(tx, fields, &probes).await?;
     let mut wanted: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
     wanted.extend(prepared.iter().filter_map(|(_, p)| match p.target {
         Target::Patch(id) | Target::Put(id) => Some(id),
@@ -300,25 +284,13 @@ async fn read(
     }));
     wanted.sort_unstable();
     wanted.dedup();
-    let contacts = store::contacts::load(db, fields, &wanted).await?;
-    Ok(Read {
-        owners,
-        stages,
-        contacts,
-    })
-}
+    let loaded = store::contacts::load(tx, fields, &wanted).await?;
 
-/// Applies the items in order to what was read (a later item sees an earlier one's
-/// contact). Pure: the same items and the same read decide the same.
-fn decide(ctx: &SaveContext, prepared: &[(usize, Prepared)], read: &Read) -> Decided {
-    let fields: &FieldSet = &ctx.fields;
-    let mut errors = Vec::new();
-    let mut work: Vec<Work> = read
-        .contacts
-        .iter()
+    let mut work: Vec<Work> = loaded
+        .into_iter()
         .map(|c| Work {
             original: Some(c.clone()),
-            state: c.clone(),
+            state: c,
             events: Vec::new(),
             ips: Vec::new(),
             dnc: Vec::new(),
@@ -335,39 +307,24 @@ fn decide(ctx: &SaveContext, prepared: &[(usize, Prepared)], read: &Read) -> Dec
     for (i, w) in work.iter().enumerate() {
         index_identifiers(fields, &mut ident_index, i, &w.state);
     }
+    // Which item created which new record.
     let mut created_by: HashMap<usize, usize> = HashMap::new();
     let mut item_work: Vec<(usize, usize)> = Vec::new();
 
+    // 4. Apply items in order.
     for (i, p) in prepared {
-        let i = *i;
-        // Owners and stages must exist.
-        let mut problems = Problems::default();
-        if let Some(Some(o)) = p.owner
-            && !read.owners.contains(&o)
-        {
-            problems.add("owner", format!("there is no user with id {o}"));
-        }
-        if let Some(Some(s)) = p.stage
-            && !read.stages.contains(&s)
-        {
-            problems.add("stage", format!("there is no stage with id {s}"));
-        }
-        if let Err(e) = problems.into_result() {
-            errors.push((i, e));
-            continue;
-        }
         let existing = match p.target {
             Target::Patch(id) => match by_id.get(&id) {
                 Some(w) => Some(*w),
                 None => {
-                    errors.push((i, AppError::not_found()));
+                    results[i] = Some(Err(AppError::not_found()));
                     continue;
                 }
             },
             Target::Put(id) => by_id.get(&id).copied(),
             Target::Create => None,
             Target::Upsert => {
-                let probe = p.probe(fields);
+                let probe = identifier_probe(fields, &p.sets);
                 // Candidates from the identifier index, then the exact AND/OR rule; the
                 // newest matching contact wins (new records are newest), as in Mautic.
                 let mut candidates: Vec<usize> = probe
@@ -401,9 +358,12 @@ fn decide(ctx: &SaveContext, prepared: &[(usize, Prepared)], read: &Read) -> Dec
             },
         };
         let mut events = Vec::new();
-        if let Err(e) = apply(ctx, p, &mut candidate, is_create, &mut events) {
-            errors.push((i, e));
-            continue;
+        match apply(ctx, &p, &mut candidate, is_create, &mut events) {
+            Ok(()) => {}
+            Err(e) => {
+                results[i] = Some(Err(e));
+                continue;
+            }
         }
         let w = match existing {
             Some(w) => w,
@@ -424,122 +384,16 @@ fn decide(ctx: &SaveContext, prepared: &[(usize, Prepared)], read: &Read) -> Dec
         let record = &mut work[w];
         record.state = candidate;
         record.events.extend(events);
-        record.ips.extend(p.ip.clone());
-        record.dnc.extend(p.dnc.iter().cloned());
-        record.utm.extend(p.utm.iter().cloned());
+        record.ips.extend(p.ip);
+        record.dnc.extend(p.dnc);
+        record.utm.extend(p.utm);
         if record.state.id != 0 {
             by_id.insert(record.state.id, w);
         }
         item_work.push((i, w));
     }
-    Decided {
-        work,
-        created_by,
-        item_work,
-        errors,
-    }
-}
 
-/// Saves items inside `tx`. See `save`.
-pub async fn save_in(
-    tx: &mut Tx,
-    ctx: &SaveContext,
-    items: Vec<(Target, ContactInput)>,
-) -> AppResult<Vec<AppResult<Saved>>> {
-    let validated = validate(&ctx.fields, &items);
-    drop(items);
-    let mut keys = lock_keys(&ctx.fields, &validated.prepared);
-    // Concurrent writers on PostgreSQL must not both miss and both insert the same email.
-    store::locks::identifier_locks(tx, &mut keys).await?;
-    let read = read(tx, &ctx.fields, &validated.prepared).await?;
-    let decided = decide(ctx, &validated.prepared, &read);
-    write(tx, ctx, decided, validated).await
-}
-
-/// A save decided ahead of its transaction (`plan_ahead`), to be written by
-/// `write_planned`.
-pub struct Planned {
-    ctx: SaveContext,
-    items: Vec<(Target, ContactInput)>,
-    validated: Validated,
-    read: Read,
-    decided: Decided,
-}
-
-/// Validates and decides a save on a snapshot, without the writer: a writer of many
-/// batches decides the next one while the previous one is written.
-pub async fn plan_ahead(
-    store: &Store,
-    ctx: SaveContext,
-    items: Vec<(Target, ContactInput)>,
-) -> AppResult<Planned> {
-    let validated = validate(&ctx.fields, &items);
-    let read = {
-        let mut snapshot = store.snapshot().await?;
-        read(&mut snapshot, &ctx.fields, &validated.prepared).await?
-    };
-    let decided = decide(&ctx, &validated.prepared, &read);
-    Ok(Planned {
-        ctx,
-        items,
-        validated,
-        read,
-        decided,
-    })
-}
-
-/// Writes a planned save inside `tx`, whose fields are `fields`. What the plan was decided
-/// on is read again first, in the transaction: if anything changed since (another writer,
-/// or an earlier batch still being written when the snapshot was taken), the items are
-/// decided again on what the transaction reads; if the fields changed, they are validated
-/// again too. A plan therefore never writes a stale decision.
-pub async fn write_planned(
-    tx: &mut Tx,
-    planned: Planned,
-    fields: Arc<FieldSet>,
-) -> AppResult<Vec<AppResult<Saved>>> {
-    let Planned {
-        mut ctx,
-        items,
-        validated,
-        read: planned_on,
-        decided,
-    } = planned;
-    if !Arc::ptr_eq(&ctx.fields, &fields) && *ctx.fields != *fields {
-        ctx.fields = fields;
-        return save_in(tx, &ctx, items).await;
-    }
-    drop(items);
-    let mut keys = lock_keys(&ctx.fields, &validated.prepared);
-    store::locks::identifier_locks(tx, &mut keys).await?;
-    let now = read(tx, &ctx.fields, &validated.prepared).await?;
-    let decided = if now == planned_on {
-        decided
-    } else {
-        decide(&ctx, &validated.prepared, &now)
-    };
-    write(tx, &ctx, decided, validated).await
-}
-
-/// Writes what was decided, with the timeline events it implies; returns each item's
-/// result.
-async fn write(
-    tx: &mut Tx,
-    ctx: &SaveContext,
-    decided: Decided,
-    validated: Validated,
-) -> AppResult<Vec<AppResult<Saved>>> {
-    let Decided {
-        mut work,
-        created_by,
-        item_work,
-        errors,
-    } = decided;
-    let mut results: Vec<Option<AppResult<Saved>>> = (0..validated.count).map(|_| None).collect();
-    for (i, e) in validated.failed.into_iter().chain(errors) {
-        results[i] = Some(Err(e));
-    }
-    let fields: &FieldSet = &ctx.fields;
+    // 5. Write.
     let new_idx: Vec<usize> = (0..work.len()).filter(|w| work[*w].is_new()).collect();
     // A new record's values are needed only to insert it: moved, not copied.
     let rows: Vec<store::contacts::NewContact> = new_idx
@@ -662,7 +516,7 @@ async fn write(
 /// Applies a validated item to a contact (in memory), with the events it implies.
 fn apply(
     ctx: &SaveContext,
-    p: &Prepared,
+    p: &Prepared<'_>,
     c: &mut Contact,
     is_create: bool,
     events: &mut Vec<NewEvent>,
@@ -671,14 +525,9 @@ fn apply(
     let points_before = c.points;
     let stage_before = c.stage_id;
     let mut problems = Problems::default();
-    let sent: HashSet<&str> = p
-        .sets
-        .iter()
-        .map(|(f, _)| fields.at(*f).alias.as_str())
-        .collect();
+    let sent: HashSet<&str> = p.sets.iter().map(|(f, _)| f.alias.as_str()).collect();
 
-    for (f, value) in &p.sets {
-        let field = fields.at(*f);
+    for (field, value) in &p.sets {
         match value {
             Some(v) => set_value(c, field, v.clone()),
             None if p.overwrite_blank => {
@@ -1020,10 +869,10 @@ pub async fn find_duplicates(
         if let Some(f) = fields.get(alias)
             && let Ok(Some(v)) = values::normalize(f, raw)
         {
-            sets.push((f, v));
+            sets.push((f, Some(v)));
         }
     }
-    let probe = identifier_probe(sets.iter().map(|(f, v)| (*f, Some(v))));
+    let probe = identifier_probe(fields, &sets);
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
     for (alias, key) in &probe {
         probes
@@ -1042,139 +891,4 @@ pub async fn find_duplicates(
         .into_iter()
         .filter(|c| matches(operator, &probe, c))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("magpie-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.display()))
-            .await
-            .unwrap();
-        store::migrate::run(&store).await.unwrap();
-        (store, dir)
-    }
-
-    fn ctx() -> SaveContext {
-        SaveContext {
-            fields: Arc::new(FieldSet::defaults_for_tests()),
-            operator: UniqueIdentifierOperator::And,
-            actor: None,
-            source: Source::Api,
-            now: 1_700_000_000_000,
-        }
-    }
-
-    fn upsert(ctx: &SaveContext, body: Json) -> Vec<(Target, ContactInput)> {
-        vec![(
-            Target::Upsert,
-            ContactInput::from_json(&body, &ctx.fields).unwrap(),
-        )]
-    }
-
-    async fn write(store: &Store, ctx: &SaveContext, planned: Planned) -> Saved {
-        let mut tx = store.begin().await.unwrap();
-        let saved = write_planned(&mut tx, planned, ctx.fields.clone())
-            .await
-            .unwrap()
-            .remove(0)
-            .unwrap();
-        tx.commit().await.unwrap();
-        saved
-    }
-
-    async fn contacts(store: &Store, ctx: &SaveContext) -> Vec<Contact> {
-        let mut db = store.read().await.unwrap();
-        let ids: Vec<i64> = db
-            .fetch_all("SELECT id FROM contacts ORDER BY id", vec![])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.i64("id"))
-            .collect();
-        store::contacts::load(&mut db, &ctx.fields, &ids)
-            .await
-            .unwrap()
-    }
-
-    /// Decided before another writer created the contact it names, a plan is decided
-    /// again in its transaction: that contact is updated, not created twice.
-    #[tokio::test]
-    async fn a_plan_is_decided_again_when_a_match_appeared() {
-        let (store, dir) = store("plan-match").await;
-        let ctx = ctx();
-        let planned = plan_ahead(
-            &store,
-            ctx.clone(),
-            upsert(
-                &ctx,
-                json!({"email": "ada@example.org", "firstname": "Ada"}),
-            ),
-        )
-        .await
-        .unwrap();
-        let other = save_alone(
-            &store,
-            &ctx,
-            upsert(
-                &ctx,
-                json!({"email": "ADA@example.org", "lastname": "Lovelace"}),
-            ),
-        )
-        .await
-        .unwrap()
-        .remove(0)
-        .unwrap();
-        let saved = write(&store, &ctx, planned).await;
-        assert_eq!(
-            saved,
-            Saved {
-                id: other.id,
-                created: false
-            }
-        );
-        let all = contacts(&store, &ctx).await;
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].text("firstname").as_deref(), Some("Ada"));
-        assert_eq!(all[0].text("lastname").as_deref(), Some("Lovelace"));
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    /// Decided as an update of a contact another writer deleted since, a plan creates the
-    /// contact instead of updating nothing.
-    #[tokio::test]
-    async fn a_plan_is_decided_again_when_its_contact_went_away() {
-        let (store, dir) = store("plan-gone").await;
-        let ctx = ctx();
-        let first = save_alone(
-            &store,
-            &ctx,
-            upsert(&ctx, json!({"email": "ada@example.org"})),
-        )
-        .await
-        .unwrap()
-        .remove(0)
-        .unwrap();
-        let planned = plan_ahead(
-            &store,
-            ctx.clone(),
-            upsert(
-                &ctx,
-                json!({"email": "ada@example.org", "firstname": "Ada"}),
-            ),
-        )
-        .await
-        .unwrap();
-        assert_eq!(delete(&store, &[first.id]).await.unwrap(), 1);
-        let saved = write(&store, &ctx, planned).await;
-        assert!(saved.created, "{saved:?}");
-        let all = contacts(&store, &ctx).await;
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].id, saved.id);
-        assert_eq!(all[0].text("firstname").as_deref(), Some("Ada"));
-        std::fs::remove_dir_all(&dir).ok();
-    }
 }

@@ -1057,7 +1057,6 @@ fn spawn_parser(
 }
 
 /// What the job needs to know beyond the batch.
-#[derive(Clone)]
 struct Plan {
     import_id: i64,
     file_name: String,
@@ -1170,132 +1169,26 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         settings.header_count,
         state.config.file.import.batch_rows,
     );
-    // Each batch is converted and decided (`service::plan_ahead`) on a task of its own
-    // while the one before it is written: the job's Rust work overlaps the writer's.
-    let mut next = match batches.recv().await {
-        Some(batch) => Ahead::spawn(state, &plan, batch?),
-        None => anyhow::bail!("the file reader stopped before the end of the file"),
-    };
-    loop {
-        let converted = next.finish().await?;
-        let eof = converted.eof;
-        let ahead = match eof {
-            true => None,
-            false => match batches.recv().await {
-                Some(batch) => Some(Ahead::spawn(state, &plan, batch?)),
-                None => anyhow::bail!("the file reader stopped before the end of the file"),
-            },
-        };
-        let control = write_batch(state, ctx, &mut plan, converted).await?;
+    while let Some(batch) = batches.recv().await {
+        let batch = batch.map_err(|e| anyhow::anyhow!("reading the uploaded file: {e}"))?;
+        let eof = batch.eof;
+        let control = write_batch(state, ctx, &mut plan, batch).await?;
         match control {
             Control::LeaseLost => return Ok(Outcome::LeaseLost),
             Control::Stop if !eof => return Ok(Outcome::Paused),
             _ => {}
         }
-        let Some(ahead) = ahead else {
+        if eof {
             return Ok(Outcome::Done);
-        };
+        }
         if ctx.stopping() {
             return Ok(Outcome::Interrupted);
         }
         if ctx.lost() {
             return Ok(Outcome::LeaseLost);
         }
-        next = ahead;
     }
-}
-
-/// A batch read from the file, its rows turned into contact inputs, and, where the
-/// options allow, its save decided ahead of its transaction.
-struct Converted {
-    items: Vec<Item>,
-    failures: Vec<Failure>,
-    total_rows: i64,
-    end: Position,
-    eof: bool,
-    /// Set when every row is an upsert (match by identifiers, update) and names no new
-    /// stage: the inputs are then in the plan, not in `items`.
-    planned: Option<service::Planned>,
-}
-
-/// The next batch being converted on a task of its own; cancelled when dropped (the job
-/// stopped before writing it).
-struct Ahead(tokio::task::JoinHandle<anyhow::Result<Converted>>);
-
-impl Ahead {
-    fn spawn(state: &SharedState, plan: &Plan, batch: Batch) -> Ahead {
-        let (state, plan) = (state.clone(), plan.clone());
-        Ahead(tokio::spawn(async move {
-            let mut converted = convert(&plan, batch);
-            let upserts = plan.options.match_by == MatchBy::Identifiers
-                && plan.options.if_exists == IfExists::Update;
-            if upserts && converted.items.iter().all(|i| i.new_stage.is_none()) {
-                let fields = state.fields(&mut state.store.read().await?).await?;
-                let items = converted
-                    .items
-                    .iter_mut()
-                    .map(|i| (SaveTarget::Upsert, std::mem::take(&mut i.input)))
-                    .collect();
-                let ctx = SaveContext {
-                    fields,
-                    operator: plan.options.operator,
-                    actor: plan.actor,
-                    source: Source::Import,
-                    now: now_ms(),
-                };
-                converted.planned = Some(service::plan_ahead(&state.store, ctx, items).await?);
-            }
-            Ok(converted)
-        }))
-    }
-
-    async fn finish(mut self) -> anyhow::Result<Converted> {
-        (&mut self.0)
-            .await
-            .map_err(|e| anyhow::anyhow!("converting a batch: {e}"))?
-    }
-}
-
-impl Drop for Ahead {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Rows become contact inputs (or failures) before the transaction: the writer is not
-/// held for it.
-fn convert(plan: &Plan, batch: Batch) -> Converted {
-    let mut items: Vec<Item> = Vec::with_capacity(batch.records.len());
-    let mut failures: Vec<Failure> = Vec::new();
-    let total_rows = batch.records.len() as i64;
-    for r in batch.records {
-        let (row, line) = (r.row as i64, r.line as i64);
-        match r.fields {
-            Err(bad) => failures.push(Failure {
-                row,
-                line,
-                reason: bad.reason,
-                values: bad.values,
-            }),
-            Ok(values) => match to_item(plan, row, line, values) {
-                Ok(item) => items.push(item),
-                Err((reason, values)) => failures.push(Failure {
-                    row,
-                    line,
-                    reason,
-                    values,
-                }),
-            },
-        }
-    }
-    Converted {
-        items,
-        failures,
-        total_rows,
-        end: batch.end,
-        eof: batch.eof,
-        planned: None,
-    }
+    anyhow::bail!("the file reader stopped before the end of the file")
 }
 
 /// `'=1+1'` exported by Magpie as `'=1+1` comes back as `=1+1` (see `exports::neutralize`).
@@ -1499,18 +1392,34 @@ async fn write_batch(
     state: &SharedState,
     ctx: &JobCtx,
     plan: &mut Plan,
-    converted: Converted,
+    batch: Batch,
 ) -> anyhow::Result<Control> {
     let now = now_ms();
     let mut counts = Counts::default();
-    let Converted {
-        mut items,
-        mut failures,
-        total_rows,
-        end,
-        eof,
-        planned,
-    } = converted;
+    let mut failures: Vec<Failure> = Vec::new();
+    let total_rows = batch.records.len() as i64;
+    // Rows become contact inputs before the transaction: the writer is not held for it.
+    let mut items: Vec<Item> = Vec::with_capacity(batch.records.len());
+    for r in batch.records {
+        let (row, line) = (r.row as i64, r.line as i64);
+        match r.fields {
+            Err(bad) => failures.push(Failure {
+                row,
+                line,
+                reason: bad.reason,
+                values: bad.values,
+            }),
+            Ok(values) => match to_item(plan, row, line, values) {
+                Ok(item) => items.push(item),
+                Err((reason, values)) => failures.push(Failure {
+                    row,
+                    line,
+                    reason,
+                    values,
+                }),
+            },
+        }
+    }
 
     let mut tx = state.store.begin().await?;
     let control = ctx.checkpoint(&mut tx).await?;
@@ -1627,10 +1536,7 @@ async fn write_batch(
     let mut to_save: Vec<(SaveTarget, ContactInput)> = Vec::with_capacity(items.len());
     let mut saved_items: Vec<&Item> = Vec::with_capacity(items.len());
     for (item, target) in items.iter_mut().zip(&targets) {
-        // A planned batch's inputs are in its plan.
-        if let Some(t) = target
-            && planned.is_none()
-        {
+        if let Some(t) = target {
             to_save.push((*t, std::mem::take(&mut item.input)));
         }
     }
@@ -1647,11 +1553,9 @@ async fn write_batch(
         source: Source::Import,
         now,
     };
-    let results = match planned {
-        Some(planned) => service::write_planned(&mut tx, planned, fields.clone()).await,
-        None => service::save_in(&mut tx, &save_ctx, to_save).await,
-    }
-    .map_err(|e| anyhow::anyhow!("writing contacts: {e}"))?;
+    let results = service::save_in(&mut tx, &save_ctx, to_save)
+        .await
+        .map_err(|e| anyhow::anyhow!("writing contacts: {e}"))?;
     let mut events = Vec::with_capacity(results.len());
     let mut dates = Vec::new();
     for (item, result) in saved_items.iter().zip(results) {
@@ -1700,9 +1604,9 @@ async fn write_batch(
     store::imports::set_contact_dates(&mut tx, &dates).await?;
     store::imports::insert_failures(&mut tx, plan.import_id, &failures).await?;
     let checkpoint = Checkpoint {
-        offset_bytes: end.offset as i64,
-        next_row: end.records as i64,
-        next_line: end.lines as i64,
+        offset_bytes: batch.end.offset as i64,
+        next_row: batch.end.records as i64,
+        next_line: batch.end.lines as i64,
         rows: total_rows,
         created: counts.created,
         updated: counts.updated,
@@ -1710,12 +1614,12 @@ async fn write_batch(
         failed: counts.failed,
     };
     store::imports::checkpoint(&mut tx, plan.import_id, &checkpoint, now).await?;
-    if eof {
+    if batch.eof {
         // Data rows: records after the header.
         store::imports::finish(
             &mut tx,
             plan.import_id,
-            (end.records as i64 - 1).max(0),
+            (batch.end.records as i64 - 1).max(0),
             now,
         )
         .await?;
