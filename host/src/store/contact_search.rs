@@ -399,16 +399,16 @@ impl Compiler<'_> {
             }
             Cond::OwnerIds(ids) | Cond::StageIds(ids) if ids.is_empty() => "1 = 0".to_owned(),
             Cond::OwnerIds(ids) => {
-                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
-                format!("c.owner_id IN ({})", list.join(", "))
+                let list = self.p.list(ids.iter().map(|i| Value::Int(*i)));
+                format!("c.owner_id IN ({list})")
             }
             Cond::StageIds(ids) => {
-                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
-                format!("c.stage_id IN ({})", list.join(", "))
+                let list = self.p.list(ids.iter().map(|i| Value::Int(*i)));
+                format!("c.stage_id IN ({list})")
             }
             Cond::Ids(ids) => {
-                let list: Vec<String> = ids.iter().map(|i| self.p.push(*i)).collect();
-                format!("c.id IN ({})", list.join(", "))
+                let list = self.p.list(ids.iter().map(|i| Value::Int(*i)));
+                format!("c.id IN ({list})")
             }
             Cond::Anonymous => "c.date_identified IS NULL".to_owned(),
             Cond::Unowned => "c.owner_id IS NULL".to_owned(),

@@ -66,12 +66,12 @@ pub struct EventFilter {
 fn where_clause(p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
     let mut conds = vec![format!("contact_id = {}", p.push(contact_id))];
     if !f.include.is_empty() {
-        let list: Vec<String> = f.include.iter().map(|t| p.push(t.as_str())).collect();
-        conds.push(format!("event_type IN ({})", list.join(", ")));
+        let list = p.list(f.include.iter().map(|t| Value::from(t.as_str())));
+        conds.push(format!("event_type IN ({list})"));
     }
     if !f.exclude.is_empty() {
-        let list: Vec<String> = f.exclude.iter().map(|t| p.push(t.as_str())).collect();
-        conds.push(format!("event_type NOT IN ({})", list.join(", ")));
+        let list = p.list(f.exclude.iter().map(|t| Value::from(t.as_str())));
+        conds.push(format!("event_type NOT IN ({list})"));
     }
     if let Some(s) = f.search.as_deref().filter(|s| !s.is_empty()) {
         let pattern = format!("%{}%", escape_like(&s.to_lowercase()));

@@ -335,11 +335,8 @@ impl Scope<'_> {
             }
             Scope::Ids(ids) => {
                 let mut p = Params::default();
-                let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
-                (
-                    format!("c.id IN ({}) ORDER BY c.id", list.join(", ")),
-                    p.values,
-                )
+                let list = p.list(ids.iter().map(|i| Value::Int(*i)));
+                (format!("c.id IN ({list}) ORDER BY c.id"), p.values)
             }
         }
     }

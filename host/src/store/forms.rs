@@ -1,6 +1,6 @@
 //! Forms and their submissions.
 
-use super::db::{DbResult, Exec, Params, Row};
+use super::db::{DbResult, Exec, Params, Row, Value};
 use crate::params;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -133,10 +133,10 @@ pub async fn submission_stats(
             continue;
         }
         let mut p = Params::default();
-        let list: Vec<String> = chunk.iter().map(|i| p.push(*i)).collect();
+        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
         let sql = format!(
             "SELECT form_id, COUNT(*) AS n, MAX(date_submitted) AS latest FROM form_submissions WHERE form_id IN ({}) GROUP BY form_id",
-            list.join(", ")
+            list
         );
         for r in db.fetch_all(&sql, p.values).await? {
             out.insert(r.i64("form_id"), (r.i64("n"), r.i64("latest")));

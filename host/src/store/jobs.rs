@@ -103,11 +103,8 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<JobRow>> {
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
         let mut p = super::Params::default();
-        let list: Vec<String> = chunk.iter().map(|i| p.push(*i)).collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM jobs WHERE id IN ({})",
-            list.join(", ")
-        );
+        let list = p.list(chunk.iter().map(|i| super::Value::Int(*i)));
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id IN ({})", list);
         out.extend(db.fetch_all(&sql, p.values).await?.iter().map(from_row));
     }
     Ok(out)

@@ -18,10 +18,10 @@ pub async fn existing_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashSet<i
         return Ok(HashSet::new());
     }
     let mut p = Params::default();
-    let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
+    let list = p.list(ids.iter().map(|i| Value::Int(*i)));
     let rows = db
         .fetch_all(
-            &format!("SELECT id FROM stages WHERE id IN ({})", list.join(", ")),
+            &format!("SELECT id FROM stages WHERE id IN ({list})"),
             p.values,
         )
         .await?;
@@ -33,10 +33,10 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<StageRow>> 
         return Ok(Vec::new());
     }
     let mut p = Params::default();
-    let list: Vec<String> = ids.iter().map(|i| p.push(Value::Int(*i))).collect();
+    let list = p.list(ids.iter().map(|i| Value::Int(*i)));
     let sql = format!(
         "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE id IN ({})",
-        list.join(", ")
+        list
     );
     Ok(db
         .fetch_all(&sql, p.values)

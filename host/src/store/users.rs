@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::db::{DbResult, Exec, Params, Row};
+use super::db::{DbResult, Exec, Params, Row, Value};
 use crate::params;
 use crate::users::{Role, User};
 
@@ -58,13 +58,10 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<User>> {
         return Ok(Vec::new());
     }
     let mut p = Params::default();
-    let list: Vec<String> = ids.iter().map(|i| p.push(*i)).collect();
+    let list = p.list(ids.iter().map(|i| Value::Int(*i)));
     let rows = db
         .fetch_all(
-            &format!(
-                "SELECT {COLUMNS} FROM users WHERE id IN ({})",
-                list.join(", ")
-            ),
+            &format!("SELECT {COLUMNS} FROM users WHERE id IN ({})", list),
             p.values,
         )
         .await?;
