@@ -7,10 +7,16 @@ pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// `YYYY-MM-DD<between>HH:MM:SS<after>`, formatted by hand: it runs for every date of
-/// every contact in every answer, and chrono's format strings are parsed on each call.
+/// `YYYY-MM-DD<between>HH:MM:SS<after>`. Four-digit years are formatted by hand: this runs
+/// for every date of every contact in every answer, and chrono parses its format string on
+/// each call. Other years go through chrono, which signs them (`+10000`, `-0001`).
 fn by_hand(t: DateTime<Utc>, between: char, after: &str) -> String {
     use chrono::{Datelike, Timelike};
+    if !(0..=9999).contains(&t.year()) {
+        return t
+            .format(&format!("%Y-%m-%d{between}%H:%M:%S{after}"))
+            .to_string();
+    }
     format!(
         "{:04}-{:02}-{:02}{between}{:02}:{:02}:{:02}{after}",
         t.year(),
@@ -38,13 +44,10 @@ pub fn iso_opt(ms: Option<i64>) -> serde_json::Value {
 
 /// `2024-05-01 12:00:00` — the storage and display form of datetime fields.
 pub fn sql_datetime(ms: i64) -> String {
-    use chrono::Datelike;
-    match Utc.timestamp_millis_opt(ms).single() {
-        Some(t) if (0..=9999).contains(&t.year()) => by_hand(t, ' ', ""),
-        // chrono signs years outside four digits (`+10000`, `-0001`).
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        None => String::new(),
-    }
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| by_hand(t, ' ', ""))
+        .unwrap_or_default()
 }
 
 /// Parses the date-time forms API clients send: RFC 3339 (`2024-05-01T12:00:00Z`,
@@ -119,7 +122,7 @@ mod tests {
         assert_eq!(iso(1_714_564_800_000), "2024-05-01T12:00:00+00:00");
     }
 
-    /// The hand-made format is chrono's `%Y-%m-%d %H:%M:%S`, outside four-digit years too.
+    /// The hand-made formats are chrono's, outside four-digit years too.
     #[test]
     fn formats_sql_datetimes_as_chrono_does() {
         for ms in [
@@ -137,6 +140,12 @@ mod tests {
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_default();
             assert_eq!(sql_datetime(ms), chrono, "{ms}");
+            let chrono_iso = Utc
+                .timestamp_millis_opt(ms)
+                .single()
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
+                .unwrap_or_default();
+            assert_eq!(iso(ms), chrono_iso, "{ms}");
         }
         assert_eq!(sql_datetime(1_714_564_800_000), "2024-05-01 12:00:00");
     }

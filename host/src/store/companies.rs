@@ -229,8 +229,7 @@ pub async fn contact_counts(
         let mut p = Params::default();
         let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
         let sql = format!(
-            "SELECT company_id, COUNT(*) AS n FROM contact_companies WHERE company_id IN ({}) GROUP BY company_id",
-            list
+            "SELECT company_id, COUNT(*) AS n FROM contact_companies WHERE company_id IN ({list}) GROUP BY company_id"
         );
         for r in db.fetch_all(&sql, p.values).await? {
             out.insert(r.i64("company_id"), r.i64("n"));

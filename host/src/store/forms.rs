@@ -135,8 +135,7 @@ pub async fn submission_stats(
         let mut p = Params::default();
         let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
         let sql = format!(
-            "SELECT form_id, COUNT(*) AS n, MAX(date_submitted) AS latest FROM form_submissions WHERE form_id IN ({}) GROUP BY form_id",
-            list
+            "SELECT form_id, COUNT(*) AS n, MAX(date_submitted) AS latest FROM form_submissions WHERE form_id IN ({list}) GROUP BY form_id"
         );
         for r in db.fetch_all(&sql, p.values).await? {
             out.insert(r.i64("form_id"), (r.i64("n"), r.i64("latest")));

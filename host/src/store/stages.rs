@@ -35,8 +35,7 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<StageRow>> 
     let mut p = Params::default();
     let list = p.list(ids.iter().map(|i| Value::Int(*i)));
     let sql = format!(
-        "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE id IN ({})",
-        list
+        "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE id IN ({list})"
     );
     Ok(db
         .fetch_all(&sql, p.values)

@@ -61,7 +61,7 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<User>> {
     let list = p.list(ids.iter().map(|i| Value::Int(*i)));
     let rows = db
         .fetch_all(
-            &format!("SELECT {COLUMNS} FROM users WHERE id IN ({})", list),
+            &format!("SELECT {COLUMNS} FROM users WHERE id IN ({list})"),
             p.values,
         )
         .await?;
