@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
-use super::contact_json::{ContactView, Extras, contact_json};
+use super::contact_json::{ContactView, Extras, Layout, contact_json};
 use super::openapi::ErrorBody;
 use crate::contacts::Contact;
 use crate::contacts::fields::FieldSet;
@@ -133,64 +133,56 @@ pub async fn list(
         Err(ListError::Db(e)) => return Err(e.into()),
     };
     let extras = Extras::load(&mut db, &contacts, minimal).await?;
-    let views: Vec<(String, ContactView)> = contacts
-        .iter()
-        .map(|c| {
+    let layout = Layout::new(&fields);
+    // Mautic sends the total as a string, and the contacts as an object keyed by id.
+    let mut body = Vec::with_capacity(256 + contacts.len() * 8192);
+    body.extend_from_slice(b"{\"total\":\"");
+    body.extend_from_slice(total.to_string().as_bytes());
+    body.extend_from_slice(b"\",\"contacts\":");
+    write_keyed(
+        &mut body,
+        contacts.iter().map(|c| {
             (
-                c.id.to_string(),
+                c.id,
                 ContactView {
-                    fields: &fields,
+                    layout: &layout,
                     extras: &extras,
                     contact: c,
                     minimal,
                 },
             )
-        })
-        .collect();
-    // Mautic sends the total as a string, and the contacts as an object keyed by id.
-    Ok(json_response(
-        StatusCode::OK,
-        &ListBody {
-            total: total.to_string(),
-            contacts: KeyedMap(&views),
-        },
-    ))
+        }),
+    );
+    body.push(b'}');
+    Ok(json_bytes(StatusCode::OK, body))
 }
 
-#[derive(serde::Serialize)]
-struct ListBody<'a> {
-    total: String,
-    contacts: KeyedMap<'a, ContactView<'a>>,
-}
-
-/// Serialises `[(key, value)]` as a JSON object in that order.
-struct KeyedMap<'a, T>(&'a [(String, T)]);
-
-impl<T: serde::Serialize> serde::Serialize for KeyedMap<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
+/// Writes contacts as a JSON object keyed by `key`, in order.
+fn write_keyed<'a, K: std::fmt::Display>(
+    out: &mut Vec<u8>,
+    views: impl Iterator<Item = (K, ContactView<'a>)>,
+) {
+    out.push(b'{');
+    for (i, (key, view)) in views.enumerate() {
+        out.extend_from_slice(if i == 0 { b"\"" } else { b",\"" });
+        out.extend_from_slice(key.to_string().as_bytes());
+        out.extend_from_slice(b"\":");
+        view.write(out);
     }
+    out.push(b'}');
 }
 
-/// A JSON answer serialised straight to bytes.
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => AppError::Internal(e.into()).into_response(),
-    }
+/// A JSON answer already written.
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /api/contacts/{id}`
@@ -365,8 +357,9 @@ async fn run_batch(
     let fields = state.fields(&mut db).await?;
     let contacts = store::contacts::load(&mut db, &fields, &ids).await?;
     let extras = Extras::load(&mut db, &contacts, false).await?;
+    let layout = Layout::new(&fields);
     let by_id: HashMap<i64, &Contact> = contacts.iter().map(|c| (c.id, c)).collect();
-    let mut views: Vec<(String, ContactView)> = Vec::new();
+    let mut views: Vec<(usize, ContactView)> = Vec::new();
     let mut codes = Vec::new();
     let mut errors = Map::new();
     for (i, slot) in slots.into_iter().enumerate() {
@@ -374,9 +367,9 @@ async fn run_batch(
             Ok(saved) => {
                 if let Some(c) = by_id.get(&saved.id) {
                     views.push((
-                        i.to_string(),
+                        i,
                         ContactView {
-                            fields: &fields,
+                            layout: &layout,
                             extras: &extras,
                             contact: c,
                             minimal: false,
@@ -391,40 +384,30 @@ async fn run_batch(
             }
         }
     }
-    // A list when every item succeeded (Mautic's array), else an object keyed by index.
-    #[derive(serde::Serialize)]
-    struct BatchBody<'a> {
-        contacts: BatchContacts<'a>,
-        #[serde(rename = "statusCodes")]
-        status_codes: Vec<u16>,
-        #[serde(skip_serializing_if = "Map::is_empty")]
-        errors: Map<String, Value>,
-    }
-    enum BatchContacts<'a> {
-        List(Vec<&'a ContactView<'a>>),
-        Keyed(KeyedMap<'a, ContactView<'a>>),
-    }
-    impl serde::Serialize for BatchContacts<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            match self {
-                BatchContacts::List(l) => l.serialize(s),
-                BatchContacts::Keyed(k) => k.serialize(s),
+    // `{"contacts": …, "statusCodes": […], "errors": {index: …}}`: the contacts are a list
+    // when every item succeeded (Mautic's array), else an object keyed by index.
+    let mut body = Vec::with_capacity(256 + views.len() * 8192);
+    body.extend_from_slice(b"{\"contacts\":");
+    if errors.is_empty() {
+        body.push(b'[');
+        for (n, (_, view)) in views.into_iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
             }
+            view.write(&mut body);
         }
-    }
-    let contacts_json = if errors.is_empty() {
-        BatchContacts::List(views.iter().map(|(_, v)| v).collect())
+        body.push(b']');
     } else {
-        BatchContacts::Keyed(KeyedMap(&views))
-    };
-    Ok(json_response(
-        status,
-        &BatchBody {
-            contacts: contacts_json,
-            status_codes: codes,
-            errors,
-        },
-    ))
+        write_keyed(&mut body, views.into_iter());
+    }
+    body.extend_from_slice(b",\"statusCodes\":");
+    serde_json::to_writer(&mut body, &codes).expect("JSON into memory");
+    if !errors.is_empty() {
+        body.extend_from_slice(b",\"errors\":");
+        serde_json::to_writer(&mut body, &errors).expect("JSON into memory");
+    }
+    body.push(b'}');
+    Ok(json_bytes(status, body))
 }
 
 /// `POST /api/contacts/batch/new`
