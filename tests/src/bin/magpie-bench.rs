@@ -367,10 +367,13 @@ async fn main() {
                         .await
                         .unwrap();
                     assert_eq!(r.status(), 201);
-                    // The server rendered every contact; the client only checks for refusals.
+                    // The server rendered every contact; the client only checks for refusals:
+                    // the contacts are a list only when every item was saved (else an object
+                    // keyed by index, beside `errors`). Scanning the whole 1.3 MB answer took
+                    // ~5% of the two cores the server shares with this client.
                     let answer = r.bytes().await.unwrap();
                     latencies.push(sent.elapsed());
-                    if answer.windows(9).any(|w| w == b"\"errors\":") {
+                    if !answer.starts_with(b"{\"contacts\":[") {
                         panic!(
                             "seeding: items refused: {}",
                             String::from_utf8_lossy(&answer)
