@@ -332,10 +332,10 @@ impl ContactView<'_> {
 }
 
 /// A contact as a JSON value (for answers that change it, like delete's `id: null`).
-pub fn contact_json(fields: &FieldSet, extras: &Extras, c: &Contact, minimal: bool) -> Json {
+pub fn contact_json(layout: &Layout, extras: &Extras, c: &Contact, minimal: bool) -> Json {
     let mut out = Vec::new();
     ContactView {
-        layout: &Layout::new(fields),
+        layout,
         extras,
         contact: c,
         minimal,
@@ -519,8 +519,10 @@ mod tests {
         let (text, j) = written(&fields(), true);
         assert_eq!(keys(&j).last(), Some(&"fields"));
         assert!(text.ends_with("}}}"), "{text}");
+        let fields = fields();
+        let layout = Layout::new(&fields);
         assert_eq!(
-            contact_json(&fields(), &Extras::default(), &contact(), true),
+            contact_json(&layout, &Extras::default(), &contact(), true),
             j
         );
     }

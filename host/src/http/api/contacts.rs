@@ -36,9 +36,10 @@ async fn render(
     minimal: bool,
 ) -> AppResult<Vec<Value>> {
     let extras = Extras::load(db, contacts, minimal).await?;
+    let layout = Layout::new(fields);
     Ok(contacts
         .iter()
-        .map(|c| contact_json(fields, &extras, c, minimal))
+        .map(|c| contact_json(&layout, &extras, c, minimal))
         .collect())
 }
 
