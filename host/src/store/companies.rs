@@ -227,7 +227,7 @@ pub async fn contact_counts(
             continue;
         }
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT company_id, COUNT(*) AS n FROM contact_companies WHERE company_id IN ({list}) GROUP BY company_id"
         );

@@ -399,15 +399,15 @@ impl Compiler<'_> {
             }
             Cond::OwnerIds(ids) | Cond::StageIds(ids) if ids.is_empty() => "1 = 0".to_owned(),
             Cond::OwnerIds(ids) => {
-                let list = self.p.list(ids.iter().map(|i| Value::Int(*i)));
+                let list = self.p.list(ids.iter().copied());
                 format!("c.owner_id IN ({list})")
             }
             Cond::StageIds(ids) => {
-                let list = self.p.list(ids.iter().map(|i| Value::Int(*i)));
+                let list = self.p.list(ids.iter().copied());
                 format!("c.stage_id IN ({list})")
             }
             Cond::Ids(ids) => {
-                let list = self.p.list(ids.iter().map(|i| Value::Int(*i)));
+                let list = self.p.list(ids.iter().copied());
                 format!("c.id IN ({list})")
             }
             Cond::Anonymous => "c.date_identified IS NULL".to_owned(),

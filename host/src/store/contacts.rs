@@ -62,7 +62,7 @@ pub async fn load(db: &mut impl Exec, fields: &FieldSet, ids: &[i64]) -> DbResul
     let mut out: HashMap<i64, Contact> = HashMap::new();
     for chunk in ids.chunks(1000) {
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT {} FROM contacts WHERE id IN ({list})",
             select_list(fields, "")
@@ -96,7 +96,7 @@ pub async fn tags_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, V
             continue;
         }
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT ct.contact_id, t.tag FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
              WHERE ct.contact_id IN ({list}) ORDER BY t.tag"
@@ -348,7 +348,7 @@ pub async fn delete(db: &mut impl Exec, ids: &[i64]) -> DbResult<u64> {
     let mut n = 0;
     for chunk in ids.chunks(1000) {
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         n += db
             .execute(
                 &format!("DELETE FROM contacts WHERE id IN ({list})"),
@@ -393,7 +393,7 @@ pub async fn tag_ids(db: &mut impl Exec, names: &[String]) -> DbResult<HashMap<S
             continue;
         }
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|n| Value::Text(n.clone())));
+        let list = p.list(chunk);
         for row in db
             .fetch_all(
                 &format!("SELECT id, tag FROM tags WHERE tag IN ({list})"),
@@ -449,7 +449,7 @@ pub async fn touch_ips(
     ids.dedup();
     for chunk in ids.chunks(1000) {
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         for r in db
             .fetch_all(
                 &format!("SELECT contact_id, ip FROM contact_ips WHERE contact_id IN ({list})"),
@@ -496,7 +496,7 @@ pub async fn ips_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Ve
             continue;
         }
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT contact_id, ip, first_seen, last_seen FROM contact_ips WHERE contact_id IN ({list}) ORDER BY last_seen DESC"
         );
@@ -528,7 +528,7 @@ pub async fn dnc_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Ve
             continue;
         }
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT id, contact_id, channel, channel_id, reason, comments, date_added FROM contact_dnc
              WHERE contact_id IN ({list}) ORDER BY id"
@@ -642,7 +642,7 @@ pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Ve
             continue;
         }
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT id, contact_id, date_added, {}, query FROM contact_utm_tags WHERE contact_id IN ({list}) ORDER BY id",
             UTM_COLUMNS.join(", ")

@@ -894,8 +894,8 @@ impl Params {
         format!("${}", self.values.len())
     }
 
-    /// `$a, $b, …` for several values.
-    pub fn list(&mut self, values: impl IntoIterator<Item = Value>) -> String {
+    /// `$a, $b, …` for several values (ids, names, or `Value`s).
+    pub fn list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> String {
         let mut list = String::new();
         self.write_list(&mut list, values);
         list
@@ -903,13 +903,17 @@ impl Params {
 
     /// Appends `$a, $b, …` for several values to `sql` (no string per placeholder: the
     /// multi-row INSERTs of the write path hand out thousands per statement).
-    pub fn write_list(&mut self, sql: &mut String, values: impl IntoIterator<Item = Value>) {
+    pub fn write_list<V: Into<Value>>(
+        &mut self,
+        sql: &mut String,
+        values: impl IntoIterator<Item = V>,
+    ) {
         use std::fmt::Write;
         for (i, v) in values.into_iter().enumerate() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            self.values.push(v);
+            self.values.push(v.into());
             let _ = write!(sql, "${}", self.values.len());
         }
     }

@@ -66,11 +66,11 @@ pub struct EventFilter {
 fn where_clause(p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
     let mut conds = vec![format!("contact_id = {}", p.push(contact_id))];
     if !f.include.is_empty() {
-        let list = p.list(f.include.iter().map(|t| Value::from(t.as_str())));
+        let list = p.list(&f.include);
         conds.push(format!("event_type IN ({list})"));
     }
     if !f.exclude.is_empty() {
-        let list = p.list(f.exclude.iter().map(|t| Value::from(t.as_str())));
+        let list = p.list(&f.exclude);
         conds.push(format!("event_type NOT IN ({list})"));
     }
     if let Some(s) = f.search.as_deref().filter(|s| !s.is_empty()) {

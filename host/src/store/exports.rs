@@ -335,7 +335,7 @@ impl Scope<'_> {
             }
             Scope::Ids(ids) => {
                 let mut p = Params::default();
-                let list = p.list(ids.iter().map(|i| Value::Int(*i)));
+                let list = p.list(ids.iter().copied());
                 (format!("c.id IN ({list}) ORDER BY c.id"), p.values)
             }
         }

@@ -1,6 +1,6 @@
 //! Forms and their submissions.
 
-use super::db::{DbResult, Exec, Params, Row, Value};
+use super::db::{DbResult, Exec, Params, Row};
 use crate::params;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -133,7 +133,7 @@ pub async fn submission_stats(
             continue;
         }
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT form_id, COUNT(*) AS n, MAX(date_submitted) AS latest FROM form_submissions WHERE form_id IN ({list}) GROUP BY form_id"
         );

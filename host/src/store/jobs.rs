@@ -5,7 +5,7 @@
 //! Every write a worker makes about its job is fenced by its owner id, so a worker whose
 //! lease was taken over (it stalled past the expiry) can no longer commit anything.
 
-use super::db::{Backend, DbResult, Exec, Params, Row, Value};
+use super::db::{Backend, DbResult, Exec, Params, Row};
 use crate::params;
 
 /// What a job is doing.
@@ -103,7 +103,7 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<JobRow>> {
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
         let mut p = Params::default();
-        let list = p.list(chunk.iter().map(|i| Value::Int(*i)));
+        let list = p.list(chunk.iter().copied());
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id IN ({list})");
         out.extend(db.fetch_all(&sql, p.values).await?.iter().map(from_row));
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::db::{DbResult, Exec, Params, Value};
+use super::db::{DbResult, Exec, Params};
 
 pub struct StageRow {
     pub id: i64,
@@ -18,7 +18,7 @@ pub async fn existing_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashSet<i
         return Ok(HashSet::new());
     }
     let mut p = Params::default();
-    let list = p.list(ids.iter().map(|i| Value::Int(*i)));
+    let list = p.list(ids.iter().copied());
     let rows = db
         .fetch_all(
             &format!("SELECT id FROM stages WHERE id IN ({list})"),
@@ -33,7 +33,7 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<StageRow>> 
         return Ok(Vec::new());
     }
     let mut p = Params::default();
-    let list = p.list(ids.iter().map(|i| Value::Int(*i)));
+    let list = p.list(ids.iter().copied());
     let sql = format!(
         "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE id IN ({list})"
     );

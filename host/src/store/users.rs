@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::db::{DbResult, Exec, Params, Row, Value};
+use super::db::{DbResult, Exec, Params, Row};
 use crate::params;
 use crate::users::{Role, User};
 
@@ -58,7 +58,7 @@ pub async fn by_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<Vec<User>> {
         return Ok(Vec::new());
     }
     let mut p = Params::default();
-    let list = p.list(ids.iter().map(|i| Value::Int(*i)));
+    let list = p.list(ids.iter().copied());
     let rows = db
         .fetch_all(
             &format!("SELECT {COLUMNS} FROM users WHERE id IN ({list})"),
