@@ -134,18 +134,14 @@ mod tests {
             253_402_300_800_000, // 10000-01-01
             -62_198_755_200_000, // year -1
         ] {
-            let chrono = Utc
-                .timestamp_millis_opt(ms)
-                .single()
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default();
-            assert_eq!(sql_datetime(ms), chrono, "{ms}");
-            let chrono_iso = Utc
-                .timestamp_millis_opt(ms)
-                .single()
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
-                .unwrap_or_default();
-            assert_eq!(iso(ms), chrono_iso, "{ms}");
+            let chrono = |format: &str| {
+                Utc.timestamp_millis_opt(ms)
+                    .single()
+                    .map(|t| t.format(format).to_string())
+                    .unwrap_or_default()
+            };
+            assert_eq!(sql_datetime(ms), chrono("%Y-%m-%d %H:%M:%S"), "{ms}");
+            assert_eq!(iso(ms), chrono("%Y-%m-%dT%H:%M:%S+00:00"), "{ms}");
         }
         assert_eq!(sql_datetime(1_714_564_800_000), "2024-05-01 12:00:00");
     }

@@ -25,6 +25,11 @@ fn mapping_from_preview(import: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The finished import's progress counters named by `keys`, in that order.
+fn counts(done: &Value, keys: &[&str]) -> Vec<Option<i64>> {
+    keys.iter().map(|k| done["progress"][*k].as_i64()).collect()
+}
+
 async fn events_of(s: &TestServer, contact: i64, kind: &str) -> Vec<Value> {
     let r = s
         .get(&format!(
@@ -97,13 +102,8 @@ async fn import_with_mapping_and_a_new_field(backend: Backend) {
     assert_eq!(done["status"], "done", "{done}");
     let p = &done["progress"];
     assert_eq!(
-        (
-            p["rowsDone"].as_i64(),
-            p["created"].as_i64(),
-            p["updated"].as_i64(),
-            p["failed"].as_i64()
-        ),
-        (Some(2), Some(1), Some(1), Some(0)),
+        counts(&done, &["rowsDone", "created", "updated", "failed"]),
+        [Some(2), Some(1), Some(1), Some(0)],
         "{done}"
     );
     assert_eq!(p["percent"], 100.0);
@@ -185,14 +185,9 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
         json!({"ifExists": "skip", "operator": "and"}),
     )
     .await;
-    let p = &done["progress"];
     assert_eq!(
-        (
-            p["created"].as_i64(),
-            p["skipped"].as_i64(),
-            p["updated"].as_i64()
-        ),
-        (Some(2), Some(2), Some(0)),
+        counts(&done, &["created", "skipped", "updated"]),
+        [Some(2), Some(2), Some(0)],
         "{done}"
     );
     let c = s.get(&format!("/api/contacts/{e1}")).await.expect(200);
@@ -216,14 +211,9 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
         json!({"ifExists": "update", "operator": "or"}),
     )
     .await;
-    let p = &done["progress"];
     assert_eq!(
-        (
-            p["created"].as_i64(),
-            p["updated"].as_i64(),
-            p["skipped"].as_i64()
-        ),
-        (Some(1), Some(2), Some(0)),
+        counts(&done, &["created", "updated", "skipped"]),
+        [Some(1), Some(2), Some(0)],
         "{done}"
     );
     let c = s.get(&format!("/api/contacts/{e2}")).await.expect(200);
@@ -254,10 +244,9 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
     let csv = format!("id,firstname,email\n{e1},ById,\n999999,Fresh,fresh@x.org\n");
     let i = upload(&s, "ids.csv", csv).await;
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"matchBy": "id"})).await;
-    let p = &done["progress"];
     assert_eq!(
-        (p["created"].as_i64(), p["updated"].as_i64()),
-        (Some(1), Some(1)),
+        counts(&done, &["created", "updated"]),
+        [Some(1), Some(1)],
         "{done}"
     );
     let c = s.get(&format!("/api/contacts/{e1}")).await.expect(200);
@@ -554,14 +543,9 @@ async fn repeats_across_batches_are_one_contact(backend: Backend) {
     }
     let i = upload(&s, "repeats.csv", csv).await;
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
-    let p = &done["progress"];
     assert_eq!(
-        (
-            p["created"].as_i64(),
-            p["updated"].as_i64(),
-            p["failed"].as_i64()
-        ),
-        (Some(50), Some(250), Some(0)),
+        counts(&done, &["created", "updated", "failed"]),
+        [Some(50), Some(250), Some(0)],
         "{done}"
     );
     assert_eq!(count_contacts(&s).await, before + 50);

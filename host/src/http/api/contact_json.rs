@@ -213,34 +213,34 @@ impl<'a> Layout<'a> {
                 }
                 let value = c.field_value(f);
                 out.extend_from_slice(head.as_bytes());
-                put(out, &ValueView(f, &value));
+                write_json(out, &ValueView(f, &value));
                 out.extend_from_slice(b",\"normalizedValue\":");
-                put(out, &normalized(f, &value));
+                write_json(out, &normalized(f, &value));
                 out.push(b'}');
             }
             out.push(b'}');
         }
         out.extend_from_slice(b",\"all\":{\"id\":");
-        put(out, &c.id);
+        write_json(out, &c.id);
         for (f, key) in &self.all {
             out.extend_from_slice(key.as_bytes());
-            put(out, &ValueView(f, &c.field_value(f)));
+            write_json(out, &ValueView(f, &c.field_value(f)));
         }
         out.extend_from_slice(b"}}");
     }
 }
 
 /// Appends a value's JSON (writing to memory cannot fail).
-fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+pub fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     serde_json::to_writer(&mut *out, v).expect("JSON into memory");
 }
 
 /// Appends `,"key":` and the value's JSON.
 fn entry<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, v: &T) {
     out.push(b',');
-    put(out, key);
+    write_json(out, key);
     out.push(b':');
-    put(out, v);
+    write_json(out, v);
 }
 
 pub fn owner_json(u: &User) -> Json {
@@ -329,6 +329,36 @@ impl ContactView<'_> {
         entry(out, "doNotContact", &dnc);
         out.extend_from_slice(b",\"frequencyRules\":[]}");
     }
+}
+
+/// About one contact's JSON with the default fields (~6.5 KB), to size an answer once.
+pub const CONTACT_BYTES: usize = 8192;
+
+/// Appends contacts as a JSON array.
+pub fn write_array<'a>(out: &mut Vec<u8>, views: impl IntoIterator<Item = ContactView<'a>>) {
+    out.push(b'[');
+    for (i, view) in views.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        view.write(out);
+    }
+    out.push(b']');
+}
+
+/// Appends contacts as a JSON object keyed by `key` (an id or an index), in order.
+pub fn write_keyed<'a>(
+    out: &mut Vec<u8>,
+    views: impl IntoIterator<Item = (impl std::fmt::Display, ContactView<'a>)>,
+) {
+    use std::io::Write;
+    out.push(b'{');
+    for (i, (key, view)) in views.into_iter().enumerate() {
+        let comma = if i > 0 { "," } else { "" };
+        write!(out, "{comma}\"{key}\":").expect("JSON into memory");
+        view.write(out);
+    }
+    out.push(b'}');
 }
 
 /// A contact as a JSON value (for answers that change it, like delete's `id: null`).

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
-use super::contact_json::{ContactView, Extras, Layout, contact_json};
+use super::contact_json::{
+    CONTACT_BYTES, ContactView, Extras, Layout, contact_json, write_array, write_json, write_keyed,
+};
 use super::openapi::ErrorBody;
 use crate::contacts::Contact;
 use crate::contacts::fields::FieldSet;
@@ -136,7 +138,7 @@ pub async fn list(
     let extras = Extras::load(&mut db, &contacts, minimal).await?;
     let layout = Layout::new(&fields);
     // Mautic sends the total as a string, and the contacts as an object keyed by id.
-    let mut body = Vec::with_capacity(256 + contacts.len() * 8192);
+    let mut body = Vec::with_capacity(256 + contacts.len() * CONTACT_BYTES);
     body.extend_from_slice(b"{\"total\":\"");
     body.extend_from_slice(total.to_string().as_bytes());
     body.extend_from_slice(b"\",\"contacts\":");
@@ -156,21 +158,6 @@ pub async fn list(
     );
     body.push(b'}');
     Ok(json_bytes(StatusCode::OK, body))
-}
-
-/// Writes contacts as a JSON object keyed by `key`, in order.
-fn write_keyed<'a, K: std::fmt::Display>(
-    out: &mut Vec<u8>,
-    views: impl Iterator<Item = (K, ContactView<'a>)>,
-) {
-    out.push(b'{');
-    for (i, (key, view)) in views.enumerate() {
-        out.extend_from_slice(if i == 0 { b"\"" } else { b",\"" });
-        out.extend_from_slice(key.to_string().as_bytes());
-        out.extend_from_slice(b"\":");
-        view.write(out);
-    }
-    out.push(b'}');
 }
 
 /// A JSON answer already written.
@@ -387,25 +374,18 @@ async fn run_batch(
     }
     // `{"contacts": …, "statusCodes": […], "errors": {index: …}}`: the contacts are a list
     // when every item succeeded (Mautic's array), else an object keyed by index.
-    let mut body = Vec::with_capacity(256 + views.len() * 8192);
+    let mut body = Vec::with_capacity(256 + views.len() * CONTACT_BYTES);
     body.extend_from_slice(b"{\"contacts\":");
     if errors.is_empty() {
-        body.push(b'[');
-        for (n, (_, view)) in views.into_iter().enumerate() {
-            if n > 0 {
-                body.push(b',');
-            }
-            view.write(&mut body);
-        }
-        body.push(b']');
+        write_array(&mut body, views.into_iter().map(|(_, view)| view));
     } else {
-        write_keyed(&mut body, views.into_iter());
+        write_keyed(&mut body, views);
     }
     body.extend_from_slice(b",\"statusCodes\":");
-    serde_json::to_writer(&mut body, &codes).expect("JSON into memory");
+    write_json(&mut body, &codes);
     if !errors.is_empty() {
         body.extend_from_slice(b",\"errors\":");
-        serde_json::to_writer(&mut body, &errors).expect("JSON into memory");
+        write_json(&mut body, &errors);
     }
     body.push(b'}');
     Ok(json_bytes(status, body))
