@@ -14,6 +14,7 @@ both_backends!(
     sub_resources_and_lists,
     totals_follow_identification_deletes_and_merges,
     concurrent_batches_behave_as_one_after_another,
+    creation_events_read_and_page_with_the_stored_ones,
 );
 
 async fn count(s: &TestServer) -> i64 {
@@ -699,5 +700,148 @@ async fn totals_follow_identification_deletes_and_merges(backend: Backend) {
         .expect(200);
     assert_eq!((total("").await, total("is:anonymous").await), (1, 0));
     assert_eq!(total("tag:t").await, 1);
+    s.stop().await;
+}
+
+/// `lead.create`, `lead.apiadded` and `lead.identified` come from the contact's row, not
+/// from stored events: they must count, filter, order and page exactly like stored ones.
+async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let anonymous = s.create_contact(json!({"city": "Lyon"})).await;
+    let known = s
+        .create_contact(json!({"email": "grace@example.org", "tags": ["vip"]}))
+        .await;
+    // Notes dated before and after the creation, and a points change, around the
+    // derived events.
+    for at in ["2001-01-01 10:00", "2099-01-01 10:00"] {
+        s.post(
+            "/api/notes/new",
+            json!({"lead": known, "text": format!("note {at}"), "dateTime": at}),
+        )
+        .await
+        .expect(201);
+    }
+    s.post(&format!("/api/contacts/{known}/points/plus/5"), json!({}))
+        .await
+        .expect(200);
+
+    let all = s
+        .get(&format!("/api/contacts/{known}/activity?limit=100"))
+        .await
+        .expect(200);
+    let events = all["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for k in ["lead.create", "lead.apiadded", "lead.identified"] {
+        assert_eq!(
+            kinds.iter().filter(|x| **x == k).count(),
+            1,
+            "{k} once in {kinds:?}"
+        );
+    }
+    assert_eq!(all["total"].as_u64().unwrap() as usize, events.len());
+    assert_eq!(
+        kinds.first(),
+        Some(&"lead.note"),
+        "the 2099 note is newest: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.last(),
+        Some(&"lead.note"),
+        "the 2001 note is oldest: {kinds:?}"
+    );
+    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(
+        at("lead.identified") < at("lead.apiadded") && at("lead.apiadded") < at("lead.create"),
+        "newest first, creation last within its millisecond: {kinds:?}"
+    );
+    let stamps: Vec<&str> = events
+        .iter()
+        .map(|e| e["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] >= w[1]), "{stamps:?}");
+    let created = &events[at("lead.create")];
+    assert_eq!(created["extra"]["source"], "api");
+    assert_eq!(created["eventId"], format!("lead.create{known}"));
+    assert_eq!(created["contactId"], known);
+    assert_eq!(events[at("lead.identified")]["extra"]["source"], "api");
+    assert!(events[at("lead.apiadded")]["extra"]["user"].is_i64());
+    assert_eq!(all["types"]["lead.create"], "Contact created");
+
+    // Pages of two, one after another, are the whole list in order.
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap())
+        .collect();
+    let mut paged = Vec::new();
+    for page in 1..=ids.len().div_ceil(2) {
+        let p = s
+            .get(&format!(
+                "/api/contacts/{known}/activity?limit=2&page={page}"
+            ))
+            .await
+            .expect(200);
+        for e in p["events"].as_array().unwrap() {
+            paged.push(e["eventId"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(paged, ids);
+
+    // Filters apply to derived events as to stored ones.
+    let only = |q: &str| {
+        let s = &s;
+        let q = q.to_owned();
+        async move {
+            s.get(&format!("/api/contacts/{known}/activity?{q}"))
+                .await
+                .expect(200)
+        }
+    };
+    let created_only = only("filters[includeEvents][]=lead.create").await;
+    assert_eq!(created_only["total"], 1);
+    assert_eq!(created_only["events"][0]["event"], "lead.create");
+    let without =
+        only("filters[excludeEvents][]=lead.create&filters[excludeEvents][]=lead.apiadded").await;
+    assert_eq!(
+        without["total"].as_u64().unwrap() as usize,
+        events.len() - 2
+    );
+    let old = only("filters[dateTo]=2050-01-01").await;
+    assert!(
+        old["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "lead.create"),
+        "{old}"
+    );
+    let future = only("filters[dateFrom]=2050-01-01").await;
+    assert_eq!(future["total"], 1, "only the 2099 note: {future}");
+
+    // Identified later: the event is at the identification, by the channel that did it.
+    s.patch(
+        &format!("/api/contacts/{anonymous}/edit"),
+        json!({"firstname": "Ada"}),
+    )
+    .await
+    .expect(200);
+    let act = s
+        .get(&format!("/api/contacts/{anonymous}/activity"))
+        .await
+        .expect(200);
+    let kinds: Vec<&str> = act["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "lead.identified").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"lead.create"), "{kinds:?}");
     s.stop().await;
 }

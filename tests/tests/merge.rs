@@ -85,6 +85,17 @@ async fn manual_merge_moves_every_kind_of_row(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(merged["events"][0]["extra"]["merged_id"], loser);
+    // Each contact's creation and identification (derived from its row until now) stay
+    // in the history, once each.
+    for kind in ["lead.create", "lead.apiadded", "lead.identified"] {
+        let of_kind = s
+            .get(&format!(
+                "/api/contacts/{winner}/activity?filters[includeEvents][]={kind}"
+            ))
+            .await
+            .expect(200);
+        assert_eq!(of_kind["total"], 2, "{kind}: {of_kind}");
+    }
     assert!(merged["events"][0]["extra"]["fields_taken"]["firstname"].is_string());
 
     // The loser's id resolves to the winner, for reads and writes.

@@ -74,6 +74,9 @@ pub async fn merge_in(
         .map(|f| f.alias.clone())
         .collect();
 
+    // The winner's dates change below and the loser's row goes: both histories keep
+    // their creation and identification as stored events.
+    store::events::store_derived(tx, &[winner, loser]).await?;
     let rows_moved = store::merge::move_rows(tx, winner, loser).await?;
     let mut sets: Vec<(String, Value)> = fields_taken
         .iter()

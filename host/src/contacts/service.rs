@@ -410,6 +410,7 @@ pub async fn save_in(
                 points: s.points,
                 preferred_profile_image: s.preferred_profile_image.clone(),
                 values: std::mem::take(&mut s.values),
+                source: ctx.source.as_str(),
             }
         })
         .collect();
@@ -596,32 +597,12 @@ fn apply(
     }
     c.tags.retain(|t| !p.tags.remove.contains(t));
 
-    let source = ctx.source.as_str();
-    if is_create {
-        // A new contact's first points and tags are part of its creation, not changes.
-        events.push(NewEvent::new(
-            0,
-            keys::CREATED,
-            ctx.now,
-            json!({ "source": source, "points": c.points, "tags": c.tags }),
-        ));
-        if ctx.source == Source::Api {
-            events.push(NewEvent::new(
-                0,
-                keys::API_ADDED,
-                ctx.now,
-                json!({ "user": ctx.actor }),
-            ));
-        }
-    }
+    // A contact's creation and identification are not stored as events: its row says
+    // when and by which channel (`created_source`, `identified_source`), and the timeline
+    // derives `lead.create`, `lead.apiadded` and `lead.identified` from it. A new
+    // contact's first points and tags are part of its creation, not changes.
     if c.date_identified.is_none() && is_identifying(fields, &c.values) {
         c.date_identified = Some(ctx.now);
-        events.push(NewEvent::new(
-            0,
-            keys::IDENTIFIED,
-            ctx.now,
-            json!({ "source": source }),
-        ));
     }
     if c.points != points_before && !is_create {
         events.push(NewEvent::new(
@@ -629,7 +610,7 @@ fn apply(
             keys::POINTS,
             ctx.now,
             json!({
-                "delta": c.points - points_before, "points": c.points, "action": source,
+                "delta": c.points - points_before, "points": c.points, "action": ctx.source.as_str(),
             }),
         ));
     }
@@ -717,6 +698,12 @@ fn changed_columns(
         if a != b {
             sets.push((col.to_owned(), b));
         }
+    }
+    if before.date_identified.is_none() && after.date_identified.is_some() {
+        sets.push((
+            "identified_source".to_owned(),
+            Value::from(ctx.source.as_str()),
+        ));
     }
     let tags_changed = before.tags != after.tags;
     if !sets.is_empty() || tags_changed {

@@ -180,6 +180,9 @@ pub struct NewContact {
     pub points: i64,
     pub preferred_profile_image: Option<String>,
     pub values: HashMap<String, Value>,
+    /// The channel that creates it (and identifies it, when `date_identified` is set):
+    /// the timeline derives its creation events from these (`store::events`).
+    pub source: &'static str,
 }
 
 /// Inserts contacts with multi-row statements; returns their ids in input order.
@@ -214,6 +217,8 @@ pub async fn insert(
         "points",
         "preferred_profile_image",
         "email_rev",
+        "created_source",
+        "identified_source",
     ];
     let ncols = system.len() + field_cols.len();
     let per_statement = (MAX_PARAMS / ncols).clamp(1, 500);
@@ -244,6 +249,8 @@ pub async fn insert(
                         .and_then(Value::to_text)
                         .map(|e| email_rev(&e)),
                 ),
+                Value::from(r.source),
+                Value::from(r.date_identified.map(|_| r.source)),
             ];
             for alias in &field_cols {
                 let kind = fields.get(alias).map_or(Kind::Text, |f| f.kind());

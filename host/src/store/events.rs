@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
-use super::db::{DbResult, Exec, Params, Value};
+use super::db::{Backend, DbResult, Exec, Params, Value};
 use crate::params;
 use crate::timeline::{Event, NewEvent};
 
@@ -96,6 +96,67 @@ pub fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// The events a contact's own row records, shaped like `contact_events` rows (migration
+/// 12): created — and added through the API — at `date_added`, identified at
+/// `date_identified`, each by the channel its `*_source` column names. Mautic derives
+/// them the same way; storing them cost three rows and six index entries per new
+/// contact. Their ids are negative and distinct, so newest first they read identified,
+/// added, created, after the stored events of the same millisecond.
+fn derived_rows(backend: Backend, contact: &str) -> String {
+    let (json, cast, no_ref) = match backend {
+        Backend::Sqlite => ("json_object", "", "NULL"),
+        Backend::Postgres => ("jsonb_build_object", "::text", "CAST(NULL AS BIGINT)"),
+    };
+    use crate::timeline::keys::{API_ADDED, CREATED, IDENTIFIED};
+    format!(
+        "SELECT -3 * id - 2 AS id, id AS contact_id, '{CREATED}' AS event_type, created_source AS source, \
+            date_added AS occurred_at, {no_ref} AS ref_id, {json}('source', created_source){cast} AS properties \
+            FROM contacts WHERE id = {contact} AND created_source IS NOT NULL \
+         UNION ALL SELECT -3 * id - 1, id, '{API_ADDED}', created_source, date_added, {no_ref}, \
+            {json}('user', created_by){cast} FROM contacts WHERE id = {contact} AND created_source = 'api' \
+         UNION ALL SELECT -3 * id, id, '{IDENTIFIED}', identified_source, date_identified, {no_ref}, \
+            {json}('source', identified_source){cast} \
+            FROM contacts WHERE id = {contact} AND identified_source IS NOT NULL AND date_identified IS NOT NULL"
+    )
+}
+
+const EVENT_COLUMNS: &str = "id, contact_id, event_type, source, occurred_at, ref_id, properties";
+
+/// A contact's matching events, stored and derived, as one compound `SELECT` (no order).
+/// Kept a compound rather than a view: ordered and limited, each arm reads its own index
+/// and the two are merged, where a view would sort every event of the contact first.
+fn matching(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
+    let cond = where_clause(p, contact_id, f);
+    let derived = derived_rows(backend, &p.push(contact_id));
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM contact_events WHERE {cond} \
+         UNION ALL SELECT {EVENT_COLUMNS} FROM ({derived}) AS derived WHERE {cond}"
+    )
+}
+
+/// Stores the derived events of contacts as rows and stops deriving them: a merge moves
+/// the loser's rows to the winner and changes the winner's dates, and each contact's
+/// history must survive that as it was.
+pub async fn store_derived(db: &mut impl Exec, contact_ids: &[i64]) -> DbResult<()> {
+    for id in contact_ids {
+        let derived = derived_rows(db.backend(), "$1");
+        db.execute(
+            &format!(
+                "INSERT INTO contact_events (contact_id, event_type, source, occurred_at, ref_id, properties) \
+                 SELECT contact_id, event_type, source, occurred_at, ref_id, properties FROM ({derived}) AS derived ORDER BY id"
+            ),
+            params![*id],
+        )
+        .await?;
+        db.execute(
+            "UPDATE contacts SET created_source = NULL, identified_source = NULL WHERE id = $1",
+            params![*id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 fn from_row(r: &super::db::Row) -> Event {
     Event {
         id: r.i64("id"),
@@ -123,10 +184,10 @@ pub async fn page(
 /// How many of a contact's events match.
 pub async fn count(db: &mut impl Exec, contact_id: i64, f: &EventFilter) -> DbResult<i64> {
     let mut p = Params::default();
-    let cond = where_clause(&mut p, contact_id, f);
+    let events = matching(db.backend(), &mut p, contact_id, f);
     Ok(db
         .fetch_i64(
-            &format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"),
+            &format!("SELECT COUNT(*) FROM ({events}) AS matching"),
             p.values,
         )
         .await?
@@ -143,53 +204,31 @@ pub async fn rows(
     limit: i64,
 ) -> DbResult<Vec<Event>> {
     let mut p = Params::default();
-    let cond = where_clause(&mut p, contact_id, f);
+    let events = matching(db.backend(), &mut p, contact_id, f);
     let lim = p.push(limit);
     let off = p.push(offset);
-    let sql = format!(
-        "SELECT id, contact_id, event_type, source, occurred_at, ref_id, properties FROM contact_events
-         WHERE {cond} ORDER BY occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}"
-    );
+    let sql = format!("{events} ORDER BY occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}");
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// Event counts per type for a contact (for the filter list).
 pub async fn type_counts(db: &mut impl Exec, contact_id: i64) -> DbResult<HashMap<String, i64>> {
+    let derived = derived_rows(db.backend(), "$1");
     let rows = db
         .fetch_all(
-            "SELECT event_type, COUNT(*) AS n FROM contact_events WHERE contact_id = $1 GROUP BY event_type",
+            &format!(
+                "SELECT event_type, COUNT(*) AS n FROM contact_events WHERE contact_id = $1 GROUP BY event_type \
+                 UNION ALL SELECT event_type, COUNT(*) FROM ({derived}) AS derived GROUP BY event_type"
+            ),
             params![contact_id],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.text("event_type"), r.i64("n")))
-        .collect())
-}
-
-/// Events per UTC month bucket since `since` (for the engagement chart): (month start ms, count).
-pub async fn timestamps_since(
-    db: &mut impl Exec,
-    contact_id: i64,
-    since: i64,
-) -> DbResult<Vec<(i64, String, Json)>> {
-    let rows = db
-        .fetch_all(
-            "SELECT occurred_at, event_type, properties FROM contact_events WHERE contact_id = $1 AND occurred_at >= $2",
-            params![contact_id, since],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.i64("occurred_at"),
-                r.text("event_type"),
-                serde_json::from_str(&r.text("properties")).unwrap_or(Json::Null),
-            )
-        })
-        .collect())
+    let mut counts = HashMap::new();
+    for r in &rows {
+        *counts.entry(r.text("event_type")).or_insert(0) += r.i64("n");
+    }
+    Ok(counts)
 }
 
 /// One month of the engagement chart.
@@ -225,12 +264,14 @@ pub async fn monthly_totals(
     }
     case.push_str(&format!(" ELSE {} END", n - 1));
     let range = format!("contact_id = {c} AND occurred_at >= {lo} AND occurred_at < {hi}");
+    let derived = derived_rows(db.backend(), &c);
     let sql = format!(
-        "SELECT {case} AS bucket, COUNT(*) AS n FROM contact_events WHERE {range} GROUP BY 1"
+        "SELECT {case} AS bucket, COUNT(*) AS n FROM contact_events WHERE {range} GROUP BY 1 \
+         UNION ALL SELECT {case}, COUNT(*) FROM ({derived}) AS derived WHERE {range} GROUP BY 1"
     );
     for r in db.fetch_all(&sql, p.values.clone()).await? {
         if let Some(m) = out.get_mut(r.i64("bucket") as usize) {
-            m.events = r.i64("n");
+            m.events += r.i64("n");
         }
     }
     let delta = match db.backend() {

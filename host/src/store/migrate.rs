@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_narrower_write_indexes"),
     migration!(10, "0010_contentless_fts"),
     migration!(11, "0011_free_text_file"),
+    migration!(12, "0012_derived_creation_events"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once

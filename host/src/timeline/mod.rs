@@ -50,7 +50,8 @@ impl NewEvent {
     }
 }
 
-/// Event type keys the host records.
+/// Event type keys the host records. The first three are read from the contact's own row
+/// (`created_source`, `identified_source`; see `store::events`), not stored as events.
 pub mod keys {
     pub const CREATED: &str = "lead.create";
     pub const API_ADDED: &str = "lead.apiadded";

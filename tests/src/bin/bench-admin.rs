@@ -135,6 +135,7 @@ async fn seed_contacts(s: &TestServer, n: usize) {
                     points: (i % 500) as i64,
                     preferred_profile_image: None,
                     values,
+                    source: "import",
                 }
             })
             .collect();
