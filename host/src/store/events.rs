@@ -122,15 +122,15 @@ fn derived_rows(backend: Backend, contact: &str) -> String {
 
 const EVENT_COLUMNS: &str = "id, contact_id, event_type, source, occurred_at, ref_id, properties";
 
-/// A contact's matching events, stored and derived, as one compound `SELECT` (no order).
-/// Kept a compound rather than a view: ordered and limited, each arm reads its own index
-/// and the two are merged, where a view would sort every event of the contact first.
-fn matching(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
+/// A contact's matching events as the two arms of a compound `SELECT`: stored, derived.
+/// Kept a compound rather than a view: ordered and limited, the stored arm reads its
+/// index in order and the arms are merged, where a view would sort every event first.
+fn arms(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> (String, String) {
     let cond = where_clause(p, contact_id, f);
     let derived = derived_rows(backend, &p.push(contact_id));
-    format!(
-        "SELECT {EVENT_COLUMNS} FROM contact_events WHERE {cond} \
-         UNION ALL SELECT {EVENT_COLUMNS} FROM ({derived}) AS derived WHERE {cond}"
+    (
+        format!("SELECT {EVENT_COLUMNS} FROM contact_events WHERE {cond}"),
+        format!("SELECT {EVENT_COLUMNS} FROM ({derived}) AS derived WHERE {cond}"),
     )
 }
 
@@ -184,10 +184,10 @@ pub async fn page(
 /// How many of a contact's events match.
 pub async fn count(db: &mut impl Exec, contact_id: i64, f: &EventFilter) -> DbResult<i64> {
     let mut p = Params::default();
-    let events = matching(db.backend(), &mut p, contact_id, f);
+    let (stored, derived) = arms(db.backend(), &mut p, contact_id, f);
     Ok(db
         .fetch_i64(
-            &format!("SELECT COUNT(*) FROM ({events}) AS matching"),
+            &format!("SELECT COUNT(*) FROM ({stored} UNION ALL {derived}) AS matching"),
             p.values,
         )
         .await?
@@ -204,10 +204,21 @@ pub async fn rows(
     limit: i64,
 ) -> DbResult<Vec<Event>> {
     let mut p = Params::default();
-    let events = matching(db.backend(), &mut p, contact_id, f);
+    let (stored, derived) = arms(db.backend(), &mut p, contact_id, f);
+    const NEWEST_FIRST: &str = "ORDER BY occurred_at DESC, id DESC";
+    let stored = match db.backend() {
+        // SQLite merges the arms, reading the stored one in index order.
+        Backend::Sqlite => stored,
+        // PostgreSQL merges them only when each arm is limited; otherwise it sorts every
+        // event of the contact (11 ms at 50,000 events, against 0.3 ms).
+        Backend::Postgres => format!(
+            "SELECT * FROM ({stored} {NEWEST_FIRST} LIMIT {}) AS stored",
+            p.push(offset.saturating_add(limit))
+        ),
+    };
     let lim = p.push(limit);
     let off = p.push(offset);
-    let sql = format!("{events} ORDER BY occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}");
+    let sql = format!("{stored} UNION ALL {derived} {NEWEST_FIRST} LIMIT {lim} OFFSET {off}");
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok(rows.iter().map(from_row).collect())
 }
