@@ -17,6 +17,16 @@ both_backends!(
     creation_events_read_and_page_with_the_stored_ones,
 );
 
+/// The event types of an activity answer, newest first.
+fn event_kinds(activity: &serde_json::Value) -> Vec<&str> {
+    activity["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect()
+}
+
 async fn count(s: &TestServer) -> i64 {
     let r = s
         .get("/api/contacts?search=is:anonymous%20OR%20!is:anonymous&limit=1")
@@ -489,12 +499,7 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
         .get(&format!("/api/contacts/{id}/activity"))
         .await
         .expect(200);
-    let kinds: Vec<&str> = act["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let kinds = event_kinds(&act);
     for k in [
         "lead.create",
         "lead.apiadded",
@@ -730,10 +735,7 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
         .await
         .expect(200);
     let events = all["events"].as_array().unwrap();
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let kinds = event_kinds(&all);
     for k in ["lead.create", "lead.apiadded", "lead.identified"] {
         assert_eq!(
             kinds.iter().filter(|x| **x == k).count(),
@@ -831,12 +833,7 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
         .get(&format!("/api/contacts/{anonymous}/activity"))
         .await
         .expect(200);
-    let kinds: Vec<&str> = act["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let kinds = event_kinds(&act);
     assert_eq!(
         kinds.iter().filter(|k| **k == "lead.identified").count(),
         1,

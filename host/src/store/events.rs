@@ -103,11 +103,11 @@ pub fn escape_like(s: &str) -> String {
 /// contact. Their ids are negative and distinct, so newest first they read identified,
 /// added, created, after the stored events of the same millisecond.
 fn derived_rows(backend: Backend, contact: &str) -> String {
+    use crate::timeline::keys::{API_ADDED, CREATED, IDENTIFIED};
     let (json, cast, no_ref) = match backend {
         Backend::Sqlite => ("json_object", "", "NULL"),
         Backend::Postgres => ("jsonb_build_object", "::text", "CAST(NULL AS BIGINT)"),
     };
-    use crate::timeline::keys::{API_ADDED, CREATED, IDENTIFIED};
     format!(
         "SELECT -3 * id - 2 AS id, id AS contact_id, '{CREATED}' AS event_type, created_source AS source, \
             date_added AS occurred_at, {no_ref} AS ref_id, {json}('source', created_source){cast} AS properties \
