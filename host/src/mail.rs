@@ -53,11 +53,11 @@ pub async fn send(
         .body(body)?;
     match &config.file.smtp {
         Some(smtp) => {
-            let (host, port, credentials) = parse_smtp_url(&smtp.url)?;
+            let SmtpTarget { host, port, login } = parse_smtp_url(&smtp.url)?;
             let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                 .port(port)
                 .timeout(Some(std::time::Duration::from_secs(30)));
-            if let Some((user, pass)) = credentials {
+            if let Some((user, pass)) = login {
                 builder = builder.credentials(
                     lettre::transport::smtp::authentication::Credentials::new(user, pass),
                 );
@@ -85,15 +85,24 @@ pub async fn send(
     }
 }
 
+/// Where `[smtp] url` points.
+#[derive(Debug, PartialEq)]
+struct SmtpTarget {
+    host: String,
+    port: u16,
+    /// User name and password.
+    login: Option<(String, String)>,
+}
+
 /// `smtp://[user:password@]host[:port]` (plain SMTP; port 25 by default).
-fn parse_smtp_url(url: &str) -> anyhow::Result<(String, u16, Option<(String, String)>)> {
+fn parse_smtp_url(url: &str) -> anyhow::Result<SmtpTarget> {
     let rest = url.strip_prefix("smtp://").ok_or_else(|| {
         anyhow::anyhow!(
             "[smtp] url '{url}' must look like smtp://host:port (TLS is left to a local relay)"
         )
     })?;
     let rest = rest.trim_end_matches('/');
-    let (credentials, hostport) = match rest.rsplit_once('@') {
+    let (login, hostport) = match rest.rsplit_once('@') {
         Some((auth, hp)) => {
             let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
             let decode = |s: &str| {
@@ -116,25 +125,32 @@ fn parse_smtp_url(url: &str) -> anyhow::Result<(String, u16, Option<(String, Str
     if host.is_empty() {
         anyhow::bail!("[smtp] url '{url}' has no host");
     }
-    Ok((host, port, credentials))
+    Ok(SmtpTarget { host, port, login })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{SmtpTarget, parse_smtp_url};
+
     #[test]
     fn smtp_urls() {
+        let target = |host: &str, port, login: Option<(&str, &str)>| SmtpTarget {
+            host: host.into(),
+            port,
+            login: login.map(|(u, p)| (u.into(), p.into())),
+        };
         assert_eq!(
-            super::parse_smtp_url("smtp://127.0.0.1:2525").unwrap(),
-            ("127.0.0.1".into(), 2525, None)
+            parse_smtp_url("smtp://127.0.0.1:2525").unwrap(),
+            target("127.0.0.1", 2525, None)
         );
         assert_eq!(
-            super::parse_smtp_url("smtp://mail.example.com").unwrap(),
-            ("mail.example.com".into(), 25, None)
+            parse_smtp_url("smtp://mail.example.com").unwrap(),
+            target("mail.example.com", 25, None)
         );
         assert_eq!(
-            super::parse_smtp_url("smtp://me:p%40ss@relay:587").unwrap(),
-            ("relay".into(), 587, Some(("me".into(), "p@ss".into())))
+            parse_smtp_url("smtp://me:p%40ss@relay:587").unwrap(),
+            target("relay", 587, Some(("me", "p@ss")))
         );
-        assert!(super::parse_smtp_url("smtps://x").is_err());
+        assert!(parse_smtp_url("smtps://x").is_err());
     }
 }

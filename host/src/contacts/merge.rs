@@ -200,13 +200,10 @@ mod tests {
     #[test]
     fn field_rules() {
         let fields = FieldSet::defaults_for_tests();
+        type Values<'a> = &'a [(&'a str, &'a str)];
+        type Expected<'a> = &'a [(&'a str, Option<&'a str>)];
         // (winner values, loser values, loser newer?, expected)
-        let cases: Vec<(
-            &[(&str, &str)],
-            &[(&str, &str)],
-            bool,
-            &[(&str, Option<&str>)],
-        )> = vec![
+        let cases: Vec<(Values, Values, bool, Expected)> = vec![
             (
                 &[("firstname", "Ada")],
                 &[("firstname", "Augusta")],

@@ -275,7 +275,7 @@ pub async fn save_in(
         }
     }
     // Concurrent writers on PostgreSQL must not both miss and both insert the same email.
-    store::locks::identifier_locks(tx, &mut lock_keys).await?;
+    store::locks::identifier_locks(tx, &lock_keys).await?;
     let candidates = store::contacts::find_by_identifiers(tx, fields, &probes).await?;
     let mut wanted: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
     wanted.extend(prepared.iter().filter_map(|(_, p)| match p.target {

@@ -509,9 +509,9 @@ mod tests {
             (Url, json!("https://"), json!({}), Err(())),
             (
                 Number,
-                json!(3.14159),
+                json!(12.34567),
                 json!({"scale": 2}),
-                Ok(Some(Value::Float(3.14))),
+                Ok(Some(Value::Float(12.35))),
             ),
             (Number, json!("42"), json!({}), Ok(Some(Value::Float(42.0)))),
             (Number, json!("4x2"), json!({}), Err(())),

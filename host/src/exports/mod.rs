@@ -624,7 +624,7 @@ enum Sink {
         sheet: usize,
         row: u32,
         headers: Vec<String>,
-        bold: rust_xlsxwriter::Format,
+        bold: Box<rust_xlsxwriter::Format>,
     },
 }
 
@@ -662,7 +662,7 @@ impl Sink {
                     sheet: usize::MAX,
                     row: 0,
                     headers: headers.to_vec(),
-                    bold: rust_xlsxwriter::Format::new().set_bold(),
+                    bold: Box::new(rust_xlsxwriter::Format::new().set_bold()),
                 };
                 sink.new_sheet()?;
                 Ok(sink)

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::db::{Backend, DbResult, Exec, Value};
 
 /// Locks each key (sorted, so concurrent callers never deadlock) until the transaction ends.
-pub async fn identifier_locks(db: &mut impl Exec, keys: &mut Vec<String>) -> DbResult<()> {
+pub async fn identifier_locks(db: &mut impl Exec, keys: &[String]) -> DbResult<()> {
     if db.backend() != Backend::Postgres || keys.is_empty() {
         return Ok(());
     }

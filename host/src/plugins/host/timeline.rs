@@ -18,7 +18,12 @@ pub fn check_event(
     event_type: &str,
     properties: &str,
 ) -> Result<Json, String> {
-    if !own.iter().any(|k| k == event_type) && !(own.is_empty() && known(event_type)) {
+    let allowed = if own.is_empty() {
+        known(event_type)
+    } else {
+        own.iter().any(|k| k == event_type)
+    };
+    if !allowed {
         return Err(format!(
             "the event type `{event_type}` is not one of this plugin's"
         ));
