@@ -51,10 +51,10 @@ impl ProcessServer {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
-            if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-                if r.status() == 200 {
-                    break;
-                }
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                && r.status() == 200
+            {
+                break;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),

@@ -103,10 +103,10 @@ fn first_start_prints_a_random_admin_password_that_works_and_sigterm_stops_clean
     let mut password = None;
     let deadline = Instant::now() + Duration::from_secs(10);
     while password.is_none() && Instant::now() < deadline {
-        if let Ok(line) = logs.recv_timeout(Duration::from_millis(200)) {
-            if let Some(rest) = line.split("with password ").nth(1) {
-                password = rest.split_whitespace().next().map(str::to_owned);
-            }
+        if let Ok(line) = logs.recv_timeout(Duration::from_millis(200))
+            && let Some(rest) = line.split("with password ").nth(1)
+        {
+            password = rest.split_whitespace().next().map(str::to_owned);
         }
     }
     let password = password.expect("the random admin password is printed once");

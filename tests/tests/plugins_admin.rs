@@ -630,7 +630,9 @@ async fn uploads_are_validated_before_they_are_accepted(backend: Backend) {
     let admin = Web::login(&s, "admin", ADMIN_PASSWORD).await;
     let before = running_set(&s).await;
     let core_module = b"\0asm\x01\0\0\0".to_vec();
-    let cases: Vec<(Option<(&str, Vec<u8>)>, &str)> = vec![
+    // (file name and bytes, or nothing chosen; the message shown)
+    type Upload<'a> = Option<(&'a str, Vec<u8>)>;
+    let cases: Vec<(Upload, &str)> = vec![
         (None, "Choose a plugin file (.wasm) to upload."),
         (
             Some(("empty.wasm", Vec::new())),
