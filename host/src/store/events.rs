@@ -122,15 +122,16 @@ fn derived_rows(backend: Backend, contact: &str) -> String {
 
 const EVENT_COLUMNS: &str = "id, contact_id, event_type, source, occurred_at, ref_id, properties";
 
-/// A contact's matching events as the two arms of a compound `SELECT`: stored, derived.
-/// Kept a compound rather than a view: ordered and limited, the stored arm reads its
-/// index in order and the arms are merged, where a view would sort every event first.
+/// Where a contact's matching events come from, stored and derived: two `FROM … WHERE …`
+/// clauses that each statement selects from and combines itself. Not a view: ordered and
+/// limited, the stored arm reads its index in order and the arms are merged, and counted,
+/// each arm is counted from its index, where a view would read every event of the contact.
 fn arms(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> (String, String) {
     let cond = where_clause(p, contact_id, f);
     let derived = derived_rows(backend, &p.push(contact_id));
     (
-        format!("SELECT {EVENT_COLUMNS} FROM contact_events WHERE {cond}"),
-        format!("SELECT {EVENT_COLUMNS} FROM ({derived}) AS derived WHERE {cond}"),
+        format!("FROM contact_events WHERE {cond}"),
+        format!("FROM ({derived}) AS derived WHERE {cond}"),
     )
 }
 
@@ -187,7 +188,7 @@ pub async fn count(db: &mut impl Exec, contact_id: i64, f: &EventFilter) -> DbRe
     let (stored, derived) = arms(db.backend(), &mut p, contact_id, f);
     Ok(db
         .fetch_i64(
-            &format!("SELECT COUNT(*) FROM ({stored} UNION ALL {derived}) AS matching"),
+            &format!("SELECT (SELECT COUNT(*) {stored}) + (SELECT COUNT(*) {derived})"),
             p.values,
         )
         .await?
@@ -208,17 +209,19 @@ pub async fn rows(
     const NEWEST_FIRST: &str = "ORDER BY occurred_at DESC, id DESC";
     let stored = match db.backend() {
         // SQLite merges the arms, reading the stored one in index order.
-        Backend::Sqlite => stored,
+        Backend::Sqlite => format!("SELECT {EVENT_COLUMNS} {stored}"),
         // PostgreSQL merges them only when each arm is limited; otherwise it sorts every
         // event of the contact (11 ms at 50,000 events, against 0.3 ms).
         Backend::Postgres => format!(
-            "SELECT * FROM ({stored} {NEWEST_FIRST} LIMIT {}) AS stored",
+            "SELECT * FROM (SELECT {EVENT_COLUMNS} {stored} {NEWEST_FIRST} LIMIT {}) AS stored",
             p.push(offset.saturating_add(limit))
         ),
     };
     let lim = p.push(limit);
     let off = p.push(offset);
-    let sql = format!("{stored} UNION ALL {derived} {NEWEST_FIRST} LIMIT {lim} OFFSET {off}");
+    let sql = format!(
+        "{stored} UNION ALL SELECT {EVENT_COLUMNS} {derived} {NEWEST_FIRST} LIMIT {lim} OFFSET {off}"
+    );
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok(rows.iter().map(from_row).collect())
 }
