@@ -600,7 +600,8 @@ fn apply(
     // A contact's creation and identification are not stored as events: its row says
     // when and by which channel (`created_source`, `identified_source`), and the timeline
     // derives `lead.create`, `lead.apiadded` and `lead.identified` from it. A new
-    // contact's first points and tags are part of its creation, not changes.
+    // contact's first points and tags are its state at creation, not changes: no
+    // `point.gained` or `lead.tags` event.
     if c.date_identified.is_none() && is_identifying(fields, &c.values) {
         c.date_identified = Some(ctx.now);
     }
