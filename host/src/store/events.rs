@@ -100,8 +100,8 @@ pub fn escape_like(s: &str) -> String {
 /// 12): created — and added through the API — at `date_added`, identified at
 /// `date_identified`, each by the channel its `*_source` column names. Mautic derives
 /// them the same way; storing them cost three rows and six index entries per new
-/// contact. Their ids are negative and distinct, so newest first they read identified,
-/// added, created, after the stored events of the same millisecond.
+/// contact. Their ids are negative (`Event::is_derived`) and distinct, so newest first they
+/// read identified, added, created, after the stored events of the same millisecond.
 fn derived_rows(backend: Backend, contact: &str) -> String {
     use crate::timeline::keys::{API_ADDED, CREATED, IDENTIFIED};
     let (json, cast, no_ref) = match backend {
@@ -228,14 +228,15 @@ pub async fn rows(
 
 /// Event counts per type for a contact (for the filter list).
 pub async fn type_counts(db: &mut impl Exec, contact_id: i64) -> DbResult<HashMap<String, i64>> {
-    let derived = derived_rows(db.backend(), "$1");
+    let mut p = Params::default();
+    let (stored, derived) = arms(db.backend(), &mut p, contact_id, &EventFilter::default());
     let rows = db
         .fetch_all(
             &format!(
-                "SELECT event_type, COUNT(*) AS n FROM contact_events WHERE contact_id = $1 GROUP BY event_type \
-                 UNION ALL SELECT event_type, COUNT(*) FROM ({derived}) AS derived GROUP BY event_type"
+                "SELECT event_type, COUNT(*) AS n {stored} GROUP BY event_type \
+                 UNION ALL SELECT event_type, COUNT(*) {derived} GROUP BY event_type"
             ),
-            params![contact_id],
+            p.values,
         )
         .await?;
     let mut counts = HashMap::new();
@@ -268,36 +269,49 @@ pub async fn monthly_totals(
     if n == 0 {
         return Ok(out);
     }
+    // Bounds are milliseconds: `occurred_at < end` is `<= end - 1`.
+    let range = EventFilter {
+        from: Some(bounds[0]),
+        to: Some(bounds[n] - 1),
+        ..EventFilter::default()
+    };
+    let bucket = |p: &mut Params| {
+        let mut case = String::from("CASE");
+        for (i, b) in bounds[1..n].iter().enumerate() {
+            case.push_str(&format!(" WHEN occurred_at < {} THEN {i}", p.push(*b)));
+        }
+        case.push_str(&format!(" ELSE {} END", n - 1));
+        case
+    };
     let mut p = Params::default();
-    let c = p.push(contact_id);
-    let lo = p.push(bounds[0]);
-    let hi = p.push(bounds[n]);
-    let mut case = String::from("CASE");
-    for (i, b) in bounds[1..n].iter().enumerate() {
-        case.push_str(&format!(" WHEN occurred_at < {} THEN {i}", p.push(*b)));
-    }
-    case.push_str(&format!(" ELSE {} END", n - 1));
-    let range = format!("contact_id = {c} AND occurred_at >= {lo} AND occurred_at < {hi}");
-    let derived = derived_rows(db.backend(), &c);
+    let (stored, derived) = arms(db.backend(), &mut p, contact_id, &range);
+    let case = bucket(&mut p);
     let sql = format!(
-        "SELECT {case} AS bucket, COUNT(*) AS n FROM contact_events WHERE {range} GROUP BY 1 \
-         UNION ALL SELECT {case}, COUNT(*) FROM ({derived}) AS derived WHERE {range} GROUP BY 1"
+        "SELECT {case} AS bucket, COUNT(*) AS n {stored} GROUP BY 1 \
+         UNION ALL SELECT {case}, COUNT(*) {derived} GROUP BY 1"
     );
-    for r in db.fetch_all(&sql, p.values.clone()).await? {
+    for r in db.fetch_all(&sql, p.values).await? {
         if let Some(m) = out.get_mut(r.i64("bucket") as usize) {
             m.events += r.i64("n");
         }
     }
+    // Points come only from stored `point.gained` events.
     let delta = match db.backend() {
-        super::db::Backend::Sqlite => "CAST(json_extract(properties, '$.delta') AS INTEGER)".to_owned(),
-        super::db::Backend::Postgres => {
-            "CASE WHEN (properties::jsonb ->> 'delta') ~ '^-?[0-9]{1,15}$' THEN (properties::jsonb ->> 'delta')::bigint ELSE 0 END".to_owned()
+        Backend::Sqlite => "CAST(json_extract(properties, '$.delta') AS INTEGER)",
+        Backend::Postgres => {
+            "CASE WHEN (properties::jsonb ->> 'delta') ~ '^-?[0-9]{1,15}$' THEN (properties::jsonb ->> 'delta')::bigint ELSE 0 END"
         }
     };
-    let kind = p.push(crate::timeline::keys::POINTS);
+    let points = EventFilter {
+        include: vec![crate::timeline::keys::POINTS.to_owned()],
+        ..range
+    };
+    let mut p = Params::default();
+    let cond = where_clause(&mut p, contact_id, &points);
+    let case = bucket(&mut p);
     let sql = format!(
         "SELECT {case} AS bucket, CAST(COALESCE(SUM({delta}), 0) AS BIGINT) AS points FROM contact_events
-         WHERE {range} AND event_type = {kind} GROUP BY 1"
+         WHERE {cond} GROUP BY 1"
     );
     for r in db.fetch_all(&sql, p.values).await? {
         if let Some(m) = out.get_mut(r.i64("bucket") as usize) {

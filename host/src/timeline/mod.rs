@@ -18,6 +18,14 @@ pub struct Event {
     pub properties: Json,
 }
 
+impl Event {
+    /// Read from the contact's own row rather than stored (`store::events` gives these
+    /// negative ids); there is one of each such type per contact.
+    pub fn is_derived(&self) -> bool {
+        self.id < 0
+    }
+}
+
 /// An event to record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {

@@ -758,9 +758,8 @@ pub fn rendered_json(r: &types::Rendered) -> Value {
 
 pub fn event_json(catalogue: &types::Catalogue, e: &timeline::Event) -> Value {
     let label = catalogue.label(&e.event_type);
-    // A derived event (negative id, one of its type per contact) is named by its contact,
-    // as Mautic names it.
-    let n = if e.id < 0 { e.contact_id } else { e.id };
+    // A derived event, one of its type per contact, is named by its contact, as in Mautic.
+    let n = if e.is_derived() { e.contact_id } else { e.id };
     json!({
         "event": e.event_type,
         "eventId": format!("{}{n}", e.event_type),
