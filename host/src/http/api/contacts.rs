@@ -30,21 +30,6 @@ use crate::timeline::{self, types};
 const DEFAULT_LIMIT: i64 = 30;
 pub const MAX_LIMIT: i64 = 1000;
 
-/// Renders contacts (already loaded) with everything their JSON needs.
-async fn render(
-    db: &mut Conn,
-    fields: &FieldSet,
-    contacts: &[Contact],
-    minimal: bool,
-) -> AppResult<Vec<Value>> {
-    let extras = Extras::load(db, contacts, minimal).await?;
-    let layout = Layout::new(fields);
-    Ok(contacts
-        .iter()
-        .map(|c| contact_json(&layout, &extras, c, minimal))
-        .collect())
-}
-
 /// An id as the API sees it: a merged-away contact's id names the contact it went into.
 async fn resolve_id(state: &SharedState, contact_id: i64) -> AppResult<i64> {
     let mut db = state.store.read().await?;
@@ -70,13 +55,16 @@ async fn load_one(
     Ok((db, fields, contact))
 }
 
+/// One contact as a JSON value, for answers that wrap or change it.
 async fn one_json(state: &SharedState, contact_id: i64) -> AppResult<Value> {
     let (mut db, fields, contact) = load_one(state, contact_id).await?;
-    Ok(
-        render(&mut db, &fields, std::slice::from_ref(&contact), false)
-            .await?
-            .remove(0),
-    )
+    let extras = Extras::load(&mut db, std::slice::from_ref(&contact), false).await?;
+    Ok(contact_json(
+        &Layout::new(&fields),
+        &extras,
+        &contact,
+        false,
+    ))
 }
 
 /// `GET /api/contacts`
@@ -450,7 +438,7 @@ pub async fn batch_edit(
 
 /// `DELETE /api/contacts/batch/delete?ids=1,2,3`: answers with the contacts deleted.
 #[utoipa::path(delete, path = "/api/contacts/batch/delete", tag = "contacts", summary = "Delete many contacts", params(("ids" = String, Query, description = "Comma-separated ids")), responses((status = 200)))]
-pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Response> {
     let ids: Vec<i64> = match q.0.get("ids") {
         Some(Value::String(s)) => s
             .split(',')
@@ -471,11 +459,25 @@ pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppR
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let contacts = store::contacts::load(&mut db, &fields, &ids).await?;
-    let rendered = render(&mut db, &fields, &contacts, false).await?;
+    let extras = Extras::load(&mut db, &contacts, false).await?;
     drop(db);
+    // Written before the delete: the answer shows the contacts as they were.
+    let layout = Layout::new(&fields);
+    let mut body = Vec::with_capacity(32 + contacts.len() * CONTACT_BYTES);
+    body.extend_from_slice(b"{\"contacts\":");
+    write_array(
+        &mut body,
+        contacts.iter().map(|c| ContactView {
+            layout: &layout,
+            extras: &extras,
+            contact: c,
+            minimal: false,
+        }),
+    );
+    body.push(b'}');
     let found: Vec<i64> = contacts.iter().map(|c| c.id).collect();
     service::delete(&state.store, &found).await?;
-    Ok(Json(json!({ "contacts": rendered })))
+    Ok(json_bytes(StatusCode::OK, body))
 }
 
 /// `GET /api/contacts/list/fields`: published fields keyed by id.
