@@ -325,6 +325,13 @@ impl TestServer {
         r.body["contact"]["id"].as_i64().expect("id")
     }
 
+    /// A contact's timeline (`GET /api/contacts/{id}/activity?{query}`), expecting 200.
+    pub async fn activity(&self, contact: i64, query: &str) -> Value {
+        self.get(&format!("/api/contacts/{contact}/activity?{query}"))
+            .await
+            .expect(200)
+    }
+
     /// Stops the server (draining requests) and drops a PostgreSQL test database.
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {

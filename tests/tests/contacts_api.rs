@@ -495,10 +495,7 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     let note = s.post("/api/notes/new", json!({"lead": id, "text": "Called about <b>pricing</b>", "type": "call", "dateTime": "2024-01-02 10:00"})).await;
     assert_eq!(note.status, 201, "{}", note.text);
 
-    let act = s
-        .get(&format!("/api/contacts/{id}/activity"))
-        .await
-        .expect(200);
+    let act = s.activity(id, "").await;
     let kinds = event_kinds(&act);
     for k in [
         "lead.create",
@@ -515,11 +512,8 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     assert_eq!(act["types"]["page.hit"], "Page hit");
     assert!(act["total"].as_i64().unwrap() >= 8);
     let only = s
-        .get(&format!(
-            "/api/contacts/{id}/activity?filters[includeEvents][]=point.gained"
-        ))
-        .await
-        .expect(200);
+        .activity(id, "filters[includeEvents][]=point.gained")
+        .await;
     assert!(
         only["events"]
             .as_array()
@@ -529,11 +523,8 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     );
     assert_eq!(only["total"], 2, "plus 10 and minus 3");
     let without = s
-        .get(&format!(
-            "/api/contacts/{id}/activity?filters[excludeEvents][]=point.gained&limit=2&page=2"
-        ))
-        .await
-        .expect(200);
+        .activity(id, "filters[excludeEvents][]=point.gained&limit=2&page=2")
+        .await;
     assert!(
         without["events"]
             .as_array()
@@ -543,12 +534,7 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     );
     assert_eq!(without["page"], 2);
     assert_eq!(without["limit"], 2);
-    let searched = s
-        .get(&format!(
-            "/api/contacts/{id}/activity?filters[search]=pricing"
-        ))
-        .await
-        .expect(200);
+    let searched = s.activity(id, "filters[search]=pricing").await;
     assert_eq!(searched["total"], 1);
     assert_eq!(searched["events"][0]["event"], "lead.note");
     s.stop().await;
@@ -575,11 +561,8 @@ async fn anonymous_until_identified(backend: Backend) {
         .expect(200);
     assert!(c["contact"]["dateIdentified"].is_string());
     let act = s
-        .get(&format!(
-            "/api/contacts/{id}/activity?filters[includeEvents][]=lead.identified"
-        ))
-        .await
-        .expect(200);
+        .activity(id, "filters[includeEvents][]=lead.identified")
+        .await;
     assert_eq!(act["total"], 1);
     s.stop().await;
 }
@@ -730,10 +713,7 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
         .await
         .expect(200);
 
-    let all = s
-        .get(&format!("/api/contacts/{known}/activity?limit=100"))
-        .await
-        .expect(200);
+    let all = s.activity(known, "limit=100").await;
     let events = all["events"].as_array().unwrap();
     let kinds = event_kinds(&all);
     for k in ["lead.create", "lead.apiadded", "lead.identified"] {
@@ -779,12 +759,7 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
         .collect();
     let mut paged = Vec::new();
     for page in 1..=ids.len().div_ceil(2) {
-        let p = s
-            .get(&format!(
-                "/api/contacts/{known}/activity?limit=2&page={page}"
-            ))
-            .await
-            .expect(200);
+        let p = s.activity(known, &format!("limit=2&page={page}")).await;
         for e in p["events"].as_array().unwrap() {
             paged.push(e["eventId"].as_str().unwrap().to_owned());
         }
@@ -792,15 +767,7 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
     assert_eq!(paged, ids);
 
     // Filters apply to derived events as to stored ones.
-    let only = |q: &str| {
-        let s = &s;
-        let q = q.to_owned();
-        async move {
-            s.get(&format!("/api/contacts/{known}/activity?{q}"))
-                .await
-                .expect(200)
-        }
-    };
+    let only = |q: &'static str| s.activity(known, q);
     let created_only = only("filters[includeEvents][]=lead.create").await;
     assert_eq!(created_only["total"], 1);
     assert_eq!(created_only["events"][0]["event"], "lead.create");
@@ -829,11 +796,8 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
     )
     .await
     .expect(200);
-    let act = s
-        .get(&format!("/api/contacts/{anonymous}/activity"))
-        .await
-        .expect(200);
-    let kinds = event_kinds(&act);
+    let later = s.activity(anonymous, "").await;
+    let kinds = event_kinds(&later);
     assert_eq!(
         kinds.iter().filter(|k| **k == "lead.identified").count(),
         1,

@@ -25,16 +25,10 @@ async fn manual_merge_moves_every_kind_of_row(backend: Backend) {
     )
     .await
     .expect(201);
-    let loser_events = s
-        .get(&format!("/api/contacts/{loser}/activity?limit=100"))
-        .await
-        .expect(200)["total"]
+    let loser_events = s.activity(loser, "limit=100").await["total"]
         .as_i64()
         .unwrap();
-    let winner_events = s
-        .get(&format!("/api/contacts/{winner}/activity?limit=100"))
-        .await
-        .expect(200)["total"]
+    let winner_events = s.activity(winner, "limit=100").await["total"]
         .as_i64()
         .unwrap();
 
@@ -69,31 +63,22 @@ async fn manual_merge_moves_every_kind_of_row(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(notes["total"], 1);
-    let events = s
-        .get(&format!("/api/contacts/{winner}/activity?limit=500"))
-        .await
-        .expect(200);
+    let events = s.activity(winner, "limit=500").await;
     assert_eq!(
         events["total"].as_i64().unwrap(),
         winner_events + loser_events + 1,
         "every event moved, plus the merge event"
     );
     let merged = s
-        .get(&format!(
-            "/api/contacts/{winner}/activity?filters[includeEvents][]=lead.merged"
-        ))
-        .await
-        .expect(200);
+        .activity(winner, "filters[includeEvents][]=lead.merged")
+        .await;
     assert_eq!(merged["events"][0]["extra"]["merged_id"], loser);
     // Each contact's creation and identification (derived from its row until now) stay
     // in the history, once each.
     for kind in ["lead.create", "lead.apiadded", "lead.identified"] {
         let of_kind = s
-            .get(&format!(
-                "/api/contacts/{winner}/activity?filters[includeEvents][]={kind}"
-            ))
-            .await
-            .expect(200);
+            .activity(winner, &format!("filters[includeEvents][]={kind}"))
+            .await;
         assert_eq!(of_kind["total"], 2, "{kind}: {of_kind}");
     }
     assert!(merged["events"][0]["extra"]["fields_taken"]["firstname"].is_string());
