@@ -1,6 +1,7 @@
 //! CSV imports end to end over HTTP, on both databases: upload, preview and proposed
 //! mapping, a new field, duplicates (skip/update, AND/OR, by id), bad rows and the
-//! failed-rows file, encodings, stop and resume, repeats across batches.
+//! failed-rows file, encodings, stop and resume, repeats across batches, stages and
+//! owners by name or id.
 
 mod common;
 
@@ -14,6 +15,7 @@ both_backends!(
     files_that_are_not_csv_and_encodings,
     stop_and_resume,
     repeats_across_batches_are_one_contact,
+    stages_and_owners_by_name_or_id,
 );
 
 fn mapping_from_preview(import: &Value) -> Vec<Value> {
@@ -562,5 +564,71 @@ async fn repeats_across_batches_are_one_contact(backend: Backend) {
         let id = found[0]["id"].as_i64().unwrap();
         assert_eq!(events_of(&s, id, "lead.imported").await.len(), 6);
     }
+    s.stop().await;
+}
+
+/// Stage and owner columns take a name or an id. A stage named for the first time is
+/// created once, however its name is cased and whichever later batch names it again (the
+/// reader prepares batches ahead of the writer that creates the stage); an unknown id or
+/// user fails its row only.
+async fn stages_and_owners_by_name_or_id(backend: Backend) {
+    let s = TestServer::start_with(backend, "[import]\nbatch_rows = 2\n").await;
+    let customer = s
+        .post("/api/stages/new", json!({"name": "Customer"}))
+        .await
+        .expect(201)["stage"]["id"]
+        .as_i64()
+        .unwrap();
+    let csv = format!(
+        "email,stage,owner\n\
+         s1@x.org,Lead,admin\n\
+         s2@x.org,customer,\n\
+         s3@x.org,LEAD,1\n\
+         s4@x.org,{customer},\n\
+         s5@x.org,999999,\n\
+         s6@x.org,Lead,nobody\n\
+         s7@x.org,lead,\n"
+    );
+    let i = upload(&s, "stages.csv", csv).await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
+    assert_eq!(
+        counts(&done, &["created", "failed"]),
+        [Some(5), Some(2)],
+        "{done}"
+    );
+    let stages = s.get("/api/stages").await.expect(200);
+    let names: Vec<&str> = stages["stages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|st| st["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "Customer and one Lead: {names:?}");
+    let stage_of = |c: &Value| c["stage"]["name"].as_str().map(str::to_owned);
+    let mut lead_ids = Vec::new();
+    for (email, stage, owner) in [
+        ("s1@x.org", "Lead", Some(1)),
+        ("s2@x.org", "Customer", None),
+        ("s3@x.org", "Lead", Some(1)),
+        ("s4@x.org", "Customer", None),
+        ("s7@x.org", "Lead", None),
+    ] {
+        let c = by_email(&s, email).await;
+        assert_eq!(c.len(), 1, "{email}");
+        assert_eq!(stage_of(&c[0]).as_deref(), Some(stage), "{email}: {}", c[0]);
+        assert_eq!(c[0]["owner"]["id"].as_i64(), owner, "{email}");
+        if stage == "Lead" {
+            lead_ids.push(c[0]["stage"]["id"].clone());
+        }
+    }
+    assert!(lead_ids.windows(2).all(|w| w[0] == w[1]), "{lead_ids:?}");
+    let r = s.get(&format!("/api/imports/{}/failed.csv", i["id"])).await;
+    let rows = parse_csv(&r.text);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[1][2].contains("no stage with id 999999"), "{rows:?}");
+    assert!(
+        rows[2][2].contains("owner: 'nobody' is not a user"),
+        "{rows:?}"
+    );
     s.stop().await;
 }
