@@ -623,6 +623,8 @@ enum Sink {
         path: PathBuf,
         sheet: usize,
         row: u32,
+        /// Rows a sheet holds, its header included (`XLSX_MAX_ROWS`; smaller in tests).
+        max_rows: u32,
         headers: Vec<String>,
         bold: Box<rust_xlsxwriter::Format>,
     },
@@ -634,6 +636,15 @@ fn xlsx_err(e: rust_xlsxwriter::XlsxError) -> std::io::Error {
 
 impl Sink {
     fn open(format: Format, path: &std::path::Path, headers: &[String]) -> std::io::Result<Sink> {
+        Sink::open_with(format, path, headers, XLSX_MAX_ROWS)
+    }
+
+    fn open_with(
+        format: Format,
+        path: &std::path::Path,
+        headers: &[String],
+        max_rows: u32,
+    ) -> std::io::Result<Sink> {
         match format {
             Format::Csv => {
                 let mut w =
@@ -661,6 +672,7 @@ impl Sink {
                     path: path.to_path_buf(),
                     sheet: usize::MAX,
                     row: 0,
+                    max_rows,
                     headers: headers.to_vec(),
                     bold: Box::new(rust_xlsxwriter::Format::new().set_bold()),
                 };
@@ -698,8 +710,8 @@ impl Sink {
 
     /// Writes a row; `date` is scratch space for formatting dates.
     fn row(&mut self, cells: &[CellRef<'_>], date: &mut String) -> std::io::Result<()> {
-        if let Sink::Xlsx { row, .. } = self
-            && *row >= XLSX_MAX_ROWS
+        if let Sink::Xlsx { row, max_rows, .. } = self
+            && *row >= *max_rows
         {
             self.new_sheet()?;
         }
@@ -1219,6 +1231,46 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(neutralize(input), want, "{input:?}");
         }
+    }
+
+    /// Past a sheet's row limit (Excel's 1,048,576, here 3) the rows go on in a new sheet
+    /// with the header again, nothing lost or repeated.
+    #[test]
+    fn xlsx_continues_on_new_sheets_at_the_row_limit() {
+        use calamine::{Data, Reader, Xlsx};
+        let dir = std::env::temp_dir().join(format!("magpie-xlsx-sheets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("contacts.xlsx");
+        let headers = vec!["id".to_owned(), "email".to_owned()];
+        let mut sink = Sink::open_with(Format::Xlsx, &path, &headers, 3).unwrap();
+        let mut date = String::new();
+        for id in 1..=5 {
+            let email = format!("=c{id}@x.org");
+            sink.row(&[CellRef::Int(id), CellRef::Text(&email)], &mut date)
+                .unwrap();
+        }
+        sink.finish().unwrap();
+        let mut book: Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        let names = book.sheet_names();
+        assert_eq!(names, ["Contacts 1", "Contacts 2", "Contacts 3"]);
+        let rows: Vec<Vec<Vec<Data>>> = names
+            .iter()
+            .map(|n| {
+                let range = book.worksheet_range(n).unwrap();
+                range.rows().map(|r| r.to_vec()).collect()
+            })
+            .collect();
+        let header = vec![Data::String("id".into()), Data::String("email".into())];
+        let row = |id: i64| {
+            vec![
+                Data::Float(id as f64),
+                Data::String(format!("'=c{id}@x.org")),
+            ]
+        };
+        assert_eq!(rows[0], [header.clone(), row(1), row(2)]);
+        assert_eq!(rows[1], [header.clone(), row(3), row(4)]);
+        assert_eq!(rows[2], [header, row(5)]);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
