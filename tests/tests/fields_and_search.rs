@@ -165,6 +165,12 @@ async fn field_definitions_are_validated(backend: Backend) {
         json!({"label": "X", "alias": "Bad-Alias"}),
         json!({"label": "X", "alias": "id"}),
         json!({"label": "X", "alias": "email"}),
+        // Columns of `contacts` that are not fields.
+        json!({"label": "X", "alias": "date_added"}),
+        json!({"label": "X", "alias": "email_rev"}),
+        json!({"label": "X", "alias": "created_source"}),
+        json!({"label": "X", "alias": "identified_source"}),
+        json!({"label": "X", "alias": "search_text"}),
         json!({"label": "X", "alias": "x\"; DROP TABLE contacts; --"}),
         json!({"label": "X", "type": "spreadsheet"}),
         json!({"label": "X", "type": "select"}),
@@ -184,6 +190,22 @@ async fn field_definitions_are_validated(backend: Backend) {
         "nothing was created"
     );
     assert_eq!(s.get("/api/fields/company").await.status, 404);
+    // Mautic's own clients spell the flag `isUniqueIdentifer`.
+    let f = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Customer no", "alias": "customer_no", "isUniqueIdentifer": true}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(f["field"]["isUniqueIdentifier"], true, "{f}");
+    let r = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Y", "isUniqueIdentifer": "maybe"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
     // A plain user may read fields but not change them.
     let user = create_user(&s, "reader").await;
     let r = s

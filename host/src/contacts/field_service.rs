@@ -10,7 +10,7 @@ use crate::error::{AppError, AppResult};
 use crate::store::{self, Store};
 use crate::time::now_ms;
 
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 16] = [
     "label",
     "alias",
     "type",
@@ -24,11 +24,13 @@ const KEYS: [&str; 15] = [
     "isListable",
     "isPubliclyUpdatable",
     "isUniqueIdentifier",
+    // Mautic's own spelling of the same flag (its field entity and form use it).
+    "isUniqueIdentifer",
     "isIndex",
     "properties",
 ];
 /// Keys Mautic clients send back from a GET that are not editable; accepted and ignored.
-const IGNORED: [&str; 9] = [
+const IGNORED: [&str; 8] = [
     "id",
     "object",
     "isFixed",
@@ -36,7 +38,6 @@ const IGNORED: [&str; 9] = [
     "dateModified",
     "createdBy",
     "modifiedBy",
-    "isUniqueIdentifer",
     "createdByUser",
 ];
 
@@ -184,6 +185,14 @@ fn apply_body(
                 Some(b) => *slot = b,
                 None => problems.add(key, "must be true or false"),
             }
+        }
+    }
+    if !body.contains_key("isUniqueIdentifier")
+        && let Some(v) = body.get("isUniqueIdentifer")
+    {
+        match flag(v) {
+            Some(b) => def.is_unique_identifier = b,
+            None => problems.add("isUniqueIdentifer", "must be true or false"),
         }
     }
     if let Some(v) = body.get("properties").filter(|_| true) {

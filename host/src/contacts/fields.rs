@@ -283,6 +283,10 @@ const RESERVED_ALIASES: &[&str] = &[
     "stage_id",
     "preferred_profile_image",
     "search_text",
+    // Columns of `contacts` the search and the timeline use (migrations 9 and 12).
+    "email_rev",
+    "created_source",
+    "identified_source",
     "all",
     "core",
     "social",
