@@ -43,8 +43,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Migrate(common)) => {
             let config = Config::resolve(None, &common)?;
-            let state = server::prepare(config).await?;
-            state.store.close().await;
+            let store = server::open_store(&config).await?;
+            store.close().await;
             println!("migrations applied");
             Ok(())
         }
@@ -55,8 +55,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = line.trim_end_matches(['\n', '\r']);
             users::check_new_password(password).map_err(anyhow::Error::msg)?;
             let config = Config::resolve(None, &args.common)?;
-            let state = server::prepare(config).await?;
-            let mut tx = state.store.begin().await?;
+            // Not `prepare`: the first start's `admin` is the server's to create, not this
+            // command's (`user add --username admin` on a fresh install must work).
+            let store = server::open_store(&config).await?;
+            let mut tx = store.begin().await?;
             if store::users::by_username(&mut tx, &args.username)
                 .await?
                 .is_some()
@@ -78,7 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             store::users::insert(&mut tx, &new, crate::time::now_ms()).await?;
             tx.commit().await?;
-            state.store.close().await;
+            store.close().await;
             println!("created user '{}' ({})", args.username, role.as_str());
             Ok(())
         }

@@ -13,8 +13,9 @@ use crate::store::{self, Store};
 use crate::time::now_ms;
 use crate::users::{self, Role};
 
-/// Opens and migrates the database and makes sure the defaults exist.
-pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
+/// Opens and migrates the database and makes sure the default fields exist: all that
+/// `magpie migrate` and `magpie user add` need.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
@@ -23,6 +24,13 @@ pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
     let mut tx = store.begin().await?;
     store::fields::seed_defaults(&mut tx, now_ms()).await?;
     tx.commit().await?;
+    Ok(store)
+}
+
+/// Everything a server needs before it listens: the store (`open_store`), the first
+/// administrator, the tracking key, the plugins.
+pub async fn prepare(config: Config) -> anyhow::Result<SharedState> {
+    let store = open_store(&config).await?;
     bootstrap_admin(&store, config.admin_password.as_deref()).await?;
     let secret = tracking_secret(&store).await?;
     let state = Arc::new(AppState::new(config, store, secret)?);

@@ -154,6 +154,12 @@ fn migrate_and_user_add() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(dir.path().join("magpie.db").exists());
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains("password"),
+        "migrating creates no administrator: {said}"
+    );
 
     let add = |name: &str, password: &str, role: &str| {
         let mut child = magpie()
@@ -176,6 +182,14 @@ fn migrate_and_user_add() {
         writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
         child.wait_with_output().unwrap()
     };
+    // The operator's own administrator on a fresh install: the server creates `admin`
+    // only when it first starts with no users.
+    let out = add("admin", "admin-password-1", "admin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = add("bob", "bob-password-1", "user");
     assert!(
         out.status.success(),
@@ -204,6 +218,15 @@ fn migrate_and_user_add() {
     assert_eq!(
         http_status(port, "/api/contacts", Some("bob:wrong")),
         Some(401)
+    );
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("admin:admin-password-1")),
+        Some(200)
+    );
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("admin:ignored-now")),
+        Some(401),
+        "users exist: MAGPIE_ADMIN_PASSWORD creates no one"
     );
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
