@@ -104,6 +104,28 @@ pub fn neutralize(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Characters (UTF-16 units) an Excel cell holds at most.
+const XLSX_MAX_CELL_UNITS: usize = 32_767;
+
+/// A text as an XLSX cell holds it: a longer one (a long textarea, many tags) is cut to
+/// Excel's limit and ends in "…", rather than failing the whole export (the CSV export
+/// carries every value whole).
+fn xlsx_cell_text(s: &str) -> std::borrow::Cow<'_, str> {
+    // Each char is 1 or 2 UTF-16 units, so a text of at most this many bytes fits.
+    if s.len() <= XLSX_MAX_CELL_UNITS || s.encode_utf16().count() <= XLSX_MAX_CELL_UNITS {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut units = 0;
+    let end = s
+        .char_indices()
+        .find(|(_, c)| {
+            units += c.len_utf16();
+            units > XLSX_MAX_CELL_UNITS - 1
+        })
+        .map_or(s.len(), |(i, _)| i);
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
+}
+
 // ---------------------------------------------------------------------------------------
 // What to export.
 
@@ -750,7 +772,7 @@ impl Sink {
                             ws.write_number(*row, col, v).map_err(xlsx_err)?;
                         }
                         CellRef::Text(s) => {
-                            ws.write_string(*row, col, neutralize(s))
+                            ws.write_string(*row, col, xlsx_cell_text(&neutralize(s)))
                                 .map_err(xlsx_err)?;
                         }
                         CellRef::Date(ms) => {
@@ -1234,7 +1256,8 @@ mod tests {
     }
 
     /// Past a sheet's row limit (Excel's 1,048,576, here 3) the rows go on in a new sheet
-    /// with the header again, nothing lost or repeated.
+    /// with the header again, nothing lost or repeated; a value longer than a cell holds
+    /// is cut.
     #[test]
     fn xlsx_continues_on_new_sheets_at_the_row_limit() {
         use calamine::{Data, Reader, Xlsx};
@@ -1249,6 +1272,10 @@ mod tests {
             sink.row(&[CellRef::Int(id), CellRef::Text(&email)], &mut date)
                 .unwrap();
         }
+        // Longer than a cell holds: cut, not an error.
+        let long = "x".repeat(40_000);
+        sink.row(&[CellRef::Int(6), CellRef::Text(&long)], &mut date)
+            .unwrap();
         sink.finish().unwrap();
         let mut book: Xlsx<_> = calamine::open_workbook(&path).unwrap();
         let names = book.sheet_names();
@@ -1269,8 +1296,37 @@ mod tests {
         };
         assert_eq!(rows[0], [header.clone(), row(1), row(2)]);
         assert_eq!(rows[1], [header.clone(), row(3), row(4)]);
-        assert_eq!(rows[2], [header, row(5)]);
+        let cut = vec![
+            Data::Float(6.0),
+            Data::String(format!("{}…", &long[..32_766])),
+        ];
+        assert_eq!(rows[2], [header, row(5), cut]);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A value longer than an Excel cell holds is cut to the limit, on a character
+    /// boundary, and marked; shorter ones are untouched.
+    #[test]
+    fn xlsx_cells_hold_at_most_excels_limit() {
+        let units = |s: &str| s.encode_utf16().count();
+        for (text, cut) in [
+            ("short".to_owned(), false),
+            ("a".repeat(32_767), false),
+            ("é".repeat(32_767), false),
+            ("a".repeat(40_000), true),
+            ("😀".repeat(20_000), true),
+            (format!("{}😀", "a".repeat(32_766)), true),
+        ] {
+            let out = xlsx_cell_text(&text);
+            assert!(units(&out) <= XLSX_MAX_CELL_UNITS, "{}", units(&out));
+            if cut {
+                assert!(out.ends_with('…'));
+                assert!(text.starts_with(out.trim_end_matches('…')));
+                assert!(units(&out) >= XLSX_MAX_CELL_UNITS - 1);
+            } else {
+                assert_eq!(out, text);
+            }
+        }
     }
 
     #[test]
