@@ -259,6 +259,39 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
     );
     assert_eq!(count_contacts(&s).await, total + 1);
 
+    // By id, rows without a known id match by the unique identifiers (AND: email and
+    // customer number): no second e3, no second fresh; skipping skips those matches too.
+    let csv = "id,firstname,email,customer_no\n\
+               ,NoId,e3@x.org,C3\n\
+               888888,UnknownId,fresh@x.org,\n";
+    let i = upload(&s, "ids-fallback.csv", csv.clone()).await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"matchBy": "id"})).await;
+    assert_eq!(
+        counts(&done, &["created", "updated"]),
+        [Some(0), Some(2)],
+        "{done}"
+    );
+    assert_eq!(count_contacts(&s).await, total + 1);
+    let e3 = by_email(&s, "e3@x.org").await;
+    assert_eq!(e3.len(), 1);
+    assert_eq!(e3[0]["fields"]["all"]["firstname"], "NoId");
+    let fresh = by_email(&s, "fresh@x.org").await;
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0]["fields"]["all"]["firstname"], "UnknownId");
+    let i = upload(&s, "ids-fallback-skip.csv", csv).await;
+    let done = run_import(
+        &s,
+        i["id"].as_i64().unwrap(),
+        json!({"matchBy": "id", "ifExists": "skip"}),
+    )
+    .await;
+    assert_eq!(
+        counts(&done, &["created", "updated", "skipped"]),
+        [Some(0), Some(0), Some(2)],
+        "{done}"
+    );
+    assert_eq!(count_contacts(&s).await, total + 1);
+
     // matchBy id needs an id column; an unknown field is refused with its column named.
     let i = upload(&s, "bad.csv", "email\na@b.co\n").await;
     let r = s

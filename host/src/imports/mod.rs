@@ -1445,89 +1445,97 @@ async fn write_batch(
         }
     }
 
-    // Decide each row's target, or skip it.
-    let mut targets: Vec<Option<SaveTarget>> = Vec::with_capacity(items.len());
-    match plan.options.match_by {
-        MatchBy::Id => {
-            let ids: Vec<i64> = items.iter().filter_map(|i| i.id).collect();
-            let existing = store::imports::existing_contact_ids(&mut tx, &ids).await?;
-            for item in &items {
-                targets.push(match item.id {
-                    Some(id) if existing.contains(&id) => match plan.options.if_exists {
-                        IfExists::Update => Some(SaveTarget::Patch(id)),
-                        IfExists::Skip => None,
-                    },
-                    _ => Some(SaveTarget::Create),
-                });
-            }
-        }
-        MatchBy::Identifiers if plan.options.if_exists == IfExists::Update => {
-            targets.extend(items.iter().map(|_| Some(SaveTarget::Upsert)));
-        }
-        MatchBy::Identifiers => {
-            // Skip rows matching a stored contact, or an earlier row of this batch.
-            let probes: Vec<Vec<(String, String)>> =
-                items.iter().map(|i| probe(&fields, &i.input)).collect();
-            let mut wanted: HashMap<String, Vec<Value>> = HashMap::new();
-            for p in &probes {
-                for (alias, key) in p {
-                    wanted
-                        .entry(alias.clone())
-                        .or_default()
-                        .push(Value::Text(key.clone()));
-                }
-            }
-            for v in wanted.values_mut() {
-                v.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-                v.dedup();
-            }
-            let candidates =
-                store::contacts::find_by_identifiers(&mut tx, &fields, &wanted).await?;
-            let stored: Vec<HashMap<String, String>> = candidates
-                .into_iter()
-                .map(|(_, vals)| {
-                    vals.into_iter()
-                        .filter_map(|(a, v)| Some((a, v.to_text()?.to_lowercase())))
-                        .collect()
-                })
-                .collect();
-            let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
-            for (i, have) in stored.iter().enumerate() {
-                for (a, v) in have {
-                    index.entry((a.clone(), v.clone())).or_default().push(i);
-                }
-            }
-            let mut earlier: Vec<HashMap<String, String>> = Vec::new();
-            let mut earlier_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
-            for p in &probes {
-                let near = |idx: &HashMap<(String, String), Vec<usize>>| -> Vec<usize> {
-                    let mut v: Vec<usize> = p
-                        .iter()
-                        .filter_map(|k| idx.get(k))
-                        .flatten()
-                        .copied()
-                        .collect();
-                    v.sort_unstable();
-                    v.dedup();
-                    v
+    // Decide each row's target, or skip it. With `matchBy: id`, a row whose id names a
+    // stored contact is that contact; every other row matches by the unique identifiers
+    // (as Mautic does), so a row without an id never duplicates a stored email.
+    let mut targets: Vec<Option<SaveTarget>> = vec![Some(SaveTarget::Upsert); items.len()];
+    let mut by_id = vec![false; items.len()];
+    if plan.options.match_by == MatchBy::Id {
+        let ids: Vec<i64> = items.iter().filter_map(|i| i.id).collect();
+        let existing = store::imports::existing_contact_ids(&mut tx, &ids).await?;
+        for (i, item) in items.iter().enumerate() {
+            if let Some(id) = item.id.filter(|id| existing.contains(id)) {
+                by_id[i] = true;
+                targets[i] = match plan.options.if_exists {
+                    IfExists::Update => Some(SaveTarget::Patch(id)),
+                    IfExists::Skip => None,
                 };
-                let exists = near(&index)
-                    .into_iter()
-                    .any(|i| probe_matches(plan.options.operator, p, &stored[i]))
-                    || near(&earlier_index)
-                        .into_iter()
-                        .any(|i| probe_matches(plan.options.operator, p, &earlier[i]));
-                if exists {
-                    targets.push(None);
+            }
+        }
+    }
+    if plan.options.if_exists == IfExists::Skip {
+        // Skip rows matching a stored contact, or an earlier row of this batch.
+        let probes: Vec<Vec<(String, String)>> = items
+            .iter()
+            .zip(&by_id)
+            .map(|(i, by_id)| {
+                if *by_id {
+                    Vec::new()
                 } else {
-                    if !p.is_empty() {
-                        let n = earlier.len();
-                        earlier.push(p.iter().cloned().collect());
-                        for k in p {
-                            earlier_index.entry(k.clone()).or_default().push(n);
-                        }
+                    probe(&fields, &i.input)
+                }
+            })
+            .collect();
+        let mut wanted: HashMap<String, Vec<Value>> = HashMap::new();
+        for p in &probes {
+            for (alias, key) in p {
+                wanted
+                    .entry(alias.clone())
+                    .or_default()
+                    .push(Value::Text(key.clone()));
+            }
+        }
+        for v in wanted.values_mut() {
+            v.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            v.dedup();
+        }
+        let candidates = store::contacts::find_by_identifiers(&mut tx, &fields, &wanted).await?;
+        let stored: Vec<HashMap<String, String>> = candidates
+            .into_iter()
+            .map(|(_, vals)| {
+                vals.into_iter()
+                    .filter_map(|(a, v)| Some((a, v.to_text()?.to_lowercase())))
+                    .collect()
+            })
+            .collect();
+        let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, have) in stored.iter().enumerate() {
+            for (a, v) in have {
+                index.entry((a.clone(), v.clone())).or_default().push(i);
+            }
+        }
+        let mut earlier: Vec<HashMap<String, String>> = Vec::new();
+        let mut earlier_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, p) in probes.iter().enumerate() {
+            if by_id[i] {
+                continue;
+            }
+            let near = |idx: &HashMap<(String, String), Vec<usize>>| -> Vec<usize> {
+                let mut v: Vec<usize> = p
+                    .iter()
+                    .filter_map(|k| idx.get(k))
+                    .flatten()
+                    .copied()
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let exists = near(&index)
+                .into_iter()
+                .any(|s| probe_matches(plan.options.operator, p, &stored[s]))
+                || near(&earlier_index)
+                    .into_iter()
+                    .any(|e| probe_matches(plan.options.operator, p, &earlier[e]));
+            if exists {
+                targets[i] = None;
+            } else {
+                if !p.is_empty() {
+                    let n = earlier.len();
+                    earlier.push(p.iter().cloned().collect());
+                    for k in p {
+                        earlier_index.entry(k.clone()).or_default().push(n);
                     }
-                    targets.push(Some(SaveTarget::Upsert));
                 }
             }
         }
