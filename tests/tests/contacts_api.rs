@@ -83,6 +83,16 @@ async fn create_get_upsert_edit_delete(backend: Backend) {
         .expect(200);
     assert_eq!(r["contact"]["fields"]["all"]["lastname"], "Byron");
     assert_eq!(r["contact"]["fields"]["all"]["city"], "London");
+    // A client sending back the id it read (even another one): the path decides.
+    let r = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"id": 999999, "position": "Countess"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["contact"]["id"], id);
+    assert_eq!(r["contact"]["fields"]["all"]["position"], "Countess");
     let r = s
         .patch(
             &format!("/api/contacts/{id}/edit"),

@@ -79,7 +79,8 @@ impl UtmInput {
     }
 }
 
-const CONTROL_KEYS: [&str; 9] = [
+const CONTROL_KEYS: [&str; 10] = [
+    "id",
     "ipAddress",
     "lastActive",
     "owner",
@@ -191,6 +192,9 @@ impl ContactInput {
                     Ok(u) => input.utm = u,
                     Err(m) => problems.add(key, m),
                 },
+                // Clients send back the contact they read: the path (or the match) says
+                // which contact is written, so the id is ignored, as in Mautic.
+                "id" => {}
                 // "points" is both a control key and the points field: one value.
                 alias => input.values.push((alias.to_owned(), value.clone())),
             }
