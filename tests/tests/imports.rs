@@ -292,6 +292,22 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
     );
     assert_eq!(count_contacts(&s).await, total + 1);
 
+    // Skipping: a row that fails does not make a later row with its email a duplicate.
+    let csv = "email,firstname,attribution_date\n\
+               quill@x.org,Bad,not a date\n\
+               quill@x.org,Good,\n\
+               quill@x.org,Repeat,\n";
+    let i = upload(&s, "skip-after-failure.csv", csv).await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"ifExists": "skip"})).await;
+    assert_eq!(
+        counts(&done, &["created", "failed", "skipped"]),
+        [Some(1), Some(1), Some(1)],
+        "{done}"
+    );
+    let quill = by_email(&s, "quill@x.org").await;
+    assert_eq!(quill.len(), 1);
+    assert_eq!(quill[0]["fields"]["all"]["firstname"], "Good");
+
     // matchBy id needs an id column; an unknown field is refused with its column named.
     let i = upload(&s, "bad.csv", "email\na@b.co\n").await;
     let r = s

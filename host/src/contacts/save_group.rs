@@ -222,7 +222,8 @@ mod tests {
             b,
             Saved {
                 id: a.id,
-                created: false
+                created: false,
+                skipped: false,
             },
             "the second request finds the first's contact"
         );

@@ -69,12 +69,17 @@ pub enum Target {
     Patch(i64),
     /// Replace: fields not sent are cleared; creates a new contact when the id is unknown.
     Put(i64),
+    /// Create unless a contact matches the unique identifiers (stored, or created by an
+    /// earlier item of the call); then write nothing (an import's "skip if it exists").
+    Insert,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Saved {
     pub id: i64,
     pub created: bool,
+    /// An `Insert` that matched contact `id` and wrote nothing.
+    pub skipped: bool,
 }
 
 /// Saves items: committed before this returns, on SQLite in one transaction with the
@@ -268,7 +273,10 @@ pub async fn save_in(
     // 3. Fetch what the items refer to: ids, and duplicate candidates.
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
     let mut lock_keys: Vec<String> = Vec::new();
-    for (_, p) in prepared.iter().filter(|(_, p)| p.target == Target::Upsert) {
+    for (_, p) in prepared
+        .iter()
+        .filter(|(_, p)| matches!(p.target, Target::Upsert | Target::Insert))
+    {
         for (alias, key) in identifier_probe(fields, &p.sets) {
             lock_keys.push(format!("{alias}\u{0}{key}"));
             probes.entry(alias).or_default().push(Value::Text(key));
@@ -310,6 +318,8 @@ pub async fn save_in(
     // Which item created which new record.
     let mut created_by: HashMap<usize, usize> = HashMap::new();
     let mut item_work: Vec<(usize, usize)> = Vec::new();
+    // Items (`Insert`) that matched a contact and write nothing.
+    let mut skipped: HashSet<usize> = HashSet::new();
 
     // 4. Apply items in order.
     for (i, p) in prepared {
@@ -323,7 +333,7 @@ pub async fn save_in(
             },
             Target::Put(id) => by_id.get(&id).copied(),
             Target::Create => None,
-            Target::Upsert => {
+            Target::Upsert | Target::Insert => {
                 let probe = identifier_probe(fields, &p.sets);
                 // Candidates from the identifier index, then the exact AND/OR rule; the
                 // newest matching contact wins (new records are newest), as in Mautic.
@@ -347,6 +357,11 @@ pub async fn save_in(
                     })
             }
         };
+        if let (Target::Insert, Some(w)) = (p.target, existing) {
+            skipped.insert(i);
+            item_work.push((i, w));
+            continue;
+        }
         let is_create = existing.is_none();
         let mut candidate = match existing {
             Some(w) => work[w].state.clone(),
@@ -506,6 +521,7 @@ pub async fn save_in(
         results[i] = Some(Ok(Saved {
             id: work[w].state.id,
             created,
+            skipped: skipped.contains(&i),
         }));
     }
     Ok(results

@@ -19,16 +19,16 @@ use serde_json::{Map, Value as Json, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::UniqueIdentifierOperator;
+use crate::contacts::field_service;
 use crate::contacts::fields::FieldSet;
 use crate::contacts::input::{ContactInput, normalize_tag};
 use crate::contacts::service::{self, SaveContext, Source, Target as SaveTarget};
-use crate::contacts::{field_service, values};
 use crate::error::{AppError, AppResult};
 use crate::jobs::{self, Control, JobCtx, Outcome};
 use crate::state::SharedState;
+use crate::store;
 use crate::store::imports::{Checkpoint, Failure, ImportRow};
 use crate::store::jobs::{JobRow, JobState};
-use crate::store::{self, Value};
 use crate::time::now_ms;
 use crate::timeline::{NewEvent, keys};
 use crate::users::User;
@@ -1358,36 +1358,6 @@ fn to_item(
     Ok(item)
 }
 
-/// The unique-identifier values of an item, folded as the write path compares them.
-fn probe(fields: &FieldSet, input: &ContactInput) -> Vec<(String, String)> {
-    input
-        .values
-        .iter()
-        .filter_map(|(alias, raw)| {
-            let f = fields.get(alias).filter(|f| f.is_unique_identifier)?;
-            let v = values::normalize(f, raw).ok()??;
-            let key = v.to_text()?.to_lowercase();
-            (!key.is_empty()).then(|| (alias.clone(), key))
-        })
-        .collect()
-}
-
-/// The AND/OR rule of `contacts::service`, on folded values.
-fn probe_matches(
-    op: UniqueIdentifierOperator,
-    probe: &[(String, String)],
-    have: &HashMap<String, String>,
-) -> bool {
-    if probe.is_empty() {
-        return false;
-    }
-    let eq = |(alias, want): &(String, String)| have.get(alias).is_some_and(|h| h == want);
-    match op {
-        UniqueIdentifierOperator::And => probe.iter().all(eq),
-        UniqueIdentifierOperator::Or => probe.iter().any(eq),
-    }
-}
-
 async fn write_batch(
     state: &SharedState,
     ctx: &JobCtx,
@@ -1447,96 +1417,23 @@ async fn write_batch(
 
     // Decide each row's target, or skip it. With `matchBy: id`, a row whose id names a
     // stored contact is that contact; every other row matches by the unique identifiers
-    // (as Mautic does), so a row without an id never duplicates a stored email.
-    let mut targets: Vec<Option<SaveTarget>> = vec![Some(SaveTarget::Upsert); items.len()];
-    let mut by_id = vec![false; items.len()];
+    // (as Mautic does), so a row without an id never duplicates a stored email. Skipping
+    // rows that match is the write path's `Insert`: it matches against stored contacts and
+    // the rows of the batch written before, so a row that fails skips no later one.
+    let by_identifiers = match plan.options.if_exists {
+        IfExists::Update => SaveTarget::Upsert,
+        IfExists::Skip => SaveTarget::Insert,
+    };
+    let mut targets: Vec<Option<SaveTarget>> = vec![Some(by_identifiers); items.len()];
     if plan.options.match_by == MatchBy::Id {
         let ids: Vec<i64> = items.iter().filter_map(|i| i.id).collect();
         let existing = store::imports::existing_contact_ids(&mut tx, &ids).await?;
         for (i, item) in items.iter().enumerate() {
             if let Some(id) = item.id.filter(|id| existing.contains(id)) {
-                by_id[i] = true;
                 targets[i] = match plan.options.if_exists {
                     IfExists::Update => Some(SaveTarget::Patch(id)),
                     IfExists::Skip => None,
                 };
-            }
-        }
-    }
-    if plan.options.if_exists == IfExists::Skip {
-        // Skip rows matching a stored contact, or an earlier row of this batch.
-        let probes: Vec<Vec<(String, String)>> = items
-            .iter()
-            .zip(&by_id)
-            .map(|(i, by_id)| {
-                if *by_id {
-                    Vec::new()
-                } else {
-                    probe(&fields, &i.input)
-                }
-            })
-            .collect();
-        let mut wanted: HashMap<String, Vec<Value>> = HashMap::new();
-        for p in &probes {
-            for (alias, key) in p {
-                wanted
-                    .entry(alias.clone())
-                    .or_default()
-                    .push(Value::Text(key.clone()));
-            }
-        }
-        for v in wanted.values_mut() {
-            v.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-            v.dedup();
-        }
-        let candidates = store::contacts::find_by_identifiers(&mut tx, &fields, &wanted).await?;
-        let stored: Vec<HashMap<String, String>> = candidates
-            .into_iter()
-            .map(|(_, vals)| {
-                vals.into_iter()
-                    .filter_map(|(a, v)| Some((a, v.to_text()?.to_lowercase())))
-                    .collect()
-            })
-            .collect();
-        let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
-        for (i, have) in stored.iter().enumerate() {
-            for (a, v) in have {
-                index.entry((a.clone(), v.clone())).or_default().push(i);
-            }
-        }
-        let mut earlier: Vec<HashMap<String, String>> = Vec::new();
-        let mut earlier_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
-        for (i, p) in probes.iter().enumerate() {
-            if by_id[i] {
-                continue;
-            }
-            let near = |idx: &HashMap<(String, String), Vec<usize>>| -> Vec<usize> {
-                let mut v: Vec<usize> = p
-                    .iter()
-                    .filter_map(|k| idx.get(k))
-                    .flatten()
-                    .copied()
-                    .collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
-            let exists = near(&index)
-                .into_iter()
-                .any(|s| probe_matches(plan.options.operator, p, &stored[s]))
-                || near(&earlier_index)
-                    .into_iter()
-                    .any(|e| probe_matches(plan.options.operator, p, &earlier[e]));
-            if exists {
-                targets[i] = None;
-            } else {
-                if !p.is_empty() {
-                    let n = earlier.len();
-                    earlier.push(p.iter().cloned().collect());
-                    for k in p {
-                        earlier_index.entry(k.clone()).or_default().push(n);
-                    }
-                }
             }
         }
     }
@@ -1568,6 +1465,7 @@ async fn write_batch(
     let mut dates = Vec::new();
     for (item, result) in saved_items.iter().zip(results) {
         match result {
+            Ok(saved) if saved.skipped => counts.skipped += 1,
             Ok(saved) => {
                 if saved.created {
                     counts.created += 1;
