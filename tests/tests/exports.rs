@@ -16,7 +16,8 @@ both_backends!(
     export_without_smtp_goes_to_the_outbox,
     xlsx_export,
     csv_round_trip,
-    exact_cells_on_every_path
+    exact_cells_on_every_path,
+    an_abandoned_direct_export_leaves_no_file
 );
 
 async fn seed(s: &TestServer) {
@@ -686,6 +687,92 @@ async fn exact_cells_on_every_path(backend: Backend) {
         let fast = xlsx_cells(export_bytes(&s, Format::Xlsx, q, false).await);
         let slow = xlsx_cells(export_bytes(&s, Format::Xlsx, q, true).await);
         assert_eq!(fast, slow, "XLSX of {q:?}");
+    }
+    s.stop().await;
+}
+
+/// A direct download whose client goes away while the file is written (its future is
+/// dropped) leaves no file in the data directory: the writer removes it rather than
+/// finishing it.
+async fn an_abandoned_direct_export_leaves_no_file(backend: Backend) {
+    use magpie::exports::{Format, Query};
+    let s = TestServer::start(backend).await;
+    let contacts: Vec<serde_json::Value> = (0..4000)
+        .map(|i| json!({"email": format!("abandon{i}@x.org"), "firstname": "Abandoned", "city": "Nowhere"}))
+        .collect();
+    for part in contacts.chunks(200) {
+        s.post("/api/contacts/batch/new", json!(part))
+            .await
+            .expect(201);
+    }
+    let me = {
+        let mut db = s.state().store.read().await.unwrap();
+        magpie::store::users::by_username(&mut db, "admin")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let dir = s.data_dir.join("exports");
+    let direct_files = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with("direct-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // XLSX: the file appears only when finished, so abandon exports after a few delays,
+    // some while rows are written, then give their writers time to end.
+    let q = Query::default();
+    let started = std::time::Instant::now();
+    magpie::exports::direct(s.state(), &me, Format::Xlsx, &q)
+        .await
+        .unwrap();
+    let whole = started.elapsed();
+    let mut abandoned = 0;
+    for eighth in 1..8 {
+        let export = magpie::exports::direct(s.state(), &me, Format::Xlsx, &q);
+        if tokio::time::timeout(whole * eighth / 8, export)
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+    }
+    assert!(
+        abandoned >= 3,
+        "{abandoned} of 7 abandoned ({whole:?} for one)"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(direct_files(), Vec::<String>::new());
+    // Both formats: abandoned once the file is there.
+    for format in [Format::Xlsx, Format::Csv] {
+        let q = Query::default();
+        let mut export = Box::pin(magpie::exports::direct(s.state(), &me, format, &q));
+        // Until the writer has a file, then abandon the download.
+        let started = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                r = &mut export => panic!("the export finished before it was abandoned: {:?}", r.map(|(_, n)| n)),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+            }
+            if !direct_files().is_empty() {
+                break;
+            }
+            assert!(started.elapsed().as_secs() < 30, "no file was written");
+        }
+        drop(export);
+        let started = std::time::Instant::now();
+        while !direct_files().is_empty() {
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "{}: left {:?}",
+                format.as_str(),
+                direct_files()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
     s.stop().await;
 }

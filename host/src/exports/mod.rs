@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 use sha2::{Digest, Sha256};
@@ -816,6 +818,15 @@ async fn write_file(
     let layout = reader.layout.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Page>(2);
     let path_buf = path.to_path_buf();
+    // `complete`: every page was sent. When the pages stop without it (an error, a stop,
+    // or this future dropped because the client of a direct download went away), the
+    // writer removes its file instead of finishing it. `abandoned`: this future was
+    // dropped while the writer finished (an XLSX is mostly compressed at the end); the
+    // writer removes what it finished. So no file outlives the one who asked for it.
+    let complete = Arc::new(AtomicBool::new(false));
+    let writer_complete = complete.clone();
+    let writer_abandoned = Arc::new(AtomicBool::new(false));
+    let abandoned = SetOnDrop(Some(writer_abandoned.clone()));
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
         let mut sink = Sink::open(format, &path_buf, &headers)?;
         let mut n = 0u64;
@@ -841,7 +852,15 @@ async fn write_file(
                 }
             }
         }
+        if !writer_complete.load(Ordering::Acquire) {
+            drop(sink);
+            let _ = std::fs::remove_file(&path_buf);
+            return Ok(n);
+        }
         sink.finish()?;
+        if writer_abandoned.load(Ordering::Acquire) {
+            let _ = std::fs::remove_file(&path_buf);
+        }
         Ok(n)
     });
     let mut stopped = false;
@@ -858,7 +877,10 @@ async fn write_file(
                 let _ = tokio::fs::remove_file(path).await;
                 return Err(e);
             }
-            Ok(None) => break,
+            Ok(None) => {
+                complete.store(true, Ordering::Release);
+                break;
+            }
             Ok(Some(page)) => {
                 if tx.send(page).await.is_err() {
                     break; // the writer failed; its error is below
@@ -868,7 +890,9 @@ async fn write_file(
     }
     drop(tx);
     reader.finish().await;
-    let written = writer.await.map_err(|e| AppError::Internal(e.into()))?;
+    let written = writer.await.map_err(|e| AppError::Internal(e.into()));
+    abandoned.disarm(); // the writer is done: the caller owns the file now
+    let written = written?;
     let n =
         written.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the export file: {e}")))?;
     if stopped {
@@ -920,11 +944,10 @@ async fn direct_with(
         rand::random::<u64>(),
         format.as_str()
     ));
-    let result = write_file(state, format, q, user.id, &path, || false, lines).await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(e);
-    }
+    // The file is unlinked once open, and on every other way out, this future dropped
+    // (the client went away) included.
+    let _unlink = UnlinkOnDrop(path.clone());
+    write_file(state, format, q, user.id, &path, || false, lines).await?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
@@ -933,8 +956,32 @@ async fn direct_with(
         .await
         .map_err(|e| AppError::Internal(e.into()))?
         .len();
-    let _ = tokio::fs::remove_file(&path).await;
     Ok((file, size))
+}
+
+/// Sets its flag when dropped, unless disarmed first.
+struct SetOnDrop(Option<Arc<AtomicBool>>);
+
+impl SetOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+struct UnlinkOnDrop(PathBuf);
+
+impl Drop for UnlinkOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A file name for a download: `contacts-20240501-120000.csv`.
@@ -1080,6 +1127,14 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     };
     let dir = dir(state);
     tokio::fs::create_dir_all(&dir).await?;
+    // A run that died (kill -9, power loss) left its file unrecorded: the name is
+    // recorded only with a finished file.
+    remove_files(
+        &dir,
+        |name| name.starts_with(&format!("{}-", export.id)),
+        None,
+    )
+    .await;
     let stored_name = format!(
         "{}-{:016x}.{}",
         export.id,
@@ -1200,6 +1255,14 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
 
 /// Deletes the files of exports whose link expired.
 pub async fn delete_expired_files(state: &SharedState) -> anyhow::Result<()> {
+    // Direct downloads are unlinked once open; a file left is from a process that died
+    // while writing one (none takes an hour).
+    remove_files(
+        &dir(state),
+        |name| name.starts_with("direct-"),
+        Some(Duration::from_secs(3600)),
+    )
+    .await;
     let expired = {
         let mut db = state.store.read().await?;
         store::exports::expired_files(&mut db, now_ms()).await?
@@ -1213,6 +1276,32 @@ pub async fn delete_expired_files(state: &SharedState) -> anyhow::Result<()> {
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// Removes the files of `dir` whose name `pick` picks (and, with `older_than`, that were
+/// last written longer ago than that).
+async fn remove_files(
+    dir: &std::path::Path,
+    pick: impl Fn(&str) -> bool,
+    older_than: Option<Duration>,
+) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(&pick) {
+            continue;
+        }
+        if let Some(age) = older_than {
+            let modified = entry.metadata().await.and_then(|m| m.modified());
+            let old = modified.is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
+            if !old {
+                continue;
+            }
+        }
+        let _ = tokio::fs::remove_file(entry.path()).await;
+    }
 }
 
 /// The state of an export as users see it: done as soon as its file and link are
