@@ -599,6 +599,36 @@ async fn where_filters_ordering_and_paging(backend: Backend) {
     assert_eq!(ids(&r), vec![ada, alan, john, jane]);
     let r = s.get("/api/contacts?search=example&where[0][col]=lastActive&where[0][expr]=gt&where[0][val]=2024-05-01%2012:00:00&orderBy=lastActive").await.expect(200);
     assert_eq!(ids(&r), vec![grace, alan]);
+    // Every operator of Mautic's `where`, on text, number and id columns.
+    for (col, expr, val, want) in [
+        ("points", "lt", "30", vec![john, jane]),
+        ("points", "lte", "30", vec![alan, john, jane]),
+        ("points", "gt", "40", vec![ada]),
+        ("points", "neq", "1", vec![ada, alan, grace, jane]),
+        ("email", "like", "%example.org", vec![ada, grace, jane]),
+        ("email", "notLike", "%example.org", vec![alan, john]),
+        ("city", "like", "LOND%", vec![ada, john]),
+        ("company", "isNotNull", "", vec![grace]),
+        ("zipcode", "isNull", "", vec![ada, alan, grace, john]),
+        ("city", "notIn", "London,New York", vec![alan, john, jane]),
+        (
+            "id",
+            "notIn",
+            &format!("{ada},{alan}"),
+            vec![grace, john, jane],
+        ),
+        ("points", "between", "30,45", vec![alan, grace]),
+        ("points", "notBetween", "30,45", vec![ada, john, jane]),
+    ] {
+        let r = s
+            .get(&format!(
+                "/api/contacts?where[0][col]={col}&where[0][expr]={expr}&where[0][val]={}&orderBy=id",
+                urlencode(val)
+            ))
+            .await
+            .expect(200);
+        assert_eq!(ids(&r), want, "{col} {expr} {val}");
+    }
     assert_eq!(
         s.get("/api/contacts?where[0][col]=nope&where[0][expr]=eq&where[0][val]=1")
             .await
