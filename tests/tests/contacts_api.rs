@@ -15,6 +15,7 @@ both_backends!(
     totals_follow_identification_deletes_and_merges,
     concurrent_batches_behave_as_one_after_another,
     creation_events_read_and_page_with_the_stored_ones,
+    notes_companies_and_stages_apis,
 );
 
 /// The event types of an activity answer, newest first.
@@ -814,5 +815,166 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
         "{kinds:?}"
     );
     assert!(kinds.contains(&"lead.create"), "{kinds:?}");
+    s.stop().await;
+}
+
+/// The notes, companies and stages APIs a Mautic client uses beside contacts: list,
+/// search, get, edit, delete, and linking contacts; each change shows where it should.
+async fn notes_companies_and_stages_apis(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = s
+        .create_contact(json!({"email": "nora@example.org", "firstname": "Nora"}))
+        .await;
+    let other = s.create_contact(json!({"email": "otto@example.org"})).await;
+
+    // Notes.
+    let note = s
+        .post(
+            "/api/notes/new",
+            json!({"lead": c, "text": "Called about <b>pricing</b>", "type": "call", "dateTime": "2024-05-01 10:00:00"}),
+        )
+        .await
+        .expect(201)["note"]
+        .clone();
+    let note_id = note["id"].as_i64().unwrap();
+    assert_eq!(note["lead"]["id"], c);
+    s.post(
+        "/api/notes/new",
+        json!({"lead": other, "text": "Sent the brochure", "type": "email"}),
+    )
+    .await
+    .expect(201);
+    let got = s.get(&format!("/api/notes/{note_id}")).await.expect(200);
+    assert_eq!(got["note"]["text"], "Called about <b>pricing</b>");
+    assert_eq!(got["note"]["type"], "call");
+    assert_eq!(got["note"]["dateTime"], "2024-05-01T10:00:00+00:00");
+    let all = s.get("/api/notes").await.expect(200);
+    assert_eq!(all["total"], 2, "{all}");
+    let calls = s.get("/api/notes?search=type:call").await.expect(200);
+    assert_eq!(calls["total"], 1, "{calls}");
+    assert_eq!(calls["notes"][0]["id"], note_id);
+    let found = s.get("/api/notes?search=brochure").await.expect(200);
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["notes"][0]["lead"]["id"], other);
+    let edited = s
+        .patch(
+            &format!("/api/notes/{note_id}/edit"),
+            json!({"text": "Called back", "type": "meeting"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(edited["note"]["text"], "Called back");
+    assert_eq!(edited["note"]["type"], "meeting");
+    let r = s
+        .patch(
+            &format!("/api/notes/{note_id}/edit"),
+            json!({"type": "fax"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(
+        s.get(&format!("/api/notes/{note_id}")).await.expect(200)["note"]["type"],
+        "meeting",
+        "a refused edit changes nothing"
+    );
+    let r = s
+        .post("/api/notes/new", json!({"lead": 999999, "text": "x"}))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let notes_of =
+        |a: &serde_json::Value| event_kinds(a).iter().filter(|k| **k == "lead.note").count();
+    assert_eq!(notes_of(&s.activity(c, "").await), 1);
+    let deleted = s
+        .delete(&format!("/api/notes/{note_id}/delete"))
+        .await
+        .expect(200);
+    assert_eq!(deleted["note"]["id"], serde_json::Value::Null);
+    assert_eq!(s.get(&format!("/api/notes/{note_id}")).await.status, 404);
+    assert_eq!(
+        notes_of(&s.activity(c, "").await),
+        0,
+        "gone from the timeline"
+    );
+    assert_eq!(s.get("/api/notes").await.expect(200)["total"], 1);
+
+    // Companies.
+    let company = s
+        .post("/api/companies/new", json!({"companyname": "Acme Rockets"}))
+        .await
+        .expect(201)["company"]["id"]
+        .as_i64()
+        .unwrap();
+    let edited = s
+        .patch(
+            &format!("/api/companies/{company}/edit"),
+            json!({"companycity": "Berlin"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(edited["company"]["fields"]["all"]["companycity"], "Berlin");
+    assert_eq!(
+        edited["company"]["fields"]["all"]["companyname"], "Acme Rockets",
+        "an edit keeps what it did not send"
+    );
+    let list = s.get("/api/companies?search=rockets").await.expect(200);
+    assert_eq!(list["total"], "1", "{list}");
+    let link = |action: &str| format!("/api/companies/{company}/contact/{c}/{action}");
+    s.post(&link("add"), json!({})).await.expect(200);
+    let of = s
+        .get(&format!("/api/contacts/{c}/companies"))
+        .await
+        .expect(200);
+    assert_eq!(of["companies"][0]["companyname"], "Acme Rockets", "{of}");
+    s.post(&link("remove"), json!({})).await.expect(200);
+    let of = s
+        .get(&format!("/api/contacts/{c}/companies"))
+        .await
+        .expect(200);
+    assert_eq!(of["companies"].as_array().map(Vec::len), Some(0), "{of}");
+    assert_eq!(s.post(&link("sideways"), json!({})).await.status, 404);
+    assert_eq!(
+        s.post(
+            &format!("/api/companies/{company}/contact/999999/add"),
+            json!({})
+        )
+        .await
+        .status,
+        404
+    );
+    s.delete(&format!("/api/companies/{company}/delete"))
+        .await
+        .expect(200);
+    assert_eq!(
+        s.get(&format!("/api/companies/{company}")).await.status,
+        404
+    );
+
+    // Stages.
+    let stage = s
+        .post("/api/stages/new", json!({"name": "Customer"}))
+        .await
+        .expect(201)["stage"]["id"]
+        .as_i64()
+        .unwrap();
+    s.post(&format!("/api/stages/{stage}/contact/{c}/add"), json!({}))
+        .await
+        .expect(200);
+    let got = s.get(&format!("/api/contacts/{c}")).await.expect(200);
+    assert_eq!(got["contact"]["stage"]["name"], "Customer");
+    assert!(event_kinds(&s.activity(c, "").await).contains(&"stage.changed"));
+    s.post(
+        &format!("/api/stages/{stage}/contact/{c}/remove"),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let got = s.get(&format!("/api/contacts/{c}")).await.expect(200);
+    assert_eq!(got["contact"]["stage"], serde_json::Value::Null);
+    assert_eq!(
+        s.post(&format!("/api/stages/999999/contact/{c}/add"), json!({}))
+            .await
+            .status,
+        404
+    );
     s.stop().await;
 }
