@@ -1106,7 +1106,19 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         }
     };
     if export.finished_at.is_some() {
-        // Written and linked by an earlier run that stopped before recording its end.
+        // Written and linked by an earlier run that stopped before recording its end. If
+        // it stopped before sending the email, the link's token is gone with it (only its
+        // hash is stored): say so; the notification holds the link.
+        if export.email_status.as_deref() == Some(SENDING) {
+            let mut tx = state.store.begin().await?;
+            store::exports::set_email_status(
+                &mut tx,
+                export.id,
+                "not sent: the server stopped before sending it (the link is in the notifications)",
+            )
+            .await?;
+            tx.commit().await?;
+        }
         return Ok(Outcome::Done);
     }
     let user = {
@@ -1205,7 +1217,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             expires_at: expires,
             email_to,
             email_status: if email_to.is_some() {
-                "sending"
+                SENDING
             } else {
                 "not sent: the user has no email address (the link is in the notifications)"
             },
@@ -1252,6 +1264,9 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     }
     Ok(Outcome::Done)
 }
+
+/// An export's email status while its email is being sent.
+const SENDING: &str = "sending";
 
 /// Deletes the files of exports whose link expired.
 pub async fn delete_expired_files(state: &SharedState) -> anyhow::Result<()> {
