@@ -533,7 +533,9 @@ async fn stop_and_resume(backend: Backend) {
     // One row per batch: the stop lands between two of them.
     let s = TestServer::start_with(backend, "[import]\nbatch_rows = 1\n").await;
     let before = count_contacts(&s).await;
-    let n = 300;
+    // Enough one-row transactions (seconds of work) that the stop, sent right after the
+    // start, always lands before the end.
+    let n = 2000;
     let mut csv = String::from("email,firstname\n");
     for k in 0..n {
         csv.push_str(&format!("p{k}@x.org,P{k}\n"));
@@ -543,23 +545,32 @@ async fn stop_and_resume(backend: Backend) {
     s.post(&format!("/api/imports/{id}/start"), json!({}))
         .await
         .expect(202);
-    let r = s.post(&format!("/api/imports/{id}/stop"), json!({})).await;
-    if r.status == 200 {
-        let stopped = wait_import(&s, id).await;
-        if stopped["status"] == "paused" {
-            let done_so_far = stopped["progress"]["rowsDone"].as_i64().unwrap();
-            assert!(done_so_far < n, "{stopped}");
-            assert_eq!(count_contacts(&s).await, before + done_so_far);
-            let r = s
-                .post(&format!("/api/imports/{id}/resume"), json!({}))
-                .await
-                .expect(200);
-            assert!(
-                ["queued", "running", "done"].contains(&r["import"]["status"].as_str().unwrap()),
-                "{r}"
-            );
-        }
-    }
+    s.post(&format!("/api/imports/{id}/stop"), json!({}))
+        .await
+        .expect(200);
+    let stopped = wait_import(&s, id).await;
+    assert_eq!(stopped["status"], "paused", "{stopped}");
+    let done_so_far = stopped["progress"]["rowsDone"].as_i64().unwrap();
+    assert!(done_so_far < n, "{stopped}");
+    assert_eq!(count_contacts(&s).await, before + done_so_far);
+    // Paused stays paused.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let still = s
+        .get(&format!("/api/imports/{id}?preview=0"))
+        .await
+        .expect(200);
+    assert_eq!(
+        still["import"]["progress"]["rowsDone"], done_so_far,
+        "{still}"
+    );
+    let r = s
+        .post(&format!("/api/imports/{id}/resume"), json!({}))
+        .await
+        .expect(200);
+    assert!(
+        ["queued", "running", "done"].contains(&r["import"]["status"].as_str().unwrap()),
+        "{r}"
+    );
     let done = wait_import(&s, id).await;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["progress"]["created"], n);
