@@ -1,6 +1,6 @@
 //! `/api/contacts…`: Mautic's contacts API.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -461,19 +461,40 @@ pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppR
     let contacts = store::contacts::load(&mut db, &fields, &ids).await?;
     let extras = Extras::load(&mut db, &contacts, false).await?;
     drop(db);
-    // Written before the delete: the answer shows the contacts as they were.
+    // Written before the delete: the answer shows the contacts as they were. As in
+    // Mautic, an id that names no contact is an error at its index, and the contacts are
+    // then keyed by index too.
     let layout = Layout::new(&fields);
+    let by_id: HashMap<i64, &Contact> = contacts.iter().map(|c| (c.id, c)).collect();
+    let mut views = Vec::with_capacity(contacts.len());
+    let mut errors = Map::new();
+    let mut seen = HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        match by_id.get(id) {
+            Some(c) if seen.insert(*id) => views.push((
+                i,
+                ContactView {
+                    layout: &layout,
+                    extras: &extras,
+                    contact: c,
+                    minimal: false,
+                },
+            )),
+            Some(_) => {} // named twice: deleted once
+            None => {
+                errors.insert(i.to_string(), AppError::not_found().to_json());
+            }
+        }
+    }
     let mut body = Vec::with_capacity(32 + contacts.len() * CONTACT_BYTES);
     body.extend_from_slice(b"{\"contacts\":");
-    write_array(
-        &mut body,
-        contacts.iter().map(|c| ContactView {
-            layout: &layout,
-            extras: &extras,
-            contact: c,
-            minimal: false,
-        }),
-    );
+    if errors.is_empty() {
+        write_array(&mut body, views.into_iter().map(|(_, view)| view));
+    } else {
+        write_keyed(&mut body, views);
+        body.extend_from_slice(b",\"errors\":");
+        write_json(&mut body, &errors);
+    }
     body.push(b'}');
     let found: Vec<i64> = contacts.iter().map(|c| c.id).collect();
     service::delete(&state.store, &found).await?;
