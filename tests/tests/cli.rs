@@ -336,3 +336,34 @@ fn sigint_finishes_the_request_in_flight() {
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
 }
+
+/// `magpie` alone serves (the default job), and `--listen`/`--data-dir` flags work as
+/// their variables do.
+#[test]
+fn bare_magpie_serves_with_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = magpie()
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env("MAGPIE_ADMIN_PASSWORD", "bare-password-1")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while http_status(port, "/healthz", None) != Some(200) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "magpie exited instead of serving"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "never healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("admin:bare-password-1")),
+        Some(200)
+    );
+    assert!(dir.path().join("magpie.db").exists());
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+}
