@@ -16,6 +16,7 @@ both_backends!(
     stop_and_resume,
     repeats_across_batches_are_one_contact,
     stages_and_owners_by_name_or_id,
+    mapping_as_an_object_by_header_or_number,
 );
 
 fn mapping_from_preview(import: &Value) -> Vec<Value> {
@@ -690,5 +691,34 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
         rows[2][2].contains("owner: 'nobody' is not a user"),
         "{rows:?}"
     );
+    s.stop().await;
+}
+
+/// The mapping as an object: keys name a column by its header (even one that looks like a
+/// number) or by its number; an unknown one is refused with its name.
+async fn mapping_as_an_object_by_header_or_number(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let csv = "2024,E-Mail,Name\nBerlin,ann@x.org,Ann\n";
+    let i = upload(&s, "object-mapping.csv", csv).await;
+    let id = i["id"].as_i64().unwrap();
+    let r = s
+        .post(
+            &format!("/api/imports/{id}/start"),
+            json!({"mapping": {"E-Mail": "email", "nope": "city"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("nope"), "{}", r.text);
+    let done = run_import(
+        &s,
+        id,
+        json!({"mapping": {"2024": "city", "e-mail": "email", "2": "firstname"}}),
+    )
+    .await;
+    assert_eq!(done["progress"]["created"], 1, "{done}");
+    let ann = by_email(&s, "ann@x.org").await;
+    assert_eq!(ann.len(), 1);
+    assert_eq!(ann[0]["fields"]["all"]["city"], "Berlin");
+    assert_eq!(ann[0]["fields"]["all"]["firstname"], "Ann");
     s.stop().await;
 }

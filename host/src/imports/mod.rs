@@ -584,14 +584,20 @@ fn parse_mapping(
     let column_of = |key: &Json| -> AppResult<usize> {
         let idx = match key {
             Json::Number(n) => n.as_u64().map(|n| n as usize),
-            Json::String(s) => match s.trim().parse::<usize>() {
-                Ok(n) => Some(n),
-                Err(_) => headers.iter().position(|h| h == s.trim()).or_else(|| {
-                    headers
-                        .iter()
-                        .position(|h| h.eq_ignore_ascii_case(s.trim()))
-                }),
-            },
+            // A header first (a file may have headers such as "2024"), then a column
+            // number, then a header in another case.
+            Json::String(s) => {
+                let s = s.trim();
+                headers
+                    .iter()
+                    .position(|h| h.trim() == s)
+                    .or_else(|| s.parse::<usize>().ok())
+                    .or_else(|| {
+                        headers
+                            .iter()
+                            .position(|h| h.trim().eq_ignore_ascii_case(s))
+                    })
+            }
             _ => None,
         };
         idx.filter(|i| *i < headers.len())
