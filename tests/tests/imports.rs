@@ -629,9 +629,9 @@ async fn repeats_across_batches_are_one_contact(backend: Backend) {
 }
 
 /// Stage and owner columns take a name or an id. A stage named for the first time is
-/// created once, however its name is cased and whichever later batch names it again (the
-/// reader prepares batches ahead of the writer that creates the stage); an unknown id or
-/// user fails its row only.
+/// created once, however its name is cased and whichever later batch names it again; an
+/// unknown id or user fails its row only, and a stage named only by a row that failed is
+/// not kept.
 async fn stages_and_owners_by_name_or_id(backend: Backend) {
     let s = TestServer::start_with(backend, "[import]\nbatch_rows = 2\n").await;
     let customer = s
@@ -648,13 +648,14 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
          s4@x.org,{customer},\n\
          s5@x.org,999999,\n\
          s6@x.org,Lead,nobody\n\
-         s7@x.org,lead,\n"
+         s7@x.org,lead,\n\
+         not-an-email,Ghost,\n"
     );
     let i = upload(&s, "stages.csv", csv).await;
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
     assert_eq!(
         counts(&done, &["created", "failed"]),
-        [Some(5), Some(2)],
+        [Some(5), Some(3)],
         "{done}"
     );
     let stages = s.get("/api/stages").await.expect(200);
@@ -664,7 +665,11 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
         .values()
         .map(|st| st["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "Customer and one Lead: {names:?}");
+    assert_eq!(
+        names.len(),
+        2,
+        "Customer and one Lead; no Ghost, named only by a row that failed: {names:?}"
+    );
     let stage_of = |c: &Value| c["stage"]["name"].as_str().map(str::to_owned);
     let mut lead_ids = Vec::new();
     for (email, stage, owner) in [
@@ -685,7 +690,7 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
     assert!(lead_ids.windows(2).all(|w| w[0] == w[1]), "{lead_ids:?}");
     let r = s.get(&format!("/api/imports/{}/failed.csv", i["id"])).await;
     let rows = parse_csv(&r.text);
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 4, "{rows:?}");
     assert!(rows[1][2].contains("no stage with id 999999"), "{rows:?}");
     assert!(
         rows[2][2].contains("owner: 'nobody' is not a user"),

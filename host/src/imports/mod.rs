@@ -1405,7 +1405,9 @@ async fn write_batch(
     store::imports::tune_batch(&mut tx).await?;
     let fields = state.fields(&mut tx).await?;
 
-    // Stages named in rows that do not exist yet are created (as Mautic does).
+    // Stages named in rows that do not exist yet are created (as Mautic does); one stays
+    // only if a row naming it is written (below).
+    let mut new_stages: Vec<(String, i64)> = Vec::new();
     for item in &mut items {
         if let Some(name) = item.new_stage.take() {
             let id = match plan.stages_by_name.get(&name.to_lowercase()) {
@@ -1414,6 +1416,7 @@ async fn write_batch(
                     let id = store::stages::create(&mut tx, &name, "", 0, now).await?;
                     plan.stages_by_name.insert(name.to_lowercase(), id);
                     plan.stage_ids.insert(id);
+                    new_stages.push((name.to_lowercase(), id));
                     id
                 }
             };
@@ -1451,6 +1454,8 @@ async fn write_batch(
             to_save.push((*t, std::mem::take(&mut item.input)));
         }
     }
+    let stage_of: Vec<Option<i64>> = to_save.iter().map(|(_, i)| i.stage.flatten()).collect();
+    let mut stages_used: HashSet<i64> = HashSet::new();
     for (item, target) in items.iter().zip(&targets) {
         match target {
             None => counts.skipped += 1,
@@ -1469,10 +1474,11 @@ async fn write_batch(
         .map_err(|e| anyhow::anyhow!("writing contacts: {e}"))?;
     let mut events = Vec::with_capacity(results.len());
     let mut dates = Vec::new();
-    for (item, result) in saved_items.iter().zip(results) {
+    for ((item, result), stage) in saved_items.iter().zip(results).zip(stage_of) {
         match result {
             Ok(saved) if saved.skipped => counts.skipped += 1,
             Ok(saved) => {
+                stages_used.extend(stage);
                 if saved.created {
                     counts.created += 1;
                     if item.date_added.is_some() || item.date_identified.is_some() {
@@ -1508,6 +1514,14 @@ async fn write_batch(
                     values: item.values.iter().map(|v| csv::clip(v)).collect(),
                 });
             }
+        }
+    }
+    for (name, id) in new_stages {
+        if !stages_used.contains(&id) {
+            // Only rows that failed or were skipped named it: a bad row leaves nothing.
+            store::stages::delete(&mut tx, id).await?;
+            plan.stages_by_name.remove(&name);
+            plan.stage_ids.remove(&id);
         }
     }
     counts.failed = failures.len() as i64;

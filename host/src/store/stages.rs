@@ -68,6 +68,13 @@ pub async fn create(
         .unwrap_or_default())
 }
 
+/// Deletes a stage no contact is in (an import's, when no row naming it was written).
+pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
+    db.execute("DELETE FROM stages WHERE id = $1", crate::params![id])
+        .await?;
+    Ok(())
+}
+
 fn from_row(r: &super::db::Row) -> StageRow {
     StageRow {
         id: r.i64("id"),
