@@ -114,6 +114,13 @@ fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, Strin
             s
         }
         FieldType::Url => {
+            // A bare host ("example.org/about") is an http URL, as Mautic's URL field
+            // takes it (CSV files and forms often leave the scheme out).
+            let s = if bare_host(&s) {
+                format!("http://{s}")
+            } else {
+                s
+            };
             validate_url(&s)?;
             s
         }
@@ -313,6 +320,22 @@ pub fn validate_email(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `host.tld[:port][/…]` without a scheme.
+fn bare_host(s: &str) -> bool {
+    let host = s.split(['/', '?', '#']).next().unwrap_or("");
+    let (name, port) = host.split_once(':').unwrap_or((host, "80"));
+    !s.contains("://")
+        && name.contains('.')
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+        && !port.is_empty()
+        && port.chars().all(|c| c.is_ascii_digit())
+        && !s.chars().any(char::is_whitespace)
+}
+
 pub fn validate_url(s: &str) -> Result<(), String> {
     const MSG: &str = "must be a URL starting with http:// or https://";
     let lower = s.to_ascii_lowercase();
@@ -505,7 +528,22 @@ mod tests {
                 t("https://example.org/a?b=c"),
             ),
             (Url, json!("javascript:alert(1)"), json!({}), Err(())),
-            (Url, json!("example.org"), json!({}), Err(())),
+            (
+                Url,
+                json!("example.org"),
+                json!({}),
+                t("http://example.org"),
+            ),
+            (
+                Url,
+                json!("www.acme.example:8080/a?b=c"),
+                json!({}),
+                t("http://www.acme.example:8080/a?b=c"),
+            ),
+            (Url, json!("localhost"), json!({}), Err(())),
+            (Url, json!("exa mple.org"), json!({}), Err(())),
+            (Url, json!("javascript:alert(1).x"), json!({}), Err(())),
+            (Url, json!(".example.org"), json!({}), Err(())),
             (Url, json!("https://"), json!({}), Err(())),
             (
                 Number,
