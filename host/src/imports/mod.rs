@@ -1553,3 +1553,82 @@ async fn write_batch(
     tx.commit().await?;
     Ok(control)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn import_at(offset_bytes: i64, rows_done: i64) -> ImportRow {
+        ImportRow {
+            id: 1,
+            job_id: Some(1),
+            created_by: Some(1),
+            file_name: "f.csv".into(),
+            stored_name: "1.csv".into(),
+            size_bytes: 1_000_000,
+            line_count: 10_000,
+            settings: json!({}),
+            created_at: 0,
+            updated_at: 0,
+            started_at: Some(0),
+            finished_at: None,
+            offset_bytes,
+            next_row: rows_done + 2,
+            next_line: rows_done + 2,
+            rows_done,
+            created: rows_done,
+            updated: 0,
+            skipped: 0,
+            failed: 0,
+            run_started_at: Some(0),
+            run_bytes_start: 200_000,
+            total_rows: None,
+        }
+    }
+
+    fn job(state: JobState) -> JobRow {
+        JobRow {
+            id: 1,
+            kind: "import".into(),
+            state,
+            created_by: Some(1),
+            created_at: 0,
+            updated_at: 0,
+            lease_owner: None,
+            lease_until: None,
+            attempts: 0,
+            stop_requested: false,
+            error: None,
+        }
+    }
+
+    /// Rows per second and the ETA come from this run's bytes (a resumed run does not
+    /// count what an earlier one did); the total is estimated from the line count until
+    /// the end is reached.
+    #[test]
+    fn progress_rate_eta_and_totals() {
+        // This run started at byte 200,000 and is at 600,000 after 10 s: 40,000 bytes/s;
+        // 6,000 rows in 600,000 bytes: 400 rows/s; 400,000 bytes left: 10 s.
+        let running = job(JobState::Running);
+        let p = progress(&import_at(600_000, 6_000), Some(&running), 10_000);
+        assert_eq!(p.rows_per_second, Some(400.0));
+        assert_eq!(p.eta_seconds, Some(10));
+        assert_eq!(p.percent, 60.0);
+        assert_eq!((p.rows_total, p.rows_total_exact), (9_999, false));
+        // Too early to say, or not running: no rate, no ETA.
+        let early = progress(&import_at(600_000, 6_000), Some(&running), 300);
+        assert_eq!((early.rows_per_second, early.eta_seconds), (None, None));
+        let paused = progress(
+            &import_at(600_000, 6_000),
+            Some(&job(JobState::Paused)),
+            10_000,
+        );
+        assert_eq!((paused.rows_per_second, paused.eta_seconds), (None, None));
+        // Finished: the exact total, everything done.
+        let mut done = import_at(1_000_000, 9_990);
+        done.total_rows = Some(9_990);
+        let p = progress(&done, Some(&job(JobState::Done)), 20_000);
+        assert_eq!((p.rows_total, p.rows_total_exact), (9_990, true));
+        assert_eq!((p.percent, p.bytes_done), (100.0, 1_000_000));
+    }
+}
