@@ -265,7 +265,7 @@ async fn duplicates_skip_update_and_or_and_by_id(backend: Backend) {
     let csv = "id,firstname,email,customer_no\n\
                ,NoId,e3@x.org,C3\n\
                888888,UnknownId,fresh@x.org,\n";
-    let i = upload(&s, "ids-fallback.csv", csv.clone()).await;
+    let i = upload(&s, "ids-fallback.csv", csv).await;
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"matchBy": "id"})).await;
     assert_eq!(
         counts(&done, &["created", "updated"]),
