@@ -77,7 +77,12 @@ impl AppError {
             ),
             other => (other.to_string(), json!({})),
         };
-        json!({ "code": code, "message": message, "details": details, "type": null })
+        // Mautic's firewall answers a refused login with type "access_denied".
+        let kind = match self {
+            AppError::Unauthorized => json!("access_denied"),
+            _ => Value::Null,
+        };
+        json!({ "code": code, "message": message, "details": details, "type": kind })
     }
 }
 
