@@ -284,7 +284,10 @@ async fn authentication(backend: Backend) {
     let anon = s.send(s.client.get(s.url("/api/contacts"))).await;
     assert_eq!(anon.status, 401);
     assert_eq!(anon.body["errors"][0]["code"], 401);
-    assert_eq!(anon.body["errors"][0]["type"], "access_denied", "as Mautic says it");
+    assert_eq!(
+        anon.body["errors"][0]["type"], "access_denied",
+        "as Mautic says it"
+    );
     assert!(anon.headers.contains_key("www-authenticate"));
     let wrong = s
         .send(

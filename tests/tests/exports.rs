@@ -422,6 +422,15 @@ async fn csv_round_trip(backend: Backend) {
     }
 }
 
+/// The `admin` user, for calling `exports::*` directly.
+async fn admin(s: &TestServer) -> magpie::users::User {
+    let mut db = s.state().store.read().await.unwrap();
+    magpie::store::users::by_username(&mut db, "admin")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// The whole export file, as `exports::direct` writes it (`cells`: read as cells, as on
 /// PostgreSQL, instead of SQLite's lines).
 async fn export_bytes(
@@ -431,13 +440,7 @@ async fn export_bytes(
     cells: bool,
 ) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
-    let me = {
-        let mut db = s.state().store.read().await.unwrap();
-        magpie::store::users::by_username(&mut db, "admin")
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let me = admin(s).await;
     let (mut file, size) = if cells {
         magpie::exports::direct_as_cells(s.state(), &me, format, q).await
     } else {
@@ -705,13 +708,7 @@ async fn an_abandoned_direct_export_leaves_no_file(backend: Backend) {
             .await
             .expect(201);
     }
-    let me = {
-        let mut db = s.state().store.read().await.unwrap();
-        magpie::store::users::by_username(&mut db, "admin")
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let me = admin(&s).await;
     let dir = s.data_dir.join("exports");
     let direct_files = || -> Vec<String> {
         std::fs::read_dir(&dir)

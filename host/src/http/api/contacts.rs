@@ -360,8 +360,20 @@ async fn run_batch(
             }
         }
     }
-    // `{"contacts": …, "statusCodes": […], "errors": {index: …}}`: the contacts are a list
-    // when every item succeeded (Mautic's array), else an object keyed by index.
+    Ok(json_bytes(
+        status,
+        batch_answer(views, Some(&codes), &errors),
+    ))
+}
+
+/// A batch's answer, `{"contacts": …, "statusCodes": […], "errors": {index: …}}`: the
+/// contacts are a list when every item succeeded (Mautic's array), else an object keyed
+/// by index; `errors` only when there are some.
+fn batch_answer(
+    views: Vec<(usize, ContactView)>,
+    codes: Option<&[u16]>,
+    errors: &Map<String, Value>,
+) -> Vec<u8> {
     let mut body = Vec::with_capacity(256 + views.len() * CONTACT_BYTES);
     body.extend_from_slice(b"{\"contacts\":");
     if errors.is_empty() {
@@ -369,14 +381,16 @@ async fn run_batch(
     } else {
         write_keyed(&mut body, views);
     }
-    body.extend_from_slice(b",\"statusCodes\":");
-    write_json(&mut body, &codes);
+    if let Some(codes) = codes {
+        body.extend_from_slice(b",\"statusCodes\":");
+        write_json(&mut body, &codes);
+    }
     if !errors.is_empty() {
         body.extend_from_slice(b",\"errors\":");
-        write_json(&mut body, &errors);
+        write_json(&mut body, errors);
     }
     body.push(b'}');
-    Ok(json_bytes(status, body))
+    body
 }
 
 /// `POST /api/contacts/batch/new`
@@ -462,8 +476,7 @@ pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppR
     let extras = Extras::load(&mut db, &contacts, false).await?;
     drop(db);
     // Written before the delete: the answer shows the contacts as they were. As in
-    // Mautic, an id that names no contact is an error at its index, and the contacts are
-    // then keyed by index too.
+    // Mautic, an id that names no contact is an error at its index.
     let layout = Layout::new(&fields);
     let by_id: HashMap<i64, &Contact> = contacts.iter().map(|c| (c.id, c)).collect();
     let mut views = Vec::with_capacity(contacts.len());
@@ -486,16 +499,7 @@ pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppR
             }
         }
     }
-    let mut body = Vec::with_capacity(32 + contacts.len() * CONTACT_BYTES);
-    body.extend_from_slice(b"{\"contacts\":");
-    if errors.is_empty() {
-        write_array(&mut body, views.into_iter().map(|(_, view)| view));
-    } else {
-        write_keyed(&mut body, views);
-        body.extend_from_slice(b",\"errors\":");
-        write_json(&mut body, &errors);
-    }
-    body.push(b'}');
+    let body = batch_answer(views, None, &errors);
     let found: Vec<i64> = contacts.iter().map(|c| c.id).collect();
     service::delete(&state.store, &found).await?;
     Ok(json_bytes(StatusCode::OK, body))
