@@ -88,8 +88,12 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 }
 
 fn sigterm(child: &Child) {
+    signal(child, "-TERM");
+}
+
+fn signal(child: &Child, which: &str) {
     let ok = Command::new("kill")
-        .arg("-TERM")
+        .arg(which)
         .arg(child.id().to_string())
         .status()
         .unwrap();
@@ -299,12 +303,7 @@ fn sigint_finishes_the_request_in_flight() {
     s.flush().unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    let ok = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    signal(&child, "-INT");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         child.try_wait().unwrap().is_none(),
