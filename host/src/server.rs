@@ -57,11 +57,20 @@ async fn tracking_secret(store: &Store) -> anyhow::Result<Vec<u8>> {
     Ok(hex.into_bytes())
 }
 
-/// First start with no users: create `admin` with `MAGPIE_ADMIN_PASSWORD` or a random
-/// password printed once.
+/// First start with no users (or no administrator): create `admin` with
+/// `MAGPIE_ADMIN_PASSWORD` or a random password printed once.
 async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Result<()> {
     let mut tx = store.begin().await?;
-    if store::users::count(&mut tx).await? > 0 {
+    // No users at all (the first start), or only users `magpie user add` made without
+    // an administrator among them: the instance needs one to be administered.
+    let users = store::users::list(&mut tx).await?;
+    if users.iter().any(|u| u.role == Role::Admin) {
+        return Ok(());
+    }
+    if users.iter().any(|u| u.username == "admin") {
+        tracing::warn!(
+            "there is no administrator and the user 'admin' is not one: add one with `magpie user add --role admin`"
+        );
         return Ok(());
     }
     let (password, generated) = match password {

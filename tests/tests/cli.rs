@@ -187,8 +187,52 @@ fn migrate_and_user_add() {
         writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
         child.wait_with_output().unwrap()
     };
-    // The operator's own administrator on a fresh install: the server creates `admin`
-    // only when it first starts with no users.
+    // A plain user alone on a fresh install: the server still creates `admin` (there is
+    // no administrator) at its start.
+    let plain_only = tempfile::tempdir().unwrap();
+    let out = magpie()
+        .args(["migrate", "--data-dir"])
+        .arg(plain_only.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut child = magpie()
+        .args([
+            "user",
+            "add",
+            "--username",
+            "dora",
+            "--role",
+            "user",
+            "--password-stdin",
+            "--data-dir",
+        ])
+        .arg(plain_only.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "dora-password-1").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let port = free_port();
+    let (mut server, _logs) = serve(
+        plain_only.path(),
+        port,
+        &[("MAGPIE_ADMIN_PASSWORD", "first-admin-pw")],
+    );
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("admin:first-admin-pw")),
+        Some(200)
+    );
+    assert_eq!(
+        http_status(port, "/api/contacts", Some("dora:dora-password-1")),
+        Some(200)
+    );
+    sigterm(&server);
+    assert!(wait_exit(&mut server, Duration::from_secs(20)).success());
+
+    // The operator's own administrator on a fresh install: the server then creates no
+    // `admin` of its own.
     let out = add("admin", "admin-password-1", "admin");
     assert!(
         out.status.success(),
@@ -231,7 +275,7 @@ fn migrate_and_user_add() {
     assert_eq!(
         http_status(port, "/api/contacts", Some("admin:ignored-now")),
         Some(401),
-        "users exist: MAGPIE_ADMIN_PASSWORD creates no one"
+        "an administrator exists: MAGPIE_ADMIN_PASSWORD creates no one"
     );
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());

@@ -1107,14 +1107,15 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     };
     if export.finished_at.is_some() {
         // Written and linked by an earlier run that stopped before recording its end. If
-        // it stopped before sending the email, the link's token is gone with it (only its
-        // hash is stored): say so; the notification holds the link.
+        // it stopped while sending the email, whether it went is unknown, and the link's
+        // token is gone with it (only its hash is stored): say so; the notification holds
+        // the link.
         if export.email_status.as_deref() == Some(SENDING) {
             let mut tx = state.store.begin().await?;
             store::exports::set_email_status(
                 &mut tx,
                 export.id,
-                "not sent: the server stopped before sending it (the link is in the notifications)",
+                "unknown: the server stopped while sending it (the link is in the notifications)",
             )
             .await?;
             tx.commit().await?;
