@@ -719,9 +719,13 @@ async fn an_abandoned_direct_export_leaves_no_file(backend: Backend) {
             })
             .unwrap_or_default()
     };
-    // XLSX: the file appears only when finished, so abandon exports after a few delays,
-    // some while rows are written, then give their writers time to end.
+    // XLSX: the file appears only when finished, so abandon exports after delays spread
+    // over a warm run's length, some while rows are written or compressed, then give
+    // their writers time to end.
     let q = Query::default();
+    magpie::exports::direct(s.state(), &me, Format::Xlsx, &q)
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     magpie::exports::direct(s.state(), &me, Format::Xlsx, &q)
         .await
@@ -737,10 +741,7 @@ async fn an_abandoned_direct_export_leaves_no_file(backend: Backend) {
             abandoned += 1;
         }
     }
-    assert!(
-        abandoned >= 3,
-        "{abandoned} of 7 abandoned ({whole:?} for one)"
-    );
+    assert!(abandoned >= 1, "none abandoned ({whole:?} for one)");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(direct_files(), Vec::<String>::new());
     // Both formats: abandoned once the file is there.

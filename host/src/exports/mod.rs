@@ -122,7 +122,7 @@ fn xlsx_cell_text(s: &str) -> std::borrow::Cow<'_, str> {
         .char_indices()
         .find(|(_, c)| {
             units += c.len_utf16();
-            units > XLSX_MAX_CELL_UNITS - 1
+            units >= XLSX_MAX_CELL_UNITS // one unit stays for the "…"
         })
         .map_or(s.len(), |(i, _)| i);
     std::borrow::Cow::Owned(format!("{}…", &s[..end]))
@@ -821,8 +821,10 @@ async fn write_file(
     // `complete`: every page was sent. When the pages stop without it (an error, a stop,
     // or this future dropped because the client of a direct download went away), the
     // writer removes its file instead of finishing it. `abandoned`: this future was
-    // dropped while the writer finished (an XLSX is mostly compressed at the end); the
-    // writer removes what it finished. So no file outlives the one who asked for it.
+    // dropped while the writer worked (an XLSX is mostly compressed at the end); the
+    // writer does not finish, or removes what it finished. (A background export dropped
+    // between the writer's last check and its end leaves its file to that export's next
+    // run, which removes it.)
     let complete = Arc::new(AtomicBool::new(false));
     let writer_complete = complete.clone();
     let writer_abandoned = Arc::new(AtomicBool::new(false));
@@ -852,7 +854,7 @@ async fn write_file(
                 }
             }
         }
-        if !writer_complete.load(Ordering::Acquire) {
+        if !writer_complete.load(Ordering::Acquire) || writer_abandoned.load(Ordering::Acquire) {
             drop(sink);
             let _ = std::fs::remove_file(&path_buf);
             return Ok(n);
@@ -896,8 +898,7 @@ async fn write_file(
     let n =
         written.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the export file: {e}")))?;
     if stopped {
-        let _ = tokio::fs::remove_file(path).await;
-        return Ok(None);
+        return Ok(None); // the writer removed the file (the pages were not complete)
     }
     Ok(Some(n))
 }
@@ -979,6 +980,7 @@ impl Drop for SetOnDrop {
 struct UnlinkOnDrop(PathBuf);
 
 impl Drop for UnlinkOnDrop {
+    // Blocking, on an async worker: one unlink is cheap; nothing heavier belongs here.
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
@@ -1142,12 +1144,8 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     tokio::fs::create_dir_all(&dir).await?;
     // A run that died (kill -9, power loss) left its file unrecorded: the name is
     // recorded only with a finished file.
-    remove_files(
-        &dir,
-        |name| name.starts_with(&format!("{}-", export.id)),
-        None,
-    )
-    .await;
+    let prefix = format!("{}-", export.id);
+    remove_files(&dir, |name| name.starts_with(&prefix), None).await;
     let stored_name = format!(
         "{}-{:016x}.{}",
         export.id,
@@ -1366,9 +1364,8 @@ mod tests {
     #[test]
     fn xlsx_continues_on_new_sheets_at_the_row_limit() {
         use calamine::{Data, Reader, Xlsx};
-        let dir = std::env::temp_dir().join(format!("magpie-xlsx-sheets-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("contacts.xlsx");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("contacts.xlsx");
         let headers = vec!["id".to_owned(), "email".to_owned()];
         let mut sink = Sink::open_with(Format::Xlsx, &path, &headers, 3).unwrap();
         let mut date = String::new();
@@ -1406,7 +1403,6 @@ mod tests {
             Data::String(format!("{}…", &long[..32_766])),
         ];
         assert_eq!(rows[2], [header, row(5), cut]);
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// A value longer than an Excel cell holds is cut to the limit, on a character
