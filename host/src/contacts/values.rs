@@ -121,6 +121,10 @@ fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, Strin
             } else {
                 s
             };
+            let len = s.chars().count();
+            if len > MAX_URL {
+                return Err(format!("must be at most {MAX_URL} characters (got {len})"));
+            }
             validate_url(&s)?;
             s
         }
@@ -320,19 +324,27 @@ pub fn validate_email(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `host.tld[:port][/…]` without a scheme.
+/// `host.tld[:port][/…]` without a scheme: dot-separated labels of letters, digits and
+/// inner hyphens, the last with a letter (so `3.14` or `v1.2` are not hosts).
 fn bare_host(s: &str) -> bool {
-    let host = s.split(['/', '?', '#']).next().unwrap_or("");
-    let (name, port) = host.split_once(':').unwrap_or((host, "80"));
-    !s.contains("://")
-        && name.contains('.')
-        && !name.starts_with('.')
-        && !name.ends_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '.' || c == '-')
-        && !port.is_empty()
-        && port.chars().all(|c| c.is_ascii_digit())
+    let authority = s.split(['/', '?', '#']).next().unwrap_or("");
+    let (name, port) = match authority.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (authority, None),
+    };
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels
+            .last()
+            .is_some_and(|tld| tld.chars().any(char::is_alphabetic))
+        && port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         && !s.chars().any(char::is_whitespace)
 }
 
@@ -544,6 +556,17 @@ mod tests {
             (Url, json!("exa mple.org"), json!({}), Err(())),
             (Url, json!("javascript:alert(1).x"), json!({}), Err(())),
             (Url, json!(".example.org"), json!({}), Err(())),
+            (
+                Url,
+                json!("example.org/?next=https://x.org"),
+                json!({}),
+                t("http://example.org/?next=https://x.org"),
+            ),
+            (Url, json!("3.14"), json!({}), Err(())),
+            (Url, json!("file.txt"), json!({}), t("http://file.txt")),
+            (Url, json!("a..b.org"), json!({}), Err(())),
+            (Url, json!("-x.org"), json!({}), Err(())),
+            (Url, json!("example.org:"), json!({}), Err(())),
             (Url, json!("https://"), json!({}), Err(())),
             (
                 Number,
