@@ -430,7 +430,10 @@ async fn batch_endpoints(backend: Backend) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["statusCodes"], json!([200, 404, 400]));
-    assert_eq!(r.body["contacts"]["0"]["fields"]["all"]["city"], "Paris");
+    // Indexes 0 … with no gap: a list, as Mautic's serializer writes it.
+    assert_eq!(r.body["contacts"][0]["fields"]["all"]["city"], "Paris");
+    assert_eq!(r.body["contacts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r.body["errors"]["1"]["code"], 404);
 
     let too_many: Vec<_> = (0..201)
         .map(|i| json!({"email": format!("c{i}@example.org")}))
@@ -453,12 +456,25 @@ async fn batch_endpoints(backend: Backend) {
         .await
         .expect(200);
     // As in Mautic: the unknown id is an error at its index; the contacts are keyed by
-    // theirs.
-    let deleted = r["contacts"].as_object().expect("keyed by index");
+    // theirs, a list when those run 0, 1 … with no gap.
+    let deleted = r["contacts"].as_array().expect("indexes 0 and 1: a list");
     assert_eq!(deleted.len(), 2, "{r}");
-    assert_eq!(deleted["0"]["id"], one_id);
-    assert_eq!(deleted["1"]["id"], two_id);
+    assert_eq!(deleted[0]["id"], one_id);
+    assert_eq!(deleted[1]["id"], two_id);
     assert_eq!(r["errors"]["2"]["code"], 404, "{r}");
+    assert_eq!(count(&s).await, 0);
+    let three = s
+        .create_contact(json!({"email": "three@example.org"}))
+        .await;
+    let r = s
+        .delete(&format!("/api/contacts/batch/delete?ids=424242,{three}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        r["contacts"]["1"]["id"], three,
+        "a gap: keyed by index: {r}"
+    );
+    assert_eq!(r["errors"]["0"]["code"], 404, "{r}");
     assert_eq!(count(&s).await, 0);
     assert_eq!(
         s.delete("/api/contacts/batch/delete?ids=a,b").await.status,

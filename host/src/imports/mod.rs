@@ -581,22 +581,29 @@ fn parse_mapping(
             .map(|p| (p.column, p.target.name().map_or(Json::Null, |n| json!(n))))
             .collect());
     };
-    let column_of = |key: &Json| -> AppResult<usize> {
+    // A column by number, or by header (exactly, then in another case). An object's keys
+    // try a header first: a file may have headers such as "2024".
+    let column_of = |key: &Json, header_first: bool| -> AppResult<usize> {
+        let by_header = |s: &str| headers.iter().position(|h| h.trim() == s);
+        let by_header_folded = |s: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(s))
+        };
         let idx = match key {
             Json::Number(n) => n.as_u64().map(|n| n as usize),
-            // A header first (a file may have headers such as "2024"), then a column
-            // number, then a header in another case.
+            Json::String(s) if header_first => {
+                let s = s.trim();
+                by_header(s)
+                    .or_else(|| s.parse::<usize>().ok())
+                    .or_else(|| by_header_folded(s))
+            }
             Json::String(s) => {
                 let s = s.trim();
-                headers
-                    .iter()
-                    .position(|h| h.trim() == s)
-                    .or_else(|| s.parse::<usize>().ok())
-                    .or_else(|| {
-                        headers
-                            .iter()
-                            .position(|h| h.trim().eq_ignore_ascii_case(s))
-                    })
+                s.parse::<usize>()
+                    .ok()
+                    .or_else(|| by_header(s))
+                    .or_else(|| by_header_folded(s))
             }
             _ => None,
         };
@@ -613,7 +620,7 @@ fn parse_mapping(
                         "each entry must be an object with column and field (or create)",
                     )
                 })?;
-                let column = column_of(o.get("column").unwrap_or(&Json::Null))?;
+                let column = column_of(o.get("column").unwrap_or(&Json::Null), false)?;
                 let target = match (o.get("create"), o.get("field")) {
                     (Some(c), _) if !c.is_null() => json!({ "create": c }),
                     (_, Some(f)) => f.clone(),
@@ -624,7 +631,7 @@ fn parse_mapping(
         }
         Json::Object(map) => {
             for (k, v) in map {
-                out.push((column_of(&Json::String(k.clone()))?, v.clone()));
+                out.push((column_of(&Json::String(k.clone()), true)?, v.clone()));
             }
         }
         _ => {

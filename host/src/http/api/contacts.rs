@@ -367,8 +367,9 @@ async fn run_batch(
 }
 
 /// A batch's answer, `{"contacts": …, "statusCodes": […], "errors": {index: …}}`: the
-/// contacts are a list when every item succeeded (Mautic's array), else an object keyed
-/// by index; `errors` only when there are some.
+/// contacts are keyed by their index in the request, which PHP's JSON (so Mautic's
+/// answer) writes as a list when the indexes are 0, 1, 2 … with no gap, else as an
+/// object; `errors` only when there are some.
 fn batch_answer(
     views: Vec<(usize, ContactView)>,
     codes: Option<&[u16]>,
@@ -376,7 +377,11 @@ fn batch_answer(
 ) -> Vec<u8> {
     let mut body = Vec::with_capacity(256 + views.len() * CONTACT_BYTES);
     body.extend_from_slice(b"{\"contacts\":");
-    if errors.is_empty() {
+    if views
+        .iter()
+        .enumerate()
+        .all(|(at, (index, _))| at == *index)
+    {
         write_array(&mut body, views.into_iter().map(|(_, view)| view));
     } else {
         write_keyed(&mut body, views);
