@@ -690,9 +690,9 @@ async fn settings_pages(backend: Backend) {
     assert_eq!(r.status, 303, "{}", r.body);
     let f = s.get("/api/fields/contact").await.expect(200);
     let colour = f["fields"]
-        .as_object()
+        .as_array()
         .unwrap()
-        .values()
+        .iter()
         .find(|x| x["alias"] == "colour")
         .expect("created")
         .clone();
@@ -744,9 +744,9 @@ async fn settings_pages(backend: Backend) {
         "moved up"
     );
     let email_id = f["fields"]
-        .as_object()
+        .as_array()
         .unwrap()
-        .values()
+        .iter()
         .find(|x| x["alias"] == "email")
         .unwrap()["id"]
         .as_i64()

@@ -135,6 +135,10 @@ async fn custom_field_lifecycle(backend: Backend) {
 
     let listed = s.get("/api/fields/contact").await.expect(200);
     assert_eq!(listed["total"], 30);
+    // A list, in order, as Mautic answers.
+    let listed = listed["fields"].as_array().expect("a list");
+    assert_eq!(listed.len(), 30);
+    assert_eq!(listed[0]["alias"], "title");
     assert_eq!(
         s.get(&format!("/api/fields/contact/{field_id}"))
             .await

@@ -274,9 +274,9 @@ async fn public_fields_tags_utm_and_company(backend: Backend) {
     // Making firstname publicly updatable lets the next hit set it.
     let fields = s.get("/api/fields/contact").await.expect(200);
     let firstname_id = fields["fields"]
-        .as_object()
+        .as_array()
         .unwrap()
-        .values()
+        .iter()
         .find(|f| f["alias"] == "firstname")
         .unwrap()["id"]
         .as_i64()

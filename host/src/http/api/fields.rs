@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::openapi::ErrorBody;
 use crate::contacts::field_service;
@@ -54,14 +54,13 @@ pub async fn list(
                 || f.label.to_lowercase().contains(&search)
         })
         .collect();
-    let mut out = Map::new();
-    for f in matching
+    // A list, as Mautic answers here (its contacts list is keyed by id; this one is not).
+    let out: Vec<Value> = matching
         .iter()
         .skip(start)
         .take(if limit == 0 { usize::MAX } else { limit })
-    {
-        out.insert(f.id.to_string(), f.to_json());
-    }
+        .map(|f| f.to_json())
+        .collect();
     Ok(Json(json!({ "total": matching.len(), "fields": out })))
 }
 
