@@ -194,6 +194,32 @@ async fn field_definitions_are_validated(backend: Backend) {
         "nothing was created"
     );
     assert_eq!(s.get("/api/fields/company").await.status, 404);
+    // PUT creates a field whose id is unknown (201), edits one that exists (200).
+    let put = s
+        .put(
+            "/api/fields/contact/999999/edit",
+            json!({"label": "Made by PUT", "type": "text"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(put["field"]["alias"], "made_by_put", "{put}");
+    let put_id = put["field"]["id"].as_i64().unwrap();
+    assert_ne!(put_id, 999999);
+    let put = s
+        .put(
+            &format!("/api/fields/contact/{put_id}/edit"),
+            json!({"label": "Made by PUT, renamed"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(put["field"]["label"], "Made by PUT, renamed");
+    assert_eq!(
+        s.patch("/api/fields/contact/999998/edit", json!({"label": "x"}))
+            .await
+            .status,
+        404,
+        "PATCH does not create"
+    );
     // Mautic's own clients spell the flag `isUniqueIdentifer`.
     let f = s
         .post(

@@ -92,7 +92,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "field": def.to_json() }))).into_response())
 }
 
-/// `PATCH|PUT /api/fields/contact/{id}/edit`
+/// `PATCH /api/fields/contact/{id}/edit`
 #[utoipa::path(patch, path = "/api/fields/{object}/{id}/edit", tag = "fields", summary = "Edit a field; alias and storage type are fixed", params(("object" = String, Path), ("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 422, body = ErrorBody)))]
 pub async fn edit(
     State(state): State<SharedState>,
@@ -104,6 +104,26 @@ pub async fn edit(
     require_admin(&me)?;
     let def = field_service::update(&state.store, &state.fields, id(&field_id)?, &body).await?;
     Ok(Json(json!({ "field": def.to_json() })))
+}
+
+/// `PUT /api/fields/contact/{id}/edit`: edits, or creates the field when the id is unknown
+/// (201), as Mautic does.
+#[utoipa::path(put, path = "/api/fields/{object}/{id}/edit", tag = "fields", summary = "Edit a field, or create it when the id is unknown", params(("object" = String, Path), ("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
+pub async fn put(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path((object, field_id)): Path<(String, String)>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    check_object(&object)?;
+    require_admin(&me)?;
+    match field_service::update(&state.store, &state.fields, id(&field_id)?, &body).await {
+        Err(AppError::NotFound(_)) => {
+            let def = field_service::create(&state.store, &state.fields, &body).await?;
+            Ok((StatusCode::CREATED, Json(json!({ "field": def.to_json() }))).into_response())
+        }
+        updated => Ok(Json(json!({ "field": updated?.to_json() })).into_response()),
+    }
 }
 
 /// `DELETE /api/fields/contact/{id}/delete`: answers with the field as it was, id null.

@@ -58,7 +58,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/fields/{object}/{id}", get(fields::get))
         .route(
             "/fields/{object}/{id}/edit",
-            patch(fields::edit).put(fields::edit),
+            patch(fields::edit).put(fields::put),
         )
         .route("/fields/{object}/{id}/delete", delete(fields::delete))
         .route("/notes", get(notes::list))

@@ -73,6 +73,7 @@ impl Modify for BasicAuth {
         super::fields::get,
         super::fields::create,
         super::fields::edit,
+        super::fields::put,
         super::fields::delete,
         super::notes::list,
         super::notes::get,
