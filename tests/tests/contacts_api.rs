@@ -560,6 +560,49 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(r["contact"]["utmtags"][0]["utmSource"], "newsletter");
+    // The PHP library's calls as its documentation writes them: a channelId sent as a
+    // string (form-encoded bodies carry strings), Mautic's own UTM key names, a record
+    // with no utm_* value.
+    let r = s
+        .post(
+            &format!("/api/contacts/{id}/dnc/email/add"),
+            json!({"reason": "1", "channelId": "26", "comments": "from the library"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["contact"]["doNotContact"][0]["channelId"], 26, "{r}");
+    s.post(&format!("/api/contacts/{id}/dnc/email/remove"), json!({}))
+        .await
+        .expect(200);
+    let r = s
+        .post(
+            &format!("/api/contacts/{id}/utm/add"),
+            json!({"utm_source": "library", "Useragent": "Mozilla/5.0", "remotehost": "192.0.2.1", "url": "https://example.org/"}),
+        )
+        .await
+        .expect(200);
+    let utm = r["contact"]["utmtags"].as_array().unwrap();
+    let library = utm
+        .iter()
+        .find(|u| u["utmSource"] == "library")
+        .expect("{r}");
+    assert_eq!(library["userAgent"], "Mozilla/5.0");
+    assert_eq!(library["remoteHost"], "192.0.2.1");
+    let r = s
+        .post(
+            &format!("/api/contacts/{id}/utm/add"),
+            json!({"url": "https://example.org/only-a-url"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["contact"]["utmtags"].as_array().unwrap().len(), 3, "{r}");
+    assert_eq!(
+        s.post(&format!("/api/contacts/{id}/utm/add"), json!({}))
+            .await
+            .status,
+        422,
+        "a record needs a value"
+    );
 
     let note = s.post("/api/notes/new", json!({"lead": id, "text": "Called about <b>pricing</b>", "type": "call", "dateTime": "2024-01-02 10:00"})).await;
     assert_eq!(note.status, 201, "{}", note.text);

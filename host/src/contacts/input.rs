@@ -66,7 +66,8 @@ pub struct UtmInput {
 }
 
 impl UtmInput {
-    pub fn is_empty(&self) -> bool {
+    /// Any `utm_*` value (what makes a tracked hit record UTM tags).
+    pub fn has_utm_values(&self) -> bool {
         [
             &self.utm_campaign,
             &self.utm_content,
@@ -75,7 +76,21 @@ impl UtmInput {
             &self.utm_term,
         ]
         .iter()
-        .all(|v| v.is_none())
+        .any(|v| v.is_some())
+    }
+
+    /// No value at all (each one is optional, as in Mautic, but a record needs one).
+    pub fn is_empty(&self) -> bool {
+        !self.has_utm_values()
+            && [
+                &self.url,
+                &self.referer,
+                &self.remote_host,
+                &self.user_agent,
+            ]
+            .iter()
+            .all(|v| v.is_none())
+            && self.query.is_empty()
     }
 }
 
@@ -370,9 +385,15 @@ pub fn parse_dnc(v: &Json) -> Result<Vec<DncInput>, String> {
         {
             return Err("channel must be a simple name like email or sms".into());
         }
+        // Mautic's PHP library sends form-encoded bodies: numbers come as strings.
         let channel_id = match o.get("channel_id") {
             None | Some(Json::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or("channel_id must be a number")?),
+            Some(Json::String(s)) if s.trim().is_empty() => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                    .ok_or("channel_id must be a number")?,
+            ),
         };
         let comments = short_text(o, "comments", 1000)?.unwrap_or_default();
         out.push(DncInput {
@@ -401,11 +422,22 @@ pub fn parse_utm(v: &Json) -> Result<Vec<UtmInput>, String> {
     ];
     let mut out = Vec::new();
     for o in objects(v)? {
-        for key in o.keys() {
-            if !KEYS.contains(&key.as_str()) {
-                return Err(format!("unknown key '{key}' in utmtags"));
-            }
+        // Keys in any case, and Mautic's own names (`Useragent`, `remotehost`).
+        let mut named = Map::new();
+        for (key, value) in o {
+            let lower = key.to_ascii_lowercase();
+            let name = match lower.as_str() {
+                "useragent" => "user_agent",
+                "remotehost" => "remote_host",
+                "lastactive" => "lastActive",
+                other => KEYS
+                    .iter()
+                    .find(|k| **k == other)
+                    .ok_or_else(|| format!("unknown key '{key}' in utmtags"))?,
+            };
+            named.insert(name.to_owned(), value.clone());
         }
+        let o = &named;
         let query = match o.get("query") {
             None | Some(Json::Null) => Map::new(),
             Some(Json::Object(q)) if q.len() <= 100 => q.clone(),
@@ -431,7 +463,7 @@ pub fn parse_utm(v: &Json) -> Result<Vec<UtmInput>, String> {
             query,
         };
         if utm.is_empty() {
-            return Err("a UTM record needs at least one utm_* value".into());
+            return Err("a UTM record needs at least one value".into());
         }
         out.push(utm);
     }
@@ -521,7 +553,7 @@ mod tests {
             json!({"doNotContact": [{"channel": "e mail"}]}),
             json!({"doNotContact": [{"why": "x"}]}),
             json!({"utmtags": {"utm_source": "x", "evil": 1}}),
-            json!({"utmtags": {"url": "https://x"}}),
+            json!({"utmtags": {}}),
             json!({"overwriteWithBlank": "perhaps"}),
             json!([1, 2]),
         ];

@@ -233,7 +233,7 @@ pub fn parse(raw: Vec<(String, String)>) -> HitParams {
             k => hit.fields.push((k.to_owned(), v.clone())),
         }
     }
-    if !utm.is_empty() {
+    if utm.has_utm_values() {
         utm.url = hit.page_url.clone();
         utm.referer = hit.page_referrer.clone();
         hit.utm = Some(utm);

@@ -880,14 +880,11 @@ pub async fn utm_add(
         .as_object()
         .cloned()
         .ok_or_else(|| AppError::bad_request("the body must be an object of utm_* values"))?;
-    // Mautic's names for these two.
-    if let Some(v) = o.remove("useragent") {
-        o.insert("user_agent".into(), v);
-    }
-    if let Some(v) = o.remove("remotehost") {
-        o.insert("remote_host".into(), v);
-    }
-    let last_active = o.remove("lastActive");
+    let last_active = o
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("lastActive"))
+        .cloned()
+        .and_then(|k| o.remove(&k));
     let utm = parse_utm(&Value::Object(o)).map_err(|m| AppError::Validation {
         message: format!("utmtags: {m}"),
         details: json!({ "utmtags": [m] }),
