@@ -966,6 +966,27 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
         .expect(200);
     assert_eq!(edited["note"]["text"], "Called back");
     assert_eq!(edited["note"]["type"], "meeting");
+    // A client sends back the note it read: the read-only keys are ignored.
+    let mut back = edited["note"].clone();
+    back["text"] = json!("Called back twice");
+    let r = s
+        .patch(&format!("/api/notes/{note_id}/edit"), back)
+        .await
+        .expect(200);
+    assert_eq!(r["note"]["text"], "Called back twice");
+    // PUT on an unknown id creates the note (201), as in Mautic.
+    let r = s
+        .put(
+            "/api/notes/999999/edit",
+            json!({"lead": c, "text": "Made by PUT", "type": "general"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let put_note = r.body["note"]["id"].as_i64().unwrap();
+    assert_ne!(put_note, 999999);
+    s.delete(&format!("/api/notes/{put_note}/delete"))
+        .await
+        .expect(200);
     let r = s
         .patch(
             &format!("/api/notes/{note_id}/edit"),
@@ -1021,6 +1042,18 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
     assert_eq!(
         edited["company"]["fields"]["all"]["companyname"], "Acme Rockets",
         "an edit keeps what it did not send"
+    );
+    // PUT on an unknown id creates the company (201), as in Mautic.
+    let r = s
+        .put(
+            "/api/companies/999999/edit",
+            json!({"companyname": "Put Industries"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.body["company"]["fields"]["all"]["companyname"],
+        "Put Industries"
     );
     let list = s.get("/api/companies?search=rockets").await.expect(200);
     assert_eq!(list["total"], "1", "{list}");

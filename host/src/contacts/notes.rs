@@ -36,8 +36,20 @@ impl NoteInput {
             .as_object()
             .ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
         let mut problems = Problems::default();
+        // What a GET answers besides these is read-only: accepted and ignored, since
+        // clients send back the note they read.
+        const READ_ONLY: [&str; 6] = [
+            "id",
+            "dateAdded",
+            "dateModified",
+            "createdBy",
+            "createdByUser",
+            "modifiedBy",
+        ];
         for k in o.keys() {
-            if !["lead", "text", "type", "dateTime"].contains(&k.as_str()) {
+            if !["lead", "text", "type", "dateTime"].contains(&k.as_str())
+                && !READ_ONLY.contains(&k.as_str())
+            {
                 problems.add(k, "is not a note property");
             }
         }

@@ -58,6 +58,20 @@ pub async fn create(
     Ok((status, Json(json!({ "company": companies::to_json(&c) }))).into_response())
 }
 
+/// `PUT /api/companies/{id}/edit`: edits, or creates the company when the id is unknown,
+/// as Mautic does.
+#[utoipa::path(put, path = "/api/companies/{id}/edit", tag = "companies", summary = "Edit a company, or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
+pub async fn put(
+    State(state): State<SharedState>,
+    Path(company_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    match companies::update(&state.store, id(&company_id)?, &body).await {
+        Err(AppError::NotFound(_)) => create(State(state), ApiBody(body)).await,
+        updated => Ok(Json(json!({ "company": companies::to_json(&updated?) })).into_response()),
+    }
+}
+
 #[utoipa::path(patch, path = "/api/companies/{id}/edit", tag = "companies", summary = "Edit a company", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn edit(
     State(state): State<SharedState>,

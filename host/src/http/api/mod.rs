@@ -64,7 +64,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/notes", get(notes::list))
         .route("/notes/new", post(notes::create))
         .route("/notes/{id}", get(notes::get))
-        .route("/notes/{id}/edit", patch(notes::edit).put(notes::edit))
+        .route("/notes/{id}/edit", patch(notes::edit).put(notes::put))
         .route("/notes/{id}/delete", delete(notes::delete))
         .route(
             "/contacts/{id}/tracking-token",
@@ -75,7 +75,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/companies/{id}", get(companies::get))
         .route(
             "/companies/{id}/edit",
-            patch(companies::edit).put(companies::edit),
+            patch(companies::edit).put(companies::put),
         )
         .route("/companies/{id}/delete", delete(companies::delete))
         .route(

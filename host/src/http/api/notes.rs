@@ -85,7 +85,7 @@ pub async fn create(
         .into_response())
 }
 
-/// `PATCH|PUT /api/notes/{id}/edit`
+/// `PATCH /api/notes/{id}/edit`
 #[utoipa::path(patch, path = "/api/notes/{id}/edit", tag = "notes", summary = "Edit a note", params(("id" = i64, Path)), request_body = Object, responses((status = 200)))]
 pub async fn edit(
     State(state): State<SharedState>,
@@ -95,6 +95,30 @@ pub async fn edit(
     let input = NoteInput::from_json(&body, false)?;
     let note = note_service::update(&state.store, id(&note_id)?, &input).await?;
     Ok(Json(json!({ "note": note_json(&note) })))
+}
+
+/// `PUT /api/notes/{id}/edit`: edits, or creates the note when the id is unknown (201),
+/// as Mautic does.
+#[utoipa::path(put, path = "/api/notes/{id}/edit", tag = "notes", summary = "Edit a note, or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201)))]
+pub async fn put(
+    State(state): State<SharedState>,
+    Extension(CurrentUser(me)): Extension<CurrentUser>,
+    Path(note_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    let input = NoteInput::from_json(&body, false)?;
+    match note_service::update(&state.store, id(&note_id)?, &input).await {
+        Err(AppError::NotFound(_)) => {
+            let input = NoteInput::from_json(&body, true)?;
+            let note = note_service::create(&state.store, &input, Some(me.id)).await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({ "note": note_json(&note) })),
+            )
+                .into_response())
+        }
+        updated => Ok(Json(json!({ "note": note_json(&updated?) })).into_response()),
+    }
 }
 
 /// `DELETE /api/notes/{id}/delete`
