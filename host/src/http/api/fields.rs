@@ -119,8 +119,13 @@ pub async fn put(
     require_admin(&me)?;
     match field_service::update(&state.store, &state.fields, id(&field_id)?, &body).await {
         Err(AppError::NotFound(_)) => {
-            let def = field_service::create(&state.store, &state.fields, &body).await?;
-            Ok((StatusCode::CREATED, Json(json!({ "field": def.to_json() }))).into_response())
+            create(
+                State(state),
+                Extension(CurrentUser(me)),
+                Path(object),
+                ApiBody(body),
+            )
+            .await
         }
         updated => Ok(Json(json!({ "field": updated?.to_json() })).into_response()),
     }

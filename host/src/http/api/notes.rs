@@ -109,13 +109,7 @@ pub async fn put(
     let input = NoteInput::from_json(&body, false)?;
     match note_service::update(&state.store, id(&note_id)?, &input).await {
         Err(AppError::NotFound(_)) => {
-            let input = NoteInput::from_json(&body, true)?;
-            let note = note_service::create(&state.store, &input, Some(me.id)).await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({ "note": note_json(&note) })),
-            )
-                .into_response())
+            create(State(state), Extension(CurrentUser(me)), ApiBody(body)).await
         }
         updated => Ok(Json(json!({ "note": note_json(&updated?) })).into_response()),
     }
