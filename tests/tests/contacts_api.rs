@@ -509,6 +509,30 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     let r = s.post("/api/tags/new", json!({"tag": "fresh"})).await;
     assert_eq!(r.status, 200, "an existing tag is returned with 200");
     assert_eq!(s.post("/api/tags/new", json!({})).await.status, 422);
+    // A description is kept and answered, as Mautic's tags API does.
+    let r = s
+        .post(
+            "/api/tags/new",
+            json!({"tag": "described", "description": "Met at the fair"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["tag"]["description"], "Met at the fair");
+    let listed = s.get("/api/tags?search=described").await.expect(200);
+    let described = listed["tags"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(described["description"], "Met at the fair", "{listed}");
+    assert_eq!(
+        s.post("/api/tags/new", json!({"tag": "x", "description": 5}))
+            .await
+            .status,
+        422
+    );
 
     assert_eq!(
         s.post(&format!("/api/contacts/{id}/points/plus/10"), json!({}))

@@ -7,6 +7,7 @@ use crate::params;
 pub struct Tag {
     pub id: i64,
     pub tag: String,
+    pub description: Option<String>,
     pub contacts: i64,
 }
 
@@ -35,7 +36,7 @@ pub async fn list(
         .await?
         .unwrap_or(0);
     let sql = format!(
-        "SELECT t.id, t.tag, (SELECT COUNT(*) FROM contact_tags ct WHERE ct.tag_id = t.id) AS contacts
+        "SELECT t.id, t.tag, t.description, (SELECT COUNT(*) FROM contact_tags ct WHERE ct.tag_id = t.id) AS contacts
          FROM tags t WHERE {cond} ORDER BY t.tag LIMIT {} OFFSET {}",
         p.push(limit),
         p.push(offset)
@@ -46,6 +47,7 @@ pub async fn list(
             .map(|r| Tag {
                 id: r.i64("id"),
                 tag: r.text("tag"),
+                description: r.opt_text("description"),
                 contacts: r.i64("contacts"),
             })
             .collect(),
@@ -55,31 +57,39 @@ pub async fn list(
 
 pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Tag>> {
     Ok(db
-        .fetch_optional("SELECT id, tag FROM tags WHERE tag = $1", params![name])
+        .fetch_optional(
+            "SELECT id, tag, description FROM tags WHERE tag = $1",
+            params![name],
+        )
         .await?
         .map(|r| Tag {
             id: r.i64("id"),
             tag: r.text("tag"),
+            description: r.opt_text("description"),
             contacts: 0,
         }))
 }
 
 pub async fn by_id(db: &mut impl Exec, id: i64) -> DbResult<Option<Tag>> {
     Ok(db
-        .fetch_optional("SELECT id, tag FROM tags WHERE id = $1", params![id])
+        .fetch_optional(
+            "SELECT id, tag, description FROM tags WHERE id = $1",
+            params![id],
+        )
         .await?
         .map(|r| Tag {
             id: r.i64("id"),
             tag: r.text("tag"),
+            description: r.opt_text("description"),
             contacts: 0,
         }))
 }
 
-pub async fn insert(db: &mut impl Exec, name: &str) -> DbResult<i64> {
+pub async fn insert(db: &mut impl Exec, name: &str, description: Option<&str>) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
-            "INSERT INTO tags (tag) VALUES ($1) RETURNING id",
-            params![name],
+            "INSERT INTO tags (tag, description) VALUES ($1, $2) RETURNING id",
+            params![name, description],
         )
         .await?
         .unwrap_or_default())

@@ -13,7 +13,7 @@ use crate::state::SharedState;
 use crate::store;
 
 fn tag_json(t: &store::tags::Tag) -> Value {
-    json!({ "id": t.id, "tag": t.tag, "description": null })
+    json!({ "id": t.id, "tag": t.tag, "description": t.description })
 }
 
 /// `GET /api/tags`
@@ -53,15 +53,33 @@ pub async fn create(
     }) {
         return Err(AppError::invalid(k, "is not a tag property"));
     }
+    let description = match body.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) if d.trim().is_empty() => None,
+        Some(Value::String(d))
+            if d.chars().count() > 65_535
+                || d.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+        {
+            return Err(AppError::invalid(
+                "description",
+                "must be at most 65535 characters without control characters",
+            ));
+        }
+        Some(Value::String(d)) => Some(d.trim().to_owned()),
+        Some(_) => return Err(AppError::invalid("description", "must be a string")),
+    };
     let mut tx = state.store.begin().await?;
     if let Some(t) = store::tags::by_name(&mut tx, &name).await? {
         return Ok((StatusCode::OK, Json(json!({ "tag": tag_json(&t) }))).into_response());
     }
-    let id = store::tags::insert(&mut tx, &name).await?;
+    let id = store::tags::insert(&mut tx, &name, description.as_deref()).await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "tag": { "id": id, "tag": name, "description": null } })),
-    )
-        .into_response())
+    let tag = store::tags::Tag {
+        id,
+        tag: name,
+        description,
+        contacts: 0,
+    };
+    Ok((StatusCode::CREATED, Json(json!({ "tag": tag_json(&tag) }))).into_response())
 }
