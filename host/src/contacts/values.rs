@@ -228,7 +228,7 @@ fn scalar_text(v: &Json) -> Result<String, String> {
 }
 
 /// Control characters are refused (tab, CR and LF only in multi-line text).
-fn check_chars(s: &str, multiline: bool) -> Result<(), String> {
+pub fn check_chars(s: &str, multiline: bool) -> Result<(), String> {
     for c in s.chars() {
         let allowed = !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t'));
         if !allowed {

@@ -24,13 +24,6 @@ pub(super) fn from_row(r: &Row) -> User {
     }
 }
 
-pub async fn count(db: &mut impl Exec) -> DbResult<i64> {
-    Ok(db
-        .fetch_i64("SELECT COUNT(*) FROM users", vec![])
-        .await?
-        .unwrap_or(0))
-}
-
 pub async fn by_username(db: &mut impl Exec, username: &str) -> DbResult<Option<User>> {
     Ok(db
         .fetch_optional(

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::contacts::input::normalize_tag;
+use crate::contacts::values::{MAX_TEXTAREA, check_chars};
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiBody, PhpQuery};
 use crate::state::SharedState;
@@ -53,20 +54,21 @@ pub async fn create(
     }) {
         return Err(AppError::invalid(k, "is not a tag property"));
     }
+    // Multi-line text, as long as a textarea field.
     let description = match body.get("description") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) if d.trim().is_empty() => None,
-        Some(Value::String(d))
-            if d.chars().count() > 65_535
-                || d.chars()
-                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
-        {
-            return Err(AppError::invalid(
-                "description",
-                "must be at most 65535 characters without control characters",
-            ));
+        Some(Value::String(d)) => {
+            let len = d.chars().count();
+            if len > MAX_TEXTAREA {
+                return Err(AppError::invalid(
+                    "description",
+                    format!("must be at most {MAX_TEXTAREA} characters (got {len})"),
+                ));
+            }
+            check_chars(d, true).map_err(|m| AppError::invalid("description", m))?;
+            Some(d.trim().to_owned())
         }
-        Some(Value::String(d)) => Some(d.trim().to_owned()),
         Some(_) => return Err(AppError::invalid("description", "must be a string")),
     };
     let mut tx = state.store.begin().await?;
