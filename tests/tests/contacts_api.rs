@@ -16,6 +16,7 @@ both_backends!(
     concurrent_batches_behave_as_one_after_another,
     creation_events_read_and_page_with_the_stored_ones,
     notes_companies_and_stages_apis,
+    tags_and_stages_by_id,
 );
 
 /// The event types of an activity answer, newest first.
@@ -519,13 +520,7 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["tag"]["description"], "Met at the fair");
     let listed = s.get("/api/tags?search=described").await.expect(200);
-    let described = listed["tags"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .clone();
+    let described = listed["tags"][0].clone();
     assert_eq!(described["description"], "Met at the fair", "{listed}");
     assert_eq!(
         s.post("/api/tags/new", json!({"tag": "x", "description": 5}))
@@ -1144,5 +1139,198 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
             .status,
         404
     );
+    s.stop().await;
+}
+
+/// Tags and stages as Mautic's API has them: lists in order, and get, edit (PATCH
+/// partial, PUT replacing or creating) and delete by id.
+async fn tags_and_stages_by_id(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = s
+        .create_contact(json!({"email": "tagged@example.org", "tags": ["vip", "lead"]}))
+        .await;
+    let tags = s.get("/api/tags").await.expect(200);
+    assert_eq!(tags["total"], 2, "{tags}");
+    let names: Vec<&str> = tags["tags"]
+        .as_array()
+        .expect("a list, as Mautic's paginated entities")
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lead", "vip"]);
+    let vip = tags["tags"][1]["id"].as_i64().unwrap();
+    let lead = tags["tags"][0]["id"].as_i64().unwrap();
+    assert_eq!(
+        s.get(&format!("/api/tags/{vip}")).await.expect(200),
+        json!({"tag": {"id": vip, "tag": "vip", "description": null}})
+    );
+    assert_eq!(s.get("/api/tags/999999").await.status, 404);
+    assert_eq!(s.get("/api/tags/abc").await.status, 404);
+
+    // PATCH renames: the contact keeps the tag under its new name, and search finds it.
+    let r = s
+        .patch(
+            &format!("/api/tags/{vip}/edit"),
+            json!({"tag": "gold", "description": "Best customers"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["tag"]["tag"], "gold");
+    let got = s.get(&format!("/api/contacts/{c}")).await.expect(200);
+    let on_contact: Vec<&str> = got["contact"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(on_contact, ["gold", "lead"], "{got}");
+    let found = s.get("/api/contacts?search=tag:gold").await.expect(200);
+    assert_eq!(found["total"], "1", "{found}");
+    // A PATCH without a description keeps it; a PUT without one clears it.
+    let r = s
+        .patch(&format!("/api/tags/{vip}/edit"), json!({"tag": "gold"}))
+        .await
+        .expect(200);
+    assert_eq!(r["tag"]["description"], "Best customers");
+    let r = s
+        .put(&format!("/api/tags/{vip}/edit"), json!({"tag": "gold"}))
+        .await
+        .expect(200);
+    assert!(r["tag"]["description"].is_null(), "{r}");
+    // Renaming onto another tag's name, unknown keys and wrong types change nothing.
+    for (body, key) in [
+        (json!({"tag": "lead"}), "tag"),
+        (json!({"tag": "x", "colour": "red"}), "colour"),
+        (json!({"tag": 5}), "tag"),
+        (json!({"tag": ""}), "tag"),
+    ] {
+        let r = s.patch(&format!("/api/tags/{vip}/edit"), body).await;
+        assert_eq!(r.status, 422, "{}", r.text);
+        assert!(r.text.contains(key), "{}", r.text);
+    }
+    assert_eq!(
+        s.patch("/api/tags/999999/edit", json!({"tag": "x"}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        s.get(&format!("/api/tags/{vip}")).await.expect(200)["tag"]["tag"],
+        "gold"
+    );
+    // PUT on an unknown id creates (201).
+    let r = s
+        .put("/api/tags/999999/edit", json!({"tag": "fresh"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["tag"]["tag"], "fresh");
+    // DELETE: the tag leaves the contact.
+    let r = s
+        .delete(&format!("/api/tags/{lead}/delete"))
+        .await
+        .expect(200);
+    assert_eq!(r["tag"]["tag"], "lead");
+    assert_eq!(s.get(&format!("/api/tags/{lead}")).await.status, 404);
+    assert_eq!(
+        s.delete(&format!("/api/tags/{lead}/delete")).await.status,
+        404
+    );
+    let got = s.get(&format!("/api/contacts/{c}")).await.expect(200);
+    assert_eq!(got["contact"]["tags"].as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(
+        s.get("/api/contacts?search=tag:lead").await.expect(200)["total"],
+        "0"
+    );
+
+    // Stages.
+    let customer = s
+        .post(
+            "/api/stages/new",
+            json!({"name": "Customer", "weight": 5, "description": "Paid", "isPublished": 0}),
+        )
+        .await
+        .expect(201)["stage"]
+        .clone();
+    assert_eq!(customer["weight"], 5);
+    assert_eq!(customer["isPublished"], false);
+    let customer = customer["id"].as_i64().unwrap();
+    let lead_stage = s
+        .post("/api/stages/new", json!({"name": "Lead"}))
+        .await
+        .expect(201)["stage"]["id"]
+        .as_i64()
+        .unwrap();
+    let stages = s.get("/api/stages").await.expect(200);
+    let names: Vec<&str> = stages["stages"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|st| st["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Lead", "Customer"], "by weight, then name");
+    assert_eq!(
+        s.get(&format!("/api/stages/{customer}")).await.expect(200)["stage"]["description"],
+        "Paid"
+    );
+    assert_eq!(s.get("/api/stages/999999").await.status, 404);
+    let r = s
+        .patch(
+            &format!("/api/stages/{customer}/edit"),
+            json!({"name": "Client", "isPublished": true}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["stage"]["name"], "Client");
+    assert_eq!(r["stage"]["weight"], 5, "PATCH keeps what it does not name");
+    assert_eq!(r["stage"]["isPublished"], true);
+    let r = s
+        .put(
+            &format!("/api/stages/{customer}/edit"),
+            json!({"name": "Client"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["stage"]["weight"], 0, "PUT replaces");
+    assert_eq!(r["stage"]["description"], "");
+    for (body, key) in [
+        (json!({"name": "lead"}), "name"),
+        (json!({"weight": "heavy"}), "weight"),
+        (json!({"isPublished": "maybe"}), "isPublished"),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let r = s.patch(&format!("/api/stages/{customer}/edit"), body).await;
+        assert_eq!(r.status, 422, "{}", r.text);
+        assert!(r.text.contains(key), "{}", r.text);
+    }
+    assert_eq!(
+        s.put(
+            &format!("/api/stages/{customer}/edit"),
+            json!({"weight": 1})
+        )
+        .await
+        .status,
+        422,
+        "PUT needs a name"
+    );
+    let r = s
+        .put("/api/stages/999999/edit", json!({"name": "Won"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // DELETE: a contact in the stage is left in none.
+    s.post(
+        &format!("/api/stages/{lead_stage}/contact/{c}/add"),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    s.delete(&format!("/api/stages/{lead_stage}/delete"))
+        .await
+        .expect(200);
+    assert_eq!(
+        s.get(&format!("/api/stages/{lead_stage}")).await.status,
+        404
+    );
+    let got = s.get(&format!("/api/contacts/{c}")).await.expect(200);
+    assert!(got["contact"]["stage"].is_null(), "{got}");
     s.stop().await;
 }

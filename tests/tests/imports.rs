@@ -660,9 +660,9 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
     );
     let stages = s.get("/api/stages").await.expect(200);
     let names: Vec<&str> = stages["stages"]
-        .as_object()
+        .as_array()
         .unwrap()
-        .values()
+        .iter()
         .map(|st| st["name"].as_str().unwrap())
         .collect();
     assert_eq!(

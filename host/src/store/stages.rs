@@ -68,7 +68,16 @@ pub async fn create(
         .unwrap_or_default())
 }
 
-/// Deletes a stage no contact is in (an import's, when no row naming it was written).
+pub async fn update(db: &mut impl Exec, s: &StageRow) -> DbResult<()> {
+    db.execute(
+        "UPDATE stages SET name = $1, description = $2, weight = $3, is_published = $4 WHERE id = $5",
+        crate::params![s.name.as_str(), s.description.as_str(), s.weight, s.is_published as i64, s.id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes a stage; contacts in it are left in none (`ON DELETE SET NULL`).
 pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
     db.execute("DELETE FROM stages WHERE id = $1", crate::params![id])
         .await?;

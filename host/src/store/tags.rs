@@ -94,3 +94,24 @@ pub async fn insert(db: &mut impl Exec, name: &str, description: Option<&str>) -
         .await?
         .unwrap_or_default())
 }
+
+pub async fn update(
+    db: &mut impl Exec,
+    id: i64,
+    name: &str,
+    description: Option<&str>,
+) -> DbResult<()> {
+    db.execute(
+        "UPDATE tags SET tag = $1, description = $2 WHERE id = $3",
+        params![name, description, id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes a tag; it leaves every contact (`contact_tags` cascades).
+pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
+    db.execute("DELETE FROM tags WHERE id = $1", params![id])
+        .await?;
+    Ok(())
+}

@@ -89,8 +89,14 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/forms/{id}/delete", delete(forms::delete))
         .route("/tags", get(tags::list))
         .route("/tags/new", post(tags::create))
+        .route("/tags/{id}", get(tags::get))
+        .route("/tags/{id}/edit", patch(tags::edit).put(tags::put))
+        .route("/tags/{id}/delete", delete(tags::delete))
         .route("/stages", get(stages::list))
         .route("/stages/new", post(stages::create))
+        .route("/stages/{id}", get(stages::get))
+        .route("/stages/{id}/edit", patch(stages::edit).put(stages::put))
+        .route("/stages/{id}/delete", delete(stages::delete))
         .route(
             "/stages/{id}/contact/{contact_id}/{action}",
             post(stages::change_contact),

@@ -4,32 +4,140 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::openapi::ErrorBody;
 use crate::contacts::input::ContactInput;
 use crate::contacts::service::{self, SaveContext, Source, Target};
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, id};
 use crate::state::SharedState;
-use crate::store;
+use crate::store::{self, stages::StageRow};
 use crate::time::{iso, now_ms};
 
-fn stage_json(s: &store::stages::StageRow) -> Value {
+fn stage_json(s: &StageRow) -> Value {
     json!({ "id": s.id, "name": s.name, "description": s.description, "weight": s.weight, "isPublished": s.is_published,
             "dateAdded": iso(s.date_added), "category": null })
 }
 
-/// `GET /api/stages`
+/// `GET /api/stages`: a list in weight and name order, as Mautic answers it.
 #[utoipa::path(get, path = "/api/stages", tag = "stages", summary = "List stages", responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let stages = store::stages::list(&mut db).await?;
-    let mut out = Map::new();
-    for s in &stages {
-        out.insert(s.id.to_string(), stage_json(s));
+    Ok(Json(json!({
+        "total": stages.len(),
+        "stages": stages.iter().map(stage_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/stages/{id}`
+#[utoipa::path(get, path = "/api/stages/{id}", tag = "stages", summary = "Get a stage", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(stage_id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let mut db = state.store.read().await?;
+    let stage = store::stages::by_ids(&mut db, &[id(&stage_id)?])
+        .await?
+        .pop()
+        .ok_or_else(AppError::not_found)?;
+    Ok(Json(json!({ "stage": stage_json(&stage) })))
+}
+
+/// A stage body; each `None` when absent.
+struct StageInput {
+    name: Option<String>,
+    description: Option<String>,
+    weight: Option<i64>,
+    is_published: Option<bool>,
+}
+
+impl StageInput {
+    fn from_json(body: &Value) -> AppResult<StageInput> {
+        let o = body
+            .as_object()
+            .ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
+        // Keys a GET answers are read-only: clients send back the stage they read.
+        const READ_ONLY: [&str; 4] = ["id", "dateAdded", "category", "alias"];
+        if let Some(k) = o.keys().find(|k| {
+            !["name", "description", "weight", "isPublished"].contains(&k.as_str())
+                && !READ_ONLY.contains(&k.as_str())
+        }) {
+            return Err(AppError::invalid(k, "is not a stage property"));
+        }
+        let name = match o.get("name") {
+            None => None,
+            Some(Value::String(n)) => {
+                let n = n.trim();
+                if n.is_empty() {
+                    return Err(AppError::invalid("name", "must not be empty"));
+                }
+                if n.chars().count() > 191 || n.chars().any(char::is_control) {
+                    return Err(AppError::invalid(
+                        "name",
+                        "must be at most 191 characters without control characters",
+                    ));
+                }
+                Some(n.to_owned())
+            }
+            Some(_) => return Err(AppError::invalid("name", "must be a string")),
+        };
+        let description = match o.get("description") {
+            None => None,
+            Some(Value::Null) => Some(String::new()),
+            Some(Value::String(d)) => {
+                crate::contacts::values::check_chars(d, true)
+                    .map_err(|m| AppError::invalid("description", m))?;
+                if d.chars().count() > crate::contacts::values::MAX_TEXTAREA {
+                    return Err(AppError::invalid("description", "is too long"));
+                }
+                Some(d.trim().to_owned())
+            }
+            Some(_) => return Err(AppError::invalid("description", "must be a string")),
+        };
+        let weight = match o.get("weight") {
+            None | Some(Value::Null) => None,
+            Some(w) => Some(
+                w.as_i64()
+                    .or_else(|| w.as_str().and_then(|s| s.trim().parse().ok()))
+                    .ok_or_else(|| AppError::invalid("weight", "must be a whole number"))?,
+            ),
+        };
+        // Mautic's clients send 1/0, true/false, or their form-encoded strings.
+        let is_published = match o.get("isPublished") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(v) => match v.as_i64().map(|n| n.to_string()).as_deref().or(v.as_str()) {
+                Some("1" | "true") => Some(true),
+                Some("0" | "false" | "") => Some(false),
+                _ => return Err(AppError::invalid("isPublished", "must be true or false")),
+            },
+        };
+        Ok(StageInput {
+            name,
+            description,
+            weight,
+            is_published,
+        })
     }
-    Ok(Json(json!({ "total": stages.len(), "stages": out })))
+}
+
+/// Fails with a 422 when another stage has `name` (case-insensitive, as names are shown).
+async fn check_name_free(
+    db: &mut impl store::Exec,
+    name: &str,
+    except: Option<i64>,
+) -> AppResult<()> {
+    let existing = store::stages::list(db).await?;
+    if existing
+        .iter()
+        .any(|s| s.name.eq_ignore_ascii_case(name) && Some(s.id) != except)
+    {
+        return Err(AppError::invalid("name", "a stage with this name exists"));
+    }
+    Ok(())
 }
 
 /// `POST /api/stages/new`
@@ -38,48 +146,120 @@ pub async fn create(
     State(state): State<SharedState>,
     ApiBody(body): ApiBody,
 ) -> AppResult<Response> {
-    let o = body
-        .as_object()
-        .ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
-    if let Some(k) = o
-        .keys()
-        .find(|k| !["name", "description", "weight", "isPublished"].contains(&k.as_str()))
-    {
-        return Err(AppError::invalid(k, "is not a stage property"));
-    }
-    let name = o
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
+    let input = StageInput::from_json(&body)?;
+    let name = input
+        .name
         .ok_or_else(|| AppError::invalid("name", "is required"))?;
-    if name.chars().count() > 191 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "name",
-            "must be at most 191 characters without control characters",
-        ));
-    }
-    let description = o.get("description").and_then(Value::as_str).unwrap_or("");
-    let weight = match o.get("weight") {
-        None | Some(Value::Null) => 0,
-        Some(w) => w
-            .as_i64()
-            .or_else(|| w.as_str().and_then(|s| s.parse().ok()))
-            .ok_or_else(|| AppError::invalid("weight", "must be a whole number"))?,
-    };
     let mut tx = state.store.begin().await?;
-    let existing = store::stages::list(&mut tx).await?;
-    if existing.iter().any(|s| s.name.eq_ignore_ascii_case(name)) {
-        return Err(AppError::invalid("name", "a stage with this name exists"));
+    check_name_free(&mut tx, &name, None).await?;
+    let stage_id = store::stages::create(
+        &mut tx,
+        &name,
+        input.description.as_deref().unwrap_or(""),
+        input.weight.unwrap_or(0),
+        now_ms(),
+    )
+    .await?;
+    let mut stage = store::stages::by_ids(&mut tx, &[stage_id]).await?.remove(0);
+    if input.is_published == Some(false) {
+        stage.is_published = false;
+        store::stages::update(&mut tx, &stage).await?;
     }
-    let stage_id = store::stages::create(&mut tx, name, description, weight, now_ms()).await?;
-    let stage = store::stages::by_ids(&mut tx, &[stage_id]).await?.remove(0);
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "stage": stage_json(&stage) })),
     )
         .into_response())
+}
+
+/// Edits stage `id`; `replace` (PUT) resets what the body leaves out. `None` when the id
+/// is unknown.
+async fn update(
+    state: &SharedState,
+    stage_id: i64,
+    input: StageInput,
+    replace: bool,
+) -> AppResult<Option<StageRow>> {
+    let mut tx = state.store.begin().await?;
+    let Some(mut stage) = store::stages::by_ids(&mut tx, &[stage_id]).await?.pop() else {
+        return Ok(None);
+    };
+    if let Some(name) = input.name {
+        check_name_free(&mut tx, &name, Some(stage.id)).await?;
+        stage.name = name;
+    }
+    match input.description {
+        Some(d) => stage.description = d,
+        None if replace => stage.description = String::new(),
+        None => {}
+    }
+    match input.weight {
+        Some(w) => stage.weight = w,
+        None if replace => stage.weight = 0,
+        None => {}
+    }
+    match input.is_published {
+        Some(p) => stage.is_published = p,
+        None if replace => stage.is_published = true,
+        None => {}
+    }
+    store::stages::update(&mut tx, &stage).await?;
+    tx.commit().await?;
+    Ok(Some(stage))
+}
+
+/// `PATCH /api/stages/{id}/edit`
+#[utoipa::path(patch, path = "/api/stages/{id}/edit", tag = "stages", summary = "Edit a stage", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn edit(
+    State(state): State<SharedState>,
+    Path(stage_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
+    let stage_id = id(&stage_id)?;
+    let input = StageInput::from_json(&body)?;
+    let stage = update(&state, stage_id, input, false)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    Ok(Json(json!({ "stage": stage_json(&stage) })))
+}
+
+/// `PUT /api/stages/{id}/edit`: replaces the stage, or creates it when the id is unknown
+/// (201), as Mautic does.
+#[utoipa::path(put, path = "/api/stages/{id}/edit", tag = "stages", summary = "Replace a stage, or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
+pub async fn put(
+    State(state): State<SharedState>,
+    Path(stage_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    let stage_id = id(&stage_id)?;
+    let input = StageInput::from_json(&body)?;
+    if input.name.is_none() {
+        return Err(AppError::invalid("name", "is required"));
+    }
+    match update(&state, stage_id, input, true).await? {
+        Some(stage) => Ok(Json(json!({ "stage": stage_json(&stage) })).into_response()),
+        None => create(State(state), ApiBody(body)).await,
+    }
+}
+
+/// `DELETE /api/stages/{id}/delete`: contacts in the stage are left in none.
+#[utoipa::path(delete, path = "/api/stages/{id}/delete", tag = "stages", summary = "Delete a stage (its contacts are left in none)", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(stage_id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let stage_id = id(&stage_id)?;
+    let mut tx = state.store.begin().await?;
+    let stage = store::stages::by_ids(&mut tx, &[stage_id])
+        .await?
+        .pop()
+        .ok_or_else(AppError::not_found)?;
+    store::stages::delete(&mut tx, stage_id).await?;
+    tx.commit().await?;
+    let mut j = stage_json(&stage);
+    j["id"] = Value::Null;
+    Ok(Json(json!({ "stage": j })))
 }
 
 /// `POST /api/stages/{id}/contact/{contactId}/add` and `/remove`.

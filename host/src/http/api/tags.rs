@@ -1,37 +1,101 @@
-//! `/api/tags`: the tag list, and creating a tag.
+//! `/api/tags…`: the tag list, and creating, reading, editing and deleting a tag.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::openapi::ErrorBody;
 use crate::contacts::input::normalize_tag;
 use crate::contacts::values::{MAX_TEXTAREA, check_chars};
 use crate::error::{AppError, AppResult};
-use crate::http::extract::{ApiBody, PhpQuery};
+use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
-use crate::store;
+use crate::store::{self, tags::Tag};
 
-fn tag_json(t: &store::tags::Tag) -> Value {
+fn tag_json(t: &Tag) -> Value {
     json!({ "id": t.id, "tag": t.tag, "description": t.description })
 }
 
-/// `GET /api/tags`
-#[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags", responses((status = 200)))]
+/// A tag body: `tag` (the name) and `description`, each `None` when absent.
+/// `Some(None)` for the description clears it.
+struct TagInput {
+    name: Option<String>,
+    description: Option<Option<String>>,
+}
+
+impl TagInput {
+    fn from_json(body: &Value) -> AppResult<TagInput> {
+        let o = body
+            .as_object()
+            .ok_or_else(|| AppError::bad_request("the body must be a JSON object"))?;
+        // `id` is read-only: clients send back the tag they read.
+        if let Some(k) = o
+            .keys()
+            .find(|k| !["tag", "description", "id"].contains(&k.as_str()))
+        {
+            return Err(AppError::invalid(k, "is not a tag property"));
+        }
+        let name = match o.get("tag") {
+            None => None,
+            Some(Value::String(n)) => {
+                let n = normalize_tag(n.trim()).map_err(|m| AppError::invalid("tag", m))?;
+                if n.is_empty() {
+                    return Err(AppError::invalid("tag", "must not be empty"));
+                }
+                Some(n)
+            }
+            Some(_) => return Err(AppError::invalid("tag", "must be a string")),
+        };
+        // Multi-line text, as long as a textarea field.
+        let description = match o.get("description") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(d)) if d.trim().is_empty() => Some(None),
+            Some(Value::String(d)) => {
+                let len = d.chars().count();
+                if len > MAX_TEXTAREA {
+                    return Err(AppError::invalid(
+                        "description",
+                        format!("must be at most {MAX_TEXTAREA} characters (got {len})"),
+                    ));
+                }
+                check_chars(d, true).map_err(|m| AppError::invalid("description", m))?;
+                Some(Some(d.trim().to_owned()))
+            }
+            Some(_) => return Err(AppError::invalid("description", "must be a string")),
+        };
+        Ok(TagInput { name, description })
+    }
+}
+
+/// `GET /api/tags`: a list in name order, as Mautic answers it.
+#[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags (search, start, limit)", responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let mut db = state.store.read().await?;
     let limit = match q.int("limit", 100)? {
         0 => 1000,
-        n => n.min(1000),
+        n => n.clamp(1, 1000),
     };
     let (tags, total) =
-        store::tags::list(&mut db, q.str("search"), q.int("start", 0)?, limit).await?;
-    let mut out = Map::new();
-    for t in &tags {
-        out.insert(t.id.to_string(), tag_json(t));
-    }
-    Ok(Json(json!({ "total": total, "tags": out })))
+        store::tags::list(&mut db, q.str("search"), q.int("start", 0)?.max(0), limit).await?;
+    Ok(Json(
+        json!({ "total": total, "tags": tags.iter().map(tag_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /api/tags/{id}`
+#[utoipa::path(get, path = "/api/tags/{id}", tag = "tags", summary = "Get a tag", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(tag_id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let mut db = state.store.read().await?;
+    let tag = store::tags::by_id(&mut db, id(&tag_id)?)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    Ok(Json(json!({ "tag": tag_json(&tag) })))
 }
 
 /// `POST /api/tags/new`: 201 for a new tag, 200 with the existing one when the name exists.
@@ -40,48 +104,108 @@ pub async fn create(
     State(state): State<SharedState>,
     ApiBody(body): ApiBody,
 ) -> AppResult<Response> {
-    let name = body
-        .get("tag")
-        .and_then(Value::as_str)
+    let input = TagInput::from_json(&body)?;
+    let name = input
+        .name
         .ok_or_else(|| AppError::invalid("tag", "is required"))?;
-    let name = normalize_tag(name.trim()).map_err(|m| AppError::invalid("tag", m))?;
-    if name.is_empty() {
-        return Err(AppError::invalid("tag", "is required"));
-    }
-    if let Some(k) = body.as_object().and_then(|o| {
-        o.keys()
-            .find(|k| !["tag", "description"].contains(&k.as_str()))
-    }) {
-        return Err(AppError::invalid(k, "is not a tag property"));
-    }
-    // Multi-line text, as long as a textarea field.
-    let description = match body.get("description") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(d)) if d.trim().is_empty() => None,
-        Some(Value::String(d)) => {
-            let len = d.chars().count();
-            if len > MAX_TEXTAREA {
-                return Err(AppError::invalid(
-                    "description",
-                    format!("must be at most {MAX_TEXTAREA} characters (got {len})"),
-                ));
-            }
-            check_chars(d, true).map_err(|m| AppError::invalid("description", m))?;
-            Some(d.trim().to_owned())
-        }
-        Some(_) => return Err(AppError::invalid("description", "must be a string")),
-    };
+    let description = input.description.flatten();
     let mut tx = state.store.begin().await?;
     if let Some(t) = store::tags::by_name(&mut tx, &name).await? {
         return Ok((StatusCode::OK, Json(json!({ "tag": tag_json(&t) }))).into_response());
     }
     let id = store::tags::insert(&mut tx, &name, description.as_deref()).await?;
     tx.commit().await?;
-    let tag = store::tags::Tag {
+    let tag = Tag {
         id,
         tag: name,
         description,
         contacts: 0,
     };
     Ok((StatusCode::CREATED, Json(json!({ "tag": tag_json(&tag) }))).into_response())
+}
+
+/// Edits tag `id`: renames it (every tagged contact keeps it) and sets its description.
+/// `replace`: a description the body leaves out is cleared (PUT). `None` when the id is
+/// unknown.
+async fn update(
+    state: &SharedState,
+    tag_id: i64,
+    input: TagInput,
+    replace: bool,
+) -> AppResult<Option<Tag>> {
+    let mut tx = state.store.begin().await?;
+    let Some(mut tag) = store::tags::by_id(&mut tx, tag_id).await? else {
+        return Ok(None);
+    };
+    if let Some(name) = input.name {
+        if let Some(other) = store::tags::by_name(&mut tx, &name).await?
+            && other.id != tag.id
+        {
+            return Err(AppError::invalid(
+                "tag",
+                format!("a tag named '{name}' exists (id {})", other.id),
+            ));
+        }
+        tag.tag = name;
+    }
+    match input.description {
+        Some(d) => tag.description = d,
+        None if replace => tag.description = None,
+        None => {}
+    }
+    store::tags::update(&mut tx, tag.id, &tag.tag, tag.description.as_deref()).await?;
+    tx.commit().await?;
+    Ok(Some(tag))
+}
+
+/// `PATCH /api/tags/{id}/edit`
+#[utoipa::path(patch, path = "/api/tags/{id}/edit", tag = "tags", summary = "Rename a tag or change its description", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn edit(
+    State(state): State<SharedState>,
+    Path(tag_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Json<Value>> {
+    let tag_id = id(&tag_id)?;
+    let input = TagInput::from_json(&body)?;
+    let tag = update(&state, tag_id, input, false)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    Ok(Json(json!({ "tag": tag_json(&tag) })))
+}
+
+/// `PUT /api/tags/{id}/edit`: replaces the tag, or creates it when the id is unknown
+/// (201), as Mautic does.
+#[utoipa::path(put, path = "/api/tags/{id}/edit", tag = "tags", summary = "Replace a tag, or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
+pub async fn put(
+    State(state): State<SharedState>,
+    Path(tag_id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> AppResult<Response> {
+    let tag_id = id(&tag_id)?;
+    let input = TagInput::from_json(&body)?;
+    if input.name.is_none() {
+        return Err(AppError::invalid("tag", "is required"));
+    }
+    match update(&state, tag_id, input, true).await? {
+        Some(tag) => Ok(Json(json!({ "tag": tag_json(&tag) })).into_response()),
+        None => create(State(state), ApiBody(body)).await,
+    }
+}
+
+/// `DELETE /api/tags/{id}/delete`: the tag leaves every contact that had it.
+#[utoipa::path(delete, path = "/api/tags/{id}/delete", tag = "tags", summary = "Delete a tag (it leaves every contact)", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(tag_id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let tag_id = id(&tag_id)?;
+    let mut tx = state.store.begin().await?;
+    let tag = store::tags::by_id(&mut tx, tag_id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    store::tags::delete(&mut tx, tag_id).await?;
+    tx.commit().await?;
+    let mut j = tag_json(&tag);
+    j["id"] = Value::Null;
+    Ok(Json(json!({ "tag": j })))
 }
