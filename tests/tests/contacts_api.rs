@@ -896,6 +896,33 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
         }
     }
     assert_eq!(paged, ids);
+    // Oldest first (Mautic's `order`), paged the same way: the same list reversed.
+    let mut oldest_first = Vec::new();
+    for page in 1..=ids.len().div_ceil(2) {
+        let p = s
+            .activity(
+                known,
+                &format!("order[0]=timestamp&order[1]=ASC&limit=2&page={page}"),
+            )
+            .await;
+        assert_eq!(p["order"], json!(["timestamp", "ASC"]));
+        for e in p["events"].as_array().unwrap() {
+            oldest_first.push(e["eventId"].as_str().unwrap().to_owned());
+        }
+    }
+    let mut reversed = ids.clone();
+    reversed.reverse();
+    assert_eq!(oldest_first, reversed);
+    for bad in [
+        "order[0]=eventLabel",
+        "order[0]=timestamp&order[1]=sideways",
+    ] {
+        let r = s
+            .get(&format!("/api/contacts/{known}/activity?{bad}"))
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert!(r.text.contains("order"), "{}", r.text);
+    }
 
     // Filters apply to derived events as to stored ones.
     let only = |q: &'static str| s.activity(known, q);

@@ -702,7 +702,7 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 }
 
 /// `GET /api/contacts/{id}/activity`: the timeline in Mautic's shape.
-#[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
+#[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("order[0]" = Option<String>, Query, description = "timestamp"), ("order[1]" = Option<String>, Query, description = "ASC or DESC (default)"), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
 pub async fn activity(
     State(state): State<SharedState>,
     Path(contact_id): Path<String>,
@@ -740,11 +740,30 @@ pub async fn activity(
         from: parse_date("dateFrom")?,
         to: parse_date("dateTo")?,
     };
+    // Mautic's `order[0]=timestamp&order[1]=ASC|DESC`; events sort by time alone here.
+    let order = string_list(q.0.get("order"));
+    let oldest_first = match order.get(1).map(|d| d.to_ascii_uppercase()).as_deref() {
+        None | Some("DESC") => false,
+        Some("ASC") => true,
+        Some(_) => return Err(AppError::bad_request("order[1] must be ASC or DESC")),
+    };
+    if let Some(column) = order.first().filter(|c| c.as_str() != "timestamp") {
+        return Err(AppError::bad_request(format!(
+            "order[0] must be timestamp (the timeline sorts by time), not '{column}'"
+        )));
+    }
     let page = q.int("page", 1)?.max(1);
     let limit = q.int("limit", 25)?.clamp(1, 500);
     let mut db = state.store.read().await?;
-    let (events, total) =
-        store::events::page(&mut db, contact_id, &filter, (page - 1) * limit, limit).await?;
+    let (events, total) = store::events::page(
+        &mut db,
+        contact_id,
+        &filter,
+        (page - 1) * limit,
+        limit,
+        oldest_first,
+    )
+    .await?;
     let counts = store::events::type_counts(&mut db, contact_id).await?;
     let catalogue = &state.events;
     let mut type_map = Map::new();
@@ -769,7 +788,7 @@ pub async fn activity(
     Ok(Json(json!({
         "events": events,
         "filters": { "search": search, "includeEvents": include, "excludeEvents": exclude },
-        "order": ["timestamp", "DESC"],
+        "order": ["timestamp", if oldest_first { "ASC" } else { "DESC" }],
         "types": type_map,
         "total": total,
         "page": page,
