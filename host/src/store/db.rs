@@ -10,6 +10,7 @@ use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -292,6 +293,24 @@ enum Pools {
 #[derive(Clone)]
 pub struct Store {
     pools: Arc<Pools>,
+    /// SQLite: how many tasks wait for the one writer connection (see `writers_waiting`).
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a task as waiting for the writer while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Store {
@@ -370,6 +389,7 @@ impl Store {
         };
         Ok(Store {
             pools: Arc::new(pools),
+            waiting: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -388,10 +408,20 @@ impl Store {
         }))
     }
 
+    /// SQLite: how many tasks are waiting for the writer right now, so that a long piece
+    /// of work holding it (an import) can commit and step aside. Always 0 on PostgreSQL,
+    /// whose writers do not wait for each other.
+    pub fn writers_waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// A connection that may write outside a transaction (DDL that cannot run in one).
     pub async fn write_conn(&self) -> DbResult<Conn> {
         Ok(Conn(match &*self.pools {
-            Pools::Sqlite { write, .. } => ConnInner::Sqlite(write.acquire().await?),
+            Pools::Sqlite { write, .. } => {
+                let _waiting = Waiting::new(&self.waiting);
+                ConnInner::Sqlite(write.acquire().await?)
+            }
             Pools::Postgres(pool) => ConnInner::Postgres(pool.acquire().await?),
         }))
     }
@@ -401,6 +431,7 @@ impl Store {
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(Tx(match &*self.pools {
             Pools::Sqlite { write, .. } => {
+                let _waiting = Waiting::new(&self.waiting);
                 TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
             }
             Pools::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
@@ -851,6 +882,43 @@ impl Exec for Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long piece of work holding the writer (an import's grouped batches) sees when
+    /// another task waits for it, and the count falls back once that task has it or gives
+    /// up waiting.
+    #[tokio::test]
+    async fn writers_waiting_counts_the_tasks_waiting_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.path().display()))
+            .await
+            .unwrap();
+        let held = store.begin().await.unwrap();
+        assert_eq!(store.writers_waiting(), 0, "the holder does not count");
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let tx = store.begin().await.unwrap();
+                tx.commit().await.unwrap();
+            })
+        };
+        let conn_waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.write_conn().await.map(drop) })
+        };
+        while store.writers_waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        conn_waiter.abort();
+        let _ = conn_waiter.await;
+        assert_eq!(
+            store.writers_waiting(),
+            1,
+            "a waiter that gives up is not counted"
+        );
+        drop(held);
+        waiter.await.unwrap();
+        assert_eq!(store.writers_waiting(), 0);
+    }
 
     #[test]
     fn positional_rewrite() {
