@@ -96,6 +96,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
+    pub server: ServerConfig,
     pub tracking: TrackingConfig,
     pub contacts: ContactsConfig,
     pub smtp: Option<SmtpConfig>,
@@ -219,6 +220,24 @@ impl Default for ImportConfig {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             batch_rows: 2000,
             max_record_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[server]`: the HTTP server itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// After SIGTERM or SIGINT, requests in flight get this long to finish; connections
+    /// still open then are closed (a client that never sends the rest of its body must not
+    /// keep the server from stopping). The background writers are flushed either way.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            shutdown_grace_seconds: 30,
         }
     }
 }

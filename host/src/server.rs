@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -114,10 +115,21 @@ impl Running {
     /// Stops accepting, waits for in-flight requests and for background jobs to reach a
     /// checkpoint (they continue from there on the next start), flushes the background
     /// writers, closes the database.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        let grace = Duration::from_secs(self.state.config.file.server.shutdown_grace_seconds);
+        let deadline = tokio::time::Instant::now() + grace;
         self.jobs.shutdown(&self.state).await;
-        self.task.await??;
+        match tokio::time::timeout_at(deadline, &mut self.task).await {
+            Ok(served) => served??,
+            Err(_) => {
+                tracing::warn!(
+                    grace_seconds = grace.as_secs(),
+                    "requests still in flight after the shutdown grace period: closing their connections"
+                );
+                self.task.abort();
+            }
+        }
         let _ = self.stop_writers.send(true);
         for w in self.writers {
             let _ = w.await;

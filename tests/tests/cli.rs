@@ -389,6 +389,62 @@ fn sigint_finishes_the_request_in_flight() {
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
 }
 
+/// A client that never sends the rest of its body does not keep the server from
+/// stopping: after `[server] shutdown_grace_seconds` its connection is closed, nothing of
+/// it is written, and the server still exits 0 after flushing.
+#[test]
+fn a_stalled_request_is_dropped_after_the_shutdown_grace() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("magpie.toml");
+    std::fs::write(&config, "[server]\nshutdown_grace_seconds = 1\n").unwrap();
+    let port = free_port();
+    let config_env = config.display().to_string();
+    let env = [
+        ("MAGPIE_ADMIN_PASSWORD", "stalled-password-1"),
+        ("MAGPIE_CONFIG", config_env.as_str()),
+    ];
+    let (mut child, logs) = serve(dir.path(), port, &env);
+    let body = br#"[{"email": "stalled@x.org"}]"#;
+    let auth = base64::engine::general_purpose::STANDARD.encode("admin:stalled-password-1");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /api/contacts/batch/new HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    s.write_all(&body[..5]).unwrap();
+    s.flush().unwrap();
+
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit 0 after the grace period, got {status:?}"
+    );
+    let logged: String = logs.iter().collect::<Vec<_>>().join("\n");
+    assert!(logged.contains("shutdown grace period"), "{logged}");
+
+    let (mut child, _logs) = serve(dir.path(), port, &env);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /api/contacts?search=email:stalled HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.contains(r#""total":"0""#), "{answer}");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+}
+
 /// `magpie` alone serves (the default job), and `--listen`/`--data-dir` flags work as
 /// their variables do.
 #[test]
