@@ -411,10 +411,15 @@ pub fn failed_rows_response(state: &SharedState, import: &ImportRow) -> AppResul
             }
             .await;
             match page {
-                Err(e) => Some((
-                    Err(std::io::Error::other(e.to_string())),
-                    (state, after, true, None),
-                )),
+                // The connection is cut without the last chunk, so the client sees an
+                // incomplete download, never a short file that looks whole.
+                Err(e) => {
+                    tracing::error!(import = import_id, error = %e, "failed-rows download cut off");
+                    Some((
+                        Err(std::io::Error::other(e.to_string())),
+                        (state, after, true, None),
+                    ))
+                }
                 Ok(rows) if rows.is_empty() => None,
                 Ok(rows) => {
                     let last = rows.last().map_or(after, |f| f.row);
