@@ -1117,10 +1117,12 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             None => return Ok(Outcome::Failed("the import record is gone".into())),
         }
     };
+    let path = file_path(state, &import);
     if import.total_rows.is_some() {
+        // Finished before a crash that came before the file was removed.
+        let _ = tokio::fs::remove_file(&path).await;
         return Ok(Outcome::Done);
     }
-    let path = file_path(state, &import);
     if !path.exists() {
         // Retried: with several processes on one PostgreSQL, another one (sharing the
         // data directory, as it must) may see it.
@@ -1178,7 +1180,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         lines: import.next_line as u64,
     };
     let mut batches = spawn_parser(
-        path,
+        path.clone(),
         settings.dialect,
         state.config.file.import.max_record_bytes,
         at,
@@ -1219,6 +1221,11 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             _ => {}
         }
         if eof {
+            // Done: the file is no longer needed (failed rows are in the database), and
+            // an upload may be gigabytes.
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                tracing::warn!(import = import.id, error = %e, "cannot remove the imported file");
+            }
             return Ok(Outcome::Done);
         }
         if ctx.stopping() {
