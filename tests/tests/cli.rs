@@ -321,6 +321,42 @@ fn bad_configuration_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
 }
 
+/// Opens `POST /api/contacts/batch/new` with `Expect: 100-continue` for a body of
+/// `body_len` bytes and reads the server's "continue": the request is then surely in
+/// flight, its body still to send.
+fn open_batch_request(
+    port: u16,
+    auth: &str,
+    body_len: usize,
+) -> (std::net::TcpStream, BufReader<std::net::TcpStream>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /api/contacts/batch/new HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    reader.read_line(&mut line).unwrap(); // the empty line after it
+    (s, reader)
+}
+
+/// `GET path` with Basic auth; the whole answer, headers and body.
+fn get_answer(port: u16, auth: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    answer
+}
+
 /// SIGINT while a request is in flight (its body half sent): the server stops accepting,
 /// answers that request in full, then exits 0; what it acknowledged is there after a
 /// restart.
@@ -334,21 +370,9 @@ fn sigint_finishes_the_request_in_flight() {
     let (mut child, _logs) = serve(dir.path(), port, &env);
     let body = br#"[{"email": "inflight@x.org", "firstname": "Half"}]"#;
     let auth = base64::engine::general_purpose::STANDARD.encode("admin:interrupt-password-1");
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    // `Expect: 100-continue`: the server says "continue" once the handler reads the body,
-    // so the request is surely in flight when the signal comes.
-    write!(
-        s,
-        "POST /api/contacts/batch/new HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
-    reader.read_line(&mut line).unwrap(); // the empty line after it
+    // The server says "continue" once the handler reads the body, so the request is
+    // surely in flight when the signal comes.
+    let (mut s, mut reader) = open_batch_request(port, &auth, body.len());
     let half = body.len() / 2;
     s.write_all(&body[..half]).unwrap();
     s.flush().unwrap();
@@ -376,14 +400,7 @@ fn sigint_finishes_the_request_in_flight() {
     assert!(status.success(), "exit 0 after SIGINT, got {status:?}");
 
     let (mut child, _logs) = serve(dir.path(), port, &env);
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /api/contacts?search=email:inflight@x.org HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
+    let answer = get_answer(port, &auth, "/api/contacts?search=email:inflight@x.org");
     assert!(answer.contains(r#""total":"1""#), "{answer}");
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
@@ -407,18 +424,7 @@ fn a_stalled_request_is_dropped_after_the_shutdown_grace() {
     let (mut child, logs) = serve(dir.path(), port, &env);
     let body = br#"[{"email": "stalled@x.org"}]"#;
     let auth = base64::engine::general_purpose::STANDARD.encode("admin:stalled-password-1");
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST /api/contacts/batch/new HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    let (mut s, _reader) = open_batch_request(port, &auth, body.len());
     s.write_all(&body[..5]).unwrap();
     s.flush().unwrap();
 
@@ -432,14 +438,7 @@ fn a_stalled_request_is_dropped_after_the_shutdown_grace() {
     assert!(logged.contains("shutdown grace period"), "{logged}");
 
     let (mut child, _logs) = serve(dir.path(), port, &env);
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /api/contacts?search=email:stalled HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    let answer = get_answer(port, &auth, "/api/contacts?search=email:stalled");
     assert!(answer.contains(r#""total":"0""#), "{answer}");
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
