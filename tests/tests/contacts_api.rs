@@ -913,10 +913,29 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
     let mut reversed = ids.clone();
     reversed.reverse();
     assert_eq!(oldest_first, reversed);
-    for bad in [
-        "order[0]=eventLabel",
-        "order[0]=timestamp&order[1]=sideways",
-    ] {
+    // Mautic's PHP library sends `order[0]=` (empty) and `order[1]=ASC` by default.
+    let php_default = s
+        .activity(
+            known,
+            "filters[search]=&order[0]=&order[1]=ASC&page=1&limit=100",
+        )
+        .await;
+    assert_eq!(php_default["order"], json!(["timestamp", "ASC"]));
+    assert_eq!(php_default["events"][0]["eventId"], *reversed[0]);
+    // By label, then newest first.
+    let by_label = s
+        .activity(known, "order[0]=eventLabel&order[1]=ASC&limit=100")
+        .await;
+    let labels: Vec<&str> = by_label["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventLabel"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), ids.len());
+    assert!(labels.windows(2).all(|w| w[0] <= w[1]), "{labels:?}");
+    assert!(labels.first() != labels.last(), "{labels:?}");
+    for bad in ["order[0]=colour", "order[0]=timestamp&order[1]=sideways"] {
         let r = s
             .get(&format!("/api/contacts/{known}/activity?{bad}"))
             .await;

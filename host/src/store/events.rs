@@ -170,18 +170,32 @@ fn from_row(r: &super::db::Row) -> Event {
     }
 }
 
-/// A page of a contact's events, newest first unless `oldest_first`, and the total
-/// matching.
+/// How a page of events is ordered (Mautic's activity `order`).
+#[derive(Clone, Debug, Default)]
+pub enum EventOrder {
+    /// Newest first.
+    #[default]
+    NewestFirst,
+    OldestFirst,
+    /// By the types' labels (`(type key, label)` for each known type; other types sort
+    /// by their key), then newest first.
+    Label {
+        labels: Vec<(String, String)>,
+        descending: bool,
+    },
+}
+
+/// A page of a contact's events in `order`, and the total matching.
 pub async fn page(
     db: &mut impl Exec,
     contact_id: i64,
     f: &EventFilter,
     offset: i64,
     limit: i64,
-    oldest_first: bool,
+    order: &EventOrder,
 ) -> DbResult<(Vec<Event>, i64)> {
     let total = count(db, contact_id, f).await?;
-    let events = rows_in_order(db, contact_id, f, offset, limit, oldest_first).await?;
+    let events = rows_in_order(db, contact_id, f, offset, limit, order).await?;
     Ok((events, total))
 }
 
@@ -207,7 +221,7 @@ pub async fn rows(
     offset: i64,
     limit: i64,
 ) -> DbResult<Vec<Event>> {
-    rows_in_order(db, contact_id, f, offset, limit, false).await
+    rows_in_order(db, contact_id, f, offset, limit, &EventOrder::NewestFirst).await
 }
 
 async fn rows_in_order(
@@ -216,14 +230,32 @@ async fn rows_in_order(
     f: &EventFilter,
     offset: i64,
     limit: i64,
-    oldest_first: bool,
+    order: &EventOrder,
 ) -> DbResult<Vec<Event>> {
     let mut p = Params::default();
     let (stored, derived) = arms(db.backend(), &mut p, contact_id, f);
-    // Both directions read the `(contact_id, occurred_at, id)` index, forwards or back.
-    let order = match oldest_first {
-        false => "ORDER BY occurred_at DESC, id DESC",
-        true => "ORDER BY occurred_at, id",
+    // Both directions of time read the `(contact_id, occurred_at, id)` index, forwards or
+    // back; an order by label sorts the contact's matching events (rarely asked for).
+    let order = match order {
+        EventOrder::NewestFirst => "ORDER BY occurred_at DESC, id DESC".to_owned(),
+        EventOrder::OldestFirst => "ORDER BY occurred_at, id".to_owned(),
+        EventOrder::Label { labels, descending } => {
+            let mut case = String::from("CASE event_type");
+            for (key, label) in labels {
+                let (k, l) = (p.push(key.as_str()), p.push(label.as_str()));
+                case.push_str(&format!(" WHEN {k} THEN {l}"));
+            }
+            case.push_str(" ELSE event_type END");
+            let dir = if *descending { "DESC" } else { "ASC" };
+            let lim = p.push(limit);
+            let off = p.push(offset);
+            let sql = format!(
+                "SELECT * FROM (SELECT {EVENT_COLUMNS} {stored} UNION ALL SELECT {EVENT_COLUMNS} {derived}) AS e \
+                 ORDER BY {case} {dir}, occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}"
+            );
+            let rows = db.fetch_all(&sql, p.values).await?;
+            return Ok(rows.iter().map(from_row).collect());
+        }
     };
     let stored = match db.backend() {
         // SQLite merges the arms, reading the stored one in index order.

@@ -282,9 +282,16 @@ async fn main() {
         magpie::store::events::monthly_totals(&mut db, busy, &bounds)
             .await
             .expect("monthly totals");
-        magpie::store::events::page(&mut db, busy, &Default::default(), 0, 25, false)
-            .await
-            .expect("events page");
+        magpie::store::events::page(
+            &mut db,
+            busy,
+            &Default::default(),
+            0,
+            25,
+            &Default::default(),
+        )
+        .await
+        .expect("events page");
         magpie::store::events::type_counts(&mut db, busy)
             .await
             .expect("type counts");

@@ -701,8 +701,63 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Mautic's activity `order[0]` (timestamp, eventLabel or eventType; empty means
+/// timestamp, as Mautic's PHP library sends by default) and `order[1]` (ASC or DESC,
+/// default DESC), read by position: an empty first value keeps its place.
+fn activity_order(
+    q: &PhpQuery,
+    catalogue: &types::Catalogue,
+) -> AppResult<(store::events::EventOrder, Value)> {
+    use store::events::EventOrder;
+    let at = |i: usize| -> AppResult<String> {
+        let v = match q.0.get("order") {
+            None => None,
+            Some(Value::Array(a)) => a.get(i),
+            Some(Value::Object(o)) => o.get(&i.to_string()),
+            Some(_) => return Err(AppError::bad_request("order must be order[0]=…&order[1]=…")),
+        };
+        match v {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.trim().to_owned()),
+            Some(_) => Err(AppError::bad_request(format!("order[{i}] must be text"))),
+        }
+    };
+    let (column, dir) = (at(0)?, at(1)?);
+    let descending = match dir.to_ascii_uppercase().as_str() {
+        "" | "DESC" => true,
+        "ASC" => false,
+        _ => return Err(AppError::bad_request("order[1] must be ASC or DESC")),
+    };
+    let order = match column.as_str() {
+        "" | "timestamp" if descending => EventOrder::NewestFirst,
+        "" | "timestamp" => EventOrder::OldestFirst,
+        "eventLabel" | "eventType" => EventOrder::Label {
+            labels: catalogue
+                .types()
+                .into_iter()
+                .map(|t| (t.key, t.label))
+                .collect(),
+            descending,
+        },
+        other => {
+            return Err(AppError::bad_request(format!(
+                "order[0] must be timestamp, eventLabel or eventType, not '{other}'"
+            )));
+        }
+    };
+    let column = if column.is_empty() {
+        "timestamp"
+    } else {
+        &column
+    };
+    Ok((
+        order,
+        json!([column, if descending { "DESC" } else { "ASC" }]),
+    ))
+}
+
 /// `GET /api/contacts/{id}/activity`: the timeline in Mautic's shape.
-#[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("order[0]" = Option<String>, Query, description = "timestamp"), ("order[1]" = Option<String>, Query, description = "ASC or DESC (default)"), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
+#[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("order[0]" = Option<String>, Query, description = "timestamp (default), eventLabel or eventType"), ("order[1]" = Option<String>, Query, description = "ASC or DESC (default)"), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
 pub async fn activity(
     State(state): State<SharedState>,
     Path(contact_id): Path<String>,
@@ -740,18 +795,7 @@ pub async fn activity(
         from: parse_date("dateFrom")?,
         to: parse_date("dateTo")?,
     };
-    // Mautic's `order[0]=timestamp&order[1]=ASC|DESC`; events sort by time alone here.
-    let order = string_list(q.0.get("order"));
-    let oldest_first = match order.get(1).map(|d| d.to_ascii_uppercase()).as_deref() {
-        None | Some("DESC") => false,
-        Some("ASC") => true,
-        Some(_) => return Err(AppError::bad_request("order[1] must be ASC or DESC")),
-    };
-    if let Some(column) = order.first().filter(|c| c.as_str() != "timestamp") {
-        return Err(AppError::bad_request(format!(
-            "order[0] must be timestamp (the timeline sorts by time), not '{column}'"
-        )));
-    }
+    let (order, order_echo) = activity_order(&q, &state.events)?;
     let page = q.int("page", 1)?.max(1);
     let limit = q.int("limit", 25)?.clamp(1, 500);
     let mut db = state.store.read().await?;
@@ -761,7 +805,7 @@ pub async fn activity(
         &filter,
         (page - 1) * limit,
         limit,
-        oldest_first,
+        &order,
     )
     .await?;
     let counts = store::events::type_counts(&mut db, contact_id).await?;
@@ -788,7 +832,7 @@ pub async fn activity(
     Ok(Json(json!({
         "events": events,
         "filters": { "search": search, "includeEvents": include, "excludeEvents": exclude },
-        "order": ["timestamp", if oldest_first { "ASC" } else { "DESC" }],
+        "order": order_echo,
         "types": type_map,
         "total": total,
         "page": page,
