@@ -1022,6 +1022,17 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
     let found = s.get("/api/notes?search=brochure").await.expect(200);
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["notes"][0]["lead"]["id"], other);
+    let by_id = s
+        .get(&format!("/api/notes?search=ids:{note_id}"))
+        .await
+        .expect(200);
+    assert_eq!(by_id["total"], 1, "{by_id}");
+    assert_eq!(by_id["notes"][0]["id"], note_id);
+    let oldest = s
+        .get("/api/notes?orderBy=id&orderByDir=asc&limit=1")
+        .await
+        .expect(200);
+    assert_eq!(oldest["notes"][0]["id"], note_id, "{oldest}");
     let edited = s
         .patch(
             &format!("/api/notes/{note_id}/edit"),
@@ -1122,6 +1133,27 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
     );
     let list = s.get("/api/companies?search=rockets").await.expect(200);
     assert_eq!(list["total"], "1", "{list}");
+    let by_id = s
+        .get(&format!("/api/companies?search=ids:{company}"))
+        .await
+        .expect(200);
+    assert_eq!(by_id["total"], "1", "{by_id}");
+    assert!(
+        by_id["companies"][company.to_string()].is_object(),
+        "{by_id}"
+    );
+    let last = s
+        .get("/api/companies?orderBy=name&orderByDir=desc&limit=1")
+        .await
+        .expect(200);
+    assert_eq!(last["total"], "2", "{last}");
+    let names: Vec<&str> = last["companies"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["fields"]["all"]["companyname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Put Industries"], "{last}");
     let link = |action: &str| format!("/api/companies/{company}/contact/{c}/{action}");
     s.post(&link("add"), json!({})).await.expect(200);
     let of = s
@@ -1378,5 +1410,63 @@ async fn tags_and_stages_by_id(backend: Backend) {
     );
     let got = s.get(&format!("/api/contacts/{c}")).await.expect(200);
     assert!(got["contact"]["stage"].is_null(), "{got}");
+
+    // Lists take Mautic's search (text, ids:), orderBy, orderByDir, start and limit.
+    for (name, weight) in [("Alpha", 1), ("Beta", 9), ("Gamma", 3)] {
+        s.post(
+            "/api/stages/new",
+            json!({"name": name, "weight": weight, "description": "listed"}),
+        )
+        .await
+        .expect(201);
+    }
+    let names = |v: &serde_json::Value, list: &str, key: &str| -> Vec<String> {
+        v[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|x| x[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let heaviest = s
+        .get("/api/stages?limit=1&orderBy=weight&orderByDir=DESC")
+        .await
+        .expect(200);
+    assert_eq!(names(&heaviest, "stages", "name"), ["Beta"], "{heaviest}");
+    assert_eq!(
+        heaviest["total"], 5,
+        "total counts every match, not the page"
+    );
+    let listed = s
+        .get("/api/stages?search=listed&orderBy=name&start=1")
+        .await
+        .expect(200);
+    assert_eq!(names(&listed, "stages", "name"), ["Beta", "Gamma"]);
+    let beta = heaviest["stages"][0]["id"].as_i64().unwrap();
+    let by_id = s
+        .get(&format!("/api/stages?search=ids:{beta},{customer}"))
+        .await
+        .expect(200);
+    assert_eq!(names(&by_id, "stages", "name"), ["Client", "Beta"]);
+    let tags = s
+        .get(&format!("/api/tags?search=ids:{vip}&orderBy=tag"))
+        .await
+        .expect(200);
+    assert_eq!(names(&tags, "tags", "tag"), ["gold"]);
+    let all = s
+        .get("/api/tags?orderBy=id&orderByDir=desc")
+        .await
+        .expect(200);
+    assert_eq!(names(&all, "tags", "tag"), ["fresh", "gold"]);
+    for bad in [
+        "/api/stages?orderBy=colour",
+        "/api/stages?orderByDir=sideways",
+        "/api/tags?search=ids:1,x",
+        "/api/notes?orderBy=colour",
+        "/api/companies?orderBy=1;DROP",
+    ] {
+        let r = s.get(bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
     s.stop().await;
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::AppError;
 use crate::state::SharedState;
+use crate::store::entity_list::EntityQuery;
 
 /// A request body as JSON: `application/json`, or `application/x-www-form-urlencoded`
 /// with PHP-style keys (what Mautic's PHP client sends).
@@ -145,6 +146,75 @@ impl PhpQuery {
             }
             Some(_) => Err(AppError::bad_request(format!("{key} must be a number"))),
         }
+    }
+
+    /// `search`, `orderBy`, `orderByDir`, `start` and `limit` of a simple entity list, as
+    /// Mautic's API takes them. `search` is free text and/or `ids:1,2,3`; `columns` maps
+    /// the names `orderBy` may use to SQL columns; `default` is the order without one.
+    /// `limit=0` means as many as allowed (1,000).
+    pub fn entity_query(
+        &self,
+        columns: &[(&str, &'static str)],
+        default: (&'static str, bool),
+        default_limit: i64,
+    ) -> Result<EntityQuery, AppError> {
+        let mut ids = None;
+        let mut text = Vec::new();
+        for token in self.str("search").unwrap_or("").split_whitespace() {
+            match token.get(..4).filter(|p| p.eq_ignore_ascii_case("ids:")) {
+                Some(_) => {
+                    let list: Result<Vec<i64>, _> = token[4..]
+                        .split(',')
+                        .filter(|i| !i.is_empty())
+                        .map(|i| i.parse::<i64>())
+                        .collect();
+                    ids = Some(list.map_err(|_| {
+                        AppError::bad_request(format!(
+                            "search: '{token}' must list ids, like ids:1,2,3"
+                        ))
+                    })?);
+                }
+                None => text.push(token),
+            }
+        }
+        let descending = match self.str("orderByDir").map(str::trim).unwrap_or("") {
+            "" => None,
+            d if d.eq_ignore_ascii_case("asc") => Some(false),
+            d if d.eq_ignore_ascii_case("desc") => Some(true),
+            d => {
+                return Err(AppError::bad_request(format!(
+                    "orderByDir must be asc or desc, not '{d}'"
+                )));
+            }
+        };
+        let order_by = match self.str("orderBy").map(str::trim).unwrap_or("") {
+            "" => (default.0, descending.unwrap_or(default.1)),
+            name => {
+                let column = columns
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, c)| *c)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+                        AppError::bad_request(format!(
+                            "orderBy must be one of {}, not '{name}'",
+                            names.join(", ")
+                        ))
+                    })?;
+                (column, descending.unwrap_or(false))
+            }
+        };
+        let limit = match self.int("limit", default_limit)? {
+            0 => 1000,
+            n => n.min(1000),
+        };
+        Ok(EntityQuery {
+            ids,
+            text: Some(text.join(" ")).filter(|t| !t.is_empty()),
+            order_by,
+            offset: self.int("start", 0)?,
+            limit,
+        })
     }
 
     pub fn flag(&self, key: &str) -> bool {

@@ -1,6 +1,7 @@
 //! Companies and which contacts belong to them.
 
 use super::db::{DbResult, Exec, Params, Row, Value};
+use super::entity_list::EntityQuery;
 use crate::params;
 
 /// The company columns besides id and dates, in order.
@@ -82,25 +83,9 @@ pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Company>
         .map(from_row))
 }
 
-pub async fn list(
-    db: &mut impl Exec,
-    search: Option<&str>,
-    offset: i64,
-    limit: i64,
-) -> DbResult<(Vec<Company>, i64)> {
+pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Company>, i64)> {
     let mut p = Params::default();
-    let cond = match search.filter(|s| !s.trim().is_empty()) {
-        Some(s) => {
-            let ph = p.push(format!(
-                "%{}%",
-                super::events::escape_like(&s.trim().to_lowercase())
-            ));
-            format!(
-                "lower(name) LIKE {ph} ESCAPE '\\' OR lower(coalesce(email, '')) LIKE {ph} ESCAPE '\\'"
-            )
-        }
-        None => "1 = 1".to_owned(),
-    };
+    let cond = q.condition(&mut p, "id", &["name", "email"]);
     let total = db
         .fetch_i64(
             &format!("SELECT COUNT(*) FROM companies WHERE {cond}"),
@@ -109,10 +94,11 @@ pub async fn list(
         .await?
         .unwrap_or(0);
     let sql = format!(
-        "{} WHERE {cond} ORDER BY name, id LIMIT {} OFFSET {}",
+        "{} WHERE {cond} {} LIMIT {} OFFSET {}",
         select(),
-        p.push(limit),
-        p.push(offset)
+        q.order("id"),
+        p.push(q.limit),
+        p.push(q.offset)
     );
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok((rows.iter().map(from_row).collect(), total))

@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod companies;
 pub mod contact_search;
 pub mod contacts;
+pub mod entity_list;
 pub mod events;
 pub mod exports;
 pub mod fields;

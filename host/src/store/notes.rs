@@ -1,6 +1,7 @@
 //! Notes on contacts.
 
 use super::db::{DbResult, Exec, Params, Row};
+use super::entity_list::EntityQuery;
 use crate::params;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,27 +45,16 @@ pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<Note>> {
 
 pub struct NoteQuery<'a> {
     pub contact_id: Option<i64>,
-    pub search: Option<&'a str>,
     pub note_type: Option<&'a str>,
-    pub offset: i64,
-    pub limit: i64,
-    pub ascending: bool,
+    /// Search (the note's text, `ids:`), order and page.
+    pub list: EntityQuery,
 }
 
 pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>, i64)> {
     let mut p = Params::default();
-    let mut conds = vec!["1 = 1".to_owned()];
+    let mut conds = vec![q.list.condition(&mut p, "id", &["text"])];
     if let Some(c) = q.contact_id {
         conds.push(format!("contact_id = {}", p.push(c)));
-    }
-    if let Some(s) = q.search.filter(|s| !s.is_empty()) {
-        conds.push(format!(
-            "lower(text) LIKE {} ESCAPE '\\'",
-            p.push(format!(
-                "%{}%",
-                super::events::escape_like(&s.to_lowercase())
-            ))
-        ));
     }
     if let Some(t) = q.note_type {
         conds.push(format!("type = {}", p.push(t)));
@@ -77,11 +67,11 @@ pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>,
         )
         .await?
         .unwrap_or(0);
-    let dir = if q.ascending { "ASC" } else { "DESC" };
     let sql = format!(
-        "SELECT {COLUMNS} FROM contact_notes WHERE {cond} ORDER BY date_added {dir}, id {dir} LIMIT {} OFFSET {}",
-        p.push(q.limit),
-        p.push(q.offset)
+        "SELECT {COLUMNS} FROM contact_notes WHERE {cond} {} LIMIT {} OFFSET {}",
+        q.list.order("id"),
+        p.push(q.list.limit),
+        p.push(q.list.offset)
     );
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok((rows.iter().map(from_row).collect(), total))

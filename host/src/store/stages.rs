@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use super::db::{DbResult, Exec, Params};
+use super::entity_list::EntityQuery;
 
 pub struct StageRow {
     pub id: i64,
@@ -50,6 +51,27 @@ pub async fn list(db: &mut impl Exec) -> DbResult<Vec<StageRow>> {
         .fetch_all("SELECT id, name, description, weight, is_published, date_added FROM stages ORDER BY weight, name", vec![])
         .await?;
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// A page of stages for the API's list.
+pub async fn page(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<StageRow>, i64)> {
+    let mut p = Params::default();
+    let cond = q.condition(&mut p, "id", &["name", "description"]);
+    let total = db
+        .fetch_i64(
+            &format!("SELECT COUNT(*) FROM stages WHERE {cond}"),
+            p.values.clone(),
+        )
+        .await?
+        .unwrap_or(0);
+    let sql = format!(
+        "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE {cond} {} LIMIT {} OFFSET {}",
+        q.order("id"),
+        p.push(q.limit),
+        p.push(q.offset)
+    );
+    let rows = db.fetch_all(&sql, p.values).await?;
+    Ok((rows.iter().map(from_row).collect(), total))
 }
 
 pub async fn create(

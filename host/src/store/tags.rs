@@ -1,6 +1,7 @@
 //! Tags as a list of their own (`/api/tags`).
 
 use super::db::{DbResult, Exec, Params};
+use super::entity_list::EntityQuery;
 use crate::params;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -11,23 +12,9 @@ pub struct Tag {
     pub contacts: i64,
 }
 
-pub async fn list(
-    db: &mut impl Exec,
-    search: Option<&str>,
-    offset: i64,
-    limit: i64,
-) -> DbResult<(Vec<Tag>, i64)> {
+pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i64)> {
     let mut p = Params::default();
-    let cond = match search.filter(|s| !s.is_empty()) {
-        Some(s) => format!(
-            "lower(t.tag) LIKE {} ESCAPE '\\'",
-            p.push(format!(
-                "%{}%",
-                super::events::escape_like(&s.to_lowercase())
-            ))
-        ),
-        None => "1 = 1".to_owned(),
-    };
+    let cond = q.condition(&mut p, "t.id", &["t.tag", "t.description"]);
     let total = db
         .fetch_i64(
             &format!("SELECT COUNT(*) FROM tags t WHERE {cond}"),
@@ -37,9 +24,10 @@ pub async fn list(
         .unwrap_or(0);
     let sql = format!(
         "SELECT t.id, t.tag, t.description, (SELECT COUNT(*) FROM contact_tags ct WHERE ct.tag_id = t.id) AS contacts
-         FROM tags t WHERE {cond} ORDER BY t.tag LIMIT {} OFFSET {}",
-        p.push(limit),
-        p.push(offset)
+         FROM tags t WHERE {cond} {} LIMIT {} OFFSET {}",
+        q.order("t.id"),
+        p.push(q.limit),
+        p.push(q.offset)
     );
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok((

@@ -90,8 +90,14 @@ pub async fn list(
     let page = page_of(&p.page);
     let q: String = p.q.trim().chars().take(200).collect();
     let mut db = state.store.read().await?;
-    let (companies, total) =
-        store::companies::list(&mut db, Some(q.as_str()), (page - 1) * PER_PAGE, PER_PAGE).await?;
+    let query = store::entity_list::EntityQuery {
+        text: Some(q.clone()),
+        order_by: ("name", false),
+        offset: (page - 1) * PER_PAGE,
+        limit: PER_PAGE,
+        ids: None,
+    };
+    let (companies, total) = store::companies::list(&mut db, &query).await?;
     let ids: Vec<i64> = companies.iter().map(|c| c.id).collect();
     let counts = store::companies::contact_counts(&mut db, &ids).await?;
     let rows = companies

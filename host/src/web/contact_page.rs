@@ -302,11 +302,12 @@ async fn build(
             &mut db,
             &store::notes::NoteQuery {
                 contact_id: Some(id),
-                search: None,
                 note_type: None,
-                offset: 0,
-                limit: 200,
-                ascending: false,
+                list: store::entity_list::EntityQuery {
+                    order_by: ("date_added", true),
+                    limit: 200,
+                    ..Default::default()
+                },
             },
         )
         .await?;

@@ -14,15 +14,21 @@ use crate::state::SharedState;
 use crate::store;
 use crate::time::now_ms;
 
-#[utoipa::path(get, path = "/api/companies", tag = "companies", summary = "List companies", params(("search" = Option<String>, Query), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{total, companies: {id: Company}}")))]
+#[utoipa::path(get, path = "/api/companies", tag = "companies", summary = "List companies", params(("search" = Option<String>, Query, description = "Text in the name or email, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, name, email"), ("orderByDir" = Option<String>, Query)), responses((status = 200, description = "{total, companies: {id: Company}}")))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let query = q.entity_query(
+        &[
+            ("id", "id"),
+            ("name", "name"),
+            ("companyname", "name"),
+            ("email", "email"),
+            ("companyemail", "email"),
+        ],
+        ("name", false),
+        30,
+    )?;
     let mut db = state.store.read().await?;
-    let limit = match q.int("limit", 30)? {
-        0 => 1000,
-        n => n.min(1000),
-    };
-    let (rows, total) =
-        store::companies::list(&mut db, q.str("search"), q.int("start", 0)?, limit).await?;
+    let (rows, total) = store::companies::list(&mut db, &query).await?;
     let mut out = Map::new();
     for c in &rows {
         out.insert(c.id.to_string(), companies::to_json(c));

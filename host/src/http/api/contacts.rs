@@ -563,13 +563,8 @@ pub async fn notes(
     }
     let query = store::notes::NoteQuery {
         contact_id: Some(contact_id),
-        search: q.str("search"),
         note_type: None,
-        offset: q.int("start", 0)?,
-        limit: q.int("limit", 30)?.clamp(1, MAX_LIMIT),
-        ascending: q
-            .str("orderByDir")
-            .is_some_and(|d| d.eq_ignore_ascii_case("asc")),
+        list: q.entity_query(super::notes::NOTE_ORDER, ("date_added", true), 30)?,
     };
     let (notes, total) = store::notes::list(&mut db, &query).await?;
     Ok(Json(

@@ -27,29 +27,38 @@ pub fn note_json(n: &Note) -> Value {
     })
 }
 
+/// The columns a notes list may be ordered by.
+pub const NOTE_ORDER: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("dateAdded", "date_added"),
+    ("dateTime", "date_time"),
+    ("dateModified", "date_modified"),
+    ("type", "type"),
+    ("text", "text"),
+];
+
 /// `GET /api/notes`
-#[utoipa::path(get, path = "/api/notes", tag = "notes", summary = "List notes", responses((status = 200)))]
+#[utoipa::path(get, path = "/api/notes", tag = "notes", summary = "List notes", params(("search" = Option<String>, Query, description = "Text in the note, ids:1,2,3, type:general|email|call|meeting"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, dateAdded, dateTime, dateModified, type, text"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
-    let mut db = state.store.read().await?;
-    let search = q.str("search").unwrap_or("");
-    // Mautic's one search command for notes: type:general|email|call|meeting.
-    let (note_type, text) = match search.trim().strip_prefix("type:") {
-        Some(rest) => {
-            let (t, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            (Some(note_service::parse_type(t)?), tail.trim())
+    let mut list = q.entity_query(NOTE_ORDER, ("date_added", true), 30)?;
+    // Mautic's one search command of its own for notes: type:general|email|call|meeting.
+    let mut note_type = None;
+    if let Some(text) = list.text.take() {
+        let mut rest = Vec::new();
+        for token in text.split_whitespace() {
+            match token.strip_prefix("type:") {
+                Some(t) => note_type = Some(note_service::parse_type(t)?),
+                None => rest.push(token),
+            }
         }
-        None => (None, search.trim()),
-    };
+        list.text = Some(rest.join(" ")).filter(|t| !t.is_empty());
+    }
     let query = store::notes::NoteQuery {
         contact_id: None,
-        search: Some(text),
         note_type,
-        offset: q.int("start", 0)?,
-        limit: q.int("limit", 30)?.clamp(1, 1000),
-        ascending: q
-            .str("orderByDir")
-            .is_some_and(|d| d.eq_ignore_ascii_case("asc")),
+        list,
     };
+    let mut db = state.store.read().await?;
     let (notes, total) = store::notes::list(&mut db, &query).await?;
     Ok(Json(
         json!({ "total": total, "notes": notes.iter().map(note_json).collect::<Vec<_>>() }),

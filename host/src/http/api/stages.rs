@@ -11,7 +11,7 @@ use crate::contacts::input::ContactInput;
 use crate::contacts::service::{self, SaveContext, Source, Target};
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
-use crate::http::extract::{ApiBody, id};
+use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
 use crate::store::{self, stages::StageRow};
 use crate::time::{iso, now_ms};
@@ -21,13 +21,25 @@ fn stage_json(s: &StageRow) -> Value {
             "dateAdded": iso(s.date_added), "category": null })
 }
 
-/// `GET /api/stages`: a list in weight and name order, as Mautic answers it.
-#[utoipa::path(get, path = "/api/stages", tag = "stages", summary = "List stages", responses((status = 200)))]
-pub async fn list(State(state): State<SharedState>) -> AppResult<Json<Value>> {
+/// `GET /api/stages`: a list, as Mautic answers it (by weight unless `orderBy` says).
+#[utoipa::path(get, path = "/api/stages", tag = "stages", summary = "List stages", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, name, weight, description, isPublished, dateAdded"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
+pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let query = q.entity_query(
+        &[
+            ("id", "id"),
+            ("name", "name"),
+            ("weight", "weight"),
+            ("description", "description"),
+            ("isPublished", "is_published"),
+            ("dateAdded", "date_added"),
+        ],
+        ("weight", false),
+        100,
+    )?;
     let mut db = state.store.read().await?;
-    let stages = store::stages::list(&mut db).await?;
+    let (stages, total) = store::stages::page(&mut db, &query).await?;
     Ok(Json(json!({
-        "total": stages.len(),
+        "total": total,
         "stages": stages.iter().map(stage_json).collect::<Vec<_>>(),
     })))
 }

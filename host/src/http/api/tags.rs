@@ -70,16 +70,20 @@ impl TagInput {
     }
 }
 
-/// `GET /api/tags`: a list in name order, as Mautic answers it.
-#[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags (search, start, limit)", responses((status = 200)))]
+/// `GET /api/tags`: a list, as Mautic answers it (by name unless `orderBy` says).
+#[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, tag or description"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
+    let query = q.entity_query(
+        &[
+            ("id", "t.id"),
+            ("tag", "t.tag"),
+            ("description", "t.description"),
+        ],
+        ("t.tag", false),
+        100,
+    )?;
     let mut db = state.store.read().await?;
-    let limit = match q.int("limit", 100)? {
-        0 => 1000,
-        n => n.clamp(1, 1000),
-    };
-    let (tags, total) =
-        store::tags::list(&mut db, q.str("search"), q.int("start", 0)?.max(0), limit).await?;
+    let (tags, total) = store::tags::list(&mut db, &query).await?;
     Ok(Json(
         json!({ "total": total, "tags": tags.iter().map(tag_json).collect::<Vec<_>>() }),
     ))
