@@ -622,6 +622,53 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
         422,
         "a record needs a value"
     );
+    // The user agent tags come with is one of the contact's devices, once however often
+    // it comes (Mautic's PHP library tests this with an iPhone's).
+    let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 10_0 like Mac OS X) AppleWebKit/602.1.50 (KHTML, like Gecko) Mobile/14A346";
+    for _ in 0..2 {
+        s.post(
+            &format!("/api/contacts/{id}/utm/add"),
+            json!({"utm_source": "phone", "useragent": iphone}),
+        )
+        .await
+        .expect(200);
+    }
+    let devices = s
+        .get(&format!("/api/contacts/{id}/devices"))
+        .await
+        .expect(200);
+    let kinds: Vec<&str> = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "smartphone").count(),
+        1,
+        "{devices}"
+    );
+    assert_eq!(
+        devices["total"], 2,
+        "the Mozilla/5.0 one and the iPhone: {devices}"
+    );
+    // Removing one set of tags by its id; an id that is not the contact's is a 404.
+    let utm = s.get(&format!("/api/contacts/{id}")).await.expect(200)["contact"]["utmtags"].clone();
+    let before = utm.as_array().unwrap().len();
+    let first = utm[0]["id"].as_i64().unwrap();
+    let r = s
+        .post(&format!("/api/contacts/{id}/utm/{first}/remove"), json!({}))
+        .await
+        .expect(200);
+    let left = r["contact"]["utmtags"].as_array().unwrap();
+    assert_eq!(left.len(), before - 1, "{r}");
+    assert!(left.iter().all(|u| u["id"] != first), "{r}");
+    assert_eq!(
+        s.post(&format!("/api/contacts/{id}/utm/{first}/remove"), json!({}))
+            .await
+            .status,
+        404
+    );
 
     let note = s.post("/api/notes/new", json!({"lead": id, "text": "Called about <b>pricing</b>", "type": "call", "dateTime": "2024-01-02 10:00"})).await;
     assert_eq!(note.status, 201, "{}", note.text);

@@ -642,6 +642,17 @@ pub async fn insert_utms(db: &mut impl Exec, rows: Vec<NewUtm>) -> DbResult<Vec<
     Ok(ids)
 }
 
+/// Deletes one set of a contact's UTM tags; false when it has none with that id.
+pub async fn delete_utm(db: &mut impl Exec, contact_id: i64, utm_id: i64) -> DbResult<bool> {
+    let n = db
+        .execute(
+            "DELETE FROM contact_utm_tags WHERE id = $1 AND contact_id = $2",
+            params![utm_id, contact_id],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
 pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Vec<UtmRow>>> {
     let mut out: HashMap<i64, Vec<UtmRow>> = HashMap::new();
     for chunk in ids.chunks(1000) {

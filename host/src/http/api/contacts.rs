@@ -947,6 +947,11 @@ pub async fn utm_add(
         message: format!("utmtags: {m}"),
         details: json!({ "utmtags": [m] }),
     })?;
+    let user_agents: Vec<String> = utm
+        .iter()
+        .filter_map(|u| u.user_agent.clone())
+        .filter(|ua| !ua.trim().is_empty())
+        .collect();
     let mut input = ContactInput {
         utm,
         ..ContactInput::default()
@@ -954,9 +959,61 @@ pub async fn utm_add(
     if let Some(v) = last_active {
         input.values.push(("last_active".into(), v));
     }
-    save(&state, &me, vec![(Target::Patch(contact_id), input)])
+    let mut db = state.store.read().await?;
+    let ctx = SaveContext {
+        fields: state.fields(&mut db).await?,
+        operator: state.operator(&mut db).await?,
+        actor: Some(me.id),
+        source: Source::Api,
+        now: now_ms(),
+    };
+    drop(db);
+    let mut tx = state.store.begin().await?;
+    service::save_in(&mut tx, &ctx, vec![(Target::Patch(contact_id), input)])
         .await?
         .remove(0)?;
+    // As in Mautic, the user agent the tags came with is one of the contact's devices.
+    for ua in user_agents {
+        let ua: String = ua.chars().take(512).collect();
+        let known = store::tracking::devices_of(&mut tx, contact_id).await?;
+        if !known.iter().any(|d| d.user_agent == ua) {
+            let agent = crate::tracking::ua::parse(&ua);
+            store::tracking::insert_devices(
+                &mut tx,
+                &[store::tracking::NewDevice {
+                    tracking_id: crate::tracking::token::issue_device_id(&state.tracking_secret),
+                    contact_id,
+                    device_type: agent.device_type.into(),
+                    os: agent.os.into(),
+                    browser: agent.browser.into(),
+                    user_agent: ua,
+                    at: ctx.now,
+                }],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Json(
+        json!({ "contact": one_json(&state, contact_id).await? }),
+    ))
+}
+
+/// `POST /api/contacts/{id}/utm/{utmId}/remove`: deletes one set of UTM tags.
+#[utoipa::path(post, path = "/api/contacts/{id}/utm/{utm_id}/remove", tag = "contacts", summary = "Remove a set of UTM tags from a contact", params(("id" = i64, Path), ("utm_id" = i64, Path)), responses((status = 200, description = "{\"contact\": Contact}"), (status = 404, body = ErrorBody)))]
+pub async fn utm_remove(
+    State(state): State<SharedState>,
+    Path((contact_id, utm_id)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
+    let contact_id = require_contact(&state, &contact_id).await?;
+    let utm_id = id(&utm_id)?;
+    let mut tx = state.store.begin().await?;
+    if !store::contacts::delete_utm(&mut tx, contact_id, utm_id).await? {
+        return Err(AppError::NotFound(format!(
+            "contact {contact_id} has no UTM tags with id {utm_id}"
+        )));
+    }
+    tx.commit().await?;
     Ok(Json(
         json!({ "contact": one_json(&state, contact_id).await? }),
     ))

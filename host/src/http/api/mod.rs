@@ -51,6 +51,10 @@ pub fn router(state: SharedState) -> Router<SharedState> {
             post(contacts::dnc_remove),
         )
         .route("/contacts/{id}/utm/add", post(contacts::utm_add))
+        .route(
+            "/contacts/{id}/utm/{utm_id}/remove",
+            post(contacts::utm_remove),
+        )
         .route("/contacts/{id}/points/{op}/{delta}", post(contacts::points))
         .route("/contacts/{id}/merge/{other_id}", post(contacts::merge))
         .route("/fields/{object}", get(fields::list))

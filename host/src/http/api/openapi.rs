@@ -55,6 +55,7 @@ impl Modify for BasicAuth {
         super::contacts::dnc_add,
         super::contacts::dnc_remove,
         super::contacts::utm_add,
+        super::contacts::utm_remove,
         super::contacts::points,
         super::contacts::merge,
         super::contacts::tracking_token,
