@@ -769,6 +769,11 @@ async fn sub_resources_and_lists(backend: Backend) {
     let owners = s.get("/api/contacts/list/owners").await.expect(200);
     assert_eq!(owners[0]["id"], 1);
     assert_eq!(
+        s.get("/api/contacts/list/segments").await.expect(200),
+        json!([]),
+        "no segments to add contacts to (not a contact named 'list')"
+    );
+    assert_eq!(
         s.get(&format!("/api/contacts/{id}/devices"))
             .await
             .expect(200)["total"],

@@ -666,6 +666,13 @@ pub async fn segments(
     Ok(Json(json!({ "total": 0, "lists": {} })))
 }
 
+/// `GET /api/contacts/list/segments`: the segments contacts can be added to — none until
+/// segments exist.
+#[utoipa::path(get, path = "/api/contacts/list/segments", tag = "contacts", summary = "Segments contacts can be added to (none until segments exist)", responses((status = 200)))]
+pub async fn list_segments() -> Json<Value> {
+    Json(json!([]))
+}
+
 async fn require_contact(state: &SharedState, contact_id: &str) -> AppResult<i64> {
     let contact_id = id(contact_id)?;
     let mut db = state.store.read().await?;

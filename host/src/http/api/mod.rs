@@ -33,6 +33,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/contacts/batch/delete", delete(contacts::batch_delete))
         .route("/contacts/list/fields", get(contacts::list_fields))
         .route("/contacts/list/owners", get(contacts::list_owners))
+        .route("/contacts/list/segments", get(contacts::list_segments))
         .route("/contacts/{id}", get(contacts::get))
         .route(
             "/contacts/{id}/edit",

@@ -51,6 +51,7 @@ impl Modify for BasicAuth {
         super::contacts::companies,
         super::contacts::campaigns,
         super::contacts::segments,
+        super::contacts::list_segments,
         super::contacts::activity,
         super::contacts::dnc_add,
         super::contacts::dnc_remove,
