@@ -628,11 +628,18 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     for _ in 0..2 {
         s.post(
             &format!("/api/contacts/{id}/utm/add"),
-            json!({"utm_source": "phone", "useragent": iphone}),
+            json!({"utm_source": "phone", "useragent": iphone, "lead": id}),
         )
         .await
         .expect(200);
     }
+    let r = s
+        .post(
+            &format!("/api/contacts/{id}/utm/add"),
+            json!({"utm_source": "phone", "lead": id + 1000}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "a lead that is another contact: {}", r.text);
     let devices = s
         .get(&format!("/api/contacts/{id}/devices"))
         .await

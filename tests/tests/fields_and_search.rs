@@ -62,10 +62,32 @@ async fn custom_field_lifecycle(backend: Backend) {
         .post("/api/fields/contact/new", json!({"label": "Colour", "alias": "colour", "type": "multiselect", "properties": {"list": "red|green|blue"}, "isIndex": true}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
+    // A lookup's suggestions come back as sent (Mautic's PHP library checks this), and
+    // the field takes values off the list too.
+    let r = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Salutation", "type": "lookup", "properties": {"list": ["Mr", "Mrs", "Miss"]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.body["field"]["properties"],
+        json!({"list": ["Mr", "Mrs", "Miss"]})
+    );
+    let lookup = r.body["field"]["id"].as_i64().unwrap();
+    let got = s
+        .get(&format!("/api/fields/contact/{lookup}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        got["field"]["properties"]["list"],
+        json!(["Mr", "Mrs", "Miss"])
+    );
 
     let id = s
         .create_contact(
-            json!({"email": "f@example.org", "shoe_size": "42.25", "colour": ["green", "red"]}),
+            json!({"email": "f@example.org", "shoe_size": "42.25", "colour": ["green", "red"], "salutation": "Dr"}),
         )
         .await;
     let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
@@ -134,10 +156,10 @@ async fn custom_field_lifecycle(backend: Backend) {
     );
 
     let listed = s.get("/api/fields/contact").await.expect(200);
-    assert_eq!(listed["total"], 30);
+    assert_eq!(listed["total"], 31);
     // A list, in order, as Mautic answers.
     let listed = listed["fields"].as_array().expect("a list");
-    assert_eq!(listed.len(), 30);
+    assert_eq!(listed.len(), 31);
     assert_eq!(listed[0]["alias"], "title");
     assert_eq!(
         s.get(&format!("/api/fields/contact/{field_id}"))

@@ -154,12 +154,16 @@ impl FieldDef {
         self.is_unique_identifier || self.is_index
     }
 
-    /// Option values of select, multiselect and lookup fields.
+    /// Option labels and values of select, multiselect and lookup fields (a lookup's
+    /// plain values are their own labels).
     pub fn options(&self) -> Vec<(String, String)> {
         match self.properties.get("list") {
             Some(Json::Array(items)) => items
                 .iter()
                 .filter_map(|item| {
+                    if let Some(v) = item.as_str() {
+                        return Some((v.to_owned(), v.to_owned()));
+                    }
                     let label = item.get("label").and_then(Json::as_str)?;
                     let value = item.get("value").and_then(Json::as_str)?;
                     Some((label.to_owned(), value.to_owned()))
@@ -393,6 +397,12 @@ pub fn normalize_properties(
         match (key.as_str(), t) {
             ("list", t) if t.has_options() => {
                 let options = parse_option_list(value).map_err(|m| invalid(&m))?;
+                // A lookup's list is suggestions, kept as the plain values Mautic's
+                // clients send and read back; select options have labels.
+                let options = match t {
+                    FieldType::Lookup => options.into_iter().map(|o| o["value"].clone()).collect(),
+                    _ => options,
+                };
                 out.insert("list".into(), Json::Array(options));
             }
             ("scale" | "precision", FieldType::Number) => {
@@ -560,7 +570,7 @@ const fn df(
 pub const DEFAULT_FIELDS: &[DefaultField] = &[
     DefaultField {
         is_fixed: true,
-        properties: r#"{"list":[{"label":"Mr","value":"Mr"},{"label":"Mrs","value":"Mrs"},{"label":"Miss","value":"Miss"}]}"#,
+        properties: r#"{"list":["Mr","Mrs","Miss"]}"#,
         ..df("title", "Title", FieldType::Lookup, "core")
     },
     DefaultField {
@@ -764,6 +774,12 @@ mod tests {
         );
         assert!(normalize_properties(FieldType::Select, Some(&json!({"list": ["a|b"]}))).is_err());
         assert!(normalize_properties(FieldType::Text, Some(&json!({"list": "a"}))).is_err());
+        // A lookup keeps plain values, as sent (Mautic's PHP library reads them back).
+        let p =
+            normalize_properties(FieldType::Lookup, Some(&json!({"list": ["Mr", "Dr"]}))).unwrap();
+        assert_eq!(p["list"], json!(["Mr", "Dr"]));
+        let p = normalize_properties(FieldType::Lookup, Some(&json!({"list": "Mr|Dr"}))).unwrap();
+        assert_eq!(p["list"], json!(["Mr", "Dr"]));
         assert!(
             normalize_properties(
                 FieldType::Number,

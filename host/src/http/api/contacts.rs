@@ -950,6 +950,20 @@ pub async fn utm_add(
         .find(|k| k.eq_ignore_ascii_case("lastActive"))
         .cloned()
         .and_then(|k| o.remove(&k));
+    // Mautic's PHP library sends the contact's id along as `lead`; another id is an error.
+    if let Some(lead) = o.remove("lead") {
+        let same = match &lead {
+            Value::Number(n) => n.as_i64() == Some(contact_id),
+            Value::String(s) => s.trim().parse::<i64>().ok() == Some(contact_id),
+            _ => false,
+        };
+        if !same {
+            return Err(AppError::invalid(
+                "lead",
+                format!("names another contact than the URL ({contact_id})"),
+            ));
+        }
+    }
     let utm = parse_utm(&Value::Object(o)).map_err(|m| AppError::Validation {
         message: format!("utmtags: {m}"),
         details: json!({ "utmtags": [m] }),
