@@ -17,6 +17,7 @@ both_backends!(
     creation_events_read_and_page_with_the_stored_ones,
     notes_companies_and_stages_apis,
     tags_and_stages_by_id,
+    entity_batches,
 );
 
 /// The event types of an activity answer, newest first.
@@ -1527,5 +1528,152 @@ async fn tags_and_stages_by_id(backend: Backend) {
         let r = s.get(bad).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
     }
+    s.stop().await;
+}
+
+/// Mautic's batch endpoints for notes, companies, tags and stages: each item as its own
+/// request, in order; the answer keyed by index, with status codes and errors by index.
+async fn entity_batches(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = s
+        .create_contact(json!({"email": "batch@example.org"}))
+        .await;
+
+    let r = s
+        .post(
+            "/api/tags/batch/new",
+            json!([{"tag": 5}, {"tag": "alpha"}, {"tag": "beta", "description": "B"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["statusCodes"], json!([422, 201, 201]), "{}", r.text);
+    // Keyed by index, as PHP writes an array whose keys do not start at 0.
+    assert_eq!(r.body["tags"]["1"]["tag"], "alpha", "{}", r.text);
+    assert_eq!(r.body["tags"]["2"]["description"], "B");
+    assert_eq!(r.body["errors"]["0"]["code"], 422, "{}", r.text);
+    let alpha = r.body["tags"]["1"]["id"].as_i64().unwrap();
+    let beta = r.body["tags"]["2"]["id"].as_i64().unwrap();
+
+    let r = s
+        .patch(
+            "/api/tags/batch/edit",
+            json!([{"id": alpha, "tag": "alpha2"}, {"id": beta, "description": "Bee"}]),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["statusCodes"], json!([200, 200]));
+    assert_eq!(
+        r["tags"][0]["tag"], "alpha2",
+        "a list when none failed: {r}"
+    );
+    assert_eq!(r["tags"][1]["description"], "Bee");
+    let r = s
+        .put(
+            "/api/tags/batch/edit",
+            json!([{"id": 999999, "tag": "made-by-put"}, {"tag": "no id"}]),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["statusCodes"], json!([201, 422]), "{r}");
+    assert!(
+        r["errors"]["1"]["message"].as_str().unwrap().contains("id"),
+        "{r}"
+    );
+    let made = r["tags"][0]["id"].as_i64().unwrap();
+
+    let r = s
+        .delete(&format!("/api/tags/batch/delete?ids={alpha},{made},999999"))
+        .await
+        .expect(200);
+    assert_eq!(r["statusCodes"], json!([200, 200, 404]), "{r}");
+    let left: Vec<String> = s.get("/api/tags").await.expect(200)["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, ["beta"]);
+    // Form-encoded ids, as Mautic's PHP library sends them.
+    let r = s
+        .delete(&format!("/api/tags/batch/delete?ids%5B0%5D={beta}"))
+        .await
+        .expect(200);
+    assert_eq!(r["statusCodes"], json!([200]), "{r}");
+
+    // Notes, companies and stages the same way.
+    let r = s
+        .post(
+            "/api/notes/batch/new",
+            json!([{"lead": c, "text": "one", "type": "call"}, {"lead": c, "text": "two"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["notes"][1]["text"], "two");
+    let notes: Vec<i64> = r.body["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_i64().unwrap())
+        .collect();
+    let r = s
+        .patch(
+            "/api/notes/batch/edit",
+            json!([{"id": notes[0], "text": "one, edited"}]),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["notes"][0]["text"], "one, edited");
+    let r = s
+        .delete(&format!(
+            "/api/notes/batch/delete?ids={},{}",
+            notes[0], notes[1]
+        ))
+        .await
+        .expect(200);
+    assert_eq!(r["statusCodes"], json!([200, 200]));
+    assert_eq!(s.get("/api/notes").await.expect(200)["total"], 0);
+
+    let r = s
+        .post(
+            "/api/companies/batch/new",
+            json!([{"companyname": "Acme"}, {"companyname": "Globex"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.body["companies"][1]["fields"]["all"]["companyname"],
+        "Globex"
+    );
+    let r = s
+        .post(
+            "/api/stages/batch/new",
+            json!([{"name": "Lead", "weight": 1}, {"name": "lead"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.body["statusCodes"],
+        json!([201, 422]),
+        "a name taken by the item before"
+    );
+
+    // Bad batches change nothing.
+    for (path, body) in [
+        ("/api/tags/batch/new", json!({"tag": "not a list"})),
+        ("/api/tags/batch/new", json!([])),
+    ] {
+        assert_eq!(s.post(path, body).await.status, 400, "{path}");
+    }
+    let too_many: Vec<serde_json::Value> =
+        (0..201).map(|i| json!({"tag": format!("t{i}")})).collect();
+    assert_eq!(
+        s.post("/api/tags/batch/new", json!(too_many)).await.status,
+        400
+    );
+    assert_eq!(
+        s.delete("/api/stages/batch/delete?ids=a,b").await.status,
+        400
+    );
+    assert_eq!(s.get("/api/tags").await.expect(200)["total"], 0);
     s.stop().await;
 }

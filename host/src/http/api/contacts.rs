@@ -277,28 +277,7 @@ pub async fn delete(
 }
 
 fn batch_items(state: &SharedState, body: &Value) -> AppResult<Vec<Value>> {
-    let items: Vec<Value> = match body {
-        Value::Array(a) => a.clone(),
-        // Form-encoded lists arrive keyed "0", "1", …
-        Value::Object(o) if o.keys().all(|k| k.parse::<usize>().is_ok()) && !o.is_empty() => {
-            o.values().cloned().collect()
-        }
-        _ => {
-            return Err(AppError::bad_request(
-                "a batch body must be a JSON array of contacts",
-            ));
-        }
-    };
-    let max = state.config.file.api.batch_limit;
-    if items.len() > max {
-        return Err(AppError::bad_request(format!(
-            "A max of {max} entities are supported at a time."
-        )));
-    }
-    if items.is_empty() {
-        return Err(AppError::bad_request("the batch is empty"));
-    }
-    Ok(items)
+    super::batch::items(state, body, "contacts")
 }
 
 /// Runs a batch and answers `{"contacts": […], "statusCodes": […], "errors": {index: …}}`.
@@ -458,23 +437,7 @@ pub async fn batch_edit(
 /// `DELETE /api/contacts/batch/delete?ids=1,2,3`: answers with the contacts deleted.
 #[utoipa::path(delete, path = "/api/contacts/batch/delete", tag = "contacts", summary = "Delete many contacts", params(("ids" = String, Query, description = "Comma-separated ids")), responses((status = 200)))]
 pub async fn batch_delete(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Response> {
-    let ids: Vec<i64> = match q.0.get("ids") {
-        Some(Value::String(s)) => s
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().parse::<i64>())
-            .collect::<Result<_, _>>(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().unwrap_or("").trim().parse::<i64>())
-            .collect(),
-        _ => return Err(AppError::bad_request("ids is required, e.g. ?ids=1,2,3")),
-    }
-    .map_err(|_| AppError::bad_request("ids must be numbers separated by commas"))?;
-    let max = state.config.file.api.batch_limit;
-    if ids.is_empty() || ids.len() > max {
-        return Err(AppError::bad_request(format!("give 1 to {max} ids")));
-    }
+    let ids = super::batch::ids(&state, &q)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     let contacts = store::contacts::load(&mut db, &fields, &ids).await?;

@@ -1,5 +1,6 @@
 //! `/api/…`: the Mautic-compatible REST API, behind HTTP Basic auth.
 
+pub mod batch;
 pub mod companies;
 pub mod contact_json;
 pub mod contacts;
@@ -92,6 +93,30 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/forms/{id}", get(forms::get))
         .route("/forms/{id}/edit", patch(forms::edit).put(forms::edit))
         .route("/forms/{id}/delete", delete(forms::delete))
+        .route("/tags/batch/new", post(batch::tags_new))
+        .route(
+            "/tags/batch/edit",
+            patch(batch::tags_edit).put(batch::tags_edit),
+        )
+        .route("/tags/batch/delete", delete(batch::tags_delete))
+        .route("/stages/batch/new", post(batch::stages_new))
+        .route(
+            "/stages/batch/edit",
+            patch(batch::stages_edit).put(batch::stages_edit),
+        )
+        .route("/stages/batch/delete", delete(batch::stages_delete))
+        .route("/companies/batch/new", post(batch::companies_new))
+        .route(
+            "/companies/batch/edit",
+            patch(batch::companies_edit).put(batch::companies_edit),
+        )
+        .route("/companies/batch/delete", delete(batch::companies_delete))
+        .route("/notes/batch/new", post(batch::notes_new))
+        .route(
+            "/notes/batch/edit",
+            patch(batch::notes_edit).put(batch::notes_edit),
+        )
+        .route("/notes/batch/delete", delete(batch::notes_delete))
         .route("/tags", get(tags::list))
         .route("/tags/new", post(tags::create))
         .route("/tags/{id}", get(tags::get))
