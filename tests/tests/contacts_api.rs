@@ -1586,6 +1586,10 @@ async fn entity_batches(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(r["statusCodes"], json!([200, 200, 404]), "{r}");
+    assert_eq!(
+        r["tags"][0]["id"], alpha,
+        "a batch delete shows the ids: {r}"
+    );
     let left: Vec<String> = s.get("/api/tags").await.expect(200)["tags"]
         .as_array()
         .unwrap()

@@ -73,12 +73,14 @@ pub fn ids(state: &SharedState, q: &PhpQuery) -> AppResult<Vec<i64>> {
 }
 
 /// Runs `one` for each item in order and answers in Mautic's batch shape under `list`,
-/// taking each success's entity from its answer's `item` key.
+/// taking each success's entity from its answer's `item` key. `deleted`: the ids of a
+/// batch delete, which its answer shows on the entities (a single delete answers none).
 async fn run<T, F, Fut>(
     list: &str,
     item: &str,
     status: StatusCode,
     inputs: Vec<T>,
+    deleted: Option<&[i64]>,
     mut one: F,
 ) -> AppResult<Response>
 where
@@ -97,7 +99,11 @@ where
                     .map_err(|e| AppError::Internal(e.into()))?;
                 let mut body: Value =
                     serde_json::from_slice(&body).map_err(|e| AppError::Internal(e.into()))?;
-                entities.push((i, body[item].take()));
+                let mut entity = body[item].take();
+                if let (Some(ids), Some(o)) = (deleted, entity.as_object_mut()) {
+                    o.insert("id".into(), json!(ids[i]));
+                }
+                entities.push((i, entity));
             }
             Err(e) => {
                 codes.push(e.status().as_u16());
@@ -154,7 +160,7 @@ macro_rules! entity_batch {
         ) -> AppResult<Response> {
             let inputs = items(&state, &body, $list)?;
             let create = $create;
-            run($list, $item, StatusCode::CREATED, inputs, |item| {
+            run($list, $item, StatusCode::CREATED, inputs, None, |item| {
                 create(state.clone(), me.clone(), item)
             })
             .await
@@ -169,7 +175,7 @@ macro_rules! entity_batch {
         ) -> AppResult<Response> {
             let inputs = items(&state, &body, $list)?;
             let put = $put;
-            run($list, $item, StatusCode::OK, inputs, |item| {
+            run($list, $item, StatusCode::OK, inputs, None, |item| {
                 let (state, me) = (state.clone(), me.clone());
                 let method = method.clone();
                 async move {
@@ -188,7 +194,7 @@ macro_rules! entity_batch {
         #[utoipa::path(delete, path = $delete_path, tag = $list, summary = "Delete several by id (?ids=1,2,3)", params(("ids" = String, Query)), responses((status = 200, description = "{list, statusCodes, errors}"), (status = 400)))]
         pub async fn $delete(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Response> {
             let ids = ids(&state, &q)?;
-            run($list, $item, StatusCode::OK, ids, |id| {
+            run($list, $item, StatusCode::OK, ids.clone(), Some(&ids), |id| {
                 let state = state.clone();
                 async move {
                     $module::delete(State(state), Path(id.to_string()))
