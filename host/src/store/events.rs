@@ -195,7 +195,7 @@ pub async fn page(
     order: &EventOrder,
 ) -> DbResult<(Vec<Event>, i64)> {
     let total = count(db, contact_id, f).await?;
-    let events = rows_in_order(db, contact_id, f, offset, limit, order).await?;
+    let events = rows(db, contact_id, f, offset, limit, order).await?;
     Ok((events, total))
 }
 
@@ -212,19 +212,9 @@ pub async fn count(db: &mut impl Exec, contact_id: i64, f: &EventFilter) -> DbRe
         .unwrap_or(0))
 }
 
-/// A page of a contact's events, newest first, without the total (callers that know it
-/// from `type_counts`, like the contact page when the history is not searched).
+/// A page of a contact's events in `order`, without the total (callers that know it from
+/// `type_counts`, like the contact page when the history is not searched).
 pub async fn rows(
-    db: &mut impl Exec,
-    contact_id: i64,
-    f: &EventFilter,
-    offset: i64,
-    limit: i64,
-) -> DbResult<Vec<Event>> {
-    rows_in_order(db, contact_id, f, offset, limit, &EventOrder::NewestFirst).await
-}
-
-async fn rows_in_order(
     db: &mut impl Exec,
     contact_id: i64,
     f: &EventFilter,

@@ -359,6 +359,7 @@ async fn build(
             &filter,
             (hp.page - 1) * EVENTS_PER_PAGE,
             EVENTS_PER_PAGE,
+            &store::events::EventOrder::NewestFirst,
         )
         .await?;
         let total = match filter.search {
