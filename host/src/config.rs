@@ -228,8 +228,8 @@ impl Default for ImportConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// After SIGTERM or SIGINT, requests in flight get this long to finish; connections
-    /// still open then are closed (a client that never sends the rest of its body must not
+    /// After SIGTERM or SIGINT, requests in flight get this long to finish; then they are
+    /// not waited for any more (a client that never sends the rest of its body must not
     /// keep the server from stopping). The background writers are flushed either way.
     pub shutdown_grace_seconds: u64,
 }

@@ -86,6 +86,17 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// A database error, or a 422 on `field` when it is a unique constraint (a name taken
+    /// by a concurrent transaction that committed, or holds it, first).
+    pub fn unless_taken(e: sqlx::Error, field: &str, message: &str) -> AppError {
+        match e.as_database_error() {
+            Some(d) if d.is_unique_violation() => AppError::invalid(field, message),
+            _ => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         AppError::Internal(anyhow::Error::new(e))

@@ -118,17 +118,23 @@ impl Running {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let grace = Duration::from_secs(self.state.config.file.server.shutdown_grace_seconds);
-        let deadline = tokio::time::Instant::now() + grace;
+        // A grace too long to add to the clock is as good as none.
+        let deadline = tokio::time::Instant::now().checked_add(grace);
         self.jobs.shutdown(&self.state).await;
-        match tokio::time::timeout_at(deadline, &mut self.task).await {
-            Ok(served) => served??,
-            Err(_) => {
-                tracing::warn!(
-                    grace_seconds = grace.as_secs(),
-                    "requests still in flight after the shutdown grace period: closing their connections"
-                );
-                self.task.abort();
-            }
+        match deadline {
+            None => (&mut self.task).await??,
+            Some(deadline) => match tokio::time::timeout_at(deadline, &mut self.task).await {
+                Ok(served) => served??,
+                Err(_) => {
+                    // Their connections are not waited for any more: they end with the
+                    // process, and what they write meanwhile is written whole or not.
+                    tracing::warn!(
+                        grace_seconds = grace.as_secs(),
+                        "requests still in flight after the shutdown grace period: not waiting for them"
+                    );
+                    self.task.abort();
+                }
+            },
         }
         let _ = self.stop_writers.send(true);
         for w in self.writers {

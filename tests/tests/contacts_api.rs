@@ -995,6 +995,8 @@ async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
     assert_eq!(labels.len(), ids.len());
     assert!(labels.windows(2).all(|w| w[0] <= w[1]), "{labels:?}");
     assert!(labels.first() != labels.last(), "{labels:?}");
+    let plain = s.activity(known, "order=timestamp").await;
+    assert_eq!(plain["order"], json!(["timestamp", "DESC"]));
     for bad in ["order[0]=colour", "order[0]=timestamp&order[1]=sideways"] {
         let r = s
             .get(&format!("/api/contacts/{known}/activity?{bad}"))
@@ -1518,6 +1520,42 @@ async fn tags_and_stages_by_id(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(names(&all, "tags", "tag"), ["fresh", "gold"]);
+    // NULLs sort as the smallest values on both databases: "fresh" has no description.
+    s.patch(
+        &format!("/api/tags/{vip}/edit"),
+        json!({"description": "Best customers"}),
+    )
+    .await
+    .expect(200);
+    let by_description = s.get("/api/tags?orderBy=description").await.expect(200);
+    assert_eq!(names(&by_description, "tags", "tag"), ["fresh", "gold"]);
+    let by_description = s
+        .get("/api/tags?orderBy=description&orderByDir=desc")
+        .await
+        .expect(200);
+    assert_eq!(names(&by_description, "tags", "tag"), ["gold", "fresh"]);
+    // Stages of one weight come by name.
+    for name in ["Zulu", "Echo"] {
+        s.post("/api/stages/new", json!({"name": name, "weight": 3}))
+            .await
+            .expect(201);
+    }
+    let threes = s.get("/api/stages?search=ids:").await.expect(200);
+    assert_eq!(threes["total"], 0, "an empty ids: matches nothing");
+    let all = s.get("/api/stages?limit=0").await.expect(200);
+    let of_weight_3: Vec<String> = all["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["weight"] == 3)
+        .map(|st| st["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(of_weight_3, ["Echo", "Gamma", "Zulu"]);
+    let many: Vec<String> = (1..=1001).map(|i| i.to_string()).collect();
+    let r = s
+        .get(&format!("/api/tags?search=ids:{}", many.join(",")))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
     for bad in [
         "/api/stages?orderBy=colour",
         "/api/stages?orderByDir=sideways",

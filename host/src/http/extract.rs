@@ -168,11 +168,15 @@ impl PhpQuery {
                         .filter(|i| !i.is_empty())
                         .map(|i| i.parse::<i64>())
                         .collect();
-                    ids = Some(list.map_err(|_| {
+                    let list = list.map_err(|_| {
                         AppError::bad_request(format!(
                             "search: '{token}' must list ids, like ids:1,2,3"
                         ))
-                    })?);
+                    })?;
+                    if list.len() > 1000 {
+                        return Err(AppError::bad_request("search: ids: lists at most 1000 ids"));
+                    }
+                    ids = Some(list);
                 }
                 None => text.push(token),
             }

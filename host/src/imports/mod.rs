@@ -1192,10 +1192,24 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     // a batch touches is written again), so fewer commits import faster. Each batch still
     // carries its own checkpoint, and a rollback only returns to the last commit.
     let mut open: Option<(Tx, Instant, usize)> = None;
-    while let Some(batch) = batches.recv().await {
+    loop {
+        // Waiting for the parser and converting rows hold the writer only inside a
+        // group, and a task that waits for it meanwhile ends the group first.
+        let next = batches.recv().await;
+        if state.store.writers_waiting() > 0
+            && let Some((tx, _, _)) = open.take()
+        {
+            tx.commit().await?;
+        }
+        let Some(batch) = next else { break };
         let batch = batch.map_err(|e| anyhow::anyhow!("reading the uploaded file: {e}"))?;
-        let eof = batch.eof;
-        let rows = batch.records.len();
+        let batch = convert(&plan, batch);
+        if state.store.writers_waiting() > 0
+            && let Some((tx, _, _)) = open.take()
+        {
+            tx.commit().await?;
+        }
+        let (eof, rows) = (batch.eof, batch.rows);
         let (mut tx, since, rows_before) = match open.take() {
             Some(open) => open,
             None => (state.store.begin().await?, Instant::now(), 0),
@@ -1409,21 +1423,19 @@ fn to_item(
     Ok(item)
 }
 
-/// Writes one batch in `tx` (not committed here): its contacts, events, failed rows and
-/// checkpoint.
-async fn write_batch(
-    state: &SharedState,
-    ctx: &JobCtx,
-    plan: &mut Plan,
-    batch: Batch,
-    tx: &mut Tx,
-) -> anyhow::Result<Control> {
-    let now = now_ms();
-    let mut counts = Counts::default();
+/// A batch's rows turned into contact inputs (or failures), before the writer is taken.
+struct Converted {
+    items: Vec<Item>,
+    failures: Vec<Failure>,
+    rows: usize,
+    end: Position,
+    eof: bool,
+}
+
+fn convert(plan: &Plan, batch: Batch) -> Converted {
     let mut failures: Vec<Failure> = Vec::new();
-    let total_rows = batch.records.len() as i64;
-    // Rows become contact inputs before the transaction: the writer is not held for it.
-    let mut items: Vec<Item> = Vec::with_capacity(batch.records.len());
+    let rows = batch.records.len();
+    let mut items: Vec<Item> = Vec::with_capacity(rows);
     for r in batch.records {
         let (row, line) = (r.row as i64, r.line as i64);
         match r.fields {
@@ -1445,12 +1457,61 @@ async fn write_batch(
         }
     }
 
+    Converted {
+        items,
+        failures,
+        rows,
+        end: batch.end,
+        eof: batch.eof,
+    }
+}
+
+/// Writes one converted batch in `tx` (not committed here): its contacts, events, failed
+/// rows and checkpoint.
+async fn write_batch(
+    state: &SharedState,
+    ctx: &JobCtx,
+    plan: &mut Plan,
+    batch: Converted,
+    tx: &mut Tx,
+) -> anyhow::Result<Control> {
+    let now = now_ms();
+    let mut counts = Counts::default();
+    let Converted {
+        mut items,
+        mut failures,
+        rows,
+        end,
+        eof,
+    } = batch;
+    let total_rows = rows as i64;
     let control = ctx.checkpoint(tx).await?;
     if control == Control::LeaseLost {
         return Ok(Control::LeaseLost);
     }
     store::imports::tune_batch(tx).await?;
     let fields = state.fields(tx).await?;
+
+    // Stages as they are now: one may have been renamed or deleted while the import ran.
+    // The next batches convert with these; a row of this one whose stage is gone fails.
+    let stages = store::imports::stage_names(tx).await?;
+    plan.stage_ids = stages.iter().map(|(id, _)| *id).collect();
+    plan.stages_by_name = stages
+        .into_iter()
+        .map(|(id, n)| (n.to_lowercase(), id))
+        .collect();
+    items.retain_mut(|item| match item.input.stage {
+        Some(Some(id)) if !plan.stage_ids.contains(&id) => {
+            failures.push(Failure {
+                row: item.row,
+                line: item.line,
+                reason: format!("stage: there is no stage with id {id} any more"),
+                values: item.values.iter().map(|v| csv::clip(v)).collect(),
+            });
+            false
+        }
+        _ => true,
+    });
 
     // Stages named in rows that do not exist yet are created (as Mautic does); one stays
     // only if a row naming it is written (below).
@@ -1577,9 +1638,9 @@ async fn write_batch(
     store::imports::set_contact_dates(tx, &dates).await?;
     store::imports::insert_failures(tx, plan.import_id, &failures).await?;
     let checkpoint = Checkpoint {
-        offset_bytes: batch.end.offset as i64,
-        next_row: batch.end.records as i64,
-        next_line: batch.end.lines as i64,
+        offset_bytes: end.offset as i64,
+        next_row: end.records as i64,
+        next_line: end.lines as i64,
         rows: total_rows,
         created: counts.created,
         updated: counts.updated,
@@ -1587,15 +1648,9 @@ async fn write_batch(
         failed: counts.failed,
     };
     store::imports::checkpoint(tx, plan.import_id, &checkpoint, now).await?;
-    if batch.eof {
+    if eof {
         // Data rows: records after the header.
-        store::imports::finish(
-            tx,
-            plan.import_id,
-            (batch.end.records as i64 - 1).max(0),
-            now,
-        )
-        .await?;
+        store::imports::finish(tx, plan.import_id, (end.records as i64 - 1).max(0), now).await?;
     }
     Ok(control)
 }

@@ -96,7 +96,7 @@ pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Company>
     let sql = format!(
         "{} WHERE {cond} {} LIMIT {} OFFSET {}",
         select(),
-        q.order("id"),
+        q.order(&["id"]),
         p.push(q.limit),
         p.push(q.offset)
     );

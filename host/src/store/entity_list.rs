@@ -22,6 +22,7 @@ impl EntityQuery {
     pub fn condition(&self, p: &mut Params, id_column: &str, text_columns: &[&str]) -> String {
         let mut conds = Vec::new();
         if let Some(ids) = &self.ids {
+            // `ids:` is capped where it is parsed (`PhpQuery::entity_query`).
             match ids.is_empty() {
                 true => conds.push("1 = 0".to_owned()),
                 false => conds.push(format!("{id_column} IN ({})", p.list(ids.iter().copied()))),
@@ -44,10 +45,19 @@ impl EntityQuery {
         }
     }
 
-    /// `ORDER BY …`: the column, then the id (a stable page).
-    pub fn order(&self, id_column: &str) -> String {
+    /// `ORDER BY …`: the column, then `ties` (columns, the last one unique, for a stable
+    /// page), all in the asked direction. NULLs sort as the smallest values on both
+    /// databases (PostgreSQL's default is the opposite).
+    pub fn order(&self, ties: &[&str]) -> String {
         let (column, descending) = self.order_by;
-        let dir = if descending { "DESC" } else { "ASC" };
-        format!("ORDER BY {column} {dir}, {id_column} {dir}")
+        let (dir, nulls) = match descending {
+            true => ("DESC", "NULLS LAST"),
+            false => ("ASC", "NULLS FIRST"),
+        };
+        let mut order = format!("ORDER BY {column} {dir} {nulls}");
+        for tie in ties {
+            order.push_str(&format!(", {tie} {dir}"));
+        }
+        order
     }
 }

@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_free_text_file"),
     migration!(12, "0012_derived_creation_events"),
     migration!(13, "0013_tag_descriptions"),
+    migration!(14, "0014_lookup_lists"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once

@@ -69,7 +69,7 @@ pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>,
         .unwrap_or(0);
     let sql = format!(
         "SELECT {COLUMNS} FROM contact_notes WHERE {cond} {} LIMIT {} OFFSET {}",
-        q.list.order("id"),
+        q.list.order(&["id"]),
         p.push(q.list.limit),
         p.push(q.list.offset)
     );

@@ -66,7 +66,7 @@ pub async fn page(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<StageRow
         .unwrap_or(0);
     let sql = format!(
         "SELECT id, name, description, weight, is_published, date_added FROM stages WHERE {cond} {} LIMIT {} OFFSET {}",
-        q.order("id"),
+        q.order(&["name", "id"]),
         p.push(q.limit),
         p.push(q.offset)
     );

@@ -25,7 +25,7 @@ pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i6
     let sql = format!(
         "SELECT t.id, t.tag, t.description, (SELECT COUNT(*) FROM contact_tags ct WHERE ct.tag_id = t.id) AS contacts
          FROM tags t WHERE {cond} {} LIMIT {} OFFSET {}",
-        q.order("t.id"),
+        q.order(&["t.id"]),
         p.push(q.limit),
         p.push(q.offset)
     );

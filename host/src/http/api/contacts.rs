@@ -679,6 +679,8 @@ fn activity_order(
             None => None,
             Some(Value::Array(a)) => a.get(i),
             Some(Value::Object(o)) => o.get(&i.to_string()),
+            // `order=timestamp`: the column alone.
+            Some(column @ Value::String(_)) => (i == 0).then_some(column),
             Some(_) => return Err(AppError::bad_request("order must be order[0]=…&order[1]=…")),
         };
         match v {

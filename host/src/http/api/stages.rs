@@ -171,7 +171,8 @@ pub async fn create(
         input.weight.unwrap_or(0),
         now_ms(),
     )
-    .await?;
+    .await
+    .map_err(|e| AppError::unless_taken(e, "name", "a stage with this name exists"))?;
     let mut stage = store::stages::by_ids(&mut tx, &[stage_id]).await?.remove(0);
     if input.is_published == Some(false) {
         stage.is_published = false;
@@ -216,7 +217,9 @@ async fn update(
         None if replace => stage.is_published = true,
         None => {}
     }
-    store::stages::update(&mut tx, &stage).await?;
+    store::stages::update(&mut tx, &stage)
+        .await
+        .map_err(|e| AppError::unless_taken(e, "name", "a stage with this name exists"))?;
     tx.commit().await?;
     Ok(Some(stage))
 }

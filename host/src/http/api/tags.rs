@@ -117,7 +117,9 @@ pub async fn create(
     if let Some(t) = store::tags::by_name(&mut tx, &name).await? {
         return Ok((StatusCode::OK, Json(json!({ "tag": tag_json(&t) }))).into_response());
     }
-    let id = store::tags::insert(&mut tx, &name, description.as_deref()).await?;
+    let id = store::tags::insert(&mut tx, &name, description.as_deref())
+        .await
+        .map_err(|e| AppError::unless_taken(e, "tag", "a tag with this name exists"))?;
     tx.commit().await?;
     let tag = Tag {
         id,
@@ -157,7 +159,9 @@ async fn update(
         None if replace => tag.description = None,
         None => {}
     }
-    store::tags::update(&mut tx, tag.id, &tag.tag, tag.description.as_deref()).await?;
+    store::tags::update(&mut tx, tag.id, &tag.tag, tag.description.as_deref())
+        .await
+        .map_err(|e| AppError::unless_taken(e, "tag", "a tag with this name exists"))?;
     tx.commit().await?;
     Ok(Some(tag))
 }
