@@ -19,6 +19,7 @@ pub mod time;
 pub mod timeline;
 pub mod tracking;
 pub mod users;
+pub mod waiting;
 pub mod web;
 
 pub use http::app;

@@ -23,6 +23,8 @@ use sqlx::{
     Arguments, AssertSqlSafe, Column, Postgres, Row as _, Sqlite, Transaction, TypeInfo, ValueRef,
 };
 
+use crate::waiting::Waiting;
+
 pub type DbResult<T> = Result<T, sqlx::Error>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,22 +297,6 @@ pub struct Store {
     pools: Arc<Pools>,
     /// SQLite: how many tasks wait for the one writer connection (see `writers_waiting`).
     waiting: Arc<AtomicUsize>,
-}
-
-/// Counts a task as waiting for the writer while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::Relaxed);
-        Waiting(n)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Store {

@@ -217,18 +217,10 @@ impl Tracker {
 
     /// Resolves once every hit journaled so far is applied.
     pub async fn settled(&self) {
-        /// Counts a `settled` caller while it waits, however its wait ends (a dropped
-        /// future too: a count left behind would keep the applier from ever pacing).
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
         let shared = &self.shared;
         let target = shared.committed.load(Ordering::Acquire);
-        shared.settling.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Waiting(&shared.settling);
+        // However the wait ends: a count left behind would keep the applier from pacing.
+        let _waiting = crate::waiting::Waiting::new(&shared.settling);
         shared.urgent.notify_one();
         let mut applied = shared.applied.subscribe();
         let _ = applied.wait_for(|a| *a >= target).await;
