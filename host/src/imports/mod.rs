@@ -1088,6 +1088,17 @@ struct Plan {
     stage_ids: HashSet<i64>,
 }
 
+impl Plan {
+    /// The stages rows may name: `(id, name)` of each.
+    fn set_stages(&mut self, stages: Vec<(i64, String)>) {
+        self.stage_ids = stages.iter().map(|(id, _)| *id).collect();
+        self.stages_by_name = stages
+            .into_iter()
+            .map(|(id, n)| (n.to_lowercase(), id))
+            .collect();
+    }
+}
+
 /// A row turned into what the write path takes.
 struct Item {
     row: i64,
@@ -1099,6 +1110,18 @@ struct Item {
     /// A stage named in the row that does not exist yet.
     new_stage: Option<String>,
     values: Vec<String>,
+}
+
+impl Item {
+    /// This row as a failed one, with its values cut for the failed-rows file.
+    fn failure(&self, reason: String) -> Failure {
+        Failure {
+            row: self.row,
+            line: self.line,
+            reason,
+            values: self.values.iter().map(|v| csv::clip(v)).collect(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -1137,7 +1160,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             "the import has no mapping; start it again".into(),
         ));
     };
-    let plan = {
+    let mut plan = {
         let mut db = state.store.read().await?;
         let mut users_by_name = HashMap::new();
         let mut user_ids = HashSet::new();
@@ -1149,7 +1172,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             }
         }
         let stages = store::imports::stage_names(&mut db).await?;
-        Plan {
+        let mut plan = Plan {
             import_id: import.id,
             file_name: import.file_name.clone(),
             actor: import.created_by,
@@ -1158,14 +1181,12 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             options,
             users_by_name,
             user_ids,
-            stage_ids: stages.iter().map(|(id, _)| *id).collect(),
-            stages_by_name: stages
-                .into_iter()
-                .map(|(id, n)| (n.to_lowercase(), id))
-                .collect(),
-        }
+            stage_ids: HashSet::new(),
+            stages_by_name: HashMap::new(),
+        };
+        plan.set_stages(stages);
+        plan
     };
-    let mut plan = plan;
     {
         let mut tx = state.store.begin().await?;
         if ctx.checkpoint(&mut tx).await? == Control::LeaseLost {
@@ -1191,43 +1212,39 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     // commit costs about what a batch's inserts do at a million contacts (every index page
     // a batch touches is written again), so fewer commits import faster. Each batch still
     // carries its own checkpoint, and a rollback only returns to the last commit.
-    let mut open: Option<(Tx, Instant, usize)> = None;
+    let mut open: Option<Group> = None;
     loop {
         // Waiting for the parser and converting rows hold the writer only inside a
         // group, and a task that waits for it meanwhile ends the group first.
         let next = batches.recv().await;
-        if state.store.writers_waiting() > 0
-            && let Some((tx, _, _)) = open.take()
-        {
-            tx.commit().await?;
-        }
+        Group::end_for_waiting_writer(state, &mut open).await?;
         let Some(batch) = next else { break };
         let batch = batch.map_err(|e| anyhow::anyhow!("reading the uploaded file: {e}"))?;
         let batch = convert(&plan, batch);
-        if state.store.writers_waiting() > 0
-            && let Some((tx, _, _)) = open.take()
-        {
-            tx.commit().await?;
-        }
+        Group::end_for_waiting_writer(state, &mut open).await?;
         let (eof, rows) = (batch.eof, batch.rows);
-        let (mut tx, since, rows_before) = match open.take() {
-            Some(open) => open,
-            None => (state.store.begin().await?, Instant::now(), 0),
+        let mut group = match open.take() {
+            Some(group) => group,
+            None => Group {
+                tx: state.store.begin().await?,
+                since: Instant::now(),
+                rows: 0,
+            },
         };
-        let control = write_batch(state, ctx, &mut plan, batch, &mut tx).await?;
+        let control = write_batch(state, ctx, &mut plan, batch, &mut group.tx).await?;
         if control == Control::LeaseLost {
             return Ok(Outcome::LeaseLost); // another worker redoes what is not committed
         }
-        let rows = rows_before + rows;
+        group.rows += rows;
         let done = eof || control == Control::Stop || ctx.stopping() || ctx.lost();
         if done
-            || rows >= GROUP_ROWS
-            || since.elapsed() >= GROUP_TIME
+            || group.rows >= GROUP_ROWS
+            || group.since.elapsed() >= GROUP_TIME
             || state.store.writers_waiting() > 0
         {
-            tx.commit().await?;
+            group.tx.commit().await?;
         } else {
-            open = Some((tx, since, rows));
+            open = Some(group);
             continue;
         }
         match control {
@@ -1255,6 +1272,28 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
 /// At most this many rows, or this long, in one transaction of several batches.
 const GROUP_ROWS: usize = 20_000;
 const GROUP_TIME: Duration = Duration::from_secs(1);
+
+/// Batches written in one transaction, not committed yet.
+struct Group {
+    tx: Tx,
+    since: Instant,
+    rows: usize,
+}
+
+impl Group {
+    /// Commits the open group, if any, when another task waits for the writer.
+    async fn end_for_waiting_writer(
+        state: &SharedState,
+        open: &mut Option<Group>,
+    ) -> anyhow::Result<()> {
+        if state.store.writers_waiting() > 0
+            && let Some(group) = open.take()
+        {
+            group.tx.commit().await?;
+        }
+        Ok(())
+    }
+}
 
 /// `'=1+1'` exported by Magpie as `'=1+1` comes back as `=1+1` (see `exports::neutralize`).
 fn unescape_formula(v: &str) -> &str {
@@ -1371,12 +1410,10 @@ fn to_item(
                     }
                     Err(_) => match plan.stages_by_name.get(&key.to_lowercase()) {
                         Some(id) => item.input.stage = Some(Some(*id)),
-                        None if key.chars().count() <= 191
-                            && !key.chars().any(char::is_control) =>
-                        {
-                            item.new_stage = Some(key.to_owned())
-                        }
-                        None => return fail("stage: not a valid stage name".into(), &values),
+                        None => match crate::contacts::input::normalize_stage_name(key) {
+                            Ok(name) => item.new_stage = Some(name),
+                            Err(m) => return fail(format!("stage: {m}"), &values),
+                        },
                     },
                 }
             }
@@ -1495,19 +1532,10 @@ async fn write_batch(
     // Stages as they are now: one may have been renamed or deleted while the import ran.
     // The next batches convert with these; a row of this one whose stage is gone fails.
     let stages = store::imports::stage_names(tx).await?;
-    plan.stage_ids = stages.iter().map(|(id, _)| *id).collect();
-    plan.stages_by_name = stages
-        .into_iter()
-        .map(|(id, n)| (n.to_lowercase(), id))
-        .collect();
+    plan.set_stages(stages);
     items.retain_mut(|item| match item.input.stage {
         Some(Some(id)) if !plan.stage_ids.contains(&id) => {
-            failures.push(Failure {
-                row: item.row,
-                line: item.line,
-                reason: format!("stage: there is no stage with id {id} any more"),
-                values: item.values.iter().map(|v| csv::clip(v)).collect(),
-            });
+            failures.push(item.failure(format!("stage: there is no stage with id {id} any more")));
             false
         }
         _ => true,
@@ -1521,7 +1549,8 @@ async fn write_batch(
             let id = match plan.stages_by_name.get(&name.to_lowercase()) {
                 Some(id) => *id,
                 None => {
-                    let id = store::stages::create(tx, &name, "", 0, now).await?;
+                    let stage = store::stages::StageRow::named(name.clone(), now);
+                    let id = store::stages::create(tx, &stage).await?;
                     plan.stages_by_name.insert(name.to_lowercase(), id);
                     plan.stage_ids.insert(id);
                     new_stages.push((name.to_lowercase(), id));
@@ -1615,12 +1644,7 @@ async fn write_batch(
                     AppError::Internal(e) => return Err(e),
                     other => other.to_string(),
                 };
-                failures.push(Failure {
-                    row: item.row,
-                    line: item.line,
-                    reason,
-                    values: item.values.iter().map(|v| csv::clip(v)).collect(),
-                });
+                failures.push(item.failure(reason));
             }
         }
     }
