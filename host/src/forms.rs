@@ -380,21 +380,14 @@ pub async fn submit(state: &AppState, s: Submission) -> AppResult<Submitted> {
     let device_id = match &device {
         Some(d) => d.tracking_id.clone(),
         None => {
-            let agent = crate::tracking::ua::parse(&s.user_agent);
             let id = tracking::token::issue_device_id(&state.tracking_secret);
-            store::tracking::insert_devices(
-                &mut tx,
-                &[store::tracking::NewDevice {
-                    tracking_id: id.clone(),
-                    contact_id,
-                    device_type: agent.device_type.into(),
-                    os: agent.os.into(),
-                    browser: agent.browser.into(),
-                    user_agent: s.user_agent.chars().take(512).collect(),
-                    at: now,
-                }],
-            )
-            .await?;
+            let device = crate::tracking::ua::parse(&s.user_agent).device(
+                id.clone(),
+                contact_id,
+                &s.user_agent,
+                now,
+            );
+            store::tracking::insert_devices(&mut tx, &[device]).await?;
             id
         }
     };

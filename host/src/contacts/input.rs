@@ -321,6 +321,15 @@ pub fn normalize_tag(name: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// A stage's name, trimmed: 1 to 191 characters, no control characters.
+pub fn normalize_stage_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 191 || name.chars().any(char::is_control) {
+        return Err("must be 1 to 191 characters without control characters".into());
+    }
+    Ok(name.to_owned())
+}
+
 fn short_text(o: &Map<String, Json>, key: &str, max: usize) -> Result<Option<String>, String> {
     match o.get(key) {
         None | Some(Json::Null) => Ok(None),

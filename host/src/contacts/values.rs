@@ -227,6 +227,19 @@ fn scalar_text(v: &Json) -> Result<String, String> {
     }
 }
 
+/// Free multi-line text as long as a textarea field takes (a tag's or stage's
+/// description), trimmed; `None` when blank.
+pub fn textarea_text(s: &str) -> Result<Option<String>, String> {
+    check_chars(s, true)?;
+    let len = s.chars().count();
+    if len > MAX_TEXTAREA {
+        return Err(format!(
+            "must be at most {MAX_TEXTAREA} characters (got {len})"
+        ));
+    }
+    Ok(Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned))
+}
+
 /// Control characters are refused (tab, CR and LF only in multi-line text).
 pub fn check_chars(s: &str, multiline: bool) -> Result<(), String> {
     for c in s.chars() {

@@ -14,6 +14,20 @@ pub struct StageRow {
     pub date_added: i64,
 }
 
+impl StageRow {
+    /// A new published stage of weight 0 with no description (`id` 0 until inserted).
+    pub fn named(name: String, date_added: i64) -> StageRow {
+        StageRow {
+            id: 0,
+            name,
+            description: String::new(),
+            weight: 0,
+            is_published: true,
+            date_added,
+        }
+    }
+}
+
 pub async fn existing_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashSet<i64>> {
     if ids.is_empty() {
         return Ok(HashSet::new());
@@ -74,17 +88,12 @@ pub async fn page(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<StageRow
     Ok((rows.iter().map(from_row).collect(), total))
 }
 
-pub async fn create(
-    db: &mut impl Exec,
-    name: &str,
-    description: &str,
-    weight: i64,
-    now: i64,
-) -> DbResult<i64> {
+/// Inserts a stage (its `id` is ignored); returns the new id.
+pub async fn create(db: &mut impl Exec, s: &StageRow) -> DbResult<i64> {
     Ok(db
         .fetch_i64(
-            "INSERT INTO stages (name, description, weight, date_added) VALUES ($1, $2, $3, $4) RETURNING id",
-            crate::params![name, description, weight, now],
+            "INSERT INTO stages (name, description, weight, is_published, date_added) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            crate::params![s.name.as_str(), s.description.as_str(), s.weight, s.is_published as i64, s.date_added],
         )
         .await?
         .unwrap_or_default())

@@ -9,7 +9,6 @@ pub struct Tag {
     pub id: i64,
     pub tag: String,
     pub description: Option<String>,
-    pub contacts: i64,
 }
 
 pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i64)> {
@@ -23,8 +22,7 @@ pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i6
         .await?
         .unwrap_or(0);
     let sql = format!(
-        "SELECT t.id, t.tag, t.description, (SELECT COUNT(*) FROM contact_tags ct WHERE ct.tag_id = t.id) AS contacts
-         FROM tags t WHERE {cond} {} LIMIT {} OFFSET {}",
+        "SELECT t.id, t.tag, t.description FROM tags t WHERE {cond} {} LIMIT {} OFFSET {}",
         q.order(&["t.id"]),
         p.push(q.limit),
         p.push(q.offset)
@@ -36,7 +34,6 @@ pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i6
                 id: r.i64("id"),
                 tag: r.text("tag"),
                 description: r.opt_text("description"),
-                contacts: r.i64("contacts"),
             })
             .collect(),
         total,
@@ -54,7 +51,6 @@ pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Tag>> {
             id: r.i64("id"),
             tag: r.text("tag"),
             description: r.opt_text("description"),
-            contacts: 0,
         }))
 }
 
@@ -69,7 +65,6 @@ pub async fn by_id(db: &mut impl Exec, id: i64) -> DbResult<Option<Tag>> {
             id: r.i64("id"),
             tag: r.text("tag"),
             description: r.opt_text("description"),
-            contacts: 0,
         }))
 }
 

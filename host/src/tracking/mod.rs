@@ -504,15 +504,12 @@ pub async fn record_batch(
                     .device_id
                     .clone()
                     .unwrap_or_else(|| token::issue_device_id(&state.tracking_secret));
-                new_devices.push(store::tracking::NewDevice {
-                    tracking_id: tracking_id.clone(),
-                    contact_id: *contact,
-                    device_type: agents[i].device_type.to_owned(),
-                    os: agents[i].os.to_owned(),
-                    browser: agents[i].browser.to_owned(),
-                    user_agent: hits[i].user_agent.chars().take(512).collect(),
-                    at: hits[i].at,
-                });
+                new_devices.push(agents[i].device(
+                    tracking_id.clone(),
+                    *contact,
+                    &hits[i].user_agent,
+                    hits[i].at,
+                ));
                 new_slots.push(i);
                 device_ids.push((0, tracking_id));
             }

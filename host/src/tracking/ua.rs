@@ -9,6 +9,28 @@ pub struct Agent {
     pub browser: &'static str,
 }
 
+impl Agent {
+    /// A new device of `contact_id`, seen at `at` with `user_agent` (the one this agent was
+    /// read from; kept to 512 characters).
+    pub fn device(
+        &self,
+        tracking_id: String,
+        contact_id: i64,
+        user_agent: &str,
+        at: i64,
+    ) -> crate::store::tracking::NewDevice {
+        crate::store::tracking::NewDevice {
+            tracking_id,
+            contact_id,
+            device_type: self.device_type.to_owned(),
+            os: self.os.to_owned(),
+            browser: self.browser.to_owned(),
+            user_agent: user_agent.chars().take(512).collect(),
+            at,
+        }
+    }
+}
+
 /// Substrings (lower case) of robots' User-Agents. Crawlers of search engines, link
 /// previewers and monitoring tools.
 const BOTS: &[&str] = &[

@@ -172,22 +172,27 @@ pub async fn get(
     ))
 }
 
+/// The context of a save made through the API by `me`, now.
+pub(super) async fn api_context(
+    state: &SharedState,
+    me: &crate::users::User,
+) -> AppResult<SaveContext> {
+    let mut db = state.store.read().await?;
+    Ok(SaveContext {
+        fields: state.fields(&mut db).await?,
+        operator: state.operator(&mut db).await?,
+        actor: Some(me.id),
+        source: Source::Api,
+        now: now_ms(),
+    })
+}
+
 async fn save(
     state: &SharedState,
     me: &crate::users::User,
     items: Vec<(Target, ContactInput)>,
 ) -> AppResult<Vec<AppResult<Saved>>> {
-    let mut db = state.store.read().await?;
-    let fields = state.fields(&mut db).await?;
-    let operator = state.operator(&mut db).await?;
-    drop(db);
-    let ctx = SaveContext {
-        fields: fields.clone(),
-        operator,
-        actor: Some(me.id),
-        source: Source::Api,
-        now: now_ms(),
-    };
+    let ctx = api_context(state, me).await?;
     service::save(state, &ctx, items).await
 }
 
@@ -274,10 +279,6 @@ pub async fn delete(
     }
     contact["id"] = Value::Null;
     Ok(Json(json!({ "contact": contact })))
-}
-
-fn batch_items(state: &SharedState, body: &Value) -> AppResult<Vec<Value>> {
-    super::batch::items(state, body, "contacts")
 }
 
 /// Runs a batch and answers `{"contacts": […], "statusCodes": […], "errors": {index: …}}`.
@@ -384,7 +385,7 @@ pub async fn batch_new(
     Extension(CurrentUser(me)): Extension<CurrentUser>,
     ApiBody(body): ApiBody,
 ) -> AppResult<Response> {
-    let raw = batch_items(&state, &body)?;
+    let raw = super::batch::items(&state, &body, "contacts")?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     drop(db);
@@ -403,7 +404,7 @@ pub async fn batch_edit(
     method: axum::http::Method,
     ApiBody(body): ApiBody,
 ) -> AppResult<Response> {
-    let raw = batch_items(&state, &body)?;
+    let raw = super::batch::items(&state, &body, "contacts")?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
     drop(db);
@@ -945,40 +946,30 @@ pub async fn utm_add(
     if let Some(v) = last_active {
         input.values.push(("last_active".into(), v));
     }
-    let mut db = state.store.read().await?;
-    let ctx = SaveContext {
-        fields: state.fields(&mut db).await?,
-        operator: state.operator(&mut db).await?,
-        actor: Some(me.id),
-        source: Source::Api,
-        now: now_ms(),
-    };
-    drop(db);
+    let ctx = api_context(&state, &me).await?;
     let mut tx = state.store.begin().await?;
     service::save_in(&mut tx, &ctx, vec![(Target::Patch(contact_id), input)])
         .await?
         .remove(0)?;
     // As in Mautic, the user agent the tags came with is one of the contact's devices.
+    let mut known: HashSet<String> = store::tracking::devices_of(&mut tx, contact_id)
+        .await?
+        .into_iter()
+        .map(|d| d.user_agent)
+        .collect();
+    let mut devices = Vec::new();
     for ua in user_agents {
-        let ua: String = ua.chars().take(512).collect();
-        let known = store::tracking::devices_of(&mut tx, contact_id).await?;
-        if !known.iter().any(|d| d.user_agent == ua) {
-            let agent = crate::tracking::ua::parse(&ua);
-            store::tracking::insert_devices(
-                &mut tx,
-                &[store::tracking::NewDevice {
-                    tracking_id: crate::tracking::token::issue_device_id(&state.tracking_secret),
-                    contact_id,
-                    device_type: agent.device_type.into(),
-                    os: agent.os.into(),
-                    browser: agent.browser.into(),
-                    user_agent: ua,
-                    at: ctx.now,
-                }],
-            )
-            .await?;
+        let device = crate::tracking::ua::parse(&ua).device(
+            crate::tracking::token::issue_device_id(&state.tracking_secret),
+            contact_id,
+            &ua,
+            ctx.now,
+        );
+        if known.insert(device.user_agent.clone()) {
+            devices.push(device);
         }
     }
+    store::tracking::insert_devices(&mut tx, &devices).await?;
     tx.commit().await?;
     Ok(Json(
         json!({ "contact": one_json(&state, contact_id).await? }),

@@ -7,8 +7,9 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::openapi::ErrorBody;
-use crate::contacts::input::ContactInput;
+use crate::contacts::input::{ContactInput, flag, normalize_stage_name};
 use crate::contacts::service::{self, SaveContext, Source, Target};
+use crate::contacts::values::textarea_text;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -82,31 +83,18 @@ impl StageInput {
         let name = match o.get("name") {
             None => None,
             Some(Value::String(n)) => {
-                let n = n.trim();
-                if n.is_empty() {
-                    return Err(AppError::invalid("name", "must not be empty"));
-                }
-                if n.chars().count() > 191 || n.chars().any(char::is_control) {
-                    return Err(AppError::invalid(
-                        "name",
-                        "must be at most 191 characters without control characters",
-                    ));
-                }
-                Some(n.to_owned())
+                Some(normalize_stage_name(n).map_err(|m| AppError::invalid("name", m))?)
             }
             Some(_) => return Err(AppError::invalid("name", "must be a string")),
         };
         let description = match o.get("description") {
             None => None,
             Some(Value::Null) => Some(String::new()),
-            Some(Value::String(d)) => {
-                crate::contacts::values::check_chars(d, true)
-                    .map_err(|m| AppError::invalid("description", m))?;
-                if d.chars().count() > crate::contacts::values::MAX_TEXTAREA {
-                    return Err(AppError::invalid("description", "is too long"));
-                }
-                Some(d.trim().to_owned())
-            }
+            Some(Value::String(d)) => Some(
+                textarea_text(d)
+                    .map_err(|m| AppError::invalid("description", m))?
+                    .unwrap_or_default(),
+            ),
             Some(_) => return Err(AppError::invalid("description", "must be a string")),
         };
         let weight = match o.get("weight") {
@@ -120,12 +108,9 @@ impl StageInput {
         // Mautic's clients send 1/0, true/false, or their form-encoded strings.
         let is_published = match o.get("isPublished") {
             None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(v) => match v.as_i64().map(|n| n.to_string()).as_deref().or(v.as_str()) {
-                Some("1" | "true") => Some(true),
-                Some("0" | "false" | "") => Some(false),
-                _ => return Err(AppError::invalid("isPublished", "must be true or false")),
-            },
+            Some(v) => Some(
+                flag(v).ok_or_else(|| AppError::invalid("isPublished", "must be true or false"))?,
+            ),
         };
         Ok(StageInput {
             name,
@@ -164,21 +149,17 @@ pub async fn create(
         .ok_or_else(|| AppError::invalid("name", "is required"))?;
     let mut tx = state.store.begin().await?;
     check_name_free(&mut tx, &name, None).await?;
-    let stage_id = store::stages::create(
-        &mut tx,
-        &name,
-        input.description.as_deref().unwrap_or(""),
-        input.weight.unwrap_or(0),
-        now_ms(),
-    )
-    .await
-    .map_err(|e| AppError::unless_taken(e, "name", "a stage with this name exists"))?;
-    let mut stage = store::stages::by_ids(&mut tx, &[stage_id]).await?.remove(0);
-    if input.is_published == Some(false) {
-        stage.is_published = false;
-        store::stages::update(&mut tx, &stage).await?;
-    }
+    let stage = StageRow {
+        description: input.description.unwrap_or_default(),
+        weight: input.weight.unwrap_or(0),
+        is_published: input.is_published.unwrap_or(true),
+        ..StageRow::named(name, now_ms())
+    };
+    let id = store::stages::create(&mut tx, &stage)
+        .await
+        .map_err(|e| AppError::unless_taken(e, "name", "a stage with this name exists"))?;
     tx.commit().await?;
+    let stage = StageRow { id, ..stage };
     Ok((
         StatusCode::CREATED,
         Json(json!({ "stage": stage_json(&stage) })),

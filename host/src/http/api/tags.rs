@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::openapi::ErrorBody;
 use crate::contacts::input::normalize_tag;
-use crate::contacts::values::{MAX_TEXTAREA, check_chars};
+use crate::contacts::values::textarea_text;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
@@ -48,21 +48,11 @@ impl TagInput {
             }
             Some(_) => return Err(AppError::invalid("tag", "must be a string")),
         };
-        // Multi-line text, as long as a textarea field.
         let description = match o.get("description") {
             None => None,
             Some(Value::Null) => Some(None),
-            Some(Value::String(d)) if d.trim().is_empty() => Some(None),
             Some(Value::String(d)) => {
-                let len = d.chars().count();
-                if len > MAX_TEXTAREA {
-                    return Err(AppError::invalid(
-                        "description",
-                        format!("must be at most {MAX_TEXTAREA} characters (got {len})"),
-                    ));
-                }
-                check_chars(d, true).map_err(|m| AppError::invalid("description", m))?;
-                Some(Some(d.trim().to_owned()))
+                Some(textarea_text(d).map_err(|m| AppError::invalid("description", m))?)
             }
             Some(_) => return Err(AppError::invalid("description", "must be a string")),
         };
@@ -125,7 +115,6 @@ pub async fn create(
         id,
         tag: name,
         description,
-        contacts: 0,
     };
     Ok((StatusCode::CREATED, Json(json!({ "tag": tag_json(&tag) }))).into_response())
 }
