@@ -398,21 +398,12 @@ impl Parser<'_> {
             "stage" => Cond::Stage(m()?),
             "ip" => Cond::Ip(m()?),
             "segment" => Cond::Segment(m()?),
-            "ids" => {
-                let ids: Result<Vec<i64>, _> = value
-                    .split(',')
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| s.trim().parse::<i64>())
-                    .collect();
-                match ids {
-                    Ok(ids) if !ids.is_empty() && ids.len() <= 1000 => Cond::Ids(ids),
-                    _ => {
-                        return Err(
-                            "ids: takes a comma-separated list of up to 1000 numbers".into()
-                        );
-                    }
+            "ids" => match id_list(&value) {
+                Some(ids) if !ids.is_empty() && ids.len() <= 1000 => Cond::Ids(ids),
+                _ => {
+                    return Err("ids: takes a comma-separated list of up to 1000 numbers".into());
                 }
-            }
+            },
             "common" => {
                 let names: Vec<String> = value
                     .split('+')
@@ -528,6 +519,17 @@ fn text_match(value: &str, _quoted: bool, command: bool) -> Result<Match, String
     } else {
         Match::Contains(value.to_owned())
     })
+}
+
+/// A comma-separated list of ids (`1, 2,3`; empty parts skipped); `None` when a part is
+/// not a number. The `ids:` command, the API's `ids=` of batch deletes and `ids:` of
+/// entity lists all read it.
+pub fn id_list(s: &str) -> Option<Vec<i64>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<i64>().ok())
+        .collect()
 }
 
 /// `where` filters as the API and exports receive them: a list (or PHP-style keyed

@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::{Map, Value as Json};
 
+use crate::contacts::search::id_list;
 use crate::error::AppError;
 use crate::state::SharedState;
 use crate::store::entity_list::EntityQuery;
@@ -148,6 +149,18 @@ impl PhpQuery {
         }
     }
 
+    /// `orderByDir`: `Some(true)` for desc, `Some(false)` for asc, `None` when absent.
+    pub fn descending(&self) -> Result<Option<bool>, AppError> {
+        match self.str("orderByDir").map(str::trim).unwrap_or("") {
+            "" => Ok(None),
+            d if d.eq_ignore_ascii_case("asc") => Ok(Some(false)),
+            d if d.eq_ignore_ascii_case("desc") => Ok(Some(true)),
+            d => Err(AppError::bad_request(format!(
+                "orderByDir must be asc or desc, not '{d}'"
+            ))),
+        }
+    }
+
     /// `search`, `orderBy`, `orderByDir`, `start` and `limit` of a simple entity list, as
     /// Mautic's API takes them. `search` is free text and/or `ids:1,2,3`; `columns` maps
     /// the names `orderBy` may use to SQL columns; `default` is the order without one.
@@ -163,12 +176,7 @@ impl PhpQuery {
         for token in self.str("search").unwrap_or("").split_whitespace() {
             match token.get(..4).filter(|p| p.eq_ignore_ascii_case("ids:")) {
                 Some(_) => {
-                    let list: Result<Vec<i64>, _> = token[4..]
-                        .split(',')
-                        .filter(|i| !i.is_empty())
-                        .map(|i| i.parse::<i64>())
-                        .collect();
-                    let list = list.map_err(|_| {
+                    let list = id_list(&token[4..]).ok_or_else(|| {
                         AppError::bad_request(format!(
                             "search: '{token}' must list ids, like ids:1,2,3"
                         ))
@@ -181,16 +189,7 @@ impl PhpQuery {
                 None => text.push(token),
             }
         }
-        let descending = match self.str("orderByDir").map(str::trim).unwrap_or("") {
-            "" => None,
-            d if d.eq_ignore_ascii_case("asc") => Some(false),
-            d if d.eq_ignore_ascii_case("desc") => Some(true),
-            d => {
-                return Err(AppError::bad_request(format!(
-                    "orderByDir must be asc or desc, not '{d}'"
-                )));
-            }
-        };
+        let descending = self.descending()?;
         let order_by = match self.str("orderBy").map(str::trim).unwrap_or("") {
             "" => (default.0, descending.unwrap_or(default.1)),
             name => {

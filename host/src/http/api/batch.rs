@@ -14,6 +14,7 @@ use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
 use super::{companies, notes, stages, tags};
+use crate::contacts::search::id_list;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery};
@@ -48,23 +49,18 @@ pub fn items(state: &SharedState, body: &Value, what: &str) -> AppResult<Vec<Val
 /// The `ids` of `batch/delete` (`?ids=1,2,3` or `ids[]=1&ids[]=2`), at most
 /// `[api] batch_limit`.
 pub fn ids(state: &SharedState, q: &PhpQuery) -> AppResult<Vec<i64>> {
-    let ids: Vec<i64> = match q.0.get("ids") {
-        Some(Value::String(s)) => s
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().parse::<i64>())
-            .collect::<Result<_, _>>(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().unwrap_or("").trim().parse::<i64>())
-            .collect(),
-        Some(Value::Object(o)) => o
-            .values()
-            .map(|v| v.as_str().unwrap_or("").trim().parse::<i64>())
-            .collect(),
+    let parts: Vec<&Value> = match q.0.get("ids") {
+        Some(s @ Value::String(_)) => vec![s],
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(Value::Object(o)) => o.values().collect(),
         _ => return Err(AppError::bad_request("ids is required, e.g. ?ids=1,2,3")),
-    }
-    .map_err(|_| AppError::bad_request("ids must be numbers separated by commas"))?;
+    };
+    let ids: Vec<i64> = parts
+        .iter()
+        .map(|v| id_list(v.as_str().unwrap_or("x")))
+        .collect::<Option<Vec<Vec<i64>>>>()
+        .ok_or_else(|| AppError::bad_request("ids must be numbers separated by commas"))?
+        .concat();
     let max = state.config.file.api.batch_limit;
     if ids.is_empty() || ids.len() > max {
         return Err(AppError::bad_request(format!("give 1 to {max} ids")));

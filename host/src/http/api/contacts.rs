@@ -91,21 +91,10 @@ pub async fn list(
         n => Some(n),
     };
     let order_by = q.str("orderBy").filter(|s| !s.is_empty());
-    let dir = match q.str("orderByDir").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("") => {
-            if order_by.is_some() {
-                Dir::Asc
-            } else {
-                Dir::Desc
-            }
-        }
-        Some("asc") => Dir::Asc,
-        Some("desc") => Dir::Desc,
-        Some(other) => {
-            return Err(AppError::bad_request(format!(
-                "orderByDir must be asc or desc, not '{other}'"
-            )));
-        }
+    // Without a direction: an asked column ascending, the default order newest first.
+    let dir = match q.descending()?.unwrap_or(order_by.is_none()) {
+        true => Dir::Desc,
+        false => Dir::Asc,
     };
     let wheres = search::where_filters(q.0.get("where").unwrap_or(&Value::Null))?;
     let minimal = q.flag("minimal");
