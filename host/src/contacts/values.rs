@@ -99,6 +99,12 @@ pub fn normalize(field: &FieldDef, input: &Json) -> Result<Normalized, String> {
 }
 
 fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, String> {
+    // A bare host ("example.org/about") is an http URL, as Mautic's URL field takes it
+    // (CSV files and forms often leave the scheme out).
+    let s = match t == FieldType::Url && bare_host(&s) {
+        true => format!("http://{s}"),
+        false => s,
+    };
     let max = match t {
         FieldType::Textarea => MAX_TEXTAREA,
         FieldType::Url => MAX_URL,
@@ -114,17 +120,6 @@ fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, Strin
             s
         }
         FieldType::Url => {
-            // A bare host ("example.org/about") is an http URL, as Mautic's URL field
-            // takes it (CSV files and forms often leave the scheme out).
-            let s = if bare_host(&s) {
-                format!("http://{s}")
-            } else {
-                s
-            };
-            let len = s.chars().count();
-            if len > MAX_URL {
-                return Err(format!("must be at most {MAX_URL} characters (got {len})"));
-            }
             validate_url(&s)?;
             s
         }
@@ -320,21 +315,22 @@ pub fn validate_email(s: &str) -> Result<(), String> {
     if labels.len() < 2 {
         return Err(MSG.into());
     }
-    for label in &labels {
-        if label.is_empty()
-            || label.len() > 63
-            || label.starts_with('-')
-            || label.ends_with('-')
-            || !label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        {
-            return Err(MSG.into());
-        }
+    if labels.iter().any(|l| l.len() > 63 || !host_label_ok(l)) {
+        return Err(MSG.into());
     }
     let tld = labels.last().expect("two labels");
     if tld.chars().count() < 2 || tld.chars().all(|c| c.is_ascii_digit()) {
         return Err(MSG.into());
     }
     Ok(())
+}
+
+/// One dot-separated label of a host name: letters, digits and inner hyphens.
+fn host_label_ok(l: &str) -> bool {
+    !l.is_empty()
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+        && l.chars().all(|c| c.is_alphanumeric() || c == '-')
 }
 
 /// `host.tld[:port][/…]` without a scheme: dot-separated labels of letters, digits and
@@ -346,14 +342,8 @@ fn bare_host(s: &str) -> bool {
         None => (authority, None),
     };
     let labels: Vec<&str> = name.split('.').collect();
-    let label_ok = |l: &&str| {
-        !l.is_empty()
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-    };
     labels.len() >= 2
-        && labels.iter().all(label_ok)
+        && labels.iter().all(|l| host_label_ok(l))
         && labels
             .last()
             .is_some_and(|tld| tld.chars().any(char::is_alphabetic))
