@@ -275,22 +275,9 @@ impl DefaultField {
 /// The groups Mautic shows as tabs; custom groups are allowed too.
 pub const STANDARD_GROUPS: [&str; 4] = ["core", "social", "personal", "professional"];
 
-/// Column names and keys that a field alias may not take.
+/// Keys of a contact's JSON and control keys that a field alias may not take (nor the
+/// columns of `contacts` that are not fields: `store::contacts::NON_FIELD_COLUMNS`).
 const RESERVED_ALIASES: &[&str] = &[
-    "id",
-    "date_added",
-    "date_modified",
-    "date_identified",
-    "created_by",
-    "modified_by",
-    "owner_id",
-    "stage_id",
-    "preferred_profile_image",
-    "search_text",
-    // Columns of `contacts` the search and the timeline use (migrations 9 and 12).
-    "email_rev",
-    "created_source",
-    "identified_source",
     "all",
     "core",
     "social",
@@ -355,7 +342,9 @@ pub fn validate_alias(alias: &str) -> Result<(), String> {
     if alias.len() > MAX_ALIAS_LEN {
         return Err(format!("alias must be at most {MAX_ALIAS_LEN} characters"));
     }
-    if RESERVED_ALIASES.contains(&alias) {
+    if RESERVED_ALIASES.contains(&alias)
+        || crate::store::contacts::NON_FIELD_COLUMNS.contains(&alias)
+    {
         return Err(format!("alias '{alias}' is reserved"));
     }
     Ok(())

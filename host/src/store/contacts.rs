@@ -268,6 +268,24 @@ pub async fn insert(
     Ok(ids)
 }
 
+/// The columns of `contacts` that are not fields (a migration that adds one adds it
+/// here): no field alias may take their names.
+pub const NON_FIELD_COLUMNS: &[&str] = &[
+    "id",
+    "date_added",
+    "date_modified",
+    "date_identified",
+    "created_by",
+    "modified_by",
+    "owner_id",
+    "stage_id",
+    "preferred_profile_image",
+    "search_text",
+    "email_rev",
+    "created_source",
+    "identified_source",
+];
+
 /// The key suffix searches use (`email:%@example.org`): the email's domain with its `@`,
 /// lower-cased and reversed ("ada@Example.org" → "gro.elpmaxe@"). Keyed by domain, the
 /// index takes a new contact at the end of its domain's run (a few hot pages) instead of
