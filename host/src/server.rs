@@ -65,7 +65,7 @@ async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Resul
     // No users at all (the first start), or only users `magpie user add` made without
     // an administrator among them: the instance needs one to be administered.
     let users = store::users::list(&mut tx).await?;
-    if users.iter().any(|u| u.role == Role::Admin) {
+    if users.iter().any(|u| u.is_admin()) {
         return Ok(());
     }
     if users.iter().any(|u| u.username == "admin") {

@@ -169,6 +169,11 @@ fn apply_body(
             _ => problems.add("order", "must be a whole number from 0 to 100000"),
         }
     }
+    // Mautic's own spelling, which its clients send, unless the right one is there too.
+    let unique = match body.contains_key("isUniqueIdentifier") {
+        true => "isUniqueIdentifier",
+        false => "isUniqueIdentifer",
+    };
     let flags: [(&str, &mut bool); 8] = [
         ("isPublished", &mut def.is_published),
         ("isRequired", &mut def.is_required),
@@ -176,7 +181,7 @@ fn apply_body(
         ("isShortVisible", &mut def.is_short_visible),
         ("isListable", &mut def.is_listable),
         ("isPubliclyUpdatable", &mut def.is_publicly_updatable),
-        ("isUniqueIdentifier", &mut def.is_unique_identifier),
+        (unique, &mut def.is_unique_identifier),
         ("isIndex", &mut def.is_index),
     ];
     for (key, slot) in flags {
@@ -185,14 +190,6 @@ fn apply_body(
                 Some(b) => *slot = b,
                 None => problems.add(key, "must be true or false"),
             }
-        }
-    }
-    if !body.contains_key("isUniqueIdentifier")
-        && let Some(v) = body.get("isUniqueIdentifer")
-    {
-        match flag(v) {
-            Some(b) => def.is_unique_identifier = b,
-            None => problems.add("isUniqueIdentifer", "must be true or false"),
         }
     }
     if let Some(v) = body.get("properties").filter(|_| true) {

@@ -438,10 +438,9 @@ pub fn parse_utm(v: &Json) -> Result<Vec<UtmInput>, String> {
             let name = match lower.as_str() {
                 "useragent" => "user_agent",
                 "remotehost" => "remote_host",
-                "lastactive" => "lastActive",
                 other => KEYS
                     .iter()
-                    .find(|k| **k == other)
+                    .find(|k| k.eq_ignore_ascii_case(other))
                     .ok_or_else(|| format!("unknown key '{key}' in utmtags"))?,
             };
             named.insert(name.to_owned(), value.clone());

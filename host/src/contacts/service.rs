@@ -317,9 +317,9 @@ pub async fn save_in(
     }
     // Which item created which new record.
     let mut created_by: HashMap<usize, usize> = HashMap::new();
-    let mut item_work: Vec<(usize, usize)> = Vec::new();
-    // Items (`Insert`) that matched a contact and write nothing.
-    let mut skipped: HashSet<usize> = HashSet::new();
+    // Each item's record, and whether it was skipped (an `Insert` that matched a contact
+    // and writes nothing).
+    let mut item_work: Vec<(usize, usize, bool)> = Vec::new();
 
     // 4. Apply items in order.
     for (i, p) in prepared {
@@ -358,8 +358,7 @@ pub async fn save_in(
             }
         };
         if let (Target::Insert, Some(w)) = (p.target, existing) {
-            skipped.insert(i);
-            item_work.push((i, w));
+            item_work.push((i, w, true));
             continue;
         }
         let is_create = existing.is_none();
@@ -405,7 +404,7 @@ pub async fn save_in(
         if record.state.id != 0 {
             by_id.insert(record.state.id, w);
         }
-        item_work.push((i, w));
+        item_work.push((i, w, false));
     }
 
     // 5. Write.
@@ -516,12 +515,12 @@ pub async fn save_in(
     }
     store::events::insert(tx, &events).await?;
 
-    for (i, w) in item_work {
+    for (i, w, skipped) in item_work {
         let created = created_by.get(&w) == Some(&i);
         results[i] = Some(Ok(Saved {
             id: work[w].state.id,
             created,
-            skipped: skipped.contains(&i),
+            skipped,
         }));
     }
     Ok(results

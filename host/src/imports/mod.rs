@@ -595,18 +595,14 @@ fn parse_mapping(
         };
         let idx = match key {
             Json::Number(n) => n.as_u64().map(|n| n as usize),
-            Json::String(s) if header_first => {
-                let s = s.trim();
-                by_header(s)
-                    .or_else(|| s.parse::<usize>().ok())
-                    .or_else(|| by_header_folded(s))
-            }
             Json::String(s) => {
                 let s = s.trim();
-                s.parse::<usize>()
-                    .ok()
-                    .or_else(|| by_header(s))
-                    .or_else(|| by_header_folded(s))
+                let number = s.parse::<usize>().ok();
+                match header_first {
+                    true => by_header(s).or(number),
+                    false => number.or_else(|| by_header(s)),
+                }
+                .or_else(|| by_header_folded(s))
             }
             _ => None,
         };
