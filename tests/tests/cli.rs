@@ -407,8 +407,8 @@ fn sigint_finishes_the_request_in_flight() {
 }
 
 /// A client that never sends the rest of its body does not keep the server from
-/// stopping: after `[server] shutdown_grace_seconds` its connection is closed, nothing of
-/// it is written, and the server still exits 0 after flushing.
+/// stopping: after `[server] shutdown_grace_seconds` it is not waited for any more, the
+/// server exits 0 after flushing, and nothing of its request was written.
 #[test]
 fn a_stalled_request_is_dropped_after_the_shutdown_grace() {
     use base64::Engine;
