@@ -177,11 +177,21 @@ pub struct ContactsConfig {
     pub unique_identifier_operator: UniqueIdentifierOperator,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     pub url: String,
     pub from: String,
+}
+
+/// Without the URL's password: a configuration printed for debugging shows no secret.
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("url", &crate::mail::redacted(&self.url))
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +251,9 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// The longest `[export] link_ttl_hours`: ten years.
+pub const MAX_LINK_TTL_HOURS: u64 = 10 * 366 * 24;
 
 /// `[export]`: exports and their download links.
 #[derive(Debug, Clone, Deserialize)]
@@ -341,6 +354,14 @@ impl FileConfig {
         }
         if config.jobs.lease_seconds == 0 {
             anyhow::bail!("jobs.lease_seconds must be at least 1");
+        }
+        // A link must outlive its email, and its expiry must fit the clock's milliseconds.
+        if !(1..=MAX_LINK_TTL_HOURS).contains(&config.export.link_ttl_hours) {
+            anyhow::bail!("export.link_ttl_hours must be from 1 to {MAX_LINK_TTL_HOURS}");
+        }
+        // A mistyped relay is said at start, not when the first export's email fails.
+        if let Some(smtp) = &config.smtp {
+            crate::mail::check(smtp)?;
         }
         Ok(config)
     }

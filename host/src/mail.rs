@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, MIME_VERSION_1_0};
 use lettre::message::{Body, Mailbox};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -21,7 +21,11 @@ impl Delivery {
     pub fn describe(&self) -> String {
         match self {
             Delivery::Smtp => "sent".to_owned(),
-            Delivery::Outbox(p) => format!("written to {}", p.display()),
+            // The file's name only: where the data dir lies is the operator's business.
+            Delivery::Outbox(p) => format!(
+                "written to the outbox as {}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            ),
         }
     }
 }
@@ -45,10 +49,19 @@ pub async fn send(
         .map_err(|e| anyhow::anyhow!("'{to}' is not an email address: {e}"))?;
     // lettre picks 7bit, quoted-printable or base64 as the text needs.
     let body = Body::new(text.to_owned());
+    // The id's right side is the sender's domain (RFC 5322 §3.6.4: unique to this host).
+    let message_id = format!(
+        "<{}.{:016x}@{}>",
+        crate::time::now_ms(),
+        rand::random::<u64>(),
+        from.email.domain()
+    );
     let message = Message::builder()
         .from(from)
         .to(to)
         .subject(subject)
+        .message_id(Some(message_id))
+        .header(MIME_VERSION_1_0)
         .header(ContentType::TEXT_PLAIN)
         .body(body)?;
     match &config.file.smtp {
@@ -63,10 +76,9 @@ pub async fn send(
                 );
             }
             let transport = builder.build();
-            transport
-                .send(message)
-                .await
-                .map_err(|e| anyhow::anyhow!("SMTP delivery to {} failed: {e}", smtp.url))?;
+            transport.send(message).await.map_err(|e| {
+                anyhow::anyhow!("SMTP delivery to {} failed: {e}", redacted(&smtp.url))
+            })?;
             Ok(Delivery::Smtp)
         }
         None => {
@@ -85,6 +97,15 @@ pub async fn send(
     }
 }
 
+/// Checks `[smtp]` when the configuration is read: the URL and the sender address.
+pub fn check(smtp: &crate::config::SmtpConfig) -> anyhow::Result<()> {
+    parse_smtp_url(&smtp.url)?;
+    smtp.from
+        .parse::<Mailbox>()
+        .map_err(|e| anyhow::anyhow!("[smtp] from '{}' is not an address: {e}", smtp.from))?;
+    Ok(())
+}
+
 /// Where `[smtp] url` points.
 #[derive(Debug, PartialEq)]
 struct SmtpTarget {
@@ -94,9 +115,25 @@ struct SmtpTarget {
     login: Option<(String, String)>,
 }
 
+/// `[smtp] url` without its user name and password: what errors and logs may show.
+pub fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://…@{host}"),
+            None => url.to_owned(),
+        },
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => url.to_owned(),
+        },
+    }
+}
+
 /// `smtp://[user:password@]host[:port]` (plain SMTP; port 25 by default).
-fn parse_smtp_url(url: &str) -> anyhow::Result<SmtpTarget> {
-    let rest = url.strip_prefix("smtp://").ok_or_else(|| {
+fn parse_smtp_url(full: &str) -> anyhow::Result<SmtpTarget> {
+    // Errors name the URL without its password.
+    let url = &redacted(full);
+    let rest = full.strip_prefix("smtp://").ok_or_else(|| {
         anyhow::anyhow!(
             "[smtp] url '{url}' must look like smtp://host:port (TLS is left to a local relay)"
         )
@@ -152,5 +189,25 @@ mod tests {
             target("relay", 587, Some(("me", "p@ss")))
         );
         assert!(parse_smtp_url("smtps://x").is_err());
+    }
+
+    /// A password in `[smtp] url` never reaches an error message (they end up in export
+    /// statuses that users read, and in the log).
+    #[test]
+    fn errors_never_show_the_smtp_password() {
+        for url in [
+            "smtp://me:S3cret@relay:notaport",
+            "smtps://me:S3cret@relay:587",
+            "smtp://me:S3cret@",
+        ] {
+            let e = parse_smtp_url(url).unwrap_err().to_string();
+            assert!(!e.contains("S3cret"), "{e}");
+            assert!(e.contains("…@"), "{e}");
+        }
+        assert_eq!(super::redacted("smtp://relay:25"), "smtp://relay:25");
+        assert_eq!(
+            super::redacted("smtp://a:b@c@relay:25"),
+            "smtp://…@relay:25"
+        );
     }
 }

@@ -84,8 +84,28 @@ pub fn needs_neutralizing(s: &str) -> bool {
     match first {
         '=' | '+' | '-' | '@' | '\t' | '\r' => !is_plain_number(s),
         '\'' => needs_neutralizing(&s[1..]),
+        // The text NULL would clear the field when the file is imported.
+        'N' => s == "NULL",
         _ => false,
     }
+}
+
+/// A contact's tags in one cell: joined by `|`, with `|`, `,` and `\` inside a tag
+/// escaped by `\`, so an import splits the cell back into the same tags.
+pub fn join_tags<S: AsRef<str>>(tags: &[S]) -> String {
+    let mut out = String::new();
+    for (i, tag) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        for c in tag.as_ref().chars() {
+            if matches!(c, '|' | ',' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn is_plain_number(s: &str) -> bool {
@@ -140,8 +160,21 @@ pub struct Query {
 }
 
 impl Query {
-    /// From `search`, `where` and `ids` (a list or "1,2,3") of a JSON body or query string.
+    /// From `search`, `where` and `ids` (a list or "1,2,3") of a JSON body or query string
+    /// (beside `format`). Any other key is refused: a misspelt `search` must not export
+    /// every contact.
     pub fn from_map(m: &Map<String, Json>) -> AppResult<Query> {
+        const KEYS: [&str; 4] = ["format", "search", "where", "ids"];
+        if let Some(k) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(AppError::bad_request(format!(
+                "unknown parameter '{k}': an export takes format, search, where and ids"
+            )));
+        }
+        let one_id = |x: &Json| {
+            x.as_i64()
+                .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| AppError::bad_request("ids must be contact ids like 1,2,3"))
+        };
         let search = match m.get("search") {
             None | Some(Json::Null) => String::new(),
             Some(Json::String(s)) => s.clone(),
@@ -150,33 +183,16 @@ impl Query {
         let wheres = search::where_filters(m.get("where").unwrap_or(&Json::Null))?;
         let ids = match m.get("ids") {
             None | Some(Json::Null) => None,
-            Some(Json::String(s)) if s.trim().is_empty() => None,
+            // An empty string is an empty selection, as `[]` is (refused below), never
+            // "no selection": that would export every contact.
+            Some(Json::String(s)) if s.trim().is_empty() => Some(Vec::new()),
             Some(Json::String(s)) => Some(
                 s.split(',')
-                    .map(|x| {
-                        x.trim().parse::<i64>().map_err(|_| {
-                            AppError::bad_request("ids must be contact ids like 1,2,3")
-                        })
-                    })
+                    .map(|x| one_id(&Json::String(x.to_owned())))
                     .collect::<AppResult<Vec<_>>>()?,
             ),
-            Some(Json::Array(a)) => Some(
-                a.iter()
-                    .map(|x| {
-                        x.as_i64()
-                            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
-                            .ok_or_else(|| AppError::bad_request("ids must be contact ids"))
-                    })
-                    .collect::<AppResult<Vec<_>>>()?,
-            ),
-            Some(Json::Object(o)) => Some(
-                o.values()
-                    .filter_map(|x| {
-                        x.as_i64()
-                            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
-                    })
-                    .collect(),
-            ),
+            Some(Json::Array(a)) => Some(a.iter().map(one_id).collect::<AppResult<Vec<_>>>()?),
+            Some(Json::Object(o)) => Some(o.values().map(one_id).collect::<AppResult<Vec<_>>>()?),
             Some(_) => return Err(AppError::bad_request("ids must be a list of contact ids")),
         };
         if let Some(ids) = &ids {
@@ -372,12 +388,16 @@ impl Page {
     }
 }
 
-/// What an export reads: the compiled search and filters, or the selected ids.
+/// What an export reads: the compiled search and filters, or the selected ids (those
+/// of them that match the search and filters, when the query has any).
 struct Selection {
     cond: String,
     params: Params,
     /// Sorted and without duplicates.
     ids: Option<Vec<i64>>,
+    /// Whether the query has a search or filters of its own (an empty search would
+    /// leave out the anonymous contacts a selection may hold).
+    filtered: bool,
 }
 
 impl Selection {
@@ -390,7 +410,10 @@ impl Selection {
         until: Option<i64>,
     ) -> Scope<'_> {
         match (chunk, &self.ids) {
-            (Some(range), Some(ids)) => Scope::Ids(&ids[range.clone()]),
+            (Some(range), Some(ids)) => Scope::Ids {
+                ids: &ids[range.clone()],
+                filter: self.filtered.then_some((self.cond.as_str(), &self.params)),
+            },
             _ => Scope::After {
                 condition: &self.cond,
                 params: &self.params,
@@ -435,7 +458,12 @@ impl Reader {
             db,
             layout: Arc::new(lines::Layout::new(&fields, users, stages)),
             fields,
-            selection: Selection { cond, params, ids },
+            selection: Selection {
+                cond,
+                params,
+                ids,
+                filtered: !q.search.trim().is_empty() || !q.wheres.is_empty(),
+            },
             after: 0,
             next_id: 0,
             fast,
@@ -535,7 +563,10 @@ impl Reader {
         } else {
             tags = store::contacts::tags_of(&mut self.db, &page.ids).await?;
         }
-        page.tags = tags.into_iter().map(|(id, t)| (id, t.join("|"))).collect();
+        page.tags = tags
+            .into_iter()
+            .map(|(id, t)| (id, join_tags(&t)))
+            .collect();
         if chunk.is_none() {
             self.after = last;
         }
@@ -580,7 +611,7 @@ impl Reader {
         out.push(if tags.is_empty() {
             Cell::Empty
         } else {
-            Cell::Text(tags.join("|"))
+            Cell::Text(join_tags(&tags))
         });
         let name = |map: &HashMap<i64, String>, v: &Value| {
             lines::Layout::name(map, v.as_i64()).map_or(Cell::Empty, |s| Cell::Text(s.to_owned()))
@@ -1068,20 +1099,41 @@ pub async fn authorize_download(
     token: &str,
 ) -> AppResult<(ExportRow, Format, PathBuf)> {
     use subtle::ConstantTimeEq;
-    let mut db = state.store.read().await?;
+    // An unknown id and a wrong token answer alike: nobody learns which exports exist.
+    let not_valid = || AppError::Forbidden("This download link is not valid.".into());
+    let mut db = state.store.snapshot().await?;
     let e = store::exports::get(&mut db, id)
         .await?
-        .ok_or_else(AppError::not_found)?;
-    let Some(hash) = &e.token_hash else {
-        return Err(AppError::NotFound("This export is not ready yet.".into()));
-    };
-    if !bool::from(hash.as_bytes().ct_eq(token_hash(token).as_bytes())) {
-        return Err(AppError::Forbidden(
-            "This download link is not valid.".into(),
-        ));
-    }
+        .ok_or_else(not_valid)?;
+    let token_ok = e
+        .token_hash
+        .as_ref()
+        .is_some_and(|hash| bool::from(hash.as_bytes().ct_eq(token_hash(token).as_bytes())));
     if e.created_by != user.id {
-        return Err(AppError::Forbidden("This download link belongs to another user: log in as the user who requested the export.".into()));
+        // Someone holding the real link learns whose it is; a guess learns nothing.
+        return Err(if token_ok {
+            AppError::Forbidden("This download link belongs to another user: log in as the user who requested the export.".into())
+        } else {
+            not_valid()
+        });
+    }
+    if e.token_hash.is_none() {
+        let job = match e.job_id {
+            Some(j) => store::jobs::get(&mut db, j).await?,
+            None => None,
+        };
+        return Err(
+            match job.filter(|j| j.state == store::jobs::JobState::Failed) {
+                Some(j) => AppError::Conflict(format!(
+                    "This export failed ({}): export the contacts again.",
+                    j.error.as_deref().unwrap_or("no reason recorded")
+                )),
+                None => AppError::NotFound("This export is not ready yet.".into()),
+            },
+        );
+    }
+    if !token_ok {
+        return Err(not_valid());
     }
     let expired = e.expires_at.is_none_or(|t| t <= now_ms());
     let Some(name) = e.stored_name.clone().filter(|_| !expired) else {
@@ -1100,6 +1152,47 @@ pub async fn authorize_download(
 }
 
 pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
+    let outcome = write_and_send(state, ctx).await?;
+    if let Outcome::Failed(reason) = &outcome {
+        // The user was promised an email: a failure is said where the link would be.
+        if let Err(e) = notify_failure(state, ctx, reason).await {
+            tracing::warn!(
+                job = ctx.job.id,
+                error = format!("{e:#}"),
+                "export failure not notified"
+            );
+        }
+    }
+    Ok(outcome)
+}
+
+async fn notify_failure(state: &SharedState, ctx: &JobCtx, reason: &str) -> anyhow::Result<()> {
+    let mut tx = state.store.begin().await?;
+    let Some(export) = store::exports::by_job(&mut tx, ctx.job.id).await? else {
+        return Ok(());
+    };
+    if store::users::by_id(&mut tx, export.created_by)
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    store::exports::notify(
+        &mut tx,
+        export.created_by,
+        "export",
+        "Your export failed",
+        &format!("The export could not be written: {reason}. Export the contacts again."),
+        None,
+        now_ms(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes the export's file, records its link, notifies its user and emails the link.
+async fn write_and_send(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
     let export = {
         let mut db = state.store.read().await?;
         match store::exports::by_job(&mut db, ctx.job.id).await? {
@@ -1181,6 +1274,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     };
     let now = now_ms();
+    // At most ten years (checked when the configuration is read): no overflow.
     let ttl_ms = (state.config.file.export.link_ttl_hours * 3600 * 1000) as i64;
     let expires = now + ttl_ms;
     let link = download_link(&state.jobs.public_url(&state.config), export.id, &token);

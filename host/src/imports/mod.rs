@@ -1076,6 +1076,8 @@ struct Plan {
     columns: Vec<Target>,
     header_count: usize,
     options: Options,
+    /// Usernames as written → user id (two may differ only in case).
+    users_exact: HashMap<String, i64>,
     /// Lower-cased username and email → user id; and all user ids.
     users_by_name: HashMap<String, i64>,
     user_ids: HashSet<i64>,
@@ -1159,9 +1161,11 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     let mut plan = {
         let mut db = state.store.read().await?;
         let mut users_by_name = HashMap::new();
+        let mut users_exact = HashMap::new();
         let mut user_ids = HashSet::new();
         for u in store::users::list(&mut db).await? {
             user_ids.insert(u.id);
+            users_exact.insert(u.username.clone(), u.id);
             users_by_name.insert(u.username.to_lowercase(), u.id);
             if !u.email.is_empty() {
                 users_by_name.entry(u.email.to_lowercase()).or_insert(u.id);
@@ -1175,6 +1179,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
             columns: settings.columns.clone(),
             header_count: settings.header_count,
             options,
+            users_exact,
             users_by_name,
             user_ids,
             stage_ids: HashSet::new(),
@@ -1291,6 +1296,32 @@ impl Group {
     }
 }
 
+/// The tags of a cell: separated by `|`, or by commas when there is no `|` (as people
+/// type them); `\|`, `\,` and `\\` are that character inside a tag (`exports::join_tags`
+/// writes them).
+fn split_tags(v: &str) -> Vec<String> {
+    let mut escaped = false;
+    let has_pipe = v.chars().any(|c| {
+        let pipe = c == '|' && !escaped;
+        escaped = c == '\\' && !escaped;
+        pipe
+    });
+    let separator = if has_pipe { '|' } else { ',' };
+    let mut tags = vec![String::new()];
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some('|' | ',' | '\\')) => {
+                let next = chars.next().expect("peeked");
+                tags.last_mut().expect("one").push(next);
+            }
+            c if c == separator => tags.push(String::new()),
+            c => tags.last_mut().expect("one").push(c),
+        }
+    }
+    tags
+}
+
 /// `'=1+1'` exported by Magpie as `'=1+1` comes back as `=1+1` (see `exports::neutralize`).
 fn unescape_formula(v: &str) -> &str {
     match v.strip_prefix('\'') {
@@ -1336,6 +1367,8 @@ fn to_item(
     };
     for (i, target) in plan.columns.iter().enumerate() {
         let Some(raw) = values.get(i) else { continue };
+        // `NULL` clears; `'NULL` (how exports write the text) is the text.
+        let clears = raw == "NULL";
         let v = unescape_formula(raw);
         if v.trim().is_empty() {
             continue; // empty cells never overwrite
@@ -1343,7 +1376,7 @@ fn to_item(
         match target {
             Target::Skip => {}
             Target::Field(alias) => {
-                if v == "NULL" {
+                if clears {
                     item.input.values.push((alias.clone(), Json::Null));
                     item.input.overwrite_with_blank = true;
                 } else {
@@ -1362,12 +1395,11 @@ fn to_item(
                 }
             },
             Target::Special(Special::Tags) => {
-                let parts: Vec<&str> = if v.contains('|') {
-                    v.split('|').collect()
-                } else {
-                    v.split(',').collect()
-                };
-                for t in parts.into_iter().map(str::trim).filter(|t| !t.is_empty()) {
+                for t in split_tags(v) {
+                    let t = t.trim();
+                    if t.is_empty() {
+                        continue;
+                    }
                     match normalize_tag(t) {
                         Ok(t) => {
                             if !item.input.tags.add.contains(&t) {
@@ -1379,11 +1411,19 @@ fn to_item(
                 }
             }
             Target::Special(Special::Owner) => {
+                // A name first: Magpie's exports write usernames, and a username may be
+                // a number. Then an id, then a username or email in any case.
                 let key = v.trim();
-                let id = match key.parse::<i64>() {
-                    Ok(id) => plan.user_ids.contains(&id).then_some(id),
-                    Err(_) => plan.users_by_name.get(&key.to_lowercase()).copied(),
-                };
+                let id = plan
+                    .users_exact
+                    .get(key)
+                    .copied()
+                    .or_else(|| {
+                        key.parse::<i64>()
+                            .ok()
+                            .filter(|id| plan.user_ids.contains(id))
+                    })
+                    .or_else(|| plan.users_by_name.get(&key.to_lowercase()).copied());
                 match id {
                     Some(id) => item.input.owner = Some(Some(id)),
                     None => {
@@ -1398,18 +1438,23 @@ fn to_item(
                 }
             }
             Target::Special(Special::Stage) => {
+                // A name first (exports write names; a name may be a number), then an
+                // id; an unknown name is created.
                 let key = v.trim();
-                match key.parse::<i64>() {
-                    Ok(id) if plan.stage_ids.contains(&id) => item.input.stage = Some(Some(id)),
-                    Ok(id) => {
+                match (
+                    plan.stages_by_name.get(&key.to_lowercase()),
+                    key.parse::<i64>(),
+                ) {
+                    (Some(id), _) => item.input.stage = Some(Some(*id)),
+                    (None, Ok(id)) if plan.stage_ids.contains(&id) => {
+                        item.input.stage = Some(Some(id))
+                    }
+                    (None, Ok(id)) => {
                         return fail(format!("stage: there is no stage with id {id}"), &values);
                     }
-                    Err(_) => match plan.stages_by_name.get(&key.to_lowercase()) {
-                        Some(id) => item.input.stage = Some(Some(*id)),
-                        None => match crate::contacts::input::normalize_stage_name(key) {
-                            Ok(name) => item.new_stage = Some(name),
-                            Err(m) => return fail(format!("stage: {m}"), &values),
-                        },
+                    (None, Err(_)) => match crate::contacts::input::normalize_stage_name(key) {
+                        Ok(name) => item.new_stage = Some(name),
+                        Err(m) => return fail(format!("stage: {m}"), &values),
                     },
                 }
             }

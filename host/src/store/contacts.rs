@@ -99,7 +99,8 @@ pub async fn tags_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, V
         let list = p.list(chunk.iter().copied());
         let sql = format!(
             "SELECT ct.contact_id, t.tag FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
-             WHERE ct.contact_id IN ({list}) ORDER BY t.tag"
+             WHERE ct.contact_id IN ({list}) ORDER BY t.tag{}",
+            db.backend().bytewise()
         );
         for row in db.fetch_all(&sql, p.values).await? {
             out.entry(row.i64("contact_id"))

@@ -33,6 +33,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// Appended to a text expression so it compares byte by byte, as SQLite's texts do
+    /// (PostgreSQL would follow the database's locale).
+    pub fn bytewise(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " COLLATE \"C\"",
+        }
+    }
+}
+
 /// The SQL type of a value; PostgreSQL needs it even for NULLs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

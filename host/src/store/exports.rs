@@ -192,7 +192,7 @@ fn page_select(fields: &FieldSet) -> String {
 
 /// The contacts of `scope`, in id order, as cells.
 pub async fn page(db: &mut impl Exec, fields: &FieldSet, scope: &Scope<'_>) -> DbResult<Vec<Row>> {
-    if matches!(scope, Scope::Ids(ids) if ids.is_empty()) {
+    if matches!(scope, Scope::Ids { ids, .. } if ids.is_empty()) {
         return Ok(Vec::new());
     }
     let (inner, values) = scope.sql();
@@ -304,8 +304,12 @@ pub enum Scope<'a> {
         limit: Option<i64>,
         until: Option<i64>,
     },
-    /// These contacts (ids sorted ascending).
-    Ids(&'a [i64]),
+    /// These contacts (ids sorted ascending), those of them that match `filter` when
+    /// there is one (a search or `where` given with the ids).
+    Ids {
+        ids: &'a [i64],
+        filter: Option<(&'a str, &'a Params)>,
+    },
 }
 
 impl Scope<'_> {
@@ -333,10 +337,21 @@ impl Scope<'_> {
                 }
                 (sql, values)
             }
-            Scope::Ids(ids) => {
-                let mut p = Params::default();
+            Scope::Ids { ids, filter } => {
+                let (mut p, condition) = match filter {
+                    Some((condition, params)) => (
+                        Params {
+                            values: params.values.clone(),
+                        },
+                        format!(" AND ({condition})"),
+                    ),
+                    None => (Params::default(), String::new()),
+                };
                 let list = p.list(ids.iter().copied());
-                (format!("c.id IN ({list}) ORDER BY c.id"), p.values)
+                (
+                    format!("c.id IN ({list}){condition} ORDER BY c.id"),
+                    p.values,
+                )
             }
         }
     }
@@ -380,12 +395,12 @@ pub async fn numbers(
 /// `contacts::tags_of` gives them): one range of the primary key instead of a lookup
 /// per contact, for pages whose ids are dense.
 pub async fn tags_between(db: &mut impl Exec, first: i64, last: i64) -> DbResult<Vec<Row>> {
-    db.fetch_all(
+    let sql = format!(
         "SELECT ct.contact_id, t.tag FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
-         WHERE ct.contact_id >= $1 AND ct.contact_id <= $2 ORDER BY ct.contact_id, t.tag",
-        params![first, last],
-    )
-    .await
+         WHERE ct.contact_id >= $1 AND ct.contact_id <= $2 ORDER BY ct.contact_id, t.tag{}",
+        db.backend().bytewise()
+    );
+    db.fetch_all(&sql, params![first, last]).await
 }
 
 /// Before a long scan on SQLite: no memory-mapped reads on this connection (they would

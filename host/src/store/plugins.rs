@@ -225,10 +225,7 @@ pub async fn kv_keys(
     limit: i64,
 ) -> DbResult<Vec<String>> {
     let after = after.unwrap_or("");
-    let collate = match db.backend() {
-        super::db::Backend::Postgres => " COLLATE \"C\"",
-        super::db::Backend::Sqlite => "",
-    };
+    let collate = db.backend().bytewise();
     let sql = format!(
         "SELECT key FROM plugin_storage WHERE plugin = $1 AND substr(key, 1, length($2)) = $2 AND key{collate} > $3{collate}
          ORDER BY key{collate} LIMIT $4"

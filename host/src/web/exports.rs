@@ -53,12 +53,23 @@ pub async fn export(
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
+    // Selected contacts are exported as selected; otherwise the list's search.
     let mut m = Map::new();
-    m.insert("search".into(), Json::String(q.clone()));
-    if !ids.is_empty() {
+    if ids.is_empty() {
+        m.insert("search".into(), Json::String(q.clone()));
+    } else {
         m.insert("ids".into(), Json::String(ids.join(",")));
     }
-    let format = Format::parse(&form.str("format")).unwrap_or(Format::Csv);
+    let format = match form.str("format").as_str() {
+        "" => Format::Csv,
+        f => match Format::parse(f) {
+            Some(format) => format,
+            None => {
+                let e = AppError::bad_request("the export format must be CSV or Excel");
+                return fail(&state, &session, &back, e).await;
+            }
+        },
+    };
     let query = match exports::Query::from_map(&m) {
         Ok(query) => query,
         Err(e) => return fail(&state, &session, &back, e).await,

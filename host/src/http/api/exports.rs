@@ -63,11 +63,12 @@ pub async fn create(
         Some(Value::Object(o)) => o,
         Some(_) => return Err(AppError::bad_request("the body must be a JSON object")),
     };
-    let format = match body.get("format").and_then(Value::as_str) {
-        None => Format::Csv,
-        Some(f) => {
-            Format::parse(f).ok_or_else(|| AppError::bad_request("format must be csv or xlsx"))?
-        }
+    let format = match body.get("format") {
+        None | Some(Value::Null) => Format::Csv,
+        Some(f) => f
+            .as_str()
+            .and_then(Format::parse)
+            .ok_or_else(|| AppError::bad_request("format must be csv or xlsx"))?,
     };
     let q = Query::from_map(&body)?;
     let e = exports::request(&state, &me, format, &q).await?;
