@@ -283,19 +283,43 @@ pub async fn create(
     registry: &super::registry::FieldRegistry,
     body: &Json,
 ) -> AppResult<FieldDef> {
-    let body = body_map(body)?;
     let mut tx = store.begin().await?;
-    let existing = FieldSet::new(store::fields::list(&mut tx).await?);
+    let def = create_in(&mut tx, body).await?;
+    tx.commit().await?;
+    registry.invalidate();
+    Ok(def)
+}
+
+/// Creates a field inside `tx` (its column too): nothing of it stays if `tx` rolls back.
+/// The caller invalidates the registry after committing.
+pub async fn create_in(tx: &mut store::Tx, body: &Json) -> AppResult<FieldDef> {
+    let body = body_map(body)?;
+    let existing = FieldSet::new(store::fields::list(tx).await?);
     let mut def = blank_def();
-    def.order = store::fields::max_order(&mut tx).await? + 1;
+    def.order = store::fields::max_order(tx).await? + 1;
     apply_body(&mut def, body, true, &existing)?;
     if existing.len() >= 500 {
         return Err(AppError::invalid("alias", "at most 500 fields"));
     }
-    def.id = store::fields::create(&mut tx, &def).await?;
-    tx.commit().await?;
-    registry.invalidate();
+    def.id = store::fields::create(tx, &def)
+        .await
+        .map_err(|e| alias_taken(e, &def.alias))?;
     Ok(def)
+}
+
+/// A 422 when a concurrent request created the same alias first (its row's unique key,
+/// or its column: PostgreSQL reports whichever it meets first), else the error.
+fn alias_taken(e: sqlx::Error, alias: &str) -> AppError {
+    let taken = e.as_database_error().is_some_and(|d| {
+        d.is_unique_violation()
+            || d.code().as_deref() == Some("42701")
+            || d.message().contains("duplicate column name")
+    });
+    if taken {
+        AppError::invalid("alias", format!("a field with the alias '{alias}' exists"))
+    } else {
+        e.into()
+    }
 }
 
 pub async fn update(

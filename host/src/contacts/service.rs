@@ -135,11 +135,28 @@ impl Work {
     }
 }
 
-/// Case-folded text of a value, as identifiers are compared.
+/// Case-folded text of a value, as identifiers are compared in memory: each character
+/// lower-cased alone, as PostgreSQL's `lower()` does (a final Σ is σ, not ς). The
+/// database is asked with the values as given (`identifier_values`) and folds both sides
+/// itself, so the same text always finds its contact, whatever the database folds.
 fn fold(v: &Value) -> Option<String> {
     v.to_text()
-        .map(|s| s.to_lowercase())
+        .map(|s| s.chars().flat_map(char::to_lowercase).collect::<String>())
         .filter(|s| !s.is_empty())
+}
+
+/// The unique-identifier values of an item as given, for the database's lookup.
+fn identifier_values(
+    fields: &FieldSet,
+    sets: &[(&FieldDef, Option<Value>)],
+) -> Vec<(String, Value)> {
+    sets.iter()
+        .filter(|(f, _)| f.is_unique_identifier && fields.get(&f.alias).is_some())
+        .filter_map(|(f, v)| {
+            let text = v.as_ref()?.to_text().filter(|t| !t.is_empty())?;
+            Some((f.alias.clone(), Value::Text(text)))
+        })
+        .collect()
 }
 
 fn identifier_probe(
@@ -279,7 +296,9 @@ pub async fn save_in(
     {
         for (alias, key) in identifier_probe(fields, &p.sets) {
             lock_keys.push(format!("{alias}\u{0}{key}"));
-            probes.entry(alias).or_default().push(Value::Text(key));
+        }
+        for (alias, value) in identifier_values(fields, &p.sets) {
+            probes.entry(alias).or_default().push(value);
         }
     }
     // Concurrent writers on PostgreSQL must not both miss and both insert the same email.
@@ -877,11 +896,8 @@ pub async fn find_duplicates(
     }
     let probe = identifier_probe(fields, &sets);
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
-    for (alias, key) in &probe {
-        probes
-            .entry(alias.clone())
-            .or_default()
-            .push(Value::Text(key.clone()));
+    for (alias, value) in identifier_values(fields, &sets) {
+        probes.entry(alias).or_default().push(value);
     }
     let candidates = store::contacts::find_by_identifiers(db, fields, &probes).await?;
     let ids: Vec<i64> = candidates

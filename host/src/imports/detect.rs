@@ -123,19 +123,29 @@ fn pick_delimiter(sample: &[u8], quote: u8, complete: bool) -> u8 {
     best.1
 }
 
-/// `'` only when the file never uses `"` and `'` appears around values.
+/// `'` only when the file never uses `"` and `'` encloses values: it opens and closes
+/// them about as often. An apostrophe only at the start of values (`'s-Hertogenbosch`,
+/// or the `'` Magpie's exports put before `=1+1`) is text.
 fn pick_quote(sample: &[u8]) -> u8 {
     if sample.contains(&b'"') {
         return b'"';
     }
     let boundary = |b: u8| DELIMITERS.contains(&b) || b == b'\n' || b == b'\r';
-    let mut single = 0;
+    let (mut opening, mut closing) = (0usize, 0usize);
     for w in sample.windows(2) {
-        if (boundary(w[0]) && w[1] == b'\'') || (w[0] == b'\'' && boundary(w[1])) {
-            single += 1;
+        if boundary(w[0]) && w[1] == b'\'' {
+            opening += 1;
+        }
+        if w[0] == b'\'' && boundary(w[1]) {
+            closing += 1;
         }
     }
-    if single >= 4 { b'\'' } else { b'"' }
+    let paired = opening.min(closing);
+    if paired >= 2 && paired * 4 >= opening.max(closing) * 3 {
+        b'\''
+    } else {
+        b'"'
+    }
 }
 
 /// Sniffs a sample (the first bytes of the file; `complete` when it is the whole file).
@@ -265,6 +275,22 @@ mod tests {
             },
             Case {
                 sample: b"email\na@b.co\nc@d.co\n",
+                delimiter: b',',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            // Apostrophes that only start values are text: a Dutch town, and the `'`
+            // Magpie's exports put before values that could run as formulas.
+            Case {
+                sample: b"email,city\na@b.co,'s-Hertogenbosch\nc@d.co,'s-Gravenhage\ne@f.co,'s-Hertogenbosch\ng@h.co,'s-Gravenhage\n",
+                delimiter: b',',
+                quote: b'"',
+                encoding: Encoding::Utf8,
+                bom: false,
+            },
+            Case {
+                sample: b"id,firstname,lastname\r\n1,'=1+1,A\r\n2,'+33 612,B\r\n3,'@home,C\r\n4,''=x,D\r\n",
                 delimiter: b',',
                 quote: b'"',
                 encoding: Encoding::Utf8,

@@ -412,6 +412,11 @@ impl DialectOverride {
     /// From `delimiter`, `quote`, `encoding` keys of a JSON object; bad values are 422s.
     pub fn from_json(o: &Map<String, Json>) -> AppResult<DialectOverride> {
         let mut d = DialectOverride::default();
+        for key in ["delimiter", "quote", "encoding"] {
+            if !matches!(o.get(key), None | Some(Json::Null | Json::String(_))) {
+                return Err(AppError::invalid(key, "must be a string"));
+            }
+        }
         if let Some(v) = o
             .get("delimiter")
             .and_then(Json::as_str)
@@ -443,7 +448,9 @@ impl DialectOverride {
         Ok(d)
     }
 
-    fn apply(&self, mut d: Dialect) -> Dialect {
+    /// The detected dialect with these overrides; a quote that is also the delimiter
+    /// could never be read, so it is a 422.
+    fn apply(&self, mut d: Dialect) -> AppResult<Dialect> {
         if let Some(x) = self.delimiter {
             d.delimiter = x;
         }
@@ -453,7 +460,10 @@ impl DialectOverride {
         if let Some(x) = self.encoding {
             d.encoding = x;
         }
-        d
+        if d.quote == d.delimiter {
+            return Err(AppError::invalid("quote", "must differ from the delimiter"));
+        }
+        Ok(d)
     }
 }
 
@@ -474,8 +484,13 @@ fn read_head(
     max_record: usize,
     rows: usize,
 ) -> Result<(Vec<String>, Vec<Record>, Position), String> {
-    let file =
-        std::fs::File::open(&path).map_err(|e| format!("the uploaded file cannot be read: {e}"))?;
+    let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "the uploaded file is no longer kept (an import's file is removed when it finishes)"
+                .to_owned()
+        }
+        _ => format!("the uploaded file cannot be read: {e}"),
+    })?;
     let mut reader = CsvReader::new(
         BufReader::with_capacity(1 << 16, file),
         dialect,
@@ -521,7 +536,7 @@ pub async fn preview(
     over: &DialectOverride,
 ) -> AppResult<Preview> {
     let settings = Settings::from_json(&import.settings, None);
-    let dialect = over.apply(settings.dialect);
+    let dialect = over.apply(settings.dialect)?;
     let path = file_path(state, import);
     let max = state.config.file.import.max_record_bytes;
     let (headers, rows, _) =
@@ -680,17 +695,22 @@ fn parse_options(
             clean.push(t);
         }
     }
-    let if_exists = match body.get("ifExists").and_then(Json::as_str) {
+    let text = |key: &str| match body.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(AppError::invalid(key, "must be a string")),
+    };
+    let if_exists = match text("ifExists")? {
         None | Some("update") => IfExists::Update,
         Some("skip") => IfExists::Skip,
         Some(_) => return Err(AppError::invalid("ifExists", "must be update or skip")),
     };
-    let match_by = match body.get("matchBy").and_then(Json::as_str) {
+    let match_by = match text("matchBy")? {
         None | Some("identifiers") => MatchBy::Identifiers,
         Some("id") => MatchBy::Id,
         Some(_) => return Err(AppError::invalid("matchBy", "must be identifiers or id")),
     };
-    let operator = match body.get("operator").and_then(Json::as_str) {
+    let operator = match text("operator")? {
         None => default_operator,
         Some("and") => UniqueIdentifierOperator::And,
         Some("or") => UniqueIdentifierOperator::Or,
@@ -723,12 +743,33 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
             ));
         }
     };
+    // A misspelt option must not be read as its default (`if_exists` would update the
+    // contacts the caller asked to skip).
+    const START_KEYS: [&str; 9] = [
+        "mapping",
+        "ifExists",
+        "matchBy",
+        "operator",
+        "owner",
+        "tags",
+        "delimiter",
+        "quote",
+        "encoding",
+    ];
+    let mut unknown = crate::contacts::input::Problems::default();
+    for key in body.keys().filter(|k| !START_KEYS.contains(&k.as_str())) {
+        unknown.add(
+            key,
+            "is not an option of an import (mapping, ifExists, matchBy, operator, owner, tags, delimiter, quote, encoding)",
+        );
+    }
+    unknown.into_result()?;
     let mut settings = Settings::from_json(&import.settings, None);
     let over = DialectOverride::from_json(&body)?;
     if over.encoding.is_some() {
         settings.notes.clear();
     }
-    settings.dialect = over.apply(settings.dialect);
+    settings.dialect = over.apply(settings.dialect)?;
     let path = file_path(state, &import);
     let max = state.config.file.import.max_record_bytes;
     let dialect = settings.dialect;
@@ -738,7 +779,7 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
             .map_err(|e| AppError::Internal(e.into()))?
             .map_err(|m| AppError::invalid("file", m))?;
 
-    let (fields, options) = {
+    let (fields, mut options) = {
         let mut db = state.store.read().await?;
         let fields = state.fields(&mut db).await?;
         let operator = state.operator(&mut db).await?;
@@ -823,6 +864,13 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
             "no column is mapped to a contact field: nothing would be imported",
         );
     }
+    // A column mapped to id means it: rows match by it unless `matchBy` says otherwise
+    // (rows whose id names no contact still match by identifiers).
+    if matches!(body.get("matchBy"), None | Some(Json::Null))
+        && columns.contains(&Target::Special(Special::Id))
+    {
+        options.match_by = MatchBy::Id;
+    }
     if options.match_by == MatchBy::Id && !columns.contains(&Target::Special(Special::Id)) {
         problems.add("matchBy", "matching by id needs a column mapped to id");
     }
@@ -833,8 +881,18 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
                 .into(),
         ));
     }
+    // New fields and the job in one transaction: a start that is refused (a field that
+    // cannot be created, a concurrent start) leaves no field behind.
+    let mut tx = state.store.begin().await?;
+    let current = store::imports::get(&mut tx, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    if current.job_id.is_some() {
+        return Err(AppError::Conflict("this import was already started".into()));
+    }
+    let created_fields = !to_create.is_empty();
     for (column, def) in to_create {
-        match field_service::create(&state.store, &state.fields, &def).await {
+        match field_service::create_in(&mut tx, &def).await {
             Ok(f) => columns[column] = Target::Field(f.alias),
             Err(AppError::Validation { message, details }) => {
                 return Err(AppError::Validation {
@@ -848,19 +906,10 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
             Err(e) => return Err(e),
         }
     }
-
     settings.columns = columns;
     settings.header_count = headers.len();
     settings.headers = headers.clone();
     settings.options = Some(options);
-    let mut tx = state.store.begin().await?;
-    // Someone else may have started it meanwhile.
-    let current = store::imports::get(&mut tx, id)
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    if current.job_id.is_some() {
-        return Err(AppError::Conflict("this import was already started".into()));
-    }
     let job_id = jobs::enqueue(&mut tx, jobs::IMPORT, Some(user.id)).await?;
     store::imports::set_started(
         &mut tx,
@@ -874,6 +923,9 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
     )
     .await?;
     tx.commit().await?;
+    if created_fields {
+        state.fields.invalidate();
+    }
     state.jobs.wake();
     Ok(())
 }
@@ -915,15 +967,21 @@ pub async fn resume(state: &SharedState, user: &User, id: i64) -> AppResult<()> 
 
 /// Deletes an import that is not running: its file and its record (not the contacts).
 pub async fn delete(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
-    let (import, job) = get_for(state, user, id).await?;
-    if let Some(j) = &job
-        && matches!(j.state, JobState::Running | JobState::Queued)
-    {
-        return Err(AppError::Conflict(
-            "this import is running: stop it first".into(),
-        ));
-    }
+    let (import, _) = get_for(state, user, id).await?;
+    // Checked in the transaction that deletes: a resume may have come in between.
     let mut tx = state.store.begin().await?;
+    let job = match import.job_id {
+        Some(j) => store::jobs::get(&mut tx, j).await?,
+        None => None,
+    };
+    if let Some(j) = &job {
+        if matches!(j.state, JobState::Running | JobState::Queued) {
+            return Err(AppError::Conflict(
+                "this import is running: stop it first".into(),
+            ));
+        }
+        store::jobs::delete(&mut tx, j.id).await?;
+    }
     store::imports::delete(&mut tx, id).await?;
     tx.commit().await?;
     let _ = tokio::fs::remove_file(file_path(state, &import)).await;
@@ -1367,23 +1425,30 @@ fn to_item(
     };
     for (i, target) in plan.columns.iter().enumerate() {
         let Some(raw) = values.get(i) else { continue };
-        // `NULL` clears; `'NULL` (how exports write the text) is the text.
-        let clears = raw == "NULL";
         let v = unescape_formula(raw);
         if v.trim().is_empty() {
             continue; // empty cells never overwrite
         }
+        // `NULL` clears (as in Mautic); `'NULL` (how exports write the text) is the text.
+        if raw.trim() == "NULL" {
+            match target {
+                Target::Field(alias) => {
+                    item.input.values.push((alias.clone(), Json::Null));
+                    item.input.overwrite_with_blank = true;
+                }
+                Target::Special(Special::Owner) => item.input.owner = Some(None),
+                Target::Special(Special::Stage) => item.input.stage = Some(None),
+                // Tags, ids, dates and addresses have nothing to clear: no value.
+                _ => {}
+            }
+            continue;
+        }
         match target {
             Target::Skip => {}
             Target::Field(alias) => {
-                if clears {
-                    item.input.values.push((alias.clone(), Json::Null));
-                    item.input.overwrite_with_blank = true;
-                } else {
-                    item.input
-                        .values
-                        .push((alias.clone(), Json::String(v.to_owned())));
-                }
+                item.input
+                    .values
+                    .push((alias.clone(), Json::String(v.to_owned())));
             }
             Target::Special(Special::Id) => match v.trim().parse::<i64>() {
                 Ok(id) if id > 0 => item.id = Some(id),
@@ -1400,10 +1465,15 @@ fn to_item(
                     if t.is_empty() {
                         continue;
                     }
-                    match normalize_tag(t) {
+                    // `-vip` takes the tag off, as in the API's `tags`.
+                    let (list, name) = match t.strip_prefix('-').filter(|n| !n.trim().is_empty()) {
+                        Some(name) => (&mut item.input.tags.remove, name.trim()),
+                        None => (&mut item.input.tags.add, t),
+                    };
+                    match normalize_tag(name) {
                         Ok(t) => {
-                            if !item.input.tags.add.contains(&t) {
-                                item.input.tags.add.push(t);
+                            if !list.contains(&t) {
+                                list.push(t);
                             }
                         }
                         Err(m) => return fail(format!("tags: {m}"), &values),

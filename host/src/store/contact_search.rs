@@ -111,6 +111,16 @@ fn fold(backend: Backend, s: &str) -> String {
     }
 }
 
+/// Whether a LIKE pattern ends with an escape character that escapes nothing.
+fn lone_trailing_escape(v: &WhereValue) -> bool {
+    let text = match v {
+        WhereValue::One(s) => s.as_str(),
+        WhereValue::Many(v) if v.len() == 1 => v[0].as_str(),
+        _ => return false,
+    };
+    text.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
 /// Escapes LIKE metacharacters except the user's `%` wildcards.
 fn like_escape_keep_percent(s: &str) -> String {
     s.replace('\\', "\\\\").replace('_', "\\_")
@@ -448,7 +458,9 @@ impl Compiler<'_> {
                     Kind::Float => Value::Float(
                         s.trim()
                             .parse()
-                            .map_err(|_| format!("where: {} takes a number", w.col))?,
+                            .ok()
+                            .filter(|x: &f64| x.is_finite())
+                            .ok_or_else(|| format!("where: {} takes a number", w.col))?,
                     ),
                 }
             };
@@ -485,8 +497,19 @@ impl Compiler<'_> {
             "like" | "notLike" if !text => {
                 return Err(format!("where: {} works on text columns only", w.expr));
             }
-            "like" => format!("{folded} LIKE {}", one(self)?),
-            "notLike" => format!("({folded} NOT LIKE {} OR {} IS NULL)", one(self)?, col.sql),
+            // `\` escapes `%`, `_` and itself on both databases, as in Mautic's MySQL.
+            "like" | "notLike" if lone_trailing_escape(&w.val) => {
+                return Err(format!(
+                    "where: a {} pattern cannot end with a lone \\ (write \\\\ for a backslash)",
+                    w.expr
+                ));
+            }
+            "like" => format!("{folded} LIKE {} ESCAPE '\\'", one(self)?),
+            "notLike" => format!(
+                "({folded} NOT LIKE {} ESCAPE '\\' OR {} IS NULL)",
+                one(self)?,
+                col.sql
+            ),
             "isNull" => format!("{} IS NULL", col.sql),
             "isNotNull" => format!("{} IS NOT NULL", col.sql),
             "isEmpty" if text => format!("({} IS NULL OR {} = '')", col.sql, col.sql),

@@ -88,6 +88,13 @@ pub async fn enqueue(
         .unwrap_or_default())
 }
 
+/// Removes a job's row (of an import deleted while paused or finished).
+pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
+    db.execute("DELETE FROM jobs WHERE id = $1", params![id])
+        .await?;
+    Ok(())
+}
+
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<JobRow>> {
     Ok(db
         .fetch_optional(

@@ -144,9 +144,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .fallback(|| async {
             AppError::NotFound("Requested URL not found: see /api/openapi.json for the API.".into())
         })
-        .method_not_allowed_fallback(|| async {
-            AppError::bad_request("this method is not allowed on this URL")
-        })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .route_layer(middleware::from_fn_with_state(
             state,
             crate::http::auth::require_basic_auth,
