@@ -202,6 +202,11 @@ impl TestServer {
         }
     }
 
+    /// The `magpie.toml` text the next `resume` starts with.
+    pub fn set_config(&mut self, config_toml: &str) {
+        self.config_toml = config_toml.to_owned();
+    }
+
     /// Starts a server on the data dir and database of a halted one.
     pub async fn resume(&mut self) {
         let running = start_running(&self.data_dir, &self.database_url, &self.config_toml).await;

@@ -18,6 +18,7 @@ both_backends!(
     notes_companies_and_stages_apis,
     tags_and_stages_by_id,
     entity_batches,
+    identifiers_filters_and_methods,
 );
 
 /// The event types of an activity answer, newest first.
@@ -1717,5 +1718,100 @@ async fn entity_batches(backend: Backend) {
         400
     );
     assert_eq!(s.get("/api/tags").await.expect(200)["total"], 0);
+    s.stop().await;
+}
+
+/// The same identifier always finds its contact, whatever letters it holds; LIKE filters
+/// escape alike on both databases; a field created twice at once is one field and a 422;
+/// a wrong method is a 405.
+async fn identifiers_filters_and_methods(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for email in ["ÄBC@Example.org", "ΑΣ@example.org", "Ørjan@Example.org"] {
+        let first = s.post("/api/contacts/new", json!({"email": email})).await;
+        assert_eq!(first.status, 201, "{}", first.text);
+        let again = s
+            .post(
+                "/api/contacts/new",
+                json!({"email": email, "firstname": "Again"}),
+            )
+            .await;
+        assert_eq!(
+            again.status, 200,
+            "{email} found its contact: {}",
+            again.text
+        );
+        assert_eq!(first.body["contact"]["id"], again.body["contact"]["id"]);
+    }
+    assert_eq!(count(&s).await, 3);
+
+    s.create_contact(json!({"email": "100%real@x.org"})).await;
+    s.create_contact(json!({"email": "100xreal@x.org"})).await;
+    let total = |q: String| {
+        let s = &s;
+        async move {
+            let r = s.get(&format!("/api/contacts?{q}")).await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text);
+            r.body["total"].as_str().unwrap().parse::<i64>().unwrap()
+        }
+    };
+    let like = |expr: &str, val: &str| {
+        format!(
+            "where[0][col]=email&where[0][expr]={expr}&where[0][val]={}",
+            val.replace('%', "%25").replace('\\', "%5C")
+        )
+    };
+    assert_eq!(
+        total(like("like", "100\\%%")).await,
+        1,
+        "\\% is a literal %"
+    );
+    assert_eq!(total(like("like", "100%")).await, 2);
+    assert_eq!(total(like("notLike", "100\\%%")).await, 4);
+    for bad in [like("like", "dan\\"), like("notLike", "x\\\\\\")] {
+        let r = s.get(&format!("/api/contacts?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+    for val in ["NaN", "inf"] {
+        let r = s
+            .get(&format!(
+                "/api/contacts?where[0][col]=points&where[0][expr]=lt&where[0][val]={val}"
+            ))
+            .await;
+        assert_eq!(r.status, 400, "{val}: {}", r.text);
+    }
+    let anonymous = s
+        .post(
+            "/api/contacts/new",
+            json!({"lastActive": "2024-05-01 10:00:00"}),
+        )
+        .await;
+    assert_eq!(anonymous.status, 201, "{}", anonymous.text);
+    assert_eq!(total("search=!!is:anonymous".into()).await, 1);
+    assert_eq!(total("search=!is:anonymous".into()).await, 5);
+    let r = s
+        .get(&format!("/api/contacts?search={}", "tag:v%20".repeat(33)))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // Six requests create one alias at once: one field, the rest told so.
+    let field = json!({"label": "Race", "alias": "race1", "type": "text"});
+    let create = || s.post("/api/fields/contact/new", field.clone());
+    let (a, b, c, d, e, f) =
+        tokio::join!(create(), create(), create(), create(), create(), create());
+    let answers = [a, b, c, d, e, f];
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [201, 422, 422, 422, 422, 422],
+        "{:?}",
+        answers.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+
+    let r = s
+        .raw(Method::DELETE, "/api/contacts/new", "application/json", "")
+        .await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["code"], 405);
     s.stop().await;
 }

@@ -17,7 +17,8 @@ both_backends!(
     xlsx_export,
     csv_round_trip,
     exact_cells_on_every_path,
-    an_abandoned_direct_export_leaves_no_file
+    an_abandoned_direct_export_leaves_no_file,
+    refusals_selections_and_failures
 );
 
 async fn seed(s: &TestServer) {
@@ -60,6 +61,13 @@ async fn csv_export_by_emailed_link(backend: Backend) {
     assert!(
         message.contains("Subject: Your Magpie export is ready"),
         "{message}"
+    );
+    // Mail clients need MIME-Version to read the encoded body (and the link in it).
+    assert!(message.contains("MIME-Version: 1.0"), "{message}");
+    assert!(message.contains("Message-ID: <"), "{message}");
+    assert!(
+        message.contains("@example.com>"),
+        "the sender's domain: {message}"
     );
     let link = find_link(&message).expect("a download link in the email");
     assert!(
@@ -154,6 +162,24 @@ async fn csv_export_by_emailed_link(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, 403);
+    // Without the link, another user cannot tell an export that exists from one that
+    // does not.
+    let guess = get_as(
+        &s,
+        "bob",
+        "bob-password-1",
+        &format!("/api/exports/{export_id}/download?token=nope"),
+    )
+    .await;
+    let nothing = get_as(
+        &s,
+        "bob",
+        "bob-password-1",
+        "/api/exports/987654/download?token=nope",
+    )
+    .await;
+    assert_eq!((guess.status.as_u16(), nothing.status.as_u16()), (403, 403));
+    assert_eq!(guess.text, nothing.text);
     let r = s.send(s.client.get(s.url(&path))).await;
     assert_eq!(r.status, 401, "no credentials, no file");
 
@@ -367,6 +393,12 @@ async fn csv_round_trip(backend: Backend) {
     a.create_contact(json!({"email": "formula@example.org", "firstname": "=HYPERLINK(\"x\")", "lastname": "+1 (555) 0100", "city": "-", "phone": "+44 20 7946 0000", "newsletter": false, "shoe_size": -3}))
         .await;
     a.create_contact(json!({"email": "uni@example.org", "firstname": "Zoë", "lastname": "Ørsted", "city": "Zürich", "country": "Switzerland", "timezone": "Europe/Zurich"})).await;
+    // Texts an import would read otherwise: NULL (which clears), tags holding the
+    // separators.
+    a.create_contact(json!({"email": "null@example.org", "firstname": "NULL", "lastname": "'NULL", "tags": ["x,y"]}))
+        .await;
+    a.create_contact(json!({"email": "pipes@example.org", "tags": ["a|b", "c\\d", "e"]}))
+        .await;
     let exported = a.get("/api/exports/direct?format=csv").await;
     assert_eq!(exported.status, 200);
     a.stop().await;
@@ -391,7 +423,7 @@ async fn csv_round_trip(backend: Backend) {
         "every other column maps back by itself"
     );
     let done = run_import(&b, import["id"].as_i64().unwrap(), json!({})).await;
-    assert_eq!(done["progress"]["created"], 3, "{done}");
+    assert_eq!(done["progress"]["created"], 5, "{done}");
     assert_eq!(done["progress"]["failed"], 0, "{done}");
     let again = b.get("/api/exports/direct?format=csv").await;
     b.stop().await;
@@ -414,7 +446,16 @@ async fn csv_round_trip(backend: Backend) {
     let (h1, r1) = normalise(&exported.text);
     let (h2, r2) = normalise(&again.text);
     assert_eq!(h1, h2);
-    assert_eq!(r1.len(), 3);
+    assert_eq!(r1.len(), 5);
+    let cell = |email: &str, column: &str| {
+        let at = h1.iter().position(|h| h == column).unwrap();
+        let email_at = h1.iter().position(|h| h == "email").unwrap();
+        r1.iter().find(|r| r[email_at] == email).unwrap()[at].clone()
+    };
+    assert_eq!(cell("null@example.org", "firstname"), "'NULL");
+    assert_eq!(cell("null@example.org", "lastname"), "''NULL");
+    assert_eq!(cell("null@example.org", "tags"), "x\\,y");
+    assert_eq!(cell("pipes@example.org", "tags"), "a\\|b|c\\\\d|e");
     for (x, y) in r1.iter().zip(&r2) {
         for ((h, v1), v2) in h1.iter().zip(x).zip(y) {
             assert_eq!(v1, v2, "column {h} changed in the round trip");
@@ -772,5 +813,148 @@ async fn an_abandoned_direct_export_leaves_no_file(backend: Backend) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+    s.stop().await;
+}
+
+/// Bad export requests change nothing; selected ids with a search export the selected
+/// contacts that match it; the outbox is named without the server's paths; an export
+/// that fails tells its user.
+async fn refusals_selections_and_failures(backend: Backend) {
+    let mut s = TestServer::start_with(backend, "[jobs]\nworkers = 0\n").await;
+    {
+        use magpie::store::Exec;
+        let mut tx = s.state().store.begin().await.unwrap();
+        tx.execute(
+            "UPDATE users SET email = 'admin@example.org' WHERE username = 'admin'",
+            vec![],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    seed(&s).await;
+    let ids: Vec<String> = s
+        .get("/api/contacts?search=is:anonymous%20OR%20!is:anonymous")
+        .await
+        .expect(200)["contacts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for body in [
+        json!({"serach": "tag:vip"}),
+        json!({"ids": ""}),
+        json!({"ids": " "}),
+        json!({"ids": {"a": 1, "b": "x"}}),
+        json!({"format": 5}),
+        json!({"format": "pdf"}),
+    ] {
+        let r = s.post("/api/exports", body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
+    for query in ["ids=&format=csv", "format=csv&serach=tag:vip"] {
+        let r = s.get(&format!("/api/exports/direct?{query}")).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+    }
+    assert_eq!(
+        s.get("/api/exports").await.expect(200)["total"],
+        0,
+        "no refused request left an export"
+    );
+
+    // Every contact selected, and a search: the selected ones that match.
+    let r = s
+        .get(&format!(
+            "/api/exports/direct?format=csv&ids={}&search=tag:vip",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut emails: Vec<String> = records(&parse_csv(&r.text))
+        .iter()
+        .map(|r| r["email"].clone())
+        .collect();
+    emails.sort();
+    assert_eq!(emails, ["vip1@x.org", "vip2@x.org"]);
+    let r = s
+        .get(&format!(
+            "/api/exports/direct?format=csv&ids={}&where[0][col]=email&where[0][expr]=eq&where[0][val]=nobody@x.org",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(records(&parse_csv(&r.text)).len(), 0, "{}", r.text);
+
+    // One export that will work, one whose search names a field deleted before it runs.
+    s.post(
+        "/api/fields/contact/new",
+        json!({"label": "Gone", "alias": "gone", "type": "text"}),
+    )
+    .await
+    .expect(201);
+    let ok = s
+        .post("/api/exports", json!({"search": "tag:vip"}))
+        .await
+        .expect(202)["export"]["id"]
+        .as_i64()
+        .unwrap();
+    let doomed = s
+        .post("/api/exports", json!({"search": "gone:bye"}))
+        .await
+        .expect(202)["export"]["id"]
+        .as_i64()
+        .unwrap();
+    let field = s.get("/api/fields/contact").await.expect(200)["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["alias"] == "gone")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    s.delete(&format!("/api/fields/contact/{field}/delete"))
+        .await
+        .expect(200);
+    s.halt().await;
+    s.set_config("");
+    s.resume().await;
+    let started = std::time::Instant::now();
+    let (ok, doomed) = loop {
+        let a = s.get(&format!("/api/exports/{ok}")).await.expect(200);
+        let b = s.get(&format!("/api/exports/{doomed}")).await.expect(200);
+        let settled = |e: &serde_json::Value| {
+            ["done", "failed"].contains(&e["export"]["status"].as_str().unwrap())
+                && e["export"]["email"]["status"] != "sending"
+        };
+        if (settled(&a) && settled(&b)) || started.elapsed() > Duration::from_secs(60) {
+            break (a, b);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ok["export"]["status"], "done", "{ok}");
+    let status = ok["export"]["email"]["status"].as_str().unwrap();
+    assert!(
+        status.starts_with("written to the outbox as ") && !status.contains('/'),
+        "no path of the server: {status}"
+    );
+    assert_eq!(doomed["export"]["status"], "failed", "{doomed}");
+    let notes = s.get("/api/notifications").await.expect(200);
+    let titles: Vec<&str> = notes["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].as_str().unwrap())
+        .collect();
+    assert!(titles.contains(&"Your export failed"), "{notes}");
+    assert!(titles.contains(&"Your export is ready"), "{notes}");
+    let failed = s
+        .get(&format!(
+            "/api/exports/{}/download?token=x",
+            doomed["export"]["id"]
+        ))
+        .await;
+    assert_eq!(failed.status, 409, "{}", failed.text);
+    assert!(failed.error_message().contains("failed"), "{}", failed.text);
     s.stop().await;
 }

@@ -17,6 +17,7 @@ both_backends!(
     repeats_across_batches_are_one_contact,
     stages_and_owners_by_name_or_id,
     mapping_as_an_object_by_header_or_number,
+    refused_starts_and_special_cells,
 );
 
 fn mapping_from_preview(import: &Value) -> Vec<Value> {
@@ -739,5 +740,113 @@ async fn mapping_as_an_object_by_header_or_number(backend: Backend) {
     assert_eq!(ann.len(), 1);
     assert_eq!(ann[0]["fields"]["all"]["city"], "Berlin");
     assert_eq!(ann[0]["fields"]["all"]["firstname"], "Ann");
+    s.stop().await;
+}
+
+/// A refused start changes nothing (no field is created) and options are checked by name
+/// and type; `NULL` clears owner and stage and names no tag; `-tag` takes a tag off; a
+/// stage or owner cell is a name before it is an id; an id column matches by id unless
+/// `matchBy` says otherwise; apostrophes that only open values are text.
+async fn refused_starts_and_special_cells(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let fields_before = s.get("/api/fields/contact").await.expect(200)["total"].clone();
+    let i = upload(&s, "m.csv", "email,firstname,shoe\nm1@x.org,M,42\n").await;
+    let id = i["id"].as_i64().unwrap();
+    for (body, key) in [
+        (
+            json!({"mapping": [{"column": 0, "field": "email"}, {"column": 2, "create": {"label": "Good one", "type": "number"}}, {"column": 1, "create": {"label": "Bad one", "type": "bogus"}}]}),
+            "",
+        ),
+        (json!({"if_exists": "skip"}), "if_exists"),
+        (json!({"ifExists": 5}), "ifExists"),
+        (json!({"matchBy": true}), "matchBy"),
+        (json!({"operator": 1}), "operator"),
+        (json!({"delimiter": 5}), "delimiter"),
+        (json!({"quote": ","}), "quote"),
+    ] {
+        let r = s
+            .post(&format!("/api/imports/{id}/start"), body.clone())
+            .await;
+        assert_eq!(r.status, 422, "{body}: {}", r.text);
+        if !key.is_empty() {
+            assert!(
+                r.body["errors"][0]["details"][key].is_array(),
+                "{body}: {}",
+                r.text
+            );
+        }
+    }
+    assert_eq!(
+        s.get("/api/fields/contact").await.expect(200)["total"],
+        fields_before,
+        "a refused start created no field"
+    );
+    assert_eq!(
+        s.get(&format!("/api/imports/{id}?preview=0"))
+            .await
+            .expect(200)["import"]["status"],
+        "new"
+    );
+
+    // A stage whose name is the id of another.
+    let named_two = s
+        .post("/api/stages/new", json!({"name": "Plain"}))
+        .await
+        .expect(201)["stage"]["id"]
+        .as_i64()
+        .unwrap();
+    let two = s
+        .post("/api/stages/new", json!({"name": named_two.to_string()}))
+        .await
+        .expect(201)["stage"]["id"]
+        .as_i64()
+        .unwrap();
+    assert_ne!(two, named_two);
+    let seeded = s
+        .create_contact(json!({"email": "old@x.org", "firstname": "Old", "tags": ["keep", "drop"], "owner": 1, "stage": named_two}))
+        .await;
+    let csv = format!(
+        "id,email,firstname,stage,owner,tags\n\
+         {seeded},renamed@x.org,NULL,NULL,NULL,-drop|new\n\
+         ,n2@x.org,Town,{named_two},,\n\
+         ,n3@x.org,'s-Hertogenbosch,,,\n\
+         ,n4@x.org,'s-Gravenhage,,,\n\
+         ,n5@x.org,'s-Hertogenbosch,,, NULL \n"
+    );
+    let i = upload(&s, "cells.csv", csv).await;
+    assert_eq!(i["preview"]["dialect"]["quote"], "\"", "{i}");
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
+    assert_eq!(
+        counts(&done, &["created", "updated", "failed"]),
+        [Some(4), Some(1), Some(0)],
+        "{done}"
+    );
+    let old = s.get(&format!("/api/contacts/{seeded}")).await.expect(200)["contact"].clone();
+    assert_eq!(
+        old["fields"]["all"]["email"], "renamed@x.org",
+        "the id column matched by id by default: {old}"
+    );
+    assert!(old["fields"]["all"]["firstname"].is_null(), "{old}");
+    assert!(old["owner"].is_null(), "NULL clears the owner: {old}");
+    assert!(old["stage"].is_null(), "NULL clears the stage: {old}");
+    let mut tags: Vec<&str> = old["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["keep", "new"], "-drop took a tag off");
+    let n5 = by_email(&s, "n5@x.org").await;
+    assert_eq!(n5[0]["tags"], json!([]), "NULL names no tag: {}", n5[0]);
+    let n2 = by_email(&s, "n2@x.org").await;
+    assert_eq!(
+        n2[0]["stage"]["id"].as_i64(),
+        Some(two),
+        "a stage cell is a name first: {}",
+        n2[0]
+    );
+    let n3 = by_email(&s, "n3@x.org").await;
+    assert_eq!(n3[0]["fields"]["all"]["firstname"], "'s-Hertogenbosch");
     s.stop().await;
 }
