@@ -105,6 +105,9 @@ pub fn clip(s: &str) -> String {
 
 pub struct CsvReader<R> {
     input: R,
+    /// The byte that ends lines: `\n`, or `\r` in files whose lines end with CR alone
+    /// (old Mac spreadsheets). Line numbers and the recovery from broken quotes count it.
+    line_break: u8,
     dialect: Dialect,
     core: csv_core::Reader,
     pos: Position,
@@ -126,6 +129,14 @@ fn core_reader(d: &Dialect) -> csv_core::Reader {
         .build()
 }
 
+/// `\r` when the first line of `head` ends with CR alone, else `\n`.
+fn line_break(head: &[u8]) -> u8 {
+    match memchr::memchr2(b'\n', b'\r', head) {
+        Some(at) if head[at] == b'\r' && head.get(at + 1).is_some_and(|b| *b != b'\n') => b'\r',
+        _ => b'\n',
+    }
+}
+
 impl<R: BufRead + Seek> CsvReader<R> {
     /// A reader positioned at `at` (offset 0 means the start of the file: a byte order
     /// mark is skipped).
@@ -140,8 +151,10 @@ impl<R: BufRead + Seek> CsvReader<R> {
             at.offset = 3;
         }
         input.seek(SeekFrom::Start(at.offset))?;
+        let line_break = line_break(input.fill_buf()?);
         Ok(CsvReader {
             input,
+            line_break,
             dialect,
             core: core_reader(&dialect),
             pos: at,
@@ -210,16 +223,16 @@ impl<R: BufRead + Seek> CsvReader<R> {
             for (i, &b) in buf[..nin].iter().enumerate() {
                 let offset = self.pos.offset + i as u64;
                 if content_start.is_none() {
-                    if b == b'\n' {
+                    if b == self.line_break {
                         self.pos.lines += 1;
                         continue;
                     }
-                    if b == b'\r' {
+                    if b == b'\r' || b == b'\n' {
                         continue;
                     }
                     content_start = Some((offset, self.pos.lines));
                 }
-                if b == b'\n' {
+                if b == self.line_break {
                     inner_breaks += 1;
                     if first_inner_break.is_none() {
                         first_inner_break = Some(offset);
@@ -505,6 +518,27 @@ mod tests {
                 .contains("never closed")
         );
         assert_eq!(ok(&recs[3]), vec!["3", "also fine"]);
+    }
+
+    /// Lines that end with CR alone (old Mac spreadsheets): numbered, and an unclosed
+    /// quote skips its line only, as with LF.
+    #[test]
+    fn lines_ending_with_cr_alone() {
+        let data = b"a,b\r1,\"oops\r2,fine\r\r3,also fine\r";
+        let recs = read_all(data, Dialect::default(), 1 << 20, Some(2));
+        let rows: Vec<_> = recs
+            .iter()
+            .map(|r| (r.row, r.line, r.fields.is_ok()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(1, 1, true), (2, 2, false), (3, 3, true), (4, 5, true)],
+            "{recs:?}"
+        );
+        assert_eq!(ok(&recs[2]), vec!["2", "fine"]);
+        assert_eq!(ok(&recs[3]), vec!["3", "also fine"]);
+        assert_eq!(line_break(b"a,b\r\n1,2"), b'\n');
+        assert_eq!(line_break(b"a,b\n1,\"x\ry\""), b'\n');
     }
 
     #[test]

@@ -225,7 +225,9 @@ pub struct Upload {
     tmp: PathBuf,
     stored_name: String,
     bytes: u64,
+    /// Line feeds, and carriage returns (the line ends when there is no line feed).
     lines: u64,
+    cr_lines: u64,
     limit: u64,
     sample: Vec<u8>,
 }
@@ -255,6 +257,7 @@ impl Upload {
             stored_name,
             bytes: 0,
             lines: 0,
+            cr_lines: 0,
             limit: state.config.file.import.max_upload_bytes,
             sample: Vec::new(),
         })
@@ -270,6 +273,8 @@ impl Upload {
             )));
         }
         self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+        // Files from old Mac spreadsheets end lines with CR alone.
+        self.cr_lines += memchr::memchr_iter(b'\r', chunk).count() as u64;
         if self.sample.len() < detect::SAMPLE_BYTES {
             let take = (detect::SAMPLE_BYTES - self.sample.len()).min(chunk.len());
             self.sample.extend_from_slice(&chunk[..take]);
@@ -304,8 +309,16 @@ impl Upload {
                 "cannot store the upload: {e}"
             )));
         }
-        let mut lines = self.lines;
-        if !self.sample.is_empty() && !self.sample.ends_with(b"\n") && complete {
+        let mut lines = if self.lines == 0 {
+            self.cr_lines
+        } else {
+            self.lines
+        };
+        if !self.sample.is_empty()
+            && !self.sample.ends_with(b"\n")
+            && !self.sample.ends_with(b"\r")
+            && complete
+        {
             lines += 1;
         }
         let settings = Settings {
