@@ -864,6 +864,28 @@ async fn refusals_selections_and_failures(backend: Backend) {
         "no refused request left an export"
     );
 
+    // A field's deletion waits for the exports reading its column.
+    let temp = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Temp", "alias": "temp", "type": "text"}),
+        )
+        .await
+        .expect(201)["field"]["id"]
+        .as_i64()
+        .unwrap();
+    let reading = s.state().fields.reading_columns().await;
+    let delete = s.delete(&format!("/api/fields/contact/{temp}/delete"));
+    tokio::pin!(delete);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut delete)
+            .await
+            .is_err(),
+        "the deletion waits while an export reads"
+    );
+    drop(reading);
+    delete.await.expect(200);
+
     // Every contact selected, and a search: the selected ones that match.
     let r = s
         .get(&format!(

@@ -652,9 +652,10 @@ async fn export_from_the_list(backend: Backend) {
             .status,
         403
     );
+    // An unknown export answers as a wrong token does: ids cannot be probed.
     assert_eq!(
         web.get("/exports/999999/download?token=x").await.status,
-        404
+        403
     );
     {
         use magpie::store::Exec;

@@ -367,6 +367,8 @@ pub async fn delete(
     registry: &super::registry::FieldRegistry,
     id: i64,
 ) -> AppResult<FieldDef> {
+    // An export in progress reads this column by name until it ends.
+    let _columns = registry.dropping_columns().await;
     let mut tx = store.begin().await?;
     let existing = FieldSet::new(store::fields::list(&mut tx).await?);
     let def = existing

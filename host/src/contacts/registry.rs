@@ -10,6 +10,9 @@ use crate::store::{self, DbResult, Exec};
 #[derive(Default)]
 pub struct FieldRegistry {
     cached: RwLock<Option<(i64, Arc<FieldSet>)>>,
+    /// Shared by exports while they read the columns of the field set they began with;
+    /// taken alone by a field's deletion, which so waits for them (in this process).
+    columns: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl FieldRegistry {
@@ -24,6 +27,16 @@ impl FieldRegistry {
         let set = Arc::new(FieldSet::new(store::fields::list(db).await?));
         *self.cached.write().expect("field cache poisoned") = Some((version, set.clone()));
         Ok(set)
+    }
+
+    /// Keeps every field's column in place until dropped (see `columns`).
+    pub async fn reading_columns(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.columns.clone().read_owned().await
+    }
+
+    /// Waits for the exports reading columns; new ones wait for the guard's drop.
+    pub async fn dropping_columns(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.columns.clone().write_owned().await
     }
 
     /// Forgets the cache (after a change in this process, to skip the race window).

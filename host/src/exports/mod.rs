@@ -436,11 +436,14 @@ struct Reader {
     layout: Arc<lines::Layout>,
     /// SQLite: pages are read as lines (`lines.rs`).
     fast: bool,
+    /// The columns of `fields` stay until the export ends (a field's deletion waits).
+    _columns: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
 impl Reader {
     /// `lines`: read pages as lines where the database can (SQLite).
     async fn new(state: &SharedState, q: &Query, me: i64, lines: bool) -> AppResult<Reader> {
+        let columns = state.fields.reading_columns().await;
         let mut db = state.store.read().await?;
         let fields = state.fields(&mut db).await?;
         let (cond, params) = compile(&mut db, &fields, q, me).await?;
@@ -467,6 +470,7 @@ impl Reader {
             after: 0,
             next_id: 0,
             fast,
+            _columns: columns,
         })
     }
 

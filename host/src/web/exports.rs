@@ -136,7 +136,7 @@ pub struct TokenParam {
 
 /// `GET /exports/{id}/download?token=…`: the link of the email and the notification,
 /// for the logged-in user who asked for the export (403 page for anyone else, a wrong
-/// token or an expired link; 404 for an unknown export).
+/// token, an unknown export or an expired link).
 pub async fn download(
     State(state): State<SharedState>,
     Extension(session): Extension<Session>,

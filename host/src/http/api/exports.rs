@@ -134,7 +134,7 @@ pub fn file_body(file: tokio::fs::File) -> Body {
 /// `GET /api/exports/{id}/download?token=…`
 #[utoipa::path(get, path = "/api/exports/{id}/download", tag = "exports", summary = "Download an export through the link from its email (only by the user who asked for it, until the link expires)",
     params(("id" = i64, Path), ("token" = String, Query, description = "The token from the emailed link")),
-    responses((status = 200, description = "The file, as an attachment"), (status = 403, description = "Another user, a wrong token or an expired link", body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The file, as an attachment"), (status = 403, description = "Another user, a wrong token, an unknown export or an expired link", body = ErrorBody), (status = 404, description = "Your export is not written yet", body = ErrorBody), (status = 409, description = "Your export failed", body = ErrorBody)))]
 pub async fn download(
     State(state): State<SharedState>,
     Extension(CurrentUser(me)): Extension<CurrentUser>,
