@@ -874,17 +874,20 @@ async fn refusals_selections_and_failures(backend: Backend) {
         .expect(201)["field"]["id"]
         .as_i64()
         .unwrap();
-    let reading = s.state().fields.reading_columns().await;
-    let delete = s.delete(&format!("/api/fields/contact/{temp}/delete"));
-    tokio::pin!(delete);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut delete)
-            .await
-            .is_err(),
-        "the deletion waits while an export reads"
-    );
-    drop(reading);
-    delete.await.expect(200);
+    {
+        let reading = s.state().fields.reading_columns().await;
+        let path = format!("/api/fields/contact/{temp}/delete");
+        let delete = s.delete(&path);
+        tokio::pin!(delete);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut delete)
+                .await
+                .is_err(),
+            "the deletion waits while an export reads"
+        );
+        drop(reading);
+        delete.await.expect(200);
+    }
 
     // Every contact selected, and a search: the selected ones that match.
     let r = s
