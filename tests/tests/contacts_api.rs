@@ -1813,5 +1813,22 @@ async fn identifiers_filters_and_methods(backend: Backend) {
         .await;
     assert_eq!(r.status, 405, "{}", r.text);
     assert_eq!(r.body["errors"][0]["code"], 405);
+
+    // Points are whole numbers: a fraction compares as a number would.
+    s.create_contact(json!({"email": "five@x.org", "points": 5}))
+        .await;
+    s.create_contact(json!({"email": "six@x.org", "points": 6}))
+        .await;
+    let search = |q: &str| {
+        total(format!(
+            "search={}",
+            q.replace('<', "%3C").replace('>', "%3E")
+        ))
+    };
+    assert_eq!(search("points:5.5").await, 0);
+    assert_eq!(search("points:>5.5").await, 1);
+    assert_eq!(search("points:>=5.5").await, 1);
+    assert_eq!(search("points:<5.5").await - search("points:<=5").await, 0);
+    assert_eq!(search("points:<5.5 email:five@").await, 1);
     s.stop().await;
 }

@@ -806,6 +806,8 @@ impl Sink {
                             ws.write_number(*row, col, v as f64).map_err(xlsx_err)?;
                         }
                         CellRef::Float(v) => {
+                            // PostgreSQL keeps -0 where SQLite stores 0: one cell for both.
+                            let v = if v == 0.0 { 0.0 } else { v };
                             ws.write_number(*row, col, v).map_err(xlsx_err)?;
                         }
                         CellRef::Text(s) => {

@@ -304,6 +304,27 @@ impl<R: BufRead + Seek> CsvReader<R> {
             && quotes > 0
             && overflow.is_none()
             && (quotes % 2 == 1 || self.expected_fields.is_some_and(|n| n != nends));
+        // A quote opened on the last line swallowed its delimiters (a quote inside an
+        // unquoted value is only a character, and its row keeps its fields).
+        if at_end
+            && quotes % 2 == 1
+            && first_inner_break.is_none()
+            && overflow.is_none()
+            && self.expected_fields.is_some_and(|n| n != nends)
+        {
+            let text = self.read_span(start, self.pos.offset)?;
+            self.finished = true;
+            return Ok(Some(Record {
+                row,
+                line,
+                fields: Err(Bad {
+                    reason: format!(
+                        "a quoted value opened on line {line} is never closed; this line was skipped"
+                    ),
+                    values: vec![text],
+                }),
+            }));
+        }
         if unterminated
             || misshapen
             || (overflow.is_some() && quotes % 2 == 1 && first_inner_break.is_some())
@@ -518,6 +539,26 @@ mod tests {
                 .contains("never closed")
         );
         assert_eq!(ok(&recs[3]), vec!["3", "also fine"]);
+    }
+
+    #[test]
+    fn an_unclosed_quote_on_the_last_line_says_so() {
+        let recs = read_all(
+            b"a,b,c\n1,2,3\n4,\"x,y",
+            Dialect::default(),
+            1 << 20,
+            Some(3),
+        );
+        assert_eq!(recs.len(), 3, "{recs:?}");
+        let bad = recs[2].fields.as_ref().unwrap_err();
+        assert!(bad.reason.contains("never closed"), "{bad:?}");
+        assert_eq!(bad.values, ["4,\"x,y"]);
+        let recs = read_all(b"a,b\n1,x\"y", Dialect::default(), 1 << 20, Some(2));
+        assert_eq!(
+            ok(&recs[1]),
+            vec!["1", "x\"y"],
+            "a quote inside a value is text"
+        );
     }
 
     /// Lines that end with CR alone (old Mac spreadsheets): numbered, and an unclosed

@@ -51,12 +51,42 @@ fn not_csv(sample: &[u8]) -> Option<String> {
     Some(format!("This file is not CSV: it looks like {what}."))
 }
 
-/// Whether `bytes` is UTF-8, allowing a sequence cut at the end of the sample.
-fn is_utf8(bytes: &[u8], complete: bool) -> bool {
-    match std::str::from_utf8(bytes) {
-        Ok(_) => true,
-        Err(e) => !complete && e.error_len().is_none(),
+/// How `bytes` reads as UTF-8: its non-ASCII characters, and the invalid sequences (a
+/// sequence cut at the end of an incomplete sample is not one).
+fn utf8_counts(bytes: &[u8], complete: bool) -> (usize, usize) {
+    let (mut non_ascii, mut invalid) = (0, 0);
+    let mut rest = bytes;
+    loop {
+        let (good, error) = match std::str::from_utf8(rest) {
+            Ok(s) => (s, None),
+            Err(e) => (
+                std::str::from_utf8(&rest[..e.valid_up_to()]).expect("valid up to there"),
+                Some(e),
+            ),
+        };
+        non_ascii += good.chars().filter(|c| !c.is_ascii()).count();
+        let Some(e) = error else { break };
+        match e.error_len() {
+            Some(len) => {
+                invalid += 1;
+                rest = &rest[e.valid_up_to() + len..];
+            }
+            None => {
+                invalid += usize::from(complete);
+                break;
+            }
+        }
     }
+    (non_ascii, invalid)
+}
+
+/// Whether `bytes` is UTF-8: valid, or mostly valid — far more well-formed non-ASCII
+/// characters than broken sequences, which a Windows-1252 file (é is one byte there)
+/// almost never has. Then the rows with the broken bytes fail alone, instead of every
+/// accented letter of the file turning into two wrong ones.
+fn is_utf8(bytes: &[u8], complete: bool) -> bool {
+    let (non_ascii, invalid) = utf8_counts(bytes, complete);
+    invalid == 0 || non_ascii >= 4 * invalid
 }
 
 /// Field counts of the first records of `sample` read with `delimiter` and `quote`.
@@ -157,6 +187,13 @@ pub fn sniff(sample: &[u8], complete: bool) -> Result<Sniffed, String> {
     let bom = sample.starts_with(b"\xEF\xBB\xBF");
     let body = if bom { &sample[3..] } else { sample };
     let encoding = if bom || is_utf8(body, complete) {
+        if utf8_counts(body, complete).1 > 0 {
+            notes.push(
+                "A few bytes of the file are not valid UTF-8: the rows holding them will fail (listed with the failed rows). \
+                 If the whole file is Windows-1252, choose that encoding."
+                    .to_owned(),
+            );
+        }
         Encoding::Utf8
     } else {
         notes.push(
@@ -299,6 +336,11 @@ mod tests {
         ];
         for c in cases {
             let s = sniff(c.sample, true).unwrap();
+            assert!(
+                !s.notes.iter().any(|n| n.contains("A few bytes")),
+                "{:?}",
+                s.notes
+            );
             let label = String::from_utf8_lossy(c.sample);
             assert_eq!(s.dialect.delimiter, c.delimiter, "delimiter of {label:?}");
             assert_eq!(s.dialect.quote, c.quote, "quote of {label:?}");
@@ -310,6 +352,29 @@ mod tests {
                 "{label:?}"
             );
         }
+    }
+
+    /// A UTF-8 file with one stray byte stays UTF-8 (that row fails alone, and a note
+    /// says so); a Windows-1252 file with a double-encoded-looking pair stays 1252.
+    #[test]
+    fn mostly_utf8_is_utf8() {
+        let mut sample = b"email,name\n".to_vec();
+        for i in 0..20 {
+            sample.extend_from_slice(format!("u{i}@x.org,Jos\u{e9} Zo\u{eb}\n").as_bytes());
+        }
+        sample.extend_from_slice(b"bad@x.org,Ren\xE9\n");
+        let s = sniff(&sample, true).unwrap();
+        assert_eq!(s.dialect.encoding, Encoding::Utf8);
+        assert!(
+            s.notes.iter().any(|n| n.contains("A few bytes")),
+            "{:?}",
+            s.notes
+        );
+        let latin = b"email,name\na@x.org,Jos\xE9\nb@x.org,M\xFCller\nc@x.org,\xC3\xA9t\xE9\n";
+        assert_eq!(
+            sniff(latin, true).unwrap().dialect.encoding,
+            Encoding::Windows1252
+        );
     }
 
     #[test]

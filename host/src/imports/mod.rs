@@ -520,9 +520,16 @@ fn read_head(
         Some(Record {
             fields: Err(bad), ..
         }) => {
+            // The whole upload is refused, not one line skipped.
+            let reason = [
+                "; this line was skipped",
+                " (it was skipped)",
+                " and was skipped",
+            ]
+            .iter()
+            .fold(bad.reason.as_str(), |r, tail| r.trim_end_matches(tail));
             return Err(format!(
-                "the first row (the header) cannot be read: {}",
-                bad.reason
+                "the first row (the header) cannot be read: {reason}"
             ));
         }
     };

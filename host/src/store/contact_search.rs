@@ -328,6 +328,20 @@ impl Compiler<'_> {
             Cond::Number { alias, op, value } => {
                 let col = resolve_column(self.fields, alias)
                     .ok_or_else(|| format!("unknown field '{alias}'"))?;
+                // A whole-number column against a fraction: `points:<5.5` is `<= 5`,
+                // `points:>5.5` is `> 5`, `points:5.5` matches nothing.
+                if col.kind != Kind::Float && value.fract() != 0.0 {
+                    let below = Value::Int(value.floor() as i64);
+                    return Ok(match op {
+                        Compare::Eq => "1 = 0".to_owned(),
+                        Compare::Lt | Compare::Lte => {
+                            format!("{} <= {}", col.sql, self.p.push(below))
+                        }
+                        Compare::Gt | Compare::Gte => {
+                            format!("{} > {}", col.sql, self.p.push(below))
+                        }
+                    });
+                }
                 let v = if col.kind == Kind::Float {
                     Value::Float(*value)
                 } else {
