@@ -58,9 +58,25 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%:z") {
-        return Some(t.with_timezone(&Utc));
+    // With an offset, as RFC 3339 or as PHP's DATE_ISO8601 (`+0200`) writes it.
+    for format in [
+        "%Y-%m-%d %H:%M:%S%:z",
+        "%Y-%m-%dT%H:%M:%S%z",
+        "%Y-%m-%d %H:%M:%S%z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, format) {
+            return Some(t.with_timezone(&Utc));
+        }
     }
+    match s.strip_suffix(" UTC").or_else(|| s.strip_suffix(" GMT")) {
+        Some(utc) => parse_naive(utc.trim_end()),
+        None => parse_naive(s),
+    }
+}
+
+/// A date and time without an offset, taken as UTC; or a date alone (midnight).
+fn parse_naive(s: &str) -> Option<DateTime<Utc>> {
     for format in [
         "%Y-%m-%d %H:%M:%S",
         "%Y-%m-%dT%H:%M:%S",
@@ -107,6 +123,10 @@ mod tests {
             ("2024-05-01", Some("2024-05-01 00:00:00")),
             ("2024-02-30", None),
             ("2024-05-01 25:00:00", None),
+            ("2024-05-01T14:00:00+0200", Some("2024-05-01 12:00:00")),
+            ("2024-05-01 14:00:00+0200", Some("2024-05-01 12:00:00")),
+            ("2024-05-01 12:00:00 UTC", Some("2024-05-01 12:00:00")),
+            ("2024-05-01T12:00:00Z UTC", None),
             ("yesterday", None),
             ("", None),
         ];

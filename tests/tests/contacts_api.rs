@@ -767,6 +767,48 @@ async fn form_encoded_bodies_like_the_php_client(backend: Backend) {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["contact"]["fields"]["all"]["firstname"], "Jean");
     assert_eq!(r.body["contact"]["tags"].as_array().unwrap().len(), 2);
+    let id = r.body["contact"]["id"].as_i64().unwrap();
+    // Bytes that are not UTF-8 are refused, as in JSON, and change nothing.
+    let r = s
+        .raw(
+            Method::PATCH,
+            &format!("/api/contacts/{id}/edit"),
+            "application/x-www-form-urlencoded",
+            "firstname=%FF%FE",
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
+    assert_eq!(c["contact"]["fields"]["all"]["firstname"], "Jean");
+
+    // What PHP clients send: DATE_ISO8601 offsets, `channelId`, reason 0 to lift a
+    // do-not-contact; a date field keeps the date as written.
+    s.post(
+        "/api/fields/contact/new",
+        json!({"label": "Born", "alias": "born", "type": "date"}),
+    )
+    .await
+    .expect(201);
+    let r = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"lastActive": "2024-05-01T14:00:00+0200", "born": "1990-02-28T23:30:00-05:00",
+                   "doNotContact": [{"channel": "email", "reason": 1, "channelId": "7"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let c = &r.body["contact"];
+    assert_eq!(c["lastActive"], "2024-05-01T12:00:00+00:00", "{c}");
+    assert_eq!(c["fields"]["all"]["born"], "1990-02-28");
+    assert_eq!(c["doNotContact"][0]["channelId"], 7, "{c}");
+    let r = s
+        .patch(
+            &format!("/api/contacts/{id}/edit"),
+            json!({"doNotContact": [{"channel": "email", "reason": 0}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["contact"]["doNotContact"], json!([]));
     s.stop().await;
 }
 

@@ -854,13 +854,24 @@ async fn refusals_selections_and_failures(backend: Backend) {
         let r = s.post("/api/exports", body.clone()).await;
         assert_eq!(r.status, 400, "{body}: {}", r.text);
     }
+    // A large selection's status shows its first 100 ids and how many there are.
+    let many: Vec<i64> = (1..=150).collect();
+    let r = s
+        .post("/api/exports", json!({"ids": many}))
+        .await
+        .expect(202);
+    let query = &r["export"]["query"];
+    assert_eq!(query["ids"].as_array().unwrap().len(), 100, "{query}");
+    assert_eq!(query["idsTotal"], 150);
+    let listed = s.get("/api/exports").await.expect(200);
+    assert_eq!(listed["exports"][0]["query"]["idsTotal"], 150);
     for query in ["ids=&format=csv", "format=csv&serach=tag:vip"] {
         let r = s.get(&format!("/api/exports/direct?{query}")).await;
         assert_eq!(r.status, 400, "{query}: {}", r.text);
     }
     assert_eq!(
         s.get("/api/exports").await.expect(200)["total"],
-        0,
+        1,
         "no refused request left an export"
     );
 

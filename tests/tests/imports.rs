@@ -815,7 +815,10 @@ async fn refused_starts_and_special_cells(backend: Backend) {
     );
     let i = upload(&s, "cells.csv", csv).await;
     assert_eq!(i["preview"]["dialect"]["quote"], "\"", "{i}");
-    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
+    // Aliases in any case.
+    let mut mapping = mapping_from_preview(&i);
+    mapping[2]["field"] = json!("FirstName");
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"mapping": mapping})).await;
     assert_eq!(
         counts(&done, &["created", "updated", "failed"]),
         [Some(4), Some(1), Some(0)],

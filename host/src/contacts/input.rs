@@ -42,6 +42,8 @@ impl TagChanges {
 pub const DNC_UNSUBSCRIBED: i64 = 1;
 pub const DNC_BOUNCED: i64 = 2;
 pub const DNC_MANUAL: i64 = 3;
+/// Mautic's "contactable" reason: the channel's do-not-contact record goes.
+pub const DNC_CONTACTABLE: i64 = 0;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DncInput {
@@ -373,19 +375,21 @@ pub fn parse_dnc(v: &Json) -> Result<Vec<DncInput>, String> {
     let mut out = Vec::new();
     for o in objects(v)? {
         for key in o.keys() {
-            if !["reason", "comments", "channel", "channel_id"].contains(&key.as_str()) {
+            if !["reason", "comments", "channel", "channel_id", "channelId"].contains(&key.as_str())
+            {
                 return Err(format!(
                     "unknown key '{key}' (expected reason, comments, channel, channel_id)"
                 ));
             }
         }
+        // 0 is Mautic's "contactable": the channel's record is removed.
         let reason = match o.get("reason") {
             None | Some(Json::Null) => DNC_MANUAL,
             Some(r) => r
                 .as_i64()
                 .or_else(|| r.as_str().and_then(|s| s.trim().parse().ok()))
-                .filter(|r| (1..=3).contains(r))
-                .ok_or("reason must be 1 (unsubscribed), 2 (bounced) or 3 (manual)")?,
+                .filter(|r| (0..=3).contains(r))
+                .ok_or("reason must be 0 (contactable again), 1 (unsubscribed), 2 (bounced) or 3 (manual)")?,
         };
         let channel = short_text(o, "channel", 64)?.unwrap_or_else(|| "email".to_owned());
         if !channel
@@ -395,7 +399,8 @@ pub fn parse_dnc(v: &Json) -> Result<Vec<DncInput>, String> {
             return Err("channel must be a simple name like email or sms".into());
         }
         // Mautic's PHP library sends form-encoded bodies: numbers come as strings.
-        let channel_id = match o.get("channel_id") {
+        // `channelId` is how a contact's JSON spells it.
+        let channel_id = match o.get("channel_id").or_else(|| o.get("channelId")) {
             None | Some(Json::Null) => None,
             Some(Json::String(s)) if s.trim().is_empty() => None,
             Some(v) => Some(

@@ -503,6 +503,17 @@ pub async fn save_in(
             }
         }
         for d in std::mem::take(&mut w.dnc) {
+            if d.reason == super::input::DNC_CONTACTABLE {
+                if store::contacts::remove_dnc(tx, id, &d.channel).await? {
+                    events.push(NewEvent::new(
+                        id,
+                        keys::DNC,
+                        ctx.now,
+                        json!({ "channel": d.channel, "removed": true }),
+                    ));
+                }
+                continue;
+            }
             store::contacts::upsert_dnc(
                 tx,
                 id,

@@ -134,8 +134,13 @@ fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, Strin
             s
         }
         FieldType::Date => {
+            // A date and time gives its date as written, not the UTC day of the moment
+            // (`1990-02-28T23:30:00-05:00` is the 28th).
             let d = crate::time::parse_date(&s)
-                .or_else(|| crate::time::parse_datetime(&s).map(|t| t.date_naive()))
+                .or_else(|| {
+                    crate::time::parse_datetime(&s)?;
+                    s.trim().get(..10).and_then(crate::time::parse_date)
+                })
                 .ok_or("must be a date like 2024-05-01")?;
             d.format("%Y-%m-%d").to_string()
         }
@@ -587,6 +592,12 @@ mod tests {
             (Boolean, json!(2), json!({}), Err(())),
             (Date, json!("2024-02-29"), json!({}), t("2024-02-29")),
             (Date, json!("2023-02-29"), json!({}), Err(())),
+            (
+                Date,
+                json!("1990-02-28T23:30:00-05:00"),
+                json!({}),
+                t("1990-02-28"),
+            ),
             (
                 Date,
                 json!("2024-05-01 10:00:00"),

@@ -15,8 +15,8 @@ pub fn parse(input: &str) -> Result<Map<String, Json>, String> {
             return Err(format!("too many parameters (at most {MAX_PARAMS})"));
         }
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = decode(k);
-        let value = decode(v);
+        let key = decode(k)?;
+        let value = decode(v)?;
         let path = split_key(&key)?;
         insert(&mut root, &path, Json::String(value))?;
     }
@@ -29,11 +29,14 @@ pub fn parse(input: &str) -> Result<Map<String, Json>, String> {
     Ok(m)
 }
 
-fn decode(s: &str) -> String {
+/// A percent-encoded key or value; bytes that are not UTF-8 are refused, as in a JSON
+/// body (never stored as replacement characters).
+fn decode(s: &str) -> Result<String, String> {
     let s = s.replace('+', " ");
     percent_encoding::percent_decode_str(&s)
-        .decode_utf8_lossy()
-        .into_owned()
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| "a parameter is not valid UTF-8 once percent-decoded".to_owned())
 }
 
 /// `a[b][]` → ["a", "b", ""].
@@ -112,11 +115,12 @@ mod tests {
         assert!(parse(&"a=1&".repeat(1001)).is_err());
         assert!(parse("a[b][c][d][e][f][g]=1").is_err());
         assert!(parse("a=1&a[b]=2").is_err());
-        assert_eq!(
-            parse("%FF%FE=%C0").unwrap().len(),
-            1,
-            "invalid UTF-8 is replaced, not fatal"
+        assert!(
+            parse("a=%FF%FE").unwrap_err().contains("UTF-8"),
+            "invalid UTF-8 is refused, never stored as replacement characters"
         );
+        assert!(parse("%C0=1").is_err());
+        assert_eq!(parse("a=%C3%A9").unwrap()["a"], "é");
         assert!(parse("").unwrap().is_empty());
     }
 }

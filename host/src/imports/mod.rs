@@ -831,7 +831,13 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
         match &target {
             Json::Null => {}
             Json::String(s) if s.is_empty() || s == "-" => {}
-            Json::String(name) => match (fields.get(name), Special::parse(name)) {
+            // Aliases are lower case; `Email` means `email`, as `TAGS` means `tags`.
+            Json::String(name) => match (
+                fields
+                    .get(name)
+                    .or_else(|| fields.get(&name.to_lowercase())),
+                Special::parse(name),
+            ) {
                 (Some(f), _) => columns[column] = Target::Field(f.alias.clone()),
                 (None, Some(s)) => columns[column] = Target::Special(s),
                 (None, None) => problems.add(

@@ -38,7 +38,7 @@ fn export_json(e: &ExportRow, job: Option<&JobRow>) -> Value {
         "format": e.format,
         "status": if expired { "expired" } else { exports::status(e, job) },
         "error": job.and_then(|j| j.error.clone()),
-        "query": e.query,
+        "query": query_summary(&e.query),
         "rows": e.rows,
         "size": e.size_bytes,
         "dateAdded": iso(e.created_at),
@@ -46,6 +46,21 @@ fn export_json(e: &ExportRow, job: Option<&JobRow>) -> Value {
         "expiresAt": iso_opt(e.expires_at),
         "email": { "to": e.email_to, "status": e.email_status },
     })
+}
+
+/// An export's query as its status shows it: at most the first 100 selected ids, and
+/// `idsTotal` (a million-contact selection would make every status megabytes).
+fn query_summary(query: &Value) -> Value {
+    const SHOWN: usize = 100;
+    let mut q = query.clone();
+    if let Some(ids) = q.get_mut("ids").and_then(Value::as_array_mut) {
+        let total = ids.len();
+        if total > SHOWN {
+            ids.truncate(SHOWN);
+            q["idsTotal"] = json!(total);
+        }
+    }
+    q
 }
 
 /// `POST /api/exports`
