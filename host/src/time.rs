@@ -55,24 +55,42 @@ pub fn sql_datetime(ms: i64) -> String {
 /// `2024-05-01T12:00`, or a bare date (midnight UTC). Values without an offset are UTC.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+    if let Some(t) = parse_with_offset(s) {
         return Some(t.with_timezone(&Utc));
     }
-    // With an offset, as RFC 3339 or as PHP's DATE_ISO8601 (`+0200`) writes it.
-    for format in [
+    parse_naive(without_utc_suffix(s))
+}
+
+/// The date a date or a date and time names as written, in its own time zone:
+/// `1990-02-28T23:30:00-05:00` is the 28th.
+pub fn parse_written_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    if let Some(t) = parse_with_offset(s) {
+        return Some(t.naive_local().date());
+    }
+    parse_naive(without_utc_suffix(s)).map(|t| t.date_naive())
+}
+
+/// With an offset, as RFC 3339 or as PHP's DATE_ISO8601 (`+0200`) writes it.
+fn parse_with_offset(s: &str) -> Option<DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t);
+    }
+    [
         "%Y-%m-%d %H:%M:%S%:z",
         "%Y-%m-%dT%H:%M:%S%z",
         "%Y-%m-%d %H:%M:%S%z",
         "%Y-%m-%dT%H:%M:%S%.f%z",
-    ] {
-        if let Ok(t) = DateTime::parse_from_str(s, format) {
-            return Some(t.with_timezone(&Utc));
-        }
-    }
-    match s.strip_suffix(" UTC").or_else(|| s.strip_suffix(" GMT")) {
-        Some(utc) => parse_naive(utc.trim_end()),
-        None => parse_naive(s),
-    }
+    ]
+    .iter()
+    .find_map(|format| DateTime::parse_from_str(s, format).ok())
+}
+
+/// `2024-05-01 12:00:00 UTC` (or `GMT`) without its zone, which is the default.
+fn without_utc_suffix(s: &str) -> &str {
+    s.strip_suffix(" UTC")
+        .or_else(|| s.strip_suffix(" GMT"))
+        .map_or(s, str::trim_end)
 }
 
 /// A date and time without an offset, taken as UTC; or a date alone (midnight).

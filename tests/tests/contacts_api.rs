@@ -1813,10 +1813,16 @@ async fn identifiers_filters_and_methods(backend: Backend) {
         let r = s.get(&format!("/api/contacts?{bad}")).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
     }
+    s.post(
+        "/api/fields/contact/new",
+        json!({"label": "Size", "alias": "size", "type": "number"}),
+    )
+    .await
+    .expect(201);
     for val in ["NaN", "inf"] {
         let r = s
             .get(&format!(
-                "/api/contacts?where[0][col]=points&where[0][expr]=lt&where[0][val]={val}"
+                "/api/contacts?where[0][col]=size&where[0][expr]=lt&where[0][val]={val}"
             ))
             .await;
         assert_eq!(r.status, 400, "{val}: {}", r.text);

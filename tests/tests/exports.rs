@@ -875,7 +875,8 @@ async fn refusals_selections_and_failures(backend: Backend) {
         "no refused request left an export"
     );
 
-    // A field's deletion waits for the exports reading its column.
+    // A field's deletion waits while the columns' lock is held (exports hold it for
+    // as long as they read: `exports::Reader`); a refused deletion does not wait.
     let temp = s
         .post(
             "/api/fields/contact/new",
@@ -896,6 +897,20 @@ async fn refusals_selections_and_failures(backend: Backend) {
                 .is_err(),
             "the deletion waits while an export reads"
         );
+        let fixed = s.get("/api/fields/contact").await.expect(200)["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["alias"] == "email")
+            .unwrap()["id"]
+            .clone();
+        let refused = tokio::time::timeout(
+            Duration::from_secs(5),
+            s.delete(&format!("/api/fields/contact/{fixed}/delete")),
+        )
+        .await
+        .expect("a refused deletion answers at once");
+        assert_eq!(refused.status, 403);
         drop(reading);
         delete.await.expect(200);
     }

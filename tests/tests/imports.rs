@@ -811,8 +811,11 @@ async fn refused_starts_and_special_cells(backend: Backend) {
          ,n2@x.org,Town,{named_two},,\n\
          ,n3@x.org,'s-Hertogenbosch,,,\n\
          ,n4@x.org,'s-Gravenhage,,,\n\
-         ,n5@x.org,'s-Hertogenbosch,,, NULL \n"
+         ,n5@x.org,'s-Hertogenbosch,,, NULL \n\
+         ,n6@x.org,'s-Gravenhage,,1,\n"
     );
+    // A user whose name is another user's id: the owner cell `1` is that name.
+    let named_one = add_user(&s, "1", "one-password-1", "one@x.org", false).await;
     let i = upload(&s, "cells.csv", csv).await;
     assert_eq!(i["preview"]["dialect"]["quote"], "\"", "{i}");
     // Aliases in any case.
@@ -821,9 +824,11 @@ async fn refused_starts_and_special_cells(backend: Backend) {
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({"mapping": mapping})).await;
     assert_eq!(
         counts(&done, &["created", "updated", "failed"]),
-        [Some(4), Some(1), Some(0)],
+        [Some(5), Some(1), Some(0)],
         "{done}"
     );
+    let n6 = by_email(&s, "n6@x.org").await;
+    assert_eq!(n6[0]["owner"]["id"].as_i64(), Some(named_one), "{}", n6[0]);
     let old = s.get(&format!("/api/contacts/{seeded}")).await.expect(200)["contact"].clone();
     assert_eq!(
         old["fields"]["all"]["email"], "renamed@x.org",
@@ -851,5 +856,22 @@ async fn refused_starts_and_special_cells(backend: Backend) {
     );
     let n3 = by_email(&s, "n3@x.org").await;
     assert_eq!(n3[0]["fields"]["all"]["firstname"], "'s-Hertogenbosch");
+
+    // An id column only proposed (no mapping sent) does not match by id: another
+    // Magpie's export must not update the contacts that happen to have its ids.
+    let i = upload(
+        &s,
+        "ids.csv",
+        format!("id,email\n{seeded},stranger@x.org\n"),
+    )
+    .await;
+    let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
+    assert_eq!(
+        counts(&done, &["created", "updated"]),
+        [Some(1), Some(0)],
+        "{done}"
+    );
+    let old = s.get(&format!("/api/contacts/{seeded}")).await.expect(200);
+    assert_eq!(old["contact"]["fields"]["all"]["email"], "renamed@x.org");
     s.stop().await;
 }

@@ -362,15 +362,8 @@ pub async fn reorder(
     Ok(())
 }
 
-pub async fn delete(
-    store: &Store,
-    registry: &super::registry::FieldRegistry,
-    id: i64,
-) -> AppResult<FieldDef> {
-    // An export in progress reads this column by name until it ends.
-    let _columns = registry.dropping_columns().await;
-    let mut tx = store.begin().await?;
-    let existing = FieldSet::new(store::fields::list(&mut tx).await?);
+/// The field `id`, if it exists and may be deleted.
+fn deletable(existing: &FieldSet, id: i64) -> AppResult<FieldDef> {
     let def = existing
         .by_id(id)
         .cloned()
@@ -381,6 +374,24 @@ pub async fn delete(
             def.alias
         )));
     }
+    Ok(def)
+}
+
+pub async fn delete(
+    store: &Store,
+    registry: &super::registry::FieldRegistry,
+    id: i64,
+) -> AppResult<FieldDef> {
+    // Refused at once when it would be (no waiting for exports); then checked again in
+    // the transaction that deletes.
+    {
+        let mut db = store.read().await?;
+        deletable(&FieldSet::new(store::fields::list(&mut db).await?), id)?;
+    }
+    // An export in progress reads this column by name until it ends.
+    let _columns = registry.dropping_columns().await;
+    let mut tx = store.begin().await?;
+    let def = deletable(&FieldSet::new(store::fields::list(&mut tx).await?), id)?;
     store::fields::delete(&mut tx, &def).await?;
     tx.commit().await?;
     registry.invalidate();

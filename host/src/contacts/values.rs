@@ -137,10 +137,7 @@ fn text_value(field: &FieldDef, t: FieldType, s: String) -> Result<String, Strin
             // A date and time gives its date as written, not the UTC day of the moment
             // (`1990-02-28T23:30:00-05:00` is the 28th).
             let d = crate::time::parse_date(&s)
-                .or_else(|| {
-                    crate::time::parse_datetime(&s)?;
-                    s.trim().get(..10).and_then(crate::time::parse_date)
-                })
+                .or_else(|| crate::time::parse_written_date(&s))
                 .ok_or("must be a date like 2024-05-01")?;
             d.format("%Y-%m-%d").to_string()
         }
@@ -598,6 +595,7 @@ mod tests {
                 json!({}),
                 t("1990-02-28"),
             ),
+            (Date, json!("2024-5-1 10:00"), json!({}), t("2024-05-01")),
             (
                 Date,
                 json!("2024-05-01 10:00:00"),

@@ -78,28 +78,31 @@ pub fn dir(state: &SharedState) -> PathBuf {
 /// `-`, `@`, a tab or a carriage return (and is not simply a number), or it is such a
 /// value already escaped with `'` (escaped again, so the escaping can be undone exactly).
 pub fn needs_neutralizing(s: &str) -> bool {
+    // The text NULL (spaces around it too) would clear the field when imported.
+    if s.trim() == "NULL" {
+        return true;
+    }
     let Some(first) = s.chars().next() else {
         return false;
     };
     match first {
         '=' | '+' | '-' | '@' | '\t' | '\r' => !is_plain_number(s),
         '\'' => needs_neutralizing(&s[1..]),
-        // The text NULL would clear the field when the file is imported.
-        'N' => s == "NULL",
         _ => false,
     }
 }
 
-/// A contact's tags in one cell: joined by `|`, with `|`, `,` and `\` inside a tag
-/// escaped by `\`, so an import splits the cell back into the same tags.
+/// A contact's tags in one cell: joined by `|`, with `|`, `,` and `\` inside a tag and a
+/// tag's leading `-` (which an import reads as "take off") escaped by `\`, so an import
+/// splits the cell back into the same tags.
 pub fn join_tags<S: AsRef<str>>(tags: &[S]) -> String {
     let mut out = String::new();
     for (i, tag) in tags.iter().enumerate() {
         if i > 0 {
             out.push('|');
         }
-        for c in tag.as_ref().chars() {
-            if matches!(c, '|' | ',' | '\\') {
+        for (at, c) in tag.as_ref().chars().enumerate() {
+            if matches!(c, '|' | ',' | '\\') || (at == 0 && c == '-') {
                 out.push('\\');
             }
             out.push(c);
@@ -1157,24 +1160,11 @@ pub async fn authorize_download(
     Ok((e, format, path))
 }
 
-pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
-    let outcome = write_and_send(state, ctx).await?;
-    if let Outcome::Failed(reason) = &outcome {
-        // The user was promised an email: a failure is said where the link would be.
-        if let Err(e) = notify_failure(state, ctx, reason).await {
-            tracing::warn!(
-                job = ctx.job.id,
-                error = format!("{e:#}"),
-                "export failure not notified"
-            );
-        }
-    }
-    Ok(outcome)
-}
-
-async fn notify_failure(state: &SharedState, ctx: &JobCtx, reason: &str) -> anyhow::Result<()> {
+/// Tells an export's user that it failed for good (`jobs` calls this on every path that
+/// ends in failure: an answer, errors after retries, a panic).
+pub async fn notify_failure(state: &SharedState, job_id: i64, reason: &str) -> anyhow::Result<()> {
     let mut tx = state.store.begin().await?;
-    let Some(export) = store::exports::by_job(&mut tx, ctx.job.id).await? else {
+    let Some(export) = store::exports::by_job(&mut tx, job_id).await? else {
         return Ok(());
     };
     if store::users::by_id(&mut tx, export.created_by)
@@ -1198,7 +1188,7 @@ async fn notify_failure(state: &SharedState, ctx: &JobCtx, reason: &str) -> anyh
 }
 
 /// Writes the export's file, records its link, notifies its user and emails the link.
-async fn write_and_send(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
+pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
     let export = {
         let mut db = state.store.read().await?;
         match store::exports::by_job(&mut db, ctx.job.id).await? {

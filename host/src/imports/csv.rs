@@ -150,8 +150,10 @@ impl<R: BufRead + Seek> CsvReader<R> {
         if at.offset == 0 && dialect.bom {
             at.offset = 3;
         }
-        input.seek(SeekFrom::Start(at.offset))?;
+        // Lines end as the file's first line (the header) ends, wherever this run starts.
+        input.seek(SeekFrom::Start(if dialect.bom { 3 } else { 0 }))?;
         let line_break = line_break(input.fill_buf()?);
+        input.seek(SeekFrom::Start(at.offset))?;
         Ok(CsvReader {
             input,
             line_break,

@@ -890,11 +890,11 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
             "no column is mapped to a contact field: nothing would be imported",
         );
     }
-    // A column mapped to id means it: rows match by it unless `matchBy` says otherwise
-    // (rows whose id names no contact still match by identifiers).
-    if matches!(body.get("matchBy"), None | Some(Json::Null))
-        && columns.contains(&Target::Special(Special::Id))
-    {
+    // A column the request itself maps to id means it: rows match by it unless
+    // `matchBy` says otherwise (rows whose id names no contact still match by
+    // identifiers). A proposed id column does not: an export's ids imported into another
+    // Magpie must not update its contacts that happen to have those ids.
+    if matches!(body.get("matchBy"), None | Some(Json::Null)) && maps_id(&body) {
         options.match_by = MatchBy::Id;
     }
     if options.match_by == MatchBy::Id && !columns.contains(&Target::Special(Special::Id)) {
@@ -937,7 +937,7 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
     settings.headers = headers.clone();
     settings.options = Some(options);
     let job_id = jobs::enqueue(&mut tx, jobs::IMPORT, Some(user.id)).await?;
-    store::imports::set_started(
+    let started = store::imports::set_started(
         &mut tx,
         id,
         job_id,
@@ -948,6 +948,9 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
         now_ms(),
     )
     .await?;
+    if !started {
+        return Err(AppError::Conflict("this import was already started".into()));
+    }
     tx.commit().await?;
     if created_fields {
         state.fields.invalidate();
@@ -994,19 +997,18 @@ pub async fn resume(state: &SharedState, user: &User, id: i64) -> AppResult<()> 
 /// Deletes an import that is not running: its file and its record (not the contacts).
 pub async fn delete(state: &SharedState, user: &User, id: i64) -> AppResult<()> {
     let (import, _) = get_for(state, user, id).await?;
-    // Checked in the transaction that deletes: a resume may have come in between.
+    // Decided in the transaction that deletes: a start or a resume may have come in
+    // between, and the job's row goes only if it is idle at the moment it is deleted.
     let mut tx = state.store.begin().await?;
-    let job = match import.job_id {
-        Some(j) => store::jobs::get(&mut tx, j).await?,
-        None => None,
-    };
-    if let Some(j) = &job {
-        if matches!(j.state, JobState::Running | JobState::Queued) {
-            return Err(AppError::Conflict(
-                "this import is running: stop it first".into(),
-            ));
-        }
-        store::jobs::delete(&mut tx, j.id).await?;
+    let current = store::imports::get(&mut tx, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    if let Some(job) = current.job_id
+        && !store::jobs::delete_idle(&mut tx, job).await?
+    {
+        return Err(AppError::Conflict(
+            "this import is running: stop it first".into(),
+        ));
     }
     store::imports::delete(&mut tx, id).await?;
     tx.commit().await?;
@@ -1380,10 +1382,25 @@ impl Group {
     }
 }
 
-/// The tags of a cell: separated by `|`, or by commas when there is no `|` (as people
-/// type them); `\|`, `\,` and `\\` are that character inside a tag (`exports::join_tags`
-/// writes them).
-fn split_tags(v: &str) -> Vec<String> {
+/// Whether the start request's own `mapping` sends a column to `id`.
+fn maps_id(body: &Map<String, Json>) -> bool {
+    let is_id = |v: &Json| {
+        v.as_str()
+            .is_some_and(|s| Special::parse(s) == Some(Special::Id))
+    };
+    match body.get("mapping") {
+        Some(Json::Array(a)) => a.iter().any(|e| e.get("field").is_some_and(is_id)),
+        Some(Json::Object(o)) => o.values().any(is_id),
+        _ => false,
+    }
+}
+
+/// The tags of a cell, each with whether it takes the tag off (`-vip`, as in the API):
+/// separated by `|`, or by commas when there is no `|` (as people type them). `\|`, `\,`
+/// and `\\` are that character inside a tag, and `\-` a tag's own leading `-`
+/// (`exports::join_tags` writes them).
+fn split_tags(v: &str) -> Vec<(bool, String)> {
+    const ESCAPED: [char; 4] = ['|', ',', '\\', '-'];
     let mut escaped = false;
     let has_pipe = v.chars().any(|c| {
         let pipe = c == '|' && !escaped;
@@ -1391,19 +1408,41 @@ fn split_tags(v: &str) -> Vec<String> {
         pipe
     });
     let separator = if has_pipe { '|' } else { ',' };
-    let mut tags = vec![String::new()];
+    // Segments with their escapes kept, so a leading `\-` is told from `-`.
+    let mut segments = vec![String::new()];
     let mut chars = v.chars().peekable();
     while let Some(c) = chars.next() {
+        let segment = segments.last_mut().expect("one");
         match c {
-            '\\' if matches!(chars.peek(), Some('|' | ',' | '\\')) => {
-                let next = chars.next().expect("peeked");
-                tags.last_mut().expect("one").push(next);
+            '\\' if chars.peek().is_some_and(|n| ESCAPED.contains(n)) => {
+                segment.push(c);
+                segment.push(chars.next().expect("peeked"));
             }
-            c if c == separator => tags.push(String::new()),
-            c => tags.last_mut().expect("one").push(c),
+            c if c == separator => segments.push(String::new()),
+            c => segment.push(c),
         }
     }
-    tags
+    segments
+        .iter()
+        .map(|segment| {
+            let segment = segment.trim();
+            let (remove, name) = match segment.strip_prefix('-') {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, segment),
+            };
+            let mut tag = String::new();
+            let mut chars = name.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' if chars.peek().is_some_and(|n| ESCAPED.contains(n)) => {
+                        tag.push(chars.next().expect("peeked"))
+                    }
+                    c => tag.push(c),
+                }
+            }
+            (remove, tag)
+        })
+        .collect()
 }
 
 /// `'=1+1'` exported by Magpie as `'=1+1` comes back as `=1+1` (see `exports::neutralize`).
@@ -1486,15 +1525,15 @@ fn to_item(
                 }
             },
             Target::Special(Special::Tags) => {
-                for t in split_tags(v) {
-                    let t = t.trim();
-                    if t.is_empty() {
+                for (remove, name) in split_tags(v) {
+                    let name = name.trim();
+                    if name.is_empty() {
                         continue;
                     }
-                    // `-vip` takes the tag off, as in the API's `tags`.
-                    let (list, name) = match t.strip_prefix('-').filter(|n| !n.trim().is_empty()) {
-                        Some(name) => (&mut item.input.tags.remove, name.trim()),
-                        None => (&mut item.input.tags.add, t),
+                    let list = if remove {
+                        &mut item.input.tags.remove
+                    } else {
+                        &mut item.input.tags.add
                     };
                     match normalize_tag(name) {
                         Ok(t) => {
@@ -1867,6 +1906,34 @@ mod tests {
     /// Rows per second and the ETA come from this run's bytes (a resumed run does not
     /// count what an earlier one did); the total is estimated from the line count until
     /// the end is reached.
+    /// Tags an export joins come back the same, whatever they hold; `-x` in a cell
+    /// people typed takes a tag off.
+    #[test]
+    fn tags_survive_join_and_split() {
+        let cases: [&[&str]; 6] = [
+            &["a", "b"],
+            &["x,y"],
+            &["a|b", "c\\d", "e"],
+            &["-x", "-5", "a-b"],
+            &["\\-", "-"],
+            &["NULL"],
+        ];
+        for tags in cases {
+            let cell = crate::exports::join_tags(tags);
+            let back: Vec<(bool, String)> = split_tags(&cell);
+            let want: Vec<(bool, String)> = tags.iter().map(|t| (false, t.to_string())).collect();
+            assert_eq!(back, want, "{tags:?} as {cell:?}");
+        }
+        assert_eq!(
+            split_tags("a, -b ,c"),
+            [(false, "a".into()), (true, "b".into()), (false, "c".into())]
+        );
+        assert_eq!(
+            split_tags("x|y,z"),
+            [(false, "x".into()), (false, "y,z".into())]
+        );
+    }
+
     #[test]
     fn progress_rate_eta_and_totals() {
         // This run started at byte 200,000 and is at 600,000 after 10 s: 40,000 bytes/s;

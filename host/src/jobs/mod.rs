@@ -278,7 +278,7 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
         }
         Ok(Ok(Outcome::Failed(message))) => {
             tracing::warn!(job = id, kind = %kind, error = %message, "job failed");
-            release(state, id, JobState::Failed, Some(&message), 0).await;
+            failed(state, id, &kind, &message).await;
         }
         Ok(Err(e)) => {
             if attempts < 3 && !state.jobs.is_stopping() {
@@ -296,7 +296,7 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
                 release(state, id, JobState::Queued, None, 0).await;
             } else {
                 tracing::error!(job = id, kind = %kind, error = format!("{e:#}"), "job failed after retries");
-                release(state, id, JobState::Failed, Some(&format!("{e:#}")), 0).await;
+                failed(state, id, &kind, &format!("{e:#}")).await;
             }
         }
         Err(join) => {
@@ -306,8 +306,22 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
                 "the job was cancelled"
             };
             tracing::error!(job = id, kind = %kind, error = %join, "job crashed");
-            release(state, id, JobState::Failed, Some(message), 0).await;
+            failed(state, id, &kind, message).await;
         }
+    }
+}
+
+/// Marks a job failed for good; an export's user is told (they were promised an email).
+async fn failed(state: &SharedState, id: i64, kind: &str, message: &str) {
+    release(state, id, JobState::Failed, Some(message), 0).await;
+    if kind == EXPORT
+        && let Err(e) = crate::exports::notify_failure(state, id, message).await
+    {
+        tracing::warn!(
+            job = id,
+            error = format!("{e:#}"),
+            "export failure not notified"
+        );
     }
 }
 

@@ -147,14 +147,16 @@ pub async fn set_started(
     next_row: i64,
     next_line: i64,
     now: i64,
-) -> DbResult<()> {
-    db.execute(
-        "UPDATE imports SET job_id = $1, settings = $2, started_at = $3, updated_at = $3, offset_bytes = $4, next_row = $5, next_line = $6
-         WHERE id = $7",
-        params![job_id, settings.to_string(), now, offset, next_row, next_line, id],
-    )
-    .await
-    .map(drop)
+) -> DbResult<bool> {
+    // Only an import not started yet: of two concurrent starts, one wins.
+    Ok(db
+        .execute(
+            "UPDATE imports SET job_id = $1, settings = $2, started_at = $3, updated_at = $3, offset_bytes = $4, next_row = $5, next_line = $6
+             WHERE id = $7 AND job_id IS NULL",
+            params![job_id, settings.to_string(), now, offset, next_row, next_line, id],
+        )
+        .await?
+        == 1)
 }
 
 pub async fn set_settings(db: &mut impl Exec, id: i64, settings: &Json, now: i64) -> DbResult<()> {

@@ -88,11 +88,17 @@ pub async fn enqueue(
         .unwrap_or_default())
 }
 
-/// Removes a job's row (of an import deleted while paused or finished).
-pub async fn delete(db: &mut impl Exec, id: i64) -> DbResult<()> {
-    db.execute("DELETE FROM jobs WHERE id = $1", params![id])
-        .await?;
-    Ok(())
+/// Removes a job's row unless it is queued or running (of an import deleted while
+/// paused or finished); false when it is.
+pub async fn delete_idle(db: &mut impl Exec, id: i64) -> DbResult<bool> {
+    let running = db
+        .execute(
+            "DELETE FROM jobs WHERE id = $1 AND state NOT IN ('queued', 'running')",
+            params![id],
+        )
+        .await?
+        == 0;
+    Ok(!running || get(db, id).await?.is_none())
 }
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<JobRow>> {

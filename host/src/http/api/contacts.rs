@@ -14,7 +14,9 @@ use super::contact_json::{
 use super::openapi::ErrorBody;
 use crate::contacts::Contact;
 use crate::contacts::fields::FieldSet;
-use crate::contacts::input::{ContactInput, DNC_MANUAL, DncInput, parse_dnc, parse_utm};
+use crate::contacts::input::{
+    ContactInput, DNC_CONTACTABLE, DNC_MANUAL, DncInput, parse_dnc, parse_utm,
+};
 use crate::contacts::search;
 use crate::contacts::service::{self, SaveContext, Saved, Source, Target};
 use crate::error::{AppError, AppResult};
@@ -846,6 +848,12 @@ pub async fn dnc_add(
     }
     let dnc: Vec<DncInput> = parse_dnc(&Value::Object(o))
         .map_err(|m| AppError::bad_request(format!("invalid do-not-contact: {m}")))?;
+    // Reason 0 lifts a record; adding one takes 1 to 3 (`…/remove` lifts).
+    if dnc.iter().any(|d| d.reason == DNC_CONTACTABLE) {
+        return Err(AppError::bad_request(
+            "invalid do-not-contact: reason must be 1 (unsubscribed), 2 (bounced) or 3 (manual); use …/remove to lift one",
+        ));
+    }
     let input = ContactInput {
         dnc,
         ..ContactInput::default()
