@@ -18,6 +18,7 @@ both_backends!(
     stages_and_owners_by_name_or_id,
     mapping_as_an_object_by_header_or_number,
     refused_starts_and_special_cells,
+    a_field_deleted_while_paused_is_skipped,
 );
 
 fn mapping_from_preview(import: &Value) -> Vec<Value> {
@@ -873,5 +874,57 @@ async fn refused_starts_and_special_cells(backend: Backend) {
     );
     let old = s.get(&format!("/api/contacts/{seeded}")).await.expect(200);
     assert_eq!(old["contact"]["fields"]["all"]["email"], "renamed@x.org");
+    s.stop().await;
+}
+
+/// A field an import maps is deleted while it is paused: the rest of the file imports
+/// without that column (a note says so) instead of every row failing.
+async fn a_field_deleted_while_paused_is_skipped(backend: Backend) {
+    let s = TestServer::start_with(backend, "[import]\nbatch_rows = 1\n").await;
+    let n = 2000;
+    let mut csv = String::from("email,firstname,shoe\n");
+    for k in 0..n {
+        csv.push_str(&format!("d{k}@x.org,D{k},{}\n", 30 + k % 15));
+    }
+    let i = upload(&s, "shoes.csv", csv).await;
+    let id = i["id"].as_i64().unwrap();
+    let mapping = json!([{"column": 0, "field": "email"}, {"column": 1, "field": "firstname"},
+                         {"column": 2, "create": {"label": "Shoe", "type": "number"}}]);
+    s.post(
+        &format!("/api/imports/{id}/start"),
+        json!({"mapping": mapping}),
+    )
+    .await
+    .expect(202);
+    s.post(&format!("/api/imports/{id}/stop"), json!({}))
+        .await
+        .expect(200);
+    let stopped = wait_import(&s, id).await;
+    assert_eq!(stopped["status"], "paused", "{stopped}");
+    let field = s.get("/api/fields/contact").await.expect(200)["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["alias"] == "shoe")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    s.delete(&format!("/api/fields/contact/{field}/delete"))
+        .await
+        .expect(200);
+    s.post(&format!("/api/imports/{id}/resume"), json!({}))
+        .await
+        .expect(200);
+    let done = wait_import(&s, id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        counts(&done, &["created", "failed"]),
+        [Some(n), Some(0)],
+        "{done}"
+    );
+    let notes = done["notes"].to_string();
+    assert!(notes.contains("'shoe' was deleted"), "{done}");
+    let last = by_email(&s, &format!("d{}@x.org", n - 1)).await;
+    assert_eq!(last[0]["fields"]["all"]["firstname"], format!("D{}", n - 1));
     s.stop().await;
 }

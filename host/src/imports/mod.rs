@@ -1382,6 +1382,53 @@ impl Group {
     }
 }
 
+/// A field mapped by this import was deleted while it ran or was paused: its column is no
+/// longer imported, and a note on the import says so, instead of every remaining row
+/// failing on a field that is gone.
+async fn skip_deleted_fields(
+    tx: &mut Tx,
+    plan: &mut Plan,
+    fields: &FieldSet,
+    items: &mut [Item],
+    now: i64,
+) -> anyhow::Result<()> {
+    let gone: Vec<(usize, String)> = plan
+        .columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| match t {
+            Target::Field(alias) if fields.get(alias).is_none() => Some((i, alias.clone())),
+            _ => None,
+        })
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    for (i, _) in &gone {
+        plan.columns[*i] = Target::Skip;
+    }
+    // Rows converted before the field went still carry its values.
+    for item in items.iter_mut() {
+        item.input
+            .values
+            .retain(|(alias, _)| !gone.iter().any(|(_, g)| g == alias));
+    }
+    let Some(import) = store::imports::get(tx, plan.import_id).await? else {
+        return Ok(());
+    };
+    let mut settings = Settings::from_json(&import.settings, None);
+    for (i, alias) in &gone {
+        settings.columns[*i] = Target::Skip;
+        settings.notes.push(format!(
+            "Column {i} ({}) is no longer imported from row {}: its field '{alias}' was deleted while the import ran.",
+            settings.headers.get(*i).map_or("", String::as_str),
+            import.next_row
+        ));
+    }
+    store::imports::set_settings(tx, plan.import_id, &settings.to_json(), now).await?;
+    Ok(())
+}
+
 /// Whether the start request's own `mapping` sends a column to `id`.
 fn maps_id(body: &Map<String, Json>) -> bool {
     let is_id = |v: &Json| {
@@ -1704,6 +1751,7 @@ async fn write_batch(
     }
     store::imports::tune_batch(tx).await?;
     let fields = state.fields(tx).await?;
+    skip_deleted_fields(tx, plan, &fields, &mut items, now).await?;
 
     // Stages as they are now: one may have been renamed or deleted while the import ran.
     // The next batches convert with these; a row of this one whose stage is gone fails.
