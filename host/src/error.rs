@@ -103,6 +103,19 @@ impl AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        // Statements name only the columns of the field set a request read, so a column
+        // that is missing was a field deleted meanwhile: the request can be sent again.
+        let column_gone = e.as_database_error().is_some_and(|d| {
+            d.code().as_deref() == Some("42703")
+                || d.message().starts_with("no such column")
+                || d.message().contains("has no column named")
+        });
+        if column_gone {
+            tracing::warn!(error = %e, "a field changed while a request ran");
+            return AppError::Conflict(
+                "a contact field was deleted while this request ran; send it again".into(),
+            );
+        }
         AppError::Internal(anyhow::Error::new(e))
     }
 }

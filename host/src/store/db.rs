@@ -880,6 +880,30 @@ impl Exec for Tx {
 mod tests {
     use super::*;
 
+    /// A statement naming a column that is gone (a field deleted while a request ran) is
+    /// a 409 to send again, on SQLite's two spellings; other errors stay internal.
+    #[tokio::test]
+    async fn a_missing_column_is_a_conflict() {
+        use crate::error::AppError;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.path().display()))
+            .await
+            .unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.execute_script("CREATE TABLE t (a INTEGER)")
+            .await
+            .unwrap();
+        for sql in ["SELECT b FROM t", "INSERT INTO t (b) VALUES (1)"] {
+            let e = tx.execute(sql, vec![]).await.unwrap_err();
+            assert!(matches!(AppError::from(e), AppError::Conflict(_)), "{sql}");
+        }
+        let e = tx
+            .execute("SELECT * FROM nowhere", vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(AppError::from(e), AppError::Internal(_)));
+    }
+
     /// A long piece of work holding the writer (an import's grouped batches) sees when
     /// another task waits for it, and the count falls back once that task has it or gives
     /// up waiting.
