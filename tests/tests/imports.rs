@@ -514,6 +514,18 @@ async fn files_that_are_not_csv_and_encodings(backend: Backend) {
     let i = upload(&s, "dups.csv", "email,email,firstname\na@x.org,b@x.org,A\n").await;
     let warnings = i["preview"]["warnings"].to_string();
     assert!(warnings.contains("appears more than once"), "{warnings}");
+    assert!(
+        !warnings.contains("match no contact field"),
+        "a repeated header is not called unmatched: {warnings}"
+    );
+    // Columns no field receives are named.
+    let other = upload(&s, "custom.csv", "email,Shoe size,langs\na@x.org,42,en\n").await;
+    let warnings = other["preview"]["warnings"].to_string();
+    assert!(
+        warnings.contains("2 columns match no contact field")
+            && warnings.contains("Shoe size, langs"),
+        "{warnings}"
+    );
     let r = s
         .get(&format!("/api/imports/{}?delimiter=%3B", i["id"]))
         .await

@@ -577,6 +577,28 @@ pub async fn preview(
         warnings.push(
             "no column matches a contact field by name: map the columns before starting".to_owned(),
         );
+    } else {
+        // Columns nothing will receive, named: custom fields of another Magpie's export
+        // must not vanish without a word.
+        let mut seen = HashSet::new();
+        let unmatched: Vec<&str> = proposals
+            .iter()
+            .zip(&headers)
+            .filter(|(_, h)| seen.insert(h.trim().to_lowercase()))
+            .filter(|(p, h)| p.target == Target::Skip && !h.trim().is_empty())
+            .map(|(_, h)| h.trim())
+            .collect();
+        if !unmatched.is_empty() {
+            let shown: Vec<&str> = unmatched.iter().take(10).copied().collect();
+            warnings.push(format!(
+                "{} {} no contact field and will not be imported unless you map {} (or create a field): {}{}",
+                unmatched.len(),
+                if unmatched.len() == 1 { "column matches" } else { "columns match" },
+                if unmatched.len() == 1 { "it" } else { "them" },
+                shown.join(", "),
+                if unmatched.len() > shown.len() { ", …" } else { "" }
+            ));
+        }
     }
     let rows = rows
         .into_iter()
