@@ -1862,6 +1862,31 @@ async fn identifiers_filters_and_methods(backend: Backend) {
     assert_eq!(r.status, 405, "{}", r.text);
     assert_eq!(r.body["errors"][0]["code"], 405);
 
+    // Date-time fields compare as moments, whatever offset a value is written with.
+    s.post(
+        "/api/fields/contact/new",
+        json!({"label": "Meet", "alias": "meet", "type": "datetime"}),
+    )
+    .await
+    .expect(201);
+    s.create_contact(json!({"email": "meet@x.org", "meet": "2024-05-01 00:00:00"}))
+        .await;
+    let on_meet = |expr: &str, val: &str| {
+        format!(
+            "where[0][col]=meet&where[0][expr]={expr}&where[0][val]={}",
+            val.replace('%', "%25").replace('+', "%2B")
+        )
+    };
+    assert_eq!(total(on_meet("gt", "2024-04-30T23:00:00-03:00")).await, 0);
+    assert_eq!(total(on_meet("lt", "2024-04-30T23:00:00-03:00")).await, 1);
+    assert_eq!(total(on_meet("eq", "2024-05-01T00:00:00Z")).await, 1);
+    assert_eq!(total(on_meet("eq", "2024-05-01T02:00:00+0200")).await, 1);
+    assert_eq!(total(on_meet("like", "2024-05%")).await, 1);
+    let r = s
+        .get(&format!("/api/contacts?{}", on_meet("gt", "banana")))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
     // Points are whole numbers: a fraction compares as a number would.
     s.create_contact(json!({"email": "five@x.org", "points": 5}))
         .await;

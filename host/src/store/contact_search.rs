@@ -11,7 +11,7 @@
 use super::db::{Backend, Exec, Kind, Params, Value};
 use super::fields::{column, search_expr};
 use crate::contacts::Contact;
-use crate::contacts::fields::{FieldSet, SEARCH_TEXT_COLUMNS, Storage};
+use crate::contacts::fields::{FieldSet, FieldType, SEARCH_TEXT_COLUMNS, Storage};
 use crate::contacts::search::{Compare, Cond, Expr, Match};
 
 /// A Mautic `where[]` filter.
@@ -53,6 +53,9 @@ struct Col {
     kind: Kind,
     /// Stored as milliseconds (compare with parsed date-times).
     timestamp: bool,
+    /// A date or date-time field, stored as sortable text (`2024-05-01`, `2024-05-01
+    /// 12:00:00` in UTC): compared with values written the same way.
+    dated: Option<FieldType>,
 }
 
 /// Maps an API column name (field alias, snake or camel system name) to SQL.
@@ -63,6 +66,7 @@ fn resolve_column(fields: &FieldSet, name: &str) -> Option<Col> {
             sql: format!("c.{sql}"),
             kind: Kind::Int,
             timestamp,
+            dated: None,
         })
     };
     match name {
@@ -82,6 +86,8 @@ fn resolve_column(fields: &FieldSet, name: &str) -> Option<Col> {
             sql: format!("c.{}", column(&f.alias)),
             kind: f.kind(),
             timestamp: false,
+            dated: matches!(f.field_type, FieldType::Date | FieldType::Datetime)
+                .then_some(f.field_type),
         }),
         Storage::Points => system("points", false),
         Storage::Timestamp => system("last_active", true),
@@ -454,6 +460,8 @@ impl Compiler<'_> {
         } else {
             col.sql.clone()
         };
+        // LIKE patterns are text even on date fields.
+        let patterned = matches!(w.expr.as_str(), "like" | "notLike");
         let value = |s: &str, c: &mut Self| -> Result<String, String> {
             let v = if col.timestamp {
                 Value::Int(
@@ -461,6 +469,15 @@ impl Compiler<'_> {
                         .ok_or_else(|| format!("where: '{}' is not a date", w.col))?
                         .timestamp_millis(),
                 )
+            } else if let Some(dated) = col.dated.filter(|_| !patterned) {
+                let stored = match dated {
+                    FieldType::Date => {
+                        crate::time::parse_written_date(s).map(|d| d.format("%Y-%m-%d").to_string())
+                    }
+                    _ => crate::time::parse_datetime(s)
+                        .map(|t| crate::time::sql_datetime(t.timestamp_millis())),
+                };
+                Value::Text(stored.ok_or_else(|| format!("where: '{}' is not a date", w.col))?)
             } else {
                 match col.kind {
                     Kind::Text => Value::Text(fold(c.backend, s)),
