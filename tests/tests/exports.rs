@@ -897,13 +897,7 @@ async fn refusals_selections_and_failures(backend: Backend) {
                 .is_err(),
             "the deletion waits while an export reads"
         );
-        let fixed = s.get("/api/fields/contact").await.expect(200)["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["alias"] == "email")
-            .unwrap()["id"]
-            .clone();
+        let fixed = field_id(&s, "email").await;
         let refused = tokio::time::timeout(
             Duration::from_secs(5),
             s.delete(&format!("/api/fields/contact/{fixed}/delete")),
@@ -956,17 +950,7 @@ async fn refusals_selections_and_failures(backend: Backend) {
         .expect(202)["export"]["id"]
         .as_i64()
         .unwrap();
-    let field = s.get("/api/fields/contact").await.expect(200)["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["alias"] == "gone")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    s.delete(&format!("/api/fields/contact/{field}/delete"))
-        .await
-        .expect(200);
+    delete_field(&s, "gone").await;
     s.halt().await;
     s.set_config("");
     s.resume().await;

@@ -913,17 +913,7 @@ async fn a_field_deleted_while_paused_is_skipped(backend: Backend) {
         .expect(200);
     let stopped = wait_import(&s, id).await;
     assert_eq!(stopped["status"], "paused", "{stopped}");
-    let field = s.get("/api/fields/contact").await.expect(200)["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["alias"] == "shoe")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    s.delete(&format!("/api/fields/contact/{field}/delete"))
-        .await
-        .expect(200);
+    delete_field(&s, "shoe").await;
     s.post(&format!("/api/imports/{id}/resume"), json!({}))
         .await
         .expect(200);

@@ -335,3 +335,23 @@ pub fn path_of(link: &str) -> String {
 pub fn api_path_of(link: &str) -> String {
     format!("/api{}", path_of(link))
 }
+
+/// The id of the contact field `alias`.
+pub async fn field_id(s: &TestServer, alias: &str) -> i64 {
+    s.get("/api/fields/contact").await.expect(200)["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["alias"] == alias)
+        .unwrap_or_else(|| panic!("no field {alias}"))["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Deletes the contact field `alias` through the API.
+pub async fn delete_field(s: &TestServer, alias: &str) {
+    let id = field_id(s, alias).await;
+    s.delete(&format!("/api/fields/contact/{id}/delete"))
+        .await
+        .expect(200);
+}
