@@ -344,6 +344,11 @@ async fn xlsx_export(backend: Backend) {
     assert_eq!(vip1[col("points")], Data::Float(7.0));
     assert!(matches!(vip1[col("id")], Data::Float(_)));
     assert_eq!(vip1[col("stage")], Data::String("Lead".into()));
+    assert!(
+        matches!(vip1[col("date_added")], Data::DateTime(_)),
+        "dates are date cells: {:?}",
+        vip1[col("date_added")]
+    );
     let vip2 = rows
         .iter()
         .find(|r| r[col("email")] == Data::String("vip2@x.org".into()))

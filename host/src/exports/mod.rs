@@ -269,6 +269,8 @@ pub enum Cell {
     Int(i64),
     Float(f64),
     Text(String),
+    /// Milliseconds since 1970 (`date_added`, `last_active` …).
+    Date(i64),
 }
 
 impl Cell {
@@ -278,6 +280,7 @@ impl Cell {
             Cell::Int(i) => CellRef::Int(*i),
             Cell::Float(f) => CellRef::Float(*f),
             Cell::Text(s) => CellRef::Text(s),
+            Cell::Date(ms) => CellRef::Date(*ms),
         }
     }
 }
@@ -311,6 +314,18 @@ pub fn headers(fields: &FieldSet) -> Vec<String> {
     h
 }
 
+/// Milliseconds since 1970 as Excel's date serial (days since 1899-12-30, the fraction
+/// the time of day), for the dates Excel's 1900 system holds past its leap-year bug.
+fn excel_serial(ms: i64) -> Option<f64> {
+    const DAY_MS: f64 = 86_400_000.0;
+    const EPOCH_SERIAL: f64 = 25_569.0; // 1970-01-01
+    const FIRST_MS: i64 = -2_203_891_200_000; // 1900-03-01
+    const END_MS: i64 = 253_402_300_800_000; // 10000-01-01
+    (FIRST_MS..END_MS)
+        .contains(&ms)
+        .then(|| ms as f64 / DAY_MS + EPOCH_SERIAL)
+}
+
 /// The cell of a field's value.
 fn field_cell(f: &crate::contacts::fields::FieldDef, v: &Value) -> Cell {
     match (f.storage(), v) {
@@ -328,8 +343,7 @@ fn field_cell(f: &crate::contacts::fields::FieldDef, v: &Value) -> Cell {
 }
 
 fn date_cell(v: &Value) -> Cell {
-    v.as_i64()
-        .map_or(Cell::Empty, |ms| Cell::Text(fast_datetime(ms)))
+    v.as_i64().map_or(Cell::Empty, Cell::Date)
 }
 
 /// `2024-05-01 12:00:00` as `time::sql_datetime` writes it, without parsing a format
@@ -650,6 +664,7 @@ pub fn cell_text(c: &Cell) -> std::borrow::Cow<'_, str> {
         Cell::Int(i) => i.to_string().into(),
         Cell::Float(f) => float_text(*f).into(),
         Cell::Text(s) => neutralize(s),
+        Cell::Date(ms) => fast_datetime(*ms).into(),
     }
 }
 
@@ -689,6 +704,8 @@ enum Sink {
         max_rows: u32,
         headers: Vec<String>,
         bold: Box<rust_xlsxwriter::Format>,
+        /// `yyyy-mm-dd hh:mm:ss`, for the dates.
+        date: Box<rust_xlsxwriter::Format>,
     },
 }
 
@@ -737,6 +754,9 @@ impl Sink {
                     max_rows,
                     headers: headers.to_vec(),
                     bold: Box::new(rust_xlsxwriter::Format::new().set_bold()),
+                    date: Box::new(
+                        rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
+                    ),
                 };
                 sink.new_sheet()?;
                 Ok(sink)
@@ -798,7 +818,11 @@ impl Sink {
                 w.write_all(b"\r\n")
             }
             Sink::Xlsx {
-                book, sheet, row, ..
+                book,
+                sheet,
+                row,
+                date: date_format,
+                ..
             } => {
                 let ws = book.worksheet_from_index(*sheet).map_err(xlsx_err)?;
                 for (i, c) in cells.iter().enumerate() {
@@ -817,12 +841,20 @@ impl Sink {
                             ws.write_string(*row, col, xlsx_cell_text(&neutralize(s)))
                                 .map_err(xlsx_err)?;
                         }
-                        CellRef::Date(ms) => {
-                            date.clear();
-                            push_datetime(date, ms);
-                            ws.write_string(*row, col, neutralize(date))
-                                .map_err(xlsx_err)?;
-                        }
+                        // A date Excel can hold is a date cell (filters and sums work on
+                        // it); before 1900-03-01 or after 9999 it stays text.
+                        CellRef::Date(ms) => match excel_serial(ms) {
+                            Some(serial) => {
+                                ws.write_number_with_format(*row, col, serial, date_format)
+                                    .map_err(xlsx_err)?;
+                            }
+                            None => {
+                                date.clear();
+                                push_datetime(date, ms);
+                                ws.write_string(*row, col, neutralize(date))
+                                    .map_err(xlsx_err)?;
+                            }
+                        },
                     }
                 }
                 *row += 1;
@@ -1423,6 +1455,14 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excel_serials() {
+        assert_eq!(excel_serial(0), Some(25_569.0));
+        assert_eq!(excel_serial(1_714_564_800_000), Some(45_413.5)); // 2024-05-01 12:00
+        assert_eq!(excel_serial(-2_203_891_200_000), Some(61.0)); // 1900-03-01
+        assert_eq!(excel_serial(-2_203_891_200_001), None);
+    }
 
     #[test]
     fn neutralizing() {
