@@ -1903,5 +1903,32 @@ async fn identifiers_filters_and_methods(backend: Backend) {
     assert_eq!(search("points:>=5.5").await, 1);
     assert_eq!(search("points:<5.5").await - search("points:<=5").await, 0);
     assert_eq!(search("points:<5.5 email:five@").await, 1);
+
+    // Points stay within what a save accepts, so a contact read back saves back.
+    let five = s
+        .create_contact(json!({"email": "big@x.org", "points": 999_999_999_999_000_i64}))
+        .await;
+    s.post(
+        &format!("/api/contacts/{five}/points/plus/1000000000"),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let c = s.get(&format!("/api/contacts/{five}")).await.expect(200);
+    assert_eq!(c["contact"]["points"], 999_999_999_999_999_i64);
+    s.patch(
+        &format!("/api/contacts/{five}/edit"),
+        json!({"points": c["contact"]["points"]}),
+    )
+    .await
+    .expect(200);
+    let r = s
+        .patch(
+            &format!("/api/contacts/{five}/edit"),
+            json!({"points": 9_223_372_036_854_775_807_i64}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("15 digits"), "{}", r.text);
     s.stop().await;
 }

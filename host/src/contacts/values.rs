@@ -259,12 +259,13 @@ fn number(v: &Json) -> Result<f64, String> {
     };
     match n {
         Some(n) if n.is_finite() && n.abs() < 1e15 => Ok(n),
+        Some(n) if n.is_finite() => Err("must be a number of at most 15 digits".into()),
         _ => Err("must be a number".into()),
     }
 }
 
 fn integer(v: &Json) -> Result<i64, String> {
-    let n = number(v).map_err(|_| "must be a whole number".to_owned())?;
+    let n = number(v).map_err(|m| m.replace("a number", "a whole number"))?;
     if n.fract() != 0.0 {
         return Err("must be a whole number".into());
     }

@@ -705,12 +705,18 @@ pub async fn add_points(
     delta: i64,
     now: i64,
 ) -> DbResult<Option<i64>> {
+    // Points stay within what a save accepts (fewer than 16 digits), so a contact read
+    // back can be saved back.
     db.fetch_i64(
-        "UPDATE contacts SET points = points + $1, date_modified = $2 WHERE id = $3 RETURNING points",
-        params![delta, now, id],
+        "UPDATE contacts SET points = CASE WHEN points + $1 > $4 THEN $4 WHEN points + $1 < -$4 THEN -$4 ELSE points + $1 END, \
+         date_modified = $2 WHERE id = $3 RETURNING points",
+        params![delta, now, id, MAX_POINTS],
     )
     .await
 }
+
+/// The largest number of points a contact holds (what `values` accepts: below 10^15).
+pub const MAX_POINTS: i64 = 999_999_999_999_999;
 
 /// How many contacts are (known, anonymous), from the counters the triggers keep.
 pub async fn counts(db: &mut impl Exec) -> DbResult<(i64, i64)> {
