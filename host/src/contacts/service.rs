@@ -159,14 +159,14 @@ fn identifier_values(
         .collect()
 }
 
+/// The same values folded, as they are matched in memory.
 fn identifier_probe(
     fields: &FieldSet,
     sets: &[(&FieldDef, Option<Value>)],
 ) -> Vec<(String, String)> {
-    sets.iter()
-        .filter(|(f, v)| f.is_unique_identifier && v.is_some())
-        .filter_map(|(f, v)| Some((f.alias.clone(), fold(v.as_ref()?)?)))
-        .filter(|(alias, _)| fields.get(alias).is_some())
+    identifier_values(fields, sets)
+        .into_iter()
+        .filter_map(|(alias, v)| Some((alias, fold(&v)?)))
         .collect()
 }
 
