@@ -80,15 +80,6 @@ fn utf8_counts(bytes: &[u8], complete: bool) -> (usize, usize) {
     (non_ascii, invalid)
 }
 
-/// Whether `bytes` is UTF-8: valid, or mostly valid — far more well-formed non-ASCII
-/// characters than broken sequences, which a Windows-1252 file (é is one byte there)
-/// almost never has. Then the rows with the broken bytes fail alone, instead of every
-/// accented letter of the file turning into two wrong ones.
-fn is_utf8(bytes: &[u8], complete: bool) -> bool {
-    let (non_ascii, invalid) = utf8_counts(bytes, complete);
-    invalid == 0 || non_ascii >= 4 * invalid
-}
-
 /// Field counts of the first records of `sample` read with `delimiter` and `quote`.
 fn field_counts(sample: &[u8], delimiter: u8, quote: u8, complete: bool) -> Vec<usize> {
     let mut rdr = ReaderBuilder::new()
@@ -186,8 +177,13 @@ pub fn sniff(sample: &[u8], complete: bool) -> Result<Sniffed, String> {
     let mut notes = Vec::new();
     let bom = sample.starts_with(b"\xEF\xBB\xBF");
     let body = if bom { &sample[3..] } else { sample };
-    let encoding = if bom || is_utf8(body, complete) {
-        if utf8_counts(body, complete).1 > 0 {
+    // UTF-8 when valid, or mostly valid: far more well-formed non-ASCII characters than
+    // broken sequences, which a Windows-1252 file (é is one byte there) almost never has.
+    // Then the rows with the broken bytes fail alone, instead of every accented letter
+    // of the file turning into two wrong ones.
+    let (non_ascii, invalid) = utf8_counts(body, complete);
+    let encoding = if bom || invalid == 0 || non_ascii >= 4 * invalid {
+        if invalid > 0 {
             notes.push(
                 "A few bytes of the file are not valid UTF-8: the rows holding them will fail (listed with the failed rows). \
                  If the whole file is Windows-1252, choose that encoding."
