@@ -237,9 +237,7 @@ pub async fn rows(
             }
             case.push_str(" ELSE event_type END");
             // Labels compare byte by byte on both databases.
-            if db.backend() == Backend::Postgres {
-                case = format!("({case}) COLLATE \"C\"");
-            }
+            let case = format!("({case}){}", db.backend().bytewise());
             let dir = if *descending { "DESC" } else { "ASC" };
             let lim = p.push(limit);
             let off = p.push(offset);
