@@ -91,14 +91,15 @@ pub async fn enqueue(
 /// Removes a job's row unless it is queued or running (of an import deleted while
 /// paused or finished); false when it is.
 pub async fn delete_idle(db: &mut impl Exec, id: i64) -> DbResult<bool> {
-    let running = db
+    let deleted = db
         .execute(
             "DELETE FROM jobs WHERE id = $1 AND state NOT IN ('queued', 'running')",
             params![id],
         )
         .await?
-        == 0;
-    Ok(!running || get(db, id).await?.is_none())
+        > 0;
+    // Not deleted: busy, or already gone (which is as good).
+    Ok(deleted || get(db, id).await?.is_none())
 }
 
 pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<JobRow>> {
