@@ -78,8 +78,8 @@ pub fn dir(state: &SharedState) -> PathBuf {
 /// `-`, `@`, a tab or a carriage return (and is not simply a number), or it is such a
 /// value already escaped with `'` (escaped again, so the escaping can be undone exactly).
 pub fn needs_neutralizing(s: &str) -> bool {
-    // The text NULL (spaces around it too) would clear the field when imported.
-    if s.trim() == "NULL" {
+    // A text an import would read as "clear the field".
+    if crate::imports::clears(s) {
         return true;
     }
     let Some(first) = s.chars().next() else {

@@ -1514,6 +1514,12 @@ fn split_tags(v: &str) -> Vec<(bool, String)> {
         .collect()
 }
 
+/// Whether a cell clears its field (or owner, or stage): the text `NULL`, as in Mautic.
+/// Exports write such a text as `'NULL` (`exports::needs_neutralizing`).
+pub fn clears(cell: &str) -> bool {
+    cell.trim() == "NULL"
+}
+
 /// `'=1+1'` exported by Magpie as `'=1+1` comes back as `=1+1` (see `exports::neutralize`).
 fn unescape_formula(v: &str) -> &str {
     match v.strip_prefix('\'') {
@@ -1564,7 +1570,7 @@ fn to_item(
             continue; // empty cells never overwrite
         }
         // `NULL` clears (as in Mautic); `'NULL` (how exports write the text) is the text.
-        if raw.trim() == "NULL" {
+        if clears(raw) {
             match target {
                 Target::Field(alias) => {
                     item.input.values.push((alias.clone(), Json::Null));
