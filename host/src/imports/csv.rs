@@ -320,9 +320,7 @@ impl<R: BufRead + Seek> CsvReader<R> {
                 row,
                 line,
                 fields: Err(Bad {
-                    reason: format!(
-                        "a quoted value opened on line {line} is never closed; this line was skipped"
-                    ),
+                    reason: format!("a quoted value opened on line {line} is never closed"),
                     values: vec![text],
                 }),
             }));
@@ -335,11 +333,11 @@ impl<R: BufRead + Seek> CsvReader<R> {
             let first_line = self.read_span(start, first_break)?;
             let reason = if unterminated || overflow.is_some() {
                 format!(
-                    "a quoted value opened on line {line} is never closed (the rest of the file would be inside it); this line was skipped"
+                    "a quoted value opened on line {line} is never closed (the rest of the file would be inside it)"
                 )
             } else {
                 format!(
-                    "a quote on line {line} opens a value that runs over the following lines; check the quotes on this line (it was skipped)"
+                    "a quote on line {line} opens a value that runs over the following lines; check the quotes on this line"
                 )
             };
             self.seek_to(first_break + 1, lines_before + 1)?;
@@ -357,11 +355,11 @@ impl<R: BufRead + Seek> CsvReader<R> {
                 String::from_utf8_lossy(&self.out[..self.out.len().min(CLIP * 4)]).into_owned();
             let reason = if what == "too long" {
                 format!(
-                    "the row is longer than {} bytes (the import's limit) and was skipped",
+                    "the row is longer than {} bytes (the import's limit)",
                     self.max_record
                 )
             } else {
-                format!("the row has more than {MAX_FIELDS} values and was skipped")
+                format!("the row has more than {MAX_FIELDS} values")
             };
             return Ok(Some(Record {
                 row,

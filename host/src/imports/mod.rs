@@ -520,16 +520,9 @@ fn read_head(
         Some(Record {
             fields: Err(bad), ..
         }) => {
-            // The whole upload is refused, not one line skipped.
-            let reason = [
-                "; this line was skipped",
-                " (it was skipped)",
-                " and was skipped",
-            ]
-            .iter()
-            .fold(bad.reason.as_str(), |r, tail| r.trim_end_matches(tail));
             return Err(format!(
-                "the first row (the header) cannot be read: {reason}"
+                "the first row (the header) cannot be read: {}",
+                bad.reason
             ));
         }
     };
@@ -932,12 +925,6 @@ pub async fn start(state: &SharedState, user: &User, id: i64, body: &Json) -> Ap
     // New fields and the job in one transaction: a start that is refused (a field that
     // cannot be created, a concurrent start) leaves no field behind.
     let mut tx = state.store.begin().await?;
-    let current = store::imports::get(&mut tx, id)
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    if current.job_id.is_some() {
-        return Err(AppError::Conflict("this import was already started".into()));
-    }
     let created_fields = !to_create.is_empty();
     for (column, def) in to_create {
         match field_service::create_in(&mut tx, &def).await {
