@@ -101,6 +101,20 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// A transaction PostgreSQL aborted to break a deadlock (or a serialization failure):
+    /// nothing of it was written, and running it again succeeds.
+    pub fn is_deadlock(&self) -> bool {
+        let AppError::Internal(e) = self else {
+            return false;
+        };
+        e.downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "40P01" || code == "40001")
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         // Statements name only the columns of the field set a request read, so a column

@@ -1,6 +1,6 @@
 //! The Mautic-compatible contacts API, end to end over HTTP, on both databases.
 
-use magpie_tests::{Backend, TestServer, both_backends, json};
+use magpie_tests::{Backend, TestServer, Value, both_backends, json};
 use reqwest::Method;
 
 both_backends!(
@@ -566,6 +566,17 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
         .expect(200);
     assert_eq!(r["contact"]["doNotContact"][0]["reason"], 2);
     assert_eq!(r["contact"]["doNotContact"][0]["channel"], "email");
+    // The same record again changes nothing, and records no second event.
+    s.post(
+        &format!("/api/contacts/{id}/dnc/email/add"),
+        json!({"reason": 2, "comments": "bounced"}),
+    )
+    .await
+    .expect(200);
+    let dnc_events = s
+        .activity(id, "filters[includeEvents][]=lead.donotcontact")
+        .await;
+    assert_eq!(dnc_events["total"], 1, "{dnc_events}");
     let r = s
         .post(&format!("/api/contacts/{id}/dnc/email/remove"), json!({}))
         .await
@@ -665,6 +676,11 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     let utm = s.get(&format!("/api/contacts/{id}")).await.expect(200)["contact"]["utmtags"].clone();
     let before = utm.as_array().unwrap().len();
     let first = utm[0]["id"].as_i64().unwrap();
+    let utm_events = |a: Value| a["total"].as_i64().unwrap();
+    let events_before = utm_events(
+        s.activity(id, "filters[includeEvents][]=lead.utmtagsadded")
+            .await,
+    );
     let r = s
         .post(&format!("/api/contacts/{id}/utm/{first}/remove"), json!({}))
         .await
@@ -672,6 +688,14 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     let left = r["contact"]["utmtags"].as_array().unwrap();
     assert_eq!(left.len(), before - 1, "{r}");
     assert!(left.iter().all(|u| u["id"] != first), "{r}");
+    assert_eq!(
+        utm_events(
+            s.activity(id, "filters[includeEvents][]=lead.utmtagsadded")
+                .await
+        ),
+        events_before - 1,
+        "its event goes with it"
+    );
     assert_eq!(
         s.post(&format!("/api/contacts/{id}/utm/{first}/remove"), json!({}))
             .await

@@ -4,7 +4,9 @@ use magpie_tests::{Backend, TestServer, both_backends, json};
 
 both_backends!(
     manual_merge_moves_every_kind_of_row,
-    merge_refuses_bad_requests
+    merge_refuses_bad_requests,
+    a_merged_away_id_reaches_the_survivor,
+    concurrent_merges_and_edits_lose_nothing
 );
 
 async fn manual_merge_moves_every_kind_of_row(backend: Backend) {
@@ -125,5 +127,120 @@ async fn merge_refuses_bad_requests(backend: Backend) {
         200,
         "nothing changed"
     );
+    s.stop().await;
+}
+
+/// Merges run concurrently with each other and with edits of the same contacts (on
+/// PostgreSQL in parallel transactions): every acknowledged change is in the result, and a
+/// race ends in an answer, never a 500.
+async fn concurrent_merges_and_edits_lose_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let winner = s
+        .create_contact(json!({"email": "w@example.org", "points": 1}))
+        .await;
+    let mut losers = Vec::new();
+    for i in 0..6 {
+        losers.push(
+            s.create_contact(json!({"email": format!("l{i}@example.org"), "points": 10}))
+                .await,
+        );
+    }
+    let merges: Vec<_> = losers
+        .iter()
+        .map(|l| spawn_post(&s, format!("/api/contacts/{winner}/merge/{l}")))
+        .collect();
+    // Increments of the winner while the merges run.
+    let plus: Vec<_> = (0..12)
+        .map(|_| spawn_post(&s, format!("/api/contacts/{winner}/points/plus/1")))
+        .collect();
+    for h in merges.into_iter().chain(plus) {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    let c = s.get(&format!("/api/contacts/{winner}")).await.expect(200);
+    assert_eq!(c["contact"]["points"], 1 + 60 + 12, "no increment lost");
+
+    // Opposite merges of one pair: one wins, the other finds its contact gone.
+    let a = s.create_contact(json!({"email": "a@example.org"})).await;
+    let b = s.create_contact(json!({"email": "b@example.org"})).await;
+    let ab = spawn_post(&s, format!("/api/contacts/{a}/merge/{b}"));
+    let ba = spawn_post(&s, format!("/api/contacts/{b}/merge/{a}"));
+    let mut statuses = [ab.await.unwrap(), ba.await.unwrap()];
+    statuses.sort();
+    assert!(
+        statuses == [200, 404] || statuses == [200, 422],
+        "{statuses:?}"
+    );
+    s.stop().await;
+}
+
+/// A POST with an empty JSON body, sent on a task of its own; its status.
+fn spawn_post(s: &TestServer, path: String) -> tokio::task::JoinHandle<u16> {
+    let req = s
+        .client
+        .post(s.url(&path))
+        .basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD))
+        .json(&json!({}));
+    tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+}
+
+/// Every per-contact call by a merged-away id reaches the contact it went into, except a
+/// delete, which would delete the survivor's history with it.
+async fn a_merged_away_id_reaches_the_survivor(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let winner = s.create_contact(json!({"email": "w@example.org"})).await;
+    let loser = s.create_contact(json!({"email": "l@example.org"})).await;
+    s.post(&format!("/api/contacts/{winner}/merge/{loser}"), json!({}))
+        .await
+        .expect(200);
+    for path in [
+        "activity",
+        "notes",
+        "devices",
+        "companies",
+        "campaigns",
+        "segments",
+    ] {
+        s.get(&format!("/api/contacts/{loser}/{path}"))
+            .await
+            .expect(200);
+    }
+    s.post(&format!("/api/contacts/{loser}/points/plus/5"), json!({}))
+        .await
+        .expect(200);
+    s.post(
+        &format!("/api/contacts/{loser}/dnc/email/add"),
+        json!({"reason": 3}),
+    )
+    .await
+    .expect(200);
+    s.post(
+        &format!("/api/contacts/{loser}/utm/add"),
+        json!({"utm_source": "old-link"}),
+    )
+    .await
+    .expect(200);
+    s.post(
+        "/api/notes/new",
+        json!({"lead": loser, "text": "by the old id"}),
+    )
+    .await
+    .expect(201);
+    let c = s.get(&format!("/api/contacts/{winner}")).await.expect(200);
+    let c = &c["contact"];
+    assert_eq!(c["points"], 5);
+    assert_eq!(c["doNotContact"][0]["channel"], "email");
+    assert_eq!(c["utmtags"][0]["utmSource"], "old-link");
+    let notes = s
+        .get(&format!("/api/contacts/{winner}/notes"))
+        .await
+        .expect(200);
+    assert_eq!(notes["total"], 1);
+    assert_eq!(
+        s.delete(&format!("/api/contacts/{loser}/delete"))
+            .await
+            .status,
+        404
+    );
+    s.get(&format!("/api/contacts/{winner}")).await.expect(200);
     s.stop().await;
 }

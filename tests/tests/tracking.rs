@@ -13,7 +13,43 @@ both_backends!(
     signed_tracking_tokens,
     hostile_parameters_are_answered_and_contained,
     forms_identify_and_merge,
+    required_fields_bind_the_api_not_visitors,
 );
+
+/// A required field is a rule for contacts people state (API, admin, import); a visitor
+/// is tracked without it, known or not, as in Mautic.
+async fn required_fields_bind_the_api_not_visitors(backend: Backend) {
+    let s = TestServer::start_with(backend, TRACK_LOCAL).await;
+    s.post(
+        "/api/fields/contact/new",
+        json!({"label": "Member number", "alias": "member_no", "type": "text", "isRequired": true}),
+    )
+    .await
+    .expect(201);
+    let (anonymous, _) = event(&s, "page_url=https%3A%2F%2Fshop.example%2Fa", None).await;
+    assert_eq!(anonymous["success"], 1, "{anonymous}");
+    let (known, _) = event(
+        &s,
+        "page_url=https%3A%2F%2Fshop.example%2Fb&email=ada%40example.org",
+        None,
+    )
+    .await;
+    assert_eq!(known["success"], 1, "{known}");
+    let id = known["id"].as_i64().unwrap();
+    let c = s.get(&format!("/api/contacts/{id}")).await.expect(200);
+    assert_eq!(c["contact"]["fields"]["all"]["email"], "ada@example.org");
+    assert_eq!(
+        s.activity(id, "filters[includeEvents][]=page.hit").await["total"],
+        1
+    );
+    // The API is still held to it.
+    let r = s
+        .post("/api/contacts/new", json!({"email": "bob@example.org"}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("member_no"), "{}", r.text);
+    s.stop().await;
+}
 
 /// A returning device whose hit names no one is answered once its hit is journaled, as
 /// the pixel is, however long the applier's backlog; a hit that may switch contacts (a

@@ -14,7 +14,7 @@ use super::Contact;
 use super::fields::{FieldSet, Storage};
 use super::service::Source;
 use crate::error::{AppError, AppResult};
-use crate::store::{self, Store, Tx, Value};
+use crate::store::{self, Backend, Exec, Store, Tx, Value};
 use crate::timeline::{NewEvent, keys};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,10 +36,21 @@ pub async fn merge(
     actor: Option<i64>,
     now: i64,
 ) -> AppResult<MergeSummary> {
-    let mut tx = store.begin().await?;
-    let summary = merge_in(&mut tx, fields, winner, loser, source, actor, now).await?;
-    tx.commit().await?;
-    Ok(summary)
+    // On PostgreSQL a merge aborted to break a deadlock (two merges of the same pair in
+    // opposite directions, say) is run again once: it then finds its contacts, or not.
+    let mut retries = 1;
+    loop {
+        let attempt = async {
+            let mut tx = store.begin().await?;
+            let summary = merge_in(&mut tx, fields, winner, loser, source, actor, now).await?;
+            tx.commit().await?;
+            AppResult::Ok(summary)
+        };
+        match attempt.await {
+            Err(e) if retries > 0 && e.is_deadlock() => retries -= 1,
+            result => return result,
+        }
+    }
 }
 
 /// Merges `loser` into `winner` inside the caller's transaction.
@@ -59,6 +70,14 @@ pub async fn merge_in(
         ));
     }
     let mut both = store::contacts::load(tx, fields, &[winner, loser]).await?;
+    if both.len() == 2 && tx.backend() == Backend::Postgres {
+        // Writes run concurrently there and the merge writes sums of what it reads: take
+        // what a save of these contacts takes, in the same order (identifier values, then
+        // rows), and read them again.
+        crate::contacts::service::lock_identifiers_of(tx, fields, &both).await?;
+        store::contacts::lock_rows(tx, &[winner, loser]).await?;
+        both = store::contacts::load(tx, fields, &[winner, loser]).await?;
+    }
     if both.len() != 2 {
         return Err(AppError::not_found());
     }

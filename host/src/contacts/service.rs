@@ -35,6 +35,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// Whether a save from here must fill the required fields. A visitor, a form
+    /// submission or a plugin's incoming event creates the contact it is about, known or
+    /// not, as in Mautic; the API, the admin and imports state contacts and are held to
+    /// the field rules.
+    pub fn enforces_required(self) -> bool {
+        matches!(self, Source::Api | Source::Admin | Source::Import)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Api => "api",
@@ -93,16 +101,35 @@ pub async fn save(
     state.saves.save(&state.store, ctx, items).await
 }
 
-/// Saves items in a transaction of their own.
+/// Saves items in a transaction of their own. On PostgreSQL a transaction aborted to
+/// break a deadlock (writes lock rows concurrently) is run again, twice at most.
 pub(super) async fn save_alone(
     store: &Store,
     ctx: &SaveContext,
-    items: Vec<(Target, ContactInput)>,
+    mut items: Vec<(Target, ContactInput)>,
 ) -> AppResult<Vec<AppResult<Saved>>> {
-    let mut tx = store.begin().await?;
-    let results = save_in(&mut tx, ctx, items).await?;
-    tx.commit().await?;
-    Ok(results)
+    let mut retries = if store.backend() == store::Backend::Postgres {
+        2
+    } else {
+        0
+    };
+    loop {
+        let again = (retries > 0).then(|| items.clone());
+        let attempt = async {
+            let mut tx = store.begin().await?;
+            let results = save_in(&mut tx, ctx, items).await?;
+            tx.commit().await?;
+            AppResult::Ok(results)
+        };
+        match (attempt.await, again) {
+            (Err(e), Some(again)) if e.is_deadlock() => {
+                tracing::warn!("a save was chosen to break a deadlock; running it again");
+                items = again;
+                retries -= 1;
+            }
+            (result, _) => return result,
+        }
+    }
 }
 
 /// A validated item.
@@ -168,6 +195,31 @@ fn identifier_probe(
         .into_iter()
         .filter_map(|(alias, v)| Some((alias, fold(&v)?)))
         .collect()
+}
+
+/// The key of the cross-process lock on one identifier value (`store::locks`).
+fn lock_key(alias: &str, folded: &str) -> String {
+    format!("{alias}\u{0}{folded}")
+}
+
+/// Locks a stored contact's identifier values, as a save of them would (a merge moves
+/// them from one contact to the other).
+pub(crate) async fn lock_identifiers_of(
+    tx: &mut Tx,
+    fields: &FieldSet,
+    contacts: &[Contact],
+) -> AppResult<()> {
+    let keys: Vec<String> = contacts
+        .iter()
+        .flat_map(|c| {
+            fields.unique_identifiers().filter_map(|f| {
+                let v = c.value(&f.alias).and_then(fold)?;
+                Some(lock_key(&f.alias, &v))
+            })
+        })
+        .collect();
+    store::locks::identifier_locks(tx, &keys).await?;
+    Ok(())
 }
 
 fn index_identifiers(
@@ -295,7 +347,7 @@ pub async fn save_in(
         .filter(|(_, p)| matches!(p.target, Target::Upsert | Target::Insert))
     {
         for (alias, key) in identifier_probe(fields, &p.sets) {
-            lock_keys.push(format!("{alias}\u{0}{key}"));
+            lock_keys.push(lock_key(&alias, &key));
         }
         for (alias, value) in identifier_values(fields, &p.sets) {
             probes.entry(alias).or_default().push(value);
@@ -311,6 +363,7 @@ pub async fn save_in(
     }));
     wanted.sort_unstable();
     wanted.dedup();
+    store::contacts::lock_rows(tx, &wanted).await?;
     let loaded = store::contacts::load(tx, fields, &wanted).await?;
 
     let mut work: Vec<Work> = loaded
@@ -514,7 +567,7 @@ pub async fn save_in(
                 }
                 continue;
             }
-            store::contacts::upsert_dnc(
+            let before = store::contacts::upsert_dnc(
                 tx,
                 id,
                 &d.channel,
@@ -524,6 +577,9 @@ pub async fn save_in(
                 ctx.now,
             )
             .await?;
+            if before == Some(d.reason) {
+                continue; // already so: no new event, as in Mautic
+            }
             events.push(NewEvent::new(
                 id,
                 keys::DNC,
@@ -577,7 +633,7 @@ fn apply(
         match value {
             Some(v) => set_value(c, field, v.clone()),
             None if p.overwrite_blank => {
-                if field.is_required {
+                if field.is_required && ctx.source.enforces_required() {
                     problems.add(&field.alias, "is required");
                 }
                 set_value(c, field, values::null_for(field));
@@ -611,7 +667,7 @@ fn apply(
             }
         }
     }
-    if is_create || matches!(p.target, Target::Put(_)) {
+    if (is_create || matches!(p.target, Target::Put(_))) && ctx.source.enforces_required() {
         for field in fields
             .iter()
             .filter(|f| f.is_required && f.storage() == Storage::Column)

@@ -1308,6 +1308,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     // commit costs about what a batch's inserts do at a million contacts (every index page
     // a batch touches is written again), so fewer commits import faster. Each batch still
     // carries its own checkpoint, and a rollback only returns to the last commit.
+    let shares_transactions = state.store.backend() == crate::store::Backend::Sqlite;
     let mut open: Option<Group> = None;
     loop {
         // Waiting for the parser and converting rows hold the writer only inside a
@@ -1334,6 +1335,7 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
         group.rows += rows;
         let done = eof || control == Control::Stop || ctx.stopping() || ctx.lost();
         if done
+            || !shares_transactions
             || group.rows >= GROUP_ROWS
             || group.since.elapsed() >= GROUP_TIME
             || state.store.writers_waiting() > 0
@@ -1365,7 +1367,10 @@ pub async fn run_job(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcom
     anyhow::bail!("the file reader stopped before the end of the file")
 }
 
-/// At most this many rows, or this long, in one transaction of several batches.
+/// At most this many rows, or this long, in one transaction of several batches (SQLite
+/// only: PostgreSQL commits cheaply and writes concurrently, and a transaction holding the
+/// identifier locks of several batches, each set taken in order, could deadlock with an
+/// API save taking some of them in the opposite order).
 const GROUP_ROWS: usize = 20_000;
 const GROUP_TIME: Duration = Duration::from_secs(1);
 

@@ -268,6 +268,8 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
         Ok(Ok(Outcome::Paused)) => {
             tracing::info!(job = id, kind = %kind, "job paused on request");
             release(state, id, JobState::Paused, None, 0).await;
+            // Unless a resume came meanwhile: then it is queued again, for any worker.
+            state.jobs.wake();
         }
         Ok(Ok(Outcome::Interrupted)) => {
             tracing::info!(job = id, kind = %kind, "job interrupted by shutdown; it continues from its checkpoint on the next start");

@@ -212,13 +212,18 @@ pub async fn release(
     run_after: i64,
     now: i64,
 ) -> DbResult<bool> {
-    let stop_clear = if state == JobState::Paused {
-        ", stop_requested = 0"
+    // A pause takes effect only while its stop is still asked for: a resume sent while
+    // the job was stopping withdrew it, and the job is queued again instead.
+    let (new_state, stop_clear) = if state == JobState::Paused {
+        (
+            "CASE WHEN stop_requested = 1 THEN $1 ELSE 'queued' END",
+            ", stop_requested = 0",
+        )
     } else {
-        ""
+        ("$1", "")
     };
     let sql = format!(
-        "UPDATE jobs SET state = $1, error = $2, run_after = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL{stop_clear}
+        "UPDATE jobs SET state = {new_state}, error = $2, run_after = $3, updated_at = $4, lease_owner = NULL, lease_until = NULL{stop_clear}
          WHERE id = $5 AND lease_owner = $6 AND state = 'running'"
     );
     Ok(db
@@ -261,4 +266,55 @@ pub async fn resume(db: &mut impl Exec, id: i64, now: i64) -> DbResult<Option<Jo
     )
     .await?;
     get(db, id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Stop, then resume before the job reached its checkpoint: the job's pause at that
+    /// checkpoint must not win over the resume.
+    #[tokio::test]
+    async fn a_resume_sent_while_stopping_keeps_the_job_going() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.path().display()))
+            .await
+            .unwrap();
+        crate::store::migrate::run(&store).await.unwrap();
+        let mut db = store.write_conn().await.unwrap();
+        let id = enqueue(&mut db, "import", None, 1).await.unwrap();
+        let job = claim(&mut db, "me", 2, 60_000, 5).await.unwrap().unwrap();
+        assert_eq!((job.id, job.state), (id, JobState::Running));
+        assert!(
+            request_stop(&mut db, id, 3)
+                .await
+                .unwrap()
+                .unwrap()
+                .stop_requested
+        );
+        // The worker has seen the stop; the user resumes before it pauses.
+        resume(&mut db, id, 4).await.unwrap();
+        assert!(
+            release(&mut db, id, "me", JobState::Paused, None, 0, 5)
+                .await
+                .unwrap()
+        );
+        let job = get(&mut db, id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Queued, "queued again, to continue");
+        assert!(!job.stop_requested);
+
+        // A stop not withdrawn pauses.
+        claim(&mut db, "me", 6, 60_000, 5).await.unwrap().unwrap();
+        request_stop(&mut db, id, 7).await.unwrap();
+        assert!(
+            release(&mut db, id, "me", JobState::Paused, None, 0, 8)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            get(&mut db, id).await.unwrap().unwrap().state,
+            JobState::Paused
+        );
+    }
 }

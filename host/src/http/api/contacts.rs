@@ -263,7 +263,12 @@ pub async fn delete(
     State(state): State<SharedState>,
     Path(contact_id): Path<String>,
 ) -> AppResult<Json<Value>> {
-    let contact_id = resolve_id(&state, id(&contact_id)?).await?;
+    // Unlike reads and edits, a delete does not follow a merged-away id: the contact it
+    // went into holds the other's history too.
+    let contact_id = id(&contact_id)?;
+    if !store::contacts::exists(&mut state.store.read().await?, contact_id).await? {
+        return Err(AppError::not_found());
+    }
     let mut contact = one_json(&state, contact_id).await?;
     if service::delete(&state.store, &[contact_id]).await? == 0 {
         return Err(AppError::not_found());
@@ -511,11 +516,8 @@ pub async fn notes(
     Path(contact_id): Path<String>,
     q: PhpQuery,
 ) -> AppResult<Json<Value>> {
-    let contact_id = id(&contact_id)?;
+    let contact_id = require_contact(&state, &contact_id).await?;
     let mut db = state.store.read().await?;
-    if !store::contacts::exists(&mut db, contact_id).await? {
-        return Err(AppError::NotFound("Contact not found.".into()));
-    }
     let query = store::notes::NoteQuery {
         contact_id: Some(contact_id),
         note_type: None,
@@ -628,8 +630,10 @@ pub async fn list_segments() -> Json<Value> {
     Json(json!([]))
 }
 
+/// The contact a path's id names (a merged-away id names the contact it went into), or
+/// a 404.
 async fn require_contact(state: &SharedState, contact_id: &str) -> AppResult<i64> {
-    let contact_id = id(contact_id)?;
+    let contact_id = resolve_id(state, id(contact_id)?).await?;
     let mut db = state.store.read().await?;
     if !store::contacts::exists(&mut db, contact_id).await? {
         return Err(AppError::not_found());
@@ -836,7 +840,7 @@ pub async fn dnc_add(
     Path((contact_id, channel)): Path<(String, String)>,
     body: Option<ApiBody>,
 ) -> AppResult<Json<Value>> {
-    let contact_id = id(&contact_id)?;
+    let contact_id = require_contact(&state, &contact_id).await?;
     let body = body.map(|b| b.0).unwrap_or(json!({}));
     let mut o = body.as_object().cloned().unwrap_or_default();
     if let Some(cid) = o.remove("channelId") {
@@ -872,8 +876,7 @@ pub async fn dnc_remove(
     State(state): State<SharedState>,
     Path((contact_id, channel)): Path<(String, String)>,
 ) -> AppResult<Json<Value>> {
-    let contact_id = id(&contact_id)?;
-    require_contact(&state, &contact_id.to_string()).await?;
+    let contact_id = require_contact(&state, &contact_id).await?;
     let mut tx = state.store.begin().await?;
     let found = store::contacts::remove_dnc(&mut tx, contact_id, &channel).await?;
     if found {
@@ -903,7 +906,7 @@ pub async fn utm_add(
     Path(contact_id): Path<String>,
     ApiBody(body): ApiBody,
 ) -> AppResult<Json<Value>> {
-    let contact_id = id(&contact_id)?;
+    let contact_id = require_contact(&state, &contact_id).await?;
     let mut o = body
         .as_object()
         .cloned()
@@ -987,6 +990,8 @@ pub async fn utm_remove(
             "contact {contact_id} has no UTM tags with id {utm_id}"
         )));
     }
+    // Its timeline event goes with it, as a deleted note's does.
+    store::events::delete_for_ref(&mut tx, contact_id, timeline::keys::UTM, utm_id).await?;
     tx.commit().await?;
     Ok(Json(
         json!({ "contact": one_json(&state, contact_id).await? }),
@@ -999,7 +1004,7 @@ pub async fn points(
     State(state): State<SharedState>,
     Path((contact_id, op, delta)): Path<(String, String, String)>,
 ) -> AppResult<Json<Value>> {
-    let contact_id = id(&contact_id)?;
+    let contact_id = require_contact(&state, &contact_id).await?;
     let delta: i64 = delta
         .parse()
         .ok()
