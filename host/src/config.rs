@@ -359,6 +359,15 @@ impl FileConfig {
         if !(1..=MAX_LINK_TTL_HOURS).contains(&config.export.link_ttl_hours) {
             anyhow::bail!("export.link_ttl_hours must be from 1 to {MAX_LINK_TTL_HOURS}");
         }
+        // A mistyped address or origin would silently track what it was meant to exclude.
+        for block in &config.tracking.do_not_track_ips {
+            crate::tracking::ip::Block::parse(block)
+                .map_err(|e| anyhow::anyhow!("tracking.do_not_track_ips: {e}"))?;
+        }
+        for origin in &config.tracking.cors_allowed_origins {
+            crate::http::tracking::check_origin_pattern(origin)
+                .map_err(|e| anyhow::anyhow!("tracking.cors_allowed_origins: {e}"))?;
+        }
         // A mistyped relay is said at start, not when the first export's email fails.
         if let Some(smtp) = &config.smtp {
             crate::mail::check(smtp)?;
@@ -403,5 +412,18 @@ mod tests {
         assert!(FileConfig::parse("[contacts]\nunique_identifier_operator = \"xor\"").is_err());
         assert!(FileConfig::parse("[nope]").is_err());
         assert!(FileConfig::parse("").is_ok());
+        // Addresses and origins that would match nothing are refused, not ignored.
+        for bad in [
+            "[tracking]\ndo_not_track_ips = [\"127.0.0.0/33\"]",
+            "[tracking]\ndo_not_track_ips = [\"10.*.0.1\"]",
+            "[tracking]\ncors_allowed_origins = [\"not a url\"]",
+            "[tracking]\ncors_allowed_origins = [\"https://example.com/path\"]",
+        ] {
+            assert!(FileConfig::parse(bad).is_err(), "{bad}");
+        }
+        let good = FileConfig::parse(
+            "[tracking]\ndo_not_track_ips = [\"192.0.2.1\", \"10.0.0.0/8\", \"127.0.0.*\"]\ncors_allowed_origins = [\"https://*.example.com\", \"http://localhost:3000\"]",
+        );
+        assert!(good.is_ok(), "{good:?}");
     }
 }

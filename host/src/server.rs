@@ -75,7 +75,11 @@ async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Resul
         return Ok(());
     }
     let (password, generated) = match password {
-        Some(p) => (p.to_owned(), false),
+        Some(p) => {
+            users::check_new_password(p)
+                .map_err(|e| anyhow::anyhow!("MAGPIE_ADMIN_PASSWORD: {e}"))?;
+            (p.to_owned(), false)
+        }
         None => (users::random_password(), true),
     };
     let hash = users::hash_password(&password)?;
@@ -90,10 +94,15 @@ async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Resul
     store::users::insert(&mut tx, &user, now_ms()).await?;
     tx.commit().await?;
     if generated {
-        // Printed once, on purpose: the operator has no other way to learn it.
-        tracing::warn!(
-            "created user 'admin' with password {password} — change it after logging in"
-        );
+        // Printed once, on purpose: the operator has no other way to learn it. Straight to
+        // stderr when the log filter would hide it (`RUST_LOG=error`).
+        let said =
+            format!("created user 'admin' with password {password} — change it after logging in");
+        if tracing::enabled!(tracing::Level::WARN) {
+            tracing::warn!("{said}");
+        } else {
+            eprintln!("{said}");
+        }
     } else {
         tracing::info!("created user 'admin' with the password from MAGPIE_ADMIN_PASSWORD");
     }

@@ -53,12 +53,16 @@ pub fn sql_datetime(ms: i64) -> String {
 /// Parses the date-time forms API clients send: RFC 3339 (`2024-05-01T12:00:00Z`,
 /// with offset or fraction), `2024-05-01 12:00:00`, `2024-05-01 12:00`,
 /// `2024-05-01T12:00`, or a bare date (midnight UTC). Values without an offset are UTC.
+/// In UTC the moment must fall in the years 0001–9999, which text comparisons (and SQL)
+/// order right: `9999-12-31T23:59:59-05:00` would be the year 10000.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
     let s = s.trim();
-    if let Some(t) = parse_with_offset(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    parse_naive(without_utc_suffix(s))
+    let t = match parse_with_offset(s) {
+        Some(t) => t.with_timezone(&Utc),
+        None => parse_naive(without_utc_suffix(s))?,
+    };
+    (1..=9999).contains(&t.year()).then_some(t)
 }
 
 /// The date a date or a date and time names as written, in its own time zone:
@@ -147,6 +151,10 @@ mod tests {
             ("2024-05-01T12:00:00Z UTC", None),
             ("yesterday", None),
             ("", None),
+            ("9999-12-31T23:59:59-05:00", None),
+            ("9999-12-31T23:59:59Z", Some("9999-12-31 23:59:59")),
+            ("0001-01-01T00:30:00+01:00", None),
+            ("0001-01-01 00:00:00", Some("0001-01-01 00:00:00")),
         ];
         for (input, want) in cases {
             let got = parse_datetime(input).map(|t| sql_datetime(t.timestamp_millis()));

@@ -1956,3 +1956,25 @@ async fn identifiers_filters_and_methods(backend: Backend) {
     assert!(r.text.contains("15 digits"), "{}", r.text);
     s.stop().await;
 }
+
+/// Guessing passwords through the API is throttled as on the login page: after ten wrong
+/// ones from an address, that address is refused (even with the right password) before
+/// any password is checked.
+#[tokio::test]
+async fn api_password_guessing_is_throttled() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let try_with = |password: &str| {
+        s.send(
+            s.client
+                .get(s.url("/api/contacts"))
+                .basic_auth("admin", Some(password)),
+        )
+    };
+    for i in 0..10 {
+        assert_eq!(try_with(&format!("guess-{i}")).await.status, 401);
+    }
+    let locked = try_with(magpie_tests::ADMIN_PASSWORD).await;
+    assert_eq!(locked.status, 429, "{}", locked.text);
+    assert_eq!(locked.body["errors"][0]["code"], 429);
+    s.stop().await;
+}

@@ -1,6 +1,8 @@
 //! HTTP Basic authentication for `/api/` (Mautic's "Basic Auth" mode).
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -41,6 +43,13 @@ pub async fn require_basic_auth(
     let Some((username, password)) = credentials(&req) else {
         return AppError::Unauthorized.into_response();
     };
+    // Wrong passwords count as the login page's do, per address: ten within 15 minutes
+    // and that address is refused until they pass, before any password is checked.
+    let ip = crate::web::session::client_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
+    let limiter = &state.web.login_limiter;
+    if !limiter.api_allowed(&username, ip) {
+        return AppError::TooManyRequests.into_response();
+    }
     let user = match state.store.read().await {
         Ok(mut db) => match store::users::by_username(&mut db, &username).await {
             Ok(u) => u,
@@ -71,6 +80,9 @@ pub async fn require_basic_auth(
             req.extensions_mut().insert(CurrentUser(u));
             next.run(req).await
         }
-        _ => AppError::Unauthorized.into_response(),
+        _ => {
+            limiter.api_failed(&username, ip);
+            AppError::Unauthorized.into_response()
+        }
     }
 }

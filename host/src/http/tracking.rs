@@ -121,6 +121,28 @@ pub fn origin_allowed(config: &TrackingConfig, origin: &str) -> bool {
         .any(|pattern| wildcard_match(&pattern.to_ascii_lowercase(), &origin))
 }
 
+/// An allowed origin as `magpie.toml` may name it: `scheme://host[:port]`, where the host
+/// may hold `*` wildcards, and nothing after it (browsers send no path in `Origin`).
+pub fn check_origin_pattern(pattern: &str) -> Result<(), String> {
+    let bad = || {
+        format!("'{pattern}' is not an origin like https://example.com or https://*.example.com")
+    };
+    let (scheme, rest) = pattern.split_once("://").ok_or_else(bad)?;
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    let host_ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.*:[]_".contains(c));
+    if scheme_ok && host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 fn wildcard_match(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,

@@ -56,7 +56,12 @@ pub struct Block {
 }
 
 impl Block {
+    /// An address, a CIDR block (`10.0.0.0/8`), or Mautic's IPv4 wildcard form with
+    /// trailing `*` octets (`192.168.*.*`).
     pub fn parse(s: &str) -> Result<Block, String> {
+        if s.contains('*') {
+            return Self::parse_wildcard(s);
+        }
         let (addr, prefix) = match s.trim().split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s.trim(), None),
@@ -74,6 +79,24 @@ impl Block {
             None => max,
         };
         Ok(Block { addr, prefix })
+    }
+
+    fn parse_wildcard(s: &str) -> Result<Block, String> {
+        let bad = || format!("'{s}' is not an IP address, CIDR block or a.b.c.* wildcard");
+        let octets: Vec<&str> = s.trim().split('.').collect();
+        let fixed = octets.iter().take_while(|o| **o != "*").count();
+        if octets.len() != 4 || fixed == 0 || octets[fixed..].iter().any(|o| *o != "*") {
+            return Err(bad());
+        }
+        let zeroed: Vec<&str> = octets
+            .iter()
+            .map(|o| if *o == "*" { "0" } else { o })
+            .collect();
+        let addr: IpAddr = zeroed.join(".").parse().map_err(|_| bad())?;
+        Ok(Block {
+            addr,
+            prefix: 8 * fixed as u8,
+        })
     }
 
     pub fn contains(&self, ip: &IpAddr) -> bool {
@@ -183,6 +206,10 @@ mod tests {
             ("2001:db8::/32", "2001:db9::1", false),
             ("0.0.0.0/0", "8.8.8.8", true),
             ("192.0.2.0/24", "::ffff:192.0.2.9", true),
+            ("127.0.0.*", "127.0.0.42", true),
+            ("127.0.0.*", "127.0.1.1", false),
+            ("192.168.*.*", "192.168.7.9", true),
+            ("192.168.*.*", "192.169.0.1", false),
         ];
         for (block, addr, want) in cases {
             assert_eq!(
@@ -193,6 +220,9 @@ mod tests {
         }
         assert!(Block::parse("10.0.0.0/33").is_err());
         assert!(Block::parse("nope").is_err());
+        for bad in ["10.*.0.1", "*.*.*.*", "10.0.*", "10.0.0.*/8", "2001:db8::*"] {
+            assert!(Block::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

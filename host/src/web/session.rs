@@ -477,11 +477,39 @@ impl LoginLimiter {
     }
 
     pub fn failed(&self, username: &str, ip: Option<IpAddr>) {
+        self.count(Self::keys(username, ip));
+    }
+
+    /// The API's keys: the address, and the user name from that address. A user name
+    /// alone is not one, so guesses from one place cannot lock an integration calling
+    /// from another out of the API.
+    fn api_keys(username: &str, ip: Option<IpAddr>) -> Vec<String> {
+        let user = username.to_lowercase();
+        match ip {
+            Some(ip) => vec![format!("ip:{ip}"), format!("api:{user}@{ip}")],
+            None => vec![format!("api:{user}")],
+        }
+    }
+
+    /// Whether an API request may try these credentials now.
+    pub fn api_allowed(&self, username: &str, ip: Option<IpAddr>) -> bool {
+        let map = self.failures.lock().expect("limiter poisoned");
+        Self::api_keys(username, ip).iter().all(|k| {
+            map.get(k)
+                .is_none_or(|(n, since)| *n < MAX_FAILURES || since.elapsed() > WINDOW)
+        })
+    }
+
+    pub fn api_failed(&self, username: &str, ip: Option<IpAddr>) {
+        self.count(Self::api_keys(username, ip));
+    }
+
+    fn count(&self, keys: Vec<String>) {
         let mut map = self.failures.lock().expect("limiter poisoned");
         if map.len() > 100_000 {
             map.retain(|_, (_, since)| since.elapsed() < WINDOW);
         }
-        for k in Self::keys(username, ip) {
+        for k in keys {
             let entry = map.entry(k).or_insert((0, Instant::now()));
             if entry.1.elapsed() > WINDOW {
                 *entry = (0, Instant::now());

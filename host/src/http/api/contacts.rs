@@ -761,16 +761,12 @@ pub async fn activity(
     let (order, order_echo) = activity_order(&q, &state.events)?;
     let page = q.int("page", 1)?.max(1);
     let limit = q.int("limit", 25)?.clamp(1, 500);
+    let offset = (page - 1)
+        .checked_mul(limit)
+        .ok_or_else(|| AppError::bad_request("page is too large"))?;
     let mut db = state.store.read().await?;
-    let (events, total) = store::events::page(
-        &mut db,
-        contact_id,
-        &filter,
-        (page - 1) * limit,
-        limit,
-        &order,
-    )
-    .await?;
+    let (events, total) =
+        store::events::page(&mut db, contact_id, &filter, offset, limit, &order).await?;
     let counts = store::events::type_counts(&mut db, contact_id).await?;
     let catalogue = &state.events;
     let mut type_map = Map::new();
