@@ -748,6 +748,22 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
     let searched = s.activity(id, "filters[search]=pricing").await;
     assert_eq!(searched["total"], 1);
     assert_eq!(searched["events"][0]["event"], "lead.note");
+    // The search reads values as written, not their JSON text, alike on both databases.
+    s.post(
+        "/api/notes/new",
+        json!({"lead": id, "text": "He said \"hi\" from C:\\temp"}),
+    )
+    .await
+    .expect(201);
+    for (text, want) in [
+        ("said%20%22hi%22", 1),
+        ("C%3A%5Ctemp", 1),
+        ("note_id", 0),
+        ("%22source%22", 0),
+    ] {
+        let found = s.activity(id, &format!("filters[search]={text}")).await;
+        assert_eq!(found["total"], want, "{text}: {found}");
+    }
     s.stop().await;
 }
 
@@ -1954,6 +1970,28 @@ async fn identifiers_filters_and_methods(backend: Backend) {
         .await;
     assert_eq!(r.status, 422, "{}", r.text);
     assert!(r.text.contains("15 digits"), "{}", r.text);
+    // Two spellings differing in non-ASCII case match within one batch exactly as they
+    // do in two requests (PostgreSQL folds them, SQLite's lower() does not).
+    let batch = s
+        .post(
+            "/api/contacts/batch/new",
+            json!([{"email": "zoë@fold.example"}, {"email": "zoË@fold.example"}]),
+        )
+        .await;
+    s.post("/api/contacts/new", json!({"email": "anä@fold.example"}))
+        .await
+        .expect(201);
+    let alone = s
+        .post("/api/contacts/new", json!({"email": "anÄ@fold.example"}))
+        .await;
+    let batch_matched = batch.body["statusCodes"][1] == 200;
+    let alone_matched = alone.status == 200;
+    assert_eq!(
+        batch_matched, alone_matched,
+        "{} / {}",
+        batch.text, alone.text
+    );
+    assert_eq!(batch_matched, backend == Backend::Postgres);
     s.stop().await;
 }
 

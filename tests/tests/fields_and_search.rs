@@ -136,6 +136,57 @@ async fn custom_field_lifecycle(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 422);
+    // A type never changes, even to one stored alike: the values and the default stored
+    // under the old one need not fit the new one.
+    let text_field = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Since", "alias": "since_when", "type": "text", "defaultValue": "hello"}),
+        )
+        .await
+        .expect(201)["field"]["id"]
+        .as_i64()
+        .unwrap();
+    let r = s
+        .patch(
+            &format!("/api/fields/contact/{text_field}/edit"),
+            json!({"type": "date"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.body["errors"][0]["details"]["type"].is_array(),
+        "{}",
+        r.text
+    );
+    // New options that leave out the default are refused, unless the default changes too.
+    let select = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Size", "alias": "size_pick", "type": "select",
+                   "properties": {"list": "a|b"}, "defaultValue": "b"}),
+        )
+        .await
+        .expect(201)["field"]["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/fields/contact/{select}/edit");
+    let r = s.patch(&path, json!({"properties": {"list": "a|c"}})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("defaultValue"), "{}", r.text);
+    let r = s
+        .patch(
+            &path,
+            json!({"properties": {"list": "a|c"}, "defaultValue": "c"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["field"]["defaultValue"], "c");
+    for id in [text_field, select] {
+        s.delete(&format!("/api/fields/contact/{id}/delete"))
+            .await
+            .expect(200);
+    }
     let r = s
         .patch(
             &format!("/api/fields/contact/{field_id}/edit"),

@@ -91,16 +91,11 @@ fn apply_body(
         match t {
             Some(t) if creating => def.field_type = t,
             Some(t) if t == def.field_type => {}
-            Some(t)
-                if t.kind() == def.field_type.kind()
-                    && def.storage() == Storage::Column
-                    && !def.is_fixed =>
-            {
-                def.field_type = t
-            }
+            // As in Mautic: the values stored under the old type (and its default) need
+            // not be values of the new one.
             Some(_) => problems.add(
                 "type",
-                "cannot change to a type stored differently; create a new field instead",
+                "cannot change once the field exists; create a new field instead",
             ),
             None => problems.add(
                 "type",
@@ -244,6 +239,14 @@ fn apply_body(
                 Err(m) => problems.add("defaultValue", m),
             },
         }
+    } else if let Some(default) = def.default_value.clone()
+        && let Err(m) = values::normalize(def, &Json::String(default))
+    {
+        // New options that leave out the default: say so rather than drop it later.
+        problems.add(
+            "defaultValue",
+            format!("no longer fits the field ({m}); change or clear it too"),
+        );
     }
     problems.into_result()
 }

@@ -63,7 +63,7 @@ pub struct EventFilter {
     pub to: Option<i64>,
 }
 
-fn where_clause(p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
+fn where_clause(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
     let mut conds = vec![format!("contact_id = {}", p.push(contact_id))];
     if !f.include.is_empty() {
         let list = p.list(&f.include);
@@ -76,8 +76,20 @@ fn where_clause(p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
     if let Some(s) = f.search.as_deref().filter(|s| !s.is_empty()) {
         let pattern = format!("%{}%", escape_like(&s.to_lowercase()));
         let ph = p.push(pattern);
+        // The properties' values (at any depth), not their JSON text: a quote or a
+        // backslash in a note is found as written, and key names match nothing.
+        let values = match backend {
+            Backend::Sqlite => format!(
+                "EXISTS (SELECT 1 FROM json_tree(properties) AS j \
+                 WHERE j.atom IS NOT NULL AND lower(j.atom) LIKE {ph} ESCAPE '\\')"
+            ),
+            Backend::Postgres => format!(
+                "EXISTS (SELECT 1 FROM jsonb_path_query(properties::jsonb, 'strict $.**') AS j(v) \
+                 WHERE jsonb_typeof(j.v) IN ('string', 'number') AND lower(j.v #>> '{{}}') LIKE {ph} ESCAPE '\\')"
+            ),
+        };
         conds.push(format!(
-            "(lower(properties) LIKE {ph} ESCAPE '\\' OR lower(event_type) LIKE {ph} ESCAPE '\\')"
+            "({values} OR lower(event_type) LIKE {ph} ESCAPE '\\')"
         ));
     }
     if let Some(from) = f.from {
@@ -127,7 +139,7 @@ const EVENT_COLUMNS: &str = "id, contact_id, event_type, source, occurred_at, re
 /// limited, the stored arm reads its index in order and the arms are merged, and counted,
 /// each arm is counted from its index, where a view would read every event of the contact.
 fn arms(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> (String, String) {
-    let cond = where_clause(p, contact_id, f);
+    let cond = where_clause(backend, p, contact_id, f);
     let derived = derived_rows(backend, &p.push(contact_id));
     (
         format!("FROM contact_events WHERE {cond}"),
@@ -349,7 +361,7 @@ pub async fn monthly_totals(
         ..range
     };
     let mut p = Params::default();
-    let cond = where_clause(&mut p, contact_id, &points);
+    let cond = where_clause(db.backend(), &mut p, contact_id, &points);
     let case = bucket(&mut p);
     let sql = format!(
         "SELECT {case} AS bucket, CAST(COALESCE(SUM({delta}), 0) AS BIGINT) AS points FROM contact_events
