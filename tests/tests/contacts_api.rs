@@ -895,6 +895,23 @@ async fn sub_resources_and_lists(backend: Backend) {
         api["paths"]["/api/contacts"].is_object(),
         "the contacts list is documented"
     );
+    // Operation ids are unique (code generators refuse a document where they repeat), and
+    // the methods and bodies the server takes besides the annotated ones are there.
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in api["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op["operationId"].as_str() {
+                assert!(ids.insert(id.to_owned()), "{id} repeats ({method} {path})");
+            }
+        }
+    }
+    assert!(ids.len() > 90, "{}", ids.len());
+    assert!(api["paths"]["/api/contacts/batch/edit"]["put"].is_object());
+    assert!(api["paths"]["/plugins/{name}/hook"]["post"].is_object());
+    assert!(
+        api["paths"]["/api/imports"]["post"]["requestBody"]["content"]["multipart/form-data"]
+            .is_object()
+    );
     assert_eq!(s.get("/api/nope").await.status, 404);
     s.stop().await;
 }

@@ -18,6 +18,9 @@ pub struct ErrorItem {
     /// Per-field messages for 422s: `{"email": ["must be a valid email address"]}`.
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    /// `"access_denied"` for a refused login (as Mautic's firewall answers), else null.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
 }
 
 struct BasicAuth;
@@ -28,6 +31,80 @@ impl Modify for BasicAuth {
         components.add_security_scheme(
             "basic",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+/// What the annotations cannot say by themselves: the methods a route serves twice
+/// (Mautic's clients send PUT where PATCH is documented), other ways to send a body, and
+/// operation ids unique across the document (the handlers' names repeat from one area to
+/// the next), made of the method and the path: `get_api_contacts_id_activity`.
+struct Completions;
+
+impl Modify for Completions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref};
+        // A webhook may be called with no path after `hook` too.
+        if let Some(mut bare) = openapi
+            .paths
+            .paths
+            .get("/plugins/{name}/hook/{rest}")
+            .cloned()
+        {
+            if let Some(params) = bare.post.as_mut().and_then(|o| o.parameters.as_mut()) {
+                params.retain(|p| p.name != "rest");
+            }
+            openapi
+                .paths
+                .paths
+                .insert("/plugins/{name}/hook".into(), bare);
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path.ends_with("/batch/edit") || path == "/api/forms/{id}/edit" {
+                item.put = item.put.take().or_else(|| item.patch.clone());
+            }
+            if path == "/api/imports"
+                && let Some(body) = item.post.as_mut().and_then(|o| o.request_body.as_mut())
+            {
+                body.content.insert(
+                    "multipart/form-data".into(),
+                    ContentBuilder::new()
+                        .schema(Some(Ref::new("#/components/schemas/FileUpload")))
+                        .build(),
+                );
+            }
+            let name: String = path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim_matches(|c| c == '{' || c == '}'))
+                .collect::<Vec<_>>()
+                .join("_");
+            for (method, op) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ] {
+                if let Some(op) = op {
+                    op.operation_id = Some(format!("{method}_{name}"));
+                }
+            }
+        }
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert(
+            "FileUpload".into(),
+            utoipa::openapi::ObjectBuilder::new()
+                .property(
+                    "file",
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                            utoipa::openapi::KnownFormat::Binary,
+                        ))),
+                )
+                .required("file")
+                .into(),
         );
     }
 }
@@ -136,7 +213,7 @@ impl Modify for BasicAuth {
         super::plugins::hook
     ),
     components(schemas(ErrorBody, ErrorItem)),
-    modifiers(&BasicAuth),
+    modifiers(&BasicAuth, &Completions),
     security(("basic" = [])),
     info(title = "Magpie API", description = "Mautic-compatible contacts API. HTTP Basic auth with a Magpie user."))]
 pub struct ApiDoc;
