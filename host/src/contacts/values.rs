@@ -373,6 +373,8 @@ pub fn validate_url(s: &str) -> Result<(), String> {
 struct Lists {
     countries: HashMap<String, &'static str>,
     timezones: HashMap<String, &'static str>,
+    /// ISO 3166 alpha-2 codes, upper case.
+    region_codes: std::collections::HashSet<String>,
 }
 
 static LISTS: LazyLock<Lists> = LazyLock::new(|| {
@@ -396,9 +398,11 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
         .lines()
         .map(|tz| (tz.to_lowercase(), tz))
         .collect();
+    let region_codes = by_code.keys().map(|c| c.to_string()).collect();
     Lists {
         countries,
         timezones,
+        region_codes,
     }
 });
 
@@ -427,26 +431,47 @@ pub fn timezone(s: &str) -> Option<&'static str> {
     LISTS.timezones.get(&s.trim().to_lowercase()).copied()
 }
 
-/// `en`, `en_US`, `en-us`, `es_419` → `en`, `en_US`, `en_US`, `es_419`.
+/// ISO 639-1 language codes (and the older `iw`, `in`, `ji` some systems still send).
+const LANGUAGES: &str = "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca \
+ce ch co cr cs cu cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv \
+ha he hi ho hr ht hu hy hz ia id ie ig ii ik in io is it iu iw ja ji jv ka kg ki kj kk kl km kn \
+ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl \
+nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so \
+sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi \
+yo za zh zu";
+
+/// A locale as language, optional script and optional region: `en`, `en_US`, `en-us`,
+/// `es_419`, `zh_Hant_TW`, `sr-latn` → `en`, `en_US`, `en_US`, `es_419`, `zh_Hant_TW`,
+/// `sr_Latn`. Two-letter languages and regions must exist (ISO 639-1, ISO 3166);
+/// three-letter languages (ISO 639-2/3, `fil`, `yue` …) and scripts are checked by shape.
 pub fn locale(s: &str) -> Option<String> {
-    let s = s.trim();
-    let (lang, region) = match s.split_once(['_', '-']) {
-        Some((l, r)) => (l, Some(r)),
-        None => (s, None),
+    let mut parts = s.trim().split(['_', '-']);
+    let lang = parts.next()?.to_ascii_lowercase();
+    let known_lang = match lang.len() {
+        2 => LANGUAGES.split_ascii_whitespace().any(|l| l == lang),
+        3 => lang.chars().all(|c| c.is_ascii_lowercase()),
+        _ => false,
     };
-    if !(2..=3).contains(&lang.len()) || !lang.chars().all(|c| c.is_ascii_alphabetic()) {
+    if !known_lang {
         return None;
     }
-    let lang = lang.to_ascii_lowercase();
-    match region {
-        None => Some(lang),
-        Some(r) if r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()) => {
-            Some(format!("{lang}_{}", r.to_ascii_uppercase()))
+    let mut out = lang;
+    let mut rest: Vec<&str> = parts.collect();
+    if let Some(script) = rest.first().filter(|p| p.len() == 4) {
+        if !script.chars().all(|c| c.is_ascii_alphabetic()) {
+            return None;
         }
-        Some(r) if r.len() == 3 && r.chars().all(|c| c.is_ascii_digit()) => {
-            Some(format!("{lang}_{r}"))
+        let lower = script.to_ascii_lowercase();
+        out = format!("{out}_{}{}", lower[..1].to_ascii_uppercase(), &lower[1..]);
+        rest.remove(0);
+    }
+    match rest.as_slice() {
+        [] => Some(out),
+        [r] if r.len() == 2 && LISTS.region_codes.contains(&r.to_ascii_uppercase()) => {
+            Some(format!("{out}_{}", r.to_ascii_uppercase()))
         }
-        Some(_) => None,
+        [r] if r.len() == 3 && r.chars().all(|c| c.is_ascii_digit()) => Some(format!("{out}_{r}")),
+        _ => None,
     }
 }
 
@@ -664,6 +689,14 @@ mod tests {
             (Locale, json!("en-us"), json!({}), t("en_US")),
             (Locale, json!("fr"), json!({}), t("fr")),
             (Locale, json!("english"), json!({}), Err(())),
+            (Locale, json!("zh_Hant_TW"), json!({}), t("zh_Hant_TW")),
+            (Locale, json!("sr-latn"), json!({}), t("sr_Latn")),
+            (Locale, json!("es_419"), json!({}), t("es_419")),
+            (Locale, json!("fil_PH"), json!({}), t("fil_PH")),
+            (Locale, json!("zz_ZZ"), json!({}), Err(())),
+            (Locale, json!("en_ZZ"), json!({}), Err(())),
+            (Locale, json!("en_US_POSIX"), json!({}), Err(())),
+            (Locale, json!("en_"), json!({}), Err(())),
             (Region, json!("Bavaria"), json!({}), t("Bavaria")),
             (Lookup, json!("Dr"), json!({}), t("Dr")),
         ];
