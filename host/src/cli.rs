@@ -88,6 +88,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::resolve(args.listen, &args.common)?;
+    let listen = args
+        .listen
+        .as_deref()
+        .map(Config::listen_address)
+        .transpose()?;
+    let config = Config::resolve(listen, &args.common)?;
     server::serve(config, server::shutdown_signal()).await
 }

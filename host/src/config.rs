@@ -74,9 +74,10 @@ pub struct CommonArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on: `IP:PORT` or `HOST:PORT` (`localhost:8080`). Read as text and
+    /// resolved by `serve` alone, so a bad `MAGPIE_LISTEN` does not break other commands.
     #[arg(long, env = "MAGPIE_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -296,6 +297,19 @@ impl Default for JobsConfig {
 }
 
 impl Config {
+    /// `IP:PORT`, or `HOST:PORT` resolved to its first address.
+    pub fn listen_address(listen: &str) -> anyhow::Result<SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let bad = |why: String| {
+            anyhow::anyhow!("--listen {listen}: {why} (expected IP:PORT or HOST:PORT)")
+        };
+        listen
+            .to_socket_addrs()
+            .map_err(|e| bad(e.to_string()))?
+            .next()
+            .ok_or_else(|| bad("the host has no address".into()))
+    }
+
     pub fn resolve(listen: Option<SocketAddr>, common: &CommonArgs) -> anyhow::Result<Config> {
         let data_dir = common
             .data_dir
@@ -404,6 +418,23 @@ mod tests {
             UniqueIdentifierOperator::Or
         );
         assert_eq!(config.smtp.unwrap().from, "magpie@example.com");
+    }
+
+    #[test]
+    fn listen_addresses_may_name_a_host() {
+        assert_eq!(
+            Config::listen_address("127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert!(
+            Config::listen_address("localhost:8080")
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+        for bad in ["nonsense", "127.0.0.1:99999", "localhost"] {
+            assert!(Config::listen_address(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

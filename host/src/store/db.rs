@@ -315,6 +315,22 @@ impl Store {
     pub async fn connect(url: &str) -> anyhow::Result<Store> {
         let pools = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
+            // One connection first, so a refused connection or an unknown role says so
+            // (the pool would only say it timed out), naming the server but no password.
+            {
+                use sqlx::Connection;
+                let server = format!("{}:{}", options.get_host(), options.get_port());
+                let conn = sqlx::PgConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| {
+                        let why = match &e {
+                            sqlx::Error::Database(d) => d.message().to_owned(),
+                            other => other.to_string(),
+                        };
+                        anyhow::anyhow!("cannot connect to PostgreSQL at {server}: {why}")
+                    })?;
+                conn.close().await.ok();
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)
