@@ -453,7 +453,7 @@ mod tests {
             assert!(FileConfig::parse(bad).is_err(), "{bad}");
         }
         let good = FileConfig::parse(
-            "[tracking]\ndo_not_track_ips = [\"192.0.2.1\", \"10.0.0.0/8\", \"127.0.0.*\"]\ncors_allowed_origins = [\"https://*.example.com\", \"http://localhost:3000\"]",
+            "[tracking]\ndo_not_track_ips = [\"192.0.2.1\", \"10.0.0.0/8\", \"127.0.0.*\"]\ncors_allowed_origins = [\"https://*.example.com\", \"http://localhost:3000\", \"*\", \"*://example.org\"]",
         );
         assert!(good.is_ok(), "{good:?}");
     }

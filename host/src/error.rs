@@ -146,6 +146,12 @@ impl IntoResponse for AppError {
         let status = self.status();
         let body = json!({ "errors": [self.to_json()] });
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // The login limiter's window: a client may try again after it.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("900"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -2031,5 +2031,15 @@ async fn api_password_guessing_is_throttled() {
     let locked = try_with(magpie_tests::ADMIN_PASSWORD).await;
     assert_eq!(locked.status, 429, "{}", locked.text);
     assert_eq!(locked.body["errors"][0]["code"], 429);
+    assert_eq!(locked.headers["retry-after"], "900");
+    // Another name from the same address is still checked (and a wrong one refused).
+    let other = s
+        .send(
+            s.client
+                .get(s.url("/api/contacts"))
+                .basic_auth("someone-else", Some("nope")),
+        )
+        .await;
+    assert_eq!(other.status, 401);
     s.stop().await;
 }

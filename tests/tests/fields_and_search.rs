@@ -11,7 +11,39 @@ both_backends!(
     where_filters_ordering_and_paging,
     search_is_never_an_injection,
     free_text_follows_every_change,
+    a_number_can_identify_contacts,
 );
+
+/// A number field as the unique identifier: the same number finds its contact.
+async fn a_number_can_identify_contacts(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    s.post(
+        "/api/fields/contact/new",
+        json!({"label": "Customer number", "alias": "cust_no", "type": "number",
+               "isUniqueIdentifier": true}),
+    )
+    .await
+    .expect(201);
+    let first = s
+        .post(
+            "/api/contacts/new",
+            json!({"cust_no": 42, "firstname": "Ada"}),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = s
+        .post(
+            "/api/contacts/new",
+            json!({"cust_no": "42", "lastname": "Lovelace"}),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(first.body["contact"]["id"], again.body["contact"]["id"]);
+    assert_eq!(again.body["contact"]["fields"]["all"]["firstname"], "Ada");
+    let other = s.post("/api/contacts/new", json!({"cust_no": 43})).await;
+    assert_eq!(other.status, 201, "{}", other.text);
+    s.stop().await;
+}
 
 /// Runs the background free-text indexer's work now (SQLite queues writes for it).
 async fn index_now(s: &TestServer) {

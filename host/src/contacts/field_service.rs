@@ -239,7 +239,8 @@ fn apply_body(
                 Err(m) => problems.add("defaultValue", m),
             },
         }
-    } else if let Some(default) = def.default_value.clone()
+    } else if (body.contains_key("properties") || body.contains_key("type"))
+        && let Some(default) = def.default_value.clone()
         && let Err(m) = values::normalize(def, &Json::String(default))
     {
         // New options that leave out the default: say so rather than drop it later.

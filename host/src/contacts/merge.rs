@@ -75,7 +75,7 @@ pub async fn merge_in(
         // what a save of these contacts takes, in the same order (identifier values, then
         // rows), and read them again.
         crate::contacts::service::lock_identifiers_of(tx, fields, &both).await?;
-        store::contacts::lock_rows(tx, &[winner, loser]).await?;
+        store::contacts::lock_rows(tx, &[winner, loser], store::contacts::RowLock::Delete).await?;
         both = store::contacts::load(tx, fields, &[winner, loser]).await?;
     }
     if both.len() != 2 {

@@ -393,7 +393,7 @@ pub async fn save_in(
     }));
     wanted.sort_unstable();
     wanted.dedup();
-    store::contacts::lock_rows(tx, &wanted).await?;
+    store::contacts::lock_rows(tx, &wanted, store::contacts::RowLock::Update).await?;
     let loaded = store::contacts::load(tx, fields, &wanted).await?;
 
     let mut work: Vec<Work> = loaded
@@ -967,11 +967,24 @@ pub async fn change_points(
 }
 
 /// Deletes contacts; returns how many existed.
+/// Deletes contacts. On PostgreSQL their rows are locked first, in id order as saves lock
+/// them (a `DELETE … IN` locks in the table's order), and a delete chosen to break a
+/// deadlock anyway is run again.
 pub async fn delete(store: &Store, ids: &[i64]) -> AppResult<u64> {
-    let mut tx = store.begin().await?;
-    let n = store::contacts::delete(&mut tx, ids).await?;
-    tx.commit().await?;
-    Ok(n)
+    let mut retries = 2;
+    loop {
+        let attempt = async {
+            let mut tx = store.begin().await?;
+            store::contacts::lock_rows(&mut tx, ids, store::contacts::RowLock::Delete).await?;
+            let n = store::contacts::delete(&mut tx, ids).await?;
+            tx.commit().await?;
+            AppResult::Ok(n)
+        };
+        match attempt.await {
+            Err(e) if retries > 0 && e.is_deadlock() => retries -= 1,
+            result => return result,
+        }
+    }
 }
 
 /// Duplicate detection for one set of values, for the admin form's warning: contacts

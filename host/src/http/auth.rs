@@ -45,7 +45,10 @@ pub async fn require_basic_auth(
     };
     // Wrong passwords count as the login page's do, per address: ten within 15 minutes
     // and that address is refused until they pass, before any password is checked.
-    let ip = crate::web::session::client_ip(req.extensions().get::<ConnectInfo<SocketAddr>>());
+    let ip = crate::web::session::client_ip(
+        req.extensions().get::<ConnectInfo<SocketAddr>>(),
+        req.headers(),
+    );
     let limiter = &state.web.login_limiter;
     if !limiter.api_allowed(&username, ip) {
         return AppError::TooManyRequests.into_response();
@@ -77,6 +80,7 @@ pub async fn require_basic_auth(
     };
     match user {
         Some(u) if ok => {
+            limiter.api_succeeded(&username, ip);
             req.extensions_mut().insert(CurrentUser(u));
             next.run(req).await
         }

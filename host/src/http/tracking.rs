@@ -127,11 +127,14 @@ pub fn check_origin_pattern(pattern: &str) -> Result<(), String> {
     let bad = || {
         format!("'{pattern}' is not an origin like https://example.com or https://*.example.com")
     };
+    if pattern == "*" {
+        return Ok(()); // any origin, as an empty list
+    }
     let (scheme, rest) = pattern.split_once("://").ok_or_else(bad)?;
     let scheme_ok = !scheme.is_empty()
         && scheme
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "+-.*".contains(c));
     let host_ok = !rest.is_empty()
         && rest
             .chars()

@@ -266,7 +266,7 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
             release(state, id, JobState::Done, None, 0).await;
         }
         Ok(Ok(Outcome::Paused)) => {
-            tracing::info!(job = id, kind = %kind, "job paused on request");
+            tracing::info!(job = id, kind = %kind, "job stopped on request (paused, or queued again if resumed meanwhile)");
             release(state, id, JobState::Paused, None, 0).await;
             // Unless a resume came meanwhile: then it is queued again, for any worker.
             state.jobs.wake();

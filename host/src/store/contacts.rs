@@ -57,22 +57,36 @@ pub fn from_row(fields: &FieldSet, r: &Row) -> Contact {
     }
 }
 
+/// How a write holds the rows it read (`lock_rows`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    /// To update them: what an UPDATE itself takes, which leaves foreign-key checks of
+    /// other transactions (an event inserted for the contact) free to run.
+    Update,
+    /// To delete one of them (a merge's loser, a delete).
+    Delete,
+}
+
 /// Locks the rows of these contacts until the transaction ends, so what a write reads
 /// from them stays true until it commits (PostgreSQL runs writes concurrently; a merge
 /// adding up two contacts' points must not miss an increment made meanwhile). Rows are
-/// locked in id order, so two writers never wait for each other crosswise. SQLite has one
-/// writer: nothing to do.
-pub async fn lock_rows(db: &mut impl Exec, ids: &[i64]) -> DbResult<()> {
+/// locked in id order, so two writers that each take one such set never wait for each
+/// other crosswise. SQLite has one writer: nothing to do.
+pub async fn lock_rows(db: &mut impl Exec, ids: &[i64], lock: RowLock) -> DbResult<()> {
     if db.backend() != Backend::Postgres || ids.is_empty() {
         return Ok(());
     }
+    let mode = match lock {
+        RowLock::Update => "FOR NO KEY UPDATE",
+        RowLock::Delete => "FOR UPDATE",
+    };
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
     for chunk in ids.chunks(1000) {
         let mut p = Params::default();
         let list = p.list(chunk.iter().copied());
-        let sql = format!("SELECT id FROM contacts WHERE id IN ({list}) ORDER BY id FOR UPDATE");
+        let sql = format!("SELECT id FROM contacts WHERE id IN ({list}) ORDER BY id {mode}");
         db.fetch_all(&sql, p.values).await?;
     }
     Ok(())
@@ -178,9 +192,20 @@ pub async fn find_by_identifiers(
         for chunk in values.chunks(500) {
             let mut p = Params::default();
             // The database folds both sides, so they fold alike.
+            // Values come as text; a number identifier is compared as a number (PostgreSQL
+            // has no `double precision = text`; SQLite applies the column's affinity).
             let probed: Vec<String> = chunk
                 .iter()
-                .map(|v| format!("lower({})", p.push(v.clone())))
+                .map(|v| {
+                    let ph = p.push(v.clone());
+                    match (backend, f.kind()) {
+                        (Backend::Postgres, Kind::Float) => {
+                            format!("CAST({ph} AS DOUBLE PRECISION)")
+                        }
+                        (Backend::Postgres, Kind::Int) => format!("CAST({ph} AS BIGINT)"),
+                        _ => format!("lower({ph})"),
+                    }
+                })
                 .collect();
             let expr = search_expr(backend, &column(&f.alias), f.kind());
             // Contacts with an identifier value are known by definition (and the indexes

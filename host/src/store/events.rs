@@ -81,7 +81,7 @@ fn where_clause(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilt
         let values = match backend {
             Backend::Sqlite => format!(
                 "EXISTS (SELECT 1 FROM json_tree(properties) AS j \
-                 WHERE j.atom IS NOT NULL AND lower(j.atom) LIKE {ph} ESCAPE '\\')"
+                 WHERE j.type IN ('text', 'integer', 'real') AND lower(j.atom) LIKE {ph} ESCAPE '\\')"
             ),
             Backend::Postgres => format!(
                 "EXISTS (SELECT 1 FROM jsonb_path_query(properties::jsonb, 'strict $.**') AS j(v) \

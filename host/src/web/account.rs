@@ -99,7 +99,7 @@ pub async fn login_submit(
     if !session::tokens_match(&form.str("_csrf"), cookie_token) {
         return Err(super::WebError::Csrf);
     }
-    let ip = session::client_ip(connect.as_ref().map(|e| &e.0));
+    let ip = session::client_ip(connect.as_ref().map(|e| &e.0), &headers);
     let limiter = &state.web.login_limiter;
     if !limiter.allowed(&username, ip) {
         let msg = "Too many failed attempts. Wait a few minutes and try again.".to_owned();

@@ -442,9 +442,15 @@ async fn check_session(state: &AppState, req: Request, next: Next, streaming: bo
     next.run(req).await
 }
 
-/// The client's address, when the server knows it (it does when serving a socket).
-pub fn client_ip(req_ext: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
-    req_ext.map(|c| c.0.ip())
+/// The client's address, when the server knows it (it does when serving a socket): the
+/// peer, or behind a proxy on a private address the client it names in
+/// `X-Forwarded-For`, as tracking reads it (`tracking::ip::client_ip`).
+pub fn client_ip(
+    req_ext: Option<&ConnectInfo<SocketAddr>>,
+    headers: &axum::http::HeaderMap,
+) -> Option<IpAddr> {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    req_ext.map(|c| crate::tracking::ip::client_ip(c.0.ip(), forwarded))
 }
 
 /// Throttles password guessing: after `MAX_FAILURES` failed logins for one user name or
@@ -457,6 +463,8 @@ pub struct LoginLimiter {
 
 pub const MAX_FAILURES: u32 = 10;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Wrong API passwords from one address, whatever the names, before it is refused.
+pub const API_MAX_FAILURES: u32 = 100;
 
 impl LoginLimiter {
     fn keys(username: &str, ip: Option<IpAddr>) -> Vec<String> {
@@ -480,28 +488,37 @@ impl LoginLimiter {
         self.count(Self::keys(username, ip));
     }
 
-    /// The API's keys: the address, and the user name from that address. A user name
-    /// alone is not one, so guesses from one place cannot lock an integration calling
-    /// from another out of the API.
-    fn api_keys(username: &str, ip: Option<IpAddr>) -> Vec<String> {
-        let user = username.to_lowercase();
-        match ip {
-            Some(ip) => vec![format!("ip:{ip}"), format!("api:{user}@{ip}")],
-            None => vec![format!("api:{user}")],
-        }
+    /// The API's keys, apart from the login page's: a user name from an address (at most
+    /// `MAX_FAILURES` wrong passwords), and the address (at most `API_MAX_FAILURES`, for
+    /// guesses spread over many names). A user name alone is not one, so guesses from one
+    /// place cannot lock an integration calling from another out of the API. Names are
+    /// cut to 64 characters: the map's keys stay small whatever a client sends.
+    fn api_keys(username: &str, ip: Option<IpAddr>) -> [(String, u32); 2] {
+        let user: String = username.to_lowercase().chars().take(64).collect();
+        let at = ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        [
+            (format!("api:{user}@{at}"), MAX_FAILURES),
+            (format!("api-ip:{at}"), API_MAX_FAILURES),
+        ]
     }
 
     /// Whether an API request may try these credentials now.
     pub fn api_allowed(&self, username: &str, ip: Option<IpAddr>) -> bool {
         let map = self.failures.lock().expect("limiter poisoned");
-        Self::api_keys(username, ip).iter().all(|k| {
+        Self::api_keys(username, ip).iter().all(|(k, max)| {
             map.get(k)
-                .is_none_or(|(n, since)| *n < MAX_FAILURES || since.elapsed() > WINDOW)
+                .is_none_or(|(n, since)| *n < *max || since.elapsed() > WINDOW)
         })
     }
 
     pub fn api_failed(&self, username: &str, ip: Option<IpAddr>) {
-        self.count(Self::api_keys(username, ip));
+        self.count(Self::api_keys(username, ip).map(|(k, _)| k).to_vec());
+    }
+
+    /// The right password from an address clears that name's count there.
+    pub fn api_succeeded(&self, username: &str, ip: Option<IpAddr>) {
+        let [(key, _), _] = Self::api_keys(username, ip);
+        self.failures.lock().expect("limiter poisoned").remove(&key);
     }
 
     fn count(&self, keys: Vec<String>) {

@@ -34,9 +34,22 @@ pub fn check_event(
         ));
     }
     match serde_json::from_str::<Json>(properties) {
+        Ok(v) if holds_nul(&v) => {
+            // PostgreSQL's jsonb, which the timeline search reads them as, refuses it.
+            Err("event properties must not contain the character U+0000".into())
+        }
         Ok(v @ Json::Object(_)) => Ok(v),
         Ok(_) => Err("event properties must be a JSON object".into()),
         Err(e) => Err(format!("event properties are not valid JSON: {e}")),
+    }
+}
+
+fn holds_nul(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s.contains('\0'),
+        Json::Array(items) => items.iter().any(holds_nul),
+        Json::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -71,4 +84,30 @@ pub fn record_event(s: &Sandbox, e: NewEvent) -> Result<i64, Error> {
         Ok::<_, sqlx::Error>(Ok(id))
     })
     .map_err(internal)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_are_a_json_object_without_nul() {
+        let own = vec!["video.watched".to_owned()];
+        let check = |p: &str| check_event(&own, |_| false, "video.watched", p);
+        assert!(check(r#"{"title": "Intro", "seconds": 12}"#).is_ok());
+        assert!(
+            check(r#"{"path": "a\\u0000b"}"#).is_ok(),
+            "an escaped backslash"
+        );
+        for bad in [
+            r#"{"title": "a\u0000b"}"#,
+            r#"{"a\u0000": 1}"#,
+            r#"{"list": ["x", "\u0000"]}"#,
+            "[1]",
+            "{",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+        assert!(check_event(&own, |_| true, "other.type", "{}").is_err());
+    }
 }
