@@ -68,11 +68,13 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
 /// The date a date or a date and time names as written, in its own time zone:
 /// `1990-02-28T23:30:00-05:00` is the 28th.
 pub fn parse_written_date(s: &str) -> Option<NaiveDate> {
+    use chrono::Datelike;
     let s = s.trim();
-    if let Some(t) = parse_with_offset(s) {
-        return Some(t.naive_local().date());
-    }
-    parse_naive(without_utc_suffix(s)).map(|t| t.date_naive())
+    let date = match parse_with_offset(s) {
+        Some(t) => t.naive_local().date(),
+        None => parse_naive(without_utc_suffix(s))?.date_naive(),
+    };
+    (1..=9999).contains(&date.year()).then_some(date)
 }
 
 /// With an offset, as RFC 3339 or as PHP's DATE_ISO8601 (`+0200`) writes it.
@@ -114,12 +116,16 @@ fn parse_naive(s: &str) -> Option<DateTime<Utc>> {
     parse_date(s).map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
 }
 
+/// `YYYY-MM-DD` in the years 0001–9999, as datetimes.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    use chrono::Datelike;
     let s = s.trim();
     if s.len() != 10 {
         return None;
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|d| d.year() >= 1)
 }
 
 pub fn parse_time(s: &str) -> Option<NaiveTime> {
@@ -155,6 +161,7 @@ mod tests {
             ("9999-12-31T23:59:59Z", Some("9999-12-31 23:59:59")),
             ("0001-01-01T00:30:00+01:00", None),
             ("0001-01-01 00:00:00", Some("0001-01-01 00:00:00")),
+            ("0000-06-01", None),
         ];
         for (input, want) in cases {
             let got = parse_datetime(input).map(|t| sql_datetime(t.timestamp_millis()));
