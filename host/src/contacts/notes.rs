@@ -130,14 +130,9 @@ pub async fn create(store: &Store, input: &NoteInput, author: Option<i64>) -> Ap
     let now = now_ms();
     let mut tx = store.begin().await?;
     // A merged-away contact's id names the contact it went into.
-    let contact_id = if store::contacts::exists(&mut tx, contact_id).await? {
-        contact_id
-    } else {
-        match store::merge::resolve(&mut tx, contact_id).await? {
-            Some(survivor) if store::contacts::exists(&mut tx, survivor).await? => survivor,
-            _ => return Err(AppError::NotFound("Contact not found.".into())),
-        }
-    };
+    let contact_id = store::merge::current_id(&mut tx, contact_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("Contact not found.".into()))?;
     let date_time = input.date_time.flatten();
     let id =
         store::notes::insert(&mut tx, contact_id, text, note_type, date_time, author, now).await?;

@@ -85,6 +85,18 @@ pub async fn record(db: &mut impl Exec, winner: i64, loser: i64, now: i64) -> Db
 }
 
 /// The contact a merged-away id now lives in, if it was merged.
+/// The contact an id names now: itself while it exists, else the contact it was merged
+/// into, if that exists.
+pub async fn current_id(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
+    if super::contacts::exists(db, id).await? {
+        return Ok(Some(id));
+    }
+    match resolve(db, id).await? {
+        Some(winner) if super::contacts::exists(db, winner).await? => Ok(Some(winner)),
+        _ => Ok(None),
+    }
+}
+
 pub async fn resolve(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
     db.fetch_i64(
         "SELECT winner_id FROM contact_merges WHERE loser_id = $1",

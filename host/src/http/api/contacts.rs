@@ -35,10 +35,7 @@ pub const MAX_LIMIT: i64 = 1000;
 /// An id as the API sees it: a merged-away contact's id names the contact it went into.
 async fn resolve_id(state: &SharedState, contact_id: i64) -> AppResult<i64> {
     let mut db = state.store.read().await?;
-    if store::contacts::exists(&mut db, contact_id).await? {
-        return Ok(contact_id);
-    }
-    Ok(store::merge::resolve(&mut db, contact_id)
+    Ok(store::merge::current_id(&mut db, contact_id)
         .await?
         .unwrap_or(contact_id))
 }
@@ -633,12 +630,11 @@ pub async fn list_segments() -> Json<Value> {
 /// The contact a path's id names (a merged-away id names the contact it went into), or
 /// a 404.
 async fn require_contact(state: &SharedState, contact_id: &str) -> AppResult<i64> {
-    let contact_id = resolve_id(state, id(contact_id)?).await?;
+    let contact_id = id(contact_id)?;
     let mut db = state.store.read().await?;
-    if !store::contacts::exists(&mut db, contact_id).await? {
-        return Err(AppError::not_found());
-    }
-    Ok(contact_id)
+    store::merge::current_id(&mut db, contact_id)
+        .await?
+        .ok_or_else(AppError::not_found)
 }
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
