@@ -219,6 +219,30 @@ async fn custom_field_lifecycle(backend: Backend) {
             .await
             .expect(200);
     }
+    // Other edits leave the default alone, as the admin's form sends them (with the type),
+    // even where it is stored otherwise than written (last active: milliseconds).
+    let all = s.get("/api/fields/contact").await.expect(200);
+    let last_active = all["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["alias"] == "last_active")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/fields/contact/{last_active}/edit");
+    s.patch(&path, json!({"defaultValue": "2024-05-01 12:00:00"}))
+        .await
+        .expect(200);
+    s.patch(&path, json!({"label": "Last seen", "type": "datetime"}))
+        .await
+        .expect(200);
+    s.patch(
+        &path,
+        json!({"label": "Date Last Active", "defaultValue": null}),
+    )
+    .await
+    .expect(200);
     let r = s
         .patch(
             &format!("/api/fields/contact/{field_id}/edit"),

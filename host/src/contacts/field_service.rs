@@ -239,7 +239,8 @@ fn apply_body(
                 Err(m) => problems.add("defaultValue", m),
             },
         }
-    } else if (body.contains_key("properties") || body.contains_key("type"))
+    } else if def.field_type.has_options()
+        && body.contains_key("properties")
         && let Some(default) = def.default_value.clone()
         && let Err(m) = values::normalize(def, &Json::String(default))
     {
