@@ -19,7 +19,69 @@ both_backends!(
     mapping_as_an_object_by_header_or_number,
     refused_starts_and_special_cells,
     a_field_deleted_while_paused_is_skipped,
+    an_import_and_api_saves_of_the_same_emails_meet,
 );
+
+/// An import running while API clients create the same emails: every request is answered
+/// (on PostgreSQL the two write concurrently and lock the same identifiers: no deadlock
+/// may reach a client), and each email is one contact.
+async fn an_import_and_api_saves_of_the_same_emails_meet(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = TestServer::start(backend).await;
+    let mut csv = String::from("email,firstname\n");
+    for i in 0..8000 {
+        csv.push_str(&format!("imp{}@race.example,Row{i}\n", i % 4000));
+    }
+    let import = upload(&s, "race.csv", csv).await;
+    let id = import["id"].as_i64().unwrap();
+    let start = s.post(&format!("/api/imports/{id}/start"), json!({})).await;
+    assert_eq!(start.status, 202, "{}", start.text);
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3u64)
+        .map(|c| {
+            let req = s.client.clone();
+            let url = s.url("/api/contacts/batch/new");
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                let mut n = c * 7919;
+                while !done.load(Ordering::Relaxed) {
+                    let items: Vec<Value> = (0..10)
+                        .map(|_| {
+                            n = (n * 48271 + 11) % 4000;
+                            json!({"email": format!("imp{n}@race.example"), "lastname": "Api"})
+                        })
+                        .collect();
+                    let r = req
+                        .post(&url)
+                        .basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD))
+                        .json(&items)
+                        .send()
+                        .await
+                        .unwrap();
+                    answered.push((r.status().as_u16(), r.text().await.unwrap()));
+                }
+                answered
+            })
+        })
+        .collect();
+    let finished = wait_import(&s, id).await;
+    done.store(true, Ordering::Relaxed);
+    for client in clients {
+        for (status, body) in client.await.unwrap() {
+            assert_eq!(status, 201, "{body}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            for code in body["statusCodes"].as_array().unwrap() {
+                assert!(code == 200 || code == 201, "{body}");
+            }
+        }
+    }
+    assert_eq!(finished["status"], "done", "{finished}");
+    assert_eq!(finished["progress"]["failed"], 0, "{finished}");
+    assert_eq!(count_contacts(&s).await, 4000, "one contact per email");
+    s.stop().await;
+}
 
 fn mapping_from_preview(import: &Value) -> Vec<Value> {
     import["preview"]["mapping"]
