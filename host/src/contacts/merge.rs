@@ -36,21 +36,12 @@ pub async fn merge(
     actor: Option<i64>,
     now: i64,
 ) -> AppResult<MergeSummary> {
-    // On PostgreSQL a merge aborted to break a deadlock (two merges of the same pair in
-    // opposite directions, say) is run again once: it then finds its contacts, or not.
-    let mut retries = 1;
-    loop {
-        let attempt = async {
-            let mut tx = store.begin().await?;
-            let summary = merge_in(&mut tx, fields, winner, loser, source, actor, now).await?;
-            tx.commit().await?;
-            AppResult::Ok(summary)
-        };
-        match attempt.await {
-            Err(e) if retries > 0 && e.is_deadlock() => retries -= 1,
-            result => return result,
-        }
-    }
+    // Two merges of one pair in opposite directions may deadlock on PostgreSQL: the one
+    // run again then finds its contacts, or not.
+    super::service::in_transaction(store, |tx, _, _| {
+        Box::pin(merge_in(tx, fields, winner, loser, source, actor, now))
+    })
+    .await
 }
 
 /// Merges `loser` into `winner` inside the caller's transaction.

@@ -101,35 +101,62 @@ pub async fn save(
     state.saves.save(&state.store, ctx, items).await
 }
 
-/// Saves items in a transaction of their own. On PostgreSQL a transaction aborted to
-/// break a deadlock (writes lock rows concurrently) is run again, twice at most.
+/// One attempt of `in_transaction`'s work (boxed: a closure's future that borrows the
+/// transaction cannot be named otherwise, and must stay `Send` for spawned callers).
+pub(crate) type Attempt<'t, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = AppResult<T>> + Send + 't>>;
+
+/// Says that an attempt's transaction (`'t`) lives no longer than what its work borrows
+/// from the caller (`'a`), so that work may borrow it.
+pub(crate) type Within<'t, 'a> = std::marker::PhantomData<&'t &'a ()>;
+
+/// Runs `work` in a transaction of its own and commits it. On PostgreSQL, where writes
+/// lock rows concurrently, a transaction aborted to break a deadlock wrote nothing and is
+/// run again, twice at most; `work` is told whether an attempt is the last one (so it can
+/// give away what it would otherwise keep for another try).
+pub(crate) async fn in_transaction<'a, T>(
+    store: &Store,
+    mut work: impl for<'t> FnMut(&'t mut Tx, bool, Within<'t, 'a>) -> Attempt<'t, T>,
+) -> AppResult<T> {
+    let attempts = match store.backend() {
+        store::Backend::Postgres => 3,
+        store::Backend::Sqlite => 1,
+    };
+    for attempt in 1.. {
+        let last = attempt == attempts;
+        let result = async {
+            let mut tx = store.begin().await?;
+            let out = work(&mut tx, last, std::marker::PhantomData).await?;
+            tx.commit().await?;
+            AppResult::Ok(out)
+        }
+        .await;
+        match result {
+            Err(e) if !last && e.is_deadlock() => {
+                tracing::warn!("a write was chosen to break a deadlock; running it again");
+            }
+            result => return result,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Saves items in a transaction of their own.
 pub(super) async fn save_alone(
     store: &Store,
     ctx: &SaveContext,
-    mut items: Vec<(Target, ContactInput)>,
+    items: Vec<(Target, ContactInput)>,
 ) -> AppResult<Vec<AppResult<Saved>>> {
-    let mut retries = if store.backend() == store::Backend::Postgres {
-        2
-    } else {
-        0
-    };
-    loop {
-        let again = (retries > 0).then(|| items.clone());
-        let attempt = async {
-            let mut tx = store.begin().await?;
-            let results = save_in(&mut tx, ctx, items).await?;
-            tx.commit().await?;
-            AppResult::Ok(results)
-        };
-        match (attempt.await, again) {
-            (Err(e), Some(again)) if e.is_deadlock() => {
-                tracing::warn!("a save was chosen to break a deadlock; running it again");
-                items = again;
-                retries -= 1;
-            }
-            (result, _) => return result,
+    let mut items = Some(items);
+    in_transaction(store, |tx, last, _| {
+        let batch = match last {
+            true => items.take(),
+            false => items.clone(),
         }
-    }
+        .expect("kept until the last attempt");
+        Box::pin(save_in(tx, ctx, batch))
+    })
+    .await
 }
 
 /// A validated item.
@@ -966,25 +993,16 @@ pub async fn change_points(
     Ok(total)
 }
 
-/// Deletes contacts; returns how many existed.
-/// Deletes contacts. On PostgreSQL their rows are locked first, in id order as saves lock
-/// them (a `DELETE … IN` locks in the table's order), and a delete chosen to break a
-/// deadlock anyway is run again.
+/// Deletes contacts; returns how many existed. On PostgreSQL their rows are locked first,
+/// in id order as saves lock them (a `DELETE … IN` locks in the table's order).
 pub async fn delete(store: &Store, ids: &[i64]) -> AppResult<u64> {
-    let mut retries = 2;
-    loop {
-        let attempt = async {
-            let mut tx = store.begin().await?;
-            store::contacts::lock_rows(&mut tx, ids, store::contacts::RowLock::Delete).await?;
-            let n = store::contacts::delete(&mut tx, ids).await?;
-            tx.commit().await?;
-            AppResult::Ok(n)
-        };
-        match attempt.await {
-            Err(e) if retries > 0 && e.is_deadlock() => retries -= 1,
-            result => return result,
-        }
-    }
+    in_transaction(store, |tx, _, _| {
+        Box::pin(async move {
+            store::contacts::lock_rows(tx, ids, store::contacts::RowLock::Delete).await?;
+            Ok(store::contacts::delete(tx, ids).await?)
+        })
+    })
+    .await
 }
 
 /// Duplicate detection for one set of values, for the admin form's warning: contacts

@@ -1971,9 +1971,6 @@ mod tests {
         }
     }
 
-    /// Rows per second and the ETA come from this run's bytes (a resumed run does not
-    /// count what an earlier one did); the total is estimated from the line count until
-    /// the end is reached.
     /// Tags an export joins come back the same, whatever they hold; `-x` in a cell
     /// people typed takes a tag off.
     #[test]
@@ -2002,6 +1999,9 @@ mod tests {
         );
     }
 
+    /// Rows per second and the ETA come from this run's bytes (a resumed run does not
+    /// count what an earlier one did); the total is estimated from the line count until
+    /// the end is reached.
     #[test]
     fn progress_rate_eta_and_totals() {
         // This run started at byte 200,000 and is at 600,000 after 10 s: 40,000 bytes/s;
