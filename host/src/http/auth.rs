@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::state::SharedState;
 use crate::store;
 use crate::users::User;
+use crate::web::session::Door;
 
 /// The authenticated user, put into request extensions by `require_basic_auth`.
 #[derive(Clone, Debug)]
@@ -50,7 +51,7 @@ pub async fn require_basic_auth(
         req.headers(),
     );
     let limiter = &state.web.login_limiter;
-    if !limiter.api_allowed(&username, ip) {
+    if !limiter.allowed(Door::Api, &username, ip) {
         return AppError::TooManyRequests.into_response();
     }
     let user = match state.store.read().await {
@@ -80,12 +81,12 @@ pub async fn require_basic_auth(
     };
     match user {
         Some(u) if ok => {
-            limiter.api_succeeded(&username, ip);
+            limiter.succeeded(Door::Api, &username, ip);
             req.extensions_mut().insert(CurrentUser(u));
             next.run(req).await
         }
         _ => {
-            limiter.api_failed(&username, ip);
+            limiter.failed(Door::Api, &username, ip);
             AppError::Unauthorized.into_response()
         }
     }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::error::WebResult;
 use super::forms::FormData;
 use super::layout::{Chrome, render, render_status};
-use super::session::{self, LOGIN_CSRF_COOKIE, Session};
+use super::session::{self, Door, LOGIN_CSRF_COOKIE, Session};
 use crate::state::SharedState;
 use crate::store;
 use crate::time::now_ms;
@@ -101,7 +101,7 @@ pub async fn login_submit(
     }
     let ip = session::client_ip(connect.as_ref().map(|e| &e.0), &headers);
     let limiter = &state.web.login_limiter;
-    if !limiter.allowed(&username, ip) {
+    if !limiter.allowed(Door::LoginPage, &username, ip) {
         let msg = "Too many failed attempts. Wait a few minutes and try again.".to_owned();
         return Ok(login_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -126,7 +126,7 @@ pub async fn login_submit(
     let user = match user {
         Some(u) if verified && u.is_active => u,
         _ => {
-            limiter.failed(&username, ip);
+            limiter.failed(Door::LoginPage, &username, ip);
             let msg = "Wrong user name or password, or the account is disabled.".to_owned();
             return Ok(login_response(
                 StatusCode::UNAUTHORIZED,
@@ -137,7 +137,7 @@ pub async fn login_submit(
             ));
         }
     };
-    limiter.succeeded(&username);
+    limiter.succeeded(Door::LoginPage, &username, ip);
     let cookie = session::start(&state, &user, &headers).await?;
     let mut r = Redirect::to(if next.is_empty() { "/contacts" } else { &next }).into_response();
     let h = r.headers_mut();

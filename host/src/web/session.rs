@@ -466,67 +466,56 @@ pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Wrong API passwords from one address, whatever the names, before it is refused.
 pub const API_MAX_FAILURES: u32 = 100;
 
+/// Where a password is tried. Each door counts apart, so guessing at one does not lock
+/// the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    LoginPage,
+    Api,
+}
+
 impl LoginLimiter {
-    fn keys(username: &str, ip: Option<IpAddr>) -> Vec<String> {
-        let mut keys = vec![format!("u:{}", username.to_lowercase())];
-        if let Some(ip) = ip {
-            keys.push(format!("ip:{ip}"));
+    /// The counters an attempt adds to, each with its limit; the first is the user name's,
+    /// which the right password clears. The login page counts per name and per address.
+    /// The API counts per name from an address and, more loosely, per address: a name
+    /// alone is not a key there, so guesses from one place cannot lock an integration
+    /// calling from another out of the API. Names are cut to 64 characters, so the map's
+    /// keys stay small whatever a client sends.
+    fn keys(door: Door, username: &str, ip: Option<IpAddr>) -> Vec<(String, u32)> {
+        let user: String = username.to_lowercase().chars().take(64).collect();
+        match door {
+            Door::LoginPage => {
+                let mut keys = vec![(format!("u:{user}"), MAX_FAILURES)];
+                if let Some(ip) = ip {
+                    keys.push((format!("ip:{ip}"), MAX_FAILURES));
+                }
+                keys
+            }
+            Door::Api => {
+                let at = ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+                vec![
+                    (format!("api:{user}@{at}"), MAX_FAILURES),
+                    (format!("api-ip:{at}"), API_MAX_FAILURES),
+                ]
+            }
         }
-        keys
     }
 
     /// Whether an attempt may be made now.
-    pub fn allowed(&self, username: &str, ip: Option<IpAddr>) -> bool {
+    pub fn allowed(&self, door: Door, username: &str, ip: Option<IpAddr>) -> bool {
         let map = self.failures.lock().expect("limiter poisoned");
-        Self::keys(username, ip).iter().all(|k| {
-            map.get(k)
-                .is_none_or(|(n, since)| *n < MAX_FAILURES || since.elapsed() > WINDOW)
-        })
-    }
-
-    pub fn failed(&self, username: &str, ip: Option<IpAddr>) {
-        self.count(Self::keys(username, ip));
-    }
-
-    /// The API's keys, apart from the login page's: a user name from an address (at most
-    /// `MAX_FAILURES` wrong passwords), and the address (at most `API_MAX_FAILURES`, for
-    /// guesses spread over many names). A user name alone is not one, so guesses from one
-    /// place cannot lock an integration calling from another out of the API. Names are
-    /// cut to 64 characters: the map's keys stay small whatever a client sends.
-    fn api_keys(username: &str, ip: Option<IpAddr>) -> [(String, u32); 2] {
-        let user: String = username.to_lowercase().chars().take(64).collect();
-        let at = ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
-        [
-            (format!("api:{user}@{at}"), MAX_FAILURES),
-            (format!("api-ip:{at}"), API_MAX_FAILURES),
-        ]
-    }
-
-    /// Whether an API request may try these credentials now.
-    pub fn api_allowed(&self, username: &str, ip: Option<IpAddr>) -> bool {
-        let map = self.failures.lock().expect("limiter poisoned");
-        Self::api_keys(username, ip).iter().all(|(k, max)| {
+        Self::keys(door, username, ip).iter().all(|(k, max)| {
             map.get(k)
                 .is_none_or(|(n, since)| *n < *max || since.elapsed() > WINDOW)
         })
     }
 
-    pub fn api_failed(&self, username: &str, ip: Option<IpAddr>) {
-        self.count(Self::api_keys(username, ip).map(|(k, _)| k).to_vec());
-    }
-
-    /// The right password from an address clears that name's count there.
-    pub fn api_succeeded(&self, username: &str, ip: Option<IpAddr>) {
-        let [(key, _), _] = Self::api_keys(username, ip);
-        self.failures.lock().expect("limiter poisoned").remove(&key);
-    }
-
-    fn count(&self, keys: Vec<String>) {
+    pub fn failed(&self, door: Door, username: &str, ip: Option<IpAddr>) {
         let mut map = self.failures.lock().expect("limiter poisoned");
         if map.len() > 100_000 {
             map.retain(|_, (_, since)| since.elapsed() < WINDOW);
         }
-        for k in keys {
+        for (k, _) in Self::keys(door, username, ip) {
             let entry = map.entry(k).or_insert((0, Instant::now()));
             if entry.1.elapsed() > WINDOW {
                 *entry = (0, Instant::now());
@@ -535,11 +524,13 @@ impl LoginLimiter {
         }
     }
 
-    pub fn succeeded(&self, username: &str) {
+    /// The right password clears the user name's count.
+    pub fn succeeded(&self, door: Door, username: &str, ip: Option<IpAddr>) {
+        let (name_key, _) = Self::keys(door, username, ip).swap_remove(0);
         self.failures
             .lock()
             .expect("limiter poisoned")
-            .remove(&format!("u:{}", username.to_lowercase()));
+            .remove(&name_key);
     }
 }
 
@@ -586,12 +577,20 @@ mod tests {
     fn limiter_locks_after_failures() {
         let l = LoginLimiter::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let page = Door::LoginPage;
         for _ in 0..MAX_FAILURES {
-            assert!(l.allowed("ada", Some(ip)));
-            l.failed("ada", Some(ip));
+            assert!(l.allowed(page, "ada", Some(ip)));
+            l.failed(page, "ada", Some(ip));
         }
-        assert!(!l.allowed("ada", None));
-        assert!(!l.allowed("other", Some(ip)));
-        assert!(l.allowed("other", None));
+        assert!(!l.allowed(page, "ada", None));
+        assert!(!l.allowed(page, "other", Some(ip)));
+        assert!(l.allowed(page, "other", None));
+        // The API counts apart: per name from an address, then per address.
+        assert!(l.allowed(Door::Api, "ada", Some(ip)));
+        for i in 0..API_MAX_FAILURES {
+            l.failed(Door::Api, &format!("name{i}"), Some(ip));
+        }
+        assert!(!l.allowed(Door::Api, "someone", Some(ip)));
+        assert!(l.allowed(Door::Api, "someone", Some("192.0.2.2".parse().unwrap())));
     }
 }
