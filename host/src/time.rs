@@ -1,7 +1,7 @@
 //! Time in Magpie: UTC milliseconds since the epoch in storage, ISO 8601 with offset
 //! (`2024-05-01T12:00:00+00:00`, as Mautic) on the API.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -11,7 +11,7 @@ pub fn now_ms() -> i64 {
 /// for every date of every contact in every answer, and chrono parses its format string on
 /// each call. Other years go through chrono, which signs them (`+10000`, `-0001`).
 fn by_hand(t: DateTime<Utc>, between: char, after: &str) -> String {
-    use chrono::{Datelike, Timelike};
+    use chrono::Timelike;
     if !(0..=9999).contains(&t.year()) {
         return t
             .format(&format!("%Y-%m-%d{between}%H:%M:%S{after}"))
@@ -56,25 +56,23 @@ pub fn sql_datetime(ms: i64) -> String {
 /// In UTC the moment must fall in the years 0001–9999, which text comparisons (and SQL)
 /// order right: `9999-12-31T23:59:59-05:00` would be the year 10000.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
-    use chrono::Datelike;
     let s = s.trim();
     let t = match parse_with_offset(s) {
         Some(t) => t.with_timezone(&Utc),
         None => parse_naive(without_utc_suffix(s))?,
     };
-    (1..=9999).contains(&t.year()).then_some(t)
+    in_range(t.year()).then_some(t)
 }
 
 /// The date a date or a date and time names as written, in its own time zone:
 /// `1990-02-28T23:30:00-05:00` is the 28th.
 pub fn parse_written_date(s: &str) -> Option<NaiveDate> {
-    use chrono::Datelike;
     let s = s.trim();
     let date = match parse_with_offset(s) {
         Some(t) => t.naive_local().date(),
         None => parse_naive(without_utc_suffix(s))?.date_naive(),
     };
-    (1..=9999).contains(&date.year()).then_some(date)
+    in_range(date.year()).then_some(date)
 }
 
 /// With an offset, as RFC 3339 or as PHP's DATE_ISO8601 (`+0200`) writes it.
@@ -116,16 +114,21 @@ fn parse_naive(s: &str) -> Option<DateTime<Utc>> {
     parse_date(s).map(|d| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)))
 }
 
+/// Dates and times are taken in the years 0001–9999 only: four-digit years, which their
+/// text (stored, and compared in SQL) orders right.
+fn in_range(year: i32) -> bool {
+    (1..=9999).contains(&year)
+}
+
 /// `YYYY-MM-DD` in the years 0001–9999, as datetimes.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    use chrono::Datelike;
     let s = s.trim();
     if s.len() != 10 {
         return None;
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .ok()
-        .filter(|d| d.year() >= 1)
+        .filter(|d| in_range(d.year()))
 }
 
 pub fn parse_time(s: &str) -> Option<NaiveTime> {
