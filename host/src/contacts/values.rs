@@ -375,6 +375,8 @@ struct Lists {
     timezones: HashMap<String, &'static str>,
     /// ISO 3166 alpha-2 codes, upper case.
     region_codes: std::collections::HashSet<String>,
+    /// ISO 639-1 codes (`LANGUAGES`).
+    languages: std::collections::HashSet<&'static str>,
 }
 
 static LISTS: LazyLock<Lists> = LazyLock::new(|| {
@@ -403,6 +405,7 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
         countries,
         timezones,
         region_codes,
+        languages: LANGUAGES.split_ascii_whitespace().collect(),
     }
 });
 
@@ -448,7 +451,7 @@ pub fn locale(s: &str) -> Option<String> {
     let mut parts = s.trim().split(['_', '-']);
     let lang = parts.next()?.to_ascii_lowercase();
     let known_lang = match lang.len() {
-        2 => LANGUAGES.split_ascii_whitespace().any(|l| l == lang),
+        2 => LISTS.languages.contains(lang.as_str()),
         3 => lang.chars().all(|c| c.is_ascii_lowercase()),
         _ => false,
     };

@@ -123,6 +123,17 @@ pub async fn exists(db: &mut impl Exec, id: i64) -> DbResult<bool> {
         .is_some())
 }
 
+/// PostgreSQL: `(VALUES (a), (b) …) AS probe(value)`, for a `CROSS JOIN LATERAL (…
+/// WHERE key = probe.value OFFSET 0)` that looks each value up with one index probe,
+/// whatever the statistics say. Planned as an `IN` list on a table without statistics yet
+/// (a new database, until autovacuum first analyses it: a minute or more of bulk writes),
+/// each value is guessed to match 0.5% of the table, so 200 values read all of it: 98 ms
+/// a duplicate lookup at 200,000 contacts instead of 3 ms. `OFFSET 0` keeps the subquery
+/// from being flattened into a join planned the same way.
+fn probe_values(values: &[String]) -> String {
+    format!("(VALUES ({})) AS probe(value)", values.join("), ("))
+}
+
 /// Tag names per contact, sorted by name.
 pub async fn tags_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Vec<String>>> {
     let mut out: HashMap<i64, Vec<String>> = HashMap::new();
@@ -137,16 +148,14 @@ pub async fn tags_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, V
                  WHERE ct.contact_id IN ({}) ORDER BY t.tag",
                 p.list(chunk.iter().copied())
             ),
-            // One index probe per contact whatever the statistics say, as in
-            // `find_by_identifiers`: without them an `IN` list reads the whole table.
             Backend::Postgres => {
-                let probes: Vec<String> = chunk.iter().map(|id| p.push(*id)).collect();
+                let ids: Vec<String> = chunk.iter().map(|id| p.push(*id)).collect();
                 format!(
-                    "SELECT ct.contact_id, t.tag FROM (VALUES ({})) AS probe(id) \
+                    "SELECT ct.contact_id, t.tag FROM {} \
                      CROSS JOIN LATERAL (SELECT contact_id, tag_id FROM contact_tags \
-                     WHERE contact_id = probe.id OFFSET 0) AS ct \
+                     WHERE contact_id = probe.value OFFSET 0) AS ct \
                      JOIN tags t ON t.id = ct.tag_id ORDER BY t.tag{}",
-                    probes.join("), ("),
+                    probe_values(&ids),
                     Backend::Postgres.bytewise()
                 )
             }
@@ -216,17 +225,11 @@ pub async fn find_by_identifiers(
                     select.join(", "),
                     probed.join(", ")
                 ),
-                // One index probe per value, whatever the statistics say. Planned as an
-                // `IN` list on a table without statistics yet (a new database, until
-                // autovacuum first analyses it: a minute or more of bulk writes), each
-                // value is guessed to match 0.5% of the table, so 200 values read all of
-                // it: 98 ms a lookup at 200,000 contacts instead of 3 ms. `OFFSET 0`
-                // keeps the subquery from being flattened into a join planned the same way.
                 Backend::Postgres => format!(
-                    "SELECT found.* FROM (VALUES ({})) AS probe(value) CROSS JOIN LATERAL \
+                    "SELECT found.* FROM {} CROSS JOIN LATERAL \
                      (SELECT id, {} FROM contacts \
                       WHERE date_identified IS NOT NULL AND {expr} = probe.value OFFSET 0) AS found",
-                    probed.join("), ("),
+                    probe_values(&probed),
                     select.join(", ")
                 ),
             };
