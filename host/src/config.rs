@@ -243,12 +243,16 @@ pub struct ServerConfig {
     /// not waited for any more (a client that never sends the rest of its body must not
     /// keep the server from stopping). The background writers are flushed either way.
     pub shutdown_grace_seconds: u64,
+    /// A client has this long to send a request's headers; a keep-alive connection idle
+    /// this long is closed. Bounds what a client that trickles headers can hold.
+    pub header_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             shutdown_grace_seconds: 30,
+            header_timeout_seconds: 20,
         }
     }
 }
@@ -365,6 +369,9 @@ impl FileConfig {
         }
         if config.import.max_record_bytes < 1024 {
             anyhow::bail!("import.max_record_bytes must be at least 1024");
+        }
+        if !(1..=3600).contains(&config.server.header_timeout_seconds) {
+            anyhow::bail!("server.header_timeout_seconds must be from 1 to 3600");
         }
         if config.jobs.lease_seconds == 0 {
             anyhow::bail!("jobs.lease_seconds must be at least 1");

@@ -114,7 +114,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub state: SharedState,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
     stop_writers: tokio::sync::watch::Sender<bool>,
     writers: Vec<tokio::task::JoinHandle<()>>,
     jobs: crate::jobs::Runner,
@@ -131,9 +131,9 @@ impl Running {
         let deadline = tokio::time::Instant::now().checked_add(grace);
         self.jobs.shutdown(&self.state).await;
         match deadline {
-            None => (&mut self.task).await??,
+            None => (&mut self.task).await?,
             Some(deadline) => match tokio::time::timeout_at(deadline, &mut self.task).await {
-                Ok(served) => served??,
+                Ok(served) => served?,
                 Err(_) => {
                     // Their connections are not waited for any more: they end with the
                     // process, and what they write meanwhile is written whole or not.
@@ -195,12 +195,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         })
     };
     drop(flusher);
+    let header_timeout = Duration::from_secs(state.config.file.server.header_timeout_seconds);
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        crate::http::serve::serve(listener, app, header_timeout, async move {
             let _ = stopped.wait_for(|s| *s).await;
         })
         .await

@@ -2043,3 +2043,97 @@ async fn api_password_guessing_is_throttled() {
     assert_eq!(other.status, 401);
     s.stop().await;
 }
+
+/// A client that trickles its headers, or sends none, is disconnected after
+/// `[server] header_timeout_seconds`, as is a keep-alive connection left idle; a body
+/// that takes longer than that (an upload) is not cut, and other clients are served
+/// meanwhile.
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_slow_bodies_are_not() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let s = TestServer::start_with(Backend::Sqlite, "[server]\nheader_timeout_seconds = 1\n").await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    // Reads until the server closes the connection; returns what it sent and when.
+    async fn until_closed(stream: &mut TcpStream) -> (String, Duration) {
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+            .await
+            .expect("the server never closed the connection");
+        (
+            String::from_utf8_lossy(&got).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    // Headers a byte at a time, never finished.
+    let mut trickler = TcpStream::connect(&addr).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        let started = Instant::now();
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .cycle()
+        {
+            if trickler.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(started.elapsed() < Duration::from_secs(10), "never cut off");
+        }
+        unreachable!()
+    });
+    // A connection that sends nothing at all.
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    // Others are served meanwhile.
+    assert_eq!(s.get("/api/contacts").await.status, 200);
+    let (answer, after) = until_closed(&mut silent).await;
+    assert!(answer.is_empty(), "{answer}");
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    let cut = trickle.await.unwrap();
+    assert!(cut < Duration::from_secs(5), "cut off after {cut:?}");
+
+    // A keep-alive connection is closed once idle for the timeout, after its answer.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, after) = until_closed(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+
+    // A body sent slowly over three times the timeout is read whole and answered.
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("admin:{}", magpie_tests::ADMIN_PASSWORD));
+    let body = br#"{"email": "slow.body@example.org", "firstname": "Slow"}"#;
+    let mut upload = TcpStream::connect(&addr).await.unwrap();
+    upload
+        .write_all(
+            format!(
+                "POST /api/contacts/new HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for chunk in body.chunks(body.len().div_ceil(6)) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        upload.write_all(chunk).await.unwrap();
+    }
+    let (answer, _) = until_closed(&mut upload).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let found = s
+        .get("/api/contacts?search=email:slow.body@example.org")
+        .await
+        .expect(200);
+    assert_eq!(found["total"], "1", "{found}");
+    s.stop().await;
+}

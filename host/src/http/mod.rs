@@ -6,6 +6,7 @@ pub mod auth;
 pub mod extract;
 pub mod forms;
 pub mod php_query;
+pub mod serve;
 pub mod tracking;
 
 use std::time::Instant;
