@@ -225,8 +225,39 @@ async fn a_merged_away_id_reaches_the_survivor(backend: Backend) {
     )
     .await
     .expect(201);
+    // Companies and stages take the old id too.
+    let company = s
+        .post("/api/companies/new", json!({"companyname": "Old Id Ltd"}))
+        .await
+        .expect(201)["company"]["id"]
+        .as_i64()
+        .unwrap();
+    s.post(
+        &format!("/api/companies/{company}/contact/{loser}/add"),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let stage = s
+        .post("/api/stages/new", json!({"name": "Lead"}))
+        .await
+        .expect(201)["stage"]["id"]
+        .as_i64()
+        .unwrap();
+    s.post(
+        &format!("/api/stages/{stage}/contact/{loser}/add"),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let companies = s
+        .get(&format!("/api/contacts/{winner}/companies"))
+        .await
+        .expect(200);
+    assert_eq!(companies["total"], 1, "{companies}");
     let c = s.get(&format!("/api/contacts/{winner}")).await.expect(200);
     let c = &c["contact"];
+    assert_eq!(c["stage"]["id"], stage, "{c}");
     assert_eq!(c["points"], 5);
     assert_eq!(c["doNotContact"][0]["channel"], "email");
     assert_eq!(c["utmtags"][0]["utmSource"], "old-link");

@@ -84,7 +84,6 @@ pub async fn record(db: &mut impl Exec, winner: i64, loser: i64, now: i64) -> Db
     .map(drop)
 }
 
-/// The contact a merged-away id now lives in, if it was merged.
 /// The contact an id names now: itself while it exists, else the contact it was merged
 /// into, if that exists.
 pub async fn current_id(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
@@ -97,6 +96,7 @@ pub async fn current_id(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
     }
 }
 
+/// The contact a merged-away id went into, if it was merged (that one may be gone too).
 pub async fn resolve(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
     db.fetch_i64(
         "SELECT winner_id FROM contact_merges WHERE loser_id = $1",

@@ -115,9 +115,10 @@ pub async fn contact(
     if store::companies::get(&mut tx, company_id).await?.is_none() {
         return Err(AppError::not_found());
     }
-    if !store::contacts::exists(&mut tx, contact_id).await? {
+    // A merged-away id names the contact it went into, as on `/api/contacts/{id}…`.
+    let Some(contact_id) = store::merge::current_id(&mut tx, contact_id).await? else {
         return Err(AppError::NotFound("Contact not found.".into()));
-    }
+    };
     match action.as_str() {
         "add" => {
             store::companies::link(&mut tx, contact_id, company_id, now_ms()).await?;

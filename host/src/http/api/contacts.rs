@@ -33,7 +33,7 @@ const DEFAULT_LIMIT: i64 = 30;
 pub const MAX_LIMIT: i64 = 1000;
 
 /// An id as the API sees it: a merged-away contact's id names the contact it went into.
-async fn resolve_id(state: &SharedState, contact_id: i64) -> AppResult<i64> {
+pub(super) async fn resolve_id(state: &SharedState, contact_id: i64) -> AppResult<i64> {
     let mut db = state.store.read().await?;
     Ok(store::merge::current_id(&mut db, contact_id)
         .await?

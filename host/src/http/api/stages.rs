@@ -266,7 +266,8 @@ pub async fn change_contact(
     Path((stage_id, contact_id, action)): Path<(String, String, String)>,
 ) -> AppResult<Json<Value>> {
     let stage_id = id(&stage_id)?;
-    let contact_id = id(&contact_id)?;
+    // A merged-away id names the contact it went into, as on `/api/contacts/{id}…`.
+    let contact_id = super::contacts::resolve_id(&state, id(&contact_id)?).await?;
     let stage = match action.as_str() {
         "add" => Some(stage_id),
         "remove" => None,
