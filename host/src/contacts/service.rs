@@ -189,35 +189,13 @@ impl Work {
     }
 }
 
-/// How identifiers are case-folded in memory: as the database's `lower()` folds them, so
-/// items of one batch match each other exactly as separate requests match in the
-/// database. The database is asked with the values as given (`identifier_values`) and
-/// folds both sides itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Folding {
-    /// SQLite's `lower()`: ASCII letters only (`É` stays `É`).
-    Ascii,
-    /// PostgreSQL's: each character lower-cased alone (a final Σ is σ, not ς).
-    Unicode,
-}
-
-impl Folding {
-    fn of(backend: store::Backend) -> Folding {
-        match backend {
-            store::Backend::Sqlite => Folding::Ascii,
-            store::Backend::Postgres => Folding::Unicode,
-        }
-    }
-
-    /// Case-folded text of a value; `None` when empty.
-    fn fold(self, v: &Value) -> Option<String> {
-        let s = v.to_text()?;
-        let folded = match self {
-            Folding::Ascii => s.to_ascii_lowercase(),
-            Folding::Unicode => s.chars().flat_map(char::to_lowercase).collect(),
-        };
-        Some(folded).filter(|s| !s.is_empty())
-    }
+/// Case-folded text of an identifier value (`None` when empty), as the database folds
+/// it (`store::fold`), so items of one batch match each other exactly as separate requests
+/// match in the database. The database is asked with the values as given
+/// (`identifier_values`) and folds both sides itself.
+fn fold_value(v: &Value) -> Option<String> {
+    let s = v.to_text()?;
+    Some(store::fold::fold(&s)).filter(|s| !s.is_empty())
 }
 
 /// The unique-identifier values of an item as given, for the database's lookup.
@@ -236,13 +214,12 @@ fn identifier_values(
 
 /// The same values folded, as they are matched in memory.
 fn identifier_probe(
-    folding: Folding,
     fields: &FieldSet,
     sets: &[(&FieldDef, Option<Value>)],
 ) -> Vec<(String, String)> {
     identifier_values(fields, sets)
         .into_iter()
-        .filter_map(|(alias, v)| Some((alias, folding.fold(&v)?)))
+        .filter_map(|(alias, v)| Some((alias, fold_value(&v)?)))
         .collect()
 }
 
@@ -258,12 +235,11 @@ pub(crate) async fn lock_identifiers_of(
     fields: &FieldSet,
     contacts: &[Contact],
 ) -> AppResult<()> {
-    let folding = Folding::of(tx.backend());
     let keys: Vec<String> = contacts
         .iter()
         .flat_map(|c| {
             fields.unique_identifiers().filter_map(|f| {
-                let v = c.value(&f.alias).and_then(|v| folding.fold(v))?;
+                let v = c.value(&f.alias).and_then(fold_value)?;
                 Some(lock_key(&f.alias, &v))
             })
         })
@@ -273,14 +249,13 @@ pub(crate) async fn lock_identifiers_of(
 }
 
 fn index_identifiers(
-    folding: Folding,
     fields: &FieldSet,
     index: &mut HashMap<(String, String), Vec<usize>>,
     at: usize,
     c: &Contact,
 ) {
     for f in fields.unique_identifiers() {
-        if let Some(v) = c.value(&f.alias).and_then(|v| folding.fold(v)) {
+        if let Some(v) = c.value(&f.alias).and_then(fold_value) {
             let slot = index.entry((f.alias.clone(), v)).or_default();
             if !slot.contains(&at) {
                 slot.push(at);
@@ -290,19 +265,14 @@ fn index_identifiers(
 }
 
 /// The AND/OR rule: does a contact with these values match the probe?
-fn matches(
-    op: UniqueIdentifierOperator,
-    folding: Folding,
-    probe: &[(String, String)],
-    contact: &Contact,
-) -> bool {
+fn matches(op: UniqueIdentifierOperator, probe: &[(String, String)], contact: &Contact) -> bool {
     if probe.is_empty() {
         return false;
     }
     let eq = |(alias, want): &(String, String)| {
         contact
             .value(alias)
-            .and_then(|v| folding.fold(v))
+            .and_then(fold_value)
             .is_some_and(|have| &have == want)
     };
     match op {
@@ -352,7 +322,6 @@ pub async fn save_in(
     items: Vec<(Target, ContactInput)>,
 ) -> AppResult<Vec<AppResult<Saved>>> {
     let fields: &FieldSet = &ctx.fields;
-    let folding = Folding::of(tx.backend());
     let mut results: Vec<Option<AppResult<Saved>>> = (0..items.len()).map(|_| None).collect();
 
     // 1. Validate.
@@ -403,7 +372,7 @@ pub async fn save_in(
         .iter()
         .filter(|(_, p)| matches!(p.target, Target::Upsert | Target::Insert))
     {
-        for (alias, key) in identifier_probe(folding, fields, &p.sets) {
+        for (alias, key) in identifier_probe(fields, &p.sets) {
             lock_keys.push(lock_key(&alias, &key));
         }
         for (alias, value) in identifier_values(fields, &p.sets) {
@@ -442,7 +411,7 @@ pub async fn save_in(
     // (alias, folded value) → records having it, so matching a batch is not quadratic.
     let mut ident_index: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for (i, w) in work.iter().enumerate() {
-        index_identifiers(folding, fields, &mut ident_index, i, &w.state);
+        index_identifiers(fields, &mut ident_index, i, &w.state);
     }
     // Which item created which new record.
     let mut created_by: HashMap<usize, usize> = HashMap::new();
@@ -463,7 +432,7 @@ pub async fn save_in(
             Target::Put(id) => by_id.get(&id).copied(),
             Target::Create => None,
             Target::Upsert | Target::Insert => {
-                let probe = identifier_probe(folding, fields, &p.sets);
+                let probe = identifier_probe(fields, &p.sets);
                 // Candidates from the identifier index, then the exact AND/OR rule; the
                 // newest matching contact wins (new records are newest), as in Mautic.
                 let mut candidates: Vec<usize> = probe
@@ -476,7 +445,7 @@ pub async fn save_in(
                 candidates.dedup();
                 candidates
                     .into_iter()
-                    .filter(|idx| matches(ctx.operator, folding, &probe, &work[*idx].state))
+                    .filter(|idx| matches(ctx.operator, &probe, &work[*idx].state))
                     .max_by_key(|idx| {
                         if work[*idx].is_new() {
                             (1, *idx as i64)
@@ -523,7 +492,7 @@ pub async fn save_in(
                 work.len() - 1
             }
         };
-        index_identifiers(folding, fields, &mut ident_index, w, &candidate);
+        index_identifiers(fields, &mut ident_index, w, &candidate);
         let record = &mut work[w];
         record.state = candidate;
         record.events.extend(events);
@@ -1022,8 +991,7 @@ pub async fn find_duplicates(
             sets.push((f, Some(v)));
         }
     }
-    let folding = Folding::of(db.backend());
-    let probe = identifier_probe(folding, fields, &sets);
+    let probe = identifier_probe(fields, &sets);
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
     for (alias, value) in identifier_values(fields, &sets) {
         probes.entry(alias).or_default().push(value);
@@ -1037,6 +1005,6 @@ pub async fn find_duplicates(
     let contacts = store::contacts::load(db, fields, &ids).await?;
     Ok(contacts
         .into_iter()
-        .filter(|c| matches(operator, folding, &probe, c))
+        .filter(|c| matches(operator, &probe, c))
         .collect())
 }

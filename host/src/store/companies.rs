@@ -73,9 +73,10 @@ pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<Company>> {
 /// The oldest company with this name, case-insensitively.
 pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Company>> {
     let expr = super::fields::search_expr(db.backend(), "name", super::db::Kind::Text);
+    let fold = db.backend().fold_fn();
     Ok(db
         .fetch_optional(
-            &format!("{} WHERE {expr} = lower($1) ORDER BY id LIMIT 1", select()),
+            &format!("{} WHERE {expr} = {fold}($1) ORDER BY id LIMIT 1", select()),
             params![name],
         )
         .await?
@@ -85,7 +86,7 @@ pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Company>
 
 pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Company>, i64)> {
     let mut p = Params::default();
-    let cond = q.condition(&mut p, "id", &["name", "email"]);
+    let cond = q.condition(db.backend(), &mut p, "id", &["name", "email"]);
     let total = db
         .fetch_i64(
             &format!("SELECT COUNT(*) FROM companies WHERE {cond}"),

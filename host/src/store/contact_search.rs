@@ -10,6 +10,7 @@
 
 use super::db::{Backend, Exec, Kind, Params, Value};
 use super::fields::{column, search_expr};
+use super::fold::fold;
 use crate::contacts::Contact;
 use crate::contacts::fields::{FieldSet, FieldType, SEARCH_TEXT_COLUMNS, Storage};
 use crate::contacts::search::{Compare, Cond, Expr, Match};
@@ -108,15 +109,6 @@ struct Compiler<'a> {
     probe: bool,
 }
 
-/// Lower-cases like the database's `lower()` does on each backend: SQLite folds ASCII
-/// only, so folding more here would miss rows.
-fn fold(backend: Backend, s: &str) -> String {
-    match backend {
-        Backend::Sqlite => s.to_ascii_lowercase(),
-        Backend::Postgres => s.to_lowercase(),
-    }
-}
-
 /// Whether a LIKE pattern ends with an escape character that escapes nothing.
 fn lone_trailing_escape(v: &WhereValue) -> bool {
     let text = match v {
@@ -161,7 +153,7 @@ impl Compiler<'_> {
     fn text_match(&mut self, folded_expr: &str, m: &Match) -> String {
         match m {
             Match::Prefix(v) => {
-                let lo = fold(self.backend, v);
+                let lo = fold(v);
                 let hi = format!("{lo}\u{10FFFF}");
                 format!(
                     "({folded_expr} >= {} AND {folded_expr} < {})",
@@ -169,13 +161,13 @@ impl Compiler<'_> {
                     self.p.push(hi)
                 )
             }
-            Match::Exact(v) => format!("{folded_expr} = {}", self.p.push(fold(self.backend, v))),
+            Match::Exact(v) => format!("{folded_expr} = {}", self.p.push(fold(v))),
             Match::Like(v) => {
-                let pattern = like_escape_keep_percent(&fold(self.backend, v));
+                let pattern = like_escape_keep_percent(&fold(v));
                 format!("{folded_expr} LIKE {} ESCAPE '\\'", self.p.push(pattern))
             }
             Match::Contains(v) => {
-                let pattern = format!("%{}%", like_escape_all(&fold(self.backend, v)));
+                let pattern = format!("%{}%", like_escape_all(&fold(v)));
                 format!("{folded_expr} LIKE {} ESCAPE '\\'", self.p.push(pattern))
             }
         }
@@ -190,7 +182,7 @@ impl Compiler<'_> {
         }
         let runs: Vec<String> = pattern_runs
             .iter()
-            .map(|r| fold(self.backend, r))
+            .map(|r| fold(r))
             .filter(|r| r.chars().count() >= 3)
             .collect();
         if runs.is_empty() {
@@ -376,7 +368,7 @@ impl Compiler<'_> {
                     "c.id IN (SELECT n.id FROM contacts n WHERE {known}{first} UNION ALL SELECT n.id FROM contacts n WHERE {known}{last})"
                 );
                 let full_expr = match b {
-                    Backend::Sqlite => "lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, ''))".to_owned(),
+                    Backend::Sqlite => "fold(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, ''))".to_owned(),
                     Backend::Postgres => "(lower(coalesce(c.firstname, '') || ' ' || coalesce(c.lastname, '')) COLLATE \"C\")".to_owned(),
                 };
                 let runs = Self::runs(m);
@@ -480,7 +472,7 @@ impl Compiler<'_> {
                 Value::Text(stored.ok_or_else(|| format!("where: '{}' is not a date", w.col))?)
             } else {
                 match col.kind {
-                    Kind::Text => Value::Text(fold(c.backend, s)),
+                    Kind::Text => Value::Text(fold(s)),
                     Kind::Int => Value::Int(
                         s.trim()
                             .parse()
@@ -777,8 +769,8 @@ async fn count(
             Some(Expr::Cond(Cond::Text(Match::Contains(v))))
                 if db.backend() == Backend::Sqlite && v.chars().count() >= 3 =>
             {
-                let phrase = format!("\"{}\"", fold(Backend::Sqlite, v).replace('"', "\"\""));
-                let pattern = format!("%{}%", like_escape_all(&fold(Backend::Sqlite, v)));
+                let phrase = format!("\"{}\"", fold(v).replace('"', "\"\""));
+                let pattern = format!("%{}%", like_escape_all(&fold(v)));
                 let sql = format!(
                     "SELECT COUNT(*) FROM ({})",
                     super::free_text::matching_ids("$1", &["$2".to_owned()])

@@ -212,7 +212,7 @@ pub async fn find_by_identifiers(
                             format!("CAST({ph} AS DOUBLE PRECISION)")
                         }
                         (Backend::Postgres, Kind::Int) => format!("CAST({ph} AS BIGINT)"),
-                        _ => format!("lower({ph})"),
+                        _ => format!("{}({ph})", backend.fold_fn()),
                     }
                 })
                 .collect();
@@ -371,7 +371,7 @@ pub const NON_FIELD_COLUMNS: &[&str] = &[
 /// at a random place (a page written per contact). Migration 9 spells the same in SQL.
 pub fn email_rev(email: &str) -> String {
     let from = email.find('@').unwrap_or(0);
-    email[from..].to_ascii_lowercase().chars().rev().collect()
+    super::fold::fold(&email[from..]).chars().rev().collect()
 }
 
 /// Sets columns of one contact. `sets` holds raw column names (quoted for fields).

@@ -34,6 +34,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The SQL function that case-folds text alike on both databases: PostgreSQL's
+    /// `lower()`, SQLite's `fold()` (its own `lower()` folds ASCII only; `store::fold`).
+    pub fn fold_fn(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "fold",
+            Backend::Postgres => "lower",
+        }
+    }
+
     /// Appended to a text expression so it compares byte by byte, as SQLite's texts do
     /// (PostgreSQL would follow the database's locale).
     pub fn bytewise(self) -> &'static str {
@@ -258,12 +267,25 @@ pub trait Exec: Send {
 }
 
 /// A SQLite pool of up to `max_connections`, one kept open, where a caller waits up to
-/// 30 s for a connection.
+/// 30 s for a connection. Each connection gets `fold()` (`store::fold`).
 fn sqlite_pool(max_connections: u32) -> SqlitePoolOptions {
     SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| Box::pin(register_fold(conn)))
+}
+
+async fn register_fold(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: the handle is locked for us: no statement runs on it meanwhile.
+    let rc = unsafe { super::fold::register(handle.as_raw_handle().as_ptr()) };
+    if rc != libsqlite3_sys::SQLITE_OK {
+        return Err(sqlx::Error::Protocol(format!(
+            "cannot register fold() (SQLite error {rc})"
+        )));
+    }
+    Ok(())
 }
 
 /// Attaches the database `file` as `schema` on every connection the pool opens, then
@@ -277,6 +299,7 @@ fn attach_on_connect(
     pool.after_connect(move |conn, _| {
         let file = file.clone();
         Box::pin(async move {
+            register_fold(conn).await?;
             sqlx::query(AssertSqlSafe(format!("ATTACH DATABASE $1 AS {schema}")))
                 .bind(file)
                 .execute(&mut *conn)
@@ -368,8 +391,7 @@ impl Store {
             let write = sqlite_pool(1)
                 .connect_with(options.clone().pragma("wal_autocheckpoint", "16384"))
                 .await?;
-            let checkpoint = SqlitePoolOptions::new()
-                .max_connections(1)
+            let checkpoint = sqlite_pool(1)
                 .min_connections(0)
                 .connect_with(options.clone())
                 .await?;

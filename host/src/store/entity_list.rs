@@ -2,7 +2,7 @@
 //! notes, companies): `search` is free text or `ids:1,2,3`, `orderBy` one of the
 //! entity's columns.
 
-use super::db::Params;
+use super::db::{Backend, Params};
 
 #[derive(Clone, Debug, Default)]
 pub struct EntityQuery {
@@ -19,7 +19,13 @@ pub struct EntityQuery {
 
 impl EntityQuery {
     /// The WHERE condition for `ids` and `text` over `id_column` and `text_columns`.
-    pub fn condition(&self, p: &mut Params, id_column: &str, text_columns: &[&str]) -> String {
+    pub fn condition(
+        &self,
+        backend: Backend,
+        p: &mut Params,
+        id_column: &str,
+        text_columns: &[&str],
+    ) -> String {
         let mut conds = Vec::new();
         if let Some(ids) = &self.ids {
             // `ids:` is capped where it is parsed (`PhpQuery::entity_query`).
@@ -31,11 +37,16 @@ impl EntityQuery {
         if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
             let ph = p.push(format!(
                 "%{}%",
-                super::events::escape_like(&text.to_lowercase())
+                super::events::escape_like(&super::fold::fold(text))
             ));
             let any: Vec<String> = text_columns
                 .iter()
-                .map(|c| format!("lower(coalesce({c}, '')) LIKE {ph} ESCAPE '\\'"))
+                .map(|c| {
+                    format!(
+                        "{}(coalesce({c}, '')) LIKE {ph} ESCAPE '\\'",
+                        backend.fold_fn()
+                    )
+                })
                 .collect();
             conds.push(format!("({})", any.join(" OR ")));
         }

@@ -74,14 +74,14 @@ fn where_clause(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilt
         conds.push(format!("event_type NOT IN ({list})"));
     }
     if let Some(s) = f.search.as_deref().filter(|s| !s.is_empty()) {
-        let pattern = format!("%{}%", escape_like(&s.to_lowercase()));
+        let pattern = format!("%{}%", escape_like(&super::fold::fold(s)));
         let ph = p.push(pattern);
         // The properties' values (at any depth), not their JSON text: a quote or a
         // backslash in a note is found as written, and key names match nothing.
         let values = match backend {
             Backend::Sqlite => format!(
                 "EXISTS (SELECT 1 FROM json_tree(properties) AS j \
-                 WHERE j.type IN ('text', 'integer', 'real') AND lower(j.atom) LIKE {ph} ESCAPE '\\')"
+                 WHERE j.type IN ('text', 'integer', 'real') AND fold(j.atom) LIKE {ph} ESCAPE '\\')"
             ),
             Backend::Postgres => format!(
                 "EXISTS (SELECT 1 FROM jsonb_path_query(properties::jsonb, 'strict $.**') AS j(v) \
@@ -89,7 +89,8 @@ fn where_clause(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilt
             ),
         };
         conds.push(format!(
-            "({values} OR lower(event_type) LIKE {ph} ESCAPE '\\')"
+            "({values} OR {}(event_type) LIKE {ph} ESCAPE '\\')",
+            backend.fold_fn()
         ));
     }
     if let Some(from) = f.from {

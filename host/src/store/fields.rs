@@ -137,7 +137,7 @@ fn sql_type(backend: Backend, kind: Kind) -> &'static str {
 /// byte order on PostgreSQL so prefix ranges use the index), or the value itself.
 pub fn search_expr(backend: Backend, column: &str, kind: Kind) -> String {
     match (kind, backend) {
-        (Kind::Text, Backend::Sqlite) => format!("lower({column})"),
+        (Kind::Text, Backend::Sqlite) => format!("fold({column})"),
         (Kind::Text, Backend::Postgres) => format!("(lower({column}) COLLATE \"C\")"),
         _ => column.to_owned(),
     }

@@ -68,11 +68,11 @@ const INDEX_SCHEMA: &str = "\
         generation TEXT NOT NULL, \
         indexed_seq INTEGER NOT NULL)";
 
-/// The text indexed for a contact `t`: name, email, company and location, lower-cased
-/// (the trigram tokenizer folds case itself; the queue's scan compares lower-cased text).
+/// The text indexed for a contact `t`: name, email, company and location, case-folded
+/// (the trigram tokenizer folds case itself; the queue's scan compares folded text).
 pub fn indexed_text(t: &str) -> String {
     format!(
-        "lower(coalesce({t}.firstname, '') || ' ' || coalesce({t}.lastname, '') || char(10) || coalesce({t}.email, '') || char(10) || \
+        "fold(coalesce({t}.firstname, '') || ' ' || coalesce({t}.lastname, '') || char(10) || coalesce({t}.email, '') || char(10) || \
          coalesce({t}.company, '') || char(10) || coalesce({t}.city, '') || char(10) || coalesce({t}.state, '') || char(10) || \
          coalesce({t}.zipcode, '') || char(10) || coalesce({t}.country, ''))"
     )

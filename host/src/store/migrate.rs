@@ -46,6 +46,13 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
     if store.backend() == Backend::Sqlite {
         // One process owns a SQLite file; its single writer connection serialises us.
         apply(store, Backend::Sqlite).await?;
+        // Expression indexes on SQLite's ASCII-only `lower()` move to `fold()`.
+        let mut tx = store.begin().await?;
+        let rebuilt = super::fold::rebuild_lower_indexes(&mut tx).await?;
+        tx.commit().await?;
+        if rebuilt > 0 {
+            tracing::info!(indexes = rebuilt, "case-folding indexes rebuilt on fold()");
+        }
         // The free-text index's file must belong to the database it now sees.
         return Ok(super::free_text::prepare(store).await?);
     }

@@ -11,6 +11,7 @@ pub mod entity_list;
 pub mod events;
 pub mod exports;
 pub mod fields;
+pub mod fold;
 pub mod forms;
 pub mod free_text;
 pub mod imports;

@@ -52,7 +52,7 @@ pub struct NoteQuery<'a> {
 
 pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>, i64)> {
     let mut p = Params::default();
-    let mut conds = vec![q.list.condition(&mut p, "id", &["text"])];
+    let mut conds = vec![q.list.condition(db.backend(), &mut p, "id", &["text"])];
     if let Some(c) = q.contact_id {
         conds.push(format!("contact_id = {}", p.push(c)));
     }

@@ -162,8 +162,11 @@ pub async fn add_stats(
 
 /// The newest contact whose email is `email` (case-insensitively).
 pub async fn contact_by_email(db: &mut impl Exec, email: &str) -> DbResult<Option<i64>> {
+    let fold = db.backend().fold_fn();
     db.fetch_i64(
-        "SELECT id FROM contacts WHERE lower(email) = lower($1) ORDER BY id DESC LIMIT 1",
+        &format!(
+            "SELECT id FROM contacts WHERE {fold}(email) = {fold}($1) ORDER BY id DESC LIMIT 1"
+        ),
         params![email],
     )
     .await

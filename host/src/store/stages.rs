@@ -70,7 +70,7 @@ pub async fn list(db: &mut impl Exec) -> DbResult<Vec<StageRow>> {
 /// A page of stages for the API's list.
 pub async fn page(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<StageRow>, i64)> {
     let mut p = Params::default();
-    let cond = q.condition(&mut p, "id", &["name", "description"]);
+    let cond = q.condition(db.backend(), &mut p, "id", &["name", "description"]);
     let total = db
         .fetch_i64(
             &format!("SELECT COUNT(*) FROM stages WHERE {cond}"),

@@ -13,7 +13,7 @@ pub struct Tag {
 
 pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i64)> {
     let mut p = Params::default();
-    let cond = q.condition(&mut p, "t.id", &["t.tag", "t.description"]);
+    let cond = q.condition(db.backend(), &mut p, "t.id", &["t.tag", "t.description"]);
     let total = db
         .fetch_i64(
             &format!("SELECT COUNT(*) FROM tags t WHERE {cond}"),

@@ -1,0 +1,180 @@
+//! `fold(x)`: SQLite's stand-in for PostgreSQL's `lower()`, so both databases fold case the
+//! same way: every character lower-cased alone (`ZOË` → `zoë`, `Émile` → `émile`).
+//! SQLite's own `lower()` folds ASCII letters only, which made `ZOË@x.org` and
+//! `zoë@x.org` two contacts and `name:émile` miss `Émile` there and not on PostgreSQL.
+//!
+//! Registered on every SQLite connection Magpie opens (`Store::connect`); the expression
+//! indexes (`contacts_f_*`, `tags_lower`, `companies_name`) are built on it
+//! (`rebuild_lower_indexes`). A connection without it (the `sqlite3` shell) can read the
+//! database but not write the rows those indexes cover: it gets "no such function:
+//! fold" rather than index entries folded another way.
+
+use std::ffi::c_int;
+
+use libsqlite3_sys as ffi;
+
+use super::db::{DbResult, Exec};
+
+/// Case-folds text as `fold()` does in SQL and PostgreSQL's `lower()` does in a UTF-8
+/// locale: each character alone (a final Σ is σ, not ς).
+pub fn fold(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// Registers `fold(x)` on a raw connection; returns SQLite's result code.
+///
+/// # Safety
+/// `db` must be an open connection, used by this thread alone for the call.
+pub unsafe fn register(db: *mut ffi::sqlite3) -> c_int {
+    unsafe {
+        ffi::sqlite3_create_function_v2(
+            db,
+            c"fold".as_ptr(),
+            1,
+            // Deterministic so indexes may use it; innocuous: no side effects, safe in
+            // schema and triggers.
+            ffi::SQLITE_UTF8 | ffi::SQLITE_DETERMINISTIC | ffi::SQLITE_INNOCUOUS,
+            std::ptr::null_mut(),
+            Some(fold_sql),
+            None,
+            None,
+            None,
+        )
+    }
+}
+
+/// `fold(x)`: NULL stays NULL; anything else is folded as text (as `lower()` does).
+unsafe extern "C" fn fold_sql(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    unsafe {
+        if argc != 1 {
+            ffi::sqlite3_result_error(ctx, c"fold() takes one argument".as_ptr(), -1);
+            return;
+        }
+        let value = *argv;
+        if ffi::sqlite3_value_type(value) == ffi::SQLITE_NULL {
+            ffi::sqlite3_result_null(ctx);
+            return;
+        }
+        let text = ffi::sqlite3_value_text(value);
+        let len = ffi::sqlite3_value_bytes(value);
+        if text.is_null() {
+            ffi::sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        let bytes = std::slice::from_raw_parts(text, len as usize);
+        // Text that is already folded (most of it: emails, lower-case input) is handed
+        // back as it is, without a copy through Rust.
+        if !bytes
+            .iter()
+            .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+        {
+            ffi::sqlite3_result_text(ctx, text.cast(), len, ffi::SQLITE_TRANSIENT());
+            return;
+        }
+        let folded = match std::str::from_utf8(bytes) {
+            Ok(s) => fold(s),
+            // Not UTF-8 (a blob cast to text): fold the ASCII letters, as `lower()`.
+            Err(_) => {
+                let mut b = bytes.to_vec();
+                b.make_ascii_lowercase();
+                ffi::sqlite3_result_blob(ctx, b.as_ptr().cast(), len, ffi::SQLITE_TRANSIENT());
+                return;
+            }
+        };
+        ffi::sqlite3_result_text(
+            ctx,
+            folded.as_ptr().cast(),
+            folded.len() as c_int,
+            ffi::SQLITE_TRANSIENT(),
+        );
+    }
+}
+
+/// Rebuilds the expression indexes still on SQLite's `lower()` (those of the first
+/// migrations, and custom fields' from before `fold` existed) on `fold()`. Idempotent: a
+/// database already on `fold` has none left. Runs at every start, after the migrations.
+pub async fn rebuild_lower_indexes(db: &mut impl Exec) -> DbResult<usize> {
+    let rows = db
+        .fetch_all(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+             AND tbl_name IN ('contacts', 'tags', 'companies') AND sql LIKE '%lower(%'",
+            vec![],
+        )
+        .await?;
+    let count = rows.len();
+    for row in rows {
+        let (name, sql) = (row.text("name"), row.text("sql"));
+        db.execute_script(&format!(
+            "DROP INDEX \"{name}\"; {}",
+            sql.replace("lower(", "fold(")
+        ))
+        .await?;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold;
+    use crate::store::{Exec, Store, Value};
+
+    /// A database from before `fold()` (indexes on `lower()`) is moved to `fold()` at
+    /// start, and SQL folds non-ASCII letters as the Rust side does.
+    #[tokio::test]
+    async fn old_lower_indexes_are_rebuilt_on_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.path().display()))
+            .await
+            .unwrap();
+        crate::store::migrate::run(&store).await.unwrap();
+        let mut db = store.write_conn().await.unwrap();
+        let on_lower =
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND sql LIKE '%lower(%'";
+        assert_eq!(db.fetch_i64(on_lower, vec![]).await.unwrap(), Some(0));
+        db.execute_script(
+            "DROP INDEX contacts_f_email; \
+             CREATE INDEX contacts_f_email ON contacts (lower(email)) WHERE date_identified IS NOT NULL; \
+             DROP INDEX tags_lower; CREATE INDEX tags_lower ON tags (lower(tag));",
+        )
+        .await
+        .unwrap();
+        assert_eq!(db.fetch_i64(on_lower, vec![]).await.unwrap(), Some(2));
+        drop(db);
+        crate::store::migrate::run(&store).await.unwrap();
+        let mut db = store.write_conn().await.unwrap();
+        assert_eq!(db.fetch_i64(on_lower, vec![]).await.unwrap(), Some(0));
+        let folded = db
+            .fetch_all(
+                "SELECT fold($1), fold(NULL), fold(12)",
+                vec![Value::Text("ÉMILE Ørsted".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(folded[0].at(0).to_text().as_deref(), Some("émile ørsted"));
+        assert!(folded[0].at(1).to_text().is_none());
+        assert_eq!(folded[0].at(2).to_text().as_deref(), Some("12"));
+        drop(db);
+        store.close().await;
+    }
+
+    #[test]
+    fn folds_each_character() {
+        for (input, want) in [
+            ("ZOË@Example.ORG", "zoë@example.org"),
+            ("Émile", "émile"),
+            ("ÅSA ØRSTED", "åsa ørsted"),
+            ("ΟΔΥΣΣΕΥΣ", "οδυσσευσ"), // each alone: no final ς
+            ("already folded", "already folded"),
+            ("", ""),
+        ] {
+            assert_eq!(fold(input), want, "{input}");
+        }
+    }
+}
