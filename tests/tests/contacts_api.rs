@@ -17,6 +17,7 @@ both_backends!(
     creation_events_read_and_page_with_the_stored_ones,
     notes_companies_and_stages_apis,
     tags_and_stages_by_id,
+    tags_ignore_case,
     entity_batches,
     identifiers_filters_and_methods,
 );
@@ -1379,6 +1380,65 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
             .status,
         404
     );
+    s.stop().await;
+}
+
+/// Tag names ignore case, as in Mautic: `VIP` is the existing `vip` when adding, removing,
+/// creating through the tags API or within one batch, and the tag keeps its first spelling.
+async fn tags_ignore_case(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let tags_of = |c: &Value| -> Vec<String> {
+        c["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tag"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let a = s
+        .post(
+            "/api/contacts/new",
+            json!({"email": "a@tags.example", "tags": ["vip"]}),
+        )
+        .await
+        .expect(201);
+    let b = s
+        .post(
+            "/api/contacts/new",
+            json!({"email": "b@tags.example", "tags": ["VIP", "Été", "ÉTÉ"]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(tags_of(&b["contact"]), vec!["vip", "Été"], "{b}");
+    let vip_id = a["contact"]["tags"][0]["id"].clone();
+    assert_eq!(b["contact"]["tags"][0]["id"], vip_id);
+    let b_id = b["contact"]["id"].as_i64().unwrap();
+    // Adding a spelling it has changes nothing; removing any spelling removes it.
+    let edited = s
+        .patch(
+            &format!("/api/contacts/{b_id}/edit"),
+            json!({"tags": ["Vip", "-été"]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(tags_of(&edited["contact"]), vec!["vip"], "{edited}");
+    let batch = s
+        .post(
+            "/api/contacts/batch/new",
+            json!([{"email": "c@tags.example", "tags": ["Summer"]},
+                   {"email": "d@tags.example", "tags": ["SUMMER"]}]),
+        )
+        .await
+        .expect(201);
+    assert_eq!(tags_of(&batch["contacts"][0]), vec!["Summer"]);
+    assert_eq!(tags_of(&batch["contacts"][1]), vec!["Summer"]);
+    let created = s.post("/api/tags/new", json!({"tag": "summer"})).await;
+    assert_eq!(created.status, 200, "the existing tag: {}", created.text);
+    assert_eq!(created.body["tag"]["tag"], "Summer");
+    let all = s.get("/api/tags?limit=100").await.expect(200);
+    assert_eq!(all["total"], 3, "vip, Été, Summer: {all}");
+    let found = s.get("/api/contacts?search=tag:VIP").await.expect(200);
+    assert_eq!(found["total"], "2", "{found}");
     s.stop().await;
 }
 

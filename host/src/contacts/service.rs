@@ -717,12 +717,14 @@ fn apply(
     if let Some(image) = &p.profile_image {
         c.preferred_profile_image = image.clone();
     }
+    // Tags compare case-insensitively, as in Mautic: `VIP` is the `vip` a contact has.
     for tag in &p.tags.add {
-        if !c.tags.contains(tag) {
+        if !c.tags.iter().any(|t| same_tag(t, tag)) {
             c.tags.push(tag.clone());
         }
     }
-    c.tags.retain(|t| !p.tags.remove.contains(t));
+    c.tags
+        .retain(|t| !p.tags.remove.iter().any(|r| same_tag(t, r)));
 
     // A contact's creation and identification are not stored as events: its row says
     // when and by which channel (`created_source`, `identified_source`), and the timeline
@@ -843,7 +845,16 @@ fn changed_columns(
     sets
 }
 
+/// Whether two tag names are one tag: equal once case-folded (`store::fold`).
+fn same_tag(a: &str, b: &str) -> bool {
+    a == b
+        || a.chars()
+            .flat_map(char::to_lowercase)
+            .eq(b.chars().flat_map(char::to_lowercase))
+}
+
 /// Links and unlinks tags for every record, with a `lead.tags` event per contact changed.
+/// An added name takes the spelling of the tag it names (`VIP` → the existing `vip`).
 async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
     let mut changes: Vec<(usize, Vec<String>, Vec<String>)> = Vec::new();
     for (i, w) in work.iter().enumerate() {
@@ -867,13 +878,15 @@ async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
     if changes.is_empty() {
         return Ok(());
     }
-    let mut names: Vec<String> = changes
+    // In the items' order: of two new spellings of one tag, the first named is created.
+    let mut seen = HashSet::new();
+    let names: Vec<String> = changes
         .iter()
-        .flat_map(|(_, a, _)| a.iter().cloned())
+        .flat_map(|(_, a, _)| a.iter())
+        .filter(|n| seen.insert(n.as_str()))
+        .cloned()
         .collect();
-    names.sort();
-    names.dedup();
-    let ids = store::contacts::ensure_tags(tx, &names).await?;
+    let tags = store::contacts::resolve_tags(tx, &names).await?;
     let mut removed_names: Vec<String> = changes
         .iter()
         .flat_map(|(_, _, r)| r.iter().cloned())
@@ -883,14 +896,19 @@ async fn write_tags(tx: &mut Tx, work: &mut [Work], now: i64) -> AppResult<()> {
     let removed_ids = store::contacts::tag_ids(tx, &removed_names).await?;
     let mut link = Vec::new();
     let mut unlink = Vec::new();
-    for (i, added, removed) in &changes {
+    for (i, added, removed) in &mut changes {
         let contact = work[*i].state.id;
-        link.extend(
-            added
-                .iter()
-                .filter_map(|t| ids.get(t))
-                .map(|t| (contact, *t)),
-        );
+        for name in added.iter_mut() {
+            if let Some((id, spelling)) = tags.get(name) {
+                link.push((contact, *id));
+                if spelling != name {
+                    if let Some(t) = work[*i].state.tags.iter_mut().find(|t| *t == name) {
+                        t.clone_from(spelling);
+                    }
+                    name.clone_from(spelling);
+                }
+            }
+        }
         unlink.extend(
             removed
                 .iter()

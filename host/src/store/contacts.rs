@@ -463,12 +463,25 @@ pub async fn delete(db: &mut impl Exec, ids: &[i64]) -> DbResult<u64> {
     Ok(n)
 }
 
-/// Tag ids by name; missing tags are created.
-pub async fn ensure_tags(db: &mut impl Exec, names: &[String]) -> DbResult<HashMap<String, i64>> {
-    let mut out = tag_ids(db, names).await?;
-    let missing: Vec<&String> = names.iter().filter(|n| !out.contains_key(*n)).collect();
+/// The tags that `names` name, case-insensitively (`VIP` is the existing `vip`, as in
+/// Mautic), created when missing (one per spelling that folds alike): each name's tag id
+/// and the tag's own spelling. Where tags differ only in case (made before names were
+/// folded) the oldest is taken.
+pub async fn resolve_tags(
+    db: &mut impl Exec,
+    names: &[String],
+) -> DbResult<HashMap<String, (i64, String)>> {
+    use super::fold::fold;
+    let mut found = folded_tags(db, names).await?;
+    let mut missing: Vec<&String> = Vec::new();
+    let mut seen = HashSet::new();
+    for name in names {
+        let key = fold(name);
+        if !found.contains_key(&key) && seen.insert(key) {
+            missing.push(name);
+        }
+    }
     if !missing.is_empty() {
-        let conflict = "ON CONFLICT (tag) DO NOTHING";
         for chunk in missing.chunks(500) {
             let mut p = Params::default();
             let tuples: Vec<String> = chunk
@@ -477,19 +490,56 @@ pub async fn ensure_tags(db: &mut impl Exec, names: &[String]) -> DbResult<HashM
                 .collect();
             db.execute(
                 &format!(
-                    "INSERT INTO tags (tag) VALUES {} {conflict}",
+                    "INSERT INTO tags (tag) VALUES {} ON CONFLICT (tag) DO NOTHING",
                     tuples.join(", ")
                 ),
                 p.values,
             )
             .await?;
         }
-        let missing: Vec<String> = missing.into_iter().cloned().collect();
-        out.extend(tag_ids(db, &missing).await?);
+        found = folded_tags(db, names).await?;
+    }
+    Ok(names
+        .iter()
+        .filter_map(|n| Some((n.clone(), found.get(&fold(n))?.clone())))
+        .collect())
+}
+
+/// The tags matching `names` case-insensitively, keyed by folded name: the oldest of each.
+/// The database folds both sides (names go as given, as in the duplicate lookup), so a
+/// name always finds the tag spelled exactly so.
+async fn folded_tags(
+    db: &mut impl Exec,
+    names: &[String],
+) -> DbResult<HashMap<String, (i64, String)>> {
+    let expr = super::fields::search_expr(db.backend(), "tag", Kind::Text);
+    let fold = db.backend().fold_fn();
+    let mut out: HashMap<String, (i64, String)> = HashMap::new();
+    for chunk in names.chunks(500) {
+        let mut p = Params::default();
+        let list: Vec<String> = chunk
+            .iter()
+            .map(|k| format!("{fold}({})", p.push(k.as_str())))
+            .collect();
+        for row in db
+            .fetch_all(
+                &format!(
+                    "SELECT id, tag FROM tags WHERE {expr} IN ({}) ORDER BY id",
+                    list.join(", ")
+                ),
+                p.values,
+            )
+            .await?
+        {
+            let tag = row.text("tag");
+            out.entry(super::fold::fold(&tag))
+                .or_insert((row.i64("id"), tag));
+        }
     }
     Ok(out)
 }
 
+/// Tag ids by exact name (the names a contact's rows hold).
 pub async fn tag_ids(db: &mut impl Exec, names: &[String]) -> DbResult<HashMap<String, i64>> {
     let mut out = HashMap::new();
     for chunk in names.chunks(500) {

@@ -40,10 +40,16 @@ pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i6
     ))
 }
 
+/// The tag named `name`, case-insensitively (`VIP` is `vip`, as in Mautic); the oldest
+/// when several differ only in case (tags made before names were folded).
 pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Tag>> {
+    let expr = super::fields::search_expr(db.backend(), "tag", super::db::Kind::Text);
+    let fold = db.backend().fold_fn();
     Ok(db
         .fetch_optional(
-            "SELECT id, tag, description FROM tags WHERE tag = $1",
+            &format!(
+                "SELECT id, tag, description FROM tags WHERE {expr} = {fold}($1) ORDER BY id LIMIT 1"
+            ),
             params![name],
         )
         .await?
