@@ -73,8 +73,10 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|_| AppError::bad_request("the request body could not be read"))?;
+        let frame = frame.map_err(|e| match super::serve::too_slow(&e) {
+            true => AppError::RequestTimeout(super::serve::TOO_SLOW.into()),
+            false => AppError::bad_request("the request body could not be read"),
+        })?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen <= limit {

@@ -6,26 +6,31 @@
 //! likes; a few thousand such clients exhaust the process's file descriptors. Here each
 //! request's headers must arrive within `HEADER_READ_TIMEOUT` of the connection being
 //! ready for them (`[server] header_timeout_seconds`), which also closes keep-alive
-//! connections idle that long.
+//! connections idle that long. A body must then keep coming (`PacedBody`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `stop` resolves, then stops accepting, lets requests
 /// in flight finish (idle connections close at once) and returns when all are done.
-/// `header_timeout` bounds each request's headers, not its body: uploads of several GB
-/// stream for as long as they take.
+/// `header_timeout` bounds each request's headers; a body gets as long to start and then
+/// must keep coming (`PacedBody`): uploads of several GB stream for as long as they take.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -55,7 +60,7 @@ pub async fn serve(
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
-                request.map(Body::new)
+                request.map(|body| Body::new(PacedBody::new(body, header_timeout)))
             })
             .map_err(|e: Infallible| match e {});
         let connection =
@@ -84,4 +89,111 @@ async fn accept_failed(e: std::io::Error) {
     }
     tracing::warn!(error = %e, "cannot accept a connection; retrying in 100 ms");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// What a client is told when its body stopped coming.
+pub const TOO_SLOW: &str =
+    "the request body arrived too slowly; send it at 500 bytes a second or more";
+
+/// The body's error when it stopped coming.
+#[derive(Debug)]
+struct BodyTooSlow;
+
+impl std::fmt::Display for BodyTooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(TOO_SLOW)
+    }
+}
+
+impl std::error::Error for BodyTooSlow {}
+
+/// Whether a body's read failed because it came too slowly.
+pub fn too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<BodyTooSlow>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Bytes a body must bring per second after its grace, as Apache's `mod_reqtimeout`
+/// (`MinRate=500`): each 500 bytes received buy one more second.
+const MIN_BYTES_PER_SECOND: u64 = 500;
+
+/// A request body that must keep coming: it gets `grace` from the end of the headers,
+/// plus a second for each 500 bytes received. An upload of any size at 500 bytes a second
+/// or more is never cut; a client sending a byte now and then to hold a connection and a
+/// handler is, with 408. The timer is armed only when a read has to wait, so bodies that
+/// are empty or already here (a tracking pixel) cost nothing.
+struct PacedBody {
+    inner: Incoming,
+    started: Instant,
+    grace: Duration,
+    received: u64,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl PacedBody {
+    fn new(inner: Incoming, grace: Duration) -> PacedBody {
+        PacedBody {
+            inner,
+            started: Instant::now(),
+            grace,
+            received: 0,
+            timer: None,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let earned =
+            Duration::from_millis(self.received.saturating_mul(1000) / MIN_BYTES_PER_SECOND);
+        self.started + self.grace + earned
+    }
+}
+
+impl HttpBody for PacedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    let deadline = this.deadline();
+                    if let Some(timer) = &mut this.timer {
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let deadline = this.deadline();
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
