@@ -2244,6 +2244,20 @@ async fn slow_headers_are_cut_off_and_slow_bodies_are_not() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("too slowly"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(8));
+    // An upload (streamed, not buffered) is held to the same pace.
+    let mut upload = TcpStream::connect(&addr).await.unwrap();
+    upload
+        .write_all(
+            format!(
+                "POST /api/imports?filename=slow.csv HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+                 Content-Type: text/csv\r\nContent-Length: 100000\r\nConnection: close\r\n\r\nemail\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, _) = until_closed(&mut upload).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let none = s
         .get("/api/contacts?search=email:trickled@example.org")
         .await

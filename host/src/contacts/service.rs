@@ -718,6 +718,7 @@ fn apply(
         c.preferred_profile_image = image.clone();
     }
     // Tags compare case-insensitively, as in Mautic: `VIP` is the `vip` a contact has.
+    // Removals come last, as in Mautic: `["VIP", "-vip"]` leaves it off.
     for tag in &p.tags.add {
         if !c.tags.iter().any(|t| same_tag(t, tag)) {
             c.tags.push(tag.clone());
@@ -847,10 +848,8 @@ fn changed_columns(
 
 /// Whether two tag names are one tag: equal once case-folded (`store::fold`).
 fn same_tag(a: &str, b: &str) -> bool {
-    a == b
-        || a.chars()
-            .flat_map(char::to_lowercase)
-            .eq(b.chars().flat_map(char::to_lowercase))
+    use store::fold::fold_chars;
+    a == b || fold_chars(a).eq(fold_chars(b))
 }
 
 /// Links and unlinks tags for every record, with a `lead.tags` event per contact changed.

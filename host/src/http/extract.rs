@@ -67,16 +67,23 @@ impl FromRequest<SharedState> for ApiBody {
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Reads a body up to `limit` bytes; more is a 413.
+/// A body that could not be read: 408 when it came too slowly (`serve::PacedBody`), else
+/// a 400 saying `message`.
+pub fn body_failed(e: &(dyn std::error::Error + 'static), message: String) -> AppError {
+    match super::serve::too_slow(e) {
+        true => AppError::RequestTimeout(super::serve::TOO_SLOW.into()),
+        false => AppError::bad_request(message),
+    }
+}
+
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, AppError> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| match super::serve::too_slow(&e) {
-            true => AppError::RequestTimeout(super::serve::TOO_SLOW.into()),
-            false => AppError::bad_request("the request body could not be read"),
-        })?;
+        let frame =
+            frame.map_err(|e| body_failed(&e, "the request body could not be read".into()))?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen <= limit {

@@ -123,14 +123,16 @@ pub fn too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
 /// (`MinRate=500`): each 500 bytes received buy one more second.
 const MIN_BYTES_PER_SECOND: u64 = 500;
 
-/// A request body that must keep coming: it gets `grace` from the end of the headers,
-/// plus a second for each 500 bytes received. An upload of any size at 500 bytes a second
+/// A request body that must keep coming: it gets `grace` from the handler's first read
+/// (not from the headers: a handler may wait, e.g. for a password hash, before it reads,
+/// and hyper asks an `Expect: 100-continue` client for the body only then), plus a
+/// second for each 500 bytes received. An upload of any size at 500 bytes a second
 /// or more is never cut; a client sending a byte now and then to hold a connection and a
 /// handler is, with 408. The timer is armed only when a read has to wait, so bodies that
 /// are empty or already here (a tracking pixel) cost nothing.
 struct PacedBody {
     inner: Incoming,
-    started: Instant,
+    started: Option<Instant>,
     grace: Duration,
     received: u64,
     timer: Option<Pin<Box<Sleep>>>,
@@ -140,17 +142,17 @@ impl PacedBody {
     fn new(inner: Incoming, grace: Duration) -> PacedBody {
         PacedBody {
             inner,
-            started: Instant::now(),
+            started: None,
             grace,
             received: 0,
             timer: None,
         }
     }
 
-    fn deadline(&self) -> Instant {
+    fn deadline(&self, started: Instant) -> Instant {
         let earned =
             Duration::from_millis(self.received.saturating_mul(1000) / MIN_BYTES_PER_SECOND);
-        self.started + self.grace + earned
+        started + self.grace + earned
     }
 }
 
@@ -163,11 +165,12 @@ impl HttpBody for PacedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
+        let started = *this.started.get_or_insert_with(Instant::now);
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
-                    let deadline = this.deadline();
+                    let deadline = this.deadline(started);
                     if let Some(timer) = &mut this.timer {
                         timer.as_mut().reset(deadline);
                     }
@@ -177,7 +180,7 @@ impl HttpBody for PacedBody {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let deadline = this.deadline();
+                let deadline = this.deadline(started);
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

@@ -342,7 +342,10 @@ pub fn contact_input(fields: &FieldSet, form: &FormData, overwrite: bool) -> Con
 }
 
 /// Tags typed as "a, b, c" compared with the contact's tags: what to add and remove.
+/// Names compare case-insensitively, as tags do (`vip` typed as `VIP` is no change).
 pub fn tag_changes(typed: &str, current: &[String]) -> Result<TagChanges, String> {
+    use crate::store::fold::fold;
+    let has = |list: &[String], t: &str| list.iter().any(|x| fold(x) == fold(t));
     let mut wanted: Vec<String> = Vec::new();
     for t in typed.split(',') {
         let t = t.trim();
@@ -350,7 +353,7 @@ pub fn tag_changes(typed: &str, current: &[String]) -> Result<TagChanges, String
             continue;
         }
         let t = normalize_tag(t)?;
-        if !wanted.contains(&t) {
+        if !has(&wanted, &t) {
             wanted.push(t);
         }
     }
@@ -360,12 +363,12 @@ pub fn tag_changes(typed: &str, current: &[String]) -> Result<TagChanges, String
     Ok(TagChanges {
         add: wanted
             .iter()
-            .filter(|t| !current.contains(t))
+            .filter(|t| !has(current, t))
             .cloned()
             .collect(),
         remove: current
             .iter()
-            .filter(|t| !wanted.contains(t))
+            .filter(|t| !has(&wanted, t))
             .cloned()
             .collect(),
     })
@@ -480,6 +483,11 @@ mod tests {
         let c = tag_changes("b, c ,, c", &current).unwrap();
         assert_eq!(c.add, vec!["c"]);
         assert_eq!(c.remove, vec!["a"]);
+        // Another case of a tag the contact has is no change (it would remove it).
+        let c = tag_changes("A, B, Été", &["a".into(), "b".into(), "ÉTÉ".into()]).unwrap();
+        assert!(c.add.is_empty() && c.remove.is_empty(), "{c:?}");
+        let c = tag_changes("vip, VIP", &[]).unwrap();
+        assert_eq!(c.add, vec!["vip"]);
     }
 
     #[test]

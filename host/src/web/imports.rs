@@ -196,7 +196,7 @@ async fn receive(
     drain: bool,
 ) -> Result<ImportRow, AppError> {
     let bad = |e: axum::extract::multipart::MultipartError| {
-        AppError::bad_request(format!("the upload was interrupted: {e}"))
+        crate::http::extract::body_failed(&e, format!("the upload was interrupted: {e}"))
     };
     while let Some(mut field) = mp.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {

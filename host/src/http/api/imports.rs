@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::openapi::ErrorBody;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
-use crate::http::extract::{ApiBody, PhpQuery, id};
+use crate::http::extract::{ApiBody, PhpQuery, body_failed, id};
 use crate::imports::{self, DialectOverride, Preview, Settings, detect, mapping};
 use crate::state::SharedState;
 use crate::store;
@@ -205,7 +205,7 @@ pub async fn upload(
     if is_multipart {
         let mut form = axum::extract::Multipart::from_request(req, &state)
             .await
-            .map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))?;
+            .map_err(|e| body_failed(&e, format!("malformed multipart body: {e}")))?;
         let mut found = None;
         while let Some(mut field) = form
             .next_field()
@@ -219,7 +219,7 @@ pub async fn upload(
             while let Some(chunk) = field
                 .chunk()
                 .await
-                .map_err(|e| AppError::bad_request(format!("the upload was interrupted: {e}")))?
+                .map_err(|e| body_failed(&e, format!("the upload was interrupted: {e}")))?
             {
                 upload.write(&chunk).await?;
             }
@@ -233,7 +233,7 @@ pub async fn upload(
         let mut body = req.into_body();
         use http_body_util::BodyExt;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| AppError::bad_request("the upload was interrupted"))?;
+            let frame = frame.map_err(|e| body_failed(&e, "the upload was interrupted".into()))?;
             if let Ok(data) = frame.into_data() {
                 upload.write(&data).await?;
             }
