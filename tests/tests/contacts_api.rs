@@ -1439,6 +1439,28 @@ async fn tags_ignore_case(backend: Backend) {
     assert_eq!(all["total"], 3, "vip, Été, Summer: {all}");
     let found = s.get("/api/contacts?search=tag:VIP").await.expect(200);
     assert_eq!(found["total"], "2", "{found}");
+    // Spellings of a new tag created at once by concurrent requests make one tag.
+    let spellings = ["Race", "RACE", "race", "rAcE"];
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (client, url) = (s.client.clone(), s.url("/api/contacts/new"));
+        let body = json!({"email": format!("race{i}@tags.example"), "tags": [spellings[i % 4]]});
+        requests.spawn(async move {
+            let r = client
+                .post(url)
+                .basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.unwrap(), 201);
+    }
+    let raced = s.get("/api/tags?search=race").await.expect(200);
+    assert_eq!(raced["total"], 1, "{raced}");
     s.stop().await;
 }
 

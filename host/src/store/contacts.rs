@@ -472,14 +472,25 @@ pub async fn resolve_tags(
     names: &[String],
 ) -> DbResult<HashMap<String, (i64, String)>> {
     use super::fold::fold;
+    let missing_of = |found: &HashMap<String, (i64, String)>| {
+        let mut seen = HashSet::new();
+        names
+            .iter()
+            .filter(|n| {
+                let key = fold(n);
+                !found.contains_key(&key) && seen.insert(key)
+            })
+            .collect::<Vec<&String>>()
+    };
     let mut found = folded_tags(db, names).await?;
-    let mut missing: Vec<&String> = Vec::new();
-    let mut seen = HashSet::new();
-    for name in names {
-        let key = fold(name);
-        if !found.contains_key(&key) && seen.insert(key) {
-            missing.push(name);
-        }
+    let mut missing = missing_of(&found);
+    if !missing.is_empty() && db.backend() == Backend::Postgres {
+        // Creating a tag takes its folded name's lock (`tags::lock_names`), then looks
+        // again: a creation committed meanwhile is seen.
+        let locked: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+        super::tags::lock_names(db, &locked).await?;
+        found = folded_tags(db, names).await?;
+        missing = missing_of(&found);
     }
     if !missing.is_empty() {
         for chunk in missing.chunks(500) {

@@ -40,6 +40,17 @@ pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Tag>, i6
     ))
 }
 
+/// Locks tag names (folded) until the transaction ends, on PostgreSQL: whoever creates a
+/// tag holds its name's lock, so two transactions cannot both miss `vip` and create `VIP`
+/// and `vip` (`ON CONFLICT (tag)` sees the same spelling only). SQLite has one writer.
+pub async fn lock_names(db: &mut impl Exec, names: &[&str]) -> DbResult<()> {
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| format!("tag\0{}", super::fold::fold(n)))
+        .collect();
+    super::locks::identifier_locks(db, &keys).await
+}
+
 /// The tag named `name`, case-insensitively (`VIP` is `vip`, as in Mautic); the oldest
 /// when several differ only in case (tags made before names were folded).
 pub async fn by_name(db: &mut impl Exec, name: &str) -> DbResult<Option<Tag>> {

@@ -104,6 +104,7 @@ pub async fn create(
         .ok_or_else(|| AppError::invalid("tag", "is required"))?;
     let description = input.description.flatten();
     let mut tx = state.store.begin().await?;
+    store::tags::lock_names(&mut tx, &[&name]).await?;
     if let Some(t) = store::tags::by_name(&mut tx, &name).await? {
         return Ok((StatusCode::OK, Json(json!({ "tag": tag_json(&t) }))).into_response());
     }
@@ -133,6 +134,7 @@ async fn update(
         return Ok(None);
     };
     if let Some(name) = input.name {
+        store::tags::lock_names(&mut tx, &[&name]).await?;
         if let Some(other) = store::tags::by_name(&mut tx, &name).await?
             && other.id != tag.id
         {
