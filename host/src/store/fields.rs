@@ -178,6 +178,15 @@ async fn create_index(db: &mut impl Exec, f: &FieldDef) -> DbResult<()> {
     Ok(())
 }
 
+/// Creates any field index that is missing: a SQLite database restored from a `.dump`
+/// by a shell that lacks `fold()` (`store::fold`) lost them without a word.
+pub async fn ensure_indexes(db: &mut impl Exec) -> DbResult<()> {
+    for f in list(db).await?.iter().filter(|f| f.is_indexed()) {
+        create_index(db, f).await?;
+    }
+    Ok(())
+}
+
 async fn drop_index(db: &mut impl Exec, alias: &str) -> DbResult<()> {
     db.execute_script(&format!("DROP INDEX IF EXISTS {}", index_name(alias)))
         .await?;

@@ -13,7 +13,7 @@ use std::ffi::c_int;
 
 use libsqlite3_sys as ffi;
 
-use super::db::{DbResult, Exec};
+use super::db::{DbResult, Exec, Value};
 
 /// Case-folds text as `fold()` does in SQL and PostgreSQL's `lower()` does in a UTF-8
 /// locale: each character alone (a final Σ is σ, not ς).
@@ -130,6 +130,26 @@ pub async fn rebuild_lower_indexes(db: &mut impl Exec) -> DbResult<usize> {
     Ok(count)
 }
 
+/// Redoes the suffix-search keys (`contacts::email_rev`) of emails with non-ASCII
+/// characters, which older servers folded as ASCII (migration 15's SQLite half).
+pub async fn refold_email_keys(db: &mut impl Exec) -> DbResult<()> {
+    let rows = db
+        .fetch_all(
+            "SELECT id, email FROM contacts WHERE email_rev IS NOT NULL AND email GLOB '*[^ -~]*'",
+            vec![],
+        )
+        .await?;
+    for row in rows {
+        let key = super::contacts::email_rev(&row.text("email"));
+        db.execute(
+            "UPDATE contacts SET email_rev = $1 WHERE id = $2",
+            vec![Value::Text(key), Value::Int(row.i64("id"))],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::fold;
@@ -149,7 +169,9 @@ mod tests {
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND sql LIKE '%lower(%'";
         assert_eq!(db.fetch_i64(on_lower, vec![]).await.unwrap(), Some(0));
         db.execute_script(
-            "DROP INDEX contacts_f_email; \
+            "INSERT INTO contacts (date_added, date_modified, date_identified, email, email_rev) \
+             VALUES (0, 0, 0, 'a@MÜLLER.DE', 'ed.rellÜm@'); \
+             DROP INDEX contacts_f_email; \
              CREATE INDEX contacts_f_email ON contacts (lower(email)) WHERE date_identified IS NOT NULL; \
              DROP INDEX tags_lower; CREATE INDEX tags_lower ON tags (lower(tag));",
         )
@@ -160,6 +182,15 @@ mod tests {
         crate::store::migrate::run(&store).await.unwrap();
         let mut db = store.write_conn().await.unwrap();
         assert_eq!(db.fetch_i64(on_lower, vec![]).await.unwrap(), Some(0));
+        let key = db
+            .fetch_all("SELECT email_rev FROM contacts", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            key[0].text("email_rev"),
+            "ed.rellüm@",
+            "suffix keys refolded"
+        );
         let folded = db
             .fetch_all(
                 "SELECT fold($1), fold(NULL), fold(12)",
@@ -170,6 +201,25 @@ mod tests {
         assert_eq!(folded[0].at(0).to_text().as_deref(), Some("émile ørsted"));
         assert!(folded[0].at(1).to_text().is_none());
         assert_eq!(folded[0].at(2).to_text().as_deref(), Some("12"));
+        // Indexes a restore by the `sqlite3` shell lost come back at start.
+        crate::store::fields::seed_defaults(&mut db, 0)
+            .await
+            .unwrap();
+        db.execute_script("DROP INDEX contacts_f_firstname; DROP INDEX tags_lower;")
+            .await
+            .unwrap();
+        drop(db);
+        crate::store::migrate::run(&store).await.unwrap();
+        let mut db = store.write_conn().await.unwrap();
+        let back = db
+            .fetch_i64(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' \
+                 AND name IN ('contacts_f_firstname', 'tags_lower') AND sql LIKE '%fold(%'",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(back, Some(2));
         drop(db);
         store.close().await;
     }

@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_derived_creation_events"),
     migration!(13, "0013_tag_descriptions"),
     migration!(14, "0014_lookup_lists"),
+    migration!(15, "0015_folded_email_keys"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once
@@ -49,6 +50,16 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
         // Expression indexes on SQLite's ASCII-only `lower()` move to `fold()`.
         let mut tx = store.begin().await?;
         let rebuilt = super::fold::rebuild_lower_indexes(&mut tx).await?;
+        if rebuilt > 0 {
+            super::fold::refold_email_keys(&mut tx).await?;
+        }
+        // Indexes a restore through the `sqlite3` shell (which lacks `fold()`) dropped.
+        tx.execute_script(
+            "CREATE INDEX IF NOT EXISTS tags_lower ON tags (fold(tag)); \
+             CREATE INDEX IF NOT EXISTS companies_name ON companies (fold(name));",
+        )
+        .await?;
+        super::fields::ensure_indexes(&mut tx).await?;
         tx.commit().await?;
         if rebuilt > 0 {
             tracing::info!(indexes = rebuilt, "case-folding indexes rebuilt on fold()");
