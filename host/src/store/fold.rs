@@ -153,17 +153,13 @@ pub async fn refold_email_keys(db: &mut impl Exec) -> DbResult<()> {
 #[cfg(test)]
 mod tests {
     use super::fold;
-    use crate::store::{Exec, Store, Value};
+    use crate::store::{Exec, Value};
 
     /// A database from before `fold()` (indexes on `lower()`) is moved to `fold()` at
     /// start, and SQL folds non-ASCII letters as the Rust side does.
     #[tokio::test]
     async fn old_lower_indexes_are_rebuilt_on_fold() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.path().display()))
-            .await
-            .unwrap();
-        crate::store::migrate::run(&store).await.unwrap();
+        let (_dir, store) = crate::store::scratch_sqlite().await;
         let mut db = store.write_conn().await.unwrap();
         let on_lower =
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND sql LIKE '%lower(%'";

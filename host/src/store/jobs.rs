@@ -271,17 +271,12 @@ pub async fn resume(db: &mut impl Exec, id: i64, now: i64) -> DbResult<Option<Jo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     /// Stop, then resume before the job reached its checkpoint: the job's pause at that
     /// checkpoint must not win over the resume.
     #[tokio::test]
     async fn a_resume_sent_while_stopping_keeps_the_job_going() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.path().display()))
-            .await
-            .unwrap();
-        crate::store::migrate::run(&store).await.unwrap();
+        let (_dir, store) = crate::store::scratch_sqlite().await;
         let mut db = store.write_conn().await.unwrap();
         let id = enqueue(&mut db, "import", None, 1).await.unwrap();
         let job = claim(&mut db, "me", 2, 60_000, 5).await.unwrap().unwrap();

@@ -28,3 +28,15 @@ pub mod tracking;
 pub mod users;
 
 pub use db::{Backend, Conn, DbResult, Exec, Kind, Params, Row, Store, Tx, Value};
+
+/// A migrated SQLite store in a new temporary directory, for unit tests; the directory
+/// must outlive the store.
+#[cfg(test)]
+pub async fn scratch_sqlite() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/magpie.db", dir.path().display()))
+        .await
+        .unwrap();
+    migrate::run(&store).await.unwrap();
+    (dir, store)
+}
