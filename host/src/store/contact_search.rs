@@ -278,7 +278,7 @@ impl Compiler<'_> {
                 // The index holds each email's reversed domain ("gro.elpmaxe@"): a suffix
                 // within the domain (`%.org`) is a range of it; one reaching into the local
                 // part (`%smith@example.org`) is that domain exactly, then the text match.
-                let suffix = fold(&email_suffix(m).unwrap_or_default());
+                let suffix = fold(email_suffix(m).unwrap_or_default());
                 let col = match b {
                     Backend::Sqlite => "c.email_rev".to_owned(),
                     Backend::Postgres => "(c.email_rev COLLATE \"C\")".to_owned(),
