@@ -6,7 +6,8 @@ both_backends!(
     manual_merge_moves_every_kind_of_row,
     merge_refuses_bad_requests,
     a_merged_away_id_reaches_the_survivor,
-    concurrent_merges_and_edits_lose_nothing
+    concurrent_merges_and_edits_lose_nothing,
+    an_edit_to_another_contacts_identifier_merges_them
 );
 
 async fn manual_merge_moves_every_kind_of_row(backend: Backend) {
@@ -273,5 +274,77 @@ async fn a_merged_away_id_reaches_the_survivor(backend: Backend) {
         404
     );
     s.get(&format!("/api/contacts/{winner}")).await.expect(200);
+    s.stop().await;
+}
+
+/// As in Mautic's API, an edit that gives a contact the unique identifier of another
+/// merges that other into it: the edited contact survives, keeps the values it was just
+/// given and takes the other's values where it has none, its points, tags and history;
+/// the other's id leads to it. An edit without identifiers merges nothing. In a batch, two
+/// items given one email become one contact, answered for both.
+async fn an_edit_to_another_contacts_identifier_merges_them(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let a = s
+        .create_contact(json!({"email": "a@edit.example", "firstname": "Ann", "points": 5}))
+        .await;
+    let b = s
+        .create_contact(
+            json!({"email": "b@edit.example", "firstname": "Bob", "city": "Oslo",
+                               "points": 3, "tags": ["from-b"]}),
+        )
+        .await;
+    let r = s
+        .patch(
+            &format!("/api/contacts/{a}/edit"),
+            json!({"email": "B@edit.example"}),
+        )
+        .await
+        .expect(200);
+    let c = &r["contact"];
+    assert_eq!(c["id"], a);
+    assert_eq!(c["fields"]["all"]["email"], "B@edit.example");
+    assert_eq!(
+        c["fields"]["all"]["firstname"], "Ann",
+        "the edited contact's own value"
+    );
+    assert_eq!(c["fields"]["all"]["city"], "Oslo", "taken from the other");
+    assert_eq!(c["points"], 8);
+    assert_eq!(c["tags"][0]["tag"], "from-b");
+    let via_old = s.get(&format!("/api/contacts/{b}")).await.expect(200);
+    assert_eq!(via_old["contact"]["id"], a);
+    let merged = s.activity(a, "filters[includeEvents][]=lead.merged").await;
+    assert_eq!(merged["total"], 1, "{merged}");
+    let listed = s
+        .get("/api/contacts?search=email:%25@edit.example")
+        .await
+        .expect(200);
+    assert_eq!(listed["total"], "1", "{listed}");
+
+    // Batch: two contacts given one email become one, answered for both items.
+    let c1 = s.create_contact(json!({"email": "c@edit.example"})).await;
+    let d1 = s
+        .create_contact(json!({"email": "d@edit.example", "lastname": "Dee"}))
+        .await;
+    let r = s
+        .patch(
+            "/api/contacts/batch/edit",
+            json!([{"id": c1, "email": "e@edit.example"}, {"id": d1, "email": "e@edit.example"}]),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["statusCodes"], json!([200, 200]), "{}", r["statusCodes"]);
+    let ids: Vec<i64> = r["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![c1, c1]);
+    assert_eq!(r["contacts"][0]["fields"]["all"]["lastname"], "Dee");
+    let listed = s
+        .get("/api/contacts?search=email:%2Be@edit.example")
+        .await
+        .expect(200);
+    assert_eq!(listed["total"], "1", "{listed}");
     s.stop().await;
 }

@@ -190,6 +190,62 @@ async fn parse_input(state: &SharedState, body: &Value) -> AppResult<ContactInpu
     ContactInput::from_json(body, &fields)
 }
 
+/// The unique-identifier values an edit sends (what Mautic matches other contacts by).
+fn sent_identifiers(fields: &FieldSet, input: &ContactInput) -> Vec<(String, Value)> {
+    input
+        .values
+        .iter()
+        .filter(|(alias, v)| {
+            fields.get(alias).is_some_and(|f| f.is_unique_identifier)
+                && !v.is_null()
+                && v.as_str() != Some("")
+        })
+        .cloned()
+        .collect()
+}
+
+/// After an edit that sent unique-identifier values, merges into the edited contact any
+/// other contact those values now match (with the configured operator), as Mautic's API
+/// does: the edited contact survives, and as the more recently modified one its values
+/// win. Runs after the edit committed, so a merge that fails (a contact deleted
+/// meanwhile) leaves the edit and both contacts as they were; it is logged. Returns the
+/// contacts merged away.
+async fn merge_matching(
+    state: &SharedState,
+    ctx: &SaveContext,
+    contact_id: i64,
+    sent: &[(String, Value)],
+) -> AppResult<Vec<i64>> {
+    let mut merged_away = Vec::new();
+    if sent.is_empty() {
+        return Ok(merged_away);
+    }
+    let mut db = state.store.read().await?;
+    let others =
+        service::find_duplicates(&mut db, &ctx.fields, ctx.operator, sent, Some(contact_id))
+            .await?;
+    drop(db);
+    for other in others {
+        let merged = crate::contacts::merge::merge(
+            &state.store,
+            &ctx.fields,
+            contact_id,
+            other.id,
+            Source::Api,
+            ctx.actor,
+            now_ms(),
+        )
+        .await;
+        match merged {
+            Ok(_) => merged_away.push(other.id),
+            Err(e) => {
+                tracing::warn!(contact = contact_id, other = other.id, error = %e, "an edit's merge with the contact matching its identifiers failed");
+            }
+        }
+    }
+    Ok(merged_away)
+}
+
 fn saved_response(saved: Saved, contact: Value) -> Response {
     let status = if saved.created {
         StatusCode::CREATED
@@ -228,11 +284,7 @@ pub async fn patch(
     ApiBody(body): ApiBody,
 ) -> AppResult<Response> {
     let contact_id = resolve_id(&state, id(&contact_id)?).await?;
-    let input = parse_input(&state, &body).await?;
-    let saved = save(&state, &me, vec![(Target::Patch(contact_id), input)])
-        .await?
-        .remove(0)?;
-    Ok(saved_response(saved, one_json(&state, saved.id).await?))
+    edit_one(&state, &me, Target::Patch(contact_id), &body).await
 }
 
 /// `PUT /api/contacts/{id}/edit`: replaces; creates when the id is unknown.
@@ -247,11 +299,24 @@ pub async fn put(
         .parse::<i64>()
         .map_err(|_| AppError::not_found())?;
     let contact_id = resolve_id(&state, contact_id).await?;
-    let input = parse_input(&state, &body).await?;
-    let saved = save(&state, &me, vec![(Target::Put(contact_id), input)])
+    edit_one(&state, &me, Target::Put(contact_id), &body).await
+}
+
+/// PATCH or PUT of one contact, then the merge of what its identifiers now match.
+async fn edit_one(
+    state: &SharedState,
+    me: &crate::users::User,
+    target: Target,
+    body: &Value,
+) -> AppResult<Response> {
+    let ctx = api_context(state, me).await?;
+    let input = ContactInput::from_json(body, &ctx.fields)?;
+    let sent = sent_identifiers(&ctx.fields, &input);
+    let saved = service::save(state, &ctx, vec![(target, input)])
         .await?
         .remove(0)?;
-    Ok(saved_response(saved, one_json(&state, saved.id).await?))
+    merge_matching(state, &ctx, saved.id, &sent).await?;
+    Ok(saved_response(saved, one_json(state, saved.id).await?))
 }
 
 /// `DELETE /api/contacts/{id}/delete`: answers with the contact as it was, id null.
@@ -281,22 +346,43 @@ async fn run_batch(
     items: Vec<Result<(Target, ContactInput), AppError>>,
     status: StatusCode,
 ) -> AppResult<Response> {
+    let ctx = api_context(state, me).await?;
     let mut slots: Vec<Option<AppResult<Saved>>> = Vec::with_capacity(items.len());
     let mut to_save = Vec::new();
     let mut positions = Vec::new();
+    let mut edits = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         match item {
             Ok(t) => {
                 positions.push(i);
+                edits.push(match t.0 {
+                    Target::Patch(_) | Target::Put(_) => sent_identifiers(&ctx.fields, &t.1),
+                    _ => Vec::new(),
+                });
                 to_save.push(t);
                 slots.push(None);
             }
             Err(e) => slots.push(Some(Err(e))),
         }
     }
-    let results = save(state, me, to_save).await?;
-    for (pos, r) in positions.into_iter().zip(results) {
+    let results = service::save(state, &ctx, to_save).await?;
+    // An item's contact merged into another item's (both given one email) is answered
+    // as the contact it went into.
+    let mut went_into: HashMap<i64, i64> = HashMap::new();
+    for ((pos, r), sent) in positions.into_iter().zip(results).zip(edits) {
+        if let Ok(saved) = &r
+            && !went_into.contains_key(&saved.id)
+        {
+            for loser in merge_matching(state, &ctx, saved.id, &sent).await? {
+                went_into.insert(loser, saved.id);
+            }
+        }
         slots[pos] = Some(r);
+    }
+    for saved in slots.iter_mut().flatten().flatten() {
+        while let Some(survivor) = went_into.get(&saved.id) {
+            saved.id = *survivor;
+        }
     }
     let ids: Vec<i64> = slots
         .iter()
