@@ -346,5 +346,22 @@ async fn an_edit_to_another_contacts_identifier_merges_them(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(listed["total"], "1", "{listed}");
+
+    // A PUT to an id that names no contact updates the contact its email matches
+    // (Mautic's getNewEntity), rather than creating one to merge it into.
+    let r = s
+        .put(
+            "/api/contacts/999999/edit",
+            json!({"email": "E@edit.example", "firstname": "Eve"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["contact"]["id"], c1);
+    assert_eq!(r.body["contact"]["fields"]["all"]["firstname"], "Eve");
+    assert_eq!(
+        r.body["contact"]["fields"]["all"]["lastname"],
+        serde_json::Value::Null,
+        "PUT replaces"
+    );
     s.stop().await;
 }

@@ -370,7 +370,7 @@ pub async fn save_in(
     let mut lock_keys: Vec<String> = Vec::new();
     for (_, p) in prepared
         .iter()
-        .filter(|(_, p)| matches!(p.target, Target::Upsert | Target::Insert))
+        .filter(|(_, p)| matches!(p.target, Target::Upsert | Target::Insert | Target::Put(_)))
     {
         for (alias, key) in identifier_probe(fields, &p.sets) {
             lock_keys.push(lock_key(&alias, &key));
@@ -429,30 +429,15 @@ pub async fn save_in(
                     continue;
                 }
             },
-            Target::Put(id) => by_id.get(&id).copied(),
             Target::Create => None,
+            // A PUT to an id that names no contact creates one unless its identifiers
+            // match a contact, which it then replaces (Mautic's `getNewEntity`).
+            Target::Put(id) => match by_id.get(&id) {
+                Some(w) => Some(*w),
+                None => matching_record(ctx.operator, fields, &ident_index, &work, &p.sets),
+            },
             Target::Upsert | Target::Insert => {
-                let probe = identifier_probe(fields, &p.sets);
-                // Candidates from the identifier index, then the exact AND/OR rule; the
-                // newest matching contact wins (new records are newest), as in Mautic.
-                let mut candidates: Vec<usize> = probe
-                    .iter()
-                    .filter_map(|key| ident_index.get(key))
-                    .flatten()
-                    .copied()
-                    .collect();
-                candidates.sort_unstable();
-                candidates.dedup();
-                candidates
-                    .into_iter()
-                    .filter(|idx| matches(ctx.operator, &probe, &work[*idx].state))
-                    .max_by_key(|idx| {
-                        if work[*idx].is_new() {
-                            (1, *idx as i64)
-                        } else {
-                            (0, work[*idx].state.id)
-                        }
-                    })
+                matching_record(ctx.operator, fields, &ident_index, &work, &p.sets)
             }
         };
         if let (Target::Insert, Some(w)) = (p.target, existing) {
@@ -850,6 +835,37 @@ fn changed_columns(
 fn same_tag(a: &str, b: &str) -> bool {
     use store::fold::fold_chars;
     a == b || fold_chars(a).eq(fold_chars(b))
+}
+
+/// The record an item's identifier values match: candidates from the identifier index,
+/// then the exact AND/OR rule; the newest matching contact wins (new records are newest),
+/// as in Mautic.
+fn matching_record(
+    operator: UniqueIdentifierOperator,
+    fields: &FieldSet,
+    ident_index: &HashMap<(String, String), Vec<usize>>,
+    work: &[Work],
+    sets: &[(&FieldDef, Option<Value>)],
+) -> Option<usize> {
+    let probe = identifier_probe(fields, sets);
+    let mut candidates: Vec<usize> = probe
+        .iter()
+        .filter_map(|key| ident_index.get(key))
+        .flatten()
+        .copied()
+        .collect();
+    candidates.sort_unstable();
+    candidates.dedup();
+    candidates
+        .into_iter()
+        .filter(|idx| matches(operator, &probe, &work[*idx].state))
+        .max_by_key(|idx| {
+            if work[*idx].is_new() {
+                (1, *idx as i64)
+            } else {
+                (0, work[*idx].state.id)
+            }
+        })
 }
 
 /// Links and unlinks tags for every record, with a `lead.tags` event per contact changed.
