@@ -312,6 +312,18 @@ async fn an_edit_to_another_contacts_identifier_merges_them(backend: Backend) {
     assert_eq!(c["tags"][0]["tag"], "from-b");
     let via_old = s.get(&format!("/api/contacts/{b}")).await.expect(200);
     assert_eq!(via_old["contact"]["id"], a);
+    let batch_old = s
+        .patch(
+            "/api/contacts/batch/edit",
+            json!([{"id": b, "city": "Bergen"}]),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        batch_old["contacts"][0]["id"], a,
+        "a batch edit by the old id"
+    );
+    assert_eq!(batch_old["contacts"][0]["fields"]["all"]["city"], "Bergen");
     let merged = s.activity(a, "filters[includeEvents][]=lead.merged").await;
     assert_eq!(merged["total"], 1, "{merged}");
     let listed = s

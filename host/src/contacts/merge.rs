@@ -26,6 +26,17 @@ pub struct MergeSummary {
     pub rows_moved: Vec<(String, u64)>,
 }
 
+/// How a merge settles a field both contacts have, and what it requires of the loser.
+#[derive(Clone, Copy, Default)]
+pub struct Terms<'a> {
+    /// The winner's non-empty values win (an edit just asked for them); otherwise the
+    /// more recently modified contact's do.
+    pub winner_wins: bool,
+    /// Checked on the loser as read under the merge's locks; false is a 409 and leaves
+    /// both contacts as they are (what made them duplicates changed meanwhile).
+    pub loser_must: Option<&'a (dyn Fn(&Contact) -> bool + Sync)>,
+}
+
 /// Merges `loser` into `winner` in its own transaction.
 pub async fn merge(
     store: &Store,
@@ -36,10 +47,24 @@ pub async fn merge(
     actor: Option<i64>,
     now: i64,
 ) -> AppResult<MergeSummary> {
+    let terms = Terms::default();
+    merge_on(store, fields, (winner, loser), source, actor, now, terms).await
+}
+
+/// `merge` on `terms`; `pair` is (winner, loser).
+pub async fn merge_on(
+    store: &Store,
+    fields: &FieldSet,
+    pair: (i64, i64),
+    source: Source,
+    actor: Option<i64>,
+    now: i64,
+    terms: Terms<'_>,
+) -> AppResult<MergeSummary> {
     // Two merges of one pair in opposite directions may deadlock on PostgreSQL: the one
     // run again then finds its contacts, or not.
     super::service::in_transaction(store, |tx, _, _| {
-        Box::pin(merge_in(tx, fields, winner, loser, source, actor, now))
+        Box::pin(merge_in_on(tx, fields, pair, source, actor, now, terms))
     })
     .await
 }
@@ -53,6 +78,20 @@ pub async fn merge_in(
     source: Source,
     actor: Option<i64>,
     now: i64,
+) -> AppResult<MergeSummary> {
+    let terms = Terms::default();
+    merge_in_on(tx, fields, (winner, loser), source, actor, now, terms).await
+}
+
+/// `merge_in` on `terms`; `pair` is (winner, loser).
+async fn merge_in_on(
+    tx: &mut Tx,
+    fields: &FieldSet,
+    (winner, loser): (i64, i64),
+    source: Source,
+    actor: Option<i64>,
+    now: i64,
+    terms: Terms<'_>,
 ) -> AppResult<MergeSummary> {
     if winner == loser {
         return Err(AppError::invalid(
@@ -77,7 +116,12 @@ pub async fn merge_in(
     } else {
         (both.remove(1), both.remove(0))
     };
-    let merged = merged_contact(fields, &w, &l);
+    if terms.loser_must.is_some_and(|must| !must(&l)) {
+        return Err(AppError::Conflict(format!(
+            "contact {loser} no longer matches contact {winner}"
+        )));
+    }
+    let merged = merged_contact(fields, &w, &l, terms.winner_wins);
     let fields_taken: Vec<String> = fields
         .iter()
         .filter(|f| f.storage() == Storage::Column && w.field_value(f) != merged.field_value(f))
@@ -149,10 +193,16 @@ pub async fn merge_in(
     })
 }
 
-/// The merged state of two contacts (the winner keeps its id).
-pub fn merged_contact(fields: &FieldSet, winner: &Contact, loser: &Contact) -> Contact {
+/// The merged state of two contacts (the winner keeps its id). Where both have a value,
+/// the winner's when `winner_wins`, else the more recently modified contact's.
+pub fn merged_contact(
+    fields: &FieldSet,
+    winner: &Contact,
+    loser: &Contact,
+    winner_wins: bool,
+) -> Contact {
     let mut out = winner.clone();
-    let loser_newer = loser.date_modified > winner.date_modified;
+    let loser_newer = !winner_wins && loser.date_modified > winner.date_modified;
     for f in fields.iter().filter(|f| f.storage() == Storage::Column) {
         let w = winner
             .value(&f.alias)
@@ -244,12 +294,19 @@ mod tests {
         for (w, l, loser_newer, want) in cases {
             let winner = contact(1, 100, w);
             let loser = contact(2, if loser_newer { 200 } else { 50 }, l);
-            let m = merged_contact(&fields, &winner, &loser);
+            let m = merged_contact(&fields, &winner, &loser, false);
             assert_eq!(m.id, 1);
             for (alias, value) in want {
                 assert_eq!(m.text(alias).as_deref(), *value, "{alias} in {w:?} + {l:?}");
             }
         }
+        // An edit's merge: the winner's values win even when the loser is newer; the
+        // loser still fills what the winner lacks.
+        let winner = contact(1, 100, &[("firstname", "Ann")]);
+        let loser = contact(2, 200, &[("firstname", "Bob"), ("city", "Oslo")]);
+        let m = merged_contact(&fields, &winner, &loser, true);
+        assert_eq!(m.text("firstname").as_deref(), Some("Ann"));
+        assert_eq!(m.text("city").as_deref(), Some("Oslo"));
     }
 
     #[test]
@@ -267,7 +324,7 @@ mod tests {
         l.owner_id = Some(7);
         w.tags = vec!["a".into()];
         l.tags = vec!["a".into(), "b".into()];
-        let m = merged_contact(&fields, &w, &l);
+        let m = merged_contact(&fields, &w, &l, false);
         assert_eq!(m.points, 15);
         assert_eq!(m.date_identified, Some(300));
         assert_eq!(m.last_active, Some(2000));

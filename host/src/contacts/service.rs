@@ -1007,6 +1007,34 @@ pub async fn delete(store: &Store, ids: &[i64]) -> AppResult<u64> {
     .await
 }
 
+/// Field values as given (raw JSON), normalized by type; those that fail are left out.
+fn normalized<'f>(
+    fields: &'f FieldSet,
+    values: &[(String, Json)],
+) -> Vec<(&'f FieldDef, Option<Value>)> {
+    let mut sets = Vec::new();
+    for (alias, raw) in values {
+        if let Some(f) = fields.get(alias)
+            && let Ok(Some(v)) = values::normalize(f, raw)
+        {
+            sets.push((f, Some(v)));
+        }
+    }
+    sets
+}
+
+/// Whether `contact` matches these values' unique identifiers with `operator`, as
+/// `find_duplicates` finds them.
+pub fn matches_values(
+    fields: &FieldSet,
+    operator: UniqueIdentifierOperator,
+    values: &[(String, Json)],
+    contact: &Contact,
+) -> bool {
+    let sets = normalized(fields, values);
+    matches(operator, &identifier_probe(fields, &sets), contact)
+}
+
 /// Duplicate detection for one set of values, for the admin form's warning: contacts
 /// (other than `except`) matching by unique identifiers with the configured operator.
 pub async fn find_duplicates(
@@ -1016,14 +1044,7 @@ pub async fn find_duplicates(
     values: &[(String, Json)],
     except: Option<i64>,
 ) -> AppResult<Vec<Contact>> {
-    let mut sets = Vec::new();
-    for (alias, raw) in values {
-        if let Some(f) = fields.get(alias)
-            && let Ok(Some(v)) = values::normalize(f, raw)
-        {
-            sets.push((f, Some(v)));
-        }
-    }
+    let sets = normalized(fields, values);
     let probe = identifier_probe(fields, &sets);
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
     for (alias, value) in identifier_values(fields, &sets) {

@@ -206,10 +206,10 @@ fn sent_identifiers(fields: &FieldSet, input: &ContactInput) -> Vec<(String, Val
 
 /// After an edit that sent unique-identifier values, merges into the edited contact any
 /// other contact those values now match (with the configured operator), as Mautic's API
-/// does: the edited contact survives, and as the more recently modified one its values
-/// win. Runs after the edit committed, so a merge that fails (a contact deleted
-/// meanwhile) leaves the edit and both contacts as they were; it is logged. Returns the
-/// contacts merged away.
+/// does: the edited contact survives and its values win. Runs after the edit committed,
+/// so a merge that fails (a contact deleted or changed meanwhile) leaves the edit and both
+/// contacts as they were; it is logged, as is a failed search. Returns the contacts
+/// merged away.
 async fn merge_matching(
     state: &SharedState,
     ctx: &SaveContext,
@@ -222,18 +222,31 @@ async fn merge_matching(
     }
     let mut db = state.store.read().await?;
     let others =
-        service::find_duplicates(&mut db, &ctx.fields, ctx.operator, sent, Some(contact_id))
-            .await?;
+        service::find_duplicates(&mut db, &ctx.fields, ctx.operator, sent, Some(contact_id)).await;
     drop(db);
+    let others = match others {
+        Ok(others) => others,
+        Err(e) => {
+            tracing::warn!(contact = contact_id, error = %e, "cannot look for the contacts an edit's identifiers match");
+            return Ok(merged_away);
+        }
+    };
+    // Under the merge's locks the other must still match what was sent (it may have
+    // changed since it was found), and the edit's values win over the other's.
+    let still_matches = |c: &Contact| service::matches_values(&ctx.fields, ctx.operator, sent, c);
+    let terms = crate::contacts::merge::Terms {
+        winner_wins: true,
+        loser_must: Some(&still_matches),
+    };
     for other in others {
-        let merged = crate::contacts::merge::merge(
+        let merged = crate::contacts::merge::merge_on(
             &state.store,
             &ctx.fields,
-            contact_id,
-            other.id,
+            (contact_id, other.id),
             Source::Api,
             ctx.actor,
             now_ms(),
+            terms,
         )
         .await;
         match merged {
@@ -510,8 +523,19 @@ pub async fn batch_edit(
                 input,
             ))
         })
-        .collect();
-    run_batch(&state, &me, items, StatusCode::OK).await
+        .collect::<Vec<AppResult<(Target, ContactInput)>>>();
+    // A merged-away id names the contact it went into, as on single edits.
+    let mut resolved = Vec::with_capacity(items.len());
+    for item in items {
+        resolved.push(match item {
+            Ok((Target::Patch(id), input)) => {
+                Ok((Target::Patch(resolve_id(&state, id).await?), input))
+            }
+            Ok((Target::Put(id), input)) => Ok((Target::Put(resolve_id(&state, id).await?), input)),
+            other => other,
+        });
+    }
+    run_batch(&state, &me, resolved, StatusCode::OK).await
 }
 
 /// `DELETE /api/contacts/batch/delete?ids=1,2,3`: answers with the contacts deleted.
