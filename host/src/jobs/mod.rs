@@ -313,9 +313,9 @@ async fn run(state: &SharedState, job: JobRow, worker: usize) {
     }
 }
 
-/// Marks a job failed for good; an export's user is told (they were promised an email).
+/// Marks a job failed for good; an export's user is told (they were promised an email),
+/// before the job shows as failed, so whoever sees it failed finds the notification.
 async fn failed(state: &SharedState, id: i64, kind: &str, message: &str) {
-    release(state, id, JobState::Failed, Some(message), 0).await;
     if kind == EXPORT
         && let Err(e) = crate::exports::notify_failure(state, id, message).await
     {
@@ -325,6 +325,7 @@ async fn failed(state: &SharedState, id: i64, kind: &str, message: &str) {
             "export failure not notified"
         );
     }
+    release(state, id, JobState::Failed, Some(message), 0).await;
 }
 
 async fn dispatch(state: &SharedState, ctx: &JobCtx) -> anyhow::Result<Outcome> {
