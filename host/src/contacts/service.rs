@@ -705,12 +705,12 @@ fn apply(
     // Tags compare case-insensitively, as in Mautic: `VIP` is the `vip` a contact has.
     // Removals come last, as in Mautic: `["VIP", "-vip"]` leaves it off.
     for tag in &p.tags.add {
-        if !c.tags.iter().any(|t| same_tag(t, tag)) {
+        if !c.tags.iter().any(|t| store::fold::same(t, tag)) {
             c.tags.push(tag.clone());
         }
     }
     c.tags
-        .retain(|t| !p.tags.remove.iter().any(|r| same_tag(t, r)));
+        .retain(|t| !p.tags.remove.iter().any(|r| store::fold::same(t, r)));
 
     // A contact's creation and identification are not stored as events: its row says
     // when and by which channel (`created_source`, `identified_source`), and the timeline
@@ -829,12 +829,6 @@ fn changed_columns(
         }
     }
     sets
-}
-
-/// Whether two tag names are one tag: equal once case-folded (`store::fold`).
-fn same_tag(a: &str, b: &str) -> bool {
-    use store::fold::fold_chars;
-    a == b || fold_chars(a).eq(fold_chars(b))
 }
 
 /// The record an item's identifier values match: candidates from the identifier index,

@@ -66,7 +66,6 @@ impl FromRequest<SharedState> for ApiBody {
 /// receives the 413 instead of a reset connection.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
-/// Reads a body up to `limit` bytes; more is a 413.
 /// A body that could not be read: 408 when it came too slowly (`serve::PacedBody`), else
 /// a 400 saying `message`.
 pub fn body_failed(e: &(dyn std::error::Error + 'static), message: String) -> AppError {
@@ -76,6 +75,7 @@ pub fn body_failed(e: &(dyn std::error::Error + 'static), message: String) -> Ap
     }
 }
 
+/// Reads a body up to `limit` bytes; more is a 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, AppError> {
     use http_body_util::BodyExt;
     let mut body = body;

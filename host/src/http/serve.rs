@@ -4,9 +4,9 @@
 //! `axum::serve` sets no timer, so a client that sends its headers a byte at a time (or
 //! opens connections and sends nothing) holds a socket and a task for as long as it
 //! likes; a few thousand such clients exhaust the process's file descriptors. Here each
-//! request's headers must arrive within `HEADER_READ_TIMEOUT` of the connection being
-//! ready for them (`[server] header_timeout_seconds`), which also closes keep-alive
-//! connections idle that long. A body must then keep coming (`PacedBody`).
+//! request's headers must arrive within `[server] header_timeout_seconds` of the
+//! connection being ready for them, which also closes keep-alive connections idle that
+//! long. A body must then keep coming (`PacedBody`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

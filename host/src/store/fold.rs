@@ -34,6 +34,11 @@ pub fn fold_chars(s: &str) -> impl Iterator<Item = char> + '_ {
     })
 }
 
+/// Whether two texts are equal once folded (tag names), without building either.
+pub fn same(a: &str, b: &str) -> bool {
+    a == b || fold_chars(a).eq(fold_chars(b))
+}
+
 /// Registers `fold(x)` on a raw connection; returns SQLite's result code.
 ///
 /// # Safety

@@ -344,8 +344,7 @@ pub fn contact_input(fields: &FieldSet, form: &FormData, overwrite: bool) -> Con
 /// Tags typed as "a, b, c" compared with the contact's tags: what to add and remove.
 /// Names compare case-insensitively, as tags do (`vip` typed as `VIP` is no change).
 pub fn tag_changes(typed: &str, current: &[String]) -> Result<TagChanges, String> {
-    use crate::store::fold::fold;
-    let has = |list: &[String], t: &str| list.iter().any(|x| fold(x) == fold(t));
+    let has = |list: &[String], t: &str| list.iter().any(|x| crate::store::fold::same(x, t));
     let mut wanted: Vec<String> = Vec::new();
     for t in typed.split(',') {
         let t = t.trim();
