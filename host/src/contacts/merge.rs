@@ -37,22 +37,8 @@ pub struct Terms<'a> {
     pub loser_must: Option<&'a (dyn Fn(&Contact) -> bool + Sync)>,
 }
 
-/// Merges `loser` into `winner` in its own transaction.
+/// Merges `pair.1` (the loser) into `pair.0` (the winner) in its own transaction.
 pub async fn merge(
-    store: &Store,
-    fields: &FieldSet,
-    winner: i64,
-    loser: i64,
-    source: Source,
-    actor: Option<i64>,
-    now: i64,
-) -> AppResult<MergeSummary> {
-    let terms = Terms::default();
-    merge_on(store, fields, (winner, loser), source, actor, now, terms).await
-}
-
-/// `merge` on `terms`; `pair` is (winner, loser).
-pub async fn merge_on(
     store: &Store,
     fields: &FieldSet,
     pair: (i64, i64),
@@ -64,27 +50,13 @@ pub async fn merge_on(
     // Two merges of one pair in opposite directions may deadlock on PostgreSQL: the one
     // run again then finds its contacts, or not.
     super::service::in_transaction(store, |tx, _, _| {
-        Box::pin(merge_in_on(tx, fields, pair, source, actor, now, terms))
+        Box::pin(merge_in(tx, fields, pair, source, actor, now, terms))
     })
     .await
 }
 
-/// Merges `loser` into `winner` inside the caller's transaction.
+/// `merge` inside the caller's transaction.
 pub async fn merge_in(
-    tx: &mut Tx,
-    fields: &FieldSet,
-    winner: i64,
-    loser: i64,
-    source: Source,
-    actor: Option<i64>,
-    now: i64,
-) -> AppResult<MergeSummary> {
-    let terms = Terms::default();
-    merge_in_on(tx, fields, (winner, loser), source, actor, now, terms).await
-}
-
-/// `merge_in` on `terms`; `pair` is (winner, loser).
-async fn merge_in_on(
     tx: &mut Tx,
     fields: &FieldSet,
     (winner, loser): (i64, i64),

@@ -4,7 +4,9 @@
 //! reassigned, or it is a set keyed by some columns (tags, IPs, companies, do-not-contact
 //! channels) where a row the winner already has wins and the loser's duplicate goes.
 
-use super::db::{DbResult, Exec};
+use std::collections::HashMap;
+
+use super::db::{DbResult, Exec, Params};
 use crate::params;
 
 enum Move {
@@ -87,13 +89,34 @@ pub async fn record(db: &mut impl Exec, winner: i64, loser: i64, now: i64) -> Db
 /// The contact an id names now: itself while it exists, else the contact it was merged
 /// into, if that exists.
 pub async fn current_id(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
-    if super::contacts::exists(db, id).await? {
-        return Ok(Some(id));
+    Ok(current_ids(db, &[id]).await?.get(&id).copied())
+}
+
+/// `current_id` of each of `ids` that names a contact now, in one statement per 500.
+pub async fn current_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, i64>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let mut p = Params::default();
+        let list = p.list(chunk.iter().copied());
+        let rows = db
+            .fetch_all(
+                &format!(
+                    "SELECT id AS asked, id AS now FROM contacts WHERE id IN ({list}) \
+                     UNION ALL SELECT m.loser_id, m.winner_id FROM contact_merges m \
+                     JOIN contacts w ON w.id = m.winner_id WHERE m.loser_id IN ({list})"
+                ),
+                p.values,
+            )
+            .await?;
+        for r in rows {
+            let (asked, now) = (r.i64("asked"), r.i64("now"));
+            // An id that exists names itself, whatever a merge once recorded for it.
+            if asked == now || !out.contains_key(&asked) {
+                out.insert(asked, now);
+            }
+        }
     }
-    match resolve(db, id).await? {
-        Some(winner) if super::contacts::exists(db, winner).await? => Ok(Some(winner)),
-        _ => Ok(None),
-    }
+    Ok(out)
 }
 
 /// The contact a merged-away id went into, if it was merged (that one may be gone too).

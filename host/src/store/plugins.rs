@@ -162,10 +162,14 @@ pub async fn add_stats(
 
 /// The newest contact whose email is `email` (case-insensitively).
 pub async fn contact_by_email(db: &mut impl Exec, email: &str) -> DbResult<Option<i64>> {
+    // The email index's expression and predicate (a contact with an email is known), so
+    // the lookup is an index probe, not a scan.
+    let expr = super::fields::search_expr(db.backend(), "email", super::db::Kind::Text);
     let fold = db.backend().fold_fn();
     db.fetch_i64(
         &format!(
-            "SELECT id FROM contacts WHERE {fold}(email) = {fold}($1) ORDER BY id DESC LIMIT 1"
+            "SELECT id FROM contacts WHERE date_identified IS NOT NULL AND {expr} = {fold}($1) \
+             ORDER BY id DESC LIMIT 1"
         ),
         params![email],
     )

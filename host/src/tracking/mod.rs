@@ -213,7 +213,8 @@ pub async fn switch_to(
     };
     match current_contact {
         Some(c) if c.is_anonymous() => {
-            merge::merge_in(tx, fields, target, c.id, source, None, now).await?;
+            let terms = Default::default();
+            merge::merge_in(tx, fields, (target, c.id), source, None, now, terms).await?;
         }
         Some(_) => {
             if let Some(d) = device {

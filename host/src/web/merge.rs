@@ -338,11 +338,11 @@ pub async fn merge(
     match crate::contacts::merge::merge(
         &state.store,
         &fields,
-        id,
-        other,
+        (id, other),
         Source::Admin,
         Some(session.user.id),
         now_ms(),
+        Default::default(),
     )
     .await
     {

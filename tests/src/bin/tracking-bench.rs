@@ -281,11 +281,11 @@ end
     magpie::contacts::merge::merge(
         &running.state.store,
         &fields,
-        ids[0],
-        ids[1],
+        (ids[0], ids[1]),
         magpie::contacts::service::Source::Api,
         None,
         magpie::time::now_ms(),
+        Default::default(),
     )
     .await
     .unwrap();

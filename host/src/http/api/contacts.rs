@@ -239,7 +239,7 @@ async fn merge_matching(
         loser_must: Some(&still_matches),
     };
     for other in others {
-        let merged = crate::contacts::merge::merge_on(
+        let merged = crate::contacts::merge::merge(
             &state.store,
             &ctx.fields,
             (contact_id, other.id),
@@ -525,16 +525,23 @@ pub async fn batch_edit(
         })
         .collect::<Vec<AppResult<(Target, ContactInput)>>>();
     // A merged-away id names the contact it went into, as on single edits.
-    let mut resolved = Vec::with_capacity(items.len());
-    for item in items {
-        resolved.push(match item {
-            Ok((Target::Patch(id), input)) => {
-                Ok((Target::Patch(resolve_id(&state, id).await?), input))
-            }
-            Ok((Target::Put(id), input)) => Ok((Target::Put(resolve_id(&state, id).await?), input)),
+    let asked: Vec<i64> = items
+        .iter()
+        .filter_map(|i| match i {
+            Ok((Target::Patch(id) | Target::Put(id), _)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let now = store::merge::current_ids(&mut state.store.read().await?, &asked).await?;
+    let current = |id: i64| now.get(&id).copied().unwrap_or(id);
+    let resolved = items
+        .into_iter()
+        .map(|item| match item {
+            Ok((Target::Patch(id), input)) => Ok((Target::Patch(current(id)), input)),
+            Ok((Target::Put(id), input)) => Ok((Target::Put(current(id)), input)),
             other => other,
-        });
-    }
+        })
+        .collect();
     run_batch(&state, &me, resolved, StatusCode::OK).await
 }
 
@@ -1151,11 +1158,11 @@ pub async fn merge(
     let summary = crate::contacts::merge::merge(
         &state.store,
         &fields,
-        winner,
-        loser,
+        (winner, loser),
         Source::Api,
         Some(me.id),
         now_ms(),
+        Default::default(),
     )
     .await?;
     let moved: Map<String, Value> = summary
