@@ -1,4 +1,4 @@
--- Suffix searches fold each character (`store::fold`). SQLite has no reverse(): the keys
--- of emails with non-ASCII characters are redone in Rust when the case-folding indexes
--- move to fold() (`store::fold::refold_email_keys`, at the first start after upgrading).
+-- Case folds as PostgreSQL's lower() does, through Magpie's `fold()`. The work is in Rust
+-- (`store::fold::upgrade`, run in this migration's transaction): custom fields' index
+-- definitions vary, and SQLite has no reverse() for the suffix-search keys.
 SELECT 1;

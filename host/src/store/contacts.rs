@@ -369,7 +369,7 @@ pub const NON_FIELD_COLUMNS: &[&str] = &[
 /// lower-cased and reversed ("ada@Example.org" → "gro.elpmaxe@"). Keyed by domain, the
 /// index takes a new contact at the end of its domain's run (a few hot pages) instead of
 /// at a random place (a page written per contact). Folded as everything is
-/// (`store::fold`); migrations 9 and 15 (and `fold::refold_email_keys`) wrote the same.
+/// (`store::fold`); migrations 9 and 15 wrote the same.
 pub fn email_rev(email: &str) -> String {
     let from = email.find('@').unwrap_or(0);
     super::fold::fold(&email[from..]).chars().rev().collect()

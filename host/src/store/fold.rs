@@ -5,7 +5,7 @@
 //!
 //! Registered on every SQLite connection Magpie opens (`Store::connect`); the expression
 //! indexes (`contacts_f_*`, `tags_lower`, `companies_name`) are built on it
-//! (`rebuild_lower_indexes`). A connection without it (the `sqlite3` shell) can read the
+//! (migration 15, `upgrade`; `ensure_indexes` at each start). A connection without it (the `sqlite3` shell) can read the
 //! database but not write the rows those indexes cover: it gets "no such function:
 //! fold" rather than index entries folded another way.
 
@@ -112,10 +112,31 @@ unsafe extern "C" fn fold_sql(
     }
 }
 
-/// Rebuilds the expression indexes still on SQLite's `lower()` (those of the first
-/// migrations, and custom fields' from before `fold` existed) on `fold()`. Idempotent: a
-/// database already on `fold` has none left. Runs at every start, after the migrations.
-pub async fn rebuild_lower_indexes(db: &mut impl Exec) -> DbResult<usize> {
+/// Migration 15's SQLite half, in its transaction (SQL alone cannot: custom fields' index
+/// definitions vary, and SQLite has no `reverse()`): the case-folding indexes move from
+/// `lower()` to `fold()`, and older suffix-search keys are folded again.
+pub async fn upgrade(db: &mut impl Exec) -> DbResult<()> {
+    let rebuilt = rebuild_lower_indexes(db).await?;
+    refold_email_keys(db).await?;
+    tracing::info!(indexes = rebuilt, "case-folding indexes rebuilt on fold()");
+    Ok(())
+}
+
+/// Creates any case-folding index that is missing: a database restored from a `.dump` by
+/// the `sqlite3` shell, which lacks `fold()`, lost them without a word. Runs at every
+/// start; statements that find their index cost nothing.
+pub async fn ensure_indexes(db: &mut impl Exec) -> DbResult<()> {
+    db.execute_script(
+        "CREATE INDEX IF NOT EXISTS tags_lower ON tags (fold(tag)); \
+         CREATE INDEX IF NOT EXISTS companies_name ON companies (fold(name));",
+    )
+    .await?;
+    super::fields::ensure_indexes(db).await
+}
+
+/// Rebuilds the expression indexes on SQLite's `lower()` (those of the first migrations,
+/// and custom fields' from before `fold` existed) on `fold()`.
+async fn rebuild_lower_indexes(db: &mut impl Exec) -> DbResult<usize> {
     let rows = db
         .fetch_all(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
@@ -136,8 +157,8 @@ pub async fn rebuild_lower_indexes(db: &mut impl Exec) -> DbResult<usize> {
 }
 
 /// Redoes the suffix-search keys (`contacts::email_rev`) of emails with non-ASCII
-/// characters, which older servers folded as ASCII (migration 15's SQLite half).
-pub async fn refold_email_keys(db: &mut impl Exec) -> DbResult<()> {
+/// characters, which older servers folded as ASCII.
+async fn refold_email_keys(db: &mut impl Exec) -> DbResult<()> {
     let rows = db
         .fetch_all(
             "SELECT id, email FROM contacts WHERE email_rev IS NOT NULL AND email GLOB '*[^ -~]*'",
@@ -160,8 +181,8 @@ mod tests {
     use super::fold;
     use crate::store::{Exec, Value};
 
-    /// A database from before `fold()` (indexes on `lower()`) is moved to `fold()` at
-    /// start, and SQL folds non-ASCII letters as the Rust side does.
+    /// A database from before `fold()` (indexes on `lower()`, migration 15 not applied) is
+    /// moved to `fold()` at start, and SQL folds non-ASCII letters as the Rust side does.
     #[tokio::test]
     async fn old_lower_indexes_are_rebuilt_on_fold() {
         let (_dir, store) = crate::store::scratch_sqlite().await;
@@ -174,7 +195,8 @@ mod tests {
              VALUES (0, 0, 0, 'a@MÜLLER.DE', 'ed.rellÜm@'); \
              DROP INDEX contacts_f_email; \
              CREATE INDEX contacts_f_email ON contacts (lower(email)) WHERE date_identified IS NOT NULL; \
-             DROP INDEX tags_lower; CREATE INDEX tags_lower ON tags (lower(tag));",
+             DROP INDEX tags_lower; CREATE INDEX tags_lower ON tags (lower(tag)); \
+             DELETE FROM magpie_migrations WHERE version = 15;",
         )
         .await
         .unwrap();

@@ -47,23 +47,9 @@ pub async fn run(store: &Store) -> anyhow::Result<()> {
     if store.backend() == Backend::Sqlite {
         // One process owns a SQLite file; its single writer connection serialises us.
         apply(store, Backend::Sqlite).await?;
-        // Expression indexes on SQLite's ASCII-only `lower()` move to `fold()`.
         let mut tx = store.begin().await?;
-        let rebuilt = super::fold::rebuild_lower_indexes(&mut tx).await?;
-        if rebuilt > 0 {
-            super::fold::refold_email_keys(&mut tx).await?;
-        }
-        // Indexes a restore through the `sqlite3` shell (which lacks `fold()`) dropped.
-        tx.execute_script(
-            "CREATE INDEX IF NOT EXISTS tags_lower ON tags (fold(tag)); \
-             CREATE INDEX IF NOT EXISTS companies_name ON companies (fold(name));",
-        )
-        .await?;
-        super::fields::ensure_indexes(&mut tx).await?;
+        super::fold::ensure_indexes(&mut tx).await?;
         tx.commit().await?;
-        if rebuilt > 0 {
-            tracing::info!(indexes = rebuilt, "case-folding indexes rebuilt on fold()");
-        }
         // The free-text index's file must belong to the database it now sees.
         return Ok(super::free_text::prepare(store).await?);
     }
@@ -103,6 +89,11 @@ async fn apply(store: &Store, backend: Backend) -> anyhow::Result<()> {
         tx.execute_script(sql)
             .await
             .map_err(|e| anyhow::anyhow!("migration {} failed: {e}", m.name))?;
+        if (backend, m.version) == (Backend::Sqlite, 15) {
+            super::fold::upgrade(&mut tx)
+                .await
+                .map_err(|e| anyhow::anyhow!("migration {} failed: {e}", m.name))?;
+        }
         tx.execute(
             "INSERT INTO magpie_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
             params![m.version, m.name, now_ms()],
