@@ -13,7 +13,10 @@ port=18099
 data="$(mktemp -d)"
 cargo build --quiet --manifest-path "$here/../../Cargo.toml" -p magpie-tests --bin magpie-test-server
 bin="$(cargo metadata --format-version 1 --manifest-path "$here/../../Cargo.toml" | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/magpie-test-server"
-MAGPIE_ADMIN_PASSWORD=admin-pass "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" >"$data/server.log" 2>&1 &
+# The suite's pixel hits come from this machine, which a default Magpie does not track.
+printf '[tracking]\ntrack_private_ip_ranges = true\n' >"$data/magpie.toml"
+MAGPIE_ADMIN_PASSWORD=admin-pass "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" \
+    --config "$data/magpie.toml" >"$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
 until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.2; done

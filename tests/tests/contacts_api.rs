@@ -15,6 +15,7 @@ both_backends!(
     totals_follow_identification_deletes_and_merges,
     concurrent_batches_behave_as_one_after_another,
     creation_events_read_and_page_with_the_stored_ones,
+    every_contacts_activity,
     notes_companies_and_stages_apis,
     tags_and_stages_by_id,
     tags_ignore_case,
@@ -985,6 +986,124 @@ async fn totals_follow_identification_deletes_and_merges(backend: Backend) {
 
 /// `lead.create`, `lead.apiadded` and `lead.identified` come from the contact's row, not
 /// from stored events: they must count, filter, order and page exactly like stored ones.
+/// `GET /api/contacts/activity`: every contact's stored events (Mautic's all-contacts
+/// activity, which the PHP library's `getActivity()` reads), filtered, ordered and paged.
+async fn every_contacts_activity(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let ada = s.create_contact(json!({"email": "ada@example.org"})).await;
+    let bob = s.create_contact(json!({"email": "bob@example.org"})).await;
+    for (who, at) in [
+        (ada, "2001-01-01 10:00"),
+        (bob, "2001-06-01 10:00"),
+        (bob, "2099-01-01 10:00"),
+    ] {
+        s.post(
+            "/api/notes/new",
+            json!({"lead": who, "text": format!("Café note {at}"), "dateTime": at}),
+        )
+        .await
+        .expect(201);
+    }
+    s.post(
+        &format!("/api/contacts/{ada}/dnc/email/add"),
+        json!({"reason": 3}),
+    )
+    .await
+    .expect(200);
+
+    let all = s.get("/api/contacts/activity?limit=100").await.expect(200);
+    let kinds = event_kinds(&all);
+    // The events a contact's own row implies (created, identified) are not in it, as in
+    // Mautic, which adds them only for one contact's timeline.
+    assert_eq!(
+        kinds,
+        vec!["lead.note", "lead.donotcontact", "lead.note", "lead.note"],
+        "newest first: {all}"
+    );
+    assert_eq!(all["total"], 4);
+    let owners: Vec<i64> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["contactId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(owners, vec![bob, ada, bob, ada]);
+    assert_eq!(all["types"]["lead.note"], "Note");
+    assert_eq!(all["order"], json!(["timestamp", "DESC"]));
+
+    // Mautic's filters, as the PHP library sends them.
+    let only = s
+        .get("/api/contacts/activity?filters[includeEvents][]=lead.donotcontact")
+        .await
+        .expect(200);
+    assert_eq!(event_kinds(&only), vec!["lead.donotcontact"]);
+    assert_eq!(only["events"][0]["contactId"], ada);
+    let without = s
+        .get("/api/contacts/activity?filters[excludeEvents][]=lead.note")
+        .await
+        .expect(200);
+    assert_eq!(without["total"], 1);
+    let found = s
+        .get("/api/contacts/activity?filters[search]=CAFÉ%20NOTE%202001")
+        .await
+        .expect(200);
+    assert_eq!(found["total"], 2, "{found}");
+    let range = s
+        .get("/api/contacts/activity?filters[dateFrom]=2001-03-01%2000:00:00&filters[dateTo]=2002-01-01%2000:00:00")
+        .await
+        .expect(200);
+    assert_eq!(range["total"], 1, "{range}");
+    assert_eq!(range["events"][0]["contactId"], bob);
+    assert_eq!(range["filters"]["dateFrom"], "2001-03-01T00:00:00+00:00");
+
+    // Oldest first, and pages of one that read the whole list in that order.
+    let oldest = s
+        .get("/api/contacts/activity?order[0]=timestamp&order[1]=ASC&limit=100")
+        .await
+        .expect(200);
+    let ids = |v: &Value| -> Vec<String> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["eventId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut newest = ids(&all);
+    newest.reverse();
+    assert_eq!(ids(&oldest), newest);
+    let mut paged = Vec::new();
+    for page in 1..=4 {
+        let r = s
+            .get(&format!(
+                "/api/contacts/activity?order[0]=timestamp&order[1]=ASC&limit=1&page={page}"
+            ))
+            .await
+            .expect(200);
+        assert_eq!(r["maxPages"], 4);
+        paged.extend(ids(&r));
+    }
+    assert_eq!(paged, newest);
+
+    // Bad input is a 400 naming it; no credentials, a 401.
+    for (query, says) in [
+        ("filters[dateFrom]=yesterday-ish", "filters[dateFrom]"),
+        ("order[1]=sideways", "order[1]"),
+        ("page=x", "page"),
+    ] {
+        let r = s.get(&format!("/api/contacts/activity?{query}")).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert!(r.error_message().contains(says), "{query}: {}", r.text);
+    }
+    let anonymous = reqwest::Client::new()
+        .get(s.url("/api/contacts/activity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    s.stop().await;
+}
+
 async fn creation_events_read_and_page_with_the_stored_ones(backend: Backend) {
     let s = TestServer::start(backend).await;
     let anonymous = s.create_contact(json!({"city": "Lyon"})).await;

@@ -103,6 +103,66 @@ async fn returning_devices_do_not_wait_for_the_applier() {
     s.stop().await;
 }
 
+/// An API call first waits for the pixel hits answered before it, as with Mautic, which
+/// applies a hit before answering it (the PHP library's tests track a visit and read the
+/// activity at once); it waits two seconds at most, so a stuck applier delays the API but
+/// never stops it. The test holds SQLite's one writer, so nothing is applied until it
+/// lets go.
+#[tokio::test]
+async fn api_calls_follow_the_hits_answered_before_them() {
+    let s = TestServer::start_with(Backend::Sqlite, TRACK_LOCAL).await;
+    let activity = || {
+        s.client
+            .get(s.url("/api/contacts/activity?filters[includeEvents][]=page.hit"))
+            .basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD))
+            .send()
+    };
+    let pixel = |page: &str| {
+        s.client
+            .get(s.url(&format!(
+                "/mtracking.gif?url=https%3A%2F%2Fshop.example%2F{page}"
+            )))
+            .header("user-agent", BROWSER)
+            .send()
+    };
+
+    let writer = s.state().store.begin().await.unwrap();
+    assert_eq!(pixel("a").await.unwrap().status(), 200);
+    let reading = tokio::spawn(activity());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !reading.is_finished(),
+        "the call waits for the answered hit"
+    );
+    drop(writer);
+    let r: Value = reading.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(
+        r["total"], 1,
+        "the hit answered before the call is in it: {r}"
+    );
+    assert_eq!(r["events"][0]["extra"]["url"], "https://shop.example/a");
+
+    // A stuck applier: the call answers after its bounded wait, without the hit.
+    let writer = s.state().store.begin().await.unwrap();
+    assert_eq!(pixel("b").await.unwrap().status(), 200);
+    let started = std::time::Instant::now();
+    let r: Value = tokio::time::timeout(std::time::Duration::from_secs(10), activity())
+        .await
+        .expect("answered while nothing can be applied")
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    assert_eq!(r["total"], 1, "{r}");
+    drop(writer);
+    assert_eq!(
+        activity().await.unwrap().json::<Value>().await.unwrap()["total"],
+        2
+    );
+    s.stop().await;
+}
+
 const TRACK_LOCAL: &str =
     "[tracking]\ntrack_private_ip_ranges = true\nidentify_by_tracking_url = true\n";
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";

@@ -63,8 +63,17 @@ pub struct EventFilter {
     pub to: Option<i64>,
 }
 
-fn where_clause(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> String {
-    let mut conds = vec![format!("contact_id = {}", p.push(contact_id))];
+/// The filter's conditions, for one contact's events or (`None`) every contact's.
+fn where_clause(
+    backend: Backend,
+    p: &mut Params,
+    contact_id: Option<i64>,
+    f: &EventFilter,
+) -> String {
+    let mut conds = Vec::new();
+    if let Some(id) = contact_id {
+        conds.push(format!("contact_id = {}", p.push(id)));
+    }
     if !f.include.is_empty() {
         let list = p.list(&f.include);
         conds.push(format!("event_type IN ({list})"));
@@ -98,6 +107,9 @@ fn where_clause(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilt
     }
     if let Some(to) = f.to {
         conds.push(format!("occurred_at <= {}", p.push(to)));
+    }
+    if conds.is_empty() {
+        return "1 = 1".to_owned();
     }
     conds.join(" AND ")
 }
@@ -140,7 +152,7 @@ const EVENT_COLUMNS: &str = "id, contact_id, event_type, source, occurred_at, re
 /// limited, the stored arm reads its index in order and the arms are merged, and counted,
 /// each arm is counted from its index, where a view would read every event of the contact.
 fn arms(backend: Backend, p: &mut Params, contact_id: i64, f: &EventFilter) -> (String, String) {
-    let cond = where_clause(backend, p, contact_id, f);
+    let cond = where_clause(backend, p, Some(contact_id), f);
     let derived = derived_rows(backend, &p.push(contact_id));
     (
         format!("FROM contact_events WHERE {cond}"),
@@ -237,31 +249,20 @@ pub async fn rows(
 ) -> DbResult<Vec<Event>> {
     let mut p = Params::default();
     let (stored, derived) = arms(db.backend(), &mut p, contact_id, f);
+    if let EventOrder::Label { .. } = order {
+        // An order by label sorts the contact's matching events (rarely asked for).
+        let order = order_by(db.backend(), &mut p, order);
+        let (lim, off) = (p.push(limit), p.push(offset));
+        let sql = format!(
+            "SELECT * FROM (SELECT {EVENT_COLUMNS} {stored} UNION ALL SELECT {EVENT_COLUMNS} {derived}) AS e \
+             {order} LIMIT {lim} OFFSET {off}"
+        );
+        let rows = db.fetch_all(&sql, p.values).await?;
+        return Ok(rows.iter().map(from_row).collect());
+    }
     // Both directions of time read the `(contact_id, occurred_at, id)` index, forwards or
-    // back; an order by label sorts the contact's matching events (rarely asked for).
-    let order = match order {
-        EventOrder::NewestFirst => "ORDER BY occurred_at DESC, id DESC".to_owned(),
-        EventOrder::OldestFirst => "ORDER BY occurred_at, id".to_owned(),
-        EventOrder::Label { labels, descending } => {
-            let mut case = String::from("CASE event_type");
-            for (key, label) in labels {
-                let (k, l) = (p.push(key.as_str()), p.push(label.as_str()));
-                case.push_str(&format!(" WHEN {k} THEN {l}"));
-            }
-            case.push_str(" ELSE event_type END");
-            // Labels compare byte by byte on both databases.
-            let case = format!("({case}){}", db.backend().bytewise());
-            let dir = if *descending { "DESC" } else { "ASC" };
-            let lim = p.push(limit);
-            let off = p.push(offset);
-            let sql = format!(
-                "SELECT * FROM (SELECT {EVENT_COLUMNS} {stored} UNION ALL SELECT {EVENT_COLUMNS} {derived}) AS e \
-                 ORDER BY {case} {dir}, occurred_at DESC, id DESC LIMIT {lim} OFFSET {off}"
-            );
-            let rows = db.fetch_all(&sql, p.values).await?;
-            return Ok(rows.iter().map(from_row).collect());
-        }
-    };
+    // back.
+    let order = order_by(db.backend(), &mut p, order);
     let stored = match db.backend() {
         // SQLite merges the arms, reading the stored one in index order.
         Backend::Sqlite => format!("SELECT {EVENT_COLUMNS} {stored}"),
@@ -279,6 +280,59 @@ pub async fn rows(
     );
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// `ORDER BY …` for a page of events; newest first breaks ties by id, as the indexes do.
+fn order_by(backend: Backend, p: &mut Params, order: &EventOrder) -> String {
+    match order {
+        EventOrder::NewestFirst => "ORDER BY occurred_at DESC, id DESC".to_owned(),
+        EventOrder::OldestFirst => "ORDER BY occurred_at, id".to_owned(),
+        EventOrder::Label { labels, descending } => {
+            let mut case = String::from("CASE event_type");
+            for (key, label) in labels {
+                let (k, l) = (p.push(key.as_str()), p.push(label.as_str()));
+                case.push_str(&format!(" WHEN {k} THEN {l}"));
+            }
+            case.push_str(" ELSE event_type END");
+            // Labels compare byte by byte on both databases.
+            let dir = if *descending { "DESC" } else { "ASC" };
+            format!(
+                "ORDER BY ({case}){} {dir}, occurred_at DESC, id DESC",
+                backend.bytewise()
+            )
+        }
+    }
+}
+
+/// A page of every contact's stored events, with how many match: Mautic's all-contacts
+/// activity, which leaves out the events a contact's own row records (created,
+/// identified). Read newest or oldest first from the `(occurred_at, id)` index; the
+/// total counts the matching entries of an index (7.5 million events: 0.2–0.6 s).
+pub async fn page_everyone(
+    db: &mut impl Exec,
+    f: &EventFilter,
+    offset: i64,
+    limit: i64,
+    order: &EventOrder,
+) -> DbResult<(Vec<Event>, i64)> {
+    let mut p = Params::default();
+    let cond = where_clause(db.backend(), &mut p, None, f);
+    let total = db
+        .fetch_i64(
+            &format!("SELECT COUNT(*) FROM contact_events WHERE {cond}"),
+            p.values,
+        )
+        .await?
+        .unwrap_or(0);
+    let mut p = Params::default();
+    let cond = where_clause(db.backend(), &mut p, None, f);
+    let order = order_by(db.backend(), &mut p, order);
+    let (lim, off) = (p.push(limit), p.push(offset));
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM contact_events WHERE {cond} {order} LIMIT {lim} OFFSET {off}"
+    );
+    let rows = db.fetch_all(&sql, p.values).await?;
+    Ok((rows.iter().map(from_row).collect(), total))
 }
 
 /// Event counts per type for a contact (for the filter list).
@@ -362,7 +416,7 @@ pub async fn monthly_totals(
         ..range
     };
     let mut p = Params::default();
-    let cond = where_clause(db.backend(), &mut p, contact_id, &points);
+    let cond = where_clause(db.backend(), &mut p, Some(contact_id), &points);
     let case = bucket(&mut p);
     let sql = format!(
         "SELECT {case} AS bucket, CAST(COALESCE(SUM({delta}), 0) AS BIGINT) AS points FROM contact_events

@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_tag_descriptions"),
     migration!(14, "0014_lookup_lists"),
     migration!(15, "0015_folded_email_keys"),
+    migration!(16, "0016_events_by_time"),
 ];
 
 /// Applies every migration not yet recorded. Safe to run from several processes at once

@@ -226,6 +226,17 @@ impl Tracker {
         let _ = applied.wait_for(|a| *a >= target).await;
     }
 
+    /// Waits, at most `bound`, until every hit answered so far is applied, so that an API
+    /// call sees (and follows) the hits answered before it, as with Mautic, which applies
+    /// a hit before answering it. Free when the applier has caught up.
+    pub async fn caught_up(&self, bound: Duration) {
+        let shared = &self.shared;
+        if shared.committed.load(Ordering::Acquire) <= *shared.applied.borrow() {
+            return;
+        }
+        let _ = tokio::time::timeout(bound, self.settled()).await;
+    }
+
     /// Opens the journal, picks up where the last run stopped and starts the accepting and
     /// applying tasks. They stop with `stop`, once every accepted hit is applied.
     pub async fn start(

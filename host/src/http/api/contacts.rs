@@ -833,13 +833,32 @@ fn activity_order(
 }
 
 /// `GET /api/contacts/{id}/activity`: the timeline in Mautic's shape.
-#[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("order[0]" = Option<String>, Query, description = "timestamp (default), eventLabel or eventType"), ("order[1]" = Option<String>, Query, description = "ASC or DESC (default)"), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
+#[utoipa::path(get, path = "/api/contacts/{id}/activity", tag = "contacts", summary = "The timeline of a contact", params(("id" = i64, Path), ("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("filters[dateFrom]" = Option<String>, Query), ("filters[dateTo]" = Option<String>, Query), ("order[0]" = Option<String>, Query, description = "timestamp (default), eventLabel or eventType"), ("order[1]" = Option<String>, Query, description = "ASC or DESC (default)"), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
 pub async fn activity(
     State(state): State<SharedState>,
     Path(contact_id): Path<String>,
     q: PhpQuery,
 ) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
+    activity_page(&state, Some(contact_id), &q).await
+}
+
+/// `GET /api/contacts/activity`
+#[utoipa::path(get, path = "/api/contacts/activity", tag = "contacts", summary = "Every contact's events", description = "As Mautic, the events stored for contacts, without those a contact's own record implies (created, identified); each event names its contactId. The same filters, order and paging as a contact's activity.", params(("filters[search]" = Option<String>, Query), ("filters[includeEvents][]" = Option<String>, Query), ("filters[excludeEvents][]" = Option<String>, Query), ("filters[dateFrom]" = Option<String>, Query), ("filters[dateTo]" = Option<String>, Query), ("order[0]" = Option<String>, Query, description = "timestamp (default), eventLabel or eventType"), ("order[1]" = Option<String>, Query, description = "ASC or DESC (default)"), ("page" = Option<i64>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, description = "{events, filters, order, types, total, page, limit, maxPages}")))]
+pub async fn activity_everyone(
+    State(state): State<SharedState>,
+    q: PhpQuery,
+) -> AppResult<Json<Value>> {
+    activity_page(&state, None, &q).await
+}
+
+/// A page of one contact's timeline, or (`None`) of every contact's stored events, in
+/// Mautic's shape.
+async fn activity_page(
+    state: &SharedState,
+    contact_id: Option<i64>,
+    q: &PhpQuery,
+) -> AppResult<Json<Value>> {
     let filters =
         q.0.get("filters")
             .and_then(Value::as_object)
@@ -864,32 +883,44 @@ pub async fn activity(
                 .ok_or_else(|| AppError::bad_request(format!("filters[{key}] must be a date"))),
         }
     };
+    let (from, to) = (parse_date("dateFrom")?, parse_date("dateTo")?);
     let filter = store::events::EventFilter {
         include: include.clone(),
         exclude: exclude.clone(),
         search: Some(search.clone()).filter(|s| !s.is_empty()),
-        from: parse_date("dateFrom")?,
-        to: parse_date("dateTo")?,
+        from,
+        to,
     };
-    let (order, order_echo) = activity_order(&q, &state.events)?;
+    let (order, order_echo) = activity_order(q, &state.events)?;
     let page = q.int("page", 1)?.max(1);
     let limit = q.int("limit", 25)?.clamp(1, 500);
     let offset = (page - 1)
         .checked_mul(limit)
         .ok_or_else(|| AppError::bad_request("page is too large"))?;
     let mut db = state.store.read().await?;
-    let (events, total) =
-        store::events::page(&mut db, contact_id, &filter, offset, limit, &order).await?;
-    let counts = store::events::type_counts(&mut db, contact_id).await?;
     let catalogue = &state.events;
     let mut type_map = Map::new();
     for t in catalogue.types() {
         type_map.insert(t.key.clone(), json!(t.label));
     }
-    for key in counts.keys() {
+    let (events, total) = match contact_id {
+        Some(id) => {
+            let page = store::events::page(&mut db, id, &filter, offset, limit, &order).await?;
+            // Types the contact has that no plugin declares (any more) can be filtered too.
+            for key in store::events::type_counts(&mut db, id).await?.keys() {
+                type_map
+                    .entry(key.clone())
+                    .or_insert_with(|| json!(catalogue.label(key)));
+            }
+            page
+        }
+        None => store::events::page_everyone(&mut db, &filter, offset, limit, &order).await?,
+    };
+    drop(db);
+    for e in &events {
         type_map
-            .entry(key.clone())
-            .or_insert_with(|| json!(catalogue.label(key)));
+            .entry(e.event_type.clone())
+            .or_insert_with(|| json!(catalogue.label(&e.event_type)));
     }
     let rendered = catalogue.render_page(events.clone()).await;
     let events: Vec<Value> = events
@@ -901,9 +932,16 @@ pub async fn activity(
             j
         })
         .collect();
+    let mut filters =
+        json!({ "search": search, "includeEvents": include, "excludeEvents": exclude });
+    for (key, value) in [("dateFrom", from), ("dateTo", to)] {
+        if let Some(t) = value {
+            filters[key] = json!(crate::time::iso(t));
+        }
+    }
     Ok(Json(json!({
         "events": events,
-        "filters": { "search": search, "includeEvents": include, "excludeEvents": exclude },
+        "filters": filters,
         "order": order_echo,
         "types": type_map,
         "total": total,

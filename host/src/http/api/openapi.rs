@@ -130,6 +130,7 @@ impl Modify for Completions {
         super::contacts::segments,
         super::contacts::list_segments,
         super::contacts::activity,
+        super::contacts::activity_everyone,
         super::contacts::dnc_add,
         super::contacts::dnc_remove,
         super::contacts::utm_add,
