@@ -1038,6 +1038,19 @@ async fn every_contacts_activity(backend: Backend) {
         .expect(200);
     assert_eq!(event_kinds(&only), vec!["lead.donotcontact"]);
     assert_eq!(only["events"][0]["contactId"], ada);
+    // Several types are read type by type and merged in time order.
+    let notes_and_dnc = "filters[includeEvents][]=lead.note&filters[includeEvents][]=lead.donotcontact&filters[includeEvents][]=lead.note";
+    let both = s
+        .get(&format!("/api/contacts/activity?{notes_and_dnc}&limit=100"))
+        .await
+        .expect(200);
+    assert_eq!(event_kinds(&both), kinds);
+    assert_eq!(both["total"], 4);
+    let second = s
+        .get(&format!("/api/contacts/activity?{notes_and_dnc}&limit=2&page=2"))
+        .await
+        .expect(200);
+    assert_eq!(second["events"], json!(all["events"].as_array().unwrap()[2..]));
     let without = s
         .get("/api/contacts/activity?filters[excludeEvents][]=lead.note")
         .await
