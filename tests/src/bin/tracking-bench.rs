@@ -293,5 +293,46 @@ end
         "merge of two contacts with 10,000 events each: {:.1} ms",
         started.elapsed().as_secs_f64() * 1000.0
     );
+
+    // Every contact's activity over all these events, through the API (p50 of 5 after 1).
+    let events = {
+        let mut db = running.state.store.read().await.unwrap();
+        db.fetch_i64("SELECT COUNT(*) FROM contact_events", vec![])
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    };
+    println!("\nGET /api/contacts/activity over {events} stored events:\n\n| query | p50 |\n|---|---:|");
+    for (name, query) in [
+        ("first page, newest first", "limit=25"),
+        ("oldest first", "order[0]=timestamp&order[1]=ASC"),
+        ("page 1,000", "page=1000"),
+        ("one common type (page.hit)", "filters[includeEvents][]=page.hit"),
+        ("one rare type (lead.merged)", "filters[includeEvents][]=lead.merged"),
+        (
+            "two types, page 100",
+            "filters[includeEvents][]=lead.merged&filters[includeEvents][]=page.hit&page=100",
+        ),
+        ("one type excluded", "filters[excludeEvents][]=page.hit"),
+        ("ordered by label", "order[0]=eventLabel&order[1]=ASC"),
+        ("free-text search", "filters[search]=shop.example"),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..6 {
+            let started = Instant::now();
+            let r = client
+                .get(format!("{base}/api/contacts/activity?{query}"))
+                .basic_auth("admin", Some(magpie_tests::ADMIN_PASSWORD))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{query}: {}", r.status());
+            r.bytes().await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let mut measured = times[1..].to_vec();
+        measured.sort_by(f64::total_cmp);
+        println!("| {name} | {:.1} ms |", measured[measured.len() / 2]);
+    }
     running.shutdown().await.unwrap();
 }
