@@ -1047,10 +1047,15 @@ async fn every_contacts_activity(backend: Backend) {
     assert_eq!(event_kinds(&both), kinds);
     assert_eq!(both["total"], 4);
     let second = s
-        .get(&format!("/api/contacts/activity?{notes_and_dnc}&limit=2&page=2"))
+        .get(&format!(
+            "/api/contacts/activity?{notes_and_dnc}&limit=2&page=2"
+        ))
         .await
         .expect(200);
-    assert_eq!(second["events"], json!(all["events"].as_array().unwrap()[2..]));
+    assert_eq!(
+        second["events"],
+        json!(all["events"].as_array().unwrap()[2..])
+    );
     let without = s
         .get("/api/contacts/activity?filters[excludeEvents][]=lead.note")
         .await

@@ -332,7 +332,9 @@ pub async fn page_everyone(
         let cond = where_clause(backend, &mut p, None, f);
         let order = order_by(backend, &mut p, order);
         let (lim, off) = (p.push(limit), p.push(offset));
-        format!("SELECT {EVENT_COLUMNS} FROM contact_events WHERE {cond} {order} LIMIT {lim} OFFSET {off}")
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM contact_events WHERE {cond} {order} LIMIT {lim} OFFSET {off}"
+        )
     } else {
         let order = order_by(backend, &mut p, order);
         let others = EventFilter {

@@ -174,23 +174,12 @@ end
     )
     .unwrap();
 
-    let count_hits = || async {
+    let count = |sql: &'static str| async {
         let mut db = running.state.store.read().await.unwrap();
-        db.fetch_i64(
-            "SELECT COUNT(*) FROM contact_events WHERE event_type = 'page.hit'",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .unwrap_or(0)
+        db.fetch_i64(sql, vec![]).await.unwrap().unwrap_or(0)
     };
-    let contacts = {
-        let mut db = running.state.store.read().await.unwrap();
-        db.fetch_i64("SELECT COUNT(*) FROM contacts", vec![])
-            .await
-            .unwrap()
-            .unwrap_or(0)
-    };
+    let count_hits = || count("SELECT COUNT(*) FROM contact_events WHERE event_type = 'page.hit'");
+    let contacts = count("SELECT COUNT(*) FROM contacts").await;
     println!(
         "contacts in the database: {contacts}; {seconds}s per run, {connections} connections, 2 wrk threads, 80% returning visitors"
     );
@@ -295,20 +284,22 @@ end
     );
 
     // Every contact's activity over all these events, through the API (p50 of 5 after 1).
-    let events = {
-        let mut db = running.state.store.read().await.unwrap();
-        db.fetch_i64("SELECT COUNT(*) FROM contact_events", vec![])
-            .await
-            .unwrap()
-            .unwrap_or(0)
-    };
-    println!("\nGET /api/contacts/activity over {events} stored events:\n\n| query | p50 |\n|---|---:|");
+    let events = count("SELECT COUNT(*) FROM contact_events").await;
+    println!(
+        "\nGET /api/contacts/activity over {events} stored events:\n\n| query | p50 |\n|---|---:|"
+    );
     for (name, query) in [
         ("first page, newest first", "limit=25"),
         ("oldest first", "order[0]=timestamp&order[1]=ASC"),
         ("page 1,000", "page=1000"),
-        ("one common type (page.hit)", "filters[includeEvents][]=page.hit"),
-        ("one rare type (lead.merged)", "filters[includeEvents][]=lead.merged"),
+        (
+            "one common type (page.hit)",
+            "filters[includeEvents][]=page.hit",
+        ),
+        (
+            "one rare type (lead.merged)",
+            "filters[includeEvents][]=lead.merged",
+        ),
         (
             "two types, page 100",
             "filters[includeEvents][]=lead.merged&filters[includeEvents][]=page.hit&page=100",
