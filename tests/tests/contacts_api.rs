@@ -1106,6 +1106,14 @@ async fn every_contacts_activity(backend: Backend) {
     // Bad input is a 400 naming it; no credentials, a 401.
     for (query, says) in [
         ("filters[dateFrom]=yesterday-ish", "filters[dateFrom]"),
+        ("filters[dateTo][]=2001-01-01", "filters[dateTo]"),
+        ("filters=notes", "filters[search]"),
+        ("filters[includeEvent][]=lead.note", "filters[includeEvent]"),
+        (
+            "filters[includeEvents][0][x]=lead.note",
+            "filters[includeEvents]",
+        ),
+        ("filters[search][]=note", "filters[search]"),
         ("order[1]=sideways", "order[1]"),
         ("page=x", "page"),
     ] {

@@ -754,25 +754,36 @@ async fn require_contact(state: &SharedState, contact_id: &str) -> AppResult<i64
         .ok_or_else(AppError::not_found)
 }
 
-fn string_list(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .filter(|s| !s.is_empty())
-            .collect(),
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::Object(o)) => o
-            .values()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
+/// A filter's event types: `filters[key][]=a&filters[key][]=b`, `filters[key][0]=a`, or
+/// `filters[key]=a,b`.
+fn type_list(filters: &Map<String, Value>, key: &str) -> AppResult<Vec<String>> {
+    let bad = || {
+        AppError::bad_request(format!(
+            "filters[{key}] must be a list of event types, as filters[{key}][]=page.hit"
+        ))
+    };
+    let items: Vec<&Value> = match filters.get(key) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => {
+            return Ok(s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect());
+        }
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(Value::Object(o)) => o.values().collect(),
+        Some(_) => return Err(bad()),
+    };
+    let mut types = Vec::new();
+    for item in items {
+        let t = item.as_str().ok_or_else(bad)?.trim();
+        if !t.is_empty() {
+            types.push(t.to_owned());
+        }
     }
+    Ok(types)
 }
 
 /// Mautic's activity `order[0]` (timestamp, eventLabel or eventType; empty means
@@ -859,28 +870,45 @@ async fn activity_page(
     contact_id: Option<i64>,
     q: &PhpQuery,
 ) -> AppResult<Json<Value>> {
-    let filters =
-        q.0.get("filters")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-    let search = filters
-        .get("search")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let include = string_list(filters.get("includeEvents"));
-    let exclude = string_list(filters.get("excludeEvents"));
+    let filters = match q.0.get("filters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::String(s)) if s.is_empty() => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "filters must be given by name, as filters[search]=…&filters[includeEvents][]=…",
+            ));
+        }
+    };
+    const FILTERS: [&str; 5] = [
+        "search",
+        "includeEvents",
+        "excludeEvents",
+        "dateFrom",
+        "dateTo",
+    ];
+    if let Some(unknown) = filters.keys().find(|k| !FILTERS.contains(&k.as_str())) {
+        return Err(AppError::bad_request(format!(
+            "unknown filter filters[{unknown}]: the filters are {}",
+            FILTERS.join(", ")
+        )));
+    }
+    let search = match filters.get("search") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(AppError::bad_request("filters[search] must be text")),
+    };
+    let include = type_list(&filters, "includeEvents")?;
+    let exclude = type_list(&filters, "excludeEvents")?;
     let parse_date = |key: &str| -> AppResult<Option<i64>> {
-        match filters
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            None => Ok(None),
-            Some(s) => crate::time::parse_datetime(s)
+        let bad = || AppError::bad_request(format!("filters[{key}] must be a date"));
+        match filters.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => crate::time::parse_datetime(s)
                 .map(|t| Some(t.timestamp_millis()))
-                .ok_or_else(|| AppError::bad_request(format!("filters[{key}] must be a date"))),
+                .ok_or_else(bad),
+            Some(_) => Err(bad()),
         }
     };
     let (from, to) = (parse_date("dateFrom")?, parse_date("dateTo")?);
