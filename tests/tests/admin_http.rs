@@ -1134,3 +1134,39 @@ async fn admins_browsing_are_not_tracked(backend: Backend) {
     );
     s.stop().await;
 }
+
+/// An admin page first waits for the pixel hits answered before it, as the API does: the
+/// contact page opened right after a visit shows the visit. The test holds SQLite's one
+/// writer, so nothing is applied until it lets go.
+#[tokio::test]
+async fn admin_pages_follow_the_hits_answered_before_them() {
+    let s = TestServer::start_with(
+        Backend::Sqlite,
+        "[tracking]\ntrack_private_ip_ranges = true\n",
+    )
+    .await;
+    let ada = s.create_contact(json!({"email": "ada@example.org"})).await;
+    let web = Web::login(&s, "admin", ADMIN_PASSWORD).await;
+    let writer = s.state().store.begin().await.unwrap();
+    let pixel = client()
+        .get(format!(
+            "{}/mtracking.gif?email=ada%40example.org&url=https%3A%2F%2Fshop.example%2Fvisited-page",
+            s.base
+        ))
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pixel.status(), 200);
+    let page = tokio::spawn(async move { web.get(&format!("/contacts/{ada}")).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!page.is_finished(), "the page waits for the answered hit");
+    drop(writer);
+    let page = page.await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("shop.example/visited-page"),
+        "the visit is on the contact page"
+    );
+    s.stop().await;
+}

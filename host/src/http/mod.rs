@@ -20,6 +20,22 @@ use axum::routing::{get, post};
 
 use crate::state::SharedState;
 
+/// A pixel is answered once its hit is journaled, and the hit is applied moments later.
+/// An API call or an admin page first waits (up to two seconds) for the hits answered
+/// before it, so whoever tracks a visit and then reads or edits the contact sees the
+/// visit, as with Mautic, which applies a hit before answering it.
+pub async fn after_answered_hits(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    state
+        .tracker
+        .caught_up(std::time::Duration::from_secs(2))
+        .await;
+    next.run(request).await
+}
+
 /// The whole application. Tests call this without a socket.
 pub fn app(state: SharedState) -> Router {
     Router::new()

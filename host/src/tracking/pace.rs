@@ -5,7 +5,7 @@
 //! CPU and disk flushes from the visitors waiting for their answers. So during such a
 //! burst the applier waits, and the hits wait in the journal, where they are already
 //! durable. It never waits when someone waits for an applied hit (`/mtc/event`, which
-//! answers with the contact id; an API call, `caught_up`; `settled`), nor once it has been behind for longer than
+//! answers with the contact id; an API call or admin page, `caught_up`; `settled`), nor once it has been behind for longer than
 //! `max_lag` (`[tracking] apply_lag_seconds`): a burst longer than that is applied as it
 //! comes, at the applier's lower priority, as it is without pacing.
 

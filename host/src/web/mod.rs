@@ -166,6 +166,11 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/settings/plugins/{name}/delete", post(plugins::delete))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
+            crate::http::after_answered_hits,
+        ))
+        // Outermost: a request without a session is sent to log in without waiting.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
             session::require_session,
         ));
     // Issue 6: the CSV upload streams a body of any size to disk; its CSRF field is read

@@ -15,9 +15,7 @@ pub mod stages;
 pub mod tags;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::{delete, get, patch, post, put};
 
 use crate::error::AppError;
@@ -150,26 +148,11 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            after_answered_hits,
+            crate::http::after_answered_hits,
         ))
         // Outermost: an unauthenticated request is refused without waiting.
         .route_layer(middleware::from_fn_with_state(
             state,
             crate::http::auth::require_basic_auth,
         ))
-}
-
-/// A pixel is answered once its hit is journaled and applied moments later; an API call
-/// first waits (up to two seconds) for the hits answered before it, so a script that
-/// tracks a visit and then reads or edits the contact sees the visit, as with Mautic.
-async fn after_answered_hits(
-    State(state): State<SharedState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    state
-        .tracker
-        .caught_up(std::time::Duration::from_secs(2))
-        .await;
-    next.run(request).await
 }
