@@ -160,6 +160,26 @@ async fn api_calls_follow_the_hits_answered_before_them() {
         activity().await.unwrap().json::<Value>().await.unwrap()["total"],
         2
     );
+
+    // A burst (more than one applier batch waiting): the call does not wait at all, or
+    // every call during the burst would take the whole bound.
+    let writer = s.state().store.begin().await.unwrap();
+    for i in 0..2001 {
+        assert_eq!(pixel(&format!("burst-{i}")).await.unwrap().status(), 200);
+    }
+    let started = std::time::Instant::now();
+    let r: Value = activity().await.unwrap().json().await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "answered without the bounded wait"
+    );
+    assert_eq!(r["total"], 2, "{r}");
+    drop(writer);
+    s.settled().await;
+    assert_eq!(
+        activity().await.unwrap().json::<Value>().await.unwrap()["total"],
+        2003
+    );
     s.stop().await;
 }
 

@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use crate::state::SharedState;
 
 /// A pixel is answered once its hit is journaled, and the hit is applied moments later.
-/// An API call or an admin page first waits (up to two seconds) for the hits answered
-/// before it, so whoever tracks a visit and then reads or edits the contact sees the
+/// An API call or an admin page first waits (up to two seconds, and not during a burst)
+/// for the hits answered before it, so whoever tracks a visit and then reads or edits the contact sees the
 /// visit, as with Mautic, which applies a hit before answering it.
 pub async fn after_answered_hits(
     State(state): State<SharedState>,
