@@ -69,9 +69,10 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// A body that could not be read: 408 when it came too slowly (`serve::PacedBody`), else
 /// a 400 saying `message`.
 pub fn body_failed(e: &(dyn std::error::Error + 'static), message: String) -> AppError {
-    match super::serve::too_slow(e) {
-        true => AppError::RequestTimeout(super::serve::TOO_SLOW.into()),
-        false => AppError::bad_request(message),
+    if super::serve::too_slow(e) {
+        AppError::RequestTimeout(super::serve::TOO_SLOW.into())
+    } else {
+        AppError::bad_request(message)
     }
 }
 

@@ -5,9 +5,9 @@
 //!
 //! Registered on every SQLite connection Magpie opens (`Store::connect`); the expression
 //! indexes (`contacts_f_*`, `tags_lower`, `companies_name`) are built on it
-//! (migration 15, `upgrade`; `ensure_indexes` at each start). A connection without it (the `sqlite3` shell) can read the
-//! database but not write the rows those indexes cover: it gets "no such function:
-//! fold" rather than index entries folded another way.
+//! (migration 15, `upgrade`; `ensure_indexes` at each start). A connection without it
+//! (the `sqlite3` shell) can read the database but not write the rows those indexes
+//! cover: it gets "no such function: fold" rather than index entries folded another way.
 
 use std::ffi::c_int;
 

@@ -118,12 +118,3 @@ pub async fn current_ids(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i6
     }
     Ok(out)
 }
-
-/// The contact a merged-away id went into, if it was merged (that one may be gone too).
-pub async fn resolve(db: &mut impl Exec, id: i64) -> DbResult<Option<i64>> {
-    db.fetch_i64(
-        "SELECT winner_id FROM contact_merges WHERE loser_id = $1",
-        params![id],
-    )
-    .await
-}

@@ -175,11 +175,8 @@ pub async fn identify(
     values: &[(String, Json)],
 ) -> AppResult<Identity> {
     if let Some(id) = ct_contact {
-        let id = if store::contacts::exists(tx, id).await? {
-            Some(id)
-        } else {
-            store::merge::resolve(tx, id).await?
-        };
+        // A token's contact merged away since names the contact it went into.
+        let id = store::merge::current_id(tx, id).await?;
         if let Some(id) = id.filter(|id| Some(*id) != current) {
             return Ok(Identity::Switch(id));
         }

@@ -598,8 +598,8 @@ pub async fn page(
         Err(WebError::NotFound) => {
             let winner = {
                 let mut db = state.store.read().await?;
-                match store::merge::resolve(&mut db, id).await? {
-                    Some(w) if w != id && store::contacts::exists(&mut db, w).await? => w,
+                match store::merge::current_id(&mut db, id).await? {
+                    Some(w) if w != id => w,
                     _ => return Err(WebError::NotFound),
                 }
             };

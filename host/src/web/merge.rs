@@ -305,7 +305,7 @@ pub async fn merge(
         .await?
         .ok_or(WebError::NotFound)?;
     // An id merged away earlier names the contact it went into.
-    let other = store::merge::resolve(&mut db, requested)
+    let other = store::merge::current_id(&mut db, requested)
         .await?
         .unwrap_or(requested);
     if other == id {
