@@ -1038,21 +1038,43 @@ pub async fn find_duplicates(
     values: &[(String, Json)],
     except: Option<i64>,
 ) -> AppResult<Vec<Contact>> {
-    let sets = normalized(fields, values);
-    let probe = identifier_probe(fields, &sets);
+    Ok(
+        find_duplicates_each(db, fields, operator, &[(values, except)])
+            .await?
+            .remove(0),
+    )
+}
+
+/// `find_duplicates` for several sets of values, with two statements for them all.
+pub async fn find_duplicates_each(
+    db: &mut impl Exec,
+    fields: &FieldSet,
+    operator: UniqueIdentifierOperator,
+    each: &[(&[(String, Json)], Option<i64>)],
+) -> AppResult<Vec<Vec<Contact>>> {
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
-    for (alias, value) in identifier_values(fields, &sets) {
-        probes.entry(alias).or_default().push(value);
+    let mut each_probe = Vec::with_capacity(each.len());
+    for (values, _) in each {
+        let sets = normalized(fields, values);
+        each_probe.push(identifier_probe(fields, &sets));
+        for (alias, value) in identifier_values(fields, &sets) {
+            probes.entry(alias).or_default().push(value);
+        }
     }
     let candidates = store::contacts::find_by_identifiers(db, fields, &probes).await?;
-    let ids: Vec<i64> = candidates
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| Some(*id) != except)
-        .collect();
+    let mut ids: Vec<i64> = candidates.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
     let contacts = store::contacts::load(db, fields, &ids).await?;
-    Ok(contacts
-        .into_iter()
-        .filter(|c| matches(operator, &probe, c))
+    Ok(each
+        .iter()
+        .zip(each_probe)
+        .map(|((_, except), probe)| {
+            contacts
+                .iter()
+                .filter(|c| Some(c.id) != *except && matches(operator, &probe, c))
+                .cloned()
+                .collect()
+        })
         .collect())
 }

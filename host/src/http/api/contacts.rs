@@ -204,59 +204,81 @@ fn sent_identifiers(fields: &FieldSet, input: &ContactInput) -> Vec<(String, Val
         .collect()
 }
 
-/// After an edit that sent unique-identifier values, merges into the edited contact any
+/// After edits that sent unique-identifier values, merges into each edited contact any
 /// other contact those values now match (with the configured operator), as Mautic's API
-/// does: the edited contact survives and its values win. Runs after the edit committed,
-/// so a merge that fails (a contact deleted or changed meanwhile) leaves the edit and both
-/// contacts as they were; it is logged, as is a failed search. Returns the contacts
-/// merged away.
+/// does: the edited contact survives and its values win. The contacts are looked up for
+/// every edit at once. Runs after the edits committed, so a merge that fails (a contact
+/// deleted or changed meanwhile) leaves the edit and both contacts as they were; it is
+/// logged, as is a failed search. Returns each contact merged away and the one it went
+/// into; an edit whose contact went into an earlier edit's merges nothing itself.
 async fn merge_matching(
     state: &SharedState,
     ctx: &SaveContext,
-    contact_id: i64,
-    sent: &[(String, Value)],
-) -> AppResult<Vec<i64>> {
-    let mut merged_away = Vec::new();
-    if sent.is_empty() {
-        return Ok(merged_away);
+    edits: &[(i64, Vec<(String, Value)>)],
+) -> AppResult<HashMap<i64, i64>> {
+    let mut went_into: HashMap<i64, i64> = HashMap::new();
+    let edits: Vec<&(i64, Vec<(String, Value)>)> =
+        edits.iter().filter(|(_, sent)| !sent.is_empty()).collect();
+    if edits.is_empty() {
+        return Ok(went_into);
     }
+    let wanted: Vec<(&[(String, Value)], Option<i64>)> = edits
+        .iter()
+        .map(|(id, sent)| (sent.as_slice(), Some(*id)))
+        .collect();
     let mut db = state.store.read().await?;
-    let others =
-        service::find_duplicates(&mut db, &ctx.fields, ctx.operator, sent, Some(contact_id)).await;
+    let found = service::find_duplicates_each(&mut db, &ctx.fields, ctx.operator, &wanted).await;
     drop(db);
-    let others = match others {
-        Ok(others) => others,
+    let found = match found {
+        Ok(found) => found,
         Err(e) => {
-            tracing::warn!(contact = contact_id, error = %e, "cannot look for the contacts an edit's identifiers match");
-            return Ok(merged_away);
+            tracing::warn!(error = %e, "cannot look for the contacts edits' identifiers match");
+            return Ok(went_into);
         }
     };
-    // Under the merge's locks the other must still match what was sent (it may have
-    // changed since it was found), and the edit's values win over the other's.
-    let still_matches = |c: &Contact| service::matches_values(&ctx.fields, ctx.operator, sent, c);
-    let terms = crate::contacts::merge::Terms {
-        winner_wins: true,
-        loser_must: Some(&still_matches),
-    };
-    for other in others {
-        let merged = crate::contacts::merge::merge(
-            &state.store,
-            &ctx.fields,
-            (contact_id, other.id),
-            Source::Api,
-            ctx.actor,
-            now_ms(),
-            terms,
-        )
-        .await;
-        match merged {
-            Ok(_) => merged_away.push(other.id),
-            Err(e) => {
-                tracing::warn!(contact = contact_id, other = other.id, error = %e, "an edit's merge with the contact matching its identifiers failed");
+    for ((contact_id, sent), others) in edits.into_iter().zip(found) {
+        let contact_id = *contact_id;
+        if went_into.contains_key(&contact_id) {
+            continue;
+        }
+        // Under the merge's locks the other must still match what was sent (it may have
+        // changed since it was found), and the edit's values win over the other's.
+        let still_matches =
+            |c: &Contact| service::matches_values(&ctx.fields, ctx.operator, sent, c);
+        let terms = crate::contacts::merge::Terms {
+            winner_wins: true,
+            loser_must: Some(&still_matches),
+        };
+        for other in others {
+            // One found by an earlier edit's merge is now the contact it went into.
+            let mut other_id = other.id;
+            while let Some(survivor) = went_into.get(&other_id) {
+                other_id = *survivor;
+            }
+            if other_id == contact_id {
+                continue;
+            }
+            let merged = crate::contacts::merge::merge(
+                &state.store,
+                &ctx.fields,
+                (contact_id, other_id),
+                Source::Api,
+                ctx.actor,
+                now_ms(),
+                terms,
+            )
+            .await;
+            match merged {
+                Ok(_) => {
+                    went_into.insert(other_id, contact_id);
+                }
+                Err(e) => {
+                    tracing::warn!(contact = contact_id, other = other_id, error = %e, "an edit's merge with the contact matching its identifiers failed");
+                }
             }
         }
     }
-    Ok(merged_away)
+    Ok(went_into)
 }
 
 fn saved_response(saved: Saved, contact: Value) -> Response {
@@ -328,7 +350,7 @@ async fn edit_one(
     let saved = service::save(state, &ctx, vec![(target, input)])
         .await?
         .remove(0)?;
-    merge_matching(state, &ctx, saved.id, &sent).await?;
+    merge_matching(state, &ctx, &[(saved.id, sent)]).await?;
     Ok(saved_response(saved, one_json(state, saved.id).await?))
 }
 
@@ -379,19 +401,16 @@ async fn run_batch(
         }
     }
     let results = service::save(state, &ctx, to_save).await?;
-    // An item's contact merged into another item's (both given one email) is answered
-    // as the contact it went into.
-    let mut went_into: HashMap<i64, i64> = HashMap::new();
+    let mut merges = Vec::new();
     for ((pos, r), sent) in positions.into_iter().zip(results).zip(edits) {
-        if let Ok(saved) = &r
-            && !went_into.contains_key(&saved.id)
-        {
-            for loser in merge_matching(state, &ctx, saved.id, &sent).await? {
-                went_into.insert(loser, saved.id);
-            }
+        if let Ok(saved) = &r {
+            merges.push((saved.id, sent));
         }
         slots[pos] = Some(r);
     }
+    // An item's contact merged into another item's (both given one email) is answered
+    // as the contact it went into.
+    let went_into = merge_matching(state, &ctx, &merges).await?;
     for saved in slots.iter_mut().flatten().flatten() {
         while let Some(survivor) = went_into.get(&saved.id) {
             saved.id = *survivor;
