@@ -1045,12 +1045,15 @@ pub async fn find_duplicates(
     )
 }
 
+/// One duplicate lookup: field values, and the contact to leave out.
+pub type Lookup<'a> = (&'a [(String, Json)], Option<i64>);
+
 /// `find_duplicates` for several sets of values, with two statements for them all.
 pub async fn find_duplicates_each(
     db: &mut impl Exec,
     fields: &FieldSet,
     operator: UniqueIdentifierOperator,
-    each: &[(&[(String, Json)], Option<i64>)],
+    each: &[Lookup<'_>],
 ) -> AppResult<Vec<Vec<Contact>>> {
     let mut probes: HashMap<String, Vec<Value>> = HashMap::new();
     let mut each_probe = Vec::with_capacity(each.len());

@@ -222,7 +222,7 @@ async fn merge_matching(
     if edits.is_empty() {
         return Ok(went_into);
     }
-    let wanted: Vec<(&[(String, Value)], Option<i64>)> = edits
+    let wanted: Vec<service::Lookup> = edits
         .iter()
         .map(|(id, sent)| (sent.as_slice(), Some(*id)))
         .collect();
