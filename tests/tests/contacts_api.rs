@@ -1383,6 +1383,33 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
         "meeting",
         "a refused edit changes nothing"
     );
+    // PUT on a note that exists replaces it, as Mautic's form does: what the body leaves
+    // out returns to a new note's value, and the text cannot be left out.
+    let r = s
+        .put(
+            &format!("/api/notes/{note_id}/edit"),
+            json!({"type": "call"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("text"), "{}", r.text);
+    let kept = s.get(&format!("/api/notes/{note_id}")).await.expect(200);
+    assert_eq!(
+        kept["note"]["type"], "meeting",
+        "a refused PUT changes nothing"
+    );
+    assert_eq!(kept["note"]["dateTime"], "2024-05-01T10:00:00+00:00");
+    let replaced = s
+        .put(
+            &format!("/api/notes/{note_id}/edit"),
+            json!({"text": "Replaced"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(replaced["note"]["text"], "Replaced", "{replaced}");
+    assert_eq!(replaced["note"]["type"], "general", "{replaced}");
+    assert!(replaced["note"]["dateTime"].is_null(), "{replaced}");
+    assert_eq!(replaced["note"]["lead"]["id"], c, "the contact stays");
     let r = s
         .post("/api/notes/new", json!({"lead": 999999, "text": "x"}))
         .await;

@@ -342,6 +342,70 @@ async fn field_definitions_are_validated(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(put["field"]["label"], "Made by PUT, renamed");
+    // PUT on a field that exists replaces it, as Mautic's form does: what the body leaves
+    // out returns to a new field's value; alias, type, group and order stay.
+    let tier = s
+        .post(
+            "/api/fields/contact/new",
+            json!({"label": "Tier", "alias": "tier", "type": "select", "group": "professional",
+                   "isRequired": true, "isPubliclyUpdatable": true, "isShortVisible": true,
+                   "defaultValue": "gold",
+                   "properties": {"list": [{"label": "Gold", "value": "gold"}, {"label": "Silver", "value": "silver"}]}}),
+        )
+        .await
+        .expect(201)["field"]
+        .clone();
+    let tier_edit = format!("/api/fields/contact/{}/edit", tier["id"]);
+    let r = s.put(&tier_edit, json!({"label": "Tier"})).await;
+    assert_eq!(r.status, 422, "a select needs its options: {}", r.text);
+    assert!(r.text.contains("properties"), "{}", r.text);
+    let r = s
+        .put(&tier_edit, json!({"properties": tier["properties"]}))
+        .await;
+    assert_eq!(r.status, 422, "the label cannot be left out: {}", r.text);
+    let same = s
+        .get(&format!("/api/fields/contact/{}", tier["id"]))
+        .await
+        .expect(200);
+    assert_eq!(same["field"], tier, "a refused PUT changes nothing");
+    let replaced = s
+        .put(
+            &tier_edit,
+            json!({"label": "Level", "properties": tier["properties"]}),
+        )
+        .await
+        .expect(200)["field"]
+        .clone();
+    assert_eq!(replaced["label"], "Level");
+    assert_eq!(
+        (
+            &replaced["alias"],
+            &replaced["type"],
+            &replaced["group"],
+            &replaced["order"]
+        ),
+        (
+            &tier["alias"],
+            &tier["type"],
+            &tier["group"],
+            &tier["order"]
+        ),
+        "{replaced}"
+    );
+    for flag in ["isRequired", "isPubliclyUpdatable", "isShortVisible"] {
+        assert_eq!(replaced[flag], false, "{flag}: {replaced}");
+    }
+    assert!(replaced["defaultValue"].is_null(), "{replaced}");
+    assert_eq!(
+        s.patch(&tier_edit, json!({"isRequired": true}))
+            .await
+            .expect(200)["field"]["label"],
+        "Level",
+        "PATCH keeps what it does not name"
+    );
+    s.delete(&format!("/api/fields/contact/{}/delete", tier["id"]))
+        .await
+        .expect(200);
     assert_eq!(
         s.patch("/api/fields/contact/999998/edit", json!({"label": "x"}))
             .await

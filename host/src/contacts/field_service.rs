@@ -61,13 +61,28 @@ fn text(v: &Json, key: &str, max: usize, problems: &mut Problems) -> Option<Stri
     }
 }
 
+/// How a body applies to a field.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Edit {
+    /// A new field: `label` is required, `alias` and `type` may be given.
+    Create,
+    /// PATCH: what the body names changes, the rest stays.
+    Patch,
+    /// PUT on an existing field: a whole field, as Mautic submits its form clearing what is
+    /// missing. What the body leaves out returns to a new field's value, except what makes
+    /// the field itself (id, alias, type, whether it is a default field) and where it sits
+    /// (group, order).
+    Replace,
+}
+
 /// Applies a Mautic field body to `def` (a fresh default for creation).
 fn apply_body(
     def: &mut FieldDef,
     body: &Map<String, Json>,
-    creating: bool,
+    edit: Edit,
     existing: &FieldSet,
 ) -> AppResult<()> {
+    let creating = edit == Edit::Create;
     let mut problems = Problems::default();
     let unknown: Vec<&String> = body
         .keys()
@@ -83,7 +98,7 @@ fn apply_body(
             Some(l) if !l.is_empty() => def.label = l,
             Some(_) | None => problems.add("label", "is required"),
         }
-    } else if creating {
+    } else if edit != Edit::Patch {
         problems.add("label", "is required");
     }
     if let Some(v) = body.get("type") {
@@ -202,7 +217,7 @@ fn apply_body(
             }
             Err(e) => return Err(e),
         }
-    } else if creating || body.contains_key("type") {
+    } else if edit != Edit::Patch || body.contains_key("type") {
         match fields::normalize_properties(
             def.field_type,
             Some(&Json::Object(def.properties.clone())),
@@ -302,7 +317,7 @@ pub async fn create_in(tx: &mut store::Tx, body: &Json) -> AppResult<FieldDef> {
     let existing = FieldSet::new(store::fields::list(tx).await?);
     let mut def = blank_def();
     def.order = store::fields::max_order(tx).await? + 1;
-    apply_body(&mut def, body, true, &existing)?;
+    apply_body(&mut def, body, Edit::Create, &existing)?;
     if existing.len() >= 500 {
         return Err(AppError::invalid("alias", "at most 500 fields"));
     }
@@ -332,6 +347,7 @@ pub async fn update(
     registry: &super::registry::FieldRegistry,
     id: i64,
     body: &Json,
+    edit: Edit,
 ) -> AppResult<FieldDef> {
     let body = body_map(body)?;
     let mut tx = store.begin().await?;
@@ -340,8 +356,20 @@ pub async fn update(
         .by_id(id)
         .cloned()
         .ok_or_else(AppError::not_found)?;
-    let mut after = before.clone();
-    apply_body(&mut after, body, false, &existing)?;
+    let mut after = match edit {
+        Edit::Replace => FieldDef {
+            id: before.id,
+            alias: before.alias.clone(),
+            field_type: before.field_type,
+            is_fixed: before.is_fixed,
+            group: before.group.clone(),
+            order: before.order,
+            date_added: before.date_added,
+            ..blank_def()
+        },
+        Edit::Create | Edit::Patch => before.clone(),
+    };
+    apply_body(&mut after, body, edit, &existing)?;
     after.date_modified = now_ms();
     store::fields::update(&mut tx, &before, &after).await?;
     tx.commit().await?;

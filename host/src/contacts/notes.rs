@@ -109,6 +109,20 @@ impl NoteInput {
     }
 }
 
+impl NoteInput {
+    /// What a PUT on an existing note means (Mautic submits its form clearing what is
+    /// missing): a whole note, so what the body leaves out returns to a new note's value —
+    /// type `general`, no date-time. The text cannot be left out; the contact is kept.
+    pub fn replacing(mut self) -> AppResult<NoteInput> {
+        if self.text.is_none() {
+            return Err(AppError::invalid("text", "Note text cannot be empty"));
+        }
+        self.note_type.get_or_insert("general");
+        self.date_time.get_or_insert(None);
+        Ok(self)
+    }
+}
+
 fn event_props(n: &Note) -> Json {
     json!({ "note_id": n.id, "text": n.text, "type": n.note_type, "dateTime": n.date_time.map(crate::time::iso) })
 }

@@ -17,7 +17,7 @@ use super::forms::{FormData, group_label};
 use super::layout::{Chrome, render, render_status};
 use super::session::{self, Session};
 use crate::config::UniqueIdentifierOperator;
-use crate::contacts::field_service;
+use crate::contacts::field_service::{self, Edit};
 use crate::contacts::fields::{
     FieldDef, FieldSet, FieldType, SEARCH_TEXT_COLUMNS, STANDARD_GROUPS,
 };
@@ -425,7 +425,9 @@ async fn field_save(
     let body = field_body(&form, id.is_none());
     let result = match id {
         None => field_service::create(&state.store, &state.fields, &body).await,
-        Some(id) => field_service::update(&state.store, &state.fields, id, &body).await,
+        Some(id) => {
+            field_service::update(&state.store, &state.fields, id, &body, Edit::Patch).await
+        }
     };
     match result {
         Ok(def) => {

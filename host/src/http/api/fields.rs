@@ -7,7 +7,7 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::openapi::ErrorBody;
-use crate::contacts::field_service;
+use crate::contacts::field_service::{self, Edit};
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -102,13 +102,20 @@ pub async fn edit(
 ) -> AppResult<Json<Value>> {
     check_object(&object)?;
     require_admin(&me)?;
-    let def = field_service::update(&state.store, &state.fields, id(&field_id)?, &body).await?;
+    let def = field_service::update(
+        &state.store,
+        &state.fields,
+        id(&field_id)?,
+        &body,
+        Edit::Patch,
+    )
+    .await?;
     Ok(Json(json!({ "field": def.to_json() })))
 }
 
-/// `PUT /api/fields/contact/{id}/edit`: edits, or creates the field when the id is unknown
-/// (201), as Mautic does.
-#[utoipa::path(put, path = "/api/fields/{object}/{id}/edit", tag = "fields", summary = "Edit a field, or create it when the id is unknown", params(("object" = String, Path), ("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
+/// `PUT /api/fields/contact/{id}/edit`: replaces the field (`field_service::Edit::Replace`),
+/// or creates it when the id is unknown (201), as Mautic does.
+#[utoipa::path(put, path = "/api/fields/{object}/{id}/edit", tag = "fields", summary = "Replace a field (what the body leaves out returns to a new field's value; alias, type, group and order stay), or create it when the id is unknown", params(("object" = String, Path), ("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
 pub async fn put(
     State(state): State<SharedState>,
     Extension(CurrentUser(me)): Extension<CurrentUser>,
@@ -117,7 +124,15 @@ pub async fn put(
 ) -> AppResult<Response> {
     check_object(&object)?;
     require_admin(&me)?;
-    match field_service::update(&state.store, &state.fields, id(&field_id)?, &body).await {
+    match field_service::update(
+        &state.store,
+        &state.fields,
+        id(&field_id)?,
+        &body,
+        Edit::Replace,
+    )
+    .await
+    {
         Err(AppError::NotFound(_)) => {
             create(
                 State(state),

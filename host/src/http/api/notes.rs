@@ -106,16 +106,16 @@ pub async fn edit(
     Ok(Json(json!({ "note": note_json(&note) })))
 }
 
-/// `PUT /api/notes/{id}/edit`: edits, or creates the note when the id is unknown (201),
-/// as Mautic does.
-#[utoipa::path(put, path = "/api/notes/{id}/edit", tag = "notes", summary = "Edit a note, or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201)))]
+/// `PUT /api/notes/{id}/edit`: replaces the note (what the body leaves out returns to a new
+/// note's value), or creates it when the id is unknown (201), as Mautic does.
+#[utoipa::path(put, path = "/api/notes/{id}/edit", tag = "notes", summary = "Replace a note, or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201)))]
 pub async fn put(
     State(state): State<SharedState>,
     Extension(CurrentUser(me)): Extension<CurrentUser>,
     Path(note_id): Path<String>,
     ApiBody(body): ApiBody,
 ) -> AppResult<Response> {
-    let input = NoteInput::from_json(&body, false)?;
+    let input = NoteInput::from_json(&body, false)?.replacing()?;
     match note_service::update(&state.store, id(&note_id)?, &input).await {
         Err(AppError::NotFound(_)) => {
             create(State(state), Extension(CurrentUser(me)), ApiBody(body)).await
