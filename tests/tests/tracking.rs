@@ -873,6 +873,7 @@ async fn forms_identify_and_merge(backend: Backend) {
     let r = no_redirect
         .post(s.url("/form/submit"))
         .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://site.example")
         .body(body.replace("grace%40example.org", "new%40example.org"))
         .send()
         .await
@@ -891,6 +892,7 @@ async fn forms_identify_and_merge(backend: Backend) {
     let r = no_redirect
         .post(s.url("/form/submit"))
         .header("content-type", "application/x-www-form-urlencoded")
+        .header("referer", "https://site.example/contact")
         .body(body.replace("grace%40example.org", "broken"))
         .send()
         .await
@@ -902,6 +904,25 @@ async fn forms_identify_and_merge(backend: Backend) {
             .unwrap()
             .contains("mauticError=")
     );
+    // Only back to the site that posted: a return address elsewhere, or a post that
+    // says nothing of where it came from, gets the thank-you page (no open redirect).
+    let elsewhere = body.replace("https%3A%2F%2Fsite.example", "https%3A%2F%2Fevil.example");
+    for (origin, body) in [
+        (Some("https://site.example"), &elsewhere),
+        (Some("https://evil.example.site.example"), &elsewhere),
+        (None, &body),
+    ] {
+        let mut post = no_redirect
+            .post(s.url("/form/submit"))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(o) = origin {
+            post = post.header("origin", o);
+        }
+        let r = post.body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{origin:?}");
+        assert!(r.headers().get("location").is_none());
+        assert!(r.text().await.unwrap().contains("Thank you"));
+    }
     let r = s
         .send(
             s.client

@@ -557,6 +557,7 @@ async fn form_submissions_are_listed_inertly(backend: Backend) {
         browser
             .post(s.url(&format!("/form/submit?formId={id}")))
             .header("user-agent", BROWSER)
+            .header("origin", "https://shop.example")
             .form(&[
                 ("mauticform[email]", email),
                 ("mauticform[message]", message),

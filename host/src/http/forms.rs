@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
+use crate::config::TrackingConfig;
 use crate::error::AppError;
 use crate::forms::{self, Submission};
 use crate::state::SharedState;
@@ -131,11 +132,14 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
     for control in ["formname", "messenger", "mauticpage", "submit"] {
         take(&mut values, control);
     }
+    let redirect = return_url
+        .as_deref()
+        .filter(|url| may_return_to(url, &headers, &state.config.file.tracking));
     let Some(form_id) = form_id else {
         return answer(
             wants_json,
             Err(AppError::bad_request("formId is missing")),
-            return_url.as_deref(),
+            redirect,
             &headers,
         );
     };
@@ -173,7 +177,52 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
             .collect(),
     };
     let result = forms::submit(&state, submission).await;
-    answer(wants_json, result, return_url.as_deref(), &headers)
+    let redirect = redirect.map(str::to_owned);
+    answer(wants_json, result, redirect.as_deref(), &headers)
+}
+
+/// Whether a plain post may be sent back to `url`: only to the site that posted the form
+/// (the request's `Origin`, else its `Referer`) or to an origin the tracking settings
+/// list. A return address taken on trust would make Magpie an open redirect to anywhere.
+fn may_return_to(url: &str, headers: &HeaderMap, tracking: &TrackingConfig) -> bool {
+    let Some(target) = origin_of(url) else {
+        return false;
+    };
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let posted_from = header(header::ORIGIN)
+        .and_then(origin_of)
+        .or_else(|| header(header::REFERER).and_then(origin_of));
+    posted_from.as_deref() == Some(target.as_str())
+        || (!tracking.cors_allowed_origins.is_empty()
+            && crate::http::tracking::origin_allowed(tracking, &target))
+}
+
+/// `scheme://host[:port]` of an http(s) address, lower-cased, without a default port;
+/// `None` for anything else, or an authority a browser might read differently (user
+/// info, backslashes, spaces).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return None,
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.is_empty()
+        || authority
+            .chars()
+            .any(|c| matches!(c, '@' | '\\') || c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let authority = authority.to_ascii_lowercase();
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}"))
 }
 
 fn answer(
@@ -237,6 +286,53 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn returns_only_to_the_posting_site() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let open = TrackingConfig::default();
+        let from_shop = headers(&[("origin", "https://shop.example")]);
+        let cases: [(&str, &HeaderMap, bool); 11] = [
+            ("https://shop.example/thanks?a=1", &from_shop, true),
+            ("HTTPS://Shop.Example:443/thanks", &from_shop, true),
+            ("https://shop.example:8443/thanks", &from_shop, false),
+            ("http://shop.example/thanks", &from_shop, false),
+            ("https://evil.example/", &from_shop, false),
+            ("https://shop.example@evil.example/", &from_shop, false),
+            ("https://shop.example\\@evil.example/", &from_shop, false),
+            ("https://shop.example.evil.example/", &from_shop, false),
+            ("javascript:alert(1)", &from_shop, false),
+            (
+                "https://shop.example/x",
+                &headers(&[("referer", "https://shop.example/form?x=1")]),
+                true,
+            ),
+            ("https://shop.example/x", &HeaderMap::new(), false),
+        ];
+        for (url, h, expected) in cases {
+            assert_eq!(may_return_to(url, h, &open), expected, "{url} {h:?}");
+        }
+        let listed = TrackingConfig {
+            cors_allowed_origins: vec!["https://*.shop.example".into()],
+            ..TrackingConfig::default()
+        };
+        assert!(may_return_to(
+            "https://thanks.shop.example/",
+            &HeaderMap::new(),
+            &listed
+        ));
+        assert!(!may_return_to(
+            "https://evil.example/",
+            &HeaderMap::new(),
+            &listed
+        ));
+    }
 
     #[test]
     fn keys() {
