@@ -803,6 +803,46 @@ async fn hostile_parameters_are_answered_and_contained(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 200);
+    // A parameter that is not UTF-8 once decoded is left out, as any invalid value: no
+    // tag or name of replacement characters.
+    let (r, _) = event(
+        &s,
+        "email=utf8%40example.org&tags=ok%FF%FE&page_title=Bad%FF&page_url=https%3A%2F%2Fx.example%2Fgood",
+        None,
+    )
+    .await;
+    let id = r["id"].as_i64().unwrap();
+    let c = s.get(&format!("/api/contacts/{id}")).await.expect(200)["contact"].clone();
+    assert_eq!(c["fields"]["all"]["email"], "utf8@example.org");
+    assert_eq!(c["tags"], json!([]), "{c}");
+    let hit = &activity(&s, id, "page.hit").await[0];
+    assert_eq!(hit["extra"]["url"], "https://x.example/good", "{hit}");
+    assert!(hit["extra"].get("title").is_none(), "{hit}");
+    // A body larger than a hit can be is refused whole (413): nothing of it is tracked.
+    let anonymous = "/api/contacts?search=is:anonymous&limit=1";
+    let before = s.get(anonymous).await.expect(200)["total"].clone();
+    let r = s
+        .send(
+            s.client
+                .post(s.url("/mtc/event"))
+                .header("user-agent", BROWSER)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "email=big%40example.org&page_title={}",
+                    "A".repeat(300 * 1024)
+                )),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert_eq!(r.body["success"], 0);
+    assert_eq!(s.get(anonymous).await.expect(200)["total"], before);
+    assert_eq!(
+        s.get("/api/contacts?search=email:big@example.org")
+            .await
+            .expect(200)["total"],
+        "0",
+        "nothing of the refused hit"
+    );
     s.stop().await;
 }
 
@@ -923,6 +963,33 @@ async fn forms_identify_and_merge(backend: Backend) {
         assert!(r.headers().get("location").is_none());
         assert!(r.text().await.unwrap().contains("Thank you"));
     }
+    // Values that are not UTF-8 are refused (400), not stored as replacement characters.
+    let r = s
+        .send(
+            s.client
+                .post(s.url(&format!("/form/submit?formId={form_id}&ajax=1")))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("mauticform%5Bemail%5D=%ED%A0%80%40x.example"),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("mauticform[email]"), "{}", r.text);
+    let mp = reqwest::multipart::Form::new()
+        .part(
+            "mauticform[email]",
+            reqwest::multipart::Part::bytes(b"\xff@x.example".to_vec()),
+        )
+        .text("mauticform[formId]", form_id.to_string());
+    let r = s
+        .send(s.client.post(s.url("/form/submit?ajax=1")).multipart(mp))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        s.get("/api/contacts?search=email:%25x.example")
+            .await
+            .expect(200)["total"],
+        "0"
+    );
     let r = s
         .send(
             s.client

@@ -39,6 +39,11 @@ fn push(values: &mut Vec<(String, String)>, key: &str, value: String) {
     }
 }
 
+/// Replacement characters stored in place of what the visitor typed help no one.
+fn not_utf8(name: &str) -> AppError {
+    AppError::bad_request(format!("{name} is not valid UTF-8"))
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -79,13 +84,16 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
                     if field.file_name().is_some() {
                         continue; // file uploads are not part of Magpie's forms
                     }
-                    match field.text().await {
-                        Ok(text) => {
+                    match field.bytes().await.map(|b| String::from_utf8(b.to_vec())) {
+                        Ok(Ok(text)) => {
                             total += text.len();
                             if total > MAX_FORM_BYTES {
                                 break;
                             }
                             push(&mut values, &name, text);
+                        }
+                        Ok(Err(_)) => {
+                            return answer(wants_json, Err(not_utf8(&name)), None, &headers);
                         }
                         Err(_) => break,
                     }
@@ -105,8 +113,13 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
             Ok(b) => b,
             Err(e) => return answer(wants_json, Err(e), None, &headers),
         };
-        for (k, v) in params::pairs(&String::from_utf8_lossy(&body)) {
-            push(&mut values, &k, v);
+        match params::strict_pairs(&body) {
+            Ok(pairs) => {
+                for (k, v) in pairs {
+                    push(&mut values, &k, v);
+                }
+            }
+            Err(name) => return answer(wants_json, Err(not_utf8(&name)), None, &headers),
         }
     }
     let take = |values: &mut Vec<(String, String)>, key: &str| {

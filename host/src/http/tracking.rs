@@ -27,8 +27,11 @@ pub const PIXEL: [u8; 43] = [
 ];
 
 const DEVICE_COOKIE: &str = "mautic_device_id";
-/// Largest tracking request body read; the rest is ignored.
+/// Largest tracking request body: a hit is a few hundred bytes; a larger one is refused
+/// whole (413) rather than read in part.
 const MAX_BODY: usize = 256 * 1024;
+/// Why a hit with a larger body is not tracked.
+const TOO_LARGE: &str = "body too large";
 
 /// The script with whole-line comments and indentation removed.
 static SCRIPT: LazyLock<String> = LazyLock::new(|| {
@@ -265,7 +268,7 @@ async fn exclusion(
 }
 
 /// Everything the hit says: query string, then the body (form or JSON).
-async fn collect_params(parts: &Parts, body: Body) -> Vec<(String, String)> {
+async fn collect_params(parts: &Parts, body: Body) -> Result<Vec<(String, String)>, &'static str> {
     let mut pairs = params::pairs(parts.uri.query().unwrap_or(""));
     if parts.method == Method::POST {
         let json = parts
@@ -273,7 +276,7 @@ async fn collect_params(parts: &Parts, body: Body) -> Vec<(String, String)> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-        let body = read_capped(body).await;
+        let body = read_capped(body).await.ok_or(TOO_LARGE)?;
         if json {
             if let Ok(serde_json::Value::Object(map)) =
                 serde_json::from_slice::<serde_json::Value>(&body)
@@ -293,28 +296,27 @@ async fn collect_params(parts: &Parts, body: Body) -> Vec<(String, String)> {
                 }
             }
         } else {
-            let text = String::from_utf8_lossy(&body);
-            pairs.extend(params::pairs(&text));
+            pairs.extend(params::pairs(&body));
         }
     }
     params::bound(&mut pairs);
-    pairs
+    Ok(pairs)
 }
 
-async fn read_capped(body: Body) -> Vec<u8> {
+/// The body, or `None` when it is larger than `MAX_BODY` (not read further).
+async fn read_capped(body: Body) -> Option<Vec<u8>> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut out = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
         if let Ok(data) = frame.into_data() {
-            let room = MAX_BODY.saturating_sub(out.len());
-            out.extend_from_slice(&data[..data.len().min(room)]);
-            if out.len() >= MAX_BODY {
-                break;
+            if out.len() + data.len() > MAX_BODY {
+                return None;
             }
+            out.extend_from_slice(&data);
         }
     }
-    out
+    Some(out)
 }
 
 /// The hit a request describes; `Err` names why it is not tracked.
@@ -328,7 +330,7 @@ async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &
     if let Some(reason) = exclusion(state, headers, client).await {
         return Err(reason);
     }
-    let raw = collect_params(parts, body).await;
+    let raw = collect_params(parts, body).await?;
     // A cookie names the device before any parameter does. The rest of the parameters
     // are parsed when the hit is applied (`Hit::parse`).
     let device_id = cookie_value(headers, DEVICE_COOKIE)
@@ -427,15 +429,19 @@ pub async fn event(State(state): State<SharedState>, req: Request) -> Response {
             json!({ "success": 0, "error": "the hit could not be recorded" }),
             None,
         ),
+        Err(TOO_LARGE) => (
+            json!({ "success": 0, "error": format!("the request body is larger than {} KB", MAX_BODY / 1024) }),
+            None,
+        ),
         Err(_) => (
             json!({ "success": 1, "id": null, "sid": null, "device_id": null, "events": [] }),
             None,
         ),
     };
-    let status = if matches!(result, Err("not recorded")) {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    let status = match result {
+        Err("not recorded") => StatusCode::SERVICE_UNAVAILABLE,
+        Err(TOO_LARGE) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::OK,
     };
     let mut response = (status, axum::Json(body)).into_response();
     response

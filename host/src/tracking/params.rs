@@ -130,26 +130,49 @@ fn http_url(s: &str) -> Option<String> {
     (lower.starts_with("http://") || lower.starts_with("https://")).then(|| s.to_owned())
 }
 
-fn decode(s: &str) -> String {
-    if !s.bytes().any(|b| b == b'+' || b == b'%') {
-        return s.to_owned();
+/// Percent-decodes (`+` is a space); `None` when the bytes are not UTF-8.
+fn decode(s: &[u8]) -> Option<String> {
+    if !s.iter().any(|b| matches!(b, b'+' | b'%')) {
+        return String::from_utf8(s.to_vec()).ok();
     }
-    percent_encoding::percent_decode_str(&s.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
+    let spaced: Vec<u8> = s
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    String::from_utf8(percent_encoding::percent_decode(&spaced).collect()).ok()
 }
 
-/// Splits a URL-encoded string into pairs.
-pub fn pairs(encoded: &str) -> Vec<(String, String)> {
+/// Each pair of a URL-encoded string, or (`Err`) the name as far as it reads when the
+/// name or the value is not UTF-8 once decoded.
+fn decoded_pairs(encoded: &[u8]) -> impl Iterator<Item = Result<(String, String), String>> {
     encoded
-        .split('&')
+        .split(|b| *b == b'&')
         .filter(|p| !p.is_empty())
         .take(MAX_PARAMS * 4)
         .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            let (k, v) = match p.iter().position(|b| *b == b'=') {
+                Some(i) => (&p[..i], &p[i + 1..]),
+                None => (p, &p[p.len()..]),
+            };
+            match (decode(k), decode(v)) {
+                (Some(name), Some(value)) => Ok((name, value)),
+                (name, _) => Err(name.unwrap_or_else(|| String::from_utf8_lossy(k).into_owned())),
+            }
         })
+}
+
+/// Splits a URL-encoded string into pairs. A pair that is not UTF-8 once decoded is left
+/// out: a tracking hit ignores a parameter it cannot read, as it does any invalid value.
+pub fn pairs(encoded: impl AsRef<[u8]>) -> Vec<(String, String)> {
+    decoded_pairs(encoded.as_ref())
+        .filter_map(Result::ok)
         .collect()
+}
+
+/// The pairs, or the name of the first one that is not UTF-8 once decoded (a form post
+/// refuses it rather than store replacement characters).
+pub fn strict_pairs(encoded: &[u8]) -> Result<Vec<(String, String)>, String> {
+    decoded_pairs(encoded).collect()
 }
 
 pub fn parse(raw: Vec<(String, String)>) -> HitParams {
@@ -346,6 +369,22 @@ mod tests {
             "bounding changes nothing parse keeps"
         );
         let raw = pairs("a=%FF%FE&b=%E2%28%A1&page_url=https%3A%2F%2Fx.example%2F");
+        assert_eq!(raw.len(), 1, "what is not UTF-8 is left out: {raw:?}");
+        assert_eq!(
+            pairs(b"tags=ok\xff&x=1".as_slice()),
+            vec![("x".to_owned(), "1".to_owned())]
+        );
+        assert_eq!(
+            strict_pairs(b"mauticform%5Bemail%5D=%ed%a0%80%40x.com&ok=1"),
+            Err("mauticform[email]".to_owned())
+        );
+        assert_eq!(
+            strict_pairs(b"a+b=c%20d&e"),
+            Ok(vec![
+                ("a b".to_owned(), "c d".to_owned()),
+                ("e".to_owned(), String::new())
+            ])
+        );
         let h = parse(raw);
         assert_eq!(h.page_url.as_deref(), Some("https://x.example/"));
         assert!(
