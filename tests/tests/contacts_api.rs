@@ -2227,6 +2227,15 @@ async fn identifiers_filters_and_methods(backend: Backend) {
     .expect(200);
     let c = s.get(&format!("/api/contacts/{five}")).await.expect(200);
     assert_eq!(c["contact"]["points"], 999_999_999_999_999_i64);
+    let changes = s
+        .activity(five, "filters[includeEvents][]=point.gained")
+        .await;
+    let change = &changes["events"][0]["extra"];
+    assert_eq!(
+        change["delta"], 999,
+        "the history says what changed: {change}"
+    );
+    assert_eq!(change["requested"], 1_000_000_000, "{change}");
     s.patch(
         &format!("/api/contacts/{five}/edit"),
         json!({"points": c["contact"]["points"]}),

@@ -971,18 +971,17 @@ pub async fn change_points(
     now: i64,
 ) -> AppResult<i64> {
     let mut tx = store.begin().await?;
-    let Some(total) = store::contacts::add_points(&mut tx, id, delta, now).await? else {
+    let Some((before, total)) = store::contacts::add_points(&mut tx, id, delta, now).await? else {
         return Err(AppError::NotFound("Contact not found.".into()));
     };
+    // The history says what changed: at the bound, less than was asked.
+    let mut props = json!({ "delta": total - before, "points": total, "action": action });
+    if total - before != delta {
+        props["requested"] = json!(delta);
+    }
     store::events::insert(
         &mut tx,
-        &[NewEvent::new(
-            id,
-            keys::POINTS,
-            now,
-            json!({ "delta": delta, "points": total, "action": action }),
-        )
-        .source("api")],
+        &[NewEvent::new(id, keys::POINTS, now, props).source("api")],
     )
     .await?;
     tx.commit().await?;

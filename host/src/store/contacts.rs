@@ -838,21 +838,31 @@ pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Ve
     Ok(out)
 }
 
-/// Adds `delta` to a contact's points; returns the new total.
+/// Adds `delta` to a contact's points; returns the points before and after, or `None`
+/// for an unknown contact. Points stay within what a save accepts (fewer than 16 digits),
+/// so a contact read back can be saved back: the change made may be less than `delta`.
 pub async fn add_points(
     db: &mut impl Exec,
     id: i64,
     delta: i64,
     now: i64,
-) -> DbResult<Option<i64>> {
-    // Points stay within what a save accepts (fewer than 16 digits), so a contact read
-    // back can be saved back.
-    db.fetch_i64(
-        "UPDATE contacts SET points = CASE WHEN points + $1 > $4 THEN $4 WHEN points + $1 < -$4 THEN -$4 ELSE points + $1 END, \
-         date_modified = $2 WHERE id = $3 RETURNING points",
-        params![delta, now, id, MAX_POINTS],
+) -> DbResult<Option<(i64, i64)>> {
+    // Read and changed under the row's lock (SQLite: the writer's), so no other change
+    // comes between.
+    lock_rows(db, &[id], RowLock::Update).await?;
+    let Some(before) = db
+        .fetch_i64("SELECT points FROM contacts WHERE id = $1", params![id])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let after = (before.saturating_add(delta)).clamp(-MAX_POINTS, MAX_POINTS);
+    db.execute(
+        "UPDATE contacts SET points = $1, date_modified = $2 WHERE id = $3",
+        params![after, now, id],
     )
-    .await
+    .await?;
+    Ok(Some((before, after)))
 }
 
 /// The largest number of points a contact holds (what `values` accepts: below 10^15).
