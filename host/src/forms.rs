@@ -190,11 +190,15 @@ pub fn parse(body: &Json, fields: &FieldSet, existing: Option<&Form>) -> AppResu
         }
         form.fields = out;
     }
-    if let Some(v) = o.get("recordUtm") {
-        form.record_utm = flag(v).unwrap_or(form.record_utm);
-    }
-    if let Some(v) = o.get("isPublished") {
-        form.is_published = flag(v).unwrap_or(form.is_published);
+    for (key, slot) in [
+        ("recordUtm", &mut form.record_utm),
+        ("isPublished", &mut form.is_published),
+    ] {
+        match o.get(key).map(flag) {
+            None => {}
+            Some(Some(b)) => *slot = b,
+            Some(None) => problems.add(key, "must be true or false"),
+        }
     }
     problems.into_result()?;
     Ok(form)

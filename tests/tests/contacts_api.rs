@@ -273,6 +273,33 @@ async fn bad_input_changes_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 422);
+    // A do-not-contact body that is not an object; a path that is not UTF-8 (refused by
+    // the router itself, still in Mautic's shape); form flags that are not flags.
+    for body in ["[1]", "\"unsubscribe\"", "3", "true"] {
+        let r = s
+            .raw(
+                Method::POST,
+                &format!("/api/contacts/{id}/dnc/email/add"),
+                "application/json",
+                body,
+            )
+            .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
+    let r = s.get("/api/contacts/%FF%FE").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.body["errors"][0]["message"].is_string(), "{}", r.text);
+    for flag in [json!({}), json!("maybe"), json!(2)] {
+        let r = s
+            .post(
+                "/api/forms/new",
+                json!({"name": "F", "fields": [], "recordUtm": flag}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{flag}: {}", r.text);
+        assert!(r.error_message().contains("recordUtm"), "{}", r.text);
+    }
+    assert_eq!(s.get("/api/forms").await.expect(200)["total"], 0);
 
     assert_eq!(
         count(&s).await,
@@ -281,6 +308,10 @@ async fn bad_input_changes_nothing(backend: Backend) {
     );
     let after = s.get(&format!("/api/contacts/{id}")).await.expect(200);
     assert_eq!(before["contact"]["fields"], after["contact"]["fields"]);
+    assert_eq!(
+        before["contact"]["doNotContact"],
+        after["contact"]["doNotContact"]
+    );
     s.stop().await;
 }
 

@@ -367,6 +367,8 @@ async fn xlsx_export(backend: Backend) {
         .get("/api/exports/direct?format=csv&where[0][col]=nope&where[0][expr]=eq&where[0][val]=1")
         .await;
     assert_eq!(r.status, 400);
+    let r = s.get("/api/exports/direct?format[]=csv").await;
+    assert_eq!(r.status, 400, "a list is not a format: {}", r.text);
     s.stop().await;
 }
 

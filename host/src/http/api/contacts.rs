@@ -1035,8 +1035,17 @@ pub async fn dnc_add(
     body: Option<ApiBody>,
 ) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
-    let body = body.map(|b| b.0).unwrap_or(json!({}));
-    let mut o = body.as_object().cloned().unwrap_or_default();
+    // No body, `null`, or PHP's empty array: the defaults.
+    let mut o = match body.map(|b| b.0) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Array(a)) if a.is_empty() => Map::new(),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "the body must be a JSON object: reason, comments, channelId",
+            ));
+        }
+    };
     if let Some(cid) = o.remove("channelId") {
         o.insert("channel_id".into(), cid);
     }

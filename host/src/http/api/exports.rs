@@ -186,11 +186,14 @@ pub async fn direct(
     Extension(CurrentUser(me)): Extension<CurrentUser>,
     q: PhpQuery,
 ) -> AppResult<Response> {
-    let format = match q.str("format") {
-        None | Some("") => Format::Xlsx,
-        Some(f) => {
-            Format::parse(f).ok_or_else(|| AppError::bad_request("format must be xlsx or csv"))?
-        }
+    let format = match q.0.get("format") {
+        None => Format::Xlsx,
+        Some(Value::String(f)) if f.is_empty() => Format::Xlsx,
+        // `format[]=csv` is not a format.
+        Some(f) => f
+            .as_str()
+            .and_then(Format::parse)
+            .ok_or_else(|| AppError::bad_request("format must be xlsx or csv"))?,
     };
     let query = Query::from_map(&q.0)?;
     let (file, size) = exports::direct(&state, &me, format, &query).await?;

@@ -15,7 +15,10 @@ pub mod stages;
 pub mod tags;
 
 use axum::Router;
-use axum::middleware;
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 
 use crate::error::AppError;
@@ -146,6 +149,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
             AppError::NotFound("Requested URL not found: see /api/openapi.json for the API.".into())
         })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .route_layer(middleware::from_fn(mautic_shaped_refusals))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::http::after_answered_hits,
@@ -155,4 +159,25 @@ pub fn router(state: SharedState) -> Router<SharedState> {
             state,
             crate::http::auth::require_basic_auth,
         ))
+}
+
+/// Refusals axum makes itself before a handler runs (a path segment that is not UTF-8,
+/// say) are plain text; API clients read errors in Mautic's shape, so they get it too.
+async fn mautic_shaped_refusals(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !(status.is_client_error() && plain_text) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let body = serde_json::json!({ "errors": [{ "code": status.as_u16(), "message": message, "details": {}, "type": null }] });
+    (status, axum::Json(body)).into_response()
 }
