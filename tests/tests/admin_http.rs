@@ -251,6 +251,21 @@ async fn forms_without_csrf_token_are_refused(backend: Backend) {
     assert_eq!(r.status, 403, "multipart forms need the token too");
     let r = fetch(web.req(reqwest::Method::POST, "/logout")).await;
     assert_eq!(r.status, 403);
+    // The login form's double submit holds only tokens this server issued: a cookie
+    // planted by someone else (a sibling domain) cannot pair with a field they chose.
+    let r = fetch(
+        client()
+            .post(s.url("/login"))
+            .header(COOKIE, "magpie_login_csrf=chosen.by-the-attacker")
+            .form(&[
+                ("_csrf", "chosen.by-the-attacker"),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+            ]),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(cookie_of(&r.headers, "magpie_session").is_none());
     let r = fetch(
         web.req(reqwest::Method::POST, "/settings/contacts")
             .form(&[("operator", "or")]),
@@ -557,6 +572,7 @@ async fn login_is_throttled(backend: Backend) {
         "locked out for a while after repeated failures"
     );
     assert!(r.body.contains("Too many failed attempts"));
+    assert_eq!(r.headers["retry-after"], "900", "the limiter's window");
     assert!(cookie_of(&r.headers, "magpie_session").is_none());
     s.stop().await;
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -36,6 +36,36 @@ fn credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_owned(), pass.to_owned()))
 }
 
+/// A write a browser sends from a page of another site: it carries an `Origin` that is
+/// not this server's. Scripts and servers send none, and no page can read the API's
+/// answers (no CORS), but a plain HTML form posted from any site would ride on Basic
+/// credentials the browser remembers from an earlier visit to the API.
+fn cross_site_write(req: &Request) -> bool {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    let headers = req.headers();
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, host)| host.to_ascii_lowercase());
+    let Some(origin_host) = origin_host else {
+        return true; // `null` (a sandboxed page, a redirect) or garbage
+    };
+    let ours = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|h| h.trim().eq_ignore_ascii_case(&origin_host))
+    };
+    !(ours(header::HOST) || ours(HeaderName::from_static("x-forwarded-host")))
+}
+
 pub async fn require_basic_auth(
     State(state): State<SharedState>,
     mut req: Request,
@@ -44,6 +74,13 @@ pub async fn require_basic_auth(
     let Some((username, password)) = credentials(&req) else {
         return AppError::Unauthorized.into_response();
     };
+    if cross_site_write(&req) {
+        return AppError::Forbidden(
+            "the API does not take writes from pages of other sites (the request's Origin); call it from a script or a server"
+                .into(),
+        )
+        .into_response();
+    }
     // Wrong passwords count as the login page's do, per address: ten within 15 minutes
     // and that address is refused until they pass, before any password is checked.
     let ip = crate::web::session::client_ip(

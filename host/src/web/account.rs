@@ -37,14 +37,15 @@ pub struct LoginQuery {
 }
 
 fn login_response(
+    state: &SharedState,
     status: StatusCode,
     headers: &HeaderMap,
     error: Option<String>,
     next: String,
     username: String,
 ) -> Response {
-    // The double-submit token: the same random value in a cookie and in the form.
-    let token = session::random_token();
+    // The double-submit token: the same signed random value in a cookie and in the form.
+    let token = session::login_token(&state.tracking_secret);
     let page = LoginPage {
         chrome: Chrome::anonymous(token.clone()),
         error,
@@ -77,6 +78,7 @@ pub async fn login_page(
         return Ok(Redirect::to(if next.is_empty() { "/contacts" } else { &next }).into_response());
     }
     Ok(login_response(
+        &state,
         StatusCode::OK,
         &headers,
         None,
@@ -96,20 +98,27 @@ pub async fn login_submit(
     let username = form.str("username").trim().to_owned();
     let password = form.str("password");
     let cookie_token = session::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
-    if !session::tokens_match(&form.str("_csrf"), cookie_token) {
+    if !session::tokens_match(&form.str("_csrf"), cookie_token)
+        || !session::login_token_issued(&state.tracking_secret, cookie_token)
+    {
         return Err(super::WebError::Csrf);
     }
     let ip = session::client_ip(connect.as_ref().map(|e| &e.0), &headers);
     let limiter = &state.web.login_limiter;
     if !limiter.allowed(Door::LoginPage, &username, ip) {
         let msg = "Too many failed attempts. Wait a few minutes and try again.".to_owned();
-        return Ok(login_response(
+        let mut r = login_response(
+            &state,
             StatusCode::TOO_MANY_REQUESTS,
             &headers,
             Some(msg),
             next,
             username,
-        ));
+        );
+        // The limiter's window, as the API says it.
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
+        return Ok(r);
     }
     let user = {
         let mut db = state.store.read().await?;
@@ -129,6 +138,7 @@ pub async fn login_submit(
             limiter.failed(Door::LoginPage, &username, ip);
             let msg = "Wrong user name or password, or the account is disabled.".to_owned();
             return Ok(login_response(
+                &state,
                 StatusCode::UNAUTHORIZED,
                 &headers,
                 Some(msg),

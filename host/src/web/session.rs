@@ -217,6 +217,29 @@ fn login_redirect(req: &Request) -> Response {
 }
 
 /// Constant-time comparison of two tokens.
+/// The login form's token: random, and signed with the server's secret, so the cookie
+/// of the double submit holds only values this server issued (a cookie planted from a
+/// sibling domain cannot pair with a field of the attacker's choosing).
+pub fn login_token(secret: &[u8]) -> String {
+    let random = random_token();
+    let signature = login_signature(secret, &random);
+    format!("{random}.{signature}")
+}
+
+pub fn login_token_issued(secret: &[u8], token: &str) -> bool {
+    token.split_once('.').is_some_and(|(random, signature)| {
+        tokens_match(signature, &login_signature(secret, random))
+    })
+}
+
+fn login_signature(secret: &[u8], random: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(b"magpie login form\0");
+    mac.update(random.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
 pub fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
