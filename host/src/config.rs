@@ -246,6 +246,10 @@ pub struct ServerConfig {
     /// A client has this long to send a request's headers; a keep-alive connection idle
     /// this long is closed. Bounds what a client that trickles headers can hold.
     pub header_timeout_seconds: u64,
+    /// The proxies whose `X-Forwarded-For` names the client (for tracking, the login
+    /// limits, form posts): addresses or CIDR blocks. Absent: any private address, as
+    /// a proxy in front of Magpie usually is; `[]`: the header is never read.
+    pub trusted_proxies: Option<Vec<crate::tracking::ip::Block>>,
 }
 
 impl Default for ServerConfig {
@@ -253,6 +257,7 @@ impl Default for ServerConfig {
         ServerConfig {
             shutdown_grace_seconds: 30,
             header_timeout_seconds: 20,
+            trusted_proxies: None,
         }
     }
 }
@@ -456,6 +461,8 @@ mod tests {
             "[tracking]\ndo_not_track_ips = [\"10.*.0.1\"]",
             "[tracking]\ncors_allowed_origins = [\"not a url\"]",
             "[tracking]\ncors_allowed_origins = [\"https://example.com/path\"]",
+            "[server]\ntrusted_proxies = [\"10.0.0.0/40\"]",
+            "[server]\ntrusted_proxies = \"10.0.0.1\"",
         ] {
             assert!(FileConfig::parse(bad).is_err(), "{bad}");
         }
@@ -463,5 +470,13 @@ mod tests {
             "[tracking]\ndo_not_track_ips = [\"192.0.2.1\", \"10.0.0.0/8\", \"127.0.0.*\"]\ncors_allowed_origins = [\"https://*.example.com\", \"http://localhost:3000\", \"*\", \"*://example.org\"]",
         );
         assert!(good.is_ok(), "{good:?}");
+        let proxies = FileConfig::parse("[server]\ntrusted_proxies = [\"10.0.0.5\", \"fd00::/8\"]")
+            .unwrap()
+            .server
+            .trusted_proxies
+            .unwrap();
+        assert_eq!(proxies.len(), 2);
+        assert!(proxies[1].contains(&"fd12::1".parse().unwrap()));
+        assert_eq!(FileConfig::parse("").unwrap().server.trusted_proxies, None);
     }
 }

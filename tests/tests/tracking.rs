@@ -620,6 +620,35 @@ async fn exclusions(backend: Backend) {
         "0"
     );
     s.stop().await;
+
+    // Only the proxies `[server] trusted_proxies` lists name the client: with none, the
+    // header is not read and the hit is the peer's own (the test's loopback).
+    let s = TestServer::start_with(
+        backend,
+        "[server]\ntrusted_proxies = []\n[tracking]\ntrack_private_ip_ranges = true\n",
+    )
+    .await;
+    s.send(
+        s.client
+            .get(s.url("/mtracking.gif"))
+            .header("user-agent", BROWSER)
+            .header("x-forwarded-for", "198.51.100.88"),
+    )
+    .await;
+    assert_eq!(
+        s.get("/api/contacts?search=is:anonymous%20ip:198.51.100.88")
+            .await
+            .expect(200)["total"],
+        "0",
+        "a forwarded address from an untrusted peer is not believed"
+    );
+    assert_eq!(
+        s.get("/api/contacts?search=is:anonymous%20ip:127.0.0.1")
+            .await
+            .expect(200)["total"],
+        "1"
+    );
+    s.stop().await;
 }
 
 async fn cors(backend: Backend) {

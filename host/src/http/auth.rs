@@ -84,6 +84,7 @@ pub async fn require_basic_auth(
     // Wrong passwords count as the login page's do, per address: ten within 15 minutes
     // and that address is refused until they pass, before any password is checked.
     let ip = crate::web::session::client_ip(
+        &state,
         req.extensions().get::<ConnectInfo<SocketAddr>>(),
         req.headers(),
     );

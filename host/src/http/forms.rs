@@ -159,6 +159,7 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
     let client = ip::client_ip(
         peer,
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        state.config.file.server.trusted_proxies.as_deref(),
     );
     let stored_ip = if state.config.file.tracking.anonymize_ip {
         ip::anonymize(client)

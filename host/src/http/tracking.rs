@@ -326,6 +326,7 @@ async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &
     let client = ip::client_ip(
         peer_ip,
         headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        state.config.file.server.trusted_proxies.as_deref(),
     );
     if let Some(reason) = exclusion(state, headers, client).await {
         return Err(reason);

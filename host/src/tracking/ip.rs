@@ -26,11 +26,16 @@ pub fn is_private(ip: &IpAddr) -> bool {
     }
 }
 
-/// The client: the socket peer, unless the peer is a proxy on a private address, in which
-/// case the right-most public address of `X-Forwarded-For` (the last hop a trusted proxy
-/// saw). A public peer cannot spoof its address with headers.
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-    if !is_private(&peer) {
+/// The client: the socket peer, unless the peer is a trusted proxy, in which case the
+/// right-most address of `X-Forwarded-For` that is not a trusted proxy (the last hop a
+/// trusted proxy saw). Trusted proxies are the `[server] trusted_proxies` blocks, or by
+/// default any private address. Any other peer cannot spoof its address with headers.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, proxies: Option<&[Block]>) -> IpAddr {
+    let trusted = |ip: &IpAddr| match proxies {
+        None => is_private(ip),
+        Some(blocks) => blocks.iter().any(|b| b.contains(ip)),
+    };
+    if !trusted(&peer) {
         return peer;
     }
     let Some(list) = forwarded_for else {
@@ -42,17 +47,25 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
         .collect();
     hops.iter()
         .rev()
-        .find(|ip| !is_private(ip))
+        .find(|ip| !trusted(ip))
         .or_else(|| hops.first())
         .copied()
         .unwrap_or(peer)
 }
 
 /// A CIDR block or a single address from the configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Block {
     addr: IpAddr,
     prefix: u8,
+}
+
+impl TryFrom<String> for Block {
+    type Error = String;
+    fn try_from(s: String) -> Result<Block, String> {
+        Block::parse(&s)
+    }
 }
 
 impl Block {
@@ -178,21 +191,48 @@ mod tests {
     #[test]
     fn forwarded_for() {
         assert_eq!(
-            client_ip(ip("203.0.113.9"), Some("1.2.3.4")),
+            client_ip(ip("203.0.113.9"), Some("1.2.3.4"), None),
             ip("203.0.113.9"),
             "a public peer cannot spoof"
         );
         assert_eq!(
-            client_ip(ip("127.0.0.1"), Some("1.2.3.4, 10.0.0.2")),
+            client_ip(ip("127.0.0.1"), Some("1.2.3.4, 10.0.0.2"), None),
             ip("1.2.3.4")
         );
         assert_eq!(
-            client_ip(ip("127.0.0.1"), Some("6.6.6.6, 1.2.3.4")),
+            client_ip(ip("127.0.0.1"), Some("6.6.6.6, 1.2.3.4"), None),
             ip("1.2.3.4"),
             "right-most public hop"
         );
-        assert_eq!(client_ip(ip("127.0.0.1"), Some("garbage")), ip("127.0.0.1"));
-        assert_eq!(client_ip(ip("127.0.0.1"), None), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("garbage"), None),
+            ip("127.0.0.1")
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), None, None), ip("127.0.0.1"));
+        // Listed proxies only: another private peer is the client itself, and a listed
+        // proxy's forwarded hops are read past the proxies listed.
+        let proxies = [
+            Block::parse("10.0.0.5").unwrap(),
+            Block::parse("10.1.0.0/16").unwrap(),
+        ];
+        assert_eq!(
+            client_ip(ip("192.168.1.20"), Some("6.6.6.6"), Some(&proxies)),
+            ip("192.168.1.20"),
+            "a LAN client is no proxy"
+        );
+        assert_eq!(
+            client_ip(
+                ip("10.0.0.5"),
+                Some("6.6.6.6, 192.168.1.20, 10.1.2.3"),
+                Some(&proxies)
+            ),
+            ip("192.168.1.20")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("6.6.6.6"), Some(&[])),
+            ip("127.0.0.1"),
+            "none trusted: the header is ignored"
+        );
     }
 
     #[test]

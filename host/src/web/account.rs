@@ -103,7 +103,7 @@ pub async fn login_submit(
     {
         return Err(super::WebError::Csrf);
     }
-    let ip = session::client_ip(connect.as_ref().map(|e| &e.0), &headers);
+    let ip = session::client_ip(&state, connect.as_ref().map(|e| &e.0), &headers);
     let limiter = &state.web.login_limiter;
     if !limiter.allowed(Door::LoginPage, &username, ip) {
         let msg = "Too many failed attempts. Wait a few minutes and try again.".to_owned();

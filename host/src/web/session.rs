@@ -466,14 +466,16 @@ async fn check_session(state: &AppState, req: Request, next: Next, streaming: bo
 }
 
 /// The client's address, when the server knows it (it does when serving a socket): the
-/// peer, or behind a proxy on a private address the client it names in
-/// `X-Forwarded-For`, as tracking reads it (`tracking::ip::client_ip`).
+/// peer, or behind a trusted proxy the client it names in `X-Forwarded-For`, as tracking
+/// reads it (`tracking::ip::client_ip`).
 pub fn client_ip(
+    state: &AppState,
     req_ext: Option<&ConnectInfo<SocketAddr>>,
     headers: &axum::http::HeaderMap,
 ) -> Option<IpAddr> {
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    req_ext.map(|c| crate::tracking::ip::client_ip(c.0.ip(), forwarded))
+    let proxies = state.config.file.server.trusted_proxies.as_deref();
+    req_ext.map(|c| crate::tracking::ip::client_ip(c.0.ip(), forwarded, proxies))
 }
 
 /// Throttles password guessing: after `MAX_FAILURES` failed logins for one user name or
