@@ -180,8 +180,18 @@ pub async fn create(store: &Store, body: &Json) -> AppResult<(Company, bool)> {
     Ok((company, created))
 }
 
-pub async fn update(store: &Store, id: i64, body: &Json) -> AppResult<Company> {
-    let (values, _) = parse(body, false)?;
+/// Edits a company: PATCH changes what the body names; PUT (`replace`) is a whole company,
+/// as Mautic's form submits it, so a field the body leaves out is cleared (the name is
+/// required, as on creation).
+pub async fn update(store: &Store, id: i64, body: &Json, replace: bool) -> AppResult<Company> {
+    let (mut values, _) = parse(body, replace)?;
+    if replace {
+        for (_, column, _, _) in FIELDS {
+            if !values.iter().any(|(c, _)| *c == column) {
+                values.push((column, Value::Null(kind(column))));
+            }
+        }
+    }
     let mut tx = store.begin().await?;
     if store::companies::get(&mut tx, id).await?.is_none() {
         return Err(AppError::not_found());

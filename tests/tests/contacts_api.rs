@@ -1524,6 +1524,33 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
         r.body["company"]["fields"]["all"]["companyname"],
         "Put Industries"
     );
+    // PUT on a company that exists replaces it, as Mautic's form does: a field it leaves
+    // out is cleared, and the name cannot be left out.
+    let put_company = r.body["company"]["id"].as_i64().unwrap();
+    let put_path = format!("/api/companies/{put_company}/edit");
+    s.patch(&put_path, json!({"companycity": "Oslo"}))
+        .await
+        .expect(200);
+    let r = s.put(&put_path, json!({"companycountry": "Norway"})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let kept = s
+        .get(&format!("/api/companies/{put_company}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        kept["company"]["fields"]["all"]["companycity"], "Oslo",
+        "a refused PUT changes nothing"
+    );
+    let r = s
+        .put(
+            &put_path,
+            json!({"companyname": "Put Industries", "companycountry": "Norway"}),
+        )
+        .await
+        .expect(200);
+    let all = &r["company"]["fields"]["all"];
+    assert!(all["companycity"].is_null(), "{all}");
+    assert_eq!(all["companycountry"], "Norway", "{all}");
     let list = s.get("/api/companies?search=rockets").await.expect(200);
     assert_eq!(list["total"], "1", "{list}");
     let by_id = s

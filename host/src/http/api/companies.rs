@@ -64,15 +64,15 @@ pub async fn create(
     Ok((status, Json(json!({ "company": companies::to_json(&c) }))).into_response())
 }
 
-/// `PUT /api/companies/{id}/edit`: edits, or creates the company when the id is unknown,
-/// as Mautic does.
-#[utoipa::path(put, path = "/api/companies/{id}/edit", tag = "companies", summary = "Edit a company, or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
+/// `PUT /api/companies/{id}/edit`: replaces the company (a field the body leaves out is
+/// cleared), or creates it when the id is unknown, as Mautic does.
+#[utoipa::path(put, path = "/api/companies/{id}/edit", tag = "companies", summary = "Replace a company (fields left out are cleared), or create it when the id is unknown", params(("id" = i64, Path)), request_body = Object, responses((status = 200), (status = 201), (status = 422, body = ErrorBody)))]
 pub async fn put(
     State(state): State<SharedState>,
     Path(company_id): Path<String>,
     ApiBody(body): ApiBody,
 ) -> AppResult<Response> {
-    match companies::update(&state.store, id(&company_id)?, &body).await {
+    match companies::update(&state.store, id(&company_id)?, &body, true).await {
         Err(AppError::NotFound(_)) => create(State(state), ApiBody(body)).await,
         updated => Ok(Json(json!({ "company": companies::to_json(&updated?) })).into_response()),
     }
@@ -84,7 +84,7 @@ pub async fn edit(
     Path(company_id): Path<String>,
     ApiBody(body): ApiBody,
 ) -> AppResult<Json<Value>> {
-    let c = companies::update(&state.store, id(&company_id)?, &body).await?;
+    let c = companies::update(&state.store, id(&company_id)?, &body, false).await?;
     Ok(Json(json!({ "company": companies::to_json(&c) })))
 }
 
