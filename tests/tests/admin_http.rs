@@ -266,6 +266,29 @@ async fn forms_without_csrf_token_are_refused(backend: Backend) {
     .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(cookie_of(&r.headers, "magpie_session").is_none());
+    // Nor can a page of another site post a login with a pair it fetched itself.
+    let http = client();
+    let page = fetch(http.get(s.url("/login"))).await;
+    let cookie = value_of(&cookie_of(&page.headers, "magpie_login_csrf").unwrap());
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let r = fetch(
+            http.post(s.url("/login"))
+                .header(COOKIE, format!("magpie_login_csrf={cookie}"))
+                .header(name, value)
+                .form(&[
+                    ("_csrf", csrf_in(&page.body).as_str()),
+                    ("username", "admin"),
+                    ("password", ADMIN_PASSWORD),
+                ]),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{name}: {value}");
+        assert!(cookie_of(&r.headers, "magpie_session").is_none());
+    }
     let r = fetch(
         web.req(reqwest::Method::POST, "/settings/contacts")
             .form(&[("operator", "or")]),

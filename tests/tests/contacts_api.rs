@@ -304,6 +304,10 @@ async fn bad_input_changes_nothing(backend: Backend) {
         let r = s.send(from(Some(origin))).await;
         assert_eq!(r.status, 403, "{origin}: {}", r.text);
     }
+    let r = s
+        .send(from(None).header("sec-fetch-site", "cross-site"))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(count(&s).await, n + 1, "nothing written");
     let own = s.base.replace("http://", "");
     let r = s.send(from(Some(&format!("http://{own}")))).await;

@@ -406,6 +406,31 @@ async fn field_definitions_are_validated(backend: Backend) {
     s.delete(&format!("/api/fields/contact/{}/delete", tier["id"]))
         .await
         .expect(200);
+    // A default field keeps its identifier and index flags unless the PUT names them.
+    let email = s.get("/api/fields/contact").await.expect(200)["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["alias"] == "email")
+        .unwrap()
+        .clone();
+    let put = s
+        .put(
+            &format!("/api/fields/contact/{}/edit", email["id"]),
+            json!({"label": "E-mail"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(put["field"]["label"], "E-mail");
+    assert_eq!(put["field"]["isUniqueIdentifier"], true, "{put}");
+    s.patch(
+        &format!("/api/fields/contact/{}/edit", email["id"]),
+        json!({"label": email["label"], "isPubliclyUpdatable": email["isPubliclyUpdatable"],
+               "isShortVisible": email["isShortVisible"], "isRequired": email["isRequired"],
+               "isListable": email["isListable"], "isVisible": email["isVisible"]}),
+    )
+    .await
+    .expect(200);
     assert_eq!(
         s.patch("/api/fields/contact/999998/edit", json!({"label": "x"}))
             .await

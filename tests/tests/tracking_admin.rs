@@ -427,7 +427,7 @@ async fn forms_pages(backend: Backend) {
     let embed = textarea(&page.body, "embed-code");
     assert!(
         embed.starts_with(&format!(
-            "<form method=\"post\" action=\"{}/form/submit?formId={id}\"",
+            "<form method=\"post\" action=\"{}/form/submit?formId={id}\" accept-charset=\"UTF-8\"",
             s.base
         )),
         "{embed}"

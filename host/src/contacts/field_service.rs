@@ -70,8 +70,8 @@ pub enum Edit {
     Patch,
     /// PUT on an existing field: a whole field, as Mautic submits its form clearing what is
     /// missing. What the body leaves out returns to a new field's value, except what makes
-    /// the field itself (id, alias, type, whether it is a default field) and where it sits
-    /// (group, order).
+    /// the field itself (id, alias, type, whether it is a default field), where it sits
+    /// (group, order), and a default field's identifier and index flags.
     Replace,
 }
 
@@ -365,6 +365,10 @@ pub async fn update(
             group: before.group.clone(),
             order: before.order,
             date_added: before.date_added,
+            // A default field keeps what de-duplication and search rest on (email's
+            // identifier and index) unless the body says otherwise.
+            is_unique_identifier: before.is_fixed && before.is_unique_identifier,
+            is_index: before.is_fixed && before.is_index,
             ..blank_def()
         },
         Edit::Create | Edit::Patch => before.clone(),

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -36,15 +36,24 @@ fn credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_owned(), pass.to_owned()))
 }
 
-/// A write a browser sends from a page of another site: it carries an `Origin` that is
-/// not this server's. Scripts and servers send none, and no page can read the API's
-/// answers (no CORS), but a plain HTML form posted from any site would ride on Basic
-/// credentials the browser remembers from an earlier visit to the API.
+/// A write a browser sends from a page of another site. Scripts and servers send no
+/// `Origin`, and no page can read the API's answers (no CORS), but a plain HTML form
+/// posted from any site would ride on Basic credentials the browser remembers from an
+/// earlier visit to the API.
 fn cross_site_write(req: &Request) -> bool {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return false;
+    !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && from_another_site(req.headers())
+}
+
+/// Whether a browser sent this request from a page of another site, sibling subdomains
+/// included: by its `Sec-Fetch-Site` when it sends one (no page can forge it, and it
+/// survives proxies that rewrite `Host`), else by an `Origin` that names another host
+/// than this server's (`Host`, or a proxy's `X-Forwarded-Host`). No `Origin`: not a
+/// browser's cross-site request.
+pub fn from_another_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "cross-site" | "same-site");
     }
-    let headers = req.headers();
     let Some(origin) = headers.get(header::ORIGIN) else {
         return false;
     };

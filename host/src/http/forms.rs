@@ -39,11 +39,6 @@ fn push(values: &mut Vec<(String, String)>, key: &str, value: String) {
     }
 }
 
-/// Replacement characters stored in place of what the visitor typed help no one.
-fn not_utf8(name: &str) -> AppError {
-    AppError::bad_request(format!("{name} is not valid UTF-8"))
-}
-
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -84,16 +79,13 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
                     if field.file_name().is_some() {
                         continue; // file uploads are not part of Magpie's forms
                     }
-                    match field.bytes().await.map(|b| String::from_utf8(b.to_vec())) {
-                        Ok(Ok(text)) => {
-                            total += text.len();
+                    match field.bytes().await {
+                        Ok(bytes) => {
+                            total += bytes.len();
                             if total > MAX_FORM_BYTES {
                                 break;
                             }
-                            push(&mut values, &name, text);
-                        }
-                        Ok(Err(_)) => {
-                            return answer(wants_json, Err(not_utf8(&name)), None, &headers);
+                            push(&mut values, &name, params::form_text(bytes.to_vec()));
                         }
                         Err(_) => break,
                     }
@@ -113,13 +105,8 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
             Ok(b) => b,
             Err(e) => return answer(wants_json, Err(e), None, &headers),
         };
-        match params::strict_pairs(&body) {
-            Ok(pairs) => {
-                for (k, v) in pairs {
-                    push(&mut values, &k, v);
-                }
-            }
-            Err(name) => return answer(wants_json, Err(not_utf8(&name)), None, &headers),
+        for (k, v) in params::form_pairs(&body) {
+            push(&mut values, &k, v);
         }
     }
     let take = |values: &mut Vec<(String, String)>, key: &str| {
@@ -158,7 +145,7 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
     };
     let client = ip::client_ip(
         peer,
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        ip::forwarded_for(&headers).as_deref(),
         state.config.file.server.trusted_proxies.as_deref(),
     );
     let stored_ip = if state.config.file.tracking.anonymize_ip {
@@ -202,6 +189,9 @@ fn may_return_to(url: &str, headers: &HeaderMap, tracking: &TrackingConfig) -> b
     let Some(target) = origin_of(url) else {
         return false;
     };
+    if HeaderValue::from_str(url).is_err() {
+        return false; // no `Location` can hold it
+    }
     let header = |name| {
         headers
             .get(name)
@@ -210,9 +200,17 @@ fn may_return_to(url: &str, headers: &HeaderMap, tracking: &TrackingConfig) -> b
     let posted_from = header(header::ORIGIN)
         .and_then(origin_of)
         .or_else(|| header(header::REFERER).and_then(origin_of));
-    posted_from.as_deref() == Some(target.as_str())
-        || (!tracking.cors_allowed_origins.is_empty()
-            && crate::http::tracking::origin_allowed(tracking, &target))
+    // A listed origin, but not a pattern for every site (`*`, `https://*`), which
+    // allows tracking from anywhere and must not allow redirects to anywhere.
+    let listed = tracking.cors_allowed_origins.iter().any(|pattern| {
+        let host = pattern
+            .split_once("://")
+            .map_or(pattern.as_str(), |(_, h)| h);
+        let host = host.split(':').next().unwrap_or(host);
+        host.trim_start_matches("*.") != "*"
+            && crate::http::tracking::wildcard_match(&pattern.to_ascii_lowercase(), &target)
+    });
+    posted_from.as_deref() == Some(target.as_str()) || listed
 }
 
 /// `scheme://host[:port]` of an http(s) address, lower-cased, without a default port;
@@ -332,6 +330,18 @@ mod tests {
         for (url, h, expected) in cases {
             assert_eq!(may_return_to(url, h, &open), expected, "{url} {h:?}");
         }
+        let anywhere = TrackingConfig {
+            cors_allowed_origins: vec!["*".into(), "https://*".into(), "*://*:8443".into()],
+            ..TrackingConfig::default()
+        };
+        assert!(
+            !may_return_to("https://evil.example/", &HeaderMap::new(), &anywhere),
+            "tracking from anywhere is no redirect to anywhere"
+        );
+        assert!(
+            !may_return_to("https://shop.example/\n", &from_shop, &open),
+            "no Location can hold it"
+        );
         let listed = TrackingConfig {
             cors_allowed_origins: vec!["https://*.shop.example".into()],
             ..TrackingConfig::default()

@@ -149,7 +149,7 @@ pub fn check_origin_pattern(pattern: &str) -> Result<(), String> {
     }
 }
 
-fn wildcard_match(pattern: &str, text: &str) -> bool {
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,
         Some((prefix, rest)) => {
@@ -325,7 +325,7 @@ async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &
     let peer_ip = peer(parts).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
     let client = ip::client_ip(
         peer_ip,
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        ip::forwarded_for(headers).as_deref(),
         state.config.file.server.trusted_proxies.as_deref(),
     );
     if let Some(reason) = exclusion(state, headers, client).await {

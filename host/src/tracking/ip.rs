@@ -26,6 +26,17 @@ pub fn is_private(ip: &IpAddr) -> bool {
     }
 }
 
+/// Every `X-Forwarded-For` line as one list: a proxy may add a line of its own instead
+/// of appending to the one the client sent, and the last hops are the ones to believe.
+pub fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<String> {
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(","))
+}
+
 /// The client: the socket peer, unless the peer is a trusted proxy, in which case the
 /// right-most address of `X-Forwarded-For` that is not a trusted proxy (the last hop a
 /// trusted proxy saw). Trusted proxies are the `[server] trusted_proxies` blocks, or by
@@ -186,6 +197,21 @@ mod tests {
         ] {
             assert!(!is_private(&ip(p)), "{p}");
         }
+    }
+
+    #[test]
+    fn every_forwarded_line_is_read() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(super::forwarded_for(&headers), None);
+        headers.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        headers.append("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        let list = super::forwarded_for(&headers);
+        assert_eq!(list.as_deref(), Some("6.6.6.6,1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), list.as_deref(), None),
+            ip("1.2.3.4"),
+            "the proxy's own line, not the client's"
+        );
     }
 
     #[test]

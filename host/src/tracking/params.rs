@@ -130,49 +130,54 @@ fn http_url(s: &str) -> Option<String> {
     (lower.starts_with("http://") || lower.starts_with("https://")).then(|| s.to_owned())
 }
 
-/// Percent-decodes (`+` is a space); `None` when the bytes are not UTF-8.
-fn decode(s: &[u8]) -> Option<String> {
+/// Percent-decodes (`+` is a space) to bytes.
+fn unescape(s: &[u8]) -> Vec<u8> {
     if !s.iter().any(|b| matches!(b, b'+' | b'%')) {
-        return String::from_utf8(s.to_vec()).ok();
+        return s.to_vec();
     }
     let spaced: Vec<u8> = s
         .iter()
         .map(|b| if *b == b'+' { b' ' } else { *b })
         .collect();
-    String::from_utf8(percent_encoding::percent_decode(&spaced).collect()).ok()
+    percent_encoding::percent_decode(&spaced).collect()
 }
 
-/// Each pair of a URL-encoded string, or (`Err`) the name as far as it reads when the
-/// name or the value is not UTF-8 once decoded.
-fn decoded_pairs(encoded: &[u8]) -> impl Iterator<Item = Result<(String, String), String>> {
+/// The name and value bytes of each pair of a URL-encoded string, percent-decoded.
+fn raw_pairs(encoded: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
     encoded
         .split(|b| *b == b'&')
         .filter(|p| !p.is_empty())
         .take(MAX_PARAMS * 4)
-        .map(|p| {
-            let (k, v) = match p.iter().position(|b| *b == b'=') {
-                Some(i) => (&p[..i], &p[i + 1..]),
-                None => (p, &p[p.len()..]),
-            };
-            match (decode(k), decode(v)) {
-                (Some(name), Some(value)) => Ok((name, value)),
-                (name, _) => Err(name.unwrap_or_else(|| String::from_utf8_lossy(k).into_owned())),
-            }
+        .map(|p| match p.iter().position(|b| *b == b'=') {
+            Some(i) => (unescape(&p[..i]), unescape(&p[i + 1..])),
+            None => (unescape(p), Vec::new()),
         })
 }
 
 /// Splits a URL-encoded string into pairs. A pair that is not UTF-8 once decoded is left
-/// out: a tracking hit ignores a parameter it cannot read, as it does any invalid value.
+/// out: a tracking hit ignores a parameter it cannot read, as it does any invalid value
+/// (mtc.js and the links Magpie makes always send UTF-8).
 pub fn pairs(encoded: impl AsRef<[u8]>) -> Vec<(String, String)> {
-    decoded_pairs(encoded.as_ref())
-        .filter_map(Result::ok)
+    raw_pairs(encoded.as_ref())
+        .filter_map(|(k, v)| Some((String::from_utf8(k).ok()?, String::from_utf8(v).ok()?)))
         .collect()
 }
 
-/// The pairs, or the name of the first one that is not UTF-8 once decoded (a form post
-/// refuses it rather than store replacement characters).
-pub fn strict_pairs(encoded: &[u8]) -> Result<Vec<(String, String)>, String> {
-    decoded_pairs(encoded).collect()
+/// Splits a form post into pairs. A browser encodes a form in its page's charset, so a
+/// value that is not UTF-8 is read as Windows-1252 (a superset of Latin-1, what a
+/// legacy Western page uses), as imports do: the visitor's `José` is kept, not lost.
+pub fn form_pairs(encoded: &[u8]) -> Vec<(String, String)> {
+    raw_pairs(encoded)
+        .map(|(k, v)| (form_text(k), form_text(v)))
+        .collect()
+}
+
+/// Form bytes as text: UTF-8, else Windows-1252.
+pub fn form_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| {
+        let (text, _, _) = encoding_rs::WINDOWS_1252.decode(e.as_bytes());
+        text.into_owned()
+    })
 }
 
 pub fn parse(raw: Vec<(String, String)>) -> HitParams {
@@ -375,15 +380,19 @@ mod tests {
             vec![("x".to_owned(), "1".to_owned())]
         );
         assert_eq!(
-            strict_pairs(b"mauticform%5Bemail%5D=%ed%a0%80%40x.com&ok=1"),
-            Err("mauticform[email]".to_owned())
+            form_pairs(b"mauticform%5Bfirst%5D=Jos%E9&ok=%C3%A9"),
+            vec![
+                ("mauticform[first]".to_owned(), "Jos\u{e9}".to_owned()),
+                ("ok".to_owned(), "\u{e9}".to_owned())
+            ],
+            "not UTF-8: read as Windows-1252"
         );
         assert_eq!(
-            strict_pairs(b"a+b=c%20d&e"),
-            Ok(vec![
+            form_pairs(b"a+b=c%20d&e"),
+            vec![
                 ("a b".to_owned(), "c d".to_owned()),
                 ("e".to_owned(), String::new())
-            ])
+            ]
         );
         let h = parse(raw);
         assert_eq!(h.page_url.as_deref(), Some("https://x.example/"));

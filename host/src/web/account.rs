@@ -98,8 +98,11 @@ pub async fn login_submit(
     let username = form.str("username").trim().to_owned();
     let password = form.str("password");
     let cookie_token = session::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    // A login posted from another site (login CSRF: the victim's browser signed into the
+    // attacker's account) is refused, whatever tokens it carries.
     if !session::tokens_match(&form.str("_csrf"), cookie_token)
         || !session::login_token_issued(&state.tracking_secret, cookie_token)
+        || crate::http::auth::from_another_site(&headers)
     {
         return Err(super::WebError::Csrf);
     }

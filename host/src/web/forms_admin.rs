@@ -66,7 +66,7 @@ pub fn embed_html(form: &WebForm, fields: &FieldSet, base: &str, return_url: &st
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "<form method=\"post\" action=\"{}/form/submit?formId={}\" id=\"mauticform_{slug}\" data-mautic-form=\"{slug}\">",
+        "<form method=\"post\" action=\"{}/form/submit?formId={}\" accept-charset=\"UTF-8\" id=\"mauticform_{slug}\" data-mautic-form=\"{slug}\">",
         esc(base),
         form.id
     );

@@ -217,26 +217,35 @@ fn login_redirect(req: &Request) -> Response {
 }
 
 /// Constant-time comparison of two tokens.
-/// The login form's token: random, and signed with the server's secret, so the cookie
-/// of the double submit holds only values this server issued (a cookie planted from a
-/// sibling domain cannot pair with a field of the attacker's choosing).
+/// The login form's token: random, with the time it was issued, signed with the
+/// server's secret (the same in every process: it is kept in the database), so the cookie
+/// of the double submit holds only values this server issued within the last
+/// `LOGIN_TOKEN_TTL`. Posts from other sites are refused besides (`login_submit`).
 pub fn login_token(secret: &[u8]) -> String {
-    let random = random_token();
-    let signature = login_signature(secret, &random);
-    format!("{random}.{signature}")
+    let payload = format!("{}.{}", random_token(), now_ms() / 1000);
+    let signature = login_signature(secret, &payload);
+    format!("{payload}.{signature}")
 }
+
+/// How long a login form's token is taken: its cookie's life, with room for a slow typist.
+const LOGIN_TOKEN_TTL: i64 = 2 * 3600;
 
 pub fn login_token_issued(secret: &[u8], token: &str) -> bool {
-    token.split_once('.').is_some_and(|(random, signature)| {
-        tokens_match(signature, &login_signature(secret, random))
-    })
+    let Some((payload, signature)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let fresh = payload
+        .split_once('.')
+        .and_then(|(_, issued)| issued.parse::<i64>().ok())
+        .is_some_and(|issued| (0..=LOGIN_TOKEN_TTL).contains(&(now_ms() / 1000 - issued)));
+    fresh && tokens_match(signature, &login_signature(secret, payload))
 }
 
-fn login_signature(secret: &[u8], random: &str) -> String {
+fn login_signature(secret: &[u8], payload: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(b"magpie login form\0");
-    mac.update(random.as_bytes());
+    mac.update(payload.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
@@ -473,9 +482,9 @@ pub fn client_ip(
     req_ext: Option<&ConnectInfo<SocketAddr>>,
     headers: &axum::http::HeaderMap,
 ) -> Option<IpAddr> {
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let forwarded = crate::tracking::ip::forwarded_for(headers);
     let proxies = state.config.file.server.trusted_proxies.as_deref();
-    req_ext.map(|c| crate::tracking::ip::client_ip(c.0.ip(), forwarded, proxies))
+    req_ext.map(|c| crate::tracking::ip::client_ip(c.0.ip(), forwarded.as_deref(), proxies))
 }
 
 /// Throttles password guessing: after `MAX_FAILURES` failed logins for one user name or
@@ -562,6 +571,29 @@ impl LoginLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_tokens_are_ours_and_fresh() {
+        let secret = b"secret";
+        let token = login_token(secret);
+        assert!(login_token_issued(secret, &token));
+        assert!(!login_token_issued(b"another secret", &token));
+        assert!(!login_token_issued(secret, &token.replace('.', "-")));
+        assert!(!login_token_issued(secret, "chosen.by-the-attacker"));
+        let issued = |secs_ago: i64| {
+            let payload = format!("{}.{}", random_token(), now_ms() / 1000 - secs_ago);
+            format!("{payload}.{}", login_signature(secret, &payload))
+        };
+        assert!(login_token_issued(secret, &issued(3600)));
+        assert!(
+            !login_token_issued(secret, &issued(LOGIN_TOKEN_TTL + 60)),
+            "a harvested token does not last"
+        );
+        assert!(
+            !login_token_issued(secret, &issued(-3600)),
+            "nor one from the future"
+        );
+    }
 
     #[test]
     fn next_must_stay_local() {
