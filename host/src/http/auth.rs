@@ -50,7 +50,7 @@ fn cross_site_write(req: &Request) -> bool {
 /// survives proxies that rewrite `Host`), else by an `Origin` that names another host
 /// than this server's (`Host`, or a proxy's `X-Forwarded-Host`). No `Origin`: not a
 /// browser's cross-site request.
-pub fn from_another_site(headers: &HeaderMap) -> bool {
+fn from_another_site(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return matches!(site, "cross-site" | "same-site");
     }

@@ -98,11 +98,16 @@ pub async fn login_submit(
     let username = form.str("username").trim().to_owned();
     let password = form.str("password");
     let cookie_token = session::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
-    // A login posted from another site (login CSRF: the victim's browser signed into the
-    // attacker's account) is refused, whatever tokens it carries.
+    // A login a browser posted from another site (login CSRF: the victim's browser signed
+    // into the attacker's account) is refused, whatever tokens it carries. Read from
+    // `Sec-Fetch-Site` alone: an `Origin` compared with a `Host` that a proxy rewrote
+    // would lock out browsers that send no `Sec-Fetch-Site`.
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| matches!(v.as_bytes(), b"cross-site" | b"same-site"));
     if !session::tokens_match(&form.str("_csrf"), cookie_token)
         || !session::login_token_issued(&state.tracking_secret, cookie_token)
-        || crate::http::auth::from_another_site(&headers)
+        || cross_site
     {
         return Err(super::WebError::Csrf);
     }

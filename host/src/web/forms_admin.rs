@@ -837,7 +837,7 @@ mod tests {
             "https://magpie.example",
             "https://shop.example/thanks?a=1&b=\"x\"<y>",
         );
-        assert!(html.starts_with("<form method=\"post\" action=\"https://magpie.example/form/submit?formId=7\" id=\"mauticform_script_alert_1_script_sign_up\""), "{html}");
+        assert!(html.starts_with("<form method=\"post\" action=\"https://magpie.example/form/submit?formId=7\" accept-charset=\"UTF-8\" id=\"mauticform_script_alert_1_script_sign_up\""), "{html}");
         assert!(html.contains("<input type=\"hidden\" name=\"mauticform[formId]\" value=\"7\">"));
         assert!(html.contains("name=\"mauticform[return]\" value=\"https://shop.example/thanks?a=1&amp;b=&quot;x&quot;&lt;y&gt;\""), "{html}");
         assert!(
