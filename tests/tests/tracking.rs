@@ -187,6 +187,25 @@ const TRACK_LOCAL: &str =
     "[tracking]\ntrack_private_ip_ranges = true\nidentify_by_tracking_url = true\n";
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
+/// A bare pixel hit through a proxy that names `ip` as the client.
+async fn pixel_forwarded_for(s: &TestServer, ip: &str) {
+    s.send(
+        s.client
+            .get(s.url("/mtracking.gif"))
+            .header("user-agent", BROWSER)
+            .header("x-forwarded-for", ip),
+    )
+    .await;
+}
+
+/// How many anonymous contacts have been seen at `ip` (the API's `total`).
+async fn anonymous_at(s: &TestServer, ip: &str) -> Value {
+    s.get(&format!("/api/contacts?search=is:anonymous%20ip:{ip}"))
+        .await
+        .expect(200)["total"]
+        .clone()
+}
+
 async fn event(s: &TestServer, form: &str, cookie: Option<&str>) -> (Value, Option<String>) {
     let mut req = s
         .client
@@ -586,12 +605,7 @@ async fn exclusions(backend: Backend) {
         list["total"], "0",
         "anonymous contacts stay hidden unless asked for"
     );
-    assert_eq!(
-        s.get("/api/contacts?search=is:anonymous%20ip:198.51.100.7")
-            .await
-            .expect(200)["total"],
-        "1"
-    );
+    assert_eq!(anonymous_at(&s, "198.51.100.7").await, "1");
     s.stop().await;
 
     let s = TestServer::start_with(
@@ -599,26 +613,13 @@ async fn exclusions(backend: Backend) {
         "[tracking]\ntrack_private_ip_ranges = true\nanonymize_ip = true\n",
     )
     .await;
-    s.send(
-        s.client
-            .get(s.url("/mtracking.gif"))
-            .header("user-agent", BROWSER)
-            .header("x-forwarded-for", "198.51.100.77"),
-    )
-    .await;
+    pixel_forwarded_for(&s, "198.51.100.77").await;
     assert_eq!(
-        s.get("/api/contacts?search=is:anonymous%20ip:198.51.100.0")
-            .await
-            .expect(200)["total"],
+        anonymous_at(&s, "198.51.100.0").await,
         "1",
         "the host part is dropped"
     );
-    assert_eq!(
-        s.get("/api/contacts?search=is:anonymous%20ip:198.51.100.77")
-            .await
-            .expect(200)["total"],
-        "0"
-    );
+    assert_eq!(anonymous_at(&s, "198.51.100.77").await, "0");
     s.stop().await;
 
     // Only the proxies `[server] trusted_proxies` lists name the client: with none, the
@@ -628,26 +629,13 @@ async fn exclusions(backend: Backend) {
         "[server]\ntrusted_proxies = []\n[tracking]\ntrack_private_ip_ranges = true\n",
     )
     .await;
-    s.send(
-        s.client
-            .get(s.url("/mtracking.gif"))
-            .header("user-agent", BROWSER)
-            .header("x-forwarded-for", "198.51.100.88"),
-    )
-    .await;
+    pixel_forwarded_for(&s, "198.51.100.88").await;
     assert_eq!(
-        s.get("/api/contacts?search=is:anonymous%20ip:198.51.100.88")
-            .await
-            .expect(200)["total"],
+        anonymous_at(&s, "198.51.100.88").await,
         "0",
         "a forwarded address from an untrusted peer is not believed"
     );
-    assert_eq!(
-        s.get("/api/contacts?search=is:anonymous%20ip:127.0.0.1")
-            .await
-            .expect(200)["total"],
-        "1"
-    );
+    assert_eq!(anonymous_at(&s, "127.0.0.1").await, "1");
     s.stop().await;
 }
 
