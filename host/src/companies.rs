@@ -138,6 +138,8 @@ pub fn parse(body: &Json, creating: bool) -> AppResult<(Vec<(&'static str, Value
             },
             _ => Value::Text(text),
         };
+        // `companyname` and `name` are one column: the last one given counts.
+        out.retain(|(c, _)| *c != column);
         out.push((column, value));
     }
     if creating && !out.iter().any(|(c, v)| *c == "name" && !v.is_null()) {

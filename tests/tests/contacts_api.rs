@@ -1555,6 +1555,18 @@ async fn notes_companies_and_stages_apis(backend: Backend) {
     let all = &r["company"]["fields"]["all"];
     assert!(all["companycity"].is_null(), "{all}");
     assert_eq!(all["companycountry"], "Norway", "{all}");
+    // `companyname` and `name` are one field: the last one given counts.
+    let r = s
+        .patch(
+            &put_path,
+            json!({"companyname": "Put Industries AS", "name": "Put Industries"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        r["company"]["fields"]["all"]["companyname"],
+        "Put Industries"
+    );
     let list = s.get("/api/companies?search=rockets").await.expect(200);
     assert_eq!(list["total"], "1", "{list}");
     let by_id = s

@@ -71,7 +71,7 @@ pub enum Edit {
     /// PUT on an existing field: a whole field, as Mautic submits its form clearing what is
     /// missing. What the body leaves out returns to a new field's value, except what makes
     /// the field itself (id, alias, type, whether it is a default field), where it sits
-    /// (group, order), and a default field's identifier and index flags.
+    /// (group, order), and a default field's flags.
     Replace,
 }
 
@@ -365,14 +365,22 @@ pub async fn update(
             group: before.group.clone(),
             order: before.order,
             date_added: before.date_added,
-            // A default field keeps what de-duplication and search rest on (email's
-            // identifier and index) unless the body says otherwise.
-            is_unique_identifier: before.is_fixed && before.is_unique_identifier,
-            is_index: before.is_fixed && before.is_index,
             ..blank_def()
         },
         Edit::Create | Edit::Patch => before.clone(),
     };
+    if edit == Edit::Replace && before.is_fixed {
+        // A default field keeps its flags unless the body names them: de-duplication,
+        // search and tracking's identification rest on email's.
+        after.is_unique_identifier = before.is_unique_identifier;
+        after.is_index = before.is_index;
+        after.is_publicly_updatable = before.is_publicly_updatable;
+        after.is_short_visible = before.is_short_visible;
+        after.is_required = before.is_required;
+        after.is_listable = before.is_listable;
+        after.is_visible = before.is_visible;
+        after.is_published = before.is_published;
+    }
     apply_body(&mut after, body, edit, &existing)?;
     after.date_modified = now_ms();
     store::fields::update(&mut tx, &before, &after).await?;

@@ -203,14 +203,26 @@ fn may_return_to(url: &str, headers: &HeaderMap, tracking: &TrackingConfig) -> b
     // A listed origin, but not a pattern for every site (`*`, `https://*`), which
     // allows tracking from anywhere and must not allow redirects to anywhere.
     let listed = tracking.cors_allowed_origins.iter().any(|pattern| {
-        let host = pattern
-            .split_once("://")
-            .map_or(pattern.as_str(), |(_, h)| h);
-        let host = host.split(':').next().unwrap_or(host);
-        host.trim_start_matches("*.") != "*"
+        names_one_site(pattern)
             && crate::http::tracking::wildcard_match(&pattern.to_ascii_lowercase(), &target)
     });
     posted_from.as_deref() == Some(target.as_str()) || listed
+}
+
+/// Whether an allowed-origin pattern names one site (`https://shop.example`, or its
+/// subdomains `https://*.shop.example`), not hosts at large (`*`, `https://**`,
+/// `https://*.com`, a trailing dot): only such a pattern may receive redirects.
+fn names_one_site(pattern: &str) -> bool {
+    let host = pattern.split_once("://").map_or(pattern, |(_, h)| h);
+    let host = host.split(':').next().unwrap_or(host);
+    let (subdomains, site) = match host.strip_prefix("*.") {
+        Some(site) => (true, site),
+        None => (false, host),
+    };
+    !site.is_empty()
+        && !site.contains('*')
+        && !site.ends_with('.')
+        && (!subdomains || site.contains('.'))
 }
 
 /// `scheme://host[:port]` of an http(s) address, lower-cased, without a default port;
@@ -331,13 +343,30 @@ mod tests {
             assert_eq!(may_return_to(url, h, &open), expected, "{url} {h:?}");
         }
         let anywhere = TrackingConfig {
-            cors_allowed_origins: vec!["*".into(), "https://*".into(), "*://*:8443".into()],
+            cors_allowed_origins: [
+                "*",
+                "https://*",
+                "*://*:8443",
+                "https://**",
+                "https://*.**",
+                "https://*.",
+                "https://*.com",
+                "https://evil.example.",
+            ]
+            .map(String::from)
+            .to_vec(),
             ..TrackingConfig::default()
         };
-        assert!(
-            !may_return_to("https://evil.example/", &HeaderMap::new(), &anywhere),
-            "tracking from anywhere is no redirect to anywhere"
-        );
+        for url in [
+            "https://evil.example/",
+            "https://evil.com./",
+            "https://a.b.com/",
+        ] {
+            assert!(
+                !may_return_to(url, &HeaderMap::new(), &anywhere),
+                "{url}: tracking from anywhere is no redirect to anywhere"
+            );
+        }
         assert!(
             !may_return_to("https://shop.example/\n", &from_shop, &open),
             "no Location can hold it"

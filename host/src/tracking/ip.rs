@@ -52,16 +52,28 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, proxies: Option<&[Bl
     let Some(list) = forwarded_for else {
         return peer;
     };
-    let hops: Vec<IpAddr> = list
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted(ip))
-        .or_else(|| hops.first())
-        .copied()
-        .unwrap_or(peer)
+    // From the right, each hop is what a trusted proxy saw. A hop that cannot be read
+    // ends the walk: what lies left of it was written by no one to believe.
+    let mut client = peer;
+    for hop in list.rsplit(',') {
+        let Some(ip) = hop_address(hop.trim()) else {
+            break;
+        };
+        client = ip;
+        if !trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// A forwarded hop's address: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]`
+/// or `[2001:db8::1]:443` (some proxies add the port).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 /// A CIDR block or a single address from the configuration.
@@ -234,6 +246,19 @@ mod tests {
             client_ip(ip("127.0.0.1"), Some("garbage"), None),
             ip("127.0.0.1")
         );
+        for (list, client) in [
+            ("6.6.6.6, 1.2.3.4:5678", "1.2.3.4"),
+            ("6.6.6.6, [2001:db8::1]:443", "2001:db8::1"),
+            ("6.6.6.6, [2001:db8::7]", "2001:db8::7"),
+            ("6.6.6.6, unknown", "127.0.0.1"),
+            ("6.6.6.6, unknown, 10.0.0.2", "10.0.0.2"),
+        ] {
+            assert_eq!(
+                client_ip(ip("127.0.0.1"), Some(list), None),
+                ip(client),
+                "{list}: an unreadable hop ends the walk, the client's own words are not read"
+            );
+        }
         assert_eq!(client_ip(ip("127.0.0.1"), None, None), ip("127.0.0.1"));
         // Listed proxies only: another private peer is the client itself, and a listed
         // proxy's forwarded hops are read past the proxies listed.

@@ -175,7 +175,8 @@ pub fn form_pairs(encoded: &[u8]) -> Vec<(String, String)> {
 /// Form bytes as text: UTF-8, else Windows-1252.
 pub fn form_text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| {
-        let (text, _, _) = encoding_rs::WINDOWS_1252.decode(e.as_bytes());
+        // No BOM sniffing: `%FF%FE` at a value's start is two letters, not UTF-16.
+        let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(e.as_bytes());
         text.into_owned()
     })
 }
@@ -386,6 +387,10 @@ mod tests {
                 ("ok".to_owned(), "\u{e9}".to_owned())
             ],
             "not UTF-8: read as Windows-1252"
+        );
+        assert_eq!(
+            form_text(b"\xff\xfeJos\xe9".to_vec()),
+            "\u{ff}\u{fe}Jos\u{e9}"
         );
         assert_eq!(
             form_pairs(b"a+b=c%20d&e"),
