@@ -59,6 +59,17 @@ impl AppState {
         })
     }
 
+    /// The client's address for a request from `peer`, through the proxies
+    /// `[server] trusted_proxies` names (`tracking::ip::client_of`).
+    pub fn client_ip(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        let proxies = self.config.file.server.trusted_proxies.as_deref();
+        crate::tracking::ip::client_of(peer, headers, proxies)
+    }
+
     pub async fn fields(&self, db: &mut impl Exec) -> AppResult<Arc<FieldSet>> {
         Ok(self.fields.current(db).await?)
     }

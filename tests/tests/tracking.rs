@@ -1,6 +1,8 @@
 //! Website tracking end to end: the pixel and the event endpoint, identity, merges on
 //! identification, exclusions, CORS, signed tokens, forms — on both databases.
 
+mod common;
+
 use magpie_tests::{Backend, TestServer, Value, both_backends, json};
 
 both_backends!(
@@ -1006,17 +1008,7 @@ async fn forms_identify_and_merge(backend: Backend) {
         ("jose@x.example", "Jos\u{e9}"),
         ("zoe@x.example", "Zo\u{eb}"),
     ] {
-        let found = s
-            .get(&format!("/api/contacts?search=email:{email}"))
-            .await
-            .expect(200);
-        let c = found["contacts"]
-            .as_object()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap()
-            .clone();
+        let c = &common::by_email(&s, email).await[0];
         assert_eq!(c["fields"]["all"]["firstname"], name, "{c}");
     }
     let r = s

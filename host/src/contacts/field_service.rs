@@ -357,6 +357,14 @@ pub async fn update(
         .cloned()
         .ok_or_else(AppError::not_found)?;
     let mut after = match edit {
+        // A default field keeps its flags unless the body names them: de-duplication,
+        // search and tracking's identification rest on email's.
+        Edit::Replace if before.is_fixed => FieldDef {
+            label: String::new(),
+            default_value: None,
+            properties: Map::new(),
+            ..before.clone()
+        },
         Edit::Replace => FieldDef {
             id: before.id,
             alias: before.alias.clone(),
@@ -369,18 +377,6 @@ pub async fn update(
         },
         Edit::Create | Edit::Patch => before.clone(),
     };
-    if edit == Edit::Replace && before.is_fixed {
-        // A default field keeps its flags unless the body names them: de-duplication,
-        // search and tracking's identification rest on email's.
-        after.is_unique_identifier = before.is_unique_identifier;
-        after.is_index = before.is_index;
-        after.is_publicly_updatable = before.is_publicly_updatable;
-        after.is_short_visible = before.is_short_visible;
-        after.is_required = before.is_required;
-        after.is_listable = before.is_listable;
-        after.is_visible = before.is_visible;
-        after.is_published = before.is_published;
-    }
     apply_body(&mut after, body, edit, &existing)?;
     after.date_modified = now_ms();
     store::fields::update(&mut tx, &before, &after).await?;

@@ -51,8 +51,8 @@ fn cross_site_write(req: &Request) -> bool {
 /// than this server's (`Host`, or a proxy's `X-Forwarded-Host`). No `Origin`: not a
 /// browser's cross-site request.
 fn from_another_site(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return matches!(site, "cross-site" | "same-site");
+    if let Some(other) = fetched_from_another_site(headers) {
+        return other;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return false;
@@ -73,6 +73,13 @@ fn from_another_site(headers: &HeaderMap) -> bool {
             .is_some_and(|h| h.trim().eq_ignore_ascii_case(&origin_host))
     };
     !(ours(header::HOST) || ours(HeaderName::from_static("x-forwarded-host")))
+}
+
+/// What a browser's `Sec-Fetch-Site` says: whether the page that sent the request is on
+/// another site (sibling subdomains included); `None` when it says nothing.
+pub fn fetched_from_another_site(headers: &HeaderMap) -> Option<bool> {
+    let site = headers.get("sec-fetch-site")?.as_bytes();
+    Some(matches!(site, b"cross-site" | b"same-site"))
 }
 
 pub async fn require_basic_auth(

@@ -133,21 +133,17 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
         take(&mut values, control);
     }
     let redirect = return_url
-        .as_deref()
+        .clone()
         .filter(|url| may_return_to(url, &headers, &state.config.file.tracking));
     let Some(form_id) = form_id else {
         return answer(
             wants_json,
             Err(AppError::bad_request("formId is missing")),
-            redirect,
+            redirect.as_deref(),
             &headers,
         );
     };
-    let client = ip::client_ip(
-        peer,
-        ip::forwarded_for(&headers).as_deref(),
-        state.config.file.server.trusted_proxies.as_deref(),
-    );
+    let client = state.client_ip(peer, &headers);
     let stored_ip = if state.config.file.tracking.anonymize_ip {
         ip::anonymize(client)
     } else {
@@ -178,7 +174,6 @@ pub async fn submit(State(state): State<SharedState>, req: Request) -> Response 
             .collect(),
     };
     let result = forms::submit(&state, submission).await;
-    let redirect = redirect.map(str::to_owned);
     answer(wants_json, result, redirect.as_deref(), &headers)
 }
 

@@ -323,11 +323,7 @@ async fn read_capped(body: Body) -> Option<Vec<u8>> {
 async fn hit_of(state: &SharedState, parts: &Parts, body: Body) -> Result<Hit, &'static str> {
     let headers = &parts.headers;
     let peer_ip = peer(parts).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
-    let client = ip::client_ip(
-        peer_ip,
-        ip::forwarded_for(headers).as_deref(),
-        state.config.file.server.trusted_proxies.as_deref(),
-    );
+    let client = state.client_ip(peer_ip, headers);
     if let Some(reason) = exclusion(state, headers, client).await {
         return Err(reason);
     }

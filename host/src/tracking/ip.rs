@@ -26,6 +26,16 @@ pub fn is_private(ip: &IpAddr) -> bool {
     }
 }
 
+/// The client of a request that came from `peer`: `client_ip` over every
+/// `X-Forwarded-For` line, believing the proxies `proxies` names (see `client_ip`).
+pub fn client_of(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    proxies: Option<&[Block]>,
+) -> IpAddr {
+    client_ip(peer, forwarded_for(headers).as_deref(), proxies)
+}
+
 /// Every `X-Forwarded-For` line as one list: a proxy may add a line of its own instead
 /// of appending to the one the client sent, and the last hops are the ones to believe.
 pub fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<String> {

@@ -102,9 +102,7 @@ pub async fn login_submit(
     // into the attacker's account) is refused, whatever tokens it carries. Read from
     // `Sec-Fetch-Site` alone: an `Origin` compared with a `Host` that a proxy rewrote
     // would lock out browsers that send no `Sec-Fetch-Site`.
-    let cross_site = headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| matches!(v.as_bytes(), b"cross-site" | b"same-site"));
+    let cross_site = crate::http::auth::fetched_from_another_site(&headers) == Some(true);
     if !session::tokens_match(&form.str("_csrf"), cookie_token)
         || !session::login_token_issued(&state.tracking_secret, cookie_token)
         || cross_site

@@ -216,7 +216,6 @@ fn login_redirect(req: &Request) -> Response {
     }
 }
 
-/// Constant-time comparison of two tokens.
 /// The login form's token: random, with the time it was issued, signed with the
 /// server's secret (the same in every process: it is kept in the database), so the cookie
 /// of the double submit holds only values this server issued within the last
@@ -242,14 +241,12 @@ pub fn login_token_issued(secret: &[u8], token: &str) -> bool {
     fresh && tokens_match(signature, &login_signature(secret, payload))
 }
 
+/// Signed as click-through tokens are, under a prefix of its own (theirs start `v1.`).
 fn login_signature(secret: &[u8], payload: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-    mac.update(b"magpie login form\0");
-    mac.update(payload.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    crate::tracking::token::sign(secret, &format!("login.{payload}"))
 }
 
+/// Constant-time comparison of two tokens.
 pub fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
@@ -476,16 +473,13 @@ async fn check_session(state: &AppState, req: Request, next: Next, streaming: bo
 }
 
 /// The client's address, when the server knows it (it does when serving a socket): the
-/// peer, or behind a trusted proxy the client it names in `X-Forwarded-For`, as tracking
-/// reads it (`tracking::ip::client_ip`).
+/// peer, or behind a trusted proxy the client it names (`AppState::client_ip`).
 pub fn client_ip(
     state: &AppState,
     req_ext: Option<&ConnectInfo<SocketAddr>>,
     headers: &axum::http::HeaderMap,
 ) -> Option<IpAddr> {
-    let forwarded = crate::tracking::ip::forwarded_for(headers);
-    let proxies = state.config.file.server.trusted_proxies.as_deref();
-    req_ext.map(|c| crate::tracking::ip::client_ip(c.0.ip(), forwarded.as_deref(), proxies))
+    req_ext.map(|c| state.client_ip(c.0.ip(), headers))
 }
 
 /// Throttles password guessing: after `MAX_FAILURES` failed logins for one user name or
