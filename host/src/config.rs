@@ -143,7 +143,8 @@ pub struct TrackingConfig {
     pub cors_allowed_origins: Vec<String>,
     pub identify_by_tracking_url: bool,
     pub anonymize_ip: bool,
-    pub do_not_track_ips: Vec<String>,
+    /// Parsed as the file is read, so a mistyped block is an error at start.
+    pub do_not_track_ips: Vec<crate::tracking::ip::Block>,
     pub honor_do_not_track: bool,
     /// During a burst of hits faster than the applier records them, it steps aside for up
     /// to this long (the hits wait, durable, in the journal); 0: it never steps aside.
@@ -385,11 +386,7 @@ impl FileConfig {
         if !(1..=MAX_LINK_TTL_HOURS).contains(&config.export.link_ttl_hours) {
             anyhow::bail!("export.link_ttl_hours must be from 1 to {MAX_LINK_TTL_HOURS}");
         }
-        // A mistyped address or origin would silently track what it was meant to exclude.
-        for block in &config.tracking.do_not_track_ips {
-            crate::tracking::ip::Block::parse(block)
-                .map_err(|e| anyhow::anyhow!("tracking.do_not_track_ips: {e}"))?;
-        }
+        // A mistyped origin would silently track what it was meant to exclude.
         for origin in &config.tracking.cors_allowed_origins {
             crate::http::tracking::check_origin_pattern(origin)
                 .map_err(|e| anyhow::anyhow!("tracking.cors_allowed_origins: {e}"))?;

@@ -238,12 +238,7 @@ async fn exclusion(
     if ip::is_private(&client) && !config.track_private_ip_ranges {
         return Some("private address");
     }
-    if config
-        .do_not_track_ips
-        .iter()
-        .filter_map(|b| ip::Block::parse(b).ok())
-        .any(|b| b.contains(&client))
-    {
+    if config.do_not_track_ips.iter().any(|b| b.contains(&client)) {
         return Some("ignored address");
     }
     let agent = headers

@@ -94,6 +94,18 @@ pub struct Block {
     prefix: u8,
 }
 
+/// `addr/prefix`, or the address alone for a single one (`127.0.0.*` shows as
+/// `127.0.0.0/24`).
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.addr.is_ipv4() { 32 } else { 128 };
+        match self.prefix == full {
+            true => write!(f, "{}", self.addr),
+            false => write!(f, "{}/{}", self.addr, self.prefix),
+        }
+    }
+}
+
 impl TryFrom<String> for Block {
     type Error = String;
     fn try_from(s: String) -> Result<Block, String> {
@@ -294,6 +306,18 @@ mod tests {
             ip("127.0.0.1"),
             "none trusted: the header is ignored"
         );
+    }
+
+    #[test]
+    fn blocks_show_as_cidr() {
+        for (written, shown) in [
+            ("192.0.2.0/24", "192.0.2.0/24"),
+            ("127.0.0.*", "127.0.0.0/24"),
+            ("10.0.0.5", "10.0.0.5"),
+            ("fd00::/8", "fd00::/8"),
+        ] {
+            assert_eq!(Block::parse(written).unwrap().to_string(), shown);
+        }
     }
 
     #[test]

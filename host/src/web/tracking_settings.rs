@@ -42,11 +42,15 @@ struct TrackingPage {
     options: Vec<OptionRow>,
 }
 
-fn list(items: &[String], empty: &str) -> String {
+fn list<T: std::fmt::Display>(items: &[T], empty: &str) -> String {
     if items.is_empty() {
         empty.to_owned()
     } else {
-        items.join(", ")
+        items
+            .iter()
+            .map(T::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
