@@ -355,6 +355,25 @@ async fn start_running(dir: &std::path::Path, database_url: &str, config_toml: &
     magpie::server::start(config).await.expect("server starts")
 }
 
+/// CPU time this whole process has used so far (every thread, user and system), in
+/// seconds: benchmarks divide its growth by the work done, to say what the work costs
+/// on this machine's cores besides how fast it went. Linux's `/proc` counts in ticks of
+/// 1/100 s (`USER_HZ`, fixed at 100 for user space).
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name, from 0.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A hostile test plugin (built by the host's build script, never embedded).
 pub fn test_plugin(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(magpie::plugins::TEST_PLUGINS_DIR).join(format!("{name}.wasm"));

@@ -608,12 +608,26 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
         s.get(&format!("/api/contacts/{id}")).await.expect(200)["contact"]["points"],
         7
     );
-    assert_eq!(
-        s.post(&format!("/api/contacts/{id}/points/times/3"), json!({}))
+    // Mautic's other two operators: 7 × 3 = 21, 21 / 4 = 5 (truncated, as PHP's (int)).
+    for (op, n, want) in [("times", 3, 21), ("divide", 4, 5)] {
+        s.post(&format!("/api/contacts/{id}/points/{op}/{n}"), json!({}))
             .await
-            .status,
-        400
-    );
+            .expect(200);
+        assert_eq!(
+            s.get(&format!("/api/contacts/{id}")).await.expect(200)["contact"]["points"],
+            want,
+            "{op} {n}"
+        );
+    }
+    for bad in ["divide/0", "power/2", "plus/1.5", "times/-2"] {
+        assert_eq!(
+            s.post(&format!("/api/contacts/{id}/points/{bad}"), json!({}))
+                .await
+                .status,
+            400,
+            "{bad}"
+        );
+    }
     assert_eq!(
         s.post("/api/contacts/424242/points/plus/1", json!({}))
             .await
@@ -796,7 +810,12 @@ async fn tags_points_dnc_utm_and_activity(backend: Backend) {
             .iter()
             .all(|e| e["event"] == "point.gained")
     );
-    assert_eq!(only["total"], 2, "plus 10 and minus 3");
+    assert_eq!(
+        only["total"], 4,
+        "plus 10, minus 3, times 3 and divide by 4"
+    );
+    // Newest first: the division took 21 to 5.
+    assert_eq!(only["events"][0]["extra"]["delta"], -16, "{only}");
     let without = s
         .activity(id, "filters[excludeEvents][]=point.gained&limit=2&page=2")
         .await;
@@ -940,17 +959,18 @@ async fn sub_resources_and_lists(backend: Backend) {
             .expect(200)["companies"],
         json!([])
     );
-    assert!(
+    // None yet, written as PHP writes an empty array.
+    assert_eq!(
         s.get(&format!("/api/contacts/{id}/campaigns"))
             .await
-            .expect(200)["campaigns"]
-            .is_object()
+            .expect(200),
+        json!({"total": 0, "campaigns": []})
     );
-    assert!(
+    assert_eq!(
         s.get(&format!("/api/contacts/{id}/segments"))
             .await
-            .expect(200)["lists"]
-            .is_object()
+            .expect(200),
+        json!({"total": 0, "lists": []})
     );
     assert_eq!(s.get("/api/contacts/424242/devices").await.status, 404);
     let api = s.get("/api/openapi.json").await.expect(200);

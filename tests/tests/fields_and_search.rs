@@ -2,6 +2,7 @@
 
 use magpie::store::Exec;
 use magpie_tests::{Backend, TestServer, both_backends, json};
+use serde_json::Value;
 
 both_backends!(
     custom_field_lifecycle,
@@ -9,6 +10,7 @@ both_backends!(
     custom_unique_identifier_with_and_or,
     search_grammar,
     where_filters_ordering_and_paging,
+    entity_lists_filter_and_order,
     search_is_never_an_injection,
     free_text_follows_every_change,
     a_number_can_identify_contacts,
@@ -894,6 +896,45 @@ async fn where_filters_ordering_and_paging(backend: Backend) {
             .status,
         400
     );
+    // Groups, as Mautic's PHP client sends them (no col; the group's filters in val):
+    // points ≥ 40 OR (city London AND points < 10) — nested, joined with a plain filter.
+    let grouped = "where[0][expr]=orX\
+        &where[0][val][0][col]=points&where[0][val][0][expr]=gte&where[0][val][0][val]=40\
+        &where[0][val][1][expr]=andX\
+        &where[0][val][1][val][0][col]=city&where[0][val][1][val][0][expr]=like&where[0][val][1][val][0][val]=London%25\
+        &where[0][val][1][val][1][col]=points&where[0][val][1][val][1][expr]=lt&where[0][val][1][val][1][val]=10\
+        &where[1][col]=email&where[1][expr]=neq&where[1][val]=grace@navy.example.org";
+    let r = s
+        .get(&format!("/api/contacts?{grouped}&orderBy=id"))
+        .await
+        .expect(200);
+    assert_eq!(ids(&r), vec![ada, john]);
+    for bad in [
+        "where[0][expr]=orX",
+        "where[0][expr]=andX&where[0][val][0][col]=nope&where[0][val][0][expr]=eq&where[0][val][0][val]=1",
+        "where[0][expr]=orX&where[0][val][0][expr]=orX&where[0][val][0][val][0][expr]=orX&where[0][val][0][val][0][val][0][expr]=orX&where[0][val][0][val][0][val][0][val][0][col]=id&where[0][val][0][val][0][val][0][val][0][expr]=eq&where[0][val][0][val][0][val][0][val][0][val]=1",
+    ] {
+        let r = s.get(&format!("/api/contacts?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+    // Mautic's order[0][col] and order[0][dir] are orderBy and orderByDir.
+    let r = s
+        .get("/api/contacts?order[0][col]=points&order[0][dir]=desc&limit=2")
+        .await
+        .expect(200);
+    assert_eq!(ids(&r), vec![ada, grace]);
+    for bad in [
+        "order[0][col]=points&order[1][col]=id",
+        "order[0][col]=points&orderBy=id",
+        "order[0][col]=points&order[0][dir]=up",
+        "order[0][col]=nope",
+    ] {
+        assert_eq!(
+            s.get(&format!("/api/contacts?{bad}")).await.status,
+            400,
+            "{bad}"
+        );
+    }
 
     // Paging: total is the whole count, the page is a slice, order is stable.
     let p1 = s
@@ -925,6 +966,146 @@ async fn where_filters_ordering_and_paging(backend: Backend) {
         .next()
         .unwrap();
     assert!(first.get("tags").is_none() && first.get("fields").is_some());
+    s.stop().await;
+}
+
+/// The other lists take Mautic's `where`, `order` and `published` too, rather than
+/// ignoring them and answering everything.
+async fn entity_lists_filter_and_order(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    for name in ["Acme", "Globex", "Initech"] {
+        s.post(
+            "/api/companies/new",
+            json!({"companyname": name, "companycity": if name == "Acme" { "Oslo" } else { "Rome" }}),
+        )
+        .await
+        .expect(201);
+    }
+    let names = |v: &Value, list: &str, key: &str| -> Vec<String> {
+        let items: Vec<&Value> = match &v[list] {
+            Value::Array(a) => a.iter().collect(),
+            Value::Object(o) => o.values().collect(),
+            other => panic!("{other}"),
+        };
+        items
+            .iter()
+            .map(|c| {
+                c.pointer(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("{key} in {c}"))
+                    .to_owned()
+            })
+            .collect()
+    };
+    let r = s
+        .get("/api/companies?where[0][col]=companyname&where[0][expr]=eq&where[0][val]=globex")
+        .await
+        .expect(200);
+    assert_eq!(
+        names(&r, "companies", "/fields/all/companyname"),
+        ["Globex"]
+    );
+    let r = s
+        .get("/api/companies?where[0][col]=companycity&where[0][expr]=neq&where[0][val]=Oslo&order[0][col]=companyname&order[0][dir]=desc")
+        .await
+        .expect(200);
+    assert_eq!(
+        names(&r, "companies", "/fields/all/companyname"),
+        ["Initech", "Globex"]
+    );
+    let r = s
+        .get("/api/companies?where[0][expr]=orX&where[0][val][0][col]=companyname&where[0][val][0][expr]=eq&where[0][val][0][val]=Acme&where[0][val][1][col]=companyname&where[0][val][1][expr]=like&where[0][val][1][val]=Ini%25&orderBy=companyname")
+        .await
+        .expect(200);
+    assert_eq!(
+        names(&r, "companies", "/fields/all/companyname"),
+        ["Acme", "Initech"]
+    );
+    for bad in [
+        "/api/companies?where[0][col]=nope&where[0][expr]=eq&where[0][val]=1",
+        "/api/tags?where[0][col]=tag&where[0][expr]=resembles&where[0][val]=x",
+        "/api/stages?where[0][col]=weight&where[0][expr]=gt&where[0][val]=heavy",
+        "/api/notes?order[0][col]=nope",
+        "/api/fields/contact?where[0][col]=alias&where[0][expr]=eq&where[0][val]=email",
+    ] {
+        let r = s.get(bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+
+    // Stages: where on a number, published=1 keeps published ones only.
+    for (name, weight, published) in [("Lead", 1, true), ("Customer", 5, true), ("Old", 9, false)] {
+        s.post(
+            "/api/stages/new",
+            json!({"name": name, "weight": weight, "isPublished": published}),
+        )
+        .await
+        .expect(201);
+    }
+    let r = s
+        .get("/api/stages?where[0][col]=weight&where[0][expr]=gte&where[0][val]=5")
+        .await
+        .expect(200);
+    assert_eq!(names(&r, "stages", "/name"), ["Customer", "Old"]);
+    let r = s.get("/api/stages?published=1").await.expect(200);
+    assert_eq!(names(&r, "stages", "/name"), ["Lead", "Customer"]);
+
+    // Tags and notes.
+    let ada = s
+        .create_contact(json!({"email": "ada@example.org", "tags": ["vip", "gold", "new"]}))
+        .await;
+    let r = s
+        .get("/api/tags?where[0][col]=tag&where[0][expr]=in&where[0][val]=vip,new&orderBy=tag&orderByDir=desc")
+        .await
+        .expect(200);
+    assert_eq!(names(&r, "tags", "/tag"), ["vip", "new"]);
+    for (text, kind) in [("called", "call"), ("wrote", "email")] {
+        s.post(
+            "/api/notes/new",
+            json!({"lead": ada, "text": text, "type": kind}),
+        )
+        .await
+        .expect(201);
+    }
+    let r = s
+        .get("/api/notes?where[0][col]=type&where[0][expr]=eq&where[0][val]=call")
+        .await
+        .expect(200);
+    assert_eq!(names(&r, "notes", "/text"), ["called"]);
+
+    // Fields: Mautic's search commands, published and ordering.
+    let email_id = s
+        .get("/api/fields/contact?search=type:email")
+        .await
+        .expect(200)["fields"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let r = s
+        .get(&format!("/api/fields/contact?search=ids:{email_id}"))
+        .await
+        .expect(200);
+    assert_eq!(names(&r, "fields", "/alias"), ["email"]);
+    let r = s
+        .get("/api/fields/contact?search=group:social&orderBy=alias&orderByDir=desc&limit=2")
+        .await
+        .expect(200);
+    assert_eq!(names(&r, "fields", "/alias"), ["twitter", "skype"]);
+    s.post(
+        "/api/fields/contact/new",
+        json!({"label": "Shoe size", "alias": "shoe_size", "type": "number", "isPublished": false}),
+    )
+    .await
+    .expect(201);
+    let all = s.get("/api/fields/contact?search=shoe").await.expect(200);
+    assert_eq!(all["total"], 1);
+    let published = s
+        .get("/api/fields/contact?search=shoe&published=1")
+        .await
+        .expect(200);
+    assert_eq!(published["total"], 0);
+    assert_eq!(
+        s.get("/api/fields/contact?orderBy=colour").await.status,
+        400
+    );
     s.stop().await;
 }
 

@@ -426,13 +426,18 @@ async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
     csv.push_str("good3@x.org,H,,\n"); // row 10
     csv.push_str("unterminated@x.org,\"I,,\n"); // row 11: the quote never closes
     csv.push_str("good4@x.org,J,,\n"); // read again after the broken line
+    csv.push_str(" , ,,\n"); // a line of blanks is no row
+    csv.push_str("bad-formula,'=SUM(1),,'+vip\n"); // row 13
+    let long = "y".repeat(3000);
+    csv.push_str(&format!("bad-long,{long},,\n")); // row 14
     let i = upload(&s, "bad.csv", csv).await;
     let id = i["id"].as_i64().unwrap();
     let done = run_import(&s, id, json!({})).await;
     assert_eq!(done["status"], "done", "{done}");
     let p = &done["progress"];
-    assert_eq!(p["failed"], 7, "{done}");
+    assert_eq!(p["failed"], 9, "{done}");
     assert_eq!(p["created"], 4, "{done}");
+    assert_eq!(p["skipped"], 0, "{done}");
     for e in ["good1@x.org", "good2@x.org", "good3@x.org", "good4@x.org"] {
         assert_eq!(by_email(&s, e).await.len(), 1, "{e}");
     }
@@ -484,6 +489,8 @@ async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
         ("7", "binary data"),
         ("9", "longer than 4096 bytes"),
         ("11", "never closed"),
+        ("13", "email: "),
+        ("14", "email: "),
     ];
     assert_eq!(failed.len(), expect.len(), "{failed:?}");
     for ((row, reason), (want_row, want)) in failed.iter().zip(expect) {
@@ -494,6 +501,46 @@ async fn bad_rows_are_listed_and_good_rows_import(backend: Backend) {
         );
     }
     assert_eq!(rows[1][3], "not-an-email", "the row's values are listed");
+    // A failed row's values are whole, and written so that the fixed file imports to
+    // what the row gave: an escaped formula is not escaped again.
+    assert_eq!(rows[8][4..], ["'=SUM(1)", "", "'+vip"], "{:?}", rows[8]);
+    assert_eq!(rows[9][4], long, "not cut");
+    let fixed = r
+        .text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .filter(|l| l.starts_with("13,"))
+        .map(|l| l.replacen("bad-formula", "fixed@x.org", 1))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let again = upload(
+        &s,
+        "fixed.csv",
+        format!("row,line,reason,email,firstname,last_active,tags\n{fixed}\n"),
+    )
+    .await;
+    let again = run_import(&s, again["id"].as_i64().unwrap(), json!({})).await;
+    assert_eq!(again["progress"]["created"], 1, "{again}");
+    let fixed = by_email(&s, "fixed@x.org").await;
+    assert_eq!(fixed[0]["fields"]["all"]["firstname"], "=SUM(1)");
+    assert_eq!(fixed[0]["tags"][0]["tag"], "+vip");
+
+    // A row whose imported cells are all empty (its only value is in a column not
+    // imported) is skipped, as Mautic ignores empty rows, not made an empty contact.
+    let before = count_contacts(&s).await;
+    let i = upload(&s, "partial.csv", "email,note\n,hello\nz@x.org,\n").await;
+    let done = run_import(
+        &s,
+        i["id"].as_i64().unwrap(),
+        json!({"mapping": {"email": "email", "note": null}}),
+    )
+    .await;
+    assert_eq!(
+        counts(&done, &["created", "skipped", "failed"]),
+        [Some(1), Some(1), Some(0)],
+        "{done}"
+    );
+    assert_eq!(count_contacts(&s).await, before + 1);
     s.stop().await;
 }
 
@@ -719,9 +766,10 @@ async fn repeats_across_batches_are_one_contact(backend: Backend) {
 }
 
 /// Stage and owner columns take a name or an id. A stage named for the first time is
-/// created once, however its name is cased and whichever later batch names it again; an
-/// unknown id or user fails its row only, and a stage named only by a row that failed is
-/// not kept.
+/// created once, however its name is cased and whichever later batch names it again; a
+/// number that is neither a stage's name nor its id is a new stage's name (exports write
+/// names); an unknown user fails its row only, and a stage named only by a row that
+/// failed is not kept.
 async fn stages_and_owners_by_name_or_id(backend: Backend) {
     let s = TestServer::start_with(backend, "[import]\nbatch_rows = 2\n").await;
     let customer = s
@@ -745,7 +793,7 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
     let done = run_import(&s, i["id"].as_i64().unwrap(), json!({})).await;
     assert_eq!(
         counts(&done, &["created", "failed"]),
-        [Some(5), Some(3)],
+        [Some(6), Some(2)],
         "{done}"
     );
     let stages = s.get("/api/stages").await.expect(200);
@@ -757,8 +805,8 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
         .collect();
     assert_eq!(
         names.len(),
-        2,
-        "Customer and one Lead; no Ghost, named only by a row that failed: {names:?}"
+        3,
+        "Customer, one Lead and 999999; no Ghost, named only by a row that failed: {names:?}"
     );
     let stage_of = |c: &Value| c["stage"]["name"].as_str().map(str::to_owned);
     let mut lead_ids = Vec::new();
@@ -767,6 +815,7 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
         ("s2@x.org", "Customer", None),
         ("s3@x.org", "Lead", Some(1)),
         ("s4@x.org", "Customer", None),
+        ("s5@x.org", "999999", None),
         ("s7@x.org", "Lead", None),
     ] {
         let c = by_email(&s, email).await;
@@ -780,10 +829,9 @@ async fn stages_and_owners_by_name_or_id(backend: Backend) {
     assert!(lead_ids.windows(2).all(|w| w[0] == w[1]), "{lead_ids:?}");
     let r = s.get(&format!("/api/imports/{}/failed.csv", i["id"])).await;
     let rows = parse_csv(&r.text);
-    assert_eq!(rows.len(), 4, "{rows:?}");
-    assert!(rows[1][2].contains("no stage with id 999999"), "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(
-        rows[2][2].contains("owner: 'nobody' is not a user"),
+        rows[1][2].contains("owner: 'nobody' is not a user"),
         "{rows:?}"
     );
     s.stop().await;

@@ -556,8 +556,18 @@ pub fn id_list(s: &str) -> Option<Vec<i64>> {
 }
 
 /// `where` filters as the API and exports receive them: a list (or PHP-style keyed
-/// object) of `{col, expr, val}`; null is none.
+/// object) of `{col, expr, val}`, where an `orX` or `andX` item holds more of them in its
+/// `val`; null is none.
 pub fn where_filters(w: &Json) -> AppResult<Vec<WhereFilter>> {
+    let mut budget = MAX_WHERE_FILTERS;
+    where_list(w, 0, &mut budget)
+}
+
+/// Filters in all, groups included: each is a condition in the statement.
+const MAX_WHERE_FILTERS: usize = 50;
+const MAX_WHERE_DEPTH: usize = 4;
+
+fn where_list(w: &Json, depth: usize, budget: &mut usize) -> AppResult<Vec<WhereFilter>> {
     let items: Vec<&Json> = match w {
         Json::Null => return Ok(Vec::new()),
         Json::Array(a) => a.iter().collect(),
@@ -568,41 +578,64 @@ pub fn where_filters(w: &Json) -> AppResult<Vec<WhereFilter>> {
             ));
         }
     };
-    if items.len() > 50 {
-        return Err(AppError::bad_request("at most 50 where filters"));
-    }
     items
         .into_iter()
-        .map(|item| {
-            let o = item.as_object().ok_or_else(|| {
-                AppError::bad_request("each where filter needs col, expr and val")
-            })?;
-            let col = o
-                .get("col")
-                .or_else(|| o.get("column"))
-                .and_then(Json::as_str)
-                .ok_or_else(|| AppError::bad_request("where: missing col"))?;
-            let expr = o
-                .get("expr")
-                .and_then(Json::as_str)
-                .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
-            let val = match o.get("val").or_else(|| o.get("value")) {
-                None | Some(Json::Null) => WhereValue::None,
-                Some(Json::String(s)) => WhereValue::One(s.clone()),
-                Some(Json::Array(a)) => WhereValue::Many(
-                    a.iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                        .collect(),
-                ),
-                Some(other) => WhereValue::One(other.to_string()),
-            };
-            Ok(WhereFilter {
-                col: col.to_owned(),
-                expr: expr.to_owned(),
-                val,
-            })
-        })
+        .map(|item| where_item(item, depth, budget))
         .collect()
+}
+
+fn where_item(item: &Json, depth: usize, budget: &mut usize) -> AppResult<WhereFilter> {
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| AppError::bad_request("at most 50 where filters"))?;
+    let o = item
+        .as_object()
+        .ok_or_else(|| AppError::bad_request("each where filter needs col, expr and val"))?;
+    let expr = o
+        .get("expr")
+        .and_then(Json::as_str)
+        .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
+    let val = o.get("val").or_else(|| o.get("value"));
+    if matches!(expr, "orX" | "andX") {
+        if depth + 1 >= MAX_WHERE_DEPTH {
+            return Err(AppError::bad_request(format!(
+                "where: groups nest at most {MAX_WHERE_DEPTH} deep"
+            )));
+        }
+        let group = where_list(val.unwrap_or(&Json::Null), depth + 1, budget)?;
+        if group.is_empty() {
+            return Err(AppError::bad_request(format!(
+                "where: {expr} needs its filters in val"
+            )));
+        }
+        return Ok(WhereFilter {
+            col: String::new(),
+            expr: expr.to_owned(),
+            val: WhereValue::None,
+            group,
+        });
+    }
+    let col = o
+        .get("col")
+        .or_else(|| o.get("column"))
+        .and_then(Json::as_str)
+        .ok_or_else(|| AppError::bad_request("where: missing col"))?;
+    let val = match val {
+        None | Some(Json::Null) => WhereValue::None,
+        Some(Json::String(s)) => WhereValue::One(s.clone()),
+        Some(Json::Array(a)) => WhereValue::Many(
+            a.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect(),
+        ),
+        Some(other) => WhereValue::One(other.to_string()),
+    };
+    Ok(WhereFilter {
+        col: col.to_owned(),
+        expr: expr.to_owned(),
+        val,
+        group: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -966,17 +966,20 @@ fn utm_json(u: &UtmInput) -> Json {
 pub async fn change_points(
     store: &Store,
     id: i64,
-    delta: i64,
+    change: store::contacts::PointsChange,
     action: &str,
     now: i64,
 ) -> AppResult<i64> {
     let mut tx = store.begin().await?;
-    let Some((before, total)) = store::contacts::add_points(&mut tx, id, delta, now).await? else {
+    let Some((before, total)) = store::contacts::change_points(&mut tx, id, change, now).await?
+    else {
         return Err(AppError::NotFound("Contact not found.".into()));
     };
     // The history says what changed: at the bound, less than was asked.
     let mut props = json!({ "delta": total - before, "points": total, "action": action });
-    if total - before != delta {
+    if let store::contacts::PointsChange::Add(delta) = change
+        && total - before != delta
+    {
         props["requested"] = json!(delta);
     }
     store::events::insert(

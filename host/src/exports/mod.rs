@@ -218,20 +218,22 @@ impl Query {
     }
 
     pub fn to_json(&self) -> Json {
-        let wheres: Vec<Json> = self
-            .wheres
-            .iter()
-            .map(|w| {
-                let val = match &w.val {
-                    WhereValue::None => Json::Null,
-                    WhereValue::One(s) => json!(s),
-                    WhereValue::Many(v) => json!(v),
-                };
-                json!({ "col": w.col, "expr": w.expr, "val": val })
-            })
-            .collect();
-        json!({ "search": self.search, "where": wheres, "ids": self.ids })
+        json!({ "search": self.search, "where": where_json(&self.wheres), "ids": self.ids })
     }
+}
+
+/// `where` filters as `search::where_filters` reads them back.
+fn where_json(wheres: &[WhereFilter]) -> Json {
+    let one = |w: &WhereFilter| {
+        let val = match (&w.val, w.group.is_empty()) {
+            (_, false) => where_json(&w.group),
+            (WhereValue::None, true) => Json::Null,
+            (WhereValue::One(s), true) => json!(s),
+            (WhereValue::Many(v), true) => json!(v),
+        };
+        json!({ "col": w.col, "expr": w.expr, "val": val })
+    };
+    Json::Array(wheres.iter().map(one).collect())
 }
 
 /// The SQL condition of a query, or a 400 saying what is wrong with it.
@@ -1416,7 +1418,7 @@ pub async fn delete_expired_files(state: &SharedState) -> anyhow::Result<()> {
 
 /// Removes the files of `dir` whose name `pick` picks (and, with `older_than`, that were
 /// last written longer ago than that).
-async fn remove_files(
+pub(crate) async fn remove_files(
     dir: &std::path::Path,
     pick: impl Fn(&str) -> bool,
     older_than: Option<Duration>,

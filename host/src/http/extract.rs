@@ -10,7 +10,8 @@ use serde_json::{Map, Value as Json};
 use crate::contacts::search::id_list;
 use crate::error::AppError;
 use crate::state::SharedState;
-use crate::store::entity_list::EntityQuery;
+use crate::store::entity_list::{EntityQuery, ListColumn, find_column, where_conditions};
+use crate::store::{Backend, Params};
 
 /// A request body as JSON: `application/json`, or `application/x-www-form-urlencoded`
 /// with PHP-style keys (what Mautic's PHP client sends).
@@ -171,13 +172,58 @@ impl PhpQuery {
         }
     }
 
-    /// `search`, `orderBy`, `orderByDir`, `start` and `limit` of a simple entity list, as
-    /// Mautic's API takes them. `search` is free text and/or `ids:1,2,3`; `columns` maps
-    /// the names `orderBy` may use to SQL columns; `default` is the order without one.
-    /// `limit=0` means as many as allowed (1,000).
+    /// The asked order: `orderBy` and `orderByDir`, or Mautic's `order[0][col]` and
+    /// `order[0][dir]`, as its PHP client sends them. The column name (`None`: the list's
+    /// default) and `Some(true)` for descending; one column only.
+    pub fn order(&self) -> Result<(Option<&str>, Option<bool>), AppError> {
+        let by = self.str("orderBy").map(str::trim).filter(|s| !s.is_empty());
+        let Some(order) = self.0.get("order").filter(|o| !o.is_null()) else {
+            return Ok((by, self.descending()?));
+        };
+        let items: Vec<&Json> = match order {
+            Json::Array(a) => a.iter().collect(),
+            Json::Object(o) => o.values().collect(),
+            _ => {
+                return Err(AppError::bad_request(
+                    "order must be order[0][col]=…&order[0][dir]=…",
+                ));
+            }
+        };
+        let [item] = items.as_slice() else {
+            return Err(AppError::bad_request(
+                "order: one column only (order[0][col] and order[0][dir])",
+            ));
+        };
+        if by.is_some() {
+            return Err(AppError::bad_request("give orderBy or order, not both"));
+        }
+        let col = item
+            .get("col")
+            .or_else(|| item.get("column"))
+            .and_then(Json::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AppError::bad_request("order: missing col"))?;
+        let dir = match item.get("dir").and_then(Json::as_str).map(str::trim) {
+            None | Some("") => None,
+            Some(d) if d.eq_ignore_ascii_case("asc") => Some(false),
+            Some(d) if d.eq_ignore_ascii_case("desc") => Some(true),
+            Some(d) => {
+                return Err(AppError::bad_request(format!(
+                    "order: dir must be asc or desc, not '{d}'"
+                )));
+            }
+        };
+        Ok((Some(col), dir))
+    }
+
+    /// `search`, `where`, `published`, the order (`order`), `start` and `limit` of a
+    /// simple entity list, as Mautic's API takes them. `search` is free text and/or
+    /// `ids:1,2,3`; `columns` are those `orderBy` and `where` may name; `default` is the
+    /// order without one. `limit=0` means as many as allowed (1,000).
     pub fn entity_query(
         &self,
-        columns: &[(&str, &'static str)],
+        columns: &'static [ListColumn],
         default: (&'static str, bool),
         default_limit: i64,
     ) -> Result<EntityQuery, AppError> {
@@ -199,24 +245,25 @@ impl PhpQuery {
                 None => text.push(token),
             }
         }
-        let descending = self.descending()?;
-        let order_by = match self.str("orderBy").map(str::trim).unwrap_or("") {
-            "" => (default.0, descending.unwrap_or(default.1)),
-            name => {
-                let column = columns
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, c)| *c)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-                        AppError::bad_request(format!(
-                            "orderBy must be one of {}, not '{name}'",
-                            names.join(", ")
-                        ))
-                    })?;
-                (column, descending.unwrap_or(false))
+        let (by, descending) = self.order()?;
+        let order_by = match by {
+            None => (default.0, descending.unwrap_or(default.1)),
+            Some(name) => {
+                let column = find_column(columns, name).ok_or_else(|| {
+                    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+                    AppError::bad_request(format!(
+                        "orderBy must be one of {}, not '{name}'",
+                        names.join(", ")
+                    ))
+                })?;
+                (column.sql, descending.unwrap_or(false))
             }
         };
+        let wheres =
+            crate::contacts::search::where_filters(self.0.get("where").unwrap_or(&Json::Null))?;
+        // Checked here, so that listing never meets a bad filter.
+        where_conditions(Backend::Sqlite, &mut Params::default(), columns, &wheres)
+            .map_err(AppError::bad_request)?;
         let limit = match self.int("limit", default_limit)? {
             0 => 1000,
             n => n.min(1000),
@@ -224,6 +271,9 @@ impl PhpQuery {
         Ok(EntityQuery {
             ids,
             text: Some(text.join(" ")).filter(|t| !t.is_empty()),
+            wheres,
+            published_only: self.flag("published"),
+            columns,
             order_by,
             offset: self.int("start", 0)?,
             limit,

@@ -5,7 +5,8 @@ use serde_json::{Map, Value as Json};
 
 /// Most parameters and nesting accepted; more is a hostile or broken request.
 pub const MAX_PARAMS: usize = 1000;
-pub const MAX_DEPTH: usize = 6;
+// Ten: `where` groups (`where[0][val][1][val][0][col]`) nest three deep.
+pub const MAX_DEPTH: usize = 10;
 
 /// Parses `a=1&b[c]=2&d[]=3` into a JSON object of strings, objects and arrays.
 pub fn parse(input: &str) -> Result<Map<String, Json>, String> {
@@ -113,7 +114,8 @@ mod tests {
     #[test]
     fn hostile_parameters() {
         assert!(parse(&"a=1&".repeat(1001)).is_err());
-        assert!(parse("a[b][c][d][e][f][g]=1").is_err());
+        assert!(parse("a[b][c][d][e][f][g][h][i][j]=1").is_ok());
+        assert!(parse("a[b][c][d][e][f][g][h][i][j][k]=1").is_err());
         assert!(parse("a=1&a[b]=2").is_err());
         assert!(
             parse("a=%FF%FE").unwrap_err().contains("UTF-8"),

@@ -103,6 +103,23 @@ pub fn clip(s: &str) -> String {
     }
 }
 
+/// Text of a value read as UTF-8 that holds bytes UTF-8 cannot read: the well-formed runs
+/// as UTF-8, each broken byte as the Windows-1252 character it is. A Windows-1252 file
+/// whose first accent comes after the sniffed sample reads right so, and a UTF-8 file
+/// with a stray byte loses nothing (a replacement character would destroy the byte).
+pub fn utf8_else_windows_1252(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        text.push_str(
+            &encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(chunk.invalid())
+                .0,
+        );
+    }
+    text
+}
+
 pub struct CsvReader<R> {
     input: R,
     /// The byte that ends lines: `\n`, or `\r` in files whose lines end with CR alone
@@ -394,15 +411,7 @@ impl<R: BufRead + Seek> CsvReader<R> {
             let text = match self.dialect.encoding {
                 Encoding::Utf8 => match std::str::from_utf8(bytes) {
                     Ok(s) => s.to_owned(),
-                    Err(_) => {
-                        if problem.is_none() {
-                            problem = Some(format!(
-                                "column {} is not valid UTF-8 text (the file was read as UTF-8; choose another encoding if this file is Windows-1252/Latin-1)",
-                                i + 1
-                            ));
-                        }
-                        String::from_utf8_lossy(bytes).into_owned()
-                    }
+                    Err(_) => utf8_else_windows_1252(bytes),
                 },
                 Encoding::Windows1252 => encoding_rs::WINDOWS_1252
                     .decode_without_bom_handling(bytes)
@@ -602,16 +611,17 @@ mod tests {
         };
         let recs = read_all(b"name\nJos\xe9\n", d, 1 << 20, None);
         assert_eq!(ok(&recs[1]), vec!["José"]);
-        let recs = read_all(b"name\nJos\xe9\nok\n", Dialect::default(), 1 << 20, None);
-        assert!(
-            recs[1]
-                .fields
-                .as_ref()
-                .unwrap_err()
-                .reason
-                .contains("not valid UTF-8")
+        // Read as UTF-8, a byte UTF-8 cannot read is its Windows-1252 character, beside
+        // well-formed UTF-8 in the same value.
+        let recs = read_all(
+            b"name\nJos\xe9\nZo\xc3\xab \x80\nok\n",
+            Dialect::default(),
+            1 << 20,
+            None,
         );
-        assert_eq!(ok(&recs[2]), vec!["ok"]);
+        assert_eq!(ok(&recs[1]), vec!["José"]);
+        assert_eq!(ok(&recs[2]), vec!["Zoë €"]);
+        assert_eq!(ok(&recs[3]), vec!["ok"]);
         let recs = read_all(b"name\nab\0cd\n", Dialect::default(), 1 << 20, None);
         assert!(
             recs[1]

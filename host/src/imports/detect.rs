@@ -179,13 +179,13 @@ pub fn sniff(sample: &[u8], complete: bool) -> Result<Sniffed, String> {
     let body = if bom { &sample[3..] } else { sample };
     // UTF-8 when valid, or mostly valid: far more well-formed non-ASCII characters than
     // broken sequences, which a Windows-1252 file (é is one byte there) almost never has.
-    // Then the rows with the broken bytes fail alone, instead of every accented letter
-    // of the file turning into two wrong ones.
+    // Then the broken bytes alone are read as Windows-1252 (`csv::utf8_else_windows_1252`),
+    // instead of every accented letter of the file turning into two wrong ones.
     let (non_ascii, invalid) = utf8_counts(body, complete);
     let encoding = if bom || invalid == 0 || non_ascii >= 4 * invalid {
         if invalid > 0 {
             notes.push(
-                "A few bytes of the file are not valid UTF-8: the rows holding them will fail (listed with the failed rows). \
+                "A few bytes of the file are not valid UTF-8: each is read as its Windows-1252 character. \
                  If the whole file is Windows-1252, choose that encoding."
                     .to_owned(),
             );

@@ -352,6 +352,18 @@ impl Upload {
     }
 }
 
+/// Removes uploads a process left half-written when it died (`….part`). An upload in
+/// progress writes to its file all the time (slow clients are cut off), so one untouched
+/// for an hour is abandoned.
+pub async fn delete_abandoned_uploads(state: &SharedState) {
+    crate::exports::remove_files(
+        &dir(state),
+        |name| name.ends_with(".part"),
+        Some(std::time::Duration::from_secs(3600)),
+    )
+    .await;
+}
+
 /// The name shown for an upload: the last path component, no control characters.
 pub fn clean_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
@@ -1206,13 +1218,14 @@ struct Item {
 }
 
 impl Item {
-    /// This row as a failed one, with its values cut for the failed-rows file.
+    /// This row as a failed one, its values whole: the failed-rows file is for fixing
+    /// and importing again.
     fn failure(&self, reason: String) -> Failure {
         Failure {
             row: self.row,
             line: self.line,
             reason,
-            values: self.values.iter().map(|v| csv::clip(v)).collect(),
+            values: self.values.clone(),
         }
     }
 }
@@ -1512,6 +1525,16 @@ pub fn clears(cell: &str) -> bool {
     cell.trim() == "NULL"
 }
 
+/// A failed row's cell as the failed-rows file writes it: so that importing the file
+/// again reads the value the cell gave (a `NULL` that clears stays one; an escaped
+/// formula is not escaped twice), and no spreadsheet runs it as a formula.
+pub fn failed_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    match clears(cell) {
+        true => cell.into(),
+        false => crate::exports::neutralize(unescape_formula(cell)),
+    }
+}
+
 /// `'=1+1'` exported by Magpie as `'=1+1` comes back as `=1+1` (see `exports::neutralize`).
 fn unescape_formula(v: &str) -> &str {
     match v.strip_prefix('\'') {
@@ -1520,15 +1543,15 @@ fn unescape_formula(v: &str) -> &str {
     }
 }
 
-/// Turns a row into an item, or says why it cannot be imported.
+/// Turns a row into an item (`None`: the row gives nothing to import), or says why it
+/// cannot be imported.
 fn to_item(
     plan: &Plan,
     row: i64,
     line: i64,
     values: Vec<String>,
-) -> Result<Item, (String, Vec<String>)> {
-    let fail =
-        |m: String, values: &[String]| Err((m, values.iter().map(|v| csv::clip(v)).collect()));
+) -> Result<Option<Item>, (String, Vec<String>)> {
+    let fail = |m: String, values: &[String]| Err((m, values.to_vec()));
     if values.len() != plan.header_count {
         let extra_blank = values.len() > plan.header_count
             && values[plan.header_count..]
@@ -1555,12 +1578,17 @@ fn to_item(
         new_stage: None,
         values: Vec::new(),
     };
+    // Whether an imported column has a value: a row without one (an empty line of
+    // delimiters, as spreadsheets write) is skipped, as Mautic ignores empty rows, rather
+    // than made an empty contact.
+    let mut anything = false;
     for (i, target) in plan.columns.iter().enumerate() {
         let Some(raw) = values.get(i) else { continue };
         let v = unescape_formula(raw);
         if v.trim().is_empty() {
             continue; // empty cells never overwrite
         }
+        anything |= !matches!(target, Target::Skip);
         // `NULL` clears (as in Mautic); `'NULL` (how exports write the text) is the text.
         if clears(raw) {
             match target {
@@ -1640,8 +1668,9 @@ fn to_item(
                 }
             }
             Target::Special(Special::Stage) => {
-                // A name first (exports write names; a name may be a number), then an
-                // id; an unknown name is created.
+                // A name first (exports write names; a name may be a number), then the
+                // id of a stage; anything else is a new stage of that name (an exported
+                // stage named "123" comes back by its name).
                 let key = v.trim();
                 match (
                     plan.stages_by_name.get(&key.to_lowercase()),
@@ -1651,10 +1680,7 @@ fn to_item(
                     (None, Ok(id)) if plan.stage_ids.contains(&id) => {
                         item.input.stage = Some(Some(id))
                     }
-                    (None, Ok(id)) => {
-                        return fail(format!("stage: there is no stage with id {id}"), &values);
-                    }
-                    (None, Err(_)) => match crate::contacts::input::normalize_stage_name(key) {
+                    (None, _) => match crate::contacts::input::normalize_stage_name(key) {
                         Ok(name) => item.new_stage = Some(name),
                         Err(m) => return fail(format!("stage: {m}"), &values),
                     },
@@ -1689,6 +1715,9 @@ fn to_item(
             },
         }
     }
+    if !anything {
+        return Ok(None);
+    }
     if item.input.owner.is_none()
         && let Some(o) = plan.options.owner
     {
@@ -1700,13 +1729,15 @@ fn to_item(
         }
     }
     item.values = values;
-    Ok(item)
+    Ok(Some(item))
 }
 
 /// A batch's rows turned into contact inputs (or failures), before the writer is taken.
 struct Converted {
     items: Vec<Item>,
     failures: Vec<Failure>,
+    /// Rows with nothing to import (skipped).
+    empty: i64,
     rows: usize,
     end: Position,
     eof: bool,
@@ -1716,6 +1747,7 @@ fn convert(plan: &Plan, batch: Batch) -> Converted {
     let mut failures: Vec<Failure> = Vec::new();
     let rows = batch.records.len();
     let mut items: Vec<Item> = Vec::with_capacity(rows);
+    let mut empty = 0;
     for r in batch.records {
         let (row, line) = (r.row as i64, r.line as i64);
         match r.fields {
@@ -1726,7 +1758,8 @@ fn convert(plan: &Plan, batch: Batch) -> Converted {
                 values: bad.values,
             }),
             Ok(values) => match to_item(plan, row, line, values) {
-                Ok(item) => items.push(item),
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => empty += 1,
                 Err((reason, values)) => failures.push(Failure {
                     row,
                     line,
@@ -1740,6 +1773,7 @@ fn convert(plan: &Plan, batch: Batch) -> Converted {
     Converted {
         items,
         failures,
+        empty,
         rows,
         end: batch.end,
         eof: batch.eof,
@@ -1756,14 +1790,18 @@ async fn write_batch(
     tx: &mut Tx,
 ) -> anyhow::Result<Control> {
     let now = now_ms();
-    let mut counts = Counts::default();
     let Converted {
         mut items,
         mut failures,
+        empty,
         rows,
         end,
         eof,
     } = batch;
+    let mut counts = Counts {
+        skipped: empty,
+        ..Counts::default()
+    };
     let total_rows = rows as i64;
     let control = ctx.checkpoint(tx).await?;
     if control == Control::LeaseLost {

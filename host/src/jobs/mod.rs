@@ -405,6 +405,7 @@ async fn janitor(state: SharedState, mut stop: watch::Receiver<bool>) {
                 );
             }
             crate::exports::delete_expired_files(&state).await?;
+            crate::imports::delete_abandoned_uploads(&state).await;
             anyhow::Ok(())
         }
         .await;

@@ -15,12 +15,14 @@ use crate::contacts::Contact;
 use crate::contacts::fields::{FieldSet, FieldType, SEARCH_TEXT_COLUMNS, Storage};
 use crate::contacts::search::{Compare, Cond, Expr, Match};
 
-/// A Mautic `where[]` filter.
+/// A Mautic `where[]` filter, or (`expr` `orX` / `andX`) a group of them in `group`,
+/// as Mautic's query builder and its PHP client send them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WhereFilter {
     pub col: String,
     pub expr: String,
     pub val: WhereValue,
+    pub group: Vec<WhereFilter>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,14 +51,14 @@ pub struct ListQuery<'a> {
 }
 
 /// SQL for one column that can be filtered or sorted: its expression and kind.
-struct Col {
-    sql: String,
-    kind: Kind,
+pub struct Col {
+    pub sql: String,
+    pub kind: Kind,
     /// Stored as milliseconds (compare with parsed date-times).
-    timestamp: bool,
+    pub timestamp: bool,
     /// A date or date-time field, stored as sortable text (`2024-05-01`, `2024-05-01
     /// 12:00:00` in UTC): compared with values written the same way.
-    dated: Option<FieldType>,
+    pub dated: Option<FieldType>,
 }
 
 /// Maps an API column name (field alias, snake or camel system name) to SQL.
@@ -444,125 +446,156 @@ impl Compiler<'_> {
     }
 
     fn where_filter(&mut self, w: &WhereFilter) -> Result<String, String> {
-        let col = resolve_column(self.fields, &w.col)
-            .ok_or_else(|| format!("where: unknown column '{}'", w.col))?;
-        let text = col.kind == Kind::Text;
-        let folded = if text {
-            search_expr(self.backend, &col.sql, Kind::Text)
-        } else {
-            col.sql.clone()
-        };
-        // LIKE patterns are text even on date fields.
-        let patterned = matches!(w.expr.as_str(), "like" | "notLike");
-        let value = |s: &str, c: &mut Self| -> Result<String, String> {
-            let v = if col.timestamp {
-                Value::Int(
-                    crate::time::parse_datetime(s)
-                        .ok_or_else(|| format!("where: '{}' is not a date", w.col))?
-                        .timestamp_millis(),
-                )
-            } else if let Some(dated) = col.dated.filter(|_| !patterned) {
-                let stored = match dated {
-                    FieldType::Date => {
-                        crate::time::parse_written_date(s).map(|d| d.format("%Y-%m-%d").to_string())
-                    }
-                    _ => crate::time::parse_datetime(s)
-                        .map(|t| crate::time::sql_datetime(t.timestamp_millis())),
-                };
-                Value::Text(stored.ok_or_else(|| format!("where: '{}' is not a date", w.col))?)
-            } else {
-                match col.kind {
-                    Kind::Text => Value::Text(fold(s)),
-                    Kind::Int => Value::Int(
-                        s.trim()
-                            .parse()
-                            .map_err(|_| format!("where: {} takes a whole number", w.col))?,
-                    ),
-                    Kind::Float => Value::Float(
-                        s.trim()
-                            .parse()
-                            .ok()
-                            .filter(|x: &f64| x.is_finite())
-                            .ok_or_else(|| format!("where: {} takes a number", w.col))?,
-                    ),
-                }
-            };
-            Ok(c.p.push(v))
-        };
-        let one = |c: &mut Self| -> Result<String, String> {
-            match &w.val {
-                WhereValue::One(s) => value(s, c),
-                WhereValue::Many(v) if v.len() == 1 => value(&v[0], c),
-                _ => Err(format!("where: {} needs one value", w.expr)),
-            }
-        };
-        let many = |c: &mut Self| -> Result<Vec<String>, String> {
-            let items: Vec<String> = match &w.val {
-                WhereValue::One(s) => s
-                    .split(',')
-                    .map(|x| x.trim().trim_matches('"').to_owned())
-                    .collect(),
-                WhereValue::Many(v) => v.clone(),
-                WhereValue::None => Vec::new(),
-            };
-            if items.is_empty() || items.len() > 1000 {
-                return Err(format!("where: {} needs 1 to 1000 values", w.expr));
-            }
-            items.iter().map(|s| value(s, c)).collect()
-        };
-        Ok(match w.expr.as_str() {
-            "eq" => format!("{folded} = {}", one(self)?),
-            "neq" => format!("({folded} <> {} OR {} IS NULL)", one(self)?, col.sql),
-            "lt" => format!("{folded} < {}", one(self)?),
-            "lte" => format!("{folded} <= {}", one(self)?),
-            "gt" => format!("{folded} > {}", one(self)?),
-            "gte" => format!("{folded} >= {}", one(self)?),
-            "like" | "notLike" if !text => {
-                return Err(format!("where: {} works on text columns only", w.expr));
-            }
-            // `\` escapes `%`, `_` and itself on both databases, as in Mautic's MySQL.
-            "like" | "notLike" if lone_trailing_escape(&w.val) => {
-                return Err(format!(
-                    "where: a {} pattern cannot end with a lone \\ (write \\\\ for a backslash)",
-                    w.expr
-                ));
-            }
-            "like" => format!("{folded} LIKE {} ESCAPE '\\'", one(self)?),
-            "notLike" => format!(
-                "({folded} NOT LIKE {} ESCAPE '\\' OR {} IS NULL)",
-                one(self)?,
-                col.sql
-            ),
-            "isNull" => format!("{} IS NULL", col.sql),
-            "isNotNull" => format!("{} IS NOT NULL", col.sql),
-            "isEmpty" if text => format!("({} IS NULL OR {} = '')", col.sql, col.sql),
-            "isNotEmpty" if text => format!("({} IS NOT NULL AND {} <> '')", col.sql, col.sql),
-            "isEmpty" => format!("{} IS NULL", col.sql),
-            "isNotEmpty" => format!("{} IS NOT NULL", col.sql),
-            "in" => format!("{folded} IN ({})", many(self)?.join(", ")),
-            "notIn" => format!(
-                "({folded} NOT IN ({}) OR {} IS NULL)",
-                many(self)?.join(", "),
-                col.sql
-            ),
-            "between" | "notBetween" => {
-                let v = many(self)?;
-                if v.len() != 2 {
-                    return Err(format!("where: {} needs two values", w.expr));
-                }
-                let cond = format!("{folded} BETWEEN {} AND {}", v[0], v[1]);
-                if w.expr == "between" {
-                    cond
-                } else {
-                    format!("NOT ({cond})")
-                }
-            }
-            other => {
-                return Err(format!(
-                    "where: unknown expression '{other}' (use eq, neq, lt, lte, gt, gte, like, notLike, isNull, isNotNull, isEmpty, isNotEmpty, in, notIn, between, notBetween)"
-                ));
-            }
+        let fields = self.fields;
+        where_sql(self.backend, &mut self.p, w, &|name| {
+            resolve_column(fields, name)
         })
+    }
+}
+
+/// One `where` filter, or a group of them, as SQL over the columns `resolve` names (the
+/// contacts' here; the simple entity lists' in `entity_list`). Errors are messages for a
+/// 400.
+pub fn where_sql(
+    backend: Backend,
+    p: &mut Params,
+    w: &WhereFilter,
+    resolve: &dyn Fn(&str) -> Option<Col>,
+) -> Result<String, String> {
+    if let Some(joiner) = group_joiner(&w.expr) {
+        let parts = w
+            .group
+            .iter()
+            .map(|inner| where_sql(backend, p, inner, resolve))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(format!("({})", parts.join(joiner)));
+    }
+    let col = resolve(&w.col).ok_or_else(|| format!("where: unknown column '{}'", w.col))?;
+    let text = col.kind == Kind::Text;
+    let folded = if text {
+        search_expr(backend, &col.sql, Kind::Text)
+    } else {
+        col.sql.clone()
+    };
+    // LIKE patterns are text even on date fields.
+    let patterned = matches!(w.expr.as_str(), "like" | "notLike");
+    let value = |s: &str, p: &mut Params| -> Result<String, String> {
+        let v = if col.timestamp {
+            Value::Int(
+                crate::time::parse_datetime(s)
+                    .ok_or_else(|| format!("where: '{}' is not a date", w.col))?
+                    .timestamp_millis(),
+            )
+        } else if let Some(dated) = col.dated.filter(|_| !patterned) {
+            let stored = match dated {
+                FieldType::Date => {
+                    crate::time::parse_written_date(s).map(|d| d.format("%Y-%m-%d").to_string())
+                }
+                _ => crate::time::parse_datetime(s)
+                    .map(|t| crate::time::sql_datetime(t.timestamp_millis())),
+            };
+            Value::Text(stored.ok_or_else(|| format!("where: '{}' is not a date", w.col))?)
+        } else {
+            match col.kind {
+                Kind::Text => Value::Text(fold(s)),
+                Kind::Int => Value::Int(
+                    s.trim()
+                        .parse()
+                        .map_err(|_| format!("where: {} takes a whole number", w.col))?,
+                ),
+                Kind::Float => Value::Float(
+                    s.trim()
+                        .parse()
+                        .ok()
+                        .filter(|x: &f64| x.is_finite())
+                        .ok_or_else(|| format!("where: {} takes a number", w.col))?,
+                ),
+            }
+        };
+        Ok(p.push(v))
+    };
+    let one = |p: &mut Params| -> Result<String, String> {
+        match &w.val {
+            WhereValue::One(s) => value(s, p),
+            WhereValue::Many(v) if v.len() == 1 => value(&v[0], p),
+            _ => Err(format!("where: {} needs one value", w.expr)),
+        }
+    };
+    let many = |p: &mut Params| -> Result<Vec<String>, String> {
+        let items: Vec<String> = match &w.val {
+            WhereValue::One(s) => s
+                .split(',')
+                .map(|x| x.trim().trim_matches('"').to_owned())
+                .collect(),
+            WhereValue::Many(v) => v.clone(),
+            WhereValue::None => Vec::new(),
+        };
+        if items.is_empty() || items.len() > 1000 {
+            return Err(format!("where: {} needs 1 to 1000 values", w.expr));
+        }
+        items.iter().map(|s| value(s, p)).collect()
+    };
+    Ok(match w.expr.as_str() {
+        "eq" => format!("{folded} = {}", one(p)?),
+        "neq" => format!("({folded} <> {} OR {} IS NULL)", one(p)?, col.sql),
+        "lt" => format!("{folded} < {}", one(p)?),
+        "lte" => format!("{folded} <= {}", one(p)?),
+        "gt" => format!("{folded} > {}", one(p)?),
+        "gte" => format!("{folded} >= {}", one(p)?),
+        "like" | "notLike" if !text => {
+            return Err(format!("where: {} works on text columns only", w.expr));
+        }
+        // `\` escapes `%`, `_` and itself on both databases, as in Mautic's MySQL.
+        "like" | "notLike" if lone_trailing_escape(&w.val) => {
+            return Err(format!(
+                "where: a {} pattern cannot end with a lone \\ (write \\\\ for a backslash)",
+                w.expr
+            ));
+        }
+        "like" => format!("{folded} LIKE {} ESCAPE '\\'", one(p)?),
+        "notLike" => format!(
+            "({folded} NOT LIKE {} ESCAPE '\\' OR {} IS NULL)",
+            one(p)?,
+            col.sql
+        ),
+        "isNull" => format!("{} IS NULL", col.sql),
+        "isNotNull" => format!("{} IS NOT NULL", col.sql),
+        "isEmpty" if text => format!("({} IS NULL OR {} = '')", col.sql, col.sql),
+        "isNotEmpty" if text => format!("({} IS NOT NULL AND {} <> '')", col.sql, col.sql),
+        "isEmpty" => format!("{} IS NULL", col.sql),
+        "isNotEmpty" => format!("{} IS NOT NULL", col.sql),
+        "in" => format!("{folded} IN ({})", many(p)?.join(", ")),
+        "notIn" => format!(
+            "({folded} NOT IN ({}) OR {} IS NULL)",
+            many(p)?.join(", "),
+            col.sql
+        ),
+        "between" | "notBetween" => {
+            let v = many(p)?;
+            if v.len() != 2 {
+                return Err(format!("where: {} needs two values", w.expr));
+            }
+            let cond = format!("{folded} BETWEEN {} AND {}", v[0], v[1]);
+            if w.expr == "between" {
+                cond
+            } else {
+                format!("NOT ({cond})")
+            }
+        }
+        other => {
+            return Err(format!(
+                "where: unknown expression '{other}' (use eq, neq, lt, lte, gt, gte, like, notLike, isNull, isNotNull, isEmpty, isNotEmpty, in, notIn, between, notBetween, orX, andX)"
+            ));
+        }
+    })
+}
+
+/// `orX` and `andX`: how a group's filters join.
+fn group_joiner(expr: &str) -> Option<&'static str> {
+    match expr {
+        "orX" => Some(" OR "),
+        "andX" => Some(" AND "),
+        _ => None,
     }
 }
 
@@ -1034,6 +1067,13 @@ mod tests {
             col: col.into(),
             expr: expr.into(),
             val,
+            group: Vec::new(),
+        };
+        let group = |expr: &str, group: Vec<WhereFilter>| WhereFilter {
+            col: String::new(),
+            expr: expr.into(),
+            val: WhereValue::None,
+            group,
         };
         let ok = [
             w("email", "eq", WhereValue::One("a@b.co".into())),
@@ -1061,6 +1101,35 @@ mod tests {
         for f in ok {
             assert!(accepted(&f), "{f:?}");
         }
+        // Groups join their filters, nested as sent; one bad filter spoils the group.
+        let either = group(
+            "orX",
+            vec![
+                w("email", "eq", WhereValue::One("a@b.co".into())),
+                group(
+                    "andX",
+                    vec![
+                        w("city", "eq", WhereValue::One("Oslo".into())),
+                        w("points", "gt", WhereValue::One("3".into())),
+                    ],
+                ),
+            ],
+        );
+        let lq = ListQuery {
+            search: None,
+            wheres: std::slice::from_ref(&either),
+            order_by: None,
+            dir: Dir::Desc,
+            offset: 0,
+            limit: None,
+            me: None,
+        };
+        let (sql, _) = where_clause(Backend::Sqlite, &fields, &lq, false).unwrap();
+        assert!(sql.contains(" OR (") && sql.contains(" AND "), "{sql}");
+        assert!(!accepted(&group(
+            "andX",
+            vec![w("nope", "eq", WhereValue::One("x".into()))]
+        )));
         let bad = [
             w("nope", "eq", WhereValue::One("x".into())),
             w("email", "regex", WhereValue::One("x".into())),

@@ -841,10 +841,32 @@ pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Ve
 /// Adds `delta` to a contact's points; returns the points before and after, or `None`
 /// for an unknown contact. Points stay within what a save accepts (fewer than 16 digits),
 /// so a contact read back can be saved back: the change made may be less than `delta`.
-pub async fn add_points(
+/// A change of a contact's points, as Mautic's API names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PointsChange {
+    Add(i64),
+    Times(i64),
+    /// By a divisor other than 0; the quotient is truncated, as PHP's `(int)` does.
+    Divide(i64),
+}
+
+impl PointsChange {
+    /// The points after the change, kept within ±`MAX_POINTS`.
+    pub fn apply(self, before: i64) -> i64 {
+        let after = match self {
+            PointsChange::Add(delta) => before.saturating_add(delta),
+            PointsChange::Times(factor) => before.saturating_mul(factor),
+            PointsChange::Divide(divisor) => before.checked_div(divisor).unwrap_or(before),
+        };
+        after.clamp(-MAX_POINTS, MAX_POINTS)
+    }
+}
+
+/// Changes a contact's points; `None` when it does not exist, else (before, after).
+pub async fn change_points(
     db: &mut impl Exec,
     id: i64,
-    delta: i64,
+    change: PointsChange,
     now: i64,
 ) -> DbResult<Option<(i64, i64)>> {
     // Read and changed under the row's lock (SQLite: the writer's), so no other change
@@ -856,7 +878,7 @@ pub async fn add_points(
     else {
         return Ok(None);
     };
-    let after = (before.saturating_add(delta)).clamp(-MAX_POINTS, MAX_POINTS);
+    let after = change.apply(before);
     db.execute(
         "UPDATE contacts SET points = $1, date_modified = $2 WHERE id = $3",
         params![after, now, id],

@@ -1,8 +1,77 @@
-//! The search, order and page of the simple entity lists of Mautic's API (tags, stages,
-//! notes, companies): `search` is free text or `ids:1,2,3`, `orderBy` one of the
-//! entity's columns.
+//! The search, filters, order and page of the simple entity lists of Mautic's API (tags,
+//! stages, notes, companies): `search` is free text or `ids:1,2,3`, `where` filters and
+//! `orderBy` name the entity's columns, `published=1` keeps published ones.
 
-use super::db::{Backend, Params};
+use super::contact_search::{Col, WhereFilter, where_sql};
+use super::db::{Backend, Kind, Params};
+
+/// A column of an entity list that `orderBy` and `where` may name.
+#[derive(Clone, Copy, Debug)]
+pub struct ListColumn {
+    /// The name the API uses.
+    pub name: &'static str,
+    pub sql: &'static str,
+    pub kind: Kind,
+    /// Milliseconds since the epoch, compared with written dates.
+    pub timestamp: bool,
+}
+
+impl ListColumn {
+    pub const fn text(name: &'static str, sql: &'static str) -> ListColumn {
+        ListColumn {
+            name,
+            sql,
+            kind: Kind::Text,
+            timestamp: false,
+        }
+    }
+    pub const fn int(name: &'static str, sql: &'static str) -> ListColumn {
+        ListColumn {
+            name,
+            sql,
+            kind: Kind::Int,
+            timestamp: false,
+        }
+    }
+    pub const fn time(name: &'static str, sql: &'static str) -> ListColumn {
+        ListColumn {
+            name,
+            sql,
+            kind: Kind::Int,
+            timestamp: true,
+        }
+    }
+}
+
+/// The column `name` names among `columns` (case-insensitive, as Mautic's MySQL is).
+pub fn find_column(columns: &[ListColumn], name: &str) -> Option<ListColumn> {
+    columns
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// Checks `wheres` against `columns` and returns their SQL and parameters; `Err` is the
+/// message of a 400.
+pub fn where_conditions(
+    backend: Backend,
+    p: &mut Params,
+    columns: &[ListColumn],
+    wheres: &[WhereFilter],
+) -> Result<Vec<String>, String> {
+    let resolve = |name: &str| {
+        find_column(columns, name).map(|c| Col {
+            sql: c.sql.to_owned(),
+            kind: c.kind,
+            timestamp: c.timestamp,
+            dated: None,
+        })
+    };
+    wheres
+        .iter()
+        .map(|w| where_sql(backend, p, w, &resolve))
+        .collect()
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct EntityQuery {
@@ -10,6 +79,12 @@ pub struct EntityQuery {
     pub ids: Option<Vec<i64>>,
     /// Free text: contained in any of the entity's text columns (case-insensitive).
     pub text: Option<String>,
+    /// `where` filters, checked against `columns` when the query was read.
+    pub wheres: Vec<WhereFilter>,
+    /// `published=1`: only rows whose `isPublished` column is set.
+    pub published_only: bool,
+    /// The columns `wheres` and `published_only` name.
+    pub columns: &'static [ListColumn],
     /// A column the caller has checked against the entity's own (never user text), and
     /// whether descending.
     pub order_by: (&'static str, bool),
@@ -49,6 +124,16 @@ impl EntityQuery {
                 })
                 .collect();
             conds.push(format!("({})", any.join(" OR ")));
+        }
+        if self.published_only
+            && let Some(c) = find_column(self.columns, "isPublished")
+        {
+            conds.push(format!("{} = 1", c.sql));
+        }
+        match where_conditions(backend, p, self.columns, &self.wheres) {
+            Ok(more) => conds.extend(more),
+            // Checked when the query was read (`PhpQuery::entity_query`): never reached.
+            Err(_) => conds.push("1 = 0".to_owned()),
         }
         match conds.is_empty() {
             true => "1 = 1".to_owned(),

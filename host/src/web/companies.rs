@@ -95,7 +95,7 @@ pub async fn list(
         order_by: ("name", false),
         offset: (page - 1) * PER_PAGE,
         limit: PER_PAGE,
-        ids: None,
+        ..Default::default()
     };
     let (companies, total) = store::companies::list(&mut db, &query).await?;
     let ids: Vec<i64> = companies.iter().map(|c| c.id).collect();

@@ -342,6 +342,7 @@ async fn main() {
             args.clients
         );
         let started = Instant::now();
+        let cpu = magpie_tests::process_cpu_seconds();
         let batches = todo.div_ceil(200);
         let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut tasks = Vec::new();
@@ -401,6 +402,14 @@ async fn main() {
             at(0.99),
             at(0.999),
             at(1.0)
+        );
+        // The benchmark's clients run in this process too: the figure is the server's
+        // cost plus theirs (building and sending each body, reading each answer).
+        let cpu = magpie_tests::process_cpu_seconds() - cpu;
+        println!(
+            "  CPU during the seeding (server and clients): {cpu:.1} s = {:.2} cores on average, {:.1} µs per contact",
+            cpu / secs,
+            cpu * 1e6 / todo as f64
         );
     }
     // Let SQLite/PostgreSQL settle their statistics for the planner.

@@ -12,21 +12,41 @@ use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
 use crate::store;
+use crate::store::entity_list::ListColumn;
 use crate::time::now_ms;
 
-#[utoipa::path(get, path = "/api/companies", tag = "companies", summary = "List companies", params(("search" = Option<String>, Query, description = "Text in the name or email, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, name, email"), ("orderByDir" = Option<String>, Query)), responses((status = 200, description = "{total, companies: {id: Company}}")))]
+/// What `orderBy` and `where` may name: the company's fields by their aliases, with or
+/// without Mautic's `company` prefix.
+const COMPANY_COLUMNS: &[ListColumn] = &[
+    ListColumn::int("id", "id"),
+    ListColumn::text("name", "name"),
+    ListColumn::text("companyname", "name"),
+    ListColumn::text("email", "email"),
+    ListColumn::text("companyemail", "email"),
+    ListColumn::text("companywebsite", "website"),
+    ListColumn::text("companyaddress1", "address1"),
+    ListColumn::text("companyaddress2", "address2"),
+    ListColumn::text("companycity", "city"),
+    ListColumn::text("companystate", "state"),
+    ListColumn::text("companyzipcode", "zipcode"),
+    ListColumn::text("companycountry", "country"),
+    ListColumn::text("companyphone", "phone"),
+    ListColumn::int("companynumber_of_employees", "employees"),
+    ListColumn {
+        name: "companyannual_revenue",
+        sql: "revenue",
+        kind: store::Kind::Float,
+        timestamp: false,
+    },
+    ListColumn::text("companyindustry", "industry"),
+    ListColumn::text("companydescription", "description"),
+    ListColumn::time("dateAdded", "date_added"),
+    ListColumn::time("dateModified", "date_modified"),
+];
+
+#[utoipa::path(get, path = "/api/companies", tag = "companies", summary = "List companies", params(("search" = Option<String>, Query, description = "Text in the name or email, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("where" = Option<String>, Query, description = "Mautic's where[n][col|expr|val] on the columns orderBy names"), ("orderBy" = Option<String>, Query, description = "id, companyname (or name), companyemail (or email), any company field alias, dateAdded, dateModified"), ("orderByDir" = Option<String>, Query)), responses((status = 200, description = "{total, companies: {id: Company}}")))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
-    let query = q.entity_query(
-        &[
-            ("id", "id"),
-            ("name", "name"),
-            ("companyname", "name"),
-            ("email", "email"),
-            ("companyemail", "email"),
-        ],
-        ("name", false),
-        30,
-    )?;
+    let query = q.entity_query(COMPANY_COLUMNS, ("name", false), 30)?;
     let mut db = state.store.read().await?;
     let (rows, total) = store::companies::list(&mut db, &query).await?;
     let mut out = Map::new();

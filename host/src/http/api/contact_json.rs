@@ -215,7 +215,13 @@ impl<'a> Layout<'a> {
                 out.extend_from_slice(head.as_bytes());
                 write_json(out, &ValueView(f, &value));
                 out.extend_from_slice(b",\"normalizedValue\":");
-                write_json(out, &normalized(f, &value));
+                match (f.field_type, &value) {
+                    // Mautic casts a number field's normalized value back to a number.
+                    (FieldType::Number, v) if !matches!(v, Value::Null(_)) => {
+                        write_json(out, &ValueView(f, v))
+                    }
+                    _ => write_json(out, &normalized(f, &value)),
+                }
                 out.push(b'}');
             }
             out.push(b'}');
@@ -526,6 +532,8 @@ mod tests {
         assert_eq!(f["core"]["lastname"]["value"], Json::Null);
         assert_eq!(f["core"]["lastname"]["normalizedValue"], "");
         assert_eq!(f["core"]["points"]["value"], 7);
+        // A number's normalized value is a number too, as Mautic casts it back.
+        assert_eq!(f["core"]["points"]["normalizedValue"], 7);
         let vip = &f["Extra \"group\""]["vip"];
         assert_eq!(vip["label"], "V\"I\\P\u{1}</script>");
         assert_eq!(vip["value"], 1);

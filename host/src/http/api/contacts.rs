@@ -89,9 +89,9 @@ pub async fn list(
         }
         n => Some(n),
     };
-    let order_by = q.str("orderBy").filter(|s| !s.is_empty());
+    let (order_by, descending) = q.order()?;
     // Without a direction: an asked column ascending, the default order newest first.
-    let dir = match q.descending()?.unwrap_or(order_by.is_none()) {
+    let dir = match descending.unwrap_or(order_by.is_none()) {
         true => Dir::Desc,
         false => Dir::Asc,
     };
@@ -654,7 +654,7 @@ pub async fn notes(
     let query = store::notes::NoteQuery {
         contact_id: Some(contact_id),
         note_type: None,
-        list: q.entity_query(super::notes::NOTE_ORDER, ("date_added", true), 30)?,
+        list: q.entity_query(super::notes::NOTE_COLUMNS, ("date_added", true), 30)?,
     };
     let (notes, total) = store::notes::list(&mut db, &query).await?;
     Ok(Json(
@@ -744,7 +744,8 @@ pub async fn campaigns(
     Path(contact_id): Path<String>,
 ) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
-    Ok(Json(json!({ "total": 0, "campaigns": {} })))
+    // PHP writes an empty array as `[]`, keyed or not.
+    Ok(Json(json!({ "total": 0, "campaigns": [] })))
 }
 
 #[utoipa::path(get, path = "/api/contacts/{id}/segments", tag = "contacts", summary = "Segments of a contact (key lists)", params(("id" = i64, Path)), responses((status = 200)))]
@@ -753,7 +754,7 @@ pub async fn segments(
     Path(contact_id): Path<String>,
 ) -> AppResult<Json<Value>> {
     require_contact(&state, &contact_id).await?;
-    Ok(Json(json!({ "total": 0, "lists": {} })))
+    Ok(Json(json!({ "total": 0, "lists": [] })))
 }
 
 /// `GET /api/contacts/list/segments`: the segments contacts can be added to — none until
@@ -1180,7 +1181,7 @@ pub async fn utm_add(
 }
 
 /// `POST /api/contacts/{id}/utm/{utmId}/remove`: deletes one set of UTM tags.
-#[utoipa::path(post, path = "/api/contacts/{id}/utm/{utm_id}/remove", tag = "contacts", summary = "Remove a set of UTM tags from a contact", params(("id" = i64, Path), ("utm_id" = i64, Path)), responses((status = 200, description = "{\"contact\": Contact}"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/contacts/{id}/utm/{utm_id}/remove", tag = "contacts", summary = "Remove a set of UTM tags from a contact", params(("id" = i64, Path), ("utm_id" = i64, Path)), responses((status = 200, description = "{\"recordFound\": true, \"contact\": Contact}"), (status = 404, body = ErrorBody)))]
 pub async fn utm_remove(
     State(state): State<SharedState>,
     Path((contact_id, utm_id)): Path<(String, String)>,
@@ -1197,12 +1198,12 @@ pub async fn utm_remove(
     store::events::delete_for_ref(&mut tx, contact_id, timeline::keys::UTM, utm_id).await?;
     tx.commit().await?;
     Ok(Json(
-        json!({ "contact": one_json(&state, contact_id).await? }),
+        json!({ "recordFound": true, "contact": one_json(&state, contact_id).await? }),
     ))
 }
 
-/// `POST /api/contacts/{id}/points/{plus|minus}/{delta}`
-#[utoipa::path(post, path = "/api/contacts/{id}/points/{op}/{delta}", tag = "contacts", summary = "Add (plus) or subtract (minus) points", params(("id" = i64, Path), ("op" = String, Path, description = "plus or minus"), ("delta" = i64, Path)), responses((status = 200, description = "{\"success\": 1}")))]
+/// `POST /api/contacts/{id}/points/{plus|minus|times|divide}/{delta}`
+#[utoipa::path(post, path = "/api/contacts/{id}/points/{op}/{delta}", tag = "contacts", summary = "Change points: add (plus), subtract (minus), multiply (times) or divide (divide)", params(("id" = i64, Path), ("op" = String, Path, description = "plus, minus, times or divide"), ("delta" = i64, Path)), responses((status = 200, description = "{\"success\": 1}")))]
 pub async fn points(
     State(state): State<SharedState>,
     Path((contact_id, op, delta)): Path<(String, String, String)>,
@@ -1215,23 +1216,21 @@ pub async fn points(
         .ok_or_else(|| {
             AppError::bad_request("the delta must be a whole number from 0 to 1000000000")
         })?;
-    let delta = match op.as_str() {
-        "plus" => delta,
-        "minus" => -delta,
-        _ => return Err(AppError::bad_request("Invalid operator: use plus or minus")),
+    use store::contacts::PointsChange;
+    // Mautic's four operators, and the words its history uses for them.
+    let (change, action) = match op.as_str() {
+        "plus" => (PointsChange::Add(delta), "add (+)"),
+        "minus" => (PointsChange::Add(-delta), "subtract (-)"),
+        "times" => (PointsChange::Times(delta), "multiply (x)"),
+        "divide" if delta == 0 => return Err(AppError::bad_request("cannot divide by 0")),
+        "divide" => (PointsChange::Divide(delta), "divide (/)"),
+        _ => {
+            return Err(AppError::bad_request(
+                "Invalid operator: use plus, minus, times or divide",
+            ));
+        }
     };
-    service::change_points(
-        &state.store,
-        contact_id,
-        delta,
-        if delta >= 0 {
-            "add (+)"
-        } else {
-            "subtract (-)"
-        },
-        now_ms(),
-    )
-    .await?;
+    service::change_points(&state.store, contact_id, change, action, now_ms()).await?;
     Ok(Json(json!({ "success": 1 })))
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::openapi::ErrorBody;
 use crate::contacts::field_service::{self, Edit};
+use crate::contacts::fields::FieldDef;
 use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
@@ -33,8 +34,56 @@ fn require_admin(user: &crate::users::User) -> AppResult<()> {
     }
 }
 
+/// A fields list's `search`: free text in the alias or label, and Mautic's commands
+/// `ids:1,2`, `type:email` and `group:core`; every part must match.
+#[derive(Default)]
+struct FieldSearch {
+    ids: Option<Vec<i64>>,
+    field_type: Option<String>,
+    group: Option<String>,
+    text: Vec<String>,
+}
+
+impl FieldSearch {
+    fn parse(search: &str) -> AppResult<FieldSearch> {
+        let mut s = FieldSearch::default();
+        for token in search.split_whitespace() {
+            let lower = token.to_lowercase();
+            if let Some(list) = lower.strip_prefix("ids:") {
+                s.ids = Some(crate::contacts::search::id_list(list).ok_or_else(|| {
+                    AppError::bad_request(format!(
+                        "search: '{token}' must list ids, like ids:1,2,3"
+                    ))
+                })?);
+            } else if let Some(t) = lower.strip_prefix("type:") {
+                s.field_type = Some(t.to_owned());
+            } else if let Some(g) = lower.strip_prefix("group:") {
+                s.group = Some(g.to_owned());
+            } else {
+                s.text.push(lower);
+            }
+        }
+        Ok(s)
+    }
+
+    fn matches(&self, f: &FieldDef) -> bool {
+        self.ids.as_ref().is_none_or(|ids| ids.contains(&f.id))
+            && self
+                .field_type
+                .as_ref()
+                .is_none_or(|t| f.field_type.as_str() == t)
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|g| f.group.to_lowercase() == *g)
+            && self.text.iter().all(|t| {
+                f.alias.contains(t.as_str()) || f.label.to_lowercase().contains(t.as_str())
+            })
+    }
+}
+
 /// `GET /api/fields/contact`
-#[utoipa::path(get, path = "/api/fields/{object}", tag = "fields", summary = "List contact fields", params(("object" = String, Path, description = "contact")), responses((status = 200)))]
+#[utoipa::path(get, path = "/api/fields/{object}", tag = "fields", summary = "List contact fields", params(("object" = String, Path, description = "contact"), ("search" = Option<String>, Query, description = "Text in the alias or label, and/or ids:1,2,3, type:…, group:…"), ("published" = Option<bool>, Query), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, alias, label, type, group, order (the default), dateAdded"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(
     State(state): State<SharedState>,
     Path(object): Path<String>,
@@ -43,17 +92,48 @@ pub async fn list(
     check_object(&object)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
-    let search = q.str("search").unwrap_or("").to_lowercase();
+    if q.0.get("where").is_some_and(|w| !w.is_null()) {
+        // Refused rather than ignored: a client must not act on fields it did not ask for.
+        return Err(AppError::bad_request(
+            "where filters are not taken here; search with ids:, type:, group: or text",
+        ));
+    }
+    let search = FieldSearch::parse(q.str("search").unwrap_or(""))?;
+    let published_only = q.flag("published");
     let start = q.int("start", 0)? as usize;
     let limit = q.int("limit", 0)? as usize;
-    let matching: Vec<_> = fields
+    let mut matching: Vec<_> = fields
         .iter()
-        .filter(|f| {
-            search.is_empty()
-                || f.alias.contains(&search)
-                || f.label.to_lowercase().contains(&search)
-        })
+        .filter(|f| search.matches(f) && (f.is_published || !published_only))
         .collect();
+    let (by, descending) = q.order()?;
+    let key = |f: &FieldDef| -> (String, i64) {
+        match by.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("order") => (String::new(), f.order),
+            Some("id") => (String::new(), f.id),
+            Some("dateadded" | "date_added") => (String::new(), f.date_added),
+            Some("alias") => (f.alias.clone(), 0),
+            Some("label") => (f.label.to_lowercase(), 0),
+            Some("type") => (f.field_type.as_str().to_owned(), 0),
+            Some("group") => (f.group.clone(), 0),
+            Some(_) => unreachable!("checked below"),
+        }
+    };
+    if let Some(name) = by.filter(|b| {
+        !matches!(
+            b.to_ascii_lowercase().as_str(),
+            "order" | "id" | "dateadded" | "date_added" | "alias" | "label" | "type" | "group"
+        )
+    }) {
+        return Err(AppError::bad_request(format!(
+            "orderBy must be one of id, alias, label, type, group, order, dateAdded, not '{name}'"
+        )));
+    }
+    // Ties keep the fields' own order (`FieldSet` holds them by `order`, then id).
+    matching.sort_by_cached_key(|f| key(f));
+    if descending == Some(true) {
+        matching.reverse();
+    }
     // A list, as Mautic answers here (its contacts list is keyed by id; this one is not).
     let out: Vec<Value> = matching
         .iter()

@@ -430,7 +430,7 @@ pub fn failed_rows_response(state: &SharedState, import: &ImportRow) -> AppResul
                             f.line.to_string().into(),
                             crate::exports::neutralize(&f.reason),
                         ];
-                        cells.extend(f.values.iter().map(|v| crate::exports::neutralize(v)));
+                        cells.extend(f.values.iter().map(|v| crate::imports::failed_cell(v)));
                         let _ = crate::exports::write_csv_row(&mut buf, cells);
                     }
                     Some((Ok(Bytes::from(buf)), (state, last, rows.len() < 5000, None)))

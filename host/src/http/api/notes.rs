@@ -12,6 +12,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
+use crate::store::entity_list::ListColumn;
 use crate::store::{self, notes::Note};
 
 pub fn note_json(n: &Note) -> Value {
@@ -27,20 +28,21 @@ pub fn note_json(n: &Note) -> Value {
     })
 }
 
-/// The columns a notes list may be ordered by.
-pub const NOTE_ORDER: &[(&str, &str)] = &[
-    ("id", "id"),
-    ("dateAdded", "date_added"),
-    ("dateTime", "date_time"),
-    ("dateModified", "date_modified"),
-    ("type", "type"),
-    ("text", "text"),
+/// The columns a notes list may be ordered and filtered by (`orderBy`, `where`).
+pub const NOTE_COLUMNS: &[ListColumn] = &[
+    ListColumn::int("id", "id"),
+    ListColumn::time("dateAdded", "date_added"),
+    ListColumn::time("dateTime", "date_time"),
+    ListColumn::time("dateModified", "date_modified"),
+    ListColumn::text("type", "type"),
+    ListColumn::text("text", "text"),
+    ListColumn::int("lead", "contact_id"),
 ];
 
 /// `GET /api/notes`
 #[utoipa::path(get, path = "/api/notes", tag = "notes", summary = "List notes", params(("search" = Option<String>, Query, description = "Text in the note, ids:1,2,3, type:general|email|call|meeting"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, dateAdded, dateTime, dateModified, type, text"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
-    let mut list = q.entity_query(NOTE_ORDER, ("date_added", true), 30)?;
+    let mut list = q.entity_query(NOTE_COLUMNS, ("date_added", true), 30)?;
     // Mautic's one search command of its own for notes: type:general|email|call|meeting.
     let mut note_type = None;
     if let Some(text) = list.text.take() {

@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
+use crate::store::entity_list::ListColumn;
 use crate::store::{self, stages::StageRow};
 use crate::time::{iso, now_ms};
 
@@ -23,20 +24,19 @@ fn stage_json(s: &StageRow) -> Value {
 }
 
 /// `GET /api/stages`: a list, as Mautic answers it (by weight unless `orderBy` says).
+/// What `orderBy` and `where` may name.
+const STAGE_COLUMNS: &[ListColumn] = &[
+    ListColumn::int("id", "id"),
+    ListColumn::text("name", "name"),
+    ListColumn::int("weight", "weight"),
+    ListColumn::text("description", "description"),
+    ListColumn::int("isPublished", "is_published"),
+    ListColumn::time("dateAdded", "date_added"),
+];
+
 #[utoipa::path(get, path = "/api/stages", tag = "stages", summary = "List stages", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, name, weight, description, isPublished, dateAdded"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
-    let query = q.entity_query(
-        &[
-            ("id", "id"),
-            ("name", "name"),
-            ("weight", "weight"),
-            ("description", "description"),
-            ("isPublished", "is_published"),
-            ("dateAdded", "date_added"),
-        ],
-        ("weight", false),
-        100,
-    )?;
+    let query = q.entity_query(STAGE_COLUMNS, ("weight", false), 100)?;
     let mut db = state.store.read().await?;
     let (stages, total) = store::stages::page(&mut db, &query).await?;
     Ok(Json(json!({

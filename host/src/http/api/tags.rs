@@ -12,6 +12,7 @@ use crate::contacts::values::textarea_text;
 use crate::error::{AppError, AppResult};
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
+use crate::store::entity_list::ListColumn;
 use crate::store::{self, tags::Tag};
 
 fn tag_json(t: &Tag) -> Value {
@@ -61,17 +62,16 @@ impl TagInput {
 }
 
 /// `GET /api/tags`: a list, as Mautic answers it (by name unless `orderBy` says).
+/// What `orderBy` and `where` may name.
+const TAG_COLUMNS: &[ListColumn] = &[
+    ListColumn::int("id", "t.id"),
+    ListColumn::text("tag", "t.tag"),
+    ListColumn::text("description", "t.description"),
+];
+
 #[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, tag or description"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
-    let query = q.entity_query(
-        &[
-            ("id", "t.id"),
-            ("tag", "t.tag"),
-            ("description", "t.description"),
-        ],
-        ("t.tag", false),
-        100,
-    )?;
+    let query = q.entity_query(TAG_COLUMNS, ("t.tag", false), 100)?;
     let mut db = state.store.read().await?;
     let (tags, total) = store::tags::list(&mut db, &query).await?;
     Ok(Json(
