@@ -1048,6 +1048,11 @@ async fn entity_lists_filter_and_order(backend: Backend) {
     assert_eq!(names(&r, "stages", "/name"), ["Customer", "Old"]);
     let r = s.get("/api/stages?published=1").await.expect(200);
     assert_eq!(names(&r, "stages", "/name"), ["Lead", "Customer"]);
+    let r = s
+        .get("/api/stages?where[0][col]=isPublished&where[0][expr]=eq&where[0][val]=false")
+        .await
+        .expect(200);
+    assert_eq!(names(&r, "stages", "/name"), ["Old"]);
 
     // Tags and notes.
     let ada = s

@@ -559,15 +559,27 @@ pub fn id_list(s: &str) -> Option<Vec<i64>> {
 /// object) of `{col, expr, val}`, where an `orX` or `andX` item holds more of them in its
 /// `val`; null is none.
 pub fn where_filters(w: &Json) -> AppResult<Vec<WhereFilter>> {
-    let mut budget = MAX_WHERE_FILTERS;
+    let mut budget = Budget {
+        filters: MAX_WHERE_FILTERS,
+        values: MAX_WHERE_VALUES,
+    };
     where_list(w, 0, &mut budget)
 }
 
 /// Filters in all, groups included: each is a condition in the statement.
 const MAX_WHERE_FILTERS: usize = 50;
-const MAX_WHERE_DEPTH: usize = 4;
+/// Values in all (each a bound parameter; SQLite takes 32,766 in one statement).
+const MAX_WHERE_VALUES: usize = 10_000;
+/// Groups within groups.
+const MAX_WHERE_DEPTH: usize = 3;
 
-fn where_list(w: &Json, depth: usize, budget: &mut usize) -> AppResult<Vec<WhereFilter>> {
+/// What is left of the limits while a request's filters are read.
+struct Budget {
+    filters: usize,
+    values: usize,
+}
+
+fn where_list(w: &Json, depth: usize, budget: &mut Budget) -> AppResult<Vec<WhereFilter>> {
     let items: Vec<&Json> = match w {
         Json::Null => return Ok(Vec::new()),
         Json::Array(a) => a.iter().collect(),
@@ -584,8 +596,9 @@ fn where_list(w: &Json, depth: usize, budget: &mut usize) -> AppResult<Vec<Where
         .collect()
 }
 
-fn where_item(item: &Json, depth: usize, budget: &mut usize) -> AppResult<WhereFilter> {
-    *budget = budget
+fn where_item(item: &Json, depth: usize, budget: &mut Budget) -> AppResult<WhereFilter> {
+    budget.filters = budget
+        .filters
         .checked_sub(1)
         .ok_or_else(|| AppError::bad_request("at most 50 where filters"))?;
     let o = item
@@ -597,7 +610,7 @@ fn where_item(item: &Json, depth: usize, budget: &mut usize) -> AppResult<WhereF
         .ok_or_else(|| AppError::bad_request("where: missing expr"))?;
     let val = o.get("val").or_else(|| o.get("value"));
     if matches!(expr, "orX" | "andX") {
-        if depth + 1 >= MAX_WHERE_DEPTH {
+        if depth >= MAX_WHERE_DEPTH {
             return Err(AppError::bad_request(format!(
                 "where: groups nest at most {MAX_WHERE_DEPTH} deep"
             )));
@@ -630,6 +643,16 @@ fn where_item(item: &Json, depth: usize, budget: &mut usize) -> AppResult<WhereF
         ),
         Some(other) => WhereValue::One(other.to_string()),
     };
+    // A text may list values (`in`: "1,2,3").
+    let values = match &val {
+        WhereValue::None => 0,
+        WhereValue::One(s) => s.matches(',').count() + 1,
+        WhereValue::Many(v) => v.len(),
+    };
+    budget.values = budget
+        .values
+        .checked_sub(values)
+        .ok_or_else(|| AppError::bad_request("at most 10,000 where values in all"))?;
     Ok(WhereFilter {
         col: col.to_owned(),
         expr: expr.to_owned(),
@@ -643,6 +666,7 @@ mod tests {
     use super::*;
     use Cond::*;
     use Match::*;
+    use serde_json::json;
 
     fn fields() -> FieldSet {
         FieldSet::defaults_for_tests()
@@ -855,5 +879,33 @@ mod tests {
         assert!(p("!(!is:anonymous)").mentions_anonymous());
         assert!(p("!(smith OR !is:anonymous)").mentions_anonymous());
         assert!(!p("!(smith OR is:anonymous)").mentions_anonymous());
+    }
+
+    #[test]
+    fn where_limits() {
+        let filter = |n: usize| json!({"col": "id", "expr": "in", "val": (0..n).map(|i| i.to_string()).collect::<Vec<_>>()});
+        // Values in all, across filters: each is a bound parameter.
+        let many: Vec<Json> = (0..11).map(|_| filter(1000)).collect();
+        let e = where_filters(&Json::Array(many)).unwrap_err();
+        assert!(format!("{e:?}").contains("10,000"), "{e:?}");
+        assert!(where_filters(&json!([filter(1000), filter(1000)])).is_ok());
+        let listed = json!([{"col": "id", "expr": "in", "val": vec!["1"; 10_001].join(",")}]);
+        assert!(where_filters(&listed).is_err());
+        // Groups nest three deep, and need filters.
+        let nest = |depth: usize| {
+            let mut w = json!({"col": "id", "expr": "eq", "val": "1"});
+            for _ in 0..depth {
+                w = json!({"expr": "orX", "val": [w]});
+            }
+            json!([w])
+        };
+        assert_eq!(
+            where_filters(&nest(3)).unwrap()[0].group[0].group[0]
+                .group
+                .len(),
+            1
+        );
+        assert!(where_filters(&nest(4)).is_err());
+        assert!(where_filters(&json!([{"expr": "andX", "val": []}])).is_err());
     }
 }

@@ -123,18 +123,25 @@ pub fn too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
 /// (`MinRate=500`): each 500 bytes received buy one more second.
 const MIN_BYTES_PER_SECOND: u64 = 500;
 
+/// The longest a body may stay silent, whatever it has earned (or its grace, if longer):
+/// a client that sent a gigabyte fast has not bought weeks of holding a handler, and an
+/// upload's file is never left untouched long enough to look abandoned.
+const MAX_SILENCE: Duration = Duration::from_secs(600);
+
 /// A request body that must keep coming: it gets `grace` from the handler's first read
 /// (not from the headers: a handler may wait, e.g. for a password hash, before it reads,
 /// and hyper asks an `Expect: 100-continue` client for the body only then), plus a
-/// second for each 500 bytes received. An upload of any size at 500 bytes a second
-/// or more is never cut; a client sending a byte now and then to hold a connection and a
-/// handler is, with 408. The timer is armed only when a read has to wait, so bodies that
+/// second for each 500 bytes received, and never more than `MAX_SILENCE` without data.
+/// An upload of any size at 500 bytes a second or more is never cut; a client sending a
+/// byte now and then to hold a connection and a handler is, with 408. The timer is armed only when a read has to wait, so bodies that
 /// are empty or already here (a tracking pixel) cost nothing.
 struct PacedBody {
     inner: Incoming,
     started: Option<Instant>,
     grace: Duration,
     received: u64,
+    /// When the last data came.
+    last: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -145,15 +152,27 @@ impl PacedBody {
             started: None,
             grace,
             received: 0,
+            last: None,
             timer: None,
         }
     }
 
     fn deadline(&self, started: Instant) -> Instant {
-        let earned =
-            Duration::from_millis(self.received.saturating_mul(1000) / MIN_BYTES_PER_SECOND);
-        started + self.grace + earned
+        body_deadline(started, self.grace, self.received, self.last)
     }
+}
+
+/// When a body that started at `started`, with `grace`, and has brought `received` bytes
+/// (the last at `last`) must have brought more.
+fn body_deadline(
+    started: Instant,
+    grace: Duration,
+    received: u64,
+    last: Option<Instant>,
+) -> Instant {
+    let earned = Duration::from_millis(received.saturating_mul(1000) / MIN_BYTES_PER_SECOND);
+    let silent_until = last.unwrap_or(started) + MAX_SILENCE.max(grace);
+    (started + grace + earned).min(silent_until)
 }
 
 impl HttpBody for PacedBody {
@@ -170,6 +189,7 @@ impl HttpBody for PacedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
+                    this.last = Some(Instant::now());
                     let deadline = this.deadline(started);
                     if let Some(timer) = &mut this.timer {
                         timer.as_mut().reset(deadline);
@@ -198,5 +218,32 @@ impl HttpBody for PacedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_earns_time_but_never_long_silence() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(20);
+        // Nothing yet: the grace.
+        assert_eq!(body_deadline(t0, grace, 0, None), t0 + grace);
+        // 5,000 bytes buy ten more seconds.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            body_deadline(t0, grace, 5_000, Some(t1)),
+            t0 + grace + Duration::from_secs(10)
+        );
+        // A gigabyte sent fast buys at most ten minutes of silence after it.
+        assert_eq!(
+            body_deadline(t0, grace, 1 << 30, Some(t1)),
+            t1 + MAX_SILENCE
+        );
+        // A grace longer than that still holds.
+        let long = Duration::from_secs(3600);
+        assert_eq!(body_deadline(t0, long, 0, None), t0 + long);
     }
 }

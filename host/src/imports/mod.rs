@@ -230,6 +230,10 @@ pub struct Upload {
     cr_lines: u64,
     limit: u64,
     sample: Vec<u8>,
+    /// When the buffer last went to the file: at least once a minute while data comes,
+    /// so the file of an upload in progress never looks abandoned
+    /// (`delete_abandoned_uploads`).
+    flushed_at: std::time::Instant,
 }
 
 impl Drop for Upload {
@@ -260,6 +264,7 @@ impl Upload {
             cr_lines: 0,
             limit: state.config.file.import.max_upload_bytes,
             sample: Vec::new(),
+            flushed_at: std::time::Instant::now(),
         })
     }
 
@@ -280,7 +285,15 @@ impl Upload {
             self.sample.extend_from_slice(&chunk[..take]);
         }
         let file = self.file.as_mut().expect("open until finished");
-        file.write_all(chunk)
+        let written = async {
+            file.write_all(chunk).await?;
+            if self.flushed_at.elapsed() >= std::time::Duration::from_secs(60) {
+                file.flush().await?;
+                self.flushed_at = std::time::Instant::now();
+            }
+            std::io::Result::Ok(())
+        };
+        written
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot write the upload: {e}")))
     }
@@ -353,8 +366,10 @@ impl Upload {
 }
 
 /// Removes uploads a process left half-written when it died (`….part`). An upload in
-/// progress writes to its file all the time (slow clients are cut off), so one untouched
-/// for an hour is abandoned.
+/// progress writes to its file at least once a minute while data comes (`Upload::write`),
+/// and no body may stay silent for more than ten minutes (`http::serve`), so a file
+/// untouched for an hour is abandoned — whichever server sharing the data directory
+/// received it.
 pub async fn delete_abandoned_uploads(state: &SharedState) {
     crate::exports::remove_files(
         &dir(state),
@@ -1578,9 +1593,9 @@ fn to_item(
         new_stage: None,
         values: Vec::new(),
     };
-    // Whether an imported column has a value: a row without one (an empty line of
-    // delimiters, as spreadsheets write) is skipped, as Mautic ignores empty rows, rather
-    // than made an empty contact.
+    // Whether an imported column has a value: a row whose only values are in columns not
+    // imported is skipped, as Mautic ignores empty rows, rather than made an empty
+    // contact (lines of blanks never get here: the reader drops them).
     let mut anything = false;
     for (i, target) in plan.columns.iter().enumerate() {
         let Some(raw) = values.get(i) else { continue };

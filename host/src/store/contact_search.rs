@@ -498,11 +498,14 @@ pub fn where_sql(
         } else {
             match col.kind {
                 Kind::Text => Value::Text(fold(s)),
-                Kind::Int => Value::Int(
-                    s.trim()
+                // `true` and `false` for flags (`isPublished`), which are 1 and 0.
+                Kind::Int => Value::Int(match s.trim() {
+                    "true" => 1,
+                    "false" => 0,
+                    n => n
                         .parse()
                         .map_err(|_| format!("where: {} takes a whole number", w.col))?,
-                ),
+                }),
                 Kind::Float => Value::Float(
                     s.trim()
                         .parse()

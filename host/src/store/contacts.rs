@@ -838,9 +838,6 @@ pub async fn utm_of(db: &mut impl Exec, ids: &[i64]) -> DbResult<HashMap<i64, Ve
     Ok(out)
 }
 
-/// Adds `delta` to a contact's points; returns the points before and after, or `None`
-/// for an unknown contact. Points stay within what a save accepts (fewer than 16 digits),
-/// so a contact read back can be saved back: the change made may be less than `delta`.
 /// A change of a contact's points, as Mautic's API names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PointsChange {
@@ -862,7 +859,9 @@ impl PointsChange {
     }
 }
 
-/// Changes a contact's points; `None` when it does not exist, else (before, after).
+/// Changes a contact's points; returns the points before and after, or `None` for an
+/// unknown contact. Points stay within what a save accepts (fewer than 16 digits), so a
+/// contact read back can be saved back: the change made may be less than asked.
 pub async fn change_points(
     db: &mut impl Exec,
     id: i64,

@@ -222,7 +222,8 @@ pub struct Failure {
     pub row: i64,
     pub line: i64,
     pub reason: String,
-    /// The row's values (clipped).
+    /// The row's values: whole when the row could be read; clipped to 1,000 characters
+    /// when the reader refused it (binary data, too long, a quote never closed).
     pub values: Vec<String>,
 }
 

@@ -15,8 +15,8 @@ use crate::store;
 use crate::store::entity_list::ListColumn;
 use crate::time::now_ms;
 
-/// What `orderBy` and `where` may name: the company's fields by their aliases, with or
-/// without Mautic's `company` prefix.
+/// What `orderBy` and `where` may name: the company's fields by their aliases (Mautic's,
+/// with the `company` prefix; the name and email also without it) and its dates.
 const COMPANY_COLUMNS: &[ListColumn] = &[
     ListColumn::int("id", "id"),
     ListColumn::text("name", "name"),

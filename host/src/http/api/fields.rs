@@ -129,10 +129,11 @@ pub async fn list(
             "orderBy must be one of id, alias, label, type, group, order, dateAdded, not '{name}'"
         )));
     }
-    // Ties keep the fields' own order (`FieldSet` holds them by `order`, then id).
-    matching.sort_by_cached_key(|f| key(f));
-    if descending == Some(true) {
-        matching.reverse();
+    // Ties keep the fields' own order (`FieldSet` holds them by `order`, then id), in
+    // either direction: the sort is stable.
+    match descending == Some(true) {
+        true => matching.sort_by_cached_key(|f| std::cmp::Reverse(key(f))),
+        false => matching.sort_by_cached_key(|f| key(f)),
     }
     // A list, as Mautic answers here (its contacts list is keyed by id; this one is not).
     let out: Vec<Value> = matching

@@ -393,6 +393,10 @@ pub fn failed_rows_response(state: &SharedState, import: &ImportRow) -> AppResul
     )
     .map_err(|e| AppError::Internal(e.into()))?;
     let import_id = import.id;
+    // Failed rows are kept whole, each up to `max_record_bytes`: pages of about 16 MB
+    // at most keep the memory flat (5,000 rows when they are small).
+    let page_rows = (16 << 20) / state.config.file.import.max_record_bytes.max(1);
+    let page_rows = page_rows.clamp(16, 5000) as i64;
     let stream = futures_util::stream::unfold(
         (state.clone(), 0i64, false, Some(head)),
         move |(state, after, done, head)| async move {
@@ -407,7 +411,9 @@ pub fn failed_rows_response(state: &SharedState, import: &ImportRow) -> AppResul
             }
             let page = async {
                 let mut db = state.store.read().await?;
-                anyhow::Ok(store::imports::failures_after(&mut db, import_id, after, 5000).await?)
+                anyhow::Ok(
+                    store::imports::failures_after(&mut db, import_id, after, page_rows).await?,
+                )
             }
             .await;
             match page {
@@ -433,7 +439,10 @@ pub fn failed_rows_response(state: &SharedState, import: &ImportRow) -> AppResul
                         cells.extend(f.values.iter().map(|v| crate::imports::failed_cell(v)));
                         let _ = crate::exports::write_csv_row(&mut buf, cells);
                     }
-                    Some((Ok(Bytes::from(buf)), (state, last, rows.len() < 5000, None)))
+                    Some((
+                        Ok(Bytes::from(buf)),
+                        (state, last, rows.len() < page_rows as usize, None),
+                    ))
                 }
             }
         },

@@ -40,7 +40,7 @@ pub const NOTE_COLUMNS: &[ListColumn] = &[
 ];
 
 /// `GET /api/notes`
-#[utoipa::path(get, path = "/api/notes", tag = "notes", summary = "List notes", params(("search" = Option<String>, Query, description = "Text in the note, ids:1,2,3, type:general|email|call|meeting"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, dateAdded, dateTime, dateModified, type, text"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
+#[utoipa::path(get, path = "/api/notes", tag = "notes", summary = "List notes", params(("search" = Option<String>, Query, description = "Text in the note, ids:1,2,3, type:general|email|call|meeting"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, dateAdded, dateTime, dateModified, type, text"), ("order" = Option<String>, Query, description = "order[0][col] and order[0][dir], as orderBy and orderByDir"), ("where" = Option<String>, Query, description = "Mautic's where[n][col|expr|val] (and orX/andX groups) on the columns orderBy names"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let mut list = q.entity_query(NOTE_COLUMNS, ("date_added", true), 30)?;
     // Mautic's one search command of its own for notes: type:general|email|call|meeting.

@@ -23,7 +23,6 @@ fn stage_json(s: &StageRow) -> Value {
             "dateAdded": iso(s.date_added), "category": null })
 }
 
-/// `GET /api/stages`: a list, as Mautic answers it (by weight unless `orderBy` says).
 /// What `orderBy` and `where` may name.
 const STAGE_COLUMNS: &[ListColumn] = &[
     ListColumn::int("id", "id"),
@@ -34,7 +33,8 @@ const STAGE_COLUMNS: &[ListColumn] = &[
     ListColumn::time("dateAdded", "date_added"),
 ];
 
-#[utoipa::path(get, path = "/api/stages", tag = "stages", summary = "List stages", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, name, weight, description, isPublished, dateAdded"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
+/// `GET /api/stages`: a list, as Mautic answers it (by weight unless `orderBy` says).
+#[utoipa::path(get, path = "/api/stages", tag = "stages", summary = "List stages", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, name, weight, description, isPublished, dateAdded"), ("order" = Option<String>, Query, description = "order[0][col] and order[0][dir], as orderBy and orderByDir"), ("where" = Option<String>, Query, description = "Mautic's where[n][col|expr|val] (and orX/andX groups) on the columns orderBy names"), ("published" = Option<bool>, Query, description = "1: published stages only"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let query = q.entity_query(STAGE_COLUMNS, ("weight", false), 100)?;
     let mut db = state.store.read().await?;

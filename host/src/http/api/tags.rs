@@ -61,7 +61,6 @@ impl TagInput {
     }
 }
 
-/// `GET /api/tags`: a list, as Mautic answers it (by name unless `orderBy` says).
 /// What `orderBy` and `where` may name.
 const TAG_COLUMNS: &[ListColumn] = &[
     ListColumn::int("id", "t.id"),
@@ -69,7 +68,8 @@ const TAG_COLUMNS: &[ListColumn] = &[
     ListColumn::text("description", "t.description"),
 ];
 
-#[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, tag or description"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
+/// `GET /api/tags`: a list, as Mautic answers it (by name unless `orderBy` says).
+#[utoipa::path(get, path = "/api/tags", tag = "tags", summary = "List tags", params(("search" = Option<String>, Query, description = "Text in the name or description, and/or ids:1,2,3"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, tag or description"), ("order" = Option<String>, Query, description = "order[0][col] and order[0][dir], as orderBy and orderByDir"), ("where" = Option<String>, Query, description = "Mautic's where[n][col|expr|val] (and orX/andX groups) on the columns orderBy names"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
     let query = q.entity_query(TAG_COLUMNS, ("t.tag", false), 100)?;
     let mut db = state.store.read().await?;
