@@ -1026,7 +1026,7 @@ async fn entity_lists_filter_and_order(backend: Backend) {
         "/api/tags?where[0][col]=tag&where[0][expr]=resembles&where[0][val]=x",
         "/api/stages?where[0][col]=weight&where[0][expr]=gt&where[0][val]=heavy",
         "/api/notes?order[0][col]=nope",
-        "/api/fields/contact?where[0][col]=alias&where[0][expr]=eq&where[0][val]=email",
+        "/api/fields/contact?where[0][col]=colour&where[0][expr]=eq&where[0][val]=red",
     ] {
         let r = s.get(bad).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
@@ -1111,6 +1111,19 @@ async fn entity_lists_filter_and_order(backend: Backend) {
         s.get("/api/fields/contact?orderBy=colour").await.status,
         400
     );
+    // Mautic's where on the fields' properties, as its PHP client sends it.
+    let r = s
+        .get("/api/fields/contact?where[0][col]=f.alias&where[0][expr]=in&where[0][val]=email,city&where[1][col]=label&where[1][expr]=isNotEmpty")
+        .await
+        .expect(200);
+    let mut got = names(&r, "fields", "/alias");
+    got.sort();
+    assert_eq!(got, ["city", "email"]);
+    let r = s
+        .get("/api/fields/contact?where[0][col]=isPublished&where[0][expr]=eq&where[0][val]=false")
+        .await
+        .expect(200);
+    assert_eq!(names(&r, "fields", "/alias"), ["shoe_size"]);
     s.stop().await;
 }
 

@@ -60,6 +60,8 @@ pub fn where_conditions(
     wheres: &[WhereFilter],
 ) -> Result<Vec<String>, String> {
     let resolve = |name: &str| {
+        // Mautic's clients may name a column with its table's alias (`comp.id`, `f.label`).
+        let name = name.rsplit_once('.').map_or(name, |(_, n)| n);
         find_column(columns, name).map(|c| Col {
             sql: c.sql.to_owned(),
             kind: c.kind,

@@ -2,7 +2,9 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::db::{Backend, DbResult, Exec, Kind, Row, Value};
+use super::contact_search::WhereFilter;
+use super::db::{Backend, DbResult, Exec, Kind, Params, Row, Value};
+use super::entity_list::{ListColumn, where_conditions};
 use crate::contacts::fields::{DEFAULT_FIELDS, FieldDef, FieldType};
 use crate::params;
 
@@ -289,4 +291,43 @@ pub async fn max_order(db: &mut impl Exec) -> DbResult<i64> {
 /// A NULL of the column type, for clearing.
 pub fn null(f: &FieldDef) -> Value {
     Value::Null(f.kind())
+}
+
+/// What the fields list's `orderBy`-like names and `where` filters may name, as Mautic's
+/// field properties.
+pub const FIELD_COLUMNS: &[ListColumn] = &[
+    ListColumn::int("id", "id"),
+    ListColumn::text("alias", "alias"),
+    ListColumn::text("label", "label"),
+    ListColumn::text("type", "type"),
+    ListColumn::text("group", "field_group"),
+    ListColumn::int("order", "field_order"),
+    ListColumn::text("defaultValue", "default_value"),
+    ListColumn::int("isRequired", "is_required"),
+    ListColumn::int("isUniqueIdentifier", "is_unique_identifier"),
+    ListColumn::int("isPubliclyUpdatable", "is_publicly_updatable"),
+    ListColumn::int("isShortVisible", "is_short_visible"),
+    ListColumn::int("isListable", "is_listable"),
+    ListColumn::int("isVisible", "is_visible"),
+    ListColumn::int("isFixed", "is_fixed"),
+    ListColumn::int("isPublished", "is_published"),
+    ListColumn::time("dateAdded", "date_added"),
+    ListColumn::time("dateModified", "date_modified"),
+];
+
+/// The ids of the fields that `wheres` (checked against `FIELD_COLUMNS`) keep.
+pub async fn matching_ids(db: &mut impl Exec, wheres: &[WhereFilter]) -> DbResult<Vec<i64>> {
+    let mut p = Params::default();
+    let conds = where_conditions(db.backend(), &mut p, FIELD_COLUMNS, wheres)
+        // Checked when the request was read.
+        .unwrap_or_else(|_| vec!["1 = 0".to_owned()]);
+    let sql = format!(
+        "SELECT id FROM contact_fields WHERE {}",
+        match conds.is_empty() {
+            true => "1 = 1".to_owned(),
+            false => conds.join(" AND "),
+        }
+    );
+    let rows = db.fetch_all(&sql, p.values).await?;
+    Ok(rows.iter().map(|r| r.i64("id")).collect())
 }

@@ -13,6 +13,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
+use crate::store;
 
 fn check_object(object: &str) -> AppResult<()> {
     match object {
@@ -83,7 +84,7 @@ impl FieldSearch {
 }
 
 /// `GET /api/fields/contact`
-#[utoipa::path(get, path = "/api/fields/{object}", tag = "fields", summary = "List contact fields", params(("object" = String, Path, description = "contact"), ("search" = Option<String>, Query, description = "Text in the alias or label, and/or ids:1,2,3, type:…, group:…"), ("published" = Option<bool>, Query), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, alias, label, type, group, order (the default), dateAdded"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
+#[utoipa::path(get, path = "/api/fields/{object}", tag = "fields", summary = "List contact fields", params(("object" = String, Path, description = "contact"), ("search" = Option<String>, Query, description = "Text in the alias or label, and/or ids:1,2,3, type:…, group:…"), ("published" = Option<bool>, Query), ("where" = Option<String>, Query, description = "Mautic's where[n][col|expr|val] on alias, label, type, group, order, isPublished, isRequired, isUniqueIdentifier …"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, alias, label, type, group, order (the default), dateAdded"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(
     State(state): State<SharedState>,
     Path(object): Path<String>,
@@ -92,12 +93,24 @@ pub async fn list(
     check_object(&object)?;
     let mut db = state.store.read().await?;
     let fields = state.fields(&mut db).await?;
-    if q.0.get("where").is_some_and(|w| !w.is_null()) {
-        // Refused rather than ignored: a client must not act on fields it did not ask for.
-        return Err(AppError::bad_request(
-            "where filters are not taken here; search with ids:, type:, group: or text",
-        ));
-    }
+    // Mautic's `where` on the fields' properties (its PHP client sends `label isNotEmpty`).
+    let wheres = crate::contacts::search::where_filters(q.0.get("where").unwrap_or(&Value::Null))?;
+    store::entity_list::where_conditions(
+        store::Backend::Sqlite,
+        &mut store::Params::default(),
+        store::fields::FIELD_COLUMNS,
+        &wheres,
+    )
+    .map_err(AppError::bad_request)?;
+    let kept: Option<std::collections::HashSet<i64>> = match wheres.is_empty() {
+        true => None,
+        false => Some(
+            store::fields::matching_ids(&mut db, &wheres)
+                .await?
+                .into_iter()
+                .collect(),
+        ),
+    };
     let search = FieldSearch::parse(q.str("search").unwrap_or(""))?;
     let published_only = q.flag("published");
     let start = q.int("start", 0)? as usize;
@@ -105,6 +118,7 @@ pub async fn list(
     let mut matching: Vec<_> = fields
         .iter()
         .filter(|f| search.matches(f) && (f.is_published || !published_only))
+        .filter(|f| kept.as_ref().is_none_or(|k| k.contains(&f.id)))
         .collect();
     let (by, descending) = q.order()?;
     let key = |f: &FieldDef| -> (String, i64) {
