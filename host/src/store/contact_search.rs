@@ -25,6 +25,18 @@ pub struct WhereFilter {
     pub group: Vec<WhereFilter>,
 }
 
+impl WhereFilter {
+    /// `col` equals `value`.
+    pub fn eq(col: &str, value: impl Into<String>) -> WhereFilter {
+        WhereFilter {
+            col: col.to_owned(),
+            expr: "eq".to_owned(),
+            val: WhereValue::One(value.into()),
+            group: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum WhereValue {
     None,

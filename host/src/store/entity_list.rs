@@ -95,6 +95,30 @@ pub struct EntityQuery {
 }
 
 impl EntityQuery {
+    /// Moves an entity's own search commands among `names` (a note's `type:call`, a
+    /// field's `group:social`) out of the free text, as `eq` filters on the column of that
+    /// name; answers the values taken, for the caller to check.
+    pub fn take_commands(&mut self, names: &[&str]) -> Vec<String> {
+        let Some(text) = self.text.take() else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        let mut rest = Vec::new();
+        for token in text.split_whitespace() {
+            match token.split_once(':').and_then(|(name, value)| {
+                Some((*names.iter().find(|n| n.eq_ignore_ascii_case(name))?, value))
+            }) {
+                Some((name, value)) => {
+                    self.wheres.push(WhereFilter::eq(name, value));
+                    taken.push(value.to_owned());
+                }
+                None => rest.push(token),
+            }
+        }
+        self.text = Some(rest.join(" ")).filter(|t| !t.is_empty());
+        taken
+    }
+
     /// The WHERE condition for `ids` and `text` over `id_column` and `text_columns`.
     pub fn condition(
         &self,

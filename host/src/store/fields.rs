@@ -2,9 +2,8 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::contact_search::WhereFilter;
 use super::db::{Backend, DbResult, Exec, Kind, Params, Row, Value};
-use super::entity_list::{ListColumn, where_conditions};
+use super::entity_list::{EntityQuery, ListColumn};
 use crate::contacts::fields::{DEFAULT_FIELDS, FieldDef, FieldType};
 use crate::params;
 
@@ -293,8 +292,7 @@ pub fn null(f: &FieldDef) -> Value {
     Value::Null(f.kind())
 }
 
-/// What the fields list's `orderBy`-like names and `where` filters may name, as Mautic's
-/// field properties.
+/// What the fields list's `orderBy` and `where` may name: Mautic's field properties.
 pub const FIELD_COLUMNS: &[ListColumn] = &[
     ListColumn::int("id", "id"),
     ListColumn::text("alias", "alias"),
@@ -315,19 +313,23 @@ pub const FIELD_COLUMNS: &[ListColumn] = &[
     ListColumn::time("dateModified", "date_modified"),
 ];
 
-/// The ids of the fields that `wheres` (checked against `FIELD_COLUMNS`) keep.
-pub async fn matching_ids(db: &mut impl Exec, wheres: &[WhereFilter]) -> DbResult<Vec<i64>> {
+/// A page of the fields list: the ids in order, and how many match.
+pub async fn page(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<i64>, i64)> {
     let mut p = Params::default();
-    let conds = where_conditions(db.backend(), &mut p, FIELD_COLUMNS, wheres)
-        // Checked when the request was read.
-        .unwrap_or_else(|_| vec!["1 = 0".to_owned()]);
+    let cond = q.condition(db.backend(), &mut p, "id", &["alias", "label"]);
+    let total = db
+        .fetch_i64(
+            &format!("SELECT COUNT(*) FROM contact_fields WHERE {cond}"),
+            p.values.clone(),
+        )
+        .await?
+        .unwrap_or(0);
     let sql = format!(
-        "SELECT id FROM contact_fields WHERE {}",
-        match conds.is_empty() {
-            true => "1 = 1".to_owned(),
-            false => conds.join(" AND "),
-        }
+        "SELECT id FROM contact_fields WHERE {cond} {} LIMIT {} OFFSET {}",
+        q.order(&["field_order", "id"]),
+        p.push(q.limit),
+        p.push(q.offset)
     );
     let rows = db.fetch_all(&sql, p.values).await?;
-    Ok(rows.iter().map(|r| r.i64("id")).collect())
+    Ok((rows.iter().map(|r| r.i64("id")).collect(), total))
 }

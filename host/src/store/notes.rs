@@ -1,7 +1,8 @@
 //! Notes on contacts.
 
+use super::contact_search::WhereFilter;
 use super::db::{DbResult, Exec, Params, Row};
-use super::entity_list::EntityQuery;
+use super::entity_list::{EntityQuery, ListColumn};
 use crate::params;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -43,23 +44,30 @@ pub async fn get(db: &mut impl Exec, id: i64) -> DbResult<Option<Note>> {
         .map(from_row))
 }
 
-pub struct NoteQuery<'a> {
-    pub contact_id: Option<i64>,
-    pub note_type: Option<&'a str>,
-    /// Search (the note's text, `ids:`), order and page.
-    pub list: EntityQuery,
+/// The columns a notes list may be ordered and filtered by (`orderBy`, `where`).
+pub const LIST_COLUMNS: &[ListColumn] = &[
+    ListColumn::int("id", "id"),
+    ListColumn::time("dateAdded", "date_added"),
+    ListColumn::time("dateTime", "date_time"),
+    ListColumn::time("dateModified", "date_modified"),
+    ListColumn::text("type", "type"),
+    ListColumn::text("text", "text"),
+    ListColumn::int("lead", "contact_id"),
+];
+
+/// `q` narrowed to one contact's notes.
+pub fn of_contact(mut q: EntityQuery, contact_id: i64) -> EntityQuery {
+    q.columns = LIST_COLUMNS;
+    q.wheres
+        .push(WhereFilter::eq("lead", contact_id.to_string()));
+    q
 }
 
-pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>, i64)> {
+/// A page of notes: search (the note's text, `ids:`), filters (a contact's notes are
+/// `lead` = its id), order and page.
+pub async fn list(db: &mut impl Exec, q: &EntityQuery) -> DbResult<(Vec<Note>, i64)> {
     let mut p = Params::default();
-    let mut conds = vec![q.list.condition(db.backend(), &mut p, "id", &["text"])];
-    if let Some(c) = q.contact_id {
-        conds.push(format!("contact_id = {}", p.push(c)));
-    }
-    if let Some(t) = q.note_type {
-        conds.push(format!("type = {}", p.push(t)));
-    }
-    let cond = conds.join(" AND ");
+    let cond = q.condition(db.backend(), &mut p, "id", &["text"]);
     let total = db
         .fetch_i64(
             &format!("SELECT COUNT(*) FROM contact_notes WHERE {cond}"),
@@ -69,9 +77,9 @@ pub async fn list(db: &mut impl Exec, q: &NoteQuery<'_>) -> DbResult<(Vec<Note>,
         .unwrap_or(0);
     let sql = format!(
         "SELECT {COLUMNS} FROM contact_notes WHERE {cond} {} LIMIT {} OFFSET {}",
-        q.list.order(&["id"]),
-        p.push(q.list.limit),
-        p.push(q.list.offset)
+        q.order(&["id"]),
+        p.push(q.limit),
+        p.push(q.offset)
     );
     let rows = db.fetch_all(&sql, p.values).await?;
     Ok((rows.iter().map(from_row).collect(), total))

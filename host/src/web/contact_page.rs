@@ -300,15 +300,14 @@ async fn build(
             .ok_or(WebError::NotFound)?;
         let (note_rows, _) = store::notes::list(
             &mut db,
-            &store::notes::NoteQuery {
-                contact_id: Some(id),
-                note_type: None,
-                list: store::entity_list::EntityQuery {
+            &store::notes::of_contact(
+                store::entity_list::EntityQuery {
                     order_by: ("date_added", true),
                     limit: 200,
                     ..Default::default()
                 },
-            },
+                id,
+            ),
         )
         .await?;
         let mut user_ids: Vec<i64> = c.owner_id.into_iter().collect();

@@ -651,11 +651,10 @@ pub async fn notes(
 ) -> AppResult<Json<Value>> {
     let contact_id = require_contact(&state, &contact_id).await?;
     let mut db = state.store.read().await?;
-    let query = store::notes::NoteQuery {
-        contact_id: Some(contact_id),
-        note_type: None,
-        list: q.entity_query(super::notes::NOTE_COLUMNS, ("date_added", true), 30)?,
-    };
+    let query = store::notes::of_contact(
+        q.entity_query(store::notes::LIST_COLUMNS, ("date_added", true), 30)?,
+        contact_id,
+    );
     let (notes, total) = store::notes::list(&mut db, &query).await?;
     Ok(Json(
         json!({ "total": total, "notes": notes.iter().map(super::notes::note_json).collect::<Vec<_>>() }),

@@ -12,7 +12,6 @@ use crate::error::{AppError, AppResult};
 use crate::http::auth::CurrentUser;
 use crate::http::extract::{ApiBody, PhpQuery, id};
 use crate::state::SharedState;
-use crate::store::entity_list::ListColumn;
 use crate::store::{self, notes::Note};
 
 pub fn note_json(n: &Note) -> Value {
@@ -28,38 +27,14 @@ pub fn note_json(n: &Note) -> Value {
     })
 }
 
-/// The columns a notes list may be ordered and filtered by (`orderBy`, `where`).
-pub const NOTE_COLUMNS: &[ListColumn] = &[
-    ListColumn::int("id", "id"),
-    ListColumn::time("dateAdded", "date_added"),
-    ListColumn::time("dateTime", "date_time"),
-    ListColumn::time("dateModified", "date_modified"),
-    ListColumn::text("type", "type"),
-    ListColumn::text("text", "text"),
-    ListColumn::int("lead", "contact_id"),
-];
-
 /// `GET /api/notes`
 #[utoipa::path(get, path = "/api/notes", tag = "notes", summary = "List notes", params(("search" = Option<String>, Query, description = "Text in the note, ids:1,2,3, type:general|email|call|meeting"), ("start" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("orderBy" = Option<String>, Query, description = "id, dateAdded, dateTime, dateModified, type, text"), ("order" = Option<String>, Query, description = "order[0][col] and order[0][dir], as orderBy and orderByDir"), ("where" = Option<String>, Query, description = "Mautic's where[n][col|expr|val] (and orX/andX groups) on the columns orderBy names"), ("orderByDir" = Option<String>, Query)), responses((status = 200)))]
 pub async fn list(State(state): State<SharedState>, q: PhpQuery) -> AppResult<Json<Value>> {
-    let mut list = q.entity_query(NOTE_COLUMNS, ("date_added", true), 30)?;
+    let mut query = q.entity_query(store::notes::LIST_COLUMNS, ("date_added", true), 30)?;
     // Mautic's one search command of its own for notes: type:general|email|call|meeting.
-    let mut note_type = None;
-    if let Some(text) = list.text.take() {
-        let mut rest = Vec::new();
-        for token in text.split_whitespace() {
-            match token.strip_prefix("type:") {
-                Some(t) => note_type = Some(note_service::parse_type(t)?),
-                None => rest.push(token),
-            }
-        }
-        list.text = Some(rest.join(" ")).filter(|t| !t.is_empty());
+    for t in query.take_commands(&["type"]) {
+        note_service::parse_type(&t)?;
     }
-    let query = store::notes::NoteQuery {
-        contact_id: None,
-        note_type,
-        list,
-    };
     let mut db = state.store.read().await?;
     let (notes, total) = store::notes::list(&mut db, &query).await?;
     Ok(Json(
