@@ -10,6 +10,7 @@ pub mod forms;
 pub mod http;
 pub mod imports;
 pub mod jobs;
+pub mod legacy_text;
 pub mod mail;
 pub mod plugins;
 pub mod server;

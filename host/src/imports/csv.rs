@@ -103,23 +103,6 @@ pub fn clip(s: &str) -> String {
     }
 }
 
-/// Text of a value read as UTF-8 that holds bytes UTF-8 cannot read: the well-formed runs
-/// as UTF-8, each broken byte as the Windows-1252 character it is. A Windows-1252 file
-/// whose first accent comes after the sniffed sample reads right so, and a UTF-8 file
-/// with a stray byte loses nothing (a replacement character would destroy the byte).
-pub fn utf8_else_windows_1252(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len() + 8);
-    for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
-        text.push_str(
-            &encoding_rs::WINDOWS_1252
-                .decode_without_bom_handling(chunk.invalid())
-                .0,
-        );
-    }
-    text
-}
-
 pub struct CsvReader<R> {
     input: R,
     /// The byte that ends lines: `\n`, or `\r` in files whose lines end with CR alone
@@ -411,12 +394,11 @@ impl<R: BufRead + Seek> CsvReader<R> {
             let text = match self.dialect.encoding {
                 Encoding::Utf8 => match std::str::from_utf8(bytes) {
                     Ok(s) => s.to_owned(),
-                    Err(_) => utf8_else_windows_1252(bytes),
+                    // A Windows-1252 file whose first accent comes after the sniffed
+                    // sample, or a stray byte: nothing fails or is lost.
+                    Err(_) => crate::legacy_text::utf8_else_windows_1252(bytes),
                 },
-                Encoding::Windows1252 => encoding_rs::WINDOWS_1252
-                    .decode_without_bom_handling(bytes)
-                    .0
-                    .into_owned(),
+                Encoding::Windows1252 => crate::legacy_text::windows_1252(bytes),
             };
             fields.push(text);
         }
@@ -448,10 +430,7 @@ impl<R: BufRead + Seek> CsvReader<R> {
         buf.truncate(read);
         let s = match self.dialect.encoding {
             Encoding::Utf8 => String::from_utf8_lossy(&buf).into_owned(),
-            Encoding::Windows1252 => encoding_rs::WINDOWS_1252
-                .decode_without_bom_handling(&buf)
-                .0
-                .into_owned(),
+            Encoding::Windows1252 => crate::legacy_text::windows_1252(&buf),
         };
         Ok(clip(s.trim_end_matches('\r')))
     }

@@ -179,7 +179,7 @@ pub fn sniff(sample: &[u8], complete: bool) -> Result<Sniffed, String> {
     let body = if bom { &sample[3..] } else { sample };
     // UTF-8 when valid, or mostly valid: far more well-formed non-ASCII characters than
     // broken sequences, which a Windows-1252 file (é is one byte there) almost never has.
-    // Then the broken bytes alone are read as Windows-1252 (`csv::utf8_else_windows_1252`),
+    // Then the broken bytes alone are read as Windows-1252 (`legacy_text::utf8_else_windows_1252`),
     // instead of every accented letter of the file turning into two wrong ones.
     let (non_ascii, invalid) = utf8_counts(body, complete);
     let encoding = if bom || invalid == 0 || non_ascii >= 4 * invalid {

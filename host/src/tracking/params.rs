@@ -172,13 +172,10 @@ pub fn form_pairs(encoded: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Form bytes as text: UTF-8, else Windows-1252.
+/// Form bytes as text: UTF-8, its broken bytes as Windows-1252.
 pub fn form_text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| {
-        // No BOM sniffing: `%FF%FE` at a value's start is two letters, not UTF-16.
-        let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(e.as_bytes());
-        text.into_owned()
-    })
+    String::from_utf8(bytes)
+        .unwrap_or_else(|e| crate::legacy_text::utf8_else_windows_1252(e.as_bytes()))
 }
 
 pub fn parse(raw: Vec<(String, String)>) -> HitParams {
