@@ -1,6 +1,7 @@
 //! The search, filters, order and page of the simple entity lists of Mautic's API (tags,
-//! stages, notes, companies): `search` is free text or `ids:1,2,3`, `where` filters and
-//! `orderBy` name the entity's columns, `published=1` keeps published ones.
+//! stages, notes, companies, fields): `search` is free text or `ids:1,2,3` (and an
+//! entity's own commands, `take_commands`), `where` filters and `orderBy` name the
+//! entity's columns, `published=1` keeps published ones.
 
 use super::contact_search::{Col, WhereFilter, where_sql};
 use super::db::{Backend, Kind, Params};
@@ -119,7 +120,8 @@ impl EntityQuery {
         taken
     }
 
-    /// The WHERE condition for `ids` and `text` over `id_column` and `text_columns`.
+    /// The WHERE condition: `ids` over `id_column`, `text` over `text_columns`, then
+    /// `published_only` and `wheres`.
     pub fn condition(
         &self,
         backend: Backend,
